@@ -1,0 +1,3 @@
+from i2scli.cli import main
+
+main()

@@ -1,0 +1,667 @@
+"""The virtual board: real MicroPython behind a pseudo-terminal, with a link that behaves
+like the imitated board's USB or UART port. See docs/sim-internals.md for the layout.
+
+    with VirtualBoard("rp2", rx_source="ramp") as board:
+        serial.Serial(board.path)  # like any USB-serial board
+"""
+
+from __future__ import annotations
+
+import array
+import collections
+import fcntl
+import json
+import os
+import signal
+import struct
+import subprocess
+import sys
+import tempfile
+import termios
+import threading
+import time
+import tty
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from i2scli.sim.bus import BusModel, Session
+from i2scli.sim.faults import Fault, parse_fault
+from i2scli.sim.profiles import Profile, get_profile
+from i2scli.sim.wire import Capture, Source, parse_source, wire_dtype
+
+RUNTIME = Path(__file__).parent / "runtime"
+F_SETPIPE_SZ = 1031
+
+# Runs the MicroPython unix port inside a small CPython launcher: puts the record channel on
+# fds 3 and 4, then hands argv to MicroPython's own main().
+LAUNCHER = (
+    "import fcntl, os, sys\n"
+    "a, b = int(sys.argv[1]), int(sys.argv[2])\n"
+    "a2 = fcntl.fcntl(a, fcntl.F_DUPFD, 10)\n"
+    "b2 = fcntl.fcntl(b, fcntl.F_DUPFD, 10)\n"
+    "os.dup2(a2, 3)\n"
+    "os.dup2(b2, 4)\n"
+    "for fd in {a, b, a2, b2} - {3, 4}:\n"
+    "    os.close(fd)\n"
+    "from micropython_unix import main\n"
+    "sys.argv = ['micropython'] + sys.argv[3:]\n"
+    "sys.exit(main())\n"
+)
+
+
+def now_us() -> int:
+    """The board's clock: MicroPython's ticks_us on the unix port is CLOCK_MONOTONIC in µs."""
+    return time.monotonic_ns() // 1000
+
+
+class Pacer:
+    """Holds a byte stream to `rate` bytes/s (None: no limit), with a 2 ms burst."""
+
+    def __init__(self, rate: int | None):
+        self.rate = rate
+        self._next = time.monotonic()
+
+    def chunk(self) -> int:
+        return 65536 if not self.rate else max(1, self.rate // 500)
+
+    def wait(self, n: int) -> None:
+        if not self.rate:
+            return
+        now = time.monotonic()
+        if self._next < now - 0.002:
+            self._next = now - 0.002
+        self._next += n / self.rate
+        delay = self._next - now
+        if delay > 0:
+            time.sleep(delay)
+
+
+@dataclass
+class SessionState:
+    """The model's half of one I2S session: ring contents and counters."""
+
+    info: Session
+    frame_bytes: int
+    tx_ring: bytearray = field(default_factory=bytearray)
+    rx_ring: collections.deque = field(default_factory=collections.deque)  # [src, clock, n]
+    clocked: int = 0  # frames clocked on the wire so far
+    wire_frames: int = 0  # TX: frames of ring data clocked out
+    zero_frames: int = 0  # TX: silence clocked (before first write or underrun)
+    read_frames: int = 0  # RX: frames handed to the board code
+    dropped_frames: int = 0  # RX: frames lost to overflow
+
+
+@dataclass
+class Stats:
+    in_bytes: int = 0
+    in_dropped: int = 0
+    out_bytes: int = 0
+    out_dropped: int = 0
+    ctrl_c: int = 0
+    soft_resets: int = 0
+    hard_resets: int = 0
+    crashes: int = 0
+    tx_frames: int = 0
+    rx_frames: int = 0
+    underruns: int = 0
+    underrun_frames: int = 0
+    overruns: int = 0
+    overrun_frames: int = 0
+
+
+class BoardGone(Exception):
+    pass
+
+
+class VirtualBoard:
+    """A virtual MicroPython board reachable through a pseudo-terminal (see module doc)."""
+
+    def __init__(
+        self,
+        profile: str | Profile | None = None,
+        *,
+        tx_capture: str | None = None,
+        rx_source: str | Source | None = None,
+        codec_release: float = 0.0,
+        codec_drive: float = 0.0,
+        codec_dir_pin: object = None,
+        dir_rx_level: int = 0,
+        vcd: str | None = None,
+        events: str | None = None,
+        faults: list[str | Fault] = (),
+        fs: str | None = None,
+    ):
+        self.profile = profile if isinstance(profile, Profile) else get_profile(profile)
+        self.source = rx_source if isinstance(rx_source, Source) else parse_source(rx_source)
+        self.capture = Capture(tx_capture) if tx_capture else None
+        self.vcd_path = vcd
+        self.events_path = events
+        self.faults = [f if isinstance(f, Fault) else parse_fault(f) for f in faults]
+        dir_pin = self.profile.dir_pin if codec_dir_pin is None else codec_dir_pin
+        if isinstance(dir_pin, str) and dir_pin.lower() == "none":
+            dir_pin = None
+        self.bus = BusModel(
+            dir_pin=dir_pin,
+            dir_rx_level=dir_rx_level,
+            drive_delay_us=round(codec_drive * 1e6),
+            release_delay_us=round(codec_release * 1e6),
+            sd_net=set(self.profile.sd_net),
+        )
+        self._tmp = tempfile.TemporaryDirectory(prefix="i2s-sim-")
+        self.fs_dir = Path(fs) if fs else Path(self._tmp.name) / "fs"
+        self.fs_dir.mkdir(parents=True, exist_ok=True)
+        self.stats = Stats()
+        self.events: list[dict] = []
+        self.sessions: dict[int, SessionState] = {}
+        self.pin_names: dict[int, object] = {}
+        self.path: str | None = None
+        self.intr = -1  # interrupt char in force on the board (3: 0x03 is Ctrl-C)
+        self._link = self.profile.link
+        self._in_pacer = Pacer(self._link.in_rate)
+        self._out_pacer = Pacer(self._link.out_rate)
+        self._overflow = self._link.overflow
+        self._in_offset = 0
+        self._out_offset = 0
+        self._stall_until = 0.0
+        self._stopping = threading.Event()
+        self._gone = threading.Event()
+        self._reboot = False
+        self._soft_mode: str | None = None
+        self._proc: subprocess.Popen | None = None
+        self._lock = threading.Lock()
+        self._threads: list[threading.Thread] = []
+        self.t_origin = now_us()
+        self.t_end: int | None = None
+        self.gone_reason: str | None = None
+        self._log = open(Path(self._tmp.name) / "board-stderr.log", "wb")
+
+    # -- lifecycle ------------------------------------------------------------------------
+    def start(self) -> str:
+        self._master, self._slave = os.openpty()
+        tty.setraw(self._slave)
+        attrs = termios.tcgetattr(self._slave)
+        attrs[3] &= ~termios.ECHO
+        termios.tcsetattr(self._slave, termios.TCSANOW, attrs)
+        os.set_blocking(self._master, False)
+        self.path = os.ttyname(self._slave)
+        # fd 0/1 pipes outlive each interpreter, so input survives a soft reset.
+        self._in_r, self._in_w = os.pipe()
+        self._out_r, self._out_w = os.pipe()
+        try:
+            fcntl.fcntl(self._in_w, F_SETPIPE_SZ, max(65536, self._link.in_buffer * 2))
+        except OSError:
+            pass
+        for target in (self._ctrl_loop, self._in_loop, self._out_loop, self._timer_loop):
+            t = threading.Thread(target=target, name=target.__name__, daemon=True)
+            t.start()
+            self._threads.append(t)
+        self._event({"ev": "sim_start", "profile": self.profile.name, "path": self.path}, now_us())
+        return self.path
+
+    def __enter__(self) -> VirtualBoard:
+        self.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Until the board is unplugged (True) or timeout (False)."""
+        return self._gone.wait(timeout)
+
+    def stop(self) -> dict:
+        """Power the board off, write the outputs, return the summary."""
+        if self.t_end is None:
+            self.t_end = now_us()
+        self._stopping.set()
+        self._kill_child()
+        for t in self._threads:
+            if t is not threading.current_thread():
+                t.join(timeout=2)
+        self._close_port()
+        self._write_outputs()
+        self._log.close()
+        self.source.close()
+        summary = self.summary()
+        self._tmp.cleanup()
+        return summary
+
+    def reboot(self) -> None:
+        """Hard reset: a fresh interpreter that starts as after power-on."""
+        self._reboot = True
+        self._kill_child()
+
+    def unplug(self, reason: str = "unplugged") -> None:
+        if self.t_end is None:
+            self.t_end = now_us()
+        self.gone_reason = reason
+        self._event({"ev": "unplug", "reason": reason}, now_us())
+        self._stopping.set()
+        self._close_port()
+        self._kill_child()
+        self._gone.set()
+
+    def _close_port(self) -> None:
+        with self._lock:
+            for name in ("_master", "_slave"):
+                fd = getattr(self, name, None)
+                if fd is not None:
+                    try:
+                        os.close(fd)
+                    except OSError:
+                        pass
+                    setattr(self, name, None)
+
+    def _kill_child(self) -> None:
+        p = self._proc
+        if p and p.poll() is None:
+            try:
+                os.killpg(p.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+
+    # -- the interpreter and its records --------------------------------------------------
+    def _spawn(self, start: str, mode: str) -> tuple[int, subprocess.Popen]:
+        cfg = {"profile": self.profile.board_dict(), "fs": str(self.fs_dir), "start": start,
+               "mode": mode, "channel": True}
+        cfg["profile"]["in_buffer"] = self._link.in_buffer
+        cfg_path = Path(self._tmp.name) / "config.json"
+        cfg_path.write_text(json.dumps(cfg))
+        ctrl_r, ctrl_w = os.pipe()
+        rx_r, rx_w = os.pipe()
+        heap = f"heapsize={self.profile.heap}"
+        proc = subprocess.Popen(
+            [sys.executable, "-c", LAUNCHER, str(ctrl_w), str(rx_r), "-X", heap,
+             str(RUNTIME / "_board.py"), str(cfg_path)],
+            stdin=self._in_r, stdout=self._out_w, stderr=self._log,
+            pass_fds=(ctrl_w, rx_r), start_new_session=True, cwd=str(self.fs_dir),
+        )
+        os.close(ctrl_w)
+        os.close(rx_r)
+        self._rx_w = rx_w
+        return ctrl_r, proc
+
+    def _ctrl_loop(self) -> None:
+        start, mode = "power", "friendly"
+        while not self._stopping.is_set():
+            ctrl_r, self._proc = self._spawn(start, mode)
+            self._soft_mode = None
+            self.intr = -1
+            with os.fdopen(ctrl_r, "rb", buffering=1 << 16) as records:
+                try:
+                    self._read_records(records)
+                except Exception as e:  # a model bug must not take the board down silently
+                    self._event({"ev": "model_error", "error": repr(e)}, now_us())
+                    self._kill_child()
+            code = self._proc.wait()
+            os.close(self._rx_w)
+            self._end_sessions(now_us())
+            if self._stopping.is_set():
+                break
+            if self._reboot:
+                self._reboot = False
+                self.stats.hard_resets += 1
+                start, mode = "power", "friendly"
+            elif self._soft_mode is not None:
+                self.stats.soft_resets += 1
+                start, mode = "soft", self._soft_mode
+            else:
+                self.stats.crashes += 1
+                self._event({"ev": "crash", "exit_code": code}, now_us())
+                start, mode = "power", "friendly"
+
+    def _read_records(self, f) -> None:
+        while True:
+            head = f.read(4)
+            if len(head) < 4:
+                return
+            kind, n = head[0], head[1] | head[2] << 8 | head[3] << 16
+            payload = f.read(n)
+            if len(payload) < n:
+                return
+            if kind == 0x54:  # T
+                s = self.sessions.get(payload[0])
+                if s is not None:
+                    s.tx_ring += payload[1:]
+            elif kind == 0x43:  # C
+                self._on_clock(*struct.unpack("<BII", payload))
+            elif kind == 0x52:  # R
+                self._on_rx(*struct.unpack("<BIII", payload))
+            elif kind == 0x50:  # P
+                idx, value, t = struct.unpack("<HBq", payload)
+                name = self.pin_names.get(idx, idx)
+                self.bus.pin_value(name, value, t)
+                self._event({"ev": "pin_value", "name": name, "value": value}, t)
+            elif kind == 0x49:  # I
+                self.intr = struct.unpack("<i", payload)[0]
+            elif kind == 0x4A:  # J
+                self._on_event(json.loads(payload))
+
+    def _on_event(self, e: dict) -> None:
+        t = e.pop("t", None) or now_us()
+        ev = e.get("ev")
+        if ev == "boot":
+            self._in_pacer.rate = self._link.in_rate
+            self._overflow = self._link.overflow
+        elif ev == "soft_reset":
+            self._soft_mode = e.get("mode", "friendly")
+        elif ev == "vcp":
+            self._in_pacer.rate = self._link.vcp_in_rate or self._link.in_rate
+            self._overflow = "block" if e.get("flow") == "rts" else "drop"
+        elif ev == "pin":
+            self.pin_names[e["idx"]] = e["name"]
+            self.bus.pin_mode(e["name"], e.get("mode"), e.get("value"), t)
+        elif ev == "i2s_init":
+            channels = 2 if e["format"] == "stereo" else 1
+            info = Session(e["sid"], e["mode"], e["sd"], e["rate"], e["bits"], channels, t)
+            self.sessions[e["sid"]] = SessionState(info, e["bits"] // 8 * channels)
+            self.bus.i2s_init(info)
+        elif ev == "i2s_deinit":
+            self._end_session(e["sid"], t, e)
+        self._event(e, t)
+
+    def _on_clock(self, sid: int, ring_frames: int, zero_frames: int) -> None:
+        s = self.sessions.get(sid)
+        if s is None:
+            return
+        info = s.info
+        n = ring_frames * s.frame_bytes
+        data, s.tx_ring[:n] = bytes(s.tx_ring[:n]), b""
+        if self.capture and data:
+            self.capture.write(data, info.bits, info.channels, info.rate)
+        if self.capture and zero_frames:
+            self.capture.zeros(zero_frames, info.bits, info.rate)
+        s.wire_frames += ring_frames
+        s.zero_frames += zero_frames
+        s.clocked += ring_frames + zero_frames
+
+    def _on_rx(self, sid: int, fill: int, drop: int, nbytes: int) -> None:
+        s = self.sessions.get(sid)
+        if s is not None:
+            if fill:
+                s.rx_ring.append([self._src_pos, s.clocked, fill])
+                self._src_pos += fill
+                s.clocked += fill
+            if drop:
+                self._src_pos += drop
+                s.clocked += drop
+                s.dropped_frames += drop
+        out = self._render_rx(s, nbytes // s.frame_bytes if s else 0) if s else b""
+        out = out.ljust(nbytes, b"\0")[:nbytes]
+        view = memoryview(out)
+        while view:
+            view = view[os.write(self._rx_w, view):]
+
+    _src_pos = 0  # the microphone's position: one frame per RX frame clocked, ever
+
+    def _render_rx(self, s: SessionState, frames: int) -> bytes:
+        info, parts = s.info, []
+        while frames > 0 and s.rx_ring:
+            seg = s.rx_ring[0]
+            n = min(frames, seg[2])
+            samples = self.source.frames(seg[0], n, info.rate, info.bits, info.channels)
+            times = info.t0 + (seg[1] + np.arange(n, dtype=np.int64)) * 1_000_000 // info.rate
+            state = self.bus.rx_states(times)
+            if state.any():
+                samples = samples.copy()
+                samples[state == 1] = 0  # nobody drives SD: it reads low
+                samples[state == 2] = -1  # two drivers fight: garbage
+            parts.append(np.ascontiguousarray(samples, wire_dtype(info.bits)).tobytes())
+            seg[0] += n
+            seg[1] += n
+            seg[2] -= n
+            if not seg[2]:
+                s.rx_ring.popleft()
+            frames -= n
+            s.read_frames += n
+        return b"".join(parts)
+
+    def _end_session(self, sid: int, t: int, report: dict | None = None) -> None:
+        s = self.sessions.pop(sid, None)
+        if s is None:
+            return
+        self.bus.i2s_deinit(sid, t)
+        st = self.stats
+        if s.info.mode == "tx":
+            st.tx_frames += s.wire_frames
+        else:
+            st.rx_frames += s.read_frames
+        if report:
+            st.underruns += report.get("underruns", 0)
+            st.underrun_frames += report.get("underrun_frames", 0)
+            st.overruns += report.get("overruns", 0)
+            st.overrun_frames += report.get("overrun_frames", 0)
+
+    def _end_sessions(self, t: int) -> None:
+        for sid in list(self.sessions):
+            self._end_session(sid, t)
+
+    # -- the link ---------------------------------------------------------------------------
+    def _stalled(self) -> None:
+        while time.monotonic() < self._stall_until and not self._stopping.is_set():
+            time.sleep(0.001)
+
+    def _in_loop(self) -> None:
+        import select
+
+        while not self._stopping.is_set():
+            fd = self._master
+            if fd is None:
+                return
+            try:
+                r, _, _ = select.select([fd], [], [], 0.1)
+                if not r:
+                    continue
+                data = os.read(fd, self._in_pacer.chunk())
+            except BlockingIOError:
+                continue
+            except (OSError, ValueError, TypeError):
+                if self._master is None:
+                    return
+                time.sleep(0.01)
+                continue
+            self._receive(data)
+
+    def _fault_at(self, direction: str, offset: int, n: int) -> Fault | None:
+        for f in self.faults:
+            if not f.fired and f.offset is not None and f.direction == direction \
+                    and offset <= f.offset < offset + n:
+                return f
+        return None
+
+    def _receive(self, data: bytes) -> None:
+        """Bytes arriving from the host, in order: faults, Ctrl-C, pace, input buffer."""
+        while data and not self._stopping.is_set():
+            f = self._fault_at("in", self._in_offset, len(data))
+            if f is not None:
+                cut = f.offset - self._in_offset
+                self._receive_clean(data[:cut])
+                self._in_offset += cut
+                data = data[cut:]
+                f.fired = True
+                self._event({"ev": "fault", "fault": str(f)}, now_us())
+                if f.kind == "drop":
+                    data, self._in_offset = data[1:], self._in_offset + 1
+                elif f.kind == "corrupt":
+                    data = bytes([data[0] ^ f.xor]) + data[1:]
+                else:
+                    self._fire(f)
+                continue
+            self._receive_clean(data)
+            self._in_offset += len(data)
+            return
+
+    def _receive_clean(self, data: bytes) -> None:
+        while data:
+            if self.intr == 3 and 3 in data:
+                i = data.index(3)
+                self._pace_in(data[:i])
+                self._ctrl_c()
+                data = data[i + 1:]
+            else:
+                self._pace_in(data)
+                return
+
+    def _ctrl_c(self) -> None:
+        self.stats.ctrl_c += 1
+        if self._link.ctrl_c_wipes_input:
+            os.set_blocking(self._in_r, False)
+            try:
+                while os.read(self._in_r, 65536):
+                    pass
+            except BlockingIOError:
+                pass
+            os.set_blocking(self._in_r, True)
+        p = self._proc
+        if p and p.poll() is None:
+            os.kill(p.pid, signal.SIGINT)
+        self._event({"ev": "ctrl_c"}, now_us())
+
+    def _pace_in(self, data: bytes) -> None:
+        step = self._in_pacer.chunk()
+        for i in range(0, len(data), step):
+            self._stalled()
+            piece = data[i:i + step]
+            self._in_pacer.wait(len(piece))
+            self._buffer_in(piece)
+
+    def _buffer_in(self, data: bytes) -> None:
+        """Into the board's input buffer (the fd 0 pipe), which holds in_buffer bytes."""
+        cap = self._link.in_buffer
+        buf = array.array("i", [0])
+        while data and not self._stopping.is_set():
+            fcntl.ioctl(self._in_w, termios.FIONREAD, buf)
+            space = cap - buf[0]
+            if space > 0:
+                n = os.write(self._in_w, data[:space])
+                self.stats.in_bytes += n
+                data = data[n:]
+            if data:
+                if self._overflow == "drop":
+                    self.stats.in_dropped += len(data)
+                    self._event({"ev": "input_overflow", "dropped": len(data)}, now_us())
+                    return
+                time.sleep(0.0002)  # back-pressure: the host waits while the board reads
+
+    def _out_loop(self) -> None:
+        import select
+
+        while not self._stopping.is_set():
+            r, _, _ = select.select([self._out_r], [], [], 0.1)
+            if not r:
+                continue
+            data = os.read(self._out_r, self._out_pacer.chunk())
+            f = self._fault_at("out", self._out_offset, len(data))
+            if f is not None:
+                i = f.offset - self._out_offset
+                f.fired = True
+                self._event({"ev": "fault", "fault": str(f)}, now_us())
+                if f.kind == "drop":
+                    data = data[:i] + data[i + 1:]
+                    self._out_offset += 1
+                elif f.kind == "corrupt":
+                    data = data[:i] + bytes([data[i] ^ f.xor]) + data[i + 1:]
+                else:
+                    self._fire(f)
+            self._out_offset += len(data)
+            self._stalled()
+            self._out_pacer.wait(len(data))
+            self._send_out(data)
+
+    def _send_out(self, data: bytes) -> None:
+        import select
+
+        view = memoryview(data)
+        while view and not self._stopping.is_set():
+            fd = self._master
+            if fd is None:
+                return
+            try:
+                _, w, _ = select.select([], [fd], [], self._link.stall_drop_s)
+                if not w:  # nobody reads: the board's USB stack gives up on this data
+                    self.stats.out_dropped += len(view)
+                    return
+                n = os.write(fd, view)
+            except BlockingIOError:
+                continue
+            except (OSError, ValueError, TypeError):
+                return
+            self.stats.out_bytes += n
+            view = view[n:]
+
+    def _fire(self, f: Fault) -> None:
+        f.fired = True
+        if f.kind == "stall":
+            self._stall_until = time.monotonic() + f.duration
+        elif f.kind == "reboot":
+            self.reboot()
+        elif f.kind == "unplug":
+            threading.Thread(target=self.unplug, args=(f"fault {f}",), daemon=True).start()
+
+    def _timer_loop(self) -> None:
+        t0 = time.monotonic()
+        pending = [f for f in self.faults if f.at is not None and f.offset is None]
+        for f in sorted(pending, key=lambda f: f.at):
+            if self._stopping.wait(max(0.0, t0 + f.at - time.monotonic())):
+                return
+            self._event({"ev": "fault", "fault": str(f)}, now_us())
+            self._fire(f)
+
+    # -- outputs -----------------------------------------------------------------------------
+    def _event(self, e: dict, t: int) -> None:
+        e = dict(e)
+        e["t"] = round((t - self.t_origin) / 1e6, 6)
+        e["t_us"] = t
+        self.events.append(e)
+
+    def conflicts(self) -> list[tuple[int, int]]:
+        return self.bus.conflicts(self.t_end or now_us())
+
+    def _write_outputs(self) -> None:
+        if self.capture:
+            self.capture.close()
+        t_end = self.t_end or now_us()
+        if self.events_path:
+            derived = [{"ev": "bus_conflict", "start_us": a, "end_us": b, "t_us": a}
+                       for a, b in self.bus.conflicts(t_end)]
+            derived += [{"ev": "clock_gap", "start_us": a, "end_us": b, "gap_us": b - a, "t_us": a}
+                        for a, b in self.bus.clock_gaps()]
+            for d in derived:
+                d["t"] = round((d["t_us"] - self.t_origin) / 1e6, 6)
+            with open(self.events_path, "w") as f:
+                for e in sorted(self.events + derived, key=lambda e: e["t_us"]):
+                    f.write(json.dumps(e) + "\n")
+        if self.vcd_path:
+            self.bus.write_vcd(self.vcd_path, self.t_origin, t_end)
+
+    def summary(self) -> dict:
+        t_end = self.t_end or now_us()
+        st = self.stats
+        return {
+            "profile": self.profile.name,
+            "path": self.path,
+            "seconds": round((t_end - self.t_origin) / 1e6, 3),
+            **st.__dict__,
+            "conflicts": len(self.bus.conflicts(t_end)),
+            "clock_gaps": [b - a for a, b in self.bus.clock_gaps()],
+            "faults": [str(f) for f in self.faults if f.fired],
+            "gone": self.gone_reason,
+        }
+
+    def summary_line(self) -> str:
+        s = self.summary()
+        gaps = s["clock_gaps"]
+        line = (
+            f"sim: {s['profile']} board ran {s['seconds']:.1f} s; "
+            f"in {s['in_bytes']} B ({s['in_dropped']} dropped), out {s['out_bytes']} B "
+            f"({s['out_dropped']} dropped); TX {s['tx_frames']} frames "
+            f"({s['underruns']} underruns), RX {s['rx_frames']} frames ({s['overruns']} overruns); "
+            f"{s['conflicts']} bus conflicts, {len(gaps)} clock gaps"
+        )
+        if gaps:
+            line += f" (longest {max(gaps) / 1000:.2f} ms)"
+        if s["gone"]:
+            line += f"; {s['gone']}"
+        return line

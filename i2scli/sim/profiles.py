@@ -1,0 +1,184 @@
+"""Board profiles for the virtual board: what each imitated board is and what its link carries.
+
+Every number here is explained, with its source, in docs/sim.md.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, replace
+
+USB_FS_OUT = 1_000_000  # board -> host over USB full speed CDC, bytes/s (12 Mbit/s bus, shared)
+STDIN_IN = 180_000  # host -> board through sys.stdin.buffer (byte-at-a-time in C), bytes/s
+VCP_IN = 450_000  # host -> board through pyb.USB_VCP.readinto, ~2.5x the stdin path
+UART_115200 = 11_520  # 115200 baud, 8N1: 10 bits per byte
+
+STM32_PINS = [f"{p}{n}" for p in ("X", "Y") for n in range(1, 13)]
+OPENMV_PINS = [f"P{n}" for n in range(10)]
+RP2_PINS = list(range(30))
+ESP32_PINS = [0, 2, 4, 5] + list(range(12, 20)) + [21, 22, 23, 25, 26, 27, 32, 33, 34, 35, 36, 39]
+MIMXRT_PINS = list(range(42))
+MIMXRT_RATES = [8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000]
+
+
+@dataclass(frozen=True)
+class Link:
+    """What the USB/UART link between host and board carries."""
+
+    in_rate: int | None  # host -> board bytes/s through sys.stdin; None = unlimited
+    out_rate: int | None  # board -> host bytes/s; None = unlimited
+    in_buffer: int  # board input buffer, bytes
+    overflow: str  # "drop" (bytes that do not fit are lost) or "block" (sender held back)
+    vcp_in_rate: int | None = None  # host -> board bytes/s through pyb.USB_VCP (stm32 ports)
+    ctrl_c_wipes_input: bool = False  # TinyUSB ports clear the input buffer on Ctrl-C
+    stall_drop_s: float = 0.5  # output is dropped once the host has not read for this long
+
+
+@dataclass(frozen=True)
+class I2SRules:
+    """How the port's machine.I2S checks its arguments."""
+
+    ids: tuple[int, ...]
+    ws_is_sck_plus_1: bool = False  # rp2: PIO needs ws on the pin after sck
+    mck: bool = False  # mck= accepted (mimxrt only)
+    rates: tuple[int, ...] | None = None  # accepted rates; None = any positive rate
+    # mimxrt: fixed pads per (id, mode): {"2": {"tx": {"sck": 4, "ws": 3, "sd": 2}}}
+    pads: dict | None = None
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    description: str
+    platform: str  # sys.platform
+    machine: str  # os.uname().machine and sys.implementation._machine
+    release: str  # os.uname().release
+    pins: tuple  # valid pin ids (str names or ints)
+    link: Link
+    i2s: I2SRules | None  # None: the port has no machine.I2S
+    vcp: bool = False  # pyb.USB_VCP exists (stm32-based ports)
+    dir_pin: object = None  # default codec DIR pin
+    sd_net: tuple = ()  # pads wired together as the one SD line (two tied pads on openmv)
+    heap: int = 256 * 1024  # MicroPython heap, bytes
+
+    def board_dict(self) -> dict:
+        """The part of the profile the board process needs (JSON-able)."""
+        d = asdict(self)
+        d.pop("link")
+        d["pins"] = list(self.pins)
+        d["sd_net"] = list(self.sd_net)
+        return d
+
+    def with_link(self, **changes) -> Profile:
+        return replace(self, link=replace(self.link, **changes))
+
+
+PROFILES: dict[str, Profile] = {
+    "openmv": Profile(
+        name="openmv",
+        description="OpenMV Cam H7 Plus (stm32 port): I2S(2) on P2/P3, TX on P0, RX on P1",
+        platform="pyboard",
+        machine="OpenMV4P-H7 with STM32H743",
+        release="1.28.0",
+        pins=tuple(OPENMV_PINS),
+        link=Link(STDIN_IN, USB_FS_OUT, 1024, "drop", vcp_in_rate=VCP_IN),
+        i2s=I2SRules(ids=(2,)),
+        vcp=True,
+        dir_pin="P4",
+        sd_net=("P0", "P1"),
+        heap=256 * 1024,
+    ),
+    "stm32": Profile(
+        name="stm32",
+        description="pyboard v1.1 (stm32 port): I2S(2) on Y6 (SCK), Y5 (WS), Y8 (SD)",
+        platform="pyboard",
+        machine="PYBv1.1 with STM32F405RG",
+        release="1.28.0",
+        pins=tuple(STM32_PINS),
+        link=Link(STDIN_IN, USB_FS_OUT, 1024, "drop", vcp_in_rate=VCP_IN),
+        i2s=I2SRules(ids=(1, 2)),
+        vcp=True,
+        dir_pin="Y4",
+        heap=100 * 1024,
+    ),
+    "rp2": Profile(
+        name="rp2",
+        description="Raspberry Pi Pico (rp2 port, TinyUSB): I2S on GP16 (SCK), GP17 (WS), GP18 (SD)",
+        platform="rp2",
+        machine="Raspberry Pi Pico with RP2040",
+        release="1.28.0",
+        pins=tuple(RP2_PINS),
+        link=Link(STDIN_IN, USB_FS_OUT, 512, "block", ctrl_c_wipes_input=True),
+        i2s=I2SRules(ids=(0, 1), ws_is_sck_plus_1=True),
+        dir_pin=15,
+        heap=192 * 1024,
+    ),
+    "esp32": Profile(
+        name="esp32",
+        description="ESP32 DevKit (esp32 port) behind a CP2102 UART bridge at 115200 baud",
+        platform="esp32",
+        machine="Generic ESP32 module with ESP32",
+        release="1.28.0",
+        pins=tuple(ESP32_PINS),
+        link=Link(UART_115200, UART_115200, 260, "drop"),
+        i2s=I2SRules(ids=(0, 1)),
+        dir_pin=4,
+        heap=110 * 1024,
+    ),
+    "mimxrt": Profile(
+        name="mimxrt",
+        description="Teensy 4.1 (mimxrt port, TinyUSB): TX I2S(2) 4/3/2, RX I2S(1) 21/20/8",
+        platform="mimxrt",
+        machine="Teensy 4.1 with MIMXRT1062DVJ6A",
+        release="1.28.0",
+        pins=tuple(MIMXRT_PINS),
+        link=Link(STDIN_IN, USB_FS_OUT, 512, "block", ctrl_c_wipes_input=True),
+        i2s=I2SRules(
+            ids=(1, 2),
+            mck=True,
+            rates=tuple(MIMXRT_RATES),
+            pads={
+                "1": {"rx": {"sck": 21, "ws": 20, "sd": 8, "mck": 23}},
+                "2": {"tx": {"sck": 4, "ws": 3, "sd": 2, "mck": 33}},
+            },
+        ),
+        dir_pin=6,
+        sd_net=(2, 8),
+        heap=256 * 1024,
+    ),
+    "no-i2s": Profile(
+        name="no-i2s",
+        description="OpenMV Cam AE3 (alif port): no machine.I2S",
+        platform="alif",
+        machine="OpenMV AE3 with AE302F80F55D5AE",
+        release="1.28.0",
+        pins=tuple(OPENMV_PINS),
+        link=Link(STDIN_IN, USB_FS_OUT, 512, "block", ctrl_c_wipes_input=True),
+        i2s=None,
+        heap=256 * 1024,
+    ),
+    "fast": Profile(
+        name="fast",
+        description="No link limit, for measuring the software (rp2 rules otherwise)",
+        platform="rp2",
+        machine="Virtual fast board with RP2040",
+        release="1.28.0",
+        pins=tuple(RP2_PINS),
+        link=Link(None, None, 65536, "block"),
+        i2s=I2SRules(ids=(0, 1), ws_is_sck_plus_1=True),
+        dir_pin=15,
+        heap=1024 * 1024,
+    ),
+}
+
+DEFAULT_PROFILE = "openmv"
+
+
+def get_profile(name: str | None) -> Profile:
+    """Look a profile up by name; a clear ValueError lists the known ones."""
+    name = name or DEFAULT_PROFILE
+    try:
+        return PROFILES[name]
+    except KeyError:
+        raise ValueError(
+            f"unknown board profile {name!r} (known: {', '.join(PROFILES)})"
+        ) from None

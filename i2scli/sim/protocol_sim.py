@@ -1,0 +1,87 @@
+"""pyserial URL handler for `sim://[PROFILE][?option=value&...]`.
+
+Opening the URL starts a virtual board (`i2s sim` in a child process) and opens its
+pseudo-terminal; closing the port powers the board off. Options are those of `i2s sim`
+with `_` or `-`, e.g. `sim://rp2?rx_source=ramp&tx_capture=/tmp/out.wav&fault=unplug:at=2s`.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import urllib.parse
+
+import serial
+from serial.serialutil import SerialException
+
+OPTIONS = {"profile", "tx_capture", "rx_source", "codec_release", "codec_drive", "codec_dir_pin",
+           "vcd", "events", "fault", "fs"}
+
+
+def sim_command(url: str) -> list[str]:
+    """The `i2s sim` command line a sim:// URL stands for."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme != "sim":
+        raise SerialException(f"not a sim:// URL: {url!r}")
+    profile = (parts.netloc + parts.path).strip("/")
+    args = [sys.executable, "-m", "i2scli", "sim", "--exit-with-stdin"]
+    if profile:
+        args += ["--profile", profile]
+    for key, value in urllib.parse.parse_qsl(parts.query, keep_blank_values=True):
+        key = key.replace("-", "_")
+        if key not in OPTIONS:
+            raise SerialException(
+                f"unknown sim:// option {key!r} (known: {', '.join(sorted(OPTIONS))})")
+        args += ["--" + key.replace("_", "-"), value]
+    return args
+
+
+class Serial(serial.Serial):
+    """A serial port whose device is a virtual board started for it."""
+
+    _board_proc: subprocess.Popen | None = None
+
+    @serial.Serial.port.setter
+    def port(self, value):
+        self._sim_url = value
+        serial.Serial.port.__set__(self, value)
+
+    def open(self):
+        url = self._sim_url
+        proc = subprocess.Popen(sim_command(url), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE)
+        line = proc.stdout.readline().decode().strip()
+        if not line:
+            err = proc.stderr.read().decode().strip().splitlines()
+            proc.wait()
+            raise SerialException(f"could not start virtual board {url!r}: "
+                                  f"{err[-1] if err else 'no device path'}")
+        self._board_proc = proc
+        self._port = self.portstr = line  # the pty; the base setter would reopen the port
+        try:
+            super().open()
+        except Exception:
+            self._stop_board()
+            raise
+        finally:
+            self._port = self.portstr = self.name = url
+
+    def close(self):
+        super().close()
+        self._stop_board()
+
+    @property
+    def board_summary(self) -> str:
+        return getattr(self, "_board_summary", "")
+
+    def _stop_board(self):
+        proc, self._board_proc = self._board_proc, None
+        if proc is None:
+            return
+        proc.stdin.close()  # the board sees EOF and powers off, writing its outputs
+        try:
+            _, err = proc.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            _, err = proc.communicate()
+        self._board_summary = err.decode(errors="replace").strip()

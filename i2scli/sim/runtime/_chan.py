@@ -1,0 +1,87 @@
+# Board side of the control channel between the MicroPython board and the
+# CPython board model (see docs/sim-internals.md). MicroPython code.
+#
+# Records on fd 3 (board -> model): 1 type byte, 3 length bytes (LE), payload.
+# Replies on fd 4 (model -> board): raw RX sample bytes, in request order.
+# Everything on the streaming path (tx, zeros, rx, pin) is allocation-free.
+import json
+import struct
+import time
+
+_out = None
+_inp = None
+_hdr = bytearray(20)
+
+
+def open_channel(out_fd=3, in_fd=4):
+    global _out, _inp
+    # Opened before the board filesystem is mounted at '/', which hides /dev.
+    _out = open("/dev/fd/%d" % out_fd, "wb")
+    _inp = open("/dev/fd/%d" % in_fd, "rb")
+
+
+def now_us():
+    # ticks period on the unix port is 2**62 us: no wrap to handle.
+    return time.ticks_us()
+
+
+def _head(kind, n):
+    _hdr[0] = kind
+    _hdr[1] = n & 0xFF
+    _hdr[2] = (n >> 8) & 0xFF
+    _hdr[3] = (n >> 16) & 0xFF
+
+
+def event(name, **fields):
+    """A JSON event (allocates: use outside steady-state loops)."""
+    fields["ev"] = name
+    if "t" not in fields:
+        fields["t"] = now_us()
+    data = json.dumps(fields).encode()
+    _head(0x4A, len(data))  # 'J'
+    _out.write(_hdr, 0, 4)
+    _out.write(data)
+
+
+def tx(sid, buf, off, n):
+    """n bytes from buf[off:off+n] were accepted into TX session sid's ring."""
+    _head(0x54, n + 1)  # 'T'
+    _hdr[4] = sid
+    _out.write(_hdr, 0, 5)
+    _out.write(buf, off, n)
+
+
+def clock(sid, ring_frames, zero_frames):
+    """TX session sid clocked ring_frames from its ring onto SD, then
+    zero_frames of silence because the ring ran empty (underrun)."""
+    _head(0x43, 9)  # 'C'
+    struct.pack_into("<BII", _hdr, 4, sid, ring_frames, zero_frames)
+    _out.write(_hdr, 0, 13)
+
+
+def rx(sid, fill_frames, drop_frames, buf, nbytes):
+    """RX session sid: fill_frames more frames entered the ring, then
+    drop_frames were lost (ring full); then read nbytes from the ring head
+    into buf (from its start). Returns nbytes."""
+    _head(0x52, 13)  # 'R'
+    struct.pack_into("<BIII", _hdr, 4, sid, fill_frames, drop_frames, nbytes)
+    _out.write(_hdr, 0, 17)
+    if nbytes:
+        # a blocking FileIO readinto(buf, n) reads exactly n bytes
+        if _inp.readinto(buf, nbytes) != nbytes:
+            raise OSError(5)
+    return nbytes
+
+
+def pin(idx, value, t):
+    """Pin idx changed its output value at time t (us)."""
+    _head(0x50, 11)  # 'P'
+    struct.pack_into("<HBq", _hdr, 4, idx, value, t)
+    _out.write(_hdr, 0, 15)
+
+
+def intr(char):
+    """The interrupt character the running code asked for (3 or -1)."""
+    _head(0x49, 4)  # 'I'
+    struct.pack_into("<i", _hdr, 4, char)
+    _out.write(_hdr, 0, 8)
