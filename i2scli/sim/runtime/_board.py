@@ -1,0 +1,129 @@
+# Entry point of the virtual board (MicroPython unix port):
+#   micropython -X heapsize=N _board.py CONFIG.json
+# See docs/sim-internals.md. MicroPython code.
+import sys
+import json
+
+_sys = sys
+
+
+def _log(msg):
+    try:
+        _sys.stderr.write("board: %s\n" % msg)
+    except Exception:
+        pass
+
+
+def _here():
+    f = __file__
+    i = f.rfind("/")
+    return f[:i] if i >= 0 else "."
+
+
+def _exists(path):
+    import os
+
+    try:
+        os.stat(path)
+        return True
+    except OSError:
+        return False
+
+
+def main():
+    with open(_sys.argv[1]) as f:
+        cfg = json.load(f)
+    prof = cfg["profile"]
+    start = cfg.get("start", "power")
+    mode = cfg.get("mode", "friendly")
+
+    # Channel first: the board filesystem mounted at '/' hides /dev.
+    import _chan
+
+    if cfg.get("channel", True):
+        _chan.open_channel()
+    else:
+        _chan.open_null()
+    _chan.event("boot", start=start, mode=mode, profile=prof.get("name"))
+
+    import _simcfg
+
+    _simcfg.profile = prof
+    _simcfg.cfg = cfg
+
+    # Wrapper modules, installed before any user code runs. Everything the
+    # runtime needs is imported now: after the mount the runtime directory
+    # is no longer reachable.
+    import _simio
+    import _simos
+    import _simsys
+    import _simmp
+
+    mods = _sys.modules
+    mods["os"] = _simos
+    mods["sys"] = _simsys
+    mods["micropython"] = _simmp
+
+    here = _here()
+    if _exists(here + "/_simtime.py"):
+        try:
+            import _simtime
+
+            mods["time"] = _simtime
+        except Exception as e:
+            _log("_simtime failed")
+            _sys.print_exception(e, _sys.stderr)
+    if _exists(here + "/machine.py"):
+        try:
+            import machine
+
+            mods["machine"] = machine
+        except Exception as e:
+            _log("machine failed")
+            _sys.print_exception(e, _sys.stderr)
+    if _exists(here + "/pyb.py"):
+        pyb = None
+        if prof.get("vcp"):
+            try:
+                import pyb
+
+                mods["pyb"] = pyb
+            except Exception as e:
+                _log("pyb failed")
+                _sys.print_exception(e, _sys.stderr)
+        if pyb is None and "pyb" in mods:
+            del mods["pyb"]
+
+    import _repl
+    import builtins
+
+    builtins.print = _simio.print
+    builtins.__repl_print__ = _simio.repl_print
+
+    # Board filesystem.
+    import os
+
+    os.mount(os.VfsPosix(cfg["fs"]), "/")
+    os.chdir("/")
+    path = _sys.path
+    path.clear()
+    path.extend(["", ".frozen", "/lib"])
+    _sys.argv.clear()
+
+    g = {"__name__": "__main__"}
+    repl = _repl.Repl(g, mode)
+    try:
+        if start == "soft":
+            _simio.write_raw(b"MPY: soft reboot\r\n")
+        ret = repl.exec_file("boot.py")
+        if not (ret & _repl.FORCED_EXIT) and mode == _repl.FRIENDLY:
+            ret = repl.exec_file("main.py")
+        if not (ret & _repl.FORCED_EXIT):
+            repl.run()
+    except _repl.InputClosed:
+        # The model closed the link: nothing left to do.
+        return
+    _chan.event("soft_reset", mode=repl.mode)
+
+
+main()

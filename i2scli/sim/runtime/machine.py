@@ -1,0 +1,1078 @@
+# The virtual board's `machine` module (MicroPython code, runs inside the unix port).
+#
+# _board.py puts this module in sys.modules["machine"] and calls
+# machine._configure(profile_dict) once at boot, before user code runs.
+# The module then imitates the profile's port: Pin (ids, constants, errors) and,
+# when profile["i2s"] is not None, machine.I2S (argument checks and error texts
+# of the port's machine_i2s.c, real-time ring-buffer timing). With
+# profile["i2s"] None the module has no I2S attribute at all, so
+# `from machine import I2S` raises ImportError as on a stock alif firmware.
+#
+# I2S keeps real time with arithmetic only. The board model (CPython) holds the
+# sample data; this side only counts (see docs/sim-internals.md):
+#   frame bytes fb = bits/8 * (2 STEREO | 1 MONO); the ring holds ibuf bytes
+#   rounded down to whole frames; frames clocked by time t since init at t0 are
+#   (ticks_diff(t, t0) * rate) // 1_000_000.
+#   TX: clocked frames leave the ring (record C); when the ring is empty zeros are
+#   clocked instead (an underrun, counted once the first write has happened).
+#   RX: clocked frames enter the ring while there is room, the rest are lost
+#   (an overrun); readinto takes bytes from the ring head (record R).
+# Steady-state write/readinto (blocking mode) and Pin.value allocate nothing.
+#
+# Non-blocking (irq) mode: the unix port has no timers or safe threads, so the
+# work a DMA interrupt would do (feeding the ring from the pending write buffer,
+# filling the pending readinto buffer, scheduling the callback with
+# micropython.schedule) is done lazily whenever board code calls into this
+# module (any I2S or Pin method) or sleeps through the `time` wrapper
+# (_simtime.py, whose sleeps wake up at the I2S deadlines). Callbacks therefore
+# fire when the board code calls into time/machine, as they would on a real
+# board during those calls; a busy loop that calls neither never sees them.
+#
+# asyncio: I2S is an io.IOBase stream; ioctl(MP_STREAM_POLL) switches it to the
+# port's "asyncio" mode (write/readinto become partial, as on the real ports),
+# so asyncio.StreamWriter(i2s) / asyncio.StreamReader(i2s) work.
+#
+# Sim-only extras (not on real boards): I2S._sim_stats() returns the counters.
+import utime as _t
+import micropython as _mp
+import io as _io
+import _chan
+
+try:
+    import umachine as _bm  # the built-in machine module of the unix port
+except ImportError:  # pragma: no cover
+    _bm = None
+
+if _bm is not None:
+    PinBase = _bm.PinBase
+    Signal = _bm.Signal
+    idle = _bm.idle
+    mem8 = _bm.mem8
+    mem16 = _bm.mem16
+    mem32 = _bm.mem32
+    time_pulse_us = _bm.time_pulse_us
+    _PinRoot = _bm.PinBase
+else:  # pragma: no cover
+    _PinRoot = object
+
+_ticks_us = _t.ticks_us
+_ticks_diff = _t.ticks_diff
+_ticks_add = _t.ticks_add
+_sleep_us = _t.sleep_us
+
+_EPERM = 1
+_EINVAL = 22
+
+_profile = None
+_family = "rp2"  # stm32 | rp2 | esp32 | mimxrt | alif
+_rules = None
+_pin_set = {}  # profile pin id -> True
+_freq = 125000000
+
+# ---------------------------------------------------------------------------
+# Pin
+# ---------------------------------------------------------------------------
+# Internal pin modes: 0 in, 1 out, 2 open_drain, 3 alt. Pulls: 0 none, 1 up, 2 down.
+_MODE_NAMES = ("in", "out", "open_drain", "alt")
+_PULL_NAMES = (None, "up", "down")
+
+_pidx = {}  # pin id (profile spelling) -> index
+_pnames = []  # index -> pin id
+_pval = []  # index -> output latch
+_pmode = []  # index -> internal mode
+_ppull = []  # index -> internal pull
+
+# port constant -> internal code, set by _configure
+_mode_map = {}
+_pull_map = {}
+_mode_rev = {}
+_pull_rev = {}
+
+# Pin constants per port family (the values of the real ports' machine.Pin).
+_PIN_CONSTS = {
+    # stm32 HAL: GPIO_MODE_INPUT/OUTPUT_PP/AF_PP, OPEN_DRAIN = GPIO_MODE_OUTPUT_OD (0x11)
+    "stm32": {"IN": 0, "OUT": 1, "OPEN_DRAIN": 0x11, "ALT": 2, "ALT_OPEN_DRAIN": 0x12,
+              "ANALOG": 3, "PULL_NONE": 0, "PULL_UP": 1, "PULL_DOWN": 2},
+    "rp2": {"IN": 0, "OUT": 1, "OPEN_DRAIN": 2, "ALT": 3, "PULL_UP": 1, "PULL_DOWN": 2},
+    # esp32: GPIO_MODE_INPUT / INPUT_OUTPUT / INPUT_OUTPUT_OD; no ALT
+    "esp32": {"IN": 1, "OUT": 3, "OPEN_DRAIN": 7, "PULL_UP": 2, "PULL_DOWN": 1},
+    "mimxrt": {"IN": 0, "OUT": 1, "OPEN_DRAIN": 2, "ALT": 3, "ALT_OPEN_DRAIN": 4,
+               "PULL_UP": 1, "PULL_DOWN": 2},
+}
+_PIN_CONST_NAMES = ("IN", "OUT", "OPEN_DRAIN", "ALT", "ALT_OPEN_DRAIN", "ANALOG",
+                    "PULL_NONE", "PULL_UP", "PULL_DOWN")
+
+
+def _type_name(x):
+    return type(x).__name__
+
+
+def _pin_find(x):
+    """The profile id of pin x (a Pin, or an id as the port accepts it), or the
+    port's error."""
+    if isinstance(x, Pin):
+        return x._id
+    fam = _family
+    if fam == "stm32" or fam == "alif":
+        if isinstance(x, str):
+            if x in _pin_set:
+                return x
+            raise ValueError("Pin(%s) doesn't exist" % x)
+        # pin_find() ends in mp_obj_str_get_str(user_obj)
+        raise TypeError("can't convert '%s' object to str implicitly" % _type_name(x))
+    if isinstance(x, int) and not isinstance(x, bool):
+        if x in _pin_set:
+            return x
+    elif isinstance(x, str):
+        if fam == "rp2" and x.startswith("GPIO"):
+            try:
+                n = int(x[4:])
+            except ValueError:
+                n = -1
+            if n in _pin_set:
+                return n
+        if x in _pin_set:
+            return x
+    if fam == "mimxrt":
+        raise ValueError("Pin doesn't exist")
+    raise ValueError("invalid pin")
+
+
+def _pin_index(pid):
+    i = _pidx.get(pid)
+    if i is None:
+        i = len(_pnames)
+        _pidx[pid] = i
+        _pnames.append(pid)
+        _pval.append(0)
+        _pmode.append(0)
+        _ppull.append(0)
+    return i
+
+
+def _pin_event(i):
+    _chan.event("pin", idx=i, name=_pnames[i], mode=_MODE_NAMES[_pmode[i]],
+                pull=_PULL_NAMES[_ppull[i]], value=_pval[i])
+
+
+class Pin(_PinRoot):
+    # constants are set per port by _configure()
+    IN = 0
+    OUT = 1
+    OPEN_DRAIN = 2
+    ALT = 3
+    PULL_UP = 1
+    PULL_DOWN = 2
+    IRQ_RISING = 1
+    IRQ_FALLING = 2
+
+    def __init__(self, id, mode=-1, pull=-1, *, value=None, drive=None, alt=None):
+        pid = _pin_find(id)
+        self._id = pid
+        self._i = _pin_index(pid)
+        if mode == -1 and pull == -1 and value is None:
+            # Pin(id): no reconfiguration; tell the model the index only
+            _pin_event(self._i)
+        else:
+            self.init(mode, pull, value=value, drive=drive, alt=alt)
+
+    def init(self, mode=-1, pull=-1, *, value=None, drive=None, alt=None):
+        if _npend:
+            _service_all(_ticks_us())
+        i = self._i
+        if mode != -1 and mode is not None:
+            m = _mode_map.get(mode)
+            if m is None:
+                raise ValueError("invalid pin mode: %s" % mode)
+        else:
+            m = -1
+        if pull != -1:
+            if pull is None:
+                p = 0
+            else:
+                p = _pull_map.get(pull)
+                if p is None:
+                    raise ValueError("invalid pull: %s" % pull)
+        elif m != -1:
+            p = 0  # a mode given without pull: no pull
+        else:
+            p = -1
+        if value is not None:
+            _pval[i] = 1 if value else 0
+        if m != -1:
+            _pmode[i] = m
+        if p != -1:
+            _ppull[i] = p
+        _pin_event(i)
+        return None
+
+    def value(self, v=None):
+        if _npend:
+            _service_all(_ticks_us())
+        i = self._i
+        if v is None:
+            m = _pmode[i]
+            if m == 1 or m == 2:
+                return _pval[i]
+            if m == 0:
+                return 1 if _ppull[i] == 1 else 0
+            return 0
+        v = 1 if v else 0
+        if _pval[i] != v:
+            _pval[i] = v
+            m = _pmode[i]
+            if m == 1 or m == 2:
+                _chan.pin(i, v, _ticks_us())
+        return None
+
+    def __call__(self, v=None):
+        return self.value(v)
+
+    def on(self):
+        self.value(1)
+
+    def off(self):
+        self.value(0)
+
+    def high(self):
+        self.value(1)
+
+    def low(self):
+        self.value(0)
+
+    def toggle(self):
+        self.value(0 if _pval[self._i] else 1)
+
+    def mode(self, m=None):
+        if m is None:
+            return _mode_rev.get(_pmode[self._i], 0)
+        self.init(m, _pull_rev.get(_ppull[self._i]))
+
+    def pull(self, p=None):
+        if p is None:
+            return _pull_rev.get(_ppull[self._i])
+        self.init(pull=p)
+
+    def irq(self, handler=None, trigger=3, hard=False):
+        return None  # no input edges in the simulation
+
+    def name(self):
+        pid = self._id
+        if isinstance(pid, int) and _family == "rp2":
+            return "GPIO%d" % pid
+        return pid if isinstance(pid, str) else str(pid)
+
+    def names(self):
+        return [self.name()]
+
+    def id(self):
+        return self._id
+
+    def __repr__(self):
+        i = self._i
+        mq = ("IN", "OUT", "OPEN_DRAIN", "ALT")[_pmode[i]]
+        pq = ("", "PULL_UP", "PULL_DOWN")[_ppull[i]]
+        fam = _family
+        if fam == "stm32" or fam == "alif":
+            s = "Pin(Pin.cpu.%s, mode=Pin.%s" % (self._id, mq)
+            if pq:
+                s += ", pull=Pin.%s" % pq
+            return s + ")"
+        if fam == "rp2":
+            s = "Pin(%s, mode=%s" % (self.name(), mq)
+            if pq:
+                s += ", pull=%s" % pq
+            return s + ")"
+        return "Pin(%s)" % (self._id,)
+
+    __str__ = __repr__
+
+
+# ---------------------------------------------------------------------------
+# I2S
+# ---------------------------------------------------------------------------
+_BLOCKING = 0
+_NON_BLOCKING = 1
+_ASYNCIO = 2
+
+_active = []  # initialised I2S objects
+_by_id = {}  # bus id -> object (the ports keep one object per bus)
+_npend = 0  # objects with non-blocking work pending
+_next_sid = 0
+
+# stm32-based boards: which pads carry which I2S function (pin_find_af).
+# Buses not listed here accept any pin.
+_STM32_AF = {
+    "stm32": {2: {"sck": ("Y6", "Y9"), "ws": ("Y5", "Y4"), "sd": ("Y8", "X22")}},
+    "openmv": {2: {"sck": ("P2",), "ws": ("P3",), "sd": ("P0", "P1")}},
+}
+
+# Port constants for I2S.RX / I2S.TX (MICROPY_PY_MACHINE_I2S_CONSTANT_RX/TX)
+_I2S_MODES = {
+    "rp2": (0, 1),  # enum {RX, TX}
+    "mimxrt": (0, 1),  # enum {RX, TX}
+    "esp32": (1, 2),  # I2S_DIR_RX = BIT(0), I2S_DIR_TX = BIT(1)
+    "stm32f4": (0x300, 0x200),  # I2S_MODE_MASTER_RX / _TX (I2SCFG at bit 8)
+    "stm32h7": (6, 4),  # I2S_MODE_MASTER_RX / _TX (I2SCFG at bit 1)
+}
+
+
+def _get_int(v):
+    if isinstance(v, int):
+        return int(v)
+    raise TypeError("can't convert %s to int" % _type_name(v))
+
+
+def _service_all(now):
+    for s in _active:
+        if s._nb:
+            s._service(now)
+
+
+def _min_wait(now):
+    """us until the earliest non-blocking deadline (large when none)."""
+    w = 1000000
+    for s in _active:
+        if s._nb:
+            d = s._nb_wait(now)
+            if d < w:
+                w = d
+    return w
+
+
+def _sleep_until(wake):
+    """Sleep until ticks_us() reaches wake, servicing non-blocking I2S work at
+    its deadlines meanwhile."""
+    while True:
+        now = _ticks_us()
+        if _npend:
+            _service_all(now)
+        d = _ticks_diff(wake, now)
+        if d <= 0:
+            return
+        if _npend:
+            w = _min_wait(now)
+            if w < 20:
+                w = 20
+            if w < d:
+                d = w
+        _sleep_us(d)
+
+
+class _I2S(_io.IOBase):
+    # constants are set per port by _configure()
+    RX = 0
+    TX = 1
+    MONO = 0
+    STEREO = 1
+
+    def __init__(self, *args, **kw):
+        self._clear()
+        if len(args) < 1:
+            raise TypeError("function missing 1 required positional arguments")
+        i2s_id = _get_int(args[0])
+        _check_id(i2s_id)
+        self._id = i2s_id
+        prev = _by_id.get(i2s_id)
+        if prev is not None:
+            prev.deinit()
+        _by_id[i2s_id] = self
+        self._init_helper(args[1:], kw)
+
+    def _clear(self):
+        # every attribute exists from here on: later stores never grow the dict
+        self._id = 0
+        self._live = False
+        self._tx = True
+        self._sid = 0
+        self._bits = 16
+        self._fmt = 0
+        self._mode = 0
+        self._rate = 1
+        self._ibuf = 0
+        self._fb = 4
+        self._cap = 4
+        self._chunk = 4
+        self._t0 = 0
+        self._clk = 0
+        self._ring = 0
+        self._started = False
+        self._under = False
+        self._over = False
+        self._pfill = 0
+        self._pdrop = 0
+        self._n_under = 0
+        self._n_under_f = 0
+        self._n_over = 0
+        self._n_over_f = 0
+        self._discarded = 0
+        self._io = _BLOCKING
+        self._cb = None
+        self._nb = False
+        self._nb_buf = None
+        self._nb_off = 0
+        self._nb_end = 0
+        self._pins = None
+        self._mck = None
+
+    # -- construction -------------------------------------------------------
+    def init(self, *args, **kw):
+        self.deinit()
+        self._init_helper(args, kw)
+
+    def _init_helper(self, pos, kw):
+        global _next_sid
+        rules = _rules
+        has_mck = rules.get("mck")
+        names = ("sck", "ws", "sd", "mck", "mode", "bits", "format", "rate", "ibuf")
+        if pos:
+            raise TypeError("extra positional arguments given")
+        vals = {}
+        found = 0
+        for n in names:
+            if n == "mck" and not has_mck:
+                continue
+            if n in kw:
+                found += 1
+                v = kw[n]
+                if n in ("mode", "bits", "format", "rate", "ibuf"):
+                    v = _get_int(v)
+                vals[n] = v
+            elif n == "mck":
+                vals[n] = None
+            else:
+                raise TypeError("'%s' argument required" % n)
+        if found < len(kw):
+            raise TypeError("extra keyword arguments given")
+
+        RX = _I2S.RX
+        TX = _I2S.TX
+        mode = vals["mode"]
+        bits = vals["bits"]
+        fmt = vals["format"]
+        rate = vals["rate"]
+        ibuf = vals["ibuf"]
+        fam = _family
+        i2s_id = self._id
+
+        def check_mode():
+            if mode != RX and mode != TX:
+                raise ValueError("invalid mode")
+
+        if fam == "mimxrt":
+            check_mode()  # the mimxrt port checks the mode before the pins
+        if fam == "stm32":
+            af = _STM32_AF.get(_profile.get("name"), {}).get(i2s_id)
+            pins = []
+            for n, label in (("sck", "SCK"), ("ws", "WS"), ("sd", "SD")):
+                p = vals[n]
+                if not isinstance(p, Pin):
+                    raise ValueError("%s not a Pin type" % label)
+                if af is not None and p._id not in af[n]:
+                    raise ValueError("invalid %s pin" % label)
+                pins.append(p._id)
+            sck, ws, sd = pins
+        else:
+            sck = _pin_find(vals["sck"])
+            ws = _pin_find(vals["ws"])
+            sd = _pin_find(vals["sd"])
+        mck = None
+        if rules.get("ws_is_sck_plus_1"):
+            # rp2: SCK and WS are PIO side-set pins, which must be consecutive
+            if not (isinstance(sck, int) and isinstance(ws, int) and ws == sck + 1):
+                raise ValueError("invalid ws (must be sck+1)")
+        pads = rules.get("pads")
+        if pads is not None:
+            idpads = pads.get(str(i2s_id)) or {}
+            if not any(p.get("sck") == sck for p in idpads.values()):
+                raise ValueError("invalid SCK pin")
+            if not any(p.get("ws") == ws for p in idpads.values()):
+                raise ValueError("invalid WS pin")
+            mp = idpads.get("tx" if mode == TX else "rx")
+            if mp is None or mp.get("sd") != sd:
+                raise ValueError("invalid SD pin")
+        if has_mck and vals.get("mck") is not None:
+            mck = _pin_find(vals["mck"])
+            if pads is not None:
+                idpads = pads.get(str(i2s_id)) or {}
+                if not any(p.get("mck") == mck for p in idpads.values()):
+                    raise ValueError("invalid MCK pin")
+        if fam != "mimxrt":
+            check_mode()
+        if bits != 16 and bits != 32:
+            raise ValueError("invalid bits")
+        if fmt != _I2S.MONO and fmt != _I2S.STEREO:
+            raise ValueError("invalid format")
+        rates = rules.get("rates")
+        if rates and rate not in rates:
+            raise ValueError("invalid rate")
+        if fam == "esp32":
+            # esp32 checks neither; ESP-IDF refuses a channel it cannot build
+            if ibuf <= 0 or rate <= 0:
+                raise OSError(-258, "ESP_ERR_INVALID_ARG")
+        elif ibuf <= 0:
+            raise ValueError("invalid ibuf")
+        if rate <= 0:
+            # the ports do not check; a clock of 0 Hz would never move (sim guard)
+            raise ValueError("invalid rate")
+
+        # -- configured: start the session ----------------------------------
+        self._tx = mode == TX
+        self._mode = mode
+        self._bits = bits
+        self._fmt = fmt
+        self._rate = rate
+        self._ibuf = ibuf
+        fb = (bits // 8) * (2 if fmt == _I2S.STEREO else 1)
+        self._fb = fb
+        cap = (ibuf // fb) * fb
+        if cap < fb:
+            cap = fb  # (the real ports would stall forever on such a buffer)
+        self._cap = cap
+        ch = (cap // 4 // fb) * fb
+        self._chunk = ch if ch >= fb else fb
+        self._clk = 0
+        self._ring = 0
+        self._started = False
+        self._under = False
+        self._over = False
+        self._pfill = 0
+        self._pdrop = 0
+        self._n_under = 0
+        self._n_under_f = 0
+        self._n_over = 0
+        self._n_over_f = 0
+        self._discarded = 0
+        self._io = _BLOCKING
+        self._cb = None
+        self._nb = False
+        self._nb_buf = None
+        self._pins = (sck, ws, sd)
+        self._mck = mck
+        self._sid = _next_sid & 0xFF
+        _next_sid += 1
+        # the pins now belong to the I2S peripheral
+        for p in (sck, ws, sd, mck):
+            if p is not None:
+                i = _pin_index(p)
+                _pmode[i] = 3
+                _pin_event(i)
+        self._t0 = _ticks_us()
+        self._live = True
+        _active.append(self)
+        _chan.event("i2s_init", t=self._t0, sid=self._sid, id=i2s_id,
+                    mode="tx" if self._tx else "rx", bits=bits,
+                    format="stereo" if fmt == _I2S.STEREO else "mono", rate=rate,
+                    ibuf=ibuf, sck=sck, ws=ws, sd=sd, mck=mck, frame_bytes=fb)
+
+    def deinit(self):
+        global _npend
+        if _npend:
+            _service_all(_ticks_us())
+        if not self._live:
+            return None
+        self._tick(_ticks_us())
+        if self._nb:
+            self._nb = False
+            self._nb_buf = None
+            _npend -= 1
+        if not self._tx and (self._pfill or self._pdrop):
+            _chan.rx(self._sid, self._pfill, self._pdrop, None, 0)
+            self._pfill = 0
+            self._pdrop = 0
+        self._discarded = self._ring // self._fb
+        self._ring = 0
+        self._live = False
+        _active.remove(self)
+        _chan.event("i2s_deinit", sid=self._sid, frames=self._clk,
+                    underruns=self._n_under, underrun_frames=self._n_under_f,
+                    overruns=self._n_over, overrun_frames=self._n_over_f,
+                    discarded_frames=self._discarded)
+        return None
+
+    def __repr__(self):
+        if self._pins is None:
+            return "I2S(id=%u)" % self._id
+        sck, ws, sd = self._pins
+        s = "I2S(id=%u,\nsck=%s,\nws=%s,\nsd=%s,\n" % (self._id, sck, ws, sd)
+        if _rules.get("mck"):
+            s += "mck=%s,\n" % (self._mck,)
+        return s + "mode=%u,\nbits=%u, format=%u,\nrate=%d, ibuf=%d)" % (
+            self._mode, self._bits, self._fmt, self._rate, self._ibuf)
+
+    # -- the clock -----------------------------------------------------------
+    def _tick(self, now):
+        """Account the frames clocked since the last update."""
+        tot = _ticks_diff(now, self._t0) * self._rate // 1000000
+        n = tot - self._clk
+        if n <= 0:
+            return
+        self._clk = tot
+        fb = self._fb
+        if self._tx:
+            have = self._ring // fb
+            if n <= have:
+                self._ring -= n * fb
+                _chan.clock(self._sid, n, 0)
+            else:
+                z = n - have
+                self._ring -= have * fb
+                if self._started:
+                    if not self._under:
+                        self._under = True
+                        self._n_under += 1
+                    self._n_under_f += z
+                _chan.clock(self._sid, have, z)
+        else:
+            space = (self._cap - self._ring) // fb
+            if n <= space:
+                self._ring += n * fb
+                self._pfill += n
+            else:
+                self._ring += space * fb
+                self._pfill += space
+                d = n - space
+                self._pdrop += d
+                if not self._over:
+                    self._over = True
+                    self._n_over += 1
+                self._n_over_f += d
+
+    def _wake_at(self, frames):
+        """ticks_us() when `frames` more frames will have been clocked."""
+        target = self._clk + frames
+        r = self._rate
+        return _ticks_add(self._t0, (target * 1000000 + r - 1) // r)
+
+    def _tx_wait_frames(self, rem):
+        """Frames to clock before min(rem, chunk) bytes fit (0: they fit now)."""
+        fb = self._fb
+        want = rem if rem < self._chunk else self._chunk
+        lim = self._cap - self._ring % fb  # most room the ring can ever offer
+        if want > lim:
+            want = lim
+        space = self._cap - self._ring
+        if space >= want:
+            return 0
+        return (want - space + fb - 1) // fb
+
+    def _rx_wait_frames(self, need):
+        """Frames to clock before the ring holds `need` bytes (0: it does)."""
+        if self._ring >= need:
+            return 0
+        return (need - self._ring) // self._fb
+
+    def _accept(self, buf, off, k):
+        _chan.tx(self._sid, buf, off, k)
+        self._ring += k
+        self._started = True
+        self._under = False
+
+    def _take(self, buf, k):
+        """Read k bytes (whole frames) from the ring head into buf[0:k]."""
+        _chan.rx(self._sid, self._pfill, self._pdrop, buf, k)
+        self._pfill = 0
+        self._pdrop = 0
+        self._ring -= k
+        self._over = False
+
+    def _take_at(self, buf, off, k):
+        if off:
+            # only for buffers larger than the ring: a slice allocates
+            self._take(memoryview(buf)[off:], k)
+        else:
+            self._take(buf, k)
+
+    # -- streams -------------------------------------------------------------
+    def write(self, buf, a=-1, b=-1):
+        global _npend
+        if _npend:
+            _service_all(_ticks_us())
+        if not self._tx or not self._live:
+            raise OSError(_EPERM)
+        n = len(buf)
+        off = 0
+        if b >= 0:
+            off = a if a < n else n
+            n -= off
+            if b < n:
+                n = b
+        elif a >= 0 and a < n:
+            n = a
+        if n <= 0:
+            return 0
+        end = off + n
+        io = self._io
+        if io == _NON_BLOCKING:
+            if not self._nb:
+                _npend += 1
+            self._nb = True
+            self._nb_buf = buf
+            self._nb_off = off
+            self._nb_end = end
+            self._service(_ticks_us())
+            return n
+        if io == _ASYNCIO:
+            self._tick(_ticks_us())
+            k = self._cap - self._ring
+            if k > n:
+                k = n
+            if k > 0:
+                self._accept(buf, off, k)
+                return k
+            return 0
+        while True:
+            now = _ticks_us()
+            self._tick(now)
+            k = self._cap - self._ring
+            if k > 0:
+                if k > end - off:
+                    k = end - off
+                self._accept(buf, off, k)
+                off += k
+                if off >= end:
+                    return n
+            f = self._tx_wait_frames(end - off)
+            if f:
+                _sleep_until(self._wake_at(f))
+
+    def readinto(self, buf, nb=-1):
+        global _npend
+        if _npend:
+            _service_all(_ticks_us())
+        if self._tx or not self._live:
+            raise OSError(_EPERM)
+        n = len(buf)
+        if 0 <= nb < n:
+            n = nb
+        if n % self._fb:
+            raise OSError(_EINVAL)
+        if n == 0:
+            return 0
+        io = self._io
+        if io == _NON_BLOCKING:
+            if not self._nb:
+                _npend += 1
+            self._nb = True
+            self._nb_buf = buf
+            self._nb_off = 0
+            self._nb_end = n
+            self._service(_ticks_us())
+            return n
+        if io == _ASYNCIO:
+            self._tick(_ticks_us())
+            k = self._ring
+            if k > n:
+                k = n
+            if k > 0:
+                self._take(buf, k)
+            elif self._pfill or self._pdrop:
+                self._take(buf, 0)
+            return k
+        got = 0
+        while True:
+            now = _ticks_us()
+            self._tick(now)
+            rem = n - got
+            need = rem if rem <= self._cap else self._chunk
+            if self._ring >= need:
+                k = self._ring if self._ring < rem else rem
+                self._take_at(buf, got, k)
+                got += k
+                if got >= n:
+                    return n
+                continue
+            _sleep_until(self._wake_at(self._rx_wait_frames(need)))
+
+    def ioctl(self, req, arg):
+        if _npend:
+            _service_all(_ticks_us())
+        if req != 3:  # MP_STREAM_POLL
+            return -_EINVAL
+        self._io = _ASYNCIO  # as on the ports: ioctl() means asyncio is in use
+        if not self._live:
+            return 0
+        self._tick(_ticks_us())
+        ret = 0
+        if arg & 1:  # MP_STREAM_POLL_RD
+            if self._tx:
+                return -_EPERM
+            if self._ring >= self._chunk:
+                ret |= 1
+        if arg & 4:  # MP_STREAM_POLL_WR
+            if not self._tx:
+                return -_EPERM
+            if self._cap - self._ring >= self._chunk:
+                ret |= 4
+        return ret
+
+    def irq(self, handler):
+        global _npend
+        if handler is not None and not callable(handler):
+            raise ValueError("invalid callback")
+        if self._nb:
+            self._nb = False
+            self._nb_buf = None
+            _npend -= 1
+        self._cb = handler
+        self._io = _BLOCKING if handler is None else _NON_BLOCKING
+        return None
+
+    # -- non-blocking work ("the DMA interrupt") -------------------------------
+    def _service(self, now):
+        global _npend
+        self._tick(now)
+        if not self._nb:
+            return
+        off = self._nb_off
+        end = self._nb_end
+        buf = self._nb_buf
+        if self._tx:
+            k = self._cap - self._ring
+            if k > end - off:
+                k = end - off
+            if k > 0:
+                self._accept(buf, off, k)
+                off += k
+                self._nb_off = off
+        else:
+            rem = end - off
+            need = rem if rem <= self._cap else self._chunk
+            if self._ring >= need:
+                k = self._ring if self._ring < rem else rem
+                self._take_at(buf, off, k)
+                off += k
+                self._nb_off = off
+        if off >= end:
+            self._nb = False
+            self._nb_buf = None
+            _npend -= 1
+            if self._cb is not None:
+                try:
+                    _mp.schedule(self._cb, self)
+                except RuntimeError:
+                    pass  # schedule queue full: the ports drop it too
+
+    def _nb_wait(self, now):
+        """us until this object's non-blocking work can progress."""
+        rem = self._nb_end - self._nb_off
+        if self._tx:
+            f = self._tx_wait_frames(rem)
+        else:
+            f = self._rx_wait_frames(rem if rem <= self._cap else self._chunk)
+        if not f:
+            return 0
+        d = _ticks_diff(self._wake_at(f), now)
+        return d if d > 0 else 0
+
+    # -- sim-only ----------------------------------------------------------------
+    def _sim_stats(self):
+        """Sim only (not on real boards): the session's counters."""
+        if self._live:
+            self._tick(_ticks_us())
+        return {
+            "sid": self._sid, "live": self._live, "frames": self._clk,
+            "ring_bytes": self._ring, "ring_capacity": self._cap,
+            "underruns": self._n_under, "underrun_frames": self._n_under_f,
+            "overruns": self._n_over, "overrun_frames": self._n_over_f,
+            "discarded_frames": self._discarded,
+        }
+
+    @staticmethod
+    def shift(*args, **kw):
+        if args:
+            raise TypeError("extra positional arguments given")
+        for n in ("buf", "bits", "shift"):
+            if n not in kw:
+                raise TypeError("'%s' argument required" % n)
+        if len(kw) > 3:
+            raise TypeError("extra keyword arguments given")
+        buf = kw["buf"]
+        bits = _get_int(kw["bits"])
+        sh = _get_int(kw["shift"])
+        mv = memoryview(buf)  # TypeError for objects without the buffer protocol
+        if bits == 16:
+            _shift16(buf, len(mv) // 2, sh)
+        elif bits == 32:
+            _shift32(buf, len(mv) // 4, sh)
+        else:
+            raise ValueError("invalid bits")
+
+
+def _check_id(i2s_id):
+    if i2s_id not in _rules["ids"]:
+        if _family == "mimxrt":
+            raise ValueError("I2S(%d) does not exist" % i2s_id)
+        raise ValueError("invalid id")
+
+
+def _shift_py(buf, n, sh, size):
+    # portable fallback for builds without the viper emitter
+    full = 1 << (size * 8)
+    half = full >> 1
+    i = 0
+    while i < n:
+        o = i * size
+        v = int.from_bytes(buf[o:o + size], "little")
+        if v >= half:
+            v -= full
+        v = v << sh if sh >= 0 else v >> -sh
+        buf[o:o + size] = (v & (full - 1)).to_bytes(size, "little")
+        i += 1
+
+
+_shift16 = None
+_shift32 = None
+try:
+    exec(
+        "@micropython.viper\n"
+        "def _shift16(buf, n: int, sh: int):\n"
+        "    p = ptr16(buf)\n"
+        "    i = 0\n"
+        "    while i < n:\n"
+        "        v = int(p[i])\n"
+        "        if v & 0x8000:\n"
+        "            v = v - 0x10000\n"
+        "        if sh >= 0:\n"
+        "            v = v << sh\n"
+        "        else:\n"
+        "            v = v >> (0 - sh)\n"
+        "        p[i] = v\n"
+        "        i += 1\n"
+        "@micropython.viper\n"
+        "def _shift32(buf, n: int, sh: int):\n"
+        "    p = ptr32(buf)\n"
+        "    i = 0\n"
+        "    while i < n:\n"
+        "        v = int(p[i])\n"
+        "        if v & 0x80000000:\n"
+        "            v = v - 0x100000000\n"
+        "        if sh >= 0:\n"
+        "            v = v << sh\n"
+        "        else:\n"
+        "            v = v >> (0 - sh)\n"
+        "        p[i] = v\n"
+        "        i += 1\n",
+        globals(),
+    )
+except Exception:
+    pass
+if _shift16 is None:
+    def _shift16(buf, n, sh):
+        _shift_py(buf, n, sh, 2)
+
+    def _shift32(buf, n, sh):
+        _shift_py(buf, n, sh, 4)
+
+
+# ---------------------------------------------------------------------------
+# misc machine functions
+# ---------------------------------------------------------------------------
+def freq(*args):
+    if args:
+        return None
+    return _freq
+
+
+def unique_id():
+    return b"\x53\x49\x4d\x00\x00\x00\x00\x01"
+
+
+def disable_irq():
+    return 0
+
+
+def enable_irq(state=0):
+    return None
+
+
+def lightsleep(ms=None):
+    if ms is not None:
+        _sleep_until(_ticks_add(_ticks_us(), ms * 1000))
+
+
+# ---------------------------------------------------------------------------
+# configuration
+# ---------------------------------------------------------------------------
+def _configure(profile):
+    """Called once at boot with Profile.board_dict(): imitate that port."""
+    global _profile, _family, _rules, _pin_set, _freq
+    _profile = profile
+    plat = profile.get("platform")
+    machine_str = profile.get("machine") or ""
+    if plat == "pyboard":
+        _family = "stm32"
+    elif plat in ("rp2", "esp32", "mimxrt", "alif"):
+        _family = plat
+    else:
+        _family = "rp2"
+    _pin_set = {}
+    for p in profile.get("pins") or ():
+        _pin_set[p] = True
+    _freq = {"stm32": 480000000 if "H7" in machine_str else 168000000,
+             "rp2": 125000000, "esp32": 160000000, "mimxrt": 600000000,
+             "alif": 400000000}[_family]
+
+    # Pin constants
+    consts = _PIN_CONSTS.get("stm32" if _family == "alif" else _family)
+    for n in _PIN_CONST_NAMES:
+        if n in consts:
+            setattr(Pin, n, consts[n])
+        else:
+            try:
+                delattr(Pin, n)
+            except AttributeError:
+                pass
+    _mode_map.clear()
+    _pull_map.clear()
+    _mode_rev.clear()
+    _pull_rev.clear()
+    for n, code in (("IN", 0), ("OUT", 1), ("OPEN_DRAIN", 2), ("ALT", 3),
+                    ("ALT_OPEN_DRAIN", 3), ("ANALOG", 0)):
+        if n in consts:
+            _mode_map[consts[n]] = code
+            if n != "ALT_OPEN_DRAIN" and n != "ANALOG":
+                _mode_rev[code] = consts[n]
+    for n, code in (("PULL_NONE", 0), ("PULL_UP", 1), ("PULL_DOWN", 2)):
+        if n in consts:
+            _pull_map[consts[n]] = code
+            _pull_rev[code] = consts[n]
+    _pull_rev.setdefault(0, None)
+
+    # I2S: present only where the port has it
+    g = globals()
+    rules = profile.get("i2s")
+    if rules is None:
+        _rules = None
+        if "I2S" in g:
+            del g["I2S"]
+    else:
+        _rules = rules
+        key = _family
+        if _family == "stm32":
+            key = "stm32h7" if "H7" in machine_str else "stm32f4"
+        rx, tx = _I2S_MODES.get(key, (0, 1))
+        _I2S.RX = rx
+        _I2S.TX = tx
+        _I2S.MONO = 0
+        _I2S.STEREO = 1
+        g["I2S"] = _I2S
+
+    # time.sleep* wake up for I2S deadlines
+    try:
+        import _simtime
+
+        _simtime._sleep_until = _sleep_until
+    except ImportError:
+        pass
+
+
+# _board.py fills _simcfg.profile before importing this module: configure now
+# (a later explicit _configure() call simply configures again).
+try:
+    import _simcfg
+
+    if getattr(_simcfg, "profile", None):
+        _configure(_simcfg.profile)
+except ImportError:
+    pass

@@ -1,0 +1,99 @@
+"""Fixtures: virtual boards started the way users start them, and real clients on them."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+BIN = Path(sys.executable).parent
+
+
+@dataclass
+class SimProcess:
+    """`i2s sim` running in a subprocess, as a user runs it."""
+
+    proc: subprocess.Popen
+    path: str
+    out_dir: Path
+    summary: str = ""
+    files: dict = field(default_factory=dict)
+
+    def stop(self, sig=signal.SIGINT) -> str:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        _, err = self.proc.communicate(timeout=20)
+        self.summary = err
+        assert self.proc.returncode == 0, err
+        return err
+
+    def events(self) -> list[dict]:
+        return [json.loads(line) for line in Path(self.files["events"]).read_text().splitlines()]
+
+
+@pytest.fixture
+def sim(tmp_path):
+    started: list[SimProcess] = []
+
+    def start(profile="rp2", *args, capture=True, events=True, vcd=False) -> SimProcess:
+        out = tmp_path / f"sim{len(started)}"
+        out.mkdir()
+        files = {}
+        cmd = [sys.executable, "-m", "i2scli", "sim", "--profile", profile, *args]
+        if capture:
+            files["tx"] = str(out / "tx.wav")
+            cmd += ["--tx-capture", files["tx"]]
+        if events:
+            files["events"] = str(out / "events.jsonl")
+            cmd += ["--events", files["events"]]
+        if vcd:
+            files["vcd"] = str(out / "bus.vcd")
+            cmd += ["--vcd", files["vcd"]]
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        path = proc.stdout.readline().strip()
+        assert path.startswith("/dev/"), proc.stderr.read()
+        s = SimProcess(proc, path, out, files=files)
+        started.append(s)
+        return s
+
+    yield start
+    for s in started:
+        if s.proc.poll() is None:
+            s.proc.kill()
+            s.proc.communicate()
+
+
+def mpremote(*args, timeout=30, check=True) -> subprocess.CompletedProcess:
+    """The real mpremote command line."""
+    r = subprocess.run([str(BIN / "mpremote"), *args], capture_output=True, timeout=timeout,
+                       env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    if check:
+        assert r.returncode == 0, (r.stdout, r.stderr)
+    return r
+
+
+@pytest.fixture
+def transport():
+    """mpremote's serial transport (the library), opened on a port or URL; closed after."""
+    opened = []
+
+    def open_(port):
+        import i2scli.sim  # noqa: F401  (sim:// URLs)
+        from mpremote.transport_serial import SerialTransport
+
+        t = SerialTransport(port, baudrate=115200)
+        opened.append(t)
+        return t
+
+    yield open_
+    for t in opened:
+        try:
+            t.close()
+        except Exception:
+            pass
