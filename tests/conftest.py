@@ -84,8 +84,9 @@ def transport():
     opened = []
 
     def open_(port):
-        import i2scli.sim  # noqa: F401  (sim:// URLs)
         from mpremote.transport_serial import SerialTransport
+
+        import i2scli.sim  # noqa: F401  (sim:// URLs)
 
         t = SerialTransport(port, baudrate=115200)
         opened.append(t)

@@ -33,6 +33,7 @@ from i2scli.sim.wire import Capture, Source, parse_source, wire_dtype
 
 RUNTIME = Path(__file__).parent / "runtime"
 F_SETPIPE_SZ = 1031
+SIM_RUNTIME_HEAP = 512 * 1024
 
 # Runs the MicroPython unix port inside a small CPython launcher: puts the record channel on
 # fds 3 and 4, then hands argv to MicroPython's own main().
@@ -271,7 +272,9 @@ class VirtualBoard:
         cfg_path.write_text(json.dumps(cfg))
         ctrl_r, ctrl_w = os.pipe()
         rx_r, rx_w = os.pipe()
-        heap = f"heapsize={self.profile.heap}"
+        # room for the simulator's own runtime, which a real board keeps in flash; the board
+        # process pins free memory back to the profile's heap with ballast
+        heap = f"heapsize={self.profile.heap + SIM_RUNTIME_HEAP}"
         proc = subprocess.Popen(
             [sys.executable, "-c", LAUNCHER, str(ctrl_w), str(rx_r), "-X", heap,
              str(RUNTIME / "_board.py"), str(cfg_path)],
@@ -285,6 +288,7 @@ class VirtualBoard:
 
     def _ctrl_loop(self) -> None:
         start, mode = "power", "friendly"
+        quick: list[float] = []
         while not self._stopping.is_set():
             ctrl_r, self._proc = self._spawn(start, mode)
             self._soft_mode = None
@@ -311,6 +315,14 @@ class VirtualBoard:
                 self.stats.crashes += 1
                 self._event({"ev": "crash", "exit_code": code}, now_us())
                 start, mode = "power", "friendly"
+                quick.append(time.monotonic())
+                if len(quick) >= 3 and quick[-1] - quick[-3] < 5:
+                    # a board that crashes as it boots: stop, as a real one would sit dead
+                    self._event({"ev": "dead", "reason": "crashed three times while booting"}, now_us())
+                    self.gone_reason = "board crashed while booting (see its log)"
+                    self._gone.set()
+                    return
+                self._stopping.wait(0.5)
 
     def _read_records(self, f) -> None:
         while True:

@@ -80,8 +80,10 @@ class Serial(serial.Serial):
             return
         proc.stdin.close()  # the board sees EOF and powers off, writing its outputs
         try:
-            _, err = proc.communicate(timeout=10)
+            proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
             proc.kill()
-            _, err = proc.communicate()
-        self._board_summary = err.decode(errors="replace").strip()
+            proc.wait()
+        self._board_summary = proc.stderr.read().decode(errors="replace").strip()
+        proc.stdout.close()
+        proc.stderr.close()

@@ -110,6 +110,19 @@ def main():
     path.extend(["", ".frozen", "/lib"])
     _sys.argv.clear()
 
+    # The simulator's own modules live in this heap, where a real board keeps machine, the
+    # REPL and friends in flash. The model gives the interpreter room for them; ballast takes
+    # the rest, so board code sees the imitated board's free memory.
+    import gc
+
+    gc.collect()
+    # Small pieces, first-fit: they fill the holes the runtime left and the bottom of the
+    # free space, so what remains is one contiguous region like a fresh board's heap.
+    ballast = []
+    target = prof.get("heap", 0)
+    while gc.mem_free() - 2048 > target:
+        ballast.append(bytearray(2000))
+    gc.collect()
     g = {"__name__": "__main__"}
     repl = _repl.Repl(g, mode)
     try:

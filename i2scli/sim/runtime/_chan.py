@@ -45,6 +45,10 @@ def now_us():
     return time.ticks_us()
 
 
+def _u32(at, v):
+    struct.pack_into("<I", _hdr, at, v)
+
+
 def _head(kind, n):
     _hdr[0] = kind
     _hdr[1] = n & 0xFF
@@ -86,7 +90,13 @@ def rx(sid, fill_frames, drop_frames, buf, nbytes):
     drop_frames were lost (ring full); then read nbytes from the ring head
     into buf (from its start). Returns nbytes."""
     _head(0x52, 13)  # 'R'
-    struct.pack_into("<BIII", _hdr, 4, sid, fill_frames, drop_frames, nbytes)
+    # "<BIII" packed in pieces: one pack_into with 4 values on top of 5
+    # arguments makes the call frame exceed MicroPython's 11-word on-stack
+    # limit, and the frame is then heap-allocated on every call.
+    _hdr[4] = sid
+    _u32(5, fill_frames)
+    _u32(9, drop_frames)
+    _u32(13, nbytes)
     _out.write(_hdr, 0, 17)
     if nbytes:
         # a blocking FileIO readinto(buf, n) reads exactly n bytes

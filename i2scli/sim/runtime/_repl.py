@@ -4,6 +4,7 @@
 #
 # Input is read one byte at a time and never ahead: code run from the REPL
 # reads the bytes that follow it itself.
+import gc
 import sys
 import _chan
 import _simcfg
@@ -214,7 +215,8 @@ class Readline:
     def push_history(self, s):
         if s and (not self.hist or self.hist[0] != s):
             self.hist.insert(0, s)
-            del self.hist[HIST_SIZE:]
+            if len(self.hist) > HIST_SIZE:
+                self.hist.pop()
 
     def _complete(self):
         """py/repl.c mp_repl_autocomplete (names from dir(), sorted)."""
@@ -301,7 +303,7 @@ class Readline:
                 return c
             elif c == CTRL_D:
                 if self.cursor < len(line):
-                    del line[self.cursor]
+                    line[self.cursor:self.cursor + 1] = b""
                     from_cursor = True
             elif c == CTRL_E:
                 step_fwd = len(line) - self.cursor
@@ -309,14 +311,14 @@ class Readline:
                 if self.cursor < len(line):
                     step_fwd = 1
             elif c == CTRL_K:
-                del line[self.cursor:]
+                line[self.cursor:] = b""
                 from_cursor = True
             elif c == CTRL_N:
                 step_back, from_cursor, step_fwd = self._hist_down()
             elif c == CTRL_P:
                 step_back, from_cursor, step_fwd = self._hist_up()
             elif c == CTRL_U:
-                del line[self.orig: self.cursor]
+                line[self.orig: self.cursor] = b""
                 step_back = self.cursor - self.orig
                 from_cursor = True
             elif c == 13:
@@ -334,14 +336,14 @@ class Readline:
                             break
                         nspace += 1
                     nspace = 1 if nspace < 4 else 4
-                    del line[self.cursor - nspace: self.cursor]
+                    line[self.cursor - nspace: self.cursor] = b""
                     step_back = nspace
                     from_cursor = True
             elif (self.ai & AI_JUST_ADDED) and (c == 9 or c == 32):
                 self.ai = 0
                 if c == 32:
                     step_back = 3
-                    del line[len(line) - 3:]
+                    line[len(line) - 3:] = b""
             elif c == 9:
                 if len(line) != 0 and line[self.cursor - 1] in b" \t\n\r\x0b\x0c":
                     n, s = 4, "    "
@@ -397,7 +399,7 @@ class Readline:
                     step_fwd = len(line) - self.cursor
                 elif e == 51:
                     if self.cursor < len(line):
-                        del line[self.cursor]
+                        line[self.cursor:self.cursor + 1] = b""
                         from_cursor = True
             self.esc = 0
         elif esc == 4:
@@ -429,7 +431,7 @@ class Readline:
         if self.hist_cur + 1 < HIST_SIZE and self.hist_cur + 1 < len(self.hist):
             self.hist_cur += 1
             line = self.line
-            del line[self.orig:]
+            line[self.orig:] = b""
             line.extend(self.hist[self.hist_cur].encode())
             return self.cursor - self.orig, True, len(line) - self.orig
         return 0, False, 0
@@ -438,7 +440,7 @@ class Readline:
         if self.hist_cur >= 0:
             self.hist_cur -= 1
             line = self.line
-            del line[self.orig:]
+            line[self.orig:] = b""
             if self.hist_cur >= 0:
                 line.extend(self.hist[self.hist_cur].encode())
             return self.cursor - self.orig, True, len(line) - self.orig
@@ -525,10 +527,22 @@ class Repl:
     def run(self):
         """Runs until a soft reset; returns the mode for the next start."""
         while True:
-            if self.mode == RAW:
-                ret = self.raw_repl()
-            else:
-                ret = self.friendly_repl()
+            try:
+                if self.mode == RAW:
+                    ret = self.raw_repl()
+                else:
+                    ret = self.friendly_repl()
+            except InputClosed:
+                raise
+            except Exception as e:
+                # A bug in this REPL must not take the board down: log it to
+                # the model (fd 2) and start the current mode's REPL again.
+                try:
+                    sys.stderr.write("board: REPL error\n")
+                    _simio._real_print_exception(e, sys.stderr)
+                except Exception:
+                    pass
+                continue
             if ret != 0:
                 return self.mode
 
@@ -582,22 +596,44 @@ class Repl:
         window = stdin_buffer_max() // 2
         _w(bytes((window & 0xFF, window >> 8, 0x01)))
         remain = window
+        # Chunks, not one growing buffer: the real pyexec compiles as it reads and never
+        # holds the source, so a board-sized heap must not need several copies of it here.
+        chunks = []
         data = bytearray()
+        err = None
         while True:
             c = getc()
             if c == CTRL_C or c == CTRL_D:
                 _w(b"\x04")
                 if c == CTRL_C:
+                    chunks = data = None
                     return self.execute(None, "<stdin>", "exec", print_eof=True,
                                         exc=KeyboardInterrupt())
                 break
-            data.append(c)
+            if err is None:
+                try:
+                    data.append(c)
+                    if len(data) >= 1024:
+                        chunks.append(bytes(data))
+                        data = bytearray()
+                except MemoryError as e:
+                    err = e
+                    chunks = data = None
             remain -= 1
             if remain == 0:
                 _w(b"\x01")
                 remain = window
-        src = bytes(data)
+        if err is not None:
+            return self.execute(None, "<stdin>", "exec", print_eof=True, exc=err)
+        chunks.append(bytes(data))
         data = None
+        try:
+            src = b"".join(chunks)
+        except MemoryError as e:
+            chunks = None
+            return self.execute(None, "<stdin>", "exec", print_eof=True, exc=e)
+        chunks = None
+        gc.collect()
         return self.execute(src, "<stdin>", "exec", print_eof=True)
 
     def banner(self):

@@ -333,10 +333,8 @@ def _min_wait(now):
     """us until the earliest non-blocking deadline (large when none)."""
     w = 1000000
     for s in _active:
-        if s._nb:
-            d = s._nb_wait(now)
-            if d < w:
-                w = d
+        if s._nb and s._nb_wait(now) < w:
+            w = s._nb_wait(now)
     return w
 
 
@@ -399,6 +397,7 @@ class _I2S(_io.IOBase):
         self._started = False
         self._under = False
         self._over = False
+        self._grace = 0
         self._pfill = 0
         self._pdrop = 0
         self._n_under = 0
@@ -410,8 +409,8 @@ class _I2S(_io.IOBase):
         self._cb = None
         self._nb = False
         self._nb_buf = None
-        self._nb_off = 0
-        self._nb_end = 0
+        self._off = 0  # scratch: current transfer position / non-blocking descriptor
+        self._end = 0
         self._pins = None
         self._mck = None
 
@@ -536,6 +535,7 @@ class _I2S(_io.IOBase):
         self._started = False
         self._under = False
         self._over = False
+        self._grace = 0
         self._pfill = 0
         self._pdrop = 0
         self._n_under = 0
@@ -566,16 +566,12 @@ class _I2S(_io.IOBase):
                     ibuf=ibuf, sck=sck, ws=ws, sd=sd, mck=mck, frame_bytes=fb)
 
     def deinit(self):
-        global _npend
         if _npend:
             _service_all(_ticks_us())
         if not self._live:
             return None
         self._tick(_ticks_us())
-        if self._nb:
-            self._nb = False
-            self._nb_buf = None
-            _npend -= 1
+        self._stop_nb()
         if not self._tx and (self._pfill or self._pdrop):
             _chan.rx(self._sid, self._pfill, self._pdrop, None, 0)
             self._pfill = 0
@@ -601,60 +597,66 @@ class _I2S(_io.IOBase):
             self._mode, self._bits, self._fmt, self._rate, self._ibuf)
 
     # -- the clock -----------------------------------------------------------
+    # Hot paths keep every function's locals + value stack within 11 words:
+    # MicroPython heap-allocates the call frame of bigger functions on every
+    # call. Instance attributes (_off, _end) serve as scratch registers.
     def _tick(self, now):
         """Account the frames clocked since the last update."""
-        tot = _ticks_diff(now, self._t0) * self._rate // 1000000
-        n = tot - self._clk
+        n = _ticks_diff(now, self._t0) * self._rate // 1000000 - self._clk
         if n <= 0:
             return
-        self._clk = tot
-        fb = self._fb
+        self._clk += n
         if self._tx:
-            have = self._ring // fb
-            if n <= have:
-                self._ring -= n * fb
+            h = self._ring // self._fb
+            if n <= h:
+                self._ring -= n * self._fb
                 _chan.clock(self._sid, n, 0)
             else:
-                z = n - have
-                self._ring -= have * fb
+                self._ring -= h * self._fb
+                n -= h
                 if self._started:
-                    if not self._under:
-                        self._under = True
-                        self._n_under += 1
-                    self._n_under_f += z
-                _chan.clock(self._sid, have, z)
+                    self._underrun(n)
+                _chan.clock(self._sid, h, n)
         else:
-            space = (self._cap - self._ring) // fb
-            if n <= space:
-                self._ring += n * fb
+            # _grace: room a read in progress makes by taking bytes as they come
+            h = (self._cap + self._grace - self._ring) // self._fb
+            if n <= h:
+                self._ring += n * self._fb
                 self._pfill += n
             else:
-                self._ring += space * fb
-                self._pfill += space
-                d = n - space
-                self._pdrop += d
-                if not self._over:
-                    self._over = True
-                    self._n_over += 1
-                self._n_over_f += d
+                self._ring += h * self._fb
+                self._pfill += h
+                self._overrun(n - h)
+
+    def _underrun(self, z):
+        if not self._under:
+            self._under = True
+            self._n_under += 1
+        self._n_under_f += z
+
+    def _overrun(self, d):
+        self._pdrop += d
+        if not self._over:
+            self._over = True
+            self._n_over += 1
+        self._n_over_f += d
 
     def _wake_at(self, frames):
         """ticks_us() when `frames` more frames will have been clocked."""
-        target = self._clk + frames
         r = self._rate
-        return _ticks_add(self._t0, (target * 1000000 + r - 1) // r)
+        return _ticks_add(self._t0, ((self._clk + frames) * 1000000 + r - 1) // r)
 
     def _tx_wait_frames(self, rem):
         """Frames to clock before min(rem, chunk) bytes fit (0: they fit now)."""
-        fb = self._fb
-        want = rem if rem < self._chunk else self._chunk
-        lim = self._cap - self._ring % fb  # most room the ring can ever offer
-        if want > lim:
-            want = lim
-        space = self._cap - self._ring
-        if space >= want:
+        if rem > self._chunk:
+            rem = self._chunk
+        lim = self._cap - self._ring % self._fb  # most room the ring can offer
+        if rem > lim:
+            rem = lim
+        rem -= self._cap - self._ring  # bytes still missing
+        if rem <= 0:
             return 0
-        return (want - space + fb - 1) // fb
+        return (rem + self._fb - 1) // self._fb
 
     def _rx_wait_frames(self, need):
         """Frames to clock before the ring holds `need` bytes (0: it does)."""
@@ -662,9 +664,26 @@ class _I2S(_io.IOBase):
             return 0
         return (need - self._ring) // self._fb
 
-    def _accept(self, buf, off, k):
-        _chan.tx(self._sid, buf, off, k)
+    def _span(self, ln, a, b):
+        """write(buf[, max_len]) / write(buf, off, max_len) as the stream
+        methods read them: sets _off/_end, returns the byte count."""
+        off = 0
+        if b >= 0:
+            off = a if a < ln else ln
+            ln -= off
+            if b < ln:
+                ln = b
+        elif 0 <= a < ln:
+            ln = a
+        self._off = off
+        self._end = off + ln
+        return ln
+
+    def _accept(self, buf, k):
+        """k bytes of buf from _off enter the TX ring."""
+        _chan.tx(self._sid, buf, self._off, k)
         self._ring += k
+        self._off += k
         self._started = True
         self._under = False
 
@@ -685,59 +704,43 @@ class _I2S(_io.IOBase):
 
     # -- streams -------------------------------------------------------------
     def write(self, buf, a=-1, b=-1):
-        global _npend
         if _npend:
             _service_all(_ticks_us())
         if not self._tx or not self._live:
             raise OSError(_EPERM)
-        n = len(buf)
-        off = 0
-        if b >= 0:
-            off = a if a < n else n
-            n -= off
-            if b < n:
-                n = b
-        elif a >= 0 and a < n:
-            n = a
-        if n <= 0:
+        if self._span(len(buf), a, b) <= 0:
             return 0
-        end = off + n
-        io = self._io
-        if io == _NON_BLOCKING:
-            if not self._nb:
-                _npend += 1
-            self._nb = True
-            self._nb_buf = buf
-            self._nb_off = off
-            self._nb_end = end
-            self._service(_ticks_us())
-            return n
-        if io == _ASYNCIO:
+        if self._io == _BLOCKING:
+            return self._write_blocking(buf)
+        if self._io == _NON_BLOCKING:
+            return self._start_nb(buf)
+        # asyncio: take what fits now
+        self._tick(_ticks_us())
+        a = self._cap - self._ring
+        b = self._end - self._off
+        if a > b:
+            a = b
+        if a > 0:
+            self._accept(buf, a)
+            return a
+        return 0
+
+    def _write_blocking(self, buf):
+        n = self._end - self._off
+        while True:
             self._tick(_ticks_us())
             k = self._cap - self._ring
-            if k > n:
-                k = n
             if k > 0:
-                self._accept(buf, off, k)
-                return k
-            return 0
-        while True:
-            now = _ticks_us()
-            self._tick(now)
-            k = self._cap - self._ring
-            if k > 0:
-                if k > end - off:
-                    k = end - off
-                self._accept(buf, off, k)
-                off += k
-                if off >= end:
+                if k > self._end - self._off:
+                    k = self._end - self._off
+                self._accept(buf, k)
+                if self._off >= self._end:
                     return n
-            f = self._tx_wait_frames(end - off)
-            if f:
-                _sleep_until(self._wake_at(f))
+            k = self._tx_wait_frames(self._end - self._off)
+            if k:
+                _sleep_until(self._wake_at(k))
 
     def readinto(self, buf, nb=-1):
-        global _npend
         if _npend:
             _service_all(_ticks_us())
         if self._tx or not self._live:
@@ -749,104 +752,121 @@ class _I2S(_io.IOBase):
             raise OSError(_EINVAL)
         if n == 0:
             return 0
-        io = self._io
-        if io == _NON_BLOCKING:
-            if not self._nb:
-                _npend += 1
-            self._nb = True
-            self._nb_buf = buf
-            self._nb_off = 0
-            self._nb_end = n
-            self._service(_ticks_us())
-            return n
-        if io == _ASYNCIO:
+        self._off = 0
+        self._end = n
+        if self._io == _BLOCKING:
+            if n <= self._cap:
+                return self._read_blocking(buf)
+            return self._read_blocking_big(buf)
+        if self._io == _NON_BLOCKING:
+            return self._start_nb(buf)
+        # asyncio: whatever whole frames are there now
+        self._tick(_ticks_us())
+        if n > self._ring:
+            n = self._ring
+        if n > 0 or self._pfill or self._pdrop:
+            self._take(buf, n)
+        return n
+
+    def _read_blocking(self, buf):
+        n = self._end
+        self._tick(_ticks_us())  # what came before the call (may overrun)
+        while self._ring < n:
+            _sleep_until(self._wake_at((n - self._ring) // self._fb))
+            # A real port copies out of the ring while it waits, so frames
+            # arriving during the call are not lost when the wake-up is late.
+            self._grace = n
             self._tick(_ticks_us())
-            k = self._ring
-            if k > n:
-                k = n
-            if k > 0:
-                self._take(buf, k)
-            elif self._pfill or self._pdrop:
-                self._take(buf, 0)
-            return k
-        got = 0
-        while True:
-            now = _ticks_us()
-            self._tick(now)
-            rem = n - got
-            need = rem if rem <= self._cap else self._chunk
-            if self._ring >= need:
+            self._grace = 0
+        self._take(buf, n)
+        return n
+
+    def _read_blocking_big(self, buf):
+        # the buffer is larger than the ring: read it in pieces (allocates)
+        n = self._end
+        while self._off < n:
+            self._tick(_ticks_us())
+            rem = n - self._off
+            if self._ring >= self._chunk or self._ring >= rem:
                 k = self._ring if self._ring < rem else rem
-                self._take_at(buf, got, k)
-                got += k
-                if got >= n:
-                    return n
-                continue
-            _sleep_until(self._wake_at(self._rx_wait_frames(need)))
+                self._take_at(buf, self._off, k)
+                self._off += k
+            else:
+                _sleep_until(self._wake_at(self._rx_wait_frames(self._chunk)))
+        return n
 
     def ioctl(self, req, arg):
         if _npend:
             _service_all(_ticks_us())
         if req != 3:  # MP_STREAM_POLL
             return -_EINVAL
-        self._io = _ASYNCIO  # as on the ports: ioctl() means asyncio is in use
+        if self._io != _ASYNCIO:
+            self._stop_nb()  # a pending non-blocking transfer is abandoned
+            self._io = _ASYNCIO  # as on the ports: ioctl() means asyncio is in use
         if not self._live:
             return 0
         self._tick(_ticks_us())
-        ret = 0
+        req = 0
         if arg & 1:  # MP_STREAM_POLL_RD
             if self._tx:
                 return -_EPERM
             if self._ring >= self._chunk:
-                ret |= 1
+                req |= 1
         if arg & 4:  # MP_STREAM_POLL_WR
             if not self._tx:
                 return -_EPERM
             if self._cap - self._ring >= self._chunk:
-                ret |= 4
-        return ret
+                req |= 4
+        return req
 
     def irq(self, handler):
-        global _npend
         if handler is not None and not callable(handler):
             raise ValueError("invalid callback")
-        if self._nb:
-            self._nb = False
-            self._nb_buf = None
-            _npend -= 1
+        self._stop_nb()
         self._cb = handler
         self._io = _BLOCKING if handler is None else _NON_BLOCKING
         return None
 
     # -- non-blocking work ("the DMA interrupt") -------------------------------
-    def _service(self, now):
+    def _start_nb(self, buf):
         global _npend
+        self._tick(_ticks_us())  # what came before the call (may overrun)
+        if not self._nb:
+            _npend += 1
+        self._nb = True
+        self._nb_buf = buf
+        if not self._tx:
+            self._grace = self._end  # the "DMA interrupt" copies out as data comes
+        self._service(_ticks_us())
+        return self._end - (0 if self._tx else self._off)
+
+    def _stop_nb(self):
+        global _npend
+        if self._nb:
+            self._nb = False
+            self._nb_buf = None
+            self._grace = 0
+            _npend -= 1
+
+    def _service(self, now):
         self._tick(now)
         if not self._nb:
             return
-        off = self._nb_off
-        end = self._nb_end
-        buf = self._nb_buf
         if self._tx:
             k = self._cap - self._ring
-            if k > end - off:
-                k = end - off
+            if k > self._end - self._off:
+                k = self._end - self._off
             if k > 0:
-                self._accept(buf, off, k)
-                off += k
-                self._nb_off = off
+                self._accept(self._nb_buf, k)
         else:
-            rem = end - off
-            need = rem if rem <= self._cap else self._chunk
-            if self._ring >= need:
-                k = self._ring if self._ring < rem else rem
-                self._take_at(buf, off, k)
-                off += k
-                self._nb_off = off
-        if off >= end:
-            self._nb = False
-            self._nb_buf = None
-            _npend -= 1
+            now = self._end - self._off
+            if self._ring >= now or (now > self._cap and self._ring >= self._chunk):
+                if now > self._ring:
+                    now = self._ring
+                self._take_at(self._nb_buf, self._off, now)
+                self._off += now
+        if self._off >= self._end:
+            self._stop_nb()
             if self._cb is not None:
                 try:
                     _mp.schedule(self._cb, self)
@@ -855,15 +875,15 @@ class _I2S(_io.IOBase):
 
     def _nb_wait(self, now):
         """us until this object's non-blocking work can progress."""
-        rem = self._nb_end - self._nb_off
         if self._tx:
-            f = self._tx_wait_frames(rem)
+            f = self._tx_wait_frames(self._end - self._off)
         else:
-            f = self._rx_wait_frames(rem if rem <= self._cap else self._chunk)
+            f = self._end - self._off
+            f = self._rx_wait_frames(f if f <= self._cap else self._chunk)
         if not f:
             return 0
-        d = _ticks_diff(self._wake_at(f), now)
-        return d if d > 0 else 0
+        f = _ticks_diff(self._wake_at(f), now)
+        return f if f > 0 else 0
 
     # -- sim-only ----------------------------------------------------------------
     def _sim_stats(self):

@@ -191,25 +191,29 @@ class USB_VCP:
         return _stdout.write(data)
 
     def recv(self, data, *, timeout=5000):
+        """Fill data (or a new buffer of that many bytes) within timeout ms; returns the
+        count (or the bytes). Allocation-free for a buffer: the agent's hot path."""
         if isinstance(data, int):
             buf = bytearray(data)
-        else:
-            buf = data
-        n = len(buf)
-        got = 0
+            n = self._recv_into(buf, timeout)
+            return bytes(buf) if n == data else bytes(memoryview(buf)[:n])
+        return self._recv_into(data, timeout)
+
+    def _recv_into(self, buf, timeout):
+        if self._sent != self._flow:
+            self._reading()
+        if not self._wait(timeout):
+            return 0
+        # Data has started to arrive: a blocking exact read on fd 0 takes the rest.
+        return _stdin.readinto(buf, len(buf))
+
+    def _wait(self, timeout):
         t0 = _t.ticks_ms()
-        mv = memoryview(buf)
-        while got < n:
-            r = self.readinto(mv[got:])
-            if r:
-                got += r
-                continue
+        while True:
+            for _ in _poll.ipoll(1):
+                return True
             if _t.ticks_diff(_t.ticks_ms(), t0) >= timeout:
-                break
-            _t.sleep_ms(1)
-        if isinstance(data, int):
-            return bytes(mv[:got])
-        return got
+                return False
 
     def irq(self, handler=None, trigger=1, hard=False):
         return None

@@ -1,0 +1,651 @@
+# i2s agent: runs on the board, streams audio between the host and machine.I2S.
+# Protocol: docs/protocol.md. Plain MicroPython; the streaming loops allocate nothing
+# (preallocated buffers, fixed memoryviews, readinto, integer maths only).
+import sys
+import time
+import gc
+import micropython
+from micropython import const
+
+try:
+    import ujson as json
+except ImportError:
+    import json
+
+VERSION = "dev"  # the host replaces this with a hash of the source when it uploads/installs
+PROTO = const(1)
+
+_S0 = const(0xA5)
+_S1 = const(0x5A)
+_CRC = const(0x80)
+_HELLO = const(1)
+_START = const(2)
+_READY = const(3)
+_DATA = const(4)
+_CREDIT = const(5)
+_END = const(6)
+_SUMMARY = const(7)
+_ERROR = const(8)
+_ABORT = const(9)
+_PROBE = const(10)
+_KEEPALIVE = const(11)
+_TIMEOUT = const(-1)
+_BAD = const(-2)
+_HDR = const(7)
+
+try:
+    from binascii import crc32
+except ImportError:
+    crc32 = None
+
+# Input buffer of each port's REPL stream: credits never exceed it (docs/sim.md has sources).
+_INBUF = {"esp32": 256, "esp8266": 128, "rp2": 512, "mimxrt": 512, "samd": 512, "nrf": 256,
+          "pyboard": 1024, "linux": 4096}
+
+
+class Link:
+    """Frames over the REPL stream: the fastest input path the port has, no allocation."""
+
+    def __init__(self):
+        self.vcp = None
+        self.poll = None
+        try:
+            import pyb
+
+            self.vcp = pyb.USB_VCP()
+            self.vcp.init(flow=pyb.USB_VCP.RTS)  # hold the host back instead of dropping
+            self.vcp.setinterrupt(-1)
+        except (ImportError, AttributeError, ValueError, TypeError):
+            self.vcp = None
+        micropython.kbd_intr(-1)  # 0x03 is audio data now, not Ctrl-C
+        self.inp = sys.stdin.buffer
+        self.out = sys.stdout.buffer
+        if self.vcp is None:
+            import select
+
+            self.poll = select.poll()
+            self.poll.register(self.inp, select.POLLIN)
+        self.inbuf = _INBUF.get(sys.platform, 256)
+        self.crc = crc32 is not None
+        self.hdr = bytearray(_HDR)
+        self.one = bytearray(1)
+        self.obuf = bytearray(_HDR + 4)
+        self.tx_seq = 0
+        self.rx_seq = -1
+        self.crc_errors = 0
+        self.resyncs = 0
+        self.seq_gaps = 0
+        self.consumed = 0  # bytes taken out of the input buffer since the last grant
+        self.max_payload = 0
+        self.pbuf = None
+        self.plen = 0
+
+    def drain(self, quiet_ms=50):
+        """Discard input until the host has been quiet a while, so nothing it sent after our
+        last frame lands in the REPL as code."""
+        while self.wait(quiet_ms):
+            self._read(self.one, 1)
+
+    def close(self):
+        micropython.kbd_intr(3)
+        if self.vcp is not None:
+            try:
+                self.vcp.setinterrupt(3)
+            except Exception:
+                pass
+
+    # -- waiting and reading --------------------------------------------------------------
+    def wait(self, ms):
+        """True when input is there, False after ms."""
+        if self.vcp is not None:
+            t0 = time.ticks_ms()
+            while not self.vcp.any():
+                if time.ticks_diff(time.ticks_ms(), t0) >= ms:
+                    return False
+                time.sleep_ms(1)
+            return True
+        for _ in self.poll.ipoll(ms):
+            return True
+        return False
+
+    def _read(self, buf, n):
+        if self.vcp is not None:
+            got = self.vcp.recv(buf, timeout=2000) if n == len(buf) else self._vcp_partial(buf, n)
+        else:
+            got = self.inp.readinto(buf, n)
+        self.consumed += n
+        return got
+
+    def _vcp_partial(self, buf, n):
+        return self.vcp.recv(memoryview(buf)[:n], timeout=2000)
+
+    def set_payload(self, size):
+        """Preallocate the receive buffer: payload + CRC trailer."""
+        self.max_payload = size
+        self.pbuf = bytearray(size + 4)
+        self.pfull = memoryview(self.pbuf)[:size]
+
+    # Per-frame methods stay small: MicroPython puts a call frame on the heap once its
+    # locals and stack pass 11 words, so each does one thing with few locals.
+    def read_frame(self, ms):
+        """Next good frame's type (payload in self.pbuf[:self.plen]), or _TIMEOUT."""
+        if not self.wait(ms):
+            return _TIMEOUT
+        self._read(self.hdr, _HDR)
+        while True:
+            t = self._frame()
+            if t >= 0:
+                return t
+            self.resyncs += 1
+            if not self._shift(ms):
+                return _TIMEOUT
+
+    def _frame(self):
+        h = self.hdr
+        if h[0] != _S0 or h[1] != _S1:
+            return _BAD
+        if (~(h[2] + h[3] + h[4] + h[5])) & 0xFF != h[6]:
+            return _BAD
+        n = h[4] | (h[5] << 8)
+        if n > self.max_payload or not self._payload(h[2], n):
+            return _BAD
+        return h[2] & 0x7F
+
+    def _shift(self, ms):
+        """Resync: drop the header's first byte, slide the rest down, read one more."""
+        h = self.hdr
+        i = 0
+        while i < _HDR - 1:
+            h[i] = h[i + 1]
+            i += 1
+        if not self.wait(ms):
+            return False
+        self._read(self.one, 1)
+        h[_HDR - 1] = self.one[0]
+        return True
+
+    def _payload(self, t, n):
+        if t & _CRC:
+            self._read(self.pbuf, n + 4)
+            if self.crc and not self._crc_ok(n):
+                self.crc_errors += 1
+                return False
+        elif n:
+            self._read(self.pbuf, n)
+        self.plen = n
+        self._seq(self.hdr[3])
+        return True
+
+    def _crc_ok(self, n):
+        if n == 0:
+            return self._u32(self.pbuf, 0) == 0  # crc32 of nothing, without a slice
+        if n == self.max_payload:
+            return crc32(self.pfull) == self._u32(self.pbuf, n)
+        return crc32(memoryview(self.pbuf)[:n]) == self._u32(self.pbuf, n)
+
+    def _u32(self, p, i):
+        return p[i] | (p[i + 1] << 8) | (p[i + 2] << 16) | (p[i + 3] << 24)
+
+    def _seq(self, seq):
+        if self.rx_seq >= 0 and seq != (self.rx_seq + 1) & 0xFF:
+            self.seq_gaps += 1
+        self.rx_seq = seq
+
+    # -- writing ------------------------------------------------------------------------------
+    def _head(self, buf, t, n):
+        if self.crc:
+            t |= _CRC
+        buf[0] = _S0
+        buf[1] = _S1
+        buf[2] = t
+        buf[3] = self.tx_seq
+        buf[4] = n & 0xFF
+        buf[5] = n >> 8
+        buf[6] = (~(t + self.tx_seq + buf[4] + buf[5])) & 0xFF
+        self.tx_seq = (self.tx_seq + 1) & 0xFF
+
+    def _trailer(self, buf, off, c):
+        buf[off] = c & 0xFF
+        buf[off + 1] = (c >> 8) & 0xFF
+        buf[off + 2] = (c >> 16) & 0xFF
+        buf[off + 3] = (c >> 24) & 0xFF
+
+    def send(self, t, payload=b""):
+        """A control frame (allocates: not for the audio path)."""
+        n = len(payload)
+        ob = self.obuf
+        self._head(ob, t, n)
+        self.out.write(ob, 0, _HDR)
+        if n:
+            self.out.write(payload)
+        if self.crc:
+            self._trailer(ob, _HDR, crc32(payload))
+            self.out.write(ob, _HDR, 4)
+
+    def send_json(self, t, obj):
+        self.send(t, json.dumps(obj).encode())
+
+    def frame_buffer(self, payload):
+        """A buffer for sending DATA frames built in place: header, payload, CRC."""
+        buf = bytearray(_HDR + payload + 4)
+        return buf, memoryview(buf)[_HDR:_HDR + payload]
+
+    def send_data(self, buf, view, n):
+        """Send the DATA frame in buf whose payload (view) holds n bytes."""
+        self._head(buf, _DATA, n)
+        if self.crc:
+            self._trailer(buf, _HDR + n, crc32(view))
+            self.out.write(buf, 0, _HDR + n + 4)
+        else:
+            self.out.write(buf, 0, _HDR + n)
+
+    def grant(self, force=False):
+        """Give the bytes read since the last grant back to the host as credit."""
+        c = self.consumed
+        if c and (force or c >= self.window >> 1):
+            self.consumed = 0
+            ob = self.obuf
+            ob[0] = c & 0xFF
+            ob[1] = (c >> 8) & 0xFF
+            ob[2] = (c >> 16) & 0xFF
+            ob[3] = (c >> 24) & 0xFF
+            self._credit(ob)
+
+    def _credit(self, ob):
+        # header after the 4 credit bytes already in obuf[0:4]: build in self.hdr-like scratch
+        cb = self.cbuf
+        cb[7] = ob[0]
+        cb[8] = ob[1]
+        cb[9] = ob[2]
+        cb[10] = ob[3]
+        self._head(cb, _CREDIT, 4)
+        if self.crc:
+            self._trailer(cb, 11, crc32(self.cview))
+            self.out.write(cb, 0, 15)
+        else:
+            self.out.write(cb, 0, 11)
+
+
+class Meter:
+    """Tracks bus frames against time to estimate xruns on the board, in integer ms with a
+    once-a-second re-anchor so nothing outgrows a small int on 32-bit ports."""
+
+    def __init__(self, rate, ring_frames):
+        self.rate = rate
+        self.ring = ring_frames
+        self.t0 = 0
+        self.base = 0
+        self.started = False
+        self.events = 0
+        self.lost = 0
+
+    def start(self, frames):
+        self.t0 = time.ticks_ms()
+        self.base = frames
+        self.started = True
+
+    def tx(self, written):
+        """Before writing: frames played since the anchor beyond those written = underrun."""
+        if not self.started:
+            self.start(written)
+            return
+        now = time.ticks_ms()
+        played = time.ticks_diff(now, self.t0) * self.rate // 1000
+        ahead = written - self.base
+        if played > ahead + self.rate // 200:  # more than 5 ms short
+            self.events += 1
+            self.lost += played - ahead
+            self.t0 = now
+            self.base = written
+        elif ahead >= self.rate and played >= self.rate:
+            self.t0 = time.ticks_add(self.t0, 1000)
+            self.base += self.rate
+
+    def rx(self, read):
+        """After reading: frames clocked beyond read + ring = overrun."""
+        if not self.started:
+            self.start(read)
+            return
+        now = time.ticks_ms()
+        clocked = time.ticks_diff(now, self.t0) * self.rate // 1000
+        behind = clocked - (read - self.base)
+        if behind > self.ring + self.rate // 200:
+            self.events += 1
+            self.lost += behind - self.ring
+            self.t0 = now
+            self.base = read
+        elif clocked >= self.rate and read - self.base >= self.rate:
+            self.t0 = time.ticks_add(self.t0, 1000)
+            self.base += self.rate
+
+
+class Heap:
+    """Bytes allocated over the steady-state frames: start() opens the window, mark() after
+    each steady frame records where it stands, stop() closes it at the last mark. Uses
+    micropython.mem_total where the port has it, else gc.mem_alloc() with collection held off."""
+
+    def __init__(self):
+        self.total = getattr(micropython, "mem_total", None)
+        self.method = "mem_total" if self.total else "mem_alloc"
+        if not self.total:
+            self.total = gc.mem_alloc
+        self.a = 0
+        self.b = 0
+        self.bytes = 0
+        self.on = False
+
+    def start(self):
+        if self.method == "mem_alloc":
+            gc.collect()
+            gc.disable()
+        self.a = self.total()
+        self.b = self.a
+        self.on = True
+
+    def mark(self):
+        self.b = self.total()
+
+    def stop(self):
+        if not self.on:
+            return
+        self.bytes = self.b - self.a
+        if self.method == "mem_alloc":
+            gc.enable()
+        self.on = False
+
+
+def _hello(link, source):
+    try:
+        import machine
+
+        has_i2s = hasattr(machine, "I2S")
+    except ImportError:
+        has_i2s = False
+    try:
+        import os
+
+        mach = os.uname().machine
+    except Exception:
+        mach = getattr(sys.implementation, "_machine", "?")
+    io = ["blocking", "irq"]
+    try:
+        import asyncio  # noqa: F401
+
+        io.append("asyncio")
+    except ImportError:
+        pass
+    gc.collect()
+    link.send_json(_HELLO, {
+        "proto": PROTO, "agent": VERSION, "source": source, "platform": sys.platform,
+        "machine": mach, "micropython": ".".join(str(v) for v in sys.implementation.version[:3]),
+        "mem_free": gc.mem_free(), "i2s": has_i2s, "inbuf": link.inbuf, "crc": link.crc,
+        "io": io, "vcp": link.vcp is not None,
+    })
+
+
+def _pin(p):
+    from machine import Pin
+
+    return Pin(p)
+
+
+def _open_i2s(cfg, mode):
+    from machine import I2S
+
+    kw = {"sck": _pin(cfg["sck"]), "ws": _pin(cfg["ws"]), "sd": _pin(cfg["sd"]),
+          "mode": I2S.TX if mode == "tx" else I2S.RX, "bits": cfg["bits"],
+          "format": I2S.STEREO if cfg["format"] == "stereo" else I2S.MONO,
+          "rate": cfg["rate"], "ibuf": cfg["ibuf"]}
+    if cfg.get("mck") is not None:
+        kw["mck"] = _pin(cfg["mck"])
+    return I2S(cfg["id"], **kw)
+
+
+class Stream:
+    """One START..SUMMARY exchange."""
+
+    def __init__(self, link, cfg):
+        self.link = link
+        self.cfg = cfg
+        self.fb = cfg["bits"] // 8 * (2 if cfg["format"] == "stereo" else 1)
+        self.payload = cfg["payload"]
+        self.timeout = cfg.get("timeout_ms", 3000)
+        self.frames = 0
+        self.reason = "end"
+        self.heap = Heap()
+        self.meter = Meter(cfg["rate"], cfg["ibuf"] // self.fb)
+        self.timeline = []
+        self.audio = None
+        self.t_start = time.ticks_us()
+        self.heap_first = 0
+        self.heap_last = 0
+        self.heap_frames = 0
+
+    def mark(self, step):
+        self.timeline.append([step, time.ticks_us()])
+
+    def summary(self, extra=None):
+        link = self.link
+        s = {"reason": self.reason, "frames": self.frames, "bytes": self.frames * self.fb,
+             "underruns": self.meter.events if self.cfg["mode"] == "tx" else 0,
+             "overruns": self.meter.events if self.cfg["mode"] == "rx" else 0,
+             "lost_frames": self.meter.lost, "crc_errors": link.crc_errors,
+             "resyncs": link.resyncs, "seq_gaps": link.seq_gaps, "heap_alloc": self.heap.bytes,
+             "heap_frames": self.heap_frames, "heap_method": self.heap.method,
+             "timeline": self.timeline, "elapsed_us": time.ticks_diff(time.ticks_us(), self.t_start)}
+        if extra:
+            s.update(extra)
+        return s
+
+    def warmup(self):
+        """DATA frames before the heap window opens: steady state starts once the DMA ring
+        has filled (TX) or been drained (RX) twice, after every first-use allocation."""
+        return 8 + 2 * self.cfg["ibuf"] // max(self.payload, 1)
+
+    # -- TX: host DATA frames into I2S --------------------------------------------------------
+    def tx(self):
+        link = self.link
+        audio = self.audio
+        shift = self.cfg.get("shift", 0)
+        bits = self.cfg["bits"]
+        fb = self.fb
+        meter = self.meter
+        heap = self.heap
+        full = link.pfull
+        P = self.payload
+        warm = self.warmup()
+        counted = 0
+        self.mark("tx_start")
+        while True:
+            t = link.read_frame(self.timeout)
+            link.grant()
+            if t == _DATA:
+                n = link.plen
+                if n == P:
+                    if shift:
+                        audio.shift(buf=full, bits=bits, shift=shift)
+                    meter.tx(self.frames)
+                    audio.write(full)
+                    heap.mark()
+                    self.heap_last = self.frames + n // fb
+                else:
+                    heap.stop()
+                    view = memoryview(link.pbuf)[:n]
+                    if shift:
+                        audio.shift(buf=view, bits=bits, shift=shift)
+                    meter.tx(self.frames)
+                    audio.write(view)
+                if self.frames == 0:
+                    self.mark("first_audio")
+                self.frames += n // fb
+                counted += 1
+                if counted == warm:
+                    heap.start()
+                    self.heap_first = self.frames
+            elif t == _END:
+                self.reason = "end"
+                break
+            elif t == _ABORT:
+                self.reason = "abort"
+                break
+            elif t == _TIMEOUT:
+                self.reason = "timeout"
+                break
+            elif t == _KEEPALIVE:
+                pass
+        heap.stop()
+        self.heap_frames = self.heap_last - self.heap_first if heap.bytes or self.heap_last else 0
+        if self.reason == "end":
+            # play out: a ring of silence pushes the last audio onto the wire before deinit
+            self.mark("drain")
+            silence = bytearray(min(self.cfg["ibuf"], 4096))
+            left = self.cfg["ibuf"] + len(silence)
+            while left > 0:
+                audio.write(silence)
+                left -= len(silence)
+        self.mark("tx_end")
+
+    # -- RX: I2S into DATA frames ------------------------------------------------------------------
+    def rx(self):
+        link = self.link
+        audio = self.audio
+        fb = self.fb
+        P = self.payload
+        meter = self.meter
+        heap = self.heap
+        want = self.cfg.get("frames", 0)
+        buf, view = link.frame_buffer(P)
+        discard = self.cfg.get("discard_frames", 0) * fb
+        self.mark("rx_start")
+        while discard > 0:  # word-clock alignment and stale DMA data
+            audio.readinto(view)
+            discard -= P
+        self.mark("rx_kept")
+        warm = self.warmup()
+        counted = 0
+        last = time.ticks_ms()
+        P_frames = P // fb
+        while True:
+            if want and self.frames + P_frames > want:
+                n = (want - self.frames) * fb
+                if n <= 0:
+                    self.reason = "frames"
+                    break
+                heap.stop()
+                part = memoryview(buf)[_HDR:_HDR + n]
+                audio.readinto(part)
+                link.send_data(buf, part, n)
+                self.frames += n // fb
+                self.reason = "frames"
+                break
+            audio.readinto(view)
+            meter.rx(self.frames)
+            link.send_data(buf, view, P)
+            self.frames += P_frames
+            heap.mark()
+            self.heap_last = self.frames
+            counted += 1
+            if counted == warm:
+                heap.start()
+                self.heap_first = self.frames
+            if link.wait(0):
+                t = link.read_frame(0)
+                link.grant()
+                if t == _END:
+                    self.reason = "end"
+                    break
+                if t == _ABORT:
+                    self.reason = "abort"
+                    break
+                last = time.ticks_ms()
+            elif time.ticks_diff(time.ticks_ms(), last) > self.timeout:
+                self.reason = "timeout"
+                break
+        heap.stop()
+        self.heap_frames = self.heap_last - self.heap_first if heap.bytes or self.heap_last else 0
+        self.mark("rx_end")
+
+    # -- probe: measure the link ------------------------------------------------------------------
+    def probe(self):
+        link = self.link
+        up = self.cfg.get("probe_up", 0)
+        got = 0
+        t0 = None
+        while got < up:
+            t = link.read_frame(self.timeout)
+            link.grant()
+            if t == _TIMEOUT:
+                self.reason = "timeout"
+                return {}
+            if t == _PROBE:
+                if t0 is None:
+                    t0 = time.ticks_us()
+                got += link.plen
+        up_us = time.ticks_diff(time.ticks_us(), t0) if t0 is not None else 0
+        down = self.cfg.get("probe_down", 0)
+        chunk = self.payload
+        buf, view = link.frame_buffer(chunk)
+        sent = 0
+        while sent < down:
+            n = min(chunk, down - sent)
+            link._head(buf, _PROBE, n)
+            if link.crc:
+                link._trailer(buf, _HDR + n, crc32(view if n == chunk else memoryview(view)[:n]))
+                link.out.write(buf, 0, _HDR + n + 4)
+            else:
+                link.out.write(buf, 0, _HDR + n)
+            sent += n
+        return {"up_bytes": got, "up_us": up_us, "down_bytes": sent}
+
+
+def main(source="uploaded"):
+    link = Link()
+    stream = None
+    where = "start"
+    try:
+        _hello(link, source)
+        link.set_payload(1024)  # room for START
+        link.window = link.inbuf
+        link.cbuf = bytearray(_HDR + 4 + 4)
+        link.cview = memoryview(link.cbuf)[_HDR:_HDR + 4]
+        t = link.read_frame(10000)
+        if t != _START:
+            raise RuntimeError("expected START from host, got %d" % t)
+        cfg = json.loads(bytes(memoryview(link.pbuf)[:link.plen]))
+        link.crc = link.crc and cfg.get("crc", True)
+        link.window = min(cfg.get("window", link.inbuf), link.inbuf)
+        payload = cfg.get("payload", 256)
+        link.set_payload(max(payload, 64))
+        stream = Stream(link, cfg)
+        mode = cfg["mode"]
+        extra = None
+        if mode in ("tx", "rx"):
+            where = "i2s"
+            stream.audio = _open_i2s(cfg, mode)
+            stream.mark("i2s_init")
+        where = "stream"
+        link.send_json(_READY, {"window": link.window, "payload": payload, "frame_bytes": stream.fb})
+        link.consumed = 0
+        if mode == "tx":
+            stream.tx()
+        elif mode == "rx":
+            stream.rx()
+        elif mode == "probe":
+            extra = stream.probe()
+        else:
+            raise ValueError("unknown mode %r" % mode)
+        if stream.audio is not None:
+            stream.audio.deinit()
+            stream.audio = None
+            stream.mark("deinit")
+        link.send_json(_SUMMARY, stream.summary(extra))
+    except Exception as e:
+        if stream is not None and stream.heap.on:
+            stream.heap.stop()
+        link.send_json(_ERROR, {"error": "%s: %s" % (type(e).__name__, e), "where": where})
+    finally:
+        if stream is not None and stream.audio is not None:
+            stream.audio.deinit()
+        link.drain()
+        link.close()
+        gc.enable()

@@ -1,0 +1,800 @@
+"""Audio files in blocks, and exact conversion between file samples and the I2S wire format.
+
+This is the only module that touches audio files. Everything streams in blocks, so memory
+stays flat whatever the file length.
+
+The wire format (what the board's I2S buffers hold) is described by a `BusFormat`:
+little-endian signed samples of 16 or 32 bits, frames interleaved left before right.
+24-bit audio travels left-justified in 32-bit slots (low byte 0). A MONO RX bus keeps
+the left slot; a MONO TX bus sends each sample on both slots.
+
+Playing (file -> wire), see `play_blocks`:
+
+* Integer PCM files (8/16/24/32-bit, signed or unsigned, WAV/FLAC/...) are read as
+  left-justified int32 (libsndfile scales every integer depth to the top of 32 bits:
+  8-bit unsigned ``u`` becomes ``(u - 128) << 24``, 16-bit ``s`` becomes ``s << 16``,
+  24-bit ``s`` becomes ``s << 8``).
+
+  - to a 32-bit bus: that int32 as is (24-bit audio lands left-justified, low byte 0);
+  - to a 16-bit bus: the top 16 bits (``x >> 16``, an arithmetic shift). Exact for 8- and
+    16-bit files; for deeper files the low bits are truncated (rounded towards -inf),
+    not dithered.
+
+* Float files (FLOAT/DOUBLE subtypes) and lossy codecs (Vorbis, Opus, MP3...) are read
+  as float64, scaled by 2**31 (32-bit bus) or 2**15 (16-bit bus), rounded half to even
+  and clipped to the signed range; clipped samples are counted in `ConvertStats.clipped`.
+* With a gain (``gain_db != 0``) or a resampler (bus rate != file rate), integer files
+  take the float path too (``x / 2**31``, exact), then gain, then the same quantization.
+* Channels: a mono file on a stereo bus is duplicated on both slots; a stereo file on a
+  mono bus keeps its left channel (like MONO RX keeps the left slot). Files with more than
+  two channels need a channels map (``--channels-map 0,1``), which selects and reorders
+  file channels; a map can also pick the right channel of a stereo file (``1``).
+
+Recording (wire -> file), see `open_output`: the file keeps the top bits of each slot,
+exactly: a 32-bit bus written as PCM_24 keeps the top 24 bits (a 24-bit microphone in a
+32-bit slot loses nothing), as PCM_16 the top 16; a 16-bit bus written as PCM_24/PCM_32 is
+shifted up losslessly.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import stat
+import struct
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from fractions import Fraction
+from typing import BinaryIO
+
+import numpy as np
+import soundfile as sf
+
+__all__ = [
+    "AudioError",
+    "BusFormat",
+    "ConvertStats",
+    "Input",
+    "Levels",
+    "Output",
+    "OUTPUT_FORMATS",
+    "check_output_path",
+    "to_dbfs",
+    "open_input",
+    "open_output",
+    "parse_channels_map",
+    "play_blocks",
+    "tone_blocks",
+    "wire_to_array",
+]
+
+#: File extensions `open_output` accepts, and the libsndfile major format each one writes.
+OUTPUT_FORMATS: dict[str, str] = {".wav": "WAV", ".flac": "FLAC", ".rf64": "RF64", ".w64": "W64"}
+#: Sample formats `open_output` writes.
+OUTPUT_SUBTYPES = ("PCM_16", "PCM_24", "PCM_32")
+
+_SF_ERRORS = (sf.LibsndfileError, RuntimeError, OSError)
+_SFC_UPDATE_HEADER_NOW = 0x1060  # sndfile.h
+_SPOOL_CHUNK = 1 << 20
+
+
+class AudioError(Exception):
+    """A problem with an audio file or format, with a one-line message meant for the user."""
+
+
+# --------------------------------------------------------------------------------------------
+# The bus format
+
+
+@dataclass(frozen=True)
+class BusFormat:
+    """The sample format on the I2S wire: `rate` Hz, `bits` (16 or 32) per slot, 1 or 2 `channels`.
+
+    Samples are little-endian signed integers, frames interleaved left before right.
+    """
+
+    rate: int
+    bits: int
+    channels: int
+
+    def __post_init__(self) -> None:
+        if self.bits not in (16, 32):
+            raise AudioError(f"I2S bits must be 16 or 32, not {self.bits} (24-bit audio travels in 32-bit slots)")
+        if self.channels not in (1, 2):
+            raise AudioError(f"I2S carries 1 (mono) or 2 (stereo) channels, not {self.channels}")
+        if not isinstance(self.rate, int) or self.rate <= 0:
+            raise AudioError(f"invalid sample rate {self.rate!r}")
+
+    @property
+    def sample_bytes(self) -> int:
+        """Bytes per sample (per slot)."""
+        return self.bits // 8
+
+    @property
+    def frame_bytes(self) -> int:
+        """Bytes per frame: one sample per channel."""
+        return self.sample_bytes * self.channels
+
+    @property
+    def bytes_per_second(self) -> int:
+        return self.rate * self.frame_bytes
+
+    @property
+    def dtype(self) -> np.dtype:
+        """numpy dtype of one wire sample: ``<i2`` or ``<i4``."""
+        return np.dtype("<i2") if self.bits == 16 else np.dtype("<i4")
+
+    @property
+    def full_scale(self) -> int:
+        """2**(bits-1): the magnitude that 0 dBFS refers to."""
+        return 1 << (self.bits - 1)
+
+    def describe(self) -> str:
+        """E.g. ``48000 Hz 32-bit stereo``."""
+        return f"{self.rate} Hz {self.bits}-bit {'stereo' if self.channels == 2 else 'mono'}"
+
+
+def wire_to_array(data: bytes | bytearray | memoryview, bus: BusFormat) -> np.ndarray:
+    """Wire bytes as an array of shape (frames, channels) with dtype `bus.dtype` (a read-only view).
+
+    Raises ValueError if `data` is not a whole number of frames.
+    """
+    if len(data) % bus.frame_bytes:
+        raise ValueError(f"{len(data)} bytes is not a whole number of {bus.frame_bytes}-byte frames")
+    return np.frombuffer(data, bus.dtype).reshape(-1, bus.channels)
+
+
+def to_dbfs(value: float, full_scale: float) -> float:
+    """20·log10(value / full_scale); -inf for 0."""
+    return 20 * math.log10(value / full_scale) if value > 0 else -math.inf
+
+
+def _json_db(value: float) -> float | None:
+    """dB rounded for reports; -inf (silence) becomes None."""
+    return None if value == -math.inf else round(value, 2)
+
+
+# --------------------------------------------------------------------------------------------
+# Input
+
+
+def parse_channels_map(text: str) -> list[int]:
+    """``"0,1"`` -> ``[0, 1]``: one or two 0-based file channel indexes. AudioError otherwise."""
+    try:
+        values = [int(part) for part in text.split(",")]
+    except ValueError:
+        raise AudioError(f"invalid channels map {text!r} (use 0-based channel numbers, e.g. 0,1)") from None
+    return _check_map(values, None)
+
+
+def _check_map(channels_map: list[int], file_channels: int | None) -> list[int]:
+    if not 1 <= len(channels_map) <= 2:
+        raise AudioError(f"a channels map has 1 or 2 entries (e.g. 0,1), not {len(channels_map)}")
+    for c in channels_map:
+        if c < 0 or (file_channels is not None and c >= file_channels):
+            what = f"the file has channels 0..{file_channels - 1}" if file_channels else "channels count from 0"
+            raise AudioError(f"channels map entry {c} is out of range: {what}")
+    return list(channels_map)
+
+
+def _is_integer_subtype(subtype: str) -> bool:
+    """Whether libsndfile decodes this subtype from integers (read exactly as int32)."""
+    return subtype.startswith(("PCM_", "ALAC_", "DWVW_", "DPCM_")) or subtype in ("ULAW", "ALAW")
+
+
+class Input:
+    """An audio file open for block reading. Use `open_input` to make one.
+
+    Attributes: `rate` (Hz), `channels` (1 or 2: after the channels map), `file_channels`,
+    `frames` (in the file), `subtype` (e.g. ``PCM_24``), `format` (e.g. ``WAV``), `name`.
+    """
+
+    def __init__(self, sfile: sf.SoundFile, name: str, channels_map: list[int] | None,
+                 spool: BinaryIO | None = None):
+        self._file = sfile
+        self._spool = spool
+        self.name = name
+        self.rate: int = sfile.samplerate
+        self.file_channels: int = sfile.channels
+        self.frames: int = sfile.frames
+        self.subtype: str = sfile.subtype
+        self.format: str = sfile.format
+        if channels_map is not None:
+            self.channels_map: list[int] | None = _check_map(list(channels_map), self.file_channels)
+        elif self.file_channels > 2:
+            raise AudioError(
+                f"{name} has {self.file_channels} channels; choose one or two with --channels-map (e.g. 0,1)")
+        else:
+            self.channels_map = None
+        self.channels: int = len(self.channels_map) if self.channels_map else self.file_channels
+
+    @property
+    def integer(self) -> bool:
+        """True for integer PCM files (read exactly), False for float and lossy ones."""
+        return _is_integer_subtype(self.subtype)
+
+    @property
+    def seconds(self) -> float:
+        return self.frames / self.rate
+
+    def describe(self) -> str:
+        """E.g. ``song.flac: 44100 Hz PCM_24 stereo FLAC, 12.50 s``."""
+        ch = {1: "mono", 2: "stereo"}.get(self.file_channels, f"{self.file_channels}-channel")
+        text = f"{self.name}: {self.rate} Hz {self.subtype} {ch} {self.format}, {self.seconds:.2f} s"
+        if self.channels_map:
+            text += f" (channels {','.join(map(str, self.channels_map))})"
+        return text
+
+    def bus_frames(self, bus: BusFormat, start_frame: int = 0, max_frames: int | None = None) -> int:
+        """How many wire frames `play_blocks` yields for these arguments (±1 when resampling)."""
+        n = max(0, self.frames - start_frame)
+        if max_frames is not None:
+            n = min(n, max_frames)
+        return n if bus.rate == self.rate else round(n * bus.rate / self.rate)
+
+    def _blocks(self, start: int, count: int, block_frames: int, dtype: str) -> Iterator[np.ndarray]:
+        """Up to `count` frames from `start`, mapped to `self.channels`, as (n, channels) arrays."""
+        if count <= 0:
+            return
+        try:
+            self._file.seek(start)
+            while count > 0:
+                data = self._file.read(min(block_frames, count), dtype=dtype, always_2d=True)
+                if len(data) == 0:
+                    return
+                count -= len(data)
+                yield data[:, self.channels_map] if self.channels_map else data
+        except (sf.LibsndfileError, RuntimeError) as e:
+            raise AudioError(f"{self.name}: cannot read audio: {_sf_message(e)}") from None
+
+    def close(self) -> None:
+        self._file.close()
+        if self._spool is not None:
+            self._spool.close()
+
+    def __enter__(self) -> Input:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _sf_message(e: BaseException) -> str:
+    text = getattr(e, "error_string", None) or (e.strerror if isinstance(e, OSError) and e.strerror else str(e))
+    return " ".join(str(text).split()).rstrip(".")
+
+
+def _spool_stdin(stream: BinaryIO) -> BinaryIO:
+    """Copy a non-seekable stream (stdin, a FIFO) into an anonymous temporary file, in chunks."""
+    spool = tempfile.TemporaryFile(prefix="i2s-stdin-")
+    try:
+        while chunk := stream.read(_SPOOL_CHUNK):
+            spool.write(chunk)
+        spool.seek(0)
+    except OSError as e:
+        spool.close()
+        raise AudioError(f"cannot read standard input: {_sf_message(e)}") from None
+    return spool
+
+
+def open_input(path: str, channels_map: list[int] | None = None, *, stdin: BinaryIO | None = None) -> Input:
+    """Open an audio file that libsndfile reads (WAV/WAVEX/RF64/W64, FLAC, OGG, AIFF, MP3...).
+
+    ``-`` reads standard input (or `stdin` if given): most formats need seeking, so the
+    stream is first copied to a temporary file in chunks (memory stays flat; disk holds a
+    copy). `channels_map` selects and reorders file channels (1 or 2 0-based entries);
+    files with more than two channels need one. Raises AudioError with a one-line message.
+    """
+    spool = None
+    if path == "-":
+        name = "standard input"
+        spool = _spool_stdin(stdin if stdin is not None else sys.stdin.buffer)
+    else:
+        name = path
+        if not os.path.exists(path):
+            raise AudioError(f"{path}: no such file")
+        if os.path.isdir(path):
+            raise AudioError(f"{path}: is a directory, not an audio file")
+        if not os.access(path, os.R_OK):
+            raise AudioError(f"{path}: permission denied")
+        if not stat.S_ISREG(os.stat(path).st_mode):  # a FIFO such as <(ffmpeg ...): spool it like stdin
+            try:
+                with open(path, "rb") as fifo:
+                    spool = _spool_stdin(fifo)
+            except OSError as e:
+                raise AudioError(f"{path}: cannot read: {_sf_message(e)}") from None
+        elif os.path.getsize(path) == 0:
+            raise AudioError(f"{path}: empty file, not audio")
+    source: str | BinaryIO = path
+    if spool is not None:
+        if spool.seek(0, os.SEEK_END) == 0:
+            spool.close()
+            raise AudioError(f"{name}: nothing to read (it was empty)")
+        spool.seek(0)
+        source = spool
+    try:
+        sfile = sf.SoundFile(source)
+    except _SF_ERRORS as e:
+        if spool is not None:
+            spool.close()
+        raise AudioError(f"{name}: not a readable audio file ({_sf_message(e)})") from None
+    try:
+        inp = Input(sfile, name, channels_map, spool)
+        if inp.frames <= 0:
+            raise AudioError(f"{name}: contains no audio (0 frames; truncated?)")
+    except AudioError:
+        sfile.close()
+        if spool is not None:
+            spool.close()
+        raise
+    return inp
+
+
+# --------------------------------------------------------------------------------------------
+# File -> wire
+
+
+@dataclass
+class ConvertStats:
+    """What `play_blocks` (or `tone_blocks`) produced; filled in as blocks are yielded.
+
+    `frames`: wire frames yielded; `input_frames`: file frames read; `clipped`: wire samples
+    clipped (float, gain or resampler paths; a mono source duplicated on both slots counts
+    twice); `peak`: largest magnitude per wire channel, in wire units; `bits`: the bus bits.
+    """
+
+    frames: int = 0
+    input_frames: int = 0
+    clipped: int = 0
+    peak: list[int] = field(default_factory=list)
+    bits: int = 0
+
+    def _add(self, wire: np.ndarray, clipped: int, bits: int) -> None:
+        self.bits = bits
+        self.frames += len(wire)
+        self.clipped += clipped
+        if len(wire):
+            block = np.abs(wire.astype(np.int64)).max(axis=0).tolist()
+            self.peak = [max(a, b) for a, b in zip(self.peak, block)] if self.peak else block
+
+    def peak_dbfs(self) -> list[float]:
+        """Peak per channel in dBFS (-inf for silence)."""
+        return [to_dbfs(p, 1 << (self.bits - 1)) for p in self.peak] if self.bits else []
+
+    def summary(self) -> dict:
+        """JSON-able: frames, input_frames, clipped, peak_dbfs (None for silence)."""
+        return {
+            "frames": self.frames,
+            "input_frames": self.input_frames,
+            "clipped": self.clipped,
+            "peak_dbfs": [_json_db(p) for p in self.peak_dbfs()],
+        }
+
+
+def _quantize(x: np.ndarray, bits: int, scale: float) -> tuple[np.ndarray, int]:
+    """float64 samples × scale, rounded half to even, clipped to `bits`; returns (ints, clipped count)."""
+    y = np.rint(x * scale)
+    hi, lo = (1 << (bits - 1)) - 1, -(1 << (bits - 1))
+    over = (y > hi) | (y < lo)
+    clipped = int(np.count_nonzero(over))
+    if clipped:
+        np.clip(y, lo, hi, out=y)
+    return y.astype(np.int16 if bits == 16 else np.int32), clipped
+
+
+def _int32_to_wire(x: np.ndarray, bits: int) -> np.ndarray:
+    """Left-justified int32 samples to wire ints: as is (32) or the top 16 bits (16)."""
+    return x if bits == 32 else (x >> 16).astype(np.int16)
+
+
+def _to_wire_bytes(ints: np.ndarray, bus: BusFormat) -> bytes:
+    if ints.shape[1] < bus.channels:  # mono source on a stereo bus: same sample on both slots
+        ints = np.repeat(ints, bus.channels, axis=1)
+    return np.ascontiguousarray(ints, dtype=bus.dtype).tobytes()
+
+
+def play_blocks(
+    inp: Input,
+    bus: BusFormat,
+    *,
+    gain_db: float = 0.0,
+    start_frame: int = 0,
+    max_frames: int | None = None,
+    block_frames: int = 4096,
+    stats: ConvertStats | None = None,
+) -> Iterator[bytes]:
+    """Yield the file's audio in the wire format of `bus`, block by block (whole frames).
+
+    `start_frame` and `max_frames` count file frames (at the file's rate). Blocks hold up to
+    about `block_frames` frames (resampling changes the count); their concatenation does not
+    depend on `block_frames`. The exact conversion rules are in the module docstring.
+    When `bus.rate` differs from the file's rate, a streaming soxr resampler (HQ) converts it.
+    `stats`, if given, is updated as blocks are yielded. Raises AudioError on read errors.
+    """
+    if start_frame < 0 or block_frames <= 0 or (max_frames is not None and max_frames < 0):
+        raise ValueError("start_frame and max_frames must be >= 0, block_frames > 0")
+    stats = stats if stats is not None else ConvertStats()
+    stats.bits = bus.bits
+    count = max(0, inp.frames - start_frame)
+    if max_frames is not None:
+        count = min(count, max_frames)
+    src_channels = min(inp.channels, bus.channels)  # a stereo source on a mono bus keeps the left
+    resampler = None
+    if bus.rate != inp.rate:
+        import soxr
+
+        resampler = soxr.ResampleStream(inp.rate, bus.rate, src_channels, dtype="float64", quality="HQ")
+    exact = inp.integer and gain_db == 0 and resampler is None
+    scale = float(1 << (bus.bits - 1)) * 10 ** (gain_db / 20)
+    for block in inp._blocks(start_frame, count, block_frames, "int32" if inp.integer else "float64"):
+        stats.input_frames += len(block)
+        block = block[:, :src_channels]
+        if exact:
+            ints, clipped = _int32_to_wire(block, bus.bits), 0
+        else:
+            x = block / 2**31 if inp.integer else block
+            if resampler is not None:
+                x = resampler.resample_chunk(np.ascontiguousarray(x))
+                if len(x) == 0:
+                    continue
+            ints, clipped = _quantize(x, bus.bits, scale)
+        yield from _emit(ints, clipped, bus, stats)
+    if resampler is not None:
+        tail = resampler.resample_chunk(np.zeros((0, src_channels)), last=True)
+        if len(tail):
+            ints, clipped = _quantize(tail, bus.bits, scale)
+            yield from _emit(ints, clipped, bus, stats)
+
+
+def _emit(ints: np.ndarray, clipped: int, bus: BusFormat, stats: ConvertStats) -> Iterator[bytes]:
+    dup = bus.channels // ints.shape[1]
+    data = _to_wire_bytes(ints, bus)
+    stats._add(wire_to_array(data, bus), clipped * dup, bus.bits)
+    yield data
+
+
+def tone_blocks(
+    freq: float,
+    bus: BusFormat,
+    *,
+    frames: int,
+    dbfs: float = -6.0,
+    block_frames: int = 4096,
+    stats: ConvertStats | None = None,
+) -> Iterator[bytes]:
+    """A sine of `freq` Hz at `dbfs` (peak, re full scale) on all channels, `frames` frames long.
+
+    Sample k is ``rint(A·sin(2π·freq·k/rate)·(2**(bits-1) - 1))`` (as the virtual board's
+    ``sine:`` source), with the phase computed exactly from k (freq to 1 mHz), so blocks
+    are phase-continuous and the result does not depend on `block_frames`.
+    """
+    if frames < 0 or block_frames <= 0:
+        raise ValueError("frames must be >= 0, block_frames > 0")
+    stats = stats if stats is not None else ConvertStats()
+    step = Fraction(freq).limit_denominator(1000) / bus.rate  # cycles per frame
+    period, num = step.denominator, step.numerator % step.denominator
+    amplitude = 10 ** (dbfs / 20) * ((1 << (bus.bits - 1)) - 1)
+    for start in range(0, frames, block_frames):
+        k = np.arange(start, min(frames, start + block_frames), dtype=np.int64)
+        phase = ((k % period) * num) % period  # exact: period * num < 2**63 for audio rates
+        x = np.sin(2 * np.pi * (phase / period))
+        ints, clipped = _quantize(x[:, None], bus.bits, amplitude)
+        yield from _emit(ints, clipped, bus, stats)
+
+
+# --------------------------------------------------------------------------------------------
+# Levels
+
+
+class Levels:
+    """Peak and RMS per channel of wire audio of format `bus`, for meters and reports.
+
+    Feed it wire bytes or integer arrays (frames, channels). Levels are dBFS re 2**(bits-1)
+    (a full-scale sine reads 0 dBFS peak, -3.01 dBFS RMS). `clipped` counts samples at full
+    scale (either rail). A live meter uses `held_peak_dbfs`: the largest block peak,
+    held `hold` seconds, then falling back to the latest block's peak.
+    """
+
+    def __init__(self, bus: BusFormat, hold: float = 3.0):
+        self.bus = bus
+        self.hold = hold
+        n = bus.channels
+        self.frames = 0
+        self.peak = [0] * n
+        self.clipped = [0] * n
+        self._sumsq = [0.0] * n
+        self.block_peak = [0] * n
+        self._held = [0] * n
+        self._held_at = [-math.inf] * n
+
+    def feed(self, data: bytes | bytearray | memoryview | np.ndarray, now: float | None = None) -> None:
+        """Add a block; `now` (seconds, any monotonic clock) drives the peak hold."""
+        now = time.monotonic() if now is None else now
+        x = wire_to_array(data, self.bus) if not isinstance(data, np.ndarray) else data.reshape(-1, self.bus.channels)
+        if len(x) == 0:
+            return
+        x = x.astype(np.int64)
+        hi, lo = self.bus.full_scale - 1, -self.bus.full_scale
+        self.frames += len(x)
+        block_peak = np.abs(x).max(axis=0).tolist()
+        sumsq = np.einsum("ij,ij->j", x.astype(np.float64), x.astype(np.float64)).tolist()
+        clipped = np.count_nonzero((x >= hi) | (x <= lo), axis=0).tolist()
+        for c in range(self.bus.channels):
+            self.peak[c] = max(self.peak[c], block_peak[c])
+            self._sumsq[c] += sumsq[c]
+            self.clipped[c] += clipped[c]
+            if block_peak[c] >= self._held[c] or now - self._held_at[c] >= self.hold:
+                self._held[c], self._held_at[c] = block_peak[c], now
+        self.block_peak = block_peak
+
+    def peak_dbfs(self) -> list[float]:
+        """Peak over everything fed, per channel (-inf for silence)."""
+        return [to_dbfs(p, self.bus.full_scale) for p in self.peak]
+
+    def rms_dbfs(self) -> list[float]:
+        """RMS over everything fed, per channel (-inf for silence or nothing fed)."""
+        if not self.frames:
+            return [-math.inf] * self.bus.channels
+        return [to_dbfs(math.sqrt(s / self.frames), self.bus.full_scale) for s in self._sumsq]
+
+    def held_peak_dbfs(self, now: float | None = None) -> list[float]:
+        """The live meter's peak per channel: held `hold` seconds, then the latest block's."""
+        now = time.monotonic() if now is None else now
+        fs = self.bus.full_scale
+        return [to_dbfs(h if now - t < self.hold else b, fs)
+                for h, t, b in zip(self._held, self._held_at, self.block_peak)]
+
+    def summary(self) -> dict:
+        """JSON-able totals: format, frames, seconds, and per channel peak/RMS dBFS (None = silence), clipped."""
+        return {
+            "rate": self.bus.rate,
+            "bits": self.bus.bits,
+            "frames": self.frames,
+            "seconds": round(self.frames / self.bus.rate, 3),
+            "clipped": sum(self.clipped),
+            "channels": [
+                {"peak_dbfs": _json_db(p), "rms_dbfs": _json_db(r), "clipped": c}
+                for p, r, c in zip(self.peak_dbfs(), self.rms_dbfs(), self.clipped)
+            ],
+        }
+
+
+# --------------------------------------------------------------------------------------------
+# Wire -> file
+
+
+def _output_format(path: str) -> str:
+    ext = os.path.splitext(path)[1].lower()
+    if ext not in OUTPUT_FORMATS:
+        supported = ", ".join(OUTPUT_FORMATS)
+        raise AudioError(f"{path}: cannot record to {ext or 'a file without extension'!r}; use {supported} (or -)")
+    return OUTPUT_FORMATS[ext]
+
+
+def check_output_path(path: str) -> None:
+    """Raise AudioError unless `path` (or ``-``) can take a recording: known extension, existing
+    writable directory, not a directory itself. Nothing is created."""
+    if path == "-":
+        return
+    _output_format(path)
+    if os.path.isdir(path):
+        raise AudioError(f"{path}: is a directory")
+    parent = os.path.dirname(path) or "."
+    if not os.path.exists(parent):
+        raise AudioError(f"{path}: directory {parent} does not exist")
+    if not os.path.isdir(parent):
+        raise AudioError(f"{path}: {parent} is not a directory")
+    if os.path.exists(path):
+        if not os.access(path, os.W_OK):
+            raise AudioError(f"{path}: permission denied")
+    elif not os.access(parent, os.W_OK | os.X_OK):
+        raise AudioError(f"{path}: cannot write in directory {parent}")
+
+
+def _default_subtype(fmt: str, bus: BusFormat) -> str:
+    if bus.bits == 16:
+        return "PCM_16"
+    return "PCM_24" if fmt == "FLAC" else "PCM_32"
+
+
+def _wire_to_file(x: np.ndarray, bits: int, subtype: str) -> np.ndarray:
+    """Wire ints (frames, channels) to the array libsndfile writes exactly as `subtype`.
+
+    PCM_16: int16 (top 16 bits of 32-bit slots); PCM_24: int32 with the low byte cleared
+    (so libsndfile's >> 8 is exact); PCM_32: int32. 16-bit wire samples are shifted up.
+    """
+    if subtype == "PCM_16":
+        return x if bits == 16 else (x >> 16).astype(np.int16)
+    wide = x.astype(np.int32) << 16 if bits == 16 else x
+    return wide & np.int32(-256) if subtype == "PCM_24" else wide
+
+
+class Output:
+    """A recording being written. Use `open_output` to make one.
+
+    `write` appends wire bytes (a trailing partial frame is kept for the next call);
+    the file header is refreshed about once a second (`sync_interval`), so a process killed
+    mid-recording leaves a readable WAV/RF64/W64 with (nearly) everything written so far.
+    FLAC files are only complete after `close` (the encoder buffers and writes the stream
+    info at the end). `close` always leaves a valid file.
+    """
+
+    def __init__(self, path: str, bus: BusFormat, fmt: str, subtype: str, *, sync_interval: float = 1.0,
+                 sfile: sf.SoundFile | None = None, stream: BinaryIO | None = None):
+        self.path = path
+        self.bus = bus
+        self.format = fmt
+        self.subtype = subtype
+        self.sync_interval = sync_interval
+        self._sf = sfile
+        self._stream = stream
+        self._pending = b""
+        self._frames = 0
+        self._last_sync = time.monotonic()
+        self._closed = False
+        self._header_at = 0
+        self._seekable = False
+        if stream is not None:
+            try:
+                self._seekable = stream.seekable()
+                self._header_at = stream.tell() if self._seekable else 0
+            except OSError:
+                self._seekable = False
+            self._stream_write(self._wav_header(0xFFFFFFFF if not self._seekable else 0))
+
+    @property
+    def frames(self) -> int:
+        """Frames written so far."""
+        return self._frames
+
+    @property
+    def seconds(self) -> float:
+        return self._frames / self.bus.rate
+
+    def write(self, data: bytes | bytearray | memoryview | np.ndarray) -> None:
+        """Append wire audio: bytes in the bus format, or an int array (frames, channels)."""
+        if self._closed:
+            raise AudioError(f"{self.path}: recording already closed")
+        if isinstance(data, np.ndarray):
+            data = np.ascontiguousarray(data, self.bus.dtype).tobytes()
+        if self._pending:
+            data = self._pending + bytes(data)
+        whole = len(data) - len(data) % self.bus.frame_bytes
+        self._pending = bytes(data[whole:])
+        x = wire_to_array(memoryview(data)[:whole], self.bus)
+        if len(x) == 0:
+            return
+        y = _wire_to_file(x, self.bus.bits, self.subtype)
+        if self._sf is not None:
+            try:
+                self._sf.write(y)
+            except _SF_ERRORS as e:
+                raise AudioError(f"{self.path}: cannot write: {_sf_message(e)}") from None
+        else:
+            self._stream_write(self._pack(y))
+        self._frames += len(x)
+        if time.monotonic() - self._last_sync >= self.sync_interval:
+            self.sync()
+
+    def sync(self) -> None:
+        """Bring the header's sizes up to date now (WAV, RF64, W64 and seekable stdout)."""
+        self._last_sync = time.monotonic()
+        if self._sf is not None:
+            if self.format != "FLAC":
+                sf._snd.sf_command(self._sf._file, _SFC_UPDATE_HEADER_NOW, sf._ffi.NULL, 0)
+        elif self._seekable:
+            self._patch_header()
+        elif self._stream is not None:
+            self._stream_flush()
+
+    def close(self) -> None:
+        """Finish the file (sizes in the header); a trailing partial frame is dropped."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._sf is not None:
+            try:
+                self._sf.close()
+            except _SF_ERRORS as e:
+                raise AudioError(f"{self.path}: cannot finish the file: {_sf_message(e)}") from None
+        elif self._stream is not None:
+            if self._seekable:
+                self._patch_header()
+            self._stream_flush()
+
+    def __enter__(self) -> Output:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # -- WAV on a stream (stdout) --------------------------------------------------------
+
+    @property
+    def _file_sample_bytes(self) -> int:
+        return int(self.subtype[4:]) // 8
+
+    def _wav_header(self, data_size: int) -> bytes:
+        ch, width = self.bus.channels, self._file_sample_bytes
+        riff_size = min(0xFFFFFFFF, data_size + 36)
+        fmt = struct.pack("<HHIIHH", 1, ch, self.bus.rate, self.bus.rate * ch * width, ch * width, 8 * width)
+        return (b"RIFF" + struct.pack("<I", riff_size) + b"WAVEfmt " + struct.pack("<I", len(fmt)) + fmt
+                + b"data" + struct.pack("<I", data_size))
+
+    def _pack(self, y: np.ndarray) -> bytes:
+        if self.subtype == "PCM_24":  # top three bytes of each little-endian int32
+            return np.ascontiguousarray(y, "<i4").view(np.uint8).reshape(-1, 4)[:, 1:].tobytes()
+        return np.ascontiguousarray(y, y.dtype.newbyteorder("<")).tobytes()
+
+    def _patch_header(self) -> None:
+        assert self._stream is not None
+        size = self._frames * self.bus.channels * self._file_sample_bytes
+        try:
+            end = self._stream.tell()
+            self._stream.seek(self._header_at)
+            self._stream.write(self._wav_header(min(size, 0xFFFFFFFF)))
+            self._stream.seek(end)
+            self._stream.flush()
+        except OSError as e:
+            raise AudioError(f"cannot write the WAV header: {_sf_message(e)}") from None
+
+    def _stream_write(self, data: bytes) -> None:
+        assert self._stream is not None
+        try:
+            self._stream.write(data)
+        except BrokenPipeError:
+            raise AudioError("standard output was closed (broken pipe)") from None
+        except OSError as e:
+            raise AudioError(f"cannot write to standard output: {_sf_message(e)}") from None
+
+    def _stream_flush(self) -> None:
+        assert self._stream is not None
+        try:
+            self._stream.flush()
+        except BrokenPipeError:
+            raise AudioError("standard output was closed (broken pipe)") from None
+        except OSError as e:
+            raise AudioError(f"cannot write to standard output: {_sf_message(e)}") from None
+
+
+def open_output(
+    path: str,
+    bus: BusFormat,
+    *,
+    subtype: str | None = None,
+    sync_interval: float = 1.0,
+    stdout: BinaryIO | None = None,
+) -> Output:
+    """Create a recording of wire audio in format `bus` at `path`.
+
+    The format comes from the extension: .wav (WAV), .flac (FLAC), .rf64 (RF64, for more than
+    4 GB), .w64 (Sony Wave64). ``-`` writes a WAV to standard output (or `stdout` if given):
+    on a pipe the header can't be rewritten, so it says "unknown length" (0xFFFFFFFF sizes),
+    which libsndfile, sox and ffmpeg read to the end of the data; when stdout is a regular
+    file the header is fixed up as for a path.
+
+    `subtype` is PCM_16, PCM_24 or PCM_32; the default is PCM_16 for 16-bit buses and PCM_32
+    for 32-bit ones, except FLAC, which stores at most 24 bits: PCM_24 (the top 24 bits of
+    each slot). Raises AudioError (before any audio moves) for an unsupported extension or
+    subtype, a missing or unwritable directory, or a file that can't be created.
+    """
+    fmt = "WAV" if path == "-" else _output_format(path)
+    check_output_path(path)
+    if subtype is None:
+        subtype = _default_subtype(fmt, bus)
+    subtype = subtype.upper()
+    if subtype not in OUTPUT_SUBTYPES:
+        raise AudioError(f"cannot record as {subtype}; use one of {', '.join(OUTPUT_SUBTYPES)}")
+    if fmt == "FLAC" and subtype == "PCM_32":
+        raise AudioError("FLAC stores at most 24 bits: use PCM_24, or a .wav/.rf64/.w64 file for PCM_32")
+    if path == "-":
+        stream = stdout if stdout is not None else sys.stdout.buffer
+        return Output("standard output", bus, fmt, subtype, sync_interval=sync_interval, stream=stream)
+    try:
+        sfile = sf.SoundFile(path, "w", samplerate=bus.rate, channels=bus.channels, subtype=subtype, format=fmt)
+    except _SF_ERRORS as e:
+        raise AudioError(f"{path}: cannot create: {_sf_message(e)}") from None
+    return Output(path, bus, fmt, subtype, sync_interval=sync_interval, sfile=sfile)

@@ -1,0 +1,441 @@
+"""Reaching the board: open the port, get to the raw REPL, start the agent, handshake, stream.
+
+    with connect("sim://rp2") as agent:
+        print(agent.hello["machine"])
+        summary = agent.play(config, blocks)
+
+The raw REPL work (interrupt, raw mode, raw-paste upload) is mpremote's serial transport;
+this module adds the agent bootstrap and the framed, credit-controlled stream (docs/protocol.md).
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import importlib.resources
+import re
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+
+import serial
+
+from i2scli import protocol as proto
+from i2scli.protocol import FrameType as T
+
+AGENT_NAME = "i2s_agent"
+UPLOAD_MARKER = b"I2S:UPLOAD"
+REPL_TAIL = b"\x04>"
+DEFAULT_TIMEOUT_MS = 3000
+
+
+class LinkError(Exception):
+    """The port, the link or the protocol failed."""
+
+
+class NoDevice(LinkError):
+    """No board at that port."""
+
+
+class BoardError(Exception):
+    """The board cannot do what was asked; the message is the board's own words."""
+
+
+# -- the agent's source ------------------------------------------------------------------------
+def _agent_text() -> str:
+    return (importlib.resources.files("i2scli.firmware") / "i2s_agent.py").read_text()
+
+
+def agent_version() -> str:
+    """A hash of the agent source: an installed agent is used only when it matches."""
+    return hashlib.sha256(_agent_text().encode()).hexdigest()[:12]
+
+
+def agent_source() -> str:
+    """The agent as it goes to the board: VERSION set to the source hash, comments and
+    docstrings stripped (half the bytes to send, and less RAM for the board to compile it)."""
+    text, n = re.subn(r'^VERSION = "dev".*$', f'VERSION = "{agent_version()}"', _agent_text(),
+                      count=1, flags=re.M)
+    assert n == 1, "firmware/i2s_agent.py lost its VERSION line"
+    return _minify(text)
+
+
+def agent_chunks(limit: int = 4096) -> list[str]:
+    """The agent split at top-level statements into pieces of at most ~limit bytes: the board
+    parses each on its own, so a small heap never holds the whole module's parse tree."""
+    tree = ast.parse(agent_source())
+    # `_NAME = const(...)` exists only at compile time in MicroPython (not as a global), so
+    # every chunk carries the constants it may use.
+    consts = "from micropython import const\n" + "".join(
+        ast.unparse(n) + "\n" for n in tree.body
+        if isinstance(n, ast.Assign) and isinstance(n.value, ast.Call)
+        and getattr(n.value.func, "id", None) == "const")
+    chunks, current = [], ""
+    for node in tree.body:
+        text = ast.unparse(node) + "\n"
+        if current and len(current) + len(text) > limit:
+            chunks.append(current)
+            current = ""
+        current += text
+    if current:
+        chunks.append(current)
+    return [chunks[0]] + [consts + c for c in chunks[1:]]
+
+
+def _minify(source: str) -> str:
+    tree = ast.parse(source)
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        if isinstance(body, list) and body and isinstance(body[0], ast.Expr) \
+                and isinstance(body[0].value, ast.Constant) and isinstance(body[0].value.value, str):
+            body.pop(0)
+            if not body:
+                body.append(ast.Pass())
+    return ast.unparse(tree) + "\n"
+
+
+BOOTSTRAP = """\
+import sys
+try:
+    sys.modules.pop({name!r}, None)
+    import {name} as _i2s_a
+    _i2s_ok = _i2s_a.VERSION == {version!r}
+except ImportError:
+    _i2s_ok = False
+if _i2s_ok:
+    _i2s_a.main('installed')
+else:
+    print({marker!r})
+"""
+
+
+# -- the port ----------------------------------------------------------------------------------
+def open_transport(port: str):
+    """mpremote's serial transport on any pyserial URL, opened exclusively."""
+    from mpremote.transport_serial import SerialTransport
+
+    import i2scli.sim  # noqa: F401  (registers sim://)
+
+    try:
+        return SerialTransport(port, baudrate=115200, exclusive=True)
+    except (OSError, serial.SerialException, ValueError) as e:
+        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+        if "lock" in msg.lower() or "busy" in msg.lower():
+            raise NoDevice(f"{port} is in use by another program (close it, or pick another port)") from None
+        raise NoDevice(f"cannot open {port}: {msg}") from None
+
+
+class Agent:
+    """The agent running on a connected board; one stream at a time."""
+
+    def __init__(self, transport, port: str):
+        self.transport = transport
+        self.serial = transport.serial
+        self.port = port
+        self.hello: dict = {}
+        self._relaunch: str | None = None
+        self._prompt_ready = False
+        self.stats = {"crc_errors": 0, "resyncs": 0, "seq_gaps": 0}
+
+    # -- starting -----------------------------------------------------------------------------
+    def launch(self, timeout: float = 10.0) -> dict:
+        """Run the agent: the installed copy when its version matches, else upload it."""
+        t = self.transport
+        try:
+            t.enter_raw_repl(soft_reset=False, timeout_overall=timeout)
+        except Exception as e:
+            raise LinkError(
+                f"the board at {self.port} did not answer Ctrl-C and the raw REPL "
+                f"({_first_line(e)}); a program that ignores Ctrl-C may be running: reset the board"
+            ) from None
+        self._prompt_ready = True
+        if self._relaunch:
+            self._exec(self._relaunch)
+            return self._await_hello(timeout)
+        self._exec(BOOTSTRAP.format(name=AGENT_NAME, version=agent_version(), marker=UPLOAD_MARKER.decode()))
+        hello = self._await_hello(timeout, allow_upload=True)
+        if hello is None:
+            for chunk in agent_chunks():
+                self._exec(chunk)
+                raw = self._read_until(REPL_TAIL, timeout)
+                if not raw.endswith(b"\x04\x04>"):
+                    raise BoardError(_repl_error(raw))
+            self._relaunch = "main('uploaded')\n"
+            self._exec(self._relaunch)
+            hello = self._await_hello(timeout)
+        else:
+            self._relaunch = "_i2s_a.main('installed')\n"
+        return hello
+
+    def _exec(self, code: str) -> None:
+        if not self._prompt_ready:
+            # The last exec's closing '>' was read with its output; Ctrl-A (raw REPL reset)
+            # prints a fresh one, read byte by byte up to it so mpremote finds its prompt.
+            self._write(b"\x01")
+            self.serial.timeout = 5
+            self.serial.read_until(b"raw REPL; CTRL-B to exit\r\n")
+        self._prompt_ready = False
+        try:
+            self.transport.exec_raw_no_follow(code)
+        except Exception as e:
+            raise LinkError(f"could not start code on the board: {_first_line(e)}") from None
+
+    def _await_hello(self, timeout: float, allow_upload: bool = False) -> dict | None:
+        dec = proto.Decoder(max_payload=4096)
+        raw = bytearray()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            data = self._read_some()
+            if not data:
+                continue
+            for f in dec.feed(data):
+                if f.type == T.HELLO:
+                    self.hello = f.json()
+                    self.hello_decoder = dec
+                    if self.hello.get("proto") != proto.PROTO_VERSION:
+                        raise LinkError(
+                            f"the agent on the board speaks protocol {self.hello.get('proto')}, "
+                            f"this i2s speaks {proto.PROTO_VERSION}: run `i2s install` again")
+                    return self.hello
+                if f.type == T.ERROR:
+                    raise BoardError(f.json().get("error", "agent error"))
+            raw += data
+            if allow_upload and UPLOAD_MARKER in raw:
+                self._read_until(REPL_TAIL, 5.0, raw)
+                return None
+            if raw.count(b"\x04") >= 2:  # the REPL finished the exec with an error
+                raise BoardError(_repl_error(bytes(raw)))
+        raise LinkError(f"no answer from the agent on {self.port} within {timeout:.0f} s")
+
+    def _read_some(self) -> bytes:
+        s = self.serial
+        try:
+            n = s.in_waiting
+            if n:
+                return s.read(n)
+            s.timeout = 0.05
+            return s.read(1)
+        except (OSError, serial.SerialException) as e:
+            raise LinkError(f"lost the board at {self.port}: {_first_line(e)}") from None
+
+    def _read_until(self, marker: bytes, timeout: float, buf: bytearray | None = None) -> bytes:
+        buf = bytearray() if buf is None else buf
+        deadline = time.monotonic() + timeout
+        while marker not in buf and time.monotonic() < deadline:
+            buf += self._read_some()
+        return bytes(buf)
+
+    # -- one stream ---------------------------------------------------------------------------
+    def _begin(self, cfg: dict) -> tuple[proto.Decoder, proto.Encoder, proto.CreditGate, dict]:
+        """START, then READY (or the board's error)."""
+        if not self.hello:
+            self.launch()
+        crc = bool(self.hello.get("crc")) and cfg.get("crc", True)
+        cfg = {"timeout_ms": DEFAULT_TIMEOUT_MS, **cfg, "crc": crc}
+        cfg = {k: v for k, v in cfg.items() if v is not None}
+        enc = proto.Encoder(crc=crc)
+        dec = getattr(self, "hello_decoder", None) or proto.Decoder(max_payload=4096)
+        dec.max_payload = max(4096, cfg.get("payload", 0))
+        self._write(enc.json(T.START, cfg))
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            for f in dec.feed(self._read_some()):
+                if f.type == T.READY:
+                    ready = f.json()
+                    gate = proto.CreditGate()
+                    gate.grant(ready["window"])
+                    return dec, enc, gate, ready
+                if f.type == T.ERROR:
+                    self._finish()
+                    raise BoardError(f.json().get("error", "agent error"))
+        raise LinkError(f"the agent on {self.port} did not get ready")
+
+    def _write(self, data: bytes) -> None:
+        try:
+            self.serial.write(data)
+        except (OSError, serial.SerialException) as e:
+            raise LinkError(f"lost the board at {self.port}: {_first_line(e)}") from None
+
+    def _finish(self) -> None:
+        """After the agent's last frame: wait for the raw REPL to come back."""
+        self._read_until(REPL_TAIL, 3.0)
+        self.hello = {}
+
+    def _collect(self, dec: proto.Decoder, frames, on_data=None, gate=None) -> dict | None:
+        for f in frames:
+            if f.type == T.CREDIT and gate is not None:
+                gate.grant(int.from_bytes(f.payload[:4], "little"))
+            elif f.type == T.DATA and on_data is not None:
+                on_data(f.payload)
+            elif f.type == T.SUMMARY:
+                return f.json()
+            elif f.type == T.ERROR:
+                self._finish()
+                raise BoardError(f.json().get("error", "agent error"))
+        return None
+
+    def _summarise(self, summary: dict, dec: proto.Decoder) -> dict:
+        summary["host_crc_errors"] = dec.crc_errors
+        summary["host_resyncs"] = dec.resyncs
+        summary["host_seq_gaps"] = dec.seq_gaps
+        self._finish()
+        return summary
+
+    def play(self, cfg: dict, blocks: Iterable[bytes],
+             progress: Callable[[int], None] | None = None) -> dict:
+        """Stream audio bytes (bus format) to I2S TX; returns the agent's summary."""
+        cfg = {**cfg, "mode": "tx"}
+        dec, enc, gate, ready = self._begin(cfg)
+        payload = ready["payload"]
+        overhead = proto.HEADER_SIZE + (proto.CRC_SIZE if enc.crc else 0)
+        pending = bytearray()
+        sent = 0
+        summary = None
+
+        def send(chunk: bytes) -> None:
+            nonlocal summary
+            frame = enc.frame(T.DATA, chunk)
+            while not gate.can_send(len(frame)):
+                summary = self._collect(dec, dec.feed(self._read_some()), gate=gate) or summary
+                if summary is not None:
+                    raise LinkError(f"the agent stopped early ({summary.get('reason')})")
+            gate.spend(len(frame))
+            self._write(frame)
+
+        for block in blocks:
+            pending += block
+            while len(pending) >= payload:
+                send(bytes(pending[:payload]))
+                del pending[:payload]
+                sent += payload
+                if progress:
+                    progress(sent)
+            if self.serial.in_waiting:
+                self._collect(dec, dec.feed(self._read_some()), gate=gate)
+        if pending:
+            send(bytes(pending))
+            sent += len(pending)
+        while not gate.can_send(overhead):
+            self._collect(dec, dec.feed(self._read_some()), gate=gate)
+        self._write(enc.frame(T.END))
+        return self._summarise(self._await_summary(dec, gate), dec)
+
+    def _await_summary(self, dec, gate=None, on_data=None, timeout: float = 30.0) -> dict:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            summary = self._collect(dec, dec.feed(self._read_some()), on_data=on_data, gate=gate)
+            if summary is not None:
+                return summary
+        raise LinkError(f"the agent on {self.port} did not report the end of the stream")
+
+    def record(self, cfg: dict, on_data: Callable[[bytes], None],
+               stop: threading.Event | None = None) -> dict:
+        """Stream I2S RX to on_data (bus format bytes) until cfg['frames'] or stop is set."""
+        cfg = {**cfg, "mode": "rx"}
+        dec, enc, gate, ready = self._begin(cfg)
+        keepalive = cfg.get("timeout_ms", DEFAULT_TIMEOUT_MS) / 4000
+        next_keepalive = time.monotonic() + keepalive
+        while True:
+            summary = self._collect(dec, dec.feed(self._read_some()), on_data=on_data, gate=gate)
+            if summary is not None:
+                return self._summarise(summary, dec)
+            if stop is not None and stop.is_set():
+                self._write(enc.frame(T.END))
+                return self._summarise(self._await_summary(dec, gate, on_data), dec)
+            if time.monotonic() >= next_keepalive:
+                frame = enc.frame(T.KEEPALIVE)
+                if gate.can_send(len(frame)):
+                    gate.spend(len(frame))
+                    self._write(frame)
+                next_keepalive = time.monotonic() + keepalive
+
+    def probe(self, up: int = 16384, down: int = 32768) -> dict:
+        """Measure what the link carries each way, in bytes/s."""
+        cfg = {"mode": "probe", "probe_up": up, "probe_down": down, "bits": 16, "format": "mono",
+               "rate": 8000, "ibuf": 0, "payload": 0}
+        dec, enc, gate, ready = self._begin({**cfg, "payload": min(4096, self.hello.get("inbuf", 256))})
+        payload = max(16, gate.available // 2 - proto.HEADER_SIZE - proto.CRC_SIZE)
+        payload = min(payload, ready["payload"])
+        filler = bytes(payload)
+        sent = 0
+        t0 = time.monotonic()
+        while sent < up:
+            chunk = filler[: min(payload, up - sent)]
+            frame = enc.frame(T.PROBE, chunk)
+            while not gate.can_send(len(frame)):
+                self._collect(dec, dec.feed(self._read_some()), gate=gate)
+            gate.spend(len(frame))
+            self._write(frame)
+            sent += len(chunk)
+        got, t_first, summary = 0, None, None
+        while summary is None:
+            frames = dec.feed(self._read_some())
+            for f in frames:
+                if f.type == T.PROBE:
+                    if t_first is None:
+                        t_first = time.monotonic()
+                    got += len(f.payload)
+            summary = self._collect(dec, frames, gate=gate)
+            if time.monotonic() - t0 > 30:
+                raise LinkError("the link probe did not finish")
+        t_last = time.monotonic()
+        self._summarise(summary, dec)
+        up_rate = summary["up_bytes"] / max(summary["up_us"], 1) * 1e6
+        down_rate = got / max(t_last - (t_first or t_last), 1e-6)
+        return {"up": up_rate, "down": down_rate, "up_bytes": summary["up_bytes"], "down_bytes": got}
+
+    def close(self) -> None:
+        try:
+            self.transport.exit_raw_repl()
+        except Exception:
+            pass
+        try:
+            self.transport.close()
+        except Exception:
+            pass
+
+
+@contextmanager
+def connect(port: str, *, launch: bool = True, timeout: float = 10.0) -> Iterator[Agent]:
+    """A board at `port` with the agent started (HELLO received)."""
+    agent = Agent(open_transport(port), port)
+    try:
+        if launch:
+            agent.launch(timeout)
+        yield agent
+    finally:
+        agent.close()
+
+
+def install(port: str, remove: bool = False) -> str:
+    """Store the agent on the board's filesystem (or take it away); returns what was done."""
+    agent = Agent(open_transport(port), port)
+    t = agent.transport
+    try:
+        t.enter_raw_repl(soft_reset=False)
+        path = f"/{AGENT_NAME}.py"
+        if remove:
+            if t.fs_exists(path):
+                t.fs_rmfile(path)
+                return f"removed {path}"
+            return f"no agent installed at {path}"
+        t.fs_writefile(path, agent_source().encode())
+        return f"installed agent {agent_version()} at {path}"
+    except (OSError, serial.SerialException) as e:
+        raise LinkError(f"lost the board at {port}: {_first_line(e)}") from None
+    finally:
+        agent.close()
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
+
+
+def _repl_error(raw: bytes) -> str:
+    """The last line of a traceback the raw REPL printed between its two \\x04 markers."""
+    parts = raw.split(b"\x04")
+    err = parts[1] if len(parts) > 2 else raw
+    lines = [ln for ln in err.decode(errors="replace").splitlines() if ln.strip()]
+    return lines[-1].strip() if lines else "the board reported an error"
