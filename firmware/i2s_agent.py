@@ -68,7 +68,12 @@ class Link:
         self.inbuf = _INBUF.get(sys.platform, 256)
         self.crc = crc32 is not None
         self.hdr = bytearray(_HDR)
+        self.hdr[0] = _S0
+        self.hdr[1] = _S1
+        self.rest = memoryview(self.hdr)[2:]  # header after the sync bytes
         self.one = bytearray(1)
+        self.deadline = 0
+        self.skipped = 0
         self.obuf = bytearray(_HDR + 4)
         self.tx_seq = 0
         self.rx_seq = -1
@@ -128,41 +133,69 @@ class Link:
     # Per-frame methods stay small: MicroPython puts a call frame on the heap once its
     # locals and stack pass 11 words, so each does one thing with few locals.
     def read_frame(self, ms):
-        """Next good frame's type (payload in self.pbuf[:self.plen]), or _TIMEOUT."""
-        if not self.wait(ms):
+        """Next good frame's type (payload in self.pbuf[:self.plen]), or _TIMEOUT when no
+        good frame starts within ms. Sync bytes are read one at a time with a deadline, so
+        stray bytes (a terminal's Ctrl-C, REPL chatter) can never leave it blocked."""
+        self.deadline = time.ticks_add(time.ticks_ms(), ms)
+        if not self._sync():
             return _TIMEOUT
-        self._read(self.hdr, _HDR)
+        self._read(self.rest, _HDR - 2)
         while True:
             t = self._frame()
             if t >= 0:
                 return t
             self.resyncs += 1
-            if not self._shift(ms):
+            if not self._slide():
                 return _TIMEOUT
+
+    def _slide(self):
+        """Resync: drop the header's first byte and take one more, until it starts with sync."""
+        h = self.hdr
+        while True:
+            i = 0
+            while i < _HDR - 1:
+                h[i] = h[i + 1]
+                i += 1
+            b = self._byte()
+            if b < 0:
+                return False
+            h[_HDR - 1] = b
+            if h[0] == _S0 and h[1] == _S1:
+                return True
+
+    def _left(self):
+        return max(0, time.ticks_diff(self.deadline, time.ticks_ms()))
+
+    def _byte(self):
+        if not self.wait(self._left()):
+            return -1
+        self._read(self.one, 1)
+        return self.one[0]
+
+    def _sync(self):
+        """Read up to and including the sync bytes A5 5A; False at the deadline."""
+        b = self._byte()
+        while b >= 0:
+            if b == _S0:
+                b = self._byte()
+                if b == _S1:
+                    self.hdr[0] = _S0
+                    self.hdr[1] = _S1
+                    return True
+            else:
+                if self.rx_seq >= 0 or b != 0x0D:
+                    self.skipped += 1
+                b = self._byte()
+        return False
 
     def _frame(self):
         h = self.hdr
-        if h[0] != _S0 or h[1] != _S1:
-            return _BAD
         if (~(h[2] + h[3] + h[4] + h[5])) & 0xFF != h[6]:
             return _BAD
         n = h[4] | (h[5] << 8)
         if n > self.max_payload or not self._payload(h[2], n):
             return _BAD
         return h[2] & 0x7F
-
-    def _shift(self, ms):
-        """Resync: drop the header's first byte, slide the rest down, read one more."""
-        h = self.hdr
-        i = 0
-        while i < _HDR - 1:
-            h[i] = h[i + 1]
-            i += 1
-        if not self.wait(ms):
-            return False
-        self._read(self.one, 1)
-        h[_HDR - 1] = self.one[0]
-        return True
 
     def _payload(self, t, n):
         if t & _CRC:
@@ -609,6 +642,8 @@ def main(source="uploaded"):
         link.cbuf = bytearray(_HDR + 4 + 4)
         link.cview = memoryview(link.cbuf)[_HDR:_HDR + 4]
         t = link.read_frame(10000)
+        if t == _ABORT or t == _TIMEOUT:
+            return  # the host changed its mind (or went away) before starting a stream
         if t != _START:
             raise RuntimeError("expected START from host, got %d" % t)
         cfg = json.loads(bytes(memoryview(link.pbuf)[:link.plen]))

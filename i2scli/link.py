@@ -42,6 +42,13 @@ class BoardError(Exception):
     """The board cannot do what was asked; the message is the board's own words."""
 
 
+class TooFast(BoardError):
+    """The stream needs more bytes per second than the link carries."""
+
+
+LINK_HEADROOM = 0.9  # use at most this share of the measured link rate
+
+
 # -- the agent's source ------------------------------------------------------------------------
 def _agent_text() -> str:
     return (importlib.resources.files("i2scli.firmware") / "i2s_agent.py").read_text()
@@ -118,7 +125,9 @@ def open_transport(port: str):
     import i2scli.sim  # noqa: F401  (registers sim://)
 
     try:
-        return SerialTransport(port, baudrate=115200, exclusive=True)
+        t = SerialTransport(port, baudrate=115200, exclusive=True)
+        t.serial.timeout = 0.5  # mpremote's read loops then honour their own deadlines
+        return t
     except (OSError, serial.SerialException, ValueError) as e:
         msg = str(e).splitlines()[0] if str(e) else type(e).__name__
         if "lock" in msg.lower() or "busy" in msg.lower():
@@ -142,9 +151,16 @@ class Agent:
     def launch(self, timeout: float = 10.0) -> dict:
         """Run the agent: the installed copy when its version matches, else upload it."""
         t = self.transport
-        try:
-            t.enter_raw_repl(soft_reset=False, timeout_overall=timeout)
-        except Exception as e:
+        for _ in range(3):
+            try:
+                # An agent left running by a host that died reads our Ctrl-C as data and
+                # returns to the REPL only when its watchdog fires: so try again.
+                t.enter_raw_repl(soft_reset=False, timeout_overall=timeout / 3)
+                break
+            except Exception as e:
+                error = e
+        else:
+            e = error
             raise LinkError(
                 f"the board at {self.port} did not answer Ctrl-C and the raw REPL "
                 f"({_first_line(e)}); a program that ignores Ctrl-C may be running: reset the board"
@@ -225,6 +241,30 @@ class Agent:
         while marker not in buf and time.monotonic() < deadline:
             buf += self._read_some()
         return bytes(buf)
+
+    def describe(self) -> str:
+        """The board as people know it, e.g. 'Raspberry Pi Pico with RP2040 (rp2)'."""
+        return f"{self.hello.get('machine', 'board')} ({self.hello.get('platform', '?')})"
+
+    def require_i2s(self) -> None:
+        if not self.hello.get("i2s"):
+            raise BoardError(
+                f"{self.describe()} at {self.port} has no machine.I2S: its MicroPython firmware "
+                f"was built without it (use a firmware or board with I2S support)")
+
+    def check_fit(self, wire_rate: float, direction: str, what: str) -> dict:
+        """Refuse, before starting, a stream of wire_rate bytes/s that the link cannot carry
+        (direction 'up' = to the board, 'down' = from it). Probes once per connection."""
+        if getattr(self, "rates", None) is None:
+            self.rates = self.probe()
+        have = self.rates[direction]
+        if wire_rate > have * LINK_HEADROOM:
+            where = "to" if direction == "up" else "from"
+            raise TooFast(
+                f"{what} needs {wire_rate / 1000:.1f} kB/s {where} the board, but the link to "
+                f"{self.describe()} carries {have / 1000:.1f} kB/s (measured): "
+                f"use a lower rate, 16 bits or mono")
+        return self.rates
 
     # -- one stream ---------------------------------------------------------------------------
     def _begin(self, cfg: dict) -> tuple[proto.Decoder, proto.Encoder, proto.CreditGate, dict]:
@@ -386,6 +426,12 @@ class Agent:
         return {"up": up_rate, "down": down_rate, "up_bytes": summary["up_bytes"], "down_bytes": got}
 
     def close(self) -> None:
+        try:
+            if self.hello:  # the agent is waiting for START: tell it to go back to the REPL
+                self._write(proto.Encoder(crc=bool(self.hello.get("crc"))).frame(T.ABORT))
+                self._finish()
+        except (LinkError, OSError):
+            pass
         try:
             self.transport.exit_raw_repl()
         except Exception:

@@ -94,6 +94,17 @@ def main():
         if pyb is None and "pyb" in mods:
             del mods["pyb"]
 
+    # Board modules are built in on a real board: repr(os) is <module 'os'>,
+    # not "<module 'os' from '/…/runtime/_simos.py'>".
+    for name in ("os", "sys", "micropython", "time", "machine", "pyb"):
+        m = mods.get(name)
+        if m is not None:
+            try:
+                m.__dict__.pop("__file__", None)
+                m.__dict__["__name__"] = name
+            except Exception:
+                pass
+
     import _repl
     import builtins
 

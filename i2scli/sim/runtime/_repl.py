@@ -534,6 +534,9 @@ class Repl:
                     ret = self.friendly_repl()
             except InputClosed:
                 raise
+            except KeyboardInterrupt:
+                # stray SIGINT that raced the end of an exec (see getc)
+                continue
             except Exception as e:
                 # A bug in this REPL must not take the board down: log it to
                 # the model (fd 2) and start the current mode's REPL again.

@@ -26,7 +26,7 @@ def write_raw(b):
 
 
 def write_cooked(s):
-    """Write text (str or bytes-like) with "\\n" -> "\\r\\n"; returns len(s)."""
+    """Write text (str or bytes-like) with "\\n" -> "\\r\\n"; returns the byte count."""
     if isinstance(s, str):
         b = s.encode()
     else:
@@ -35,7 +35,7 @@ def write_cooked(s):
         _wr(b.replace(b"\n", b"\r\n"))
     else:
         _wr(b)
-    return len(s)
+    return len(b)
 
 
 class CookedOut(io.IOBase):

@@ -317,6 +317,23 @@ _I2S_MODES = {
 }
 
 
+# Byte length of a buffer as the ports take it (mp_get_buffer): len() of an
+# array or memoryview counts items, not bytes. A FileIO write to /dev/null
+# returns the byte count without allocating (opened now: the board filesystem
+# mounted at '/' later hides /dev).
+try:
+    _null = open("/dev/null", "wb")
+except OSError:  # pragma: no cover
+    _null = None
+
+
+def _nbytes(buf):
+    t = type(buf)
+    if t is bytearray or t is bytes or _null is None:
+        return len(buf)
+    return _null.write(buf)
+
+
 def _get_int(v):
     if isinstance(v, int):
         return int(v)
@@ -708,7 +725,7 @@ class _I2S(_io.IOBase):
             _service_all(_ticks_us())
         if not self._tx or not self._live:
             raise OSError(_EPERM)
-        if self._span(len(buf), a, b) <= 0:
+        if self._span(_nbytes(buf), a, b) <= 0:
             return 0
         if self._io == _BLOCKING:
             return self._write_blocking(buf)
@@ -745,7 +762,7 @@ class _I2S(_io.IOBase):
             _service_all(_ticks_us())
         if self._tx or not self._live:
             raise OSError(_EPERM)
-        n = len(buf)
+        n = _nbytes(buf)
         if 0 <= nb < n:
             n = nb
         if n % self._fb:

@@ -1,0 +1,174 @@
+"""The board agent and its protocol, end to end on the virtual board (real MicroPython)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import serial
+import soundfile as sf
+from conftest import mpremote
+
+from i2scli import link
+from i2scli.link import BoardError, connect
+from i2scli.protocol import Decoder, FrameType
+
+# id, sck, ws, sd (TX), sd (RX) per profile, as the board's port wants them
+BUS = {
+    "fast": (0, 16, 17, 18, 18),
+    "rp2": (0, 16, 17, 18, 18),
+    "openmv": (2, "P2", "P3", "P0", "P1"),
+    "stm32": (2, "Y6", "Y5", "Y8", "Y8"),
+    "esp32": (0, 32, 25, 33, 33),
+}
+
+
+def bus_cfg(profile: str, mode: str, rate=16000, bits=16, fmt="stereo", ibuf=4096, payload=None, **kw):
+    i, sck, ws, sd_tx, sd_rx = BUS[profile]
+    return {"id": i, "sck": sck, "ws": ws, "sd": sd_tx if mode == "tx" else sd_rx, "bits": bits,
+            "format": fmt, "rate": rate, "ibuf": ibuf, "payload": payload, **kw}
+
+
+def payload_for(hello: dict, frame_bytes: int) -> int:
+    """The largest whole-frame payload whose frame fits half the board's input buffer."""
+    return (hello["inbuf"] // 2 - 11) // frame_bytes * frame_bytes
+
+
+def capture_after_silence(path) -> np.ndarray:
+    data, _ = sf.read(path, dtype="int16" if sf.info(path).subtype == "PCM_16" else "int32")
+    flat = data.reshape(-1)
+    return flat[np.flatnonzero(flat)[0]:]
+
+
+@pytest.mark.parametrize("profile", ["fast", "rp2", "openmv", "stm32"])
+def test_streams_both_ways_bit_exact_with_no_heap_allocation(profile, tmp_path):
+    cap = tmp_path / "tx.wav"
+    with connect(f"sim://{profile}?tx_capture={cap}&rx_source=ramp") as agent:
+        payload = payload_for(agent.hello, 4)
+        pattern = np.arange(1, 2 * 16000 + 1, dtype="<i2")  # 1 s, 16-bit stereo, no zeros
+        blocks = [pattern[i:i + 3000].tobytes() for i in range(0, len(pattern), 3000)]
+        # a 256 ms ring: a loaded test machine must not starve the bus
+        s = agent.play(bus_cfg(profile, "tx", payload=payload, ibuf=16384), blocks)
+        assert s["reason"] == "end" and s["frames"] == 16000
+        assert (s["crc_errors"], s["resyncs"], s["seq_gaps"]) == (0, 0, 0)
+        data_frames = s["heap_frames"] * 4 // payload
+        assert data_frames >= 50 and s["heap_alloc"] == 0, s
+
+        got = []
+        s = agent.record(bus_cfg(profile, "rx", payload=payload, frames=12000), got.append)
+        assert s["reason"] == "frames" and s["frames"] == 12000 and s["heap_alloc"] == 0
+        rx = np.frombuffer(b"".join(got), "<i2").reshape(-1, 2)
+        from i2scli.sim.wire import ramp_samples
+
+        assert np.array_equal(rx, ramp_samples(0, 12000, 16, 2))
+    assert np.array_equal(capture_after_silence(cap)[: len(pattern)], pattern)
+
+
+def test_zero_heap_allocation_over_a_thousand_frames():
+    with connect("sim://fast") as agent:
+        payload = 128  # small frames: many of them
+        s = agent.play(bus_cfg("fast", "tx", rate=48000, payload=payload, ibuf=2048),
+                       [bytes(range(1, 129)) * 8] * 200)
+        assert s["heap_frames"] * 4 // payload >= 1000
+        assert s["heap_alloc"] == 0 and s["heap_method"] == "mem_total"
+
+
+def test_esp32_small_dropping_buffer_loses_nothing(tmp_path):
+    """115200 baud cannot keep up with the bus: the board underruns, but every byte sent
+    arrives, in order, through a 260-byte input buffer that drops what does not fit."""
+    cap = tmp_path / "tx.wav"
+    with connect(f"sim://esp32?tx_capture={cap}") as agent:
+        payload = payload_for(agent.hello, 2)
+        pattern = np.arange(1, 6001, dtype="<i2")
+        s = agent.play(bus_cfg("esp32", "tx", rate=8000, fmt="mono", payload=payload, ibuf=1024),
+                       [pattern.tobytes()])
+        assert s["frames"] == 6000 and s["crc_errors"] == 0 and s["seq_gaps"] == 0
+    summary = agent.serial.board_summary
+    assert "(0 dropped)" in summary.split(";")[1], summary
+    left = sf.read(cap, dtype="int16")[0][:, 0]
+    assert np.array_equal(left[left != 0], pattern)  # the underrun gaps are silence
+
+
+def test_board_without_i2s_gets_one_clear_line():
+    with connect("sim://no-i2s") as agent:
+        assert agent.hello["i2s"] is False
+        with pytest.raises(BoardError) as e:
+            agent.require_i2s()
+    msg = str(e.value)
+    assert "\n" not in msg and "OpenMV AE3" in msg and "machine.I2S" in msg
+
+
+def test_board_error_text_comes_back():
+    with connect("sim://rp2") as agent:
+        with pytest.raises(BoardError, match="invalid ws"):
+            agent.play({**bus_cfg("rp2", "tx"), "ws": 20, "payload": 200}, [b"\0" * 400])
+        # the agent is usable again afterwards
+        s = agent.play({**bus_cfg("rp2", "tx"), "payload": 200}, [b"\1" * 400])
+        assert s["frames"] == 100
+
+
+def test_killed_host_leaves_board_at_its_repl(sim):
+    board = sim("rp2")
+    host = subprocess.Popen([sys.executable, "-c", f"""
+import itertools
+from i2scli.link import connect
+with connect({board.path!r}) as a:
+    cfg = dict(id=0, sck=16, ws=17, sd=18, bits=16, format='stereo', rate=16000, ibuf=4096, payload=244,
+               timeout_ms=1000)
+    print('streaming', flush=True)
+    a.play(cfg, itertools.repeat(bytes(4000)))
+"""], stdout=subprocess.PIPE, text=True)
+    assert host.stdout.readline().strip() == "streaming"
+    time.sleep(0.3)
+    os.kill(host.pid, signal.SIGKILL)
+    host.wait()
+    killed = time.monotonic()
+    # Listen without writing: the agent's watchdog (1 s without a frame) ends the stream,
+    # it says so, and the raw REPL closes the exec and shows its prompt.
+    port = serial.Serial(board.path, timeout=0.1)
+    seen = b""
+    while not seen.endswith(b"\x04\x04>") and time.monotonic() - killed < 10:
+        seen += port.read(4096)
+    back = time.monotonic() - killed
+    port.close()
+    frames = Decoder().feed(seen)
+    assert frames[-1].type == FrameType.SUMMARY and frames[-1].json()["reason"] == "timeout"
+    assert seen.endswith(b"\x04\x04>") and back < 1.0 + 1.0
+    # and the next run just works
+    r = mpremote("connect", board.path, "exec", "print('back')")
+    assert r.stdout == b"back\r\n"
+    with connect(board.path) as agent:
+        s = agent.play({**bus_cfg("rp2", "tx"), "payload": 244}, [bytes(4000)])
+        assert s["frames"] == 1000
+
+
+def test_installed_agent_is_used_and_a_stale_one_is_not(sim, tmp_path):
+    board = sim("rp2")
+    assert "installed" in link.install(board.path)
+    with connect(board.path) as agent:
+        assert agent.hello["source"] == "installed"
+        assert agent.hello["agent"] == link.agent_version()
+        s = agent.play({**bus_cfg("rp2", "tx"), "payload": 244}, [bytes(976)])
+        assert s["frames"] == 244
+    stale = tmp_path / "i2s_agent.py"
+    stale.write_text(link.agent_source().replace(link.agent_version(), "0ld0ld0ld0ld"))
+    mpremote("connect", board.path, "fs", "cp", str(stale), ":i2s_agent.py")
+    with connect(board.path) as agent:
+        assert agent.hello["source"] == "uploaded"
+    assert "removed" in link.install(board.path, remove=True)
+    r = mpremote("connect", board.path, "exec", "import os; print('i2s_agent.py' in os.listdir('/'))")
+    assert r.stdout == b"False\r\n"
+
+
+def test_link_probe_measures_each_direction():
+    with connect("sim://esp32") as agent:
+        rates = agent.probe(up=4096, down=8192)
+    # 115200 baud 8N1 carries 11520 B/s. Downstream the probe sees nearly all of it; upstream,
+    # credits through a 260-byte input buffer cost round trips, and the probe measures what
+    # the protocol really achieves, which is what a stream would get.
+    assert 5000 < rates["up"] < 11520 and 8000 < rates["down"] < 11520 * 1.05, rates
