@@ -124,11 +124,19 @@ class Link:
     def _vcp_partial(self, buf, n):
         return self.vcp.recv(memoryview(buf)[:n], timeout=2000)
 
-    def set_payload(self, size):
-        """Preallocate the receive buffer: payload + CRC trailer."""
+    def set_payload(self, size, spare=False):
+        """Preallocate the receive buffer: payload + CRC trailer (and a second one for
+        double buffering, which swap() exchanges without allocating)."""
         self.max_payload = size
         self.pbuf = bytearray(size + 4)
         self.pfull = memoryview(self.pbuf)[:size]
+        if spare:
+            self.pbuf2 = bytearray(size + 4)
+            self.pfull2 = memoryview(self.pbuf2)[:size]
+
+    def swap(self):
+        self.pbuf, self.pbuf2 = self.pbuf2, self.pbuf
+        self.pfull, self.pfull2 = self.pfull2, self.pfull
 
     # Per-frame methods stay small: MicroPython puts a call frame on the heap once its
     # locals and stack pass 11 words, so each does one thing with few locals.
@@ -598,6 +606,145 @@ class Stream:
         self.heap_frames = self.heap_last - self.heap_first if heap.bytes or self.heap_last else 0
         self.mark("rx_end")
 
+    # -- the seed's other transfer styles ----------------------------------------------------
+    def _on_io(self, _):
+        self.io_done = True
+
+    def _io_wait(self):
+        while not self.io_done:
+            time.sleep_us(50)  # the callback runs from the scheduler between bytecodes
+        self.io_done = False
+
+    def tx_irq(self):
+        """Non-blocking writes: the DMA takes one buffer while the next frame is read into
+        the other; the callback says when the ring has taken it."""
+        link, audio, fb, P = self.link, self.audio, self.fb, self.payload
+        self.io_done = True
+        self.cb = self._on_io  # bound once: no allocation per frame
+        audio.irq(self.cb)
+        busy = False
+        self.mark("tx_start")
+        while True:
+            t = link.read_frame(self.timeout)
+            link.grant()
+            if t != _DATA:
+                self.reason = "end" if t == _END else "abort" if t == _ABORT else "timeout"
+                if t in (_END, _ABORT, _TIMEOUT):
+                    break
+                continue
+            if busy:
+                self._io_wait()
+            n = link.plen
+            audio.write(link.pfull if n == P else memoryview(link.pbuf)[:n])
+            busy = True
+            link.swap()
+            self.frames += n // fb
+        if busy:
+            self._io_wait()
+        audio.irq(None)
+        self._play_out()
+        self.mark("tx_end")
+
+    def rx_irq(self):
+        """Non-blocking reads into two buffers: one fills while the other is sent."""
+        link, audio, fb, P = self.link, self.audio, self.fb, self.payload
+        want = self.cfg.get("frames", 0)
+        bufs = [link.frame_buffer(P), link.frame_buffer(P)]
+        self.io_done = False
+        self.cb = self._on_io
+        audio.irq(self.cb)
+        k = 0
+        audio.readinto(bufs[0][1])
+        self.mark("rx_start")
+        last = time.ticks_ms()
+        while True:
+            self._io_wait()
+            buf, view = bufs[k]
+            k ^= 1
+            audio.readinto(bufs[k][1])  # the next one fills while this one goes out
+            n = P if not want else min(P, (want - self.frames) * fb)
+            link.send_data(buf, view if n == P else memoryview(view)[:n], n)
+            self.frames += n // fb
+            if want and self.frames >= want:
+                self.reason = "frames"
+                break
+            if link.wait(0):
+                t = link.read_frame(0)
+                link.grant()
+                if t == _END or t == _ABORT:
+                    self.reason = "end" if t == _END else "abort"
+                    break
+                last = time.ticks_ms()
+            elif time.ticks_diff(time.ticks_ms(), last) > self.timeout:
+                self.reason = "timeout"
+                break
+        audio.irq(None)
+        self.mark("rx_end")
+
+    async def tx_async(self):
+        """asyncio.StreamWriter on the I2S object (frames are read from the host as usual)."""
+        import asyncio
+
+        link, fb, P = self.link, self.fb, self.payload
+        out = asyncio.StreamWriter(self.audio, {})
+        self.mark("tx_start")
+        while True:
+            t = link.read_frame(self.timeout)
+            link.grant()
+            if t == _DATA:
+                n = link.plen
+                out.write(link.pfull if n == P else memoryview(link.pbuf)[:n])
+                await out.drain()
+                self.frames += n // fb
+            elif t in (_END, _ABORT, _TIMEOUT):
+                self.reason = "end" if t == _END else "abort" if t == _ABORT else "timeout"
+                break
+        self._play_out()
+        self.mark("tx_end")
+
+    async def rx_async(self):
+        """asyncio.StreamReader on the I2S object."""
+        import asyncio
+
+        link, fb, P = self.link, self.fb, self.payload
+        want = self.cfg.get("frames", 0)
+        inp = asyncio.StreamReader(self.audio)
+        buf, view = link.frame_buffer(P)
+        self.mark("rx_start")
+        last = time.ticks_ms()
+        while True:
+            n = P if not want else min(P, (want - self.frames) * fb)
+            part = view if n == P else memoryview(view)[:n]
+            got = 0
+            while got < n:
+                got += await inp.readinto(part if not got else memoryview(part)[got:])
+            link.send_data(buf, part, n)
+            self.frames += n // fb
+            if want and self.frames >= want:
+                self.reason = "frames"
+                break
+            if link.wait(0):
+                t = link.read_frame(0)
+                link.grant()
+                if t == _END or t == _ABORT:
+                    self.reason = "end" if t == _END else "abort"
+                    break
+                last = time.ticks_ms()
+            elif time.ticks_diff(time.ticks_ms(), last) > self.timeout:
+                self.reason = "timeout"
+                break
+        self.mark("rx_end")
+
+    def _play_out(self):
+        if self.reason == "end":
+            # a ring of silence pushes the last audio onto the wire before deinit
+            self.mark("drain")
+            silence = bytearray(min(self.cfg["ibuf"], 4096))
+            left = self.cfg["ibuf"] + len(silence)
+            while left > 0:
+                self.audio.write(silence)
+                left -= len(silence)
+
     # -- probe: measure the link ------------------------------------------------------------------
     def probe(self):
         link = self.link
@@ -650,7 +797,7 @@ def main(source="uploaded"):
         link.crc = link.crc and cfg.get("crc", True)
         link.window = min(cfg.get("window", link.inbuf), link.inbuf)
         payload = cfg.get("payload", 256)
-        link.set_payload(max(payload, 64))
+        link.set_payload(max(payload, 64), spare=cfg.get("io", "blocking") != "blocking")
         stream = Stream(link, cfg)
         mode = cfg["mode"]
         extra = None
@@ -661,7 +808,17 @@ def main(source="uploaded"):
         where = "stream"
         link.send_json(_READY, {"window": link.window, "payload": payload, "frame_bytes": stream.fb})
         link.consumed = 0
-        if mode == "tx":
+        io = cfg.get("io", "blocking")
+        if mode in ("tx", "rx") and io != "blocking":
+            if io == "irq":
+                stream.tx_irq() if mode == "tx" else stream.rx_irq()
+            elif io == "asyncio":
+                import asyncio
+
+                asyncio.run(stream.tx_async() if mode == "tx" else stream.rx_async())
+            else:
+                raise ValueError("unknown io style %r" % io)
+        elif mode == "tx":
             stream.tx()
         elif mode == "rx":
             stream.rx()
