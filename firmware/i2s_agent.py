@@ -40,7 +40,7 @@ except ImportError:
 
 # Input buffer of each port's REPL stream: credits never exceed it (docs/sim.md has sources).
 _INBUF = {"esp32": 256, "esp8266": 128, "rp2": 512, "mimxrt": 512, "samd": 512, "nrf": 256,
-          "pyboard": 1024, "linux": 4096}
+          "pyboard": 1024, "linux": 32768}
 
 
 class Link:
@@ -89,7 +89,8 @@ class Link:
         """Discard input until the host has been quiet a while, so nothing it sent after our
         last frame lands in the REPL as code."""
         while self.wait(quiet_ms):
-            self._read(self.one, 1)
+            if not self._read(self.one, 1):
+                return  # end of input (only a virtual board's pipe ends)
 
     def close(self):
         micropython.kbd_intr(3)
@@ -175,9 +176,8 @@ class Link:
         return max(0, time.ticks_diff(self.deadline, time.ticks_ms()))
 
     def _byte(self):
-        if not self.wait(self._left()):
+        if not self.wait(self._left()) or not self._read(self.one, 1):
             return -1
-        self._read(self.one, 1)
         return self.one[0]
 
     def _sync(self):
@@ -283,7 +283,9 @@ class Link:
     def grant(self, force=False):
         """Give the bytes read since the last grant back to the host as credit."""
         c = self.consumed
-        if c and (force or c >= self.window >> 1):
+        # a quarter window: with frames of up to half the window, the host always has the
+        # next frame's credit before the one in flight has been read (no stop-and-wait)
+        if c and (force or c >= self.window >> 2):
             self.consumed = 0
             ob = self.obuf
             ob[0] = c & 0xFF

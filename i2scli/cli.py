@@ -17,9 +17,242 @@ def main() -> None:
 
     \b
     Examples:
+      i2s play song.wav                 play a file on the attached board
+      i2s record -r 22050 -b 32 -d 5s out.wav
+      i2s info                          what the board is and which streams fit
       i2s sim                           start a virtual board, print its port
-      i2s sim --profile rp2 --rx-source ramp --tx-capture out.wav
+      i2s play -p sim://rp2 --tone 440 -d 2s
+
+    Ports: -p PORT or I2S_PORT (device path, a0/u0/c0, rfc2217://, socket://, hwgrep://,
+    sim://PROFILE); default: the single attached MicroPython board. Exit codes: see README.
     """
+
+
+# -- shared options ---------------------------------------------------------------------------
+def _port_option(f):
+    return click.option("-p", "--port", envvar="I2S_PORT", default="auto", show_default=True, metavar="PORT",
+                        help="Serial port or URL (env I2S_PORT).")(f)
+
+
+def _bus_options(f):
+    opts = [
+        click.option("--board", metavar="NAME", envvar="I2S_BOARD",
+                     help="Pin preset: openmv, pyboard, pico, esp32, teensy41 (default: detected)."),
+        click.option("--id", "bus_id", type=int, metavar="N", help="I2S bus id (overrides the preset)."),
+        click.option("--sck", metavar="PIN", help="Bit clock pin."),
+        click.option("--ws", metavar="PIN", help="Word select pin."),
+        click.option("--sd", metavar="PIN", help="Serial data pin."),
+        click.option("--mck", metavar="PIN", help="Master clock pin (mimxrt only)."),
+        click.option("--ibuf", type=click.IntRange(min=64), metavar="BYTES", help="I2S DMA ring size."),
+        click.option("--io", type=click.Choice(["blocking", "irq", "asyncio"]), default="blocking",
+                     show_default=True, help="Transfer style on the board."),
+        click.option("--timeout", type=DURATION, default="3s", show_default=True, metavar="DUR",
+                     help="Board gives up if the host is silent this long."),
+        click.option("--no-probe", is_flag=True, help="Skip measuring the link before streaming."),
+        click.option("--json", "as_json", is_flag=True, help="Print a machine-readable summary on stdout."),
+        click.option("-q", "--quiet", is_flag=True, help="No progress or summary on stderr."),
+        click.option("--strict", is_flag=True, help="Underruns, overruns or clipping fail the run (exit 6)."),
+        _port_option,
+    ]
+    for o in reversed(opts):
+        f = o(f)
+    return f
+
+
+def _bus(board, bus_id, sck, ws, sd, mck, ibuf, io, timeout, no_probe, **extra):
+    from i2scli.boards import parse_pin
+    from i2scli.session import BusOptions
+
+    return BusOptions(board=board, id=bus_id, sck=parse_pin(sck), ws=parse_pin(ws), sd=parse_pin(sd),
+                      mck=parse_pin(mck), ibuf=ibuf, io=io, timeout=timeout, probe=not no_probe, **extra)
+
+
+def _finish(summary: dict, reporter, as_json: bool, strict: bool) -> None:
+    import json
+
+    from i2scli.errors import Exit
+    from i2scli.ui import format_summary
+
+    if as_json:
+        click.echo(json.dumps(summary, default=str))
+    else:
+        reporter.info(format_summary(summary))
+    if strict and (summary.get("underruns") or summary.get("overruns") or summary.get("clipped")):
+        reporter.error(f"--strict: {summary.get('underruns', 0)} underruns, {summary.get('overruns', 0)} "
+                       f"overruns, {summary.get('clipped', 0)} clipped samples")
+        raise SystemExit(Exit.STRICT)
+    if summary.get("interrupted"):
+        raise SystemExit(Exit.INTERRUPTED)
+
+
+# -- play ---------------------------------------------------------------------------------------
+@main.command()
+@click.argument("file", required=False, metavar="FILE")
+@click.option("--tone", type=click.FloatRange(min=1), metavar="FREQ", help="Play a sine of FREQ Hz instead of a file.")
+@click.option("--level", type=float, default=-6.0, show_default=True, metavar="DBFS", help="Level of --tone.")
+@click.option("-r", "--rate", type=click.IntRange(min=1), metavar="HZ",
+              help="Bus rate (default: the file's; resampled).")
+@click.option("-b", "--bits", type=click.Choice(["16", "32"]), help="Bus sample size (default: 16 for <=16-bit files).")
+@click.option("-c", "--channels", type=click.Choice(["1", "2"]), help="Bus channels (default: the file's, at most 2).")
+@click.option("--channels-map", metavar="LIST", help="File channels to play, e.g. 0,1 or 2 (0-based).")
+@click.option("-d", "--duration", type=DURATION, metavar="DUR", help="Play only this long.")
+@click.option("-s", "--samples", type=click.IntRange(min=1), metavar="N", help="Play only N frames.")
+@click.option("--gain", type=float, default=0.0, metavar="DB", help="Gain on the host (clipping is counted).")
+@click.option("--shift", type=click.IntRange(-31, 31), default=0, metavar="N",
+              help="Shift samples on the board with I2S.shift (6 dB a bit).")
+@_bus_options
+def play(file, tone, level, rate, bits, channels, channels_map, duration, samples, gain, shift, port, as_json,
+         quiet, strict, **bus_kw):
+    """Play an audio file (any format libsndfile reads; - for stdin) on the board's I2S TX."""
+    from i2scli import audio
+    from i2scli.clirun import run_command, run_play
+
+    if (file is None) == (tone is None):
+        raise click.UsageError("give a FILE to play or --tone FREQ")
+    if duration is not None and samples is not None:
+        raise click.UsageError("use -d/--duration or -s/--samples, not both")
+
+    def job(reporter, stop):
+        from i2scli import session
+
+        opts = _bus(**bus_kw, shift=shift)
+        stats = audio.ConvertStats()
+        if tone is not None:
+            bus = audio.BusFormat(rate or 48000, int(bits or 16), int(channels or 2))
+            total = samples or int(round((duration if duration is not None else 5.0) * bus.rate))
+            blocks = audio.tone_blocks(tone, bus, frames=total, dbfs=level, stats=stats)
+            what = f"{tone:g} Hz tone"
+            inp = None
+        else:
+            cmap = audio.parse_channels_map(channels_map) if channels_map else None
+            inp = audio.open_input(file, cmap)
+            deep = not inp.integer or (inp.subtype not in ("PCM_16", "PCM_S8", "PCM_U8"))
+            bus = audio.BusFormat(rate or inp.rate, int(bits or (32 if deep else 16)),
+                                  int(channels or min(inp.channels, 2)))
+            max_frames = samples if samples is not None else (
+                int(round(duration * inp.rate)) if duration is not None else None)
+            total = inp.bus_frames(bus, 0, max_frames)
+            blocks = audio.play_blocks(inp, bus, gain_db=gain, max_frames=max_frames, stats=stats)
+            what = file if file != "-" else "stdin"
+        try:
+            with session.board(port) as agent:
+                return run_play(agent, reporter, stop, what, blocks, bus, opts, total, stats)
+        finally:
+            if inp is not None:
+                inp.close()
+
+    run_command(job, quiet=quiet, finish=lambda s, r: _finish(s, r, as_json, strict))
+
+
+# -- record -------------------------------------------------------------------------------------
+@main.command()
+@click.argument("file", metavar="FILE")
+@click.option("-r", "--rate", type=click.IntRange(min=1), default=16000, show_default=True, metavar="HZ")
+@click.option("-b", "--bits", type=click.Choice(["16", "32"]), default="32", show_default=True,
+              help="Bus sample size (24-bit microphones send 32-bit slots).")
+@click.option("-c", "--channels", type=click.Choice(["1", "2"]), default="1", show_default=True)
+@click.option("-d", "--duration", type=DURATION, metavar="DUR", help="Record this long.")
+@click.option("-s", "--samples", type=click.IntRange(min=1), metavar="N", help="Record exactly N frames.")
+@click.option("--subtype", type=click.Choice(["PCM_16", "PCM_24", "PCM_32"]),
+              help="File sample format (default: PCM_16 for 16-bit, PCM_32 for 32-bit; FLAC PCM_24).")
+@click.option("--stop-on-silence", type=DURATION, metavar="DUR", help="Stop after this much silence.")
+@click.option("--threshold", type=float, default=-50.0, show_default=True, metavar="DBFS",
+              help="Below this peak level counts as silence.")
+@click.option("--wait-for-sound", is_flag=True, help="Start keeping audio at the first sound over --threshold.")
+@click.option("--max-duration", type=DURATION, metavar="DUR",
+              help="Safety net for --stop-on-silence / --wait-for-sound.")
+@_bus_options
+def record(file, rate, bits, channels, duration, samples, subtype, stop_on_silence, threshold, wait_for_sound,
+           max_duration, port, as_json, quiet, strict, **bus_kw):
+    """Record the board's I2S RX into FILE (.wav, .flac, .rf64, .w64; - for WAV on stdout).
+
+    Stops on -d/-s, Ctrl-C, SIGTERM, SIGHUP, --stop-on-silence, or a lost board; the file
+    always holds every sample received, and its header is refreshed about once a second.
+    """
+    from i2scli import audio
+    from i2scli.clirun import run_command, run_record
+
+    if duration is not None and samples is not None:
+        raise click.UsageError("use -d/--duration or -s/--samples, not both")
+    if file == "-" and as_json:
+        raise click.UsageError("--json prints on stdout, which - already uses for audio")
+    bus = audio.BusFormat(rate, int(bits), int(channels))
+
+    def job(reporter, stop):
+        from i2scli import session
+
+        audio.check_output_path(file)
+        opts = _bus(**bus_kw)
+        frames = samples if samples is not None else (int(round(duration * rate)) if duration is not None else None)
+        until = session.RecordStop(frames=frames, stop_on_silence=stop_on_silence, threshold_dbfs=threshold,
+                                   wait_for_sound=wait_for_sound,
+                                   max_frames=int(round(max_duration * rate)) if max_duration else None)
+        with session.board(port) as agent:
+            return run_record(agent, reporter, stop, file, bus, opts, until, subtype)
+
+    run_command(job, quiet=quiet, finish=lambda s, r: _finish(s, r, as_json, strict))
+
+
+# -- devices, info, install ---------------------------------------------------------------------
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the list as JSON on stdout.")
+def devices(as_json):
+    """List serial ports, marking those that look like MicroPython boards."""
+    import json
+
+    from i2scli.ports import device_dicts
+
+    found = device_dicts()
+    if as_json:
+        click.echo(json.dumps(found))
+        return
+    if not found:
+        click.echo("no serial ports found (a virtual board: i2s sim)", err=True)
+    for d in found:
+        mark = "*" if d["micropython"] else " "
+        click.echo(f"{mark} {d['path']}  {d['vid_pid'] or '-':9}  {d['serial_number'] or '-':16}  {d['description']}")
+
+
+@main.command()
+@_port_option
+@click.option("--json", "as_json", is_flag=True, help="Print as JSON on stdout.")
+@click.option("--no-probe", is_flag=True, help="Skip measuring the link.")
+def info(port, as_json, no_probe):
+    """Show the board: identity, machine.I2S, memory, agent, link rate and which streams fit."""
+    from i2scli.clirun import run_command
+
+    def job(reporter, stop):
+        from i2scli import session
+
+        with session.board(port) as agent:
+            return session.info(agent, agent.port, probe=not no_probe)
+
+    def show(summary, reporter):
+        import json
+
+        if as_json:
+            click.echo(json.dumps(summary))
+            return
+        from i2scli.ui import format_info
+
+        click.echo(format_info(summary))
+
+    run_command(job, quiet=False, finish=show)
+
+
+@main.command()
+@_port_option
+@click.option("--remove", is_flag=True, help="Take the agent off the board instead.")
+def install(port, remove):
+    """Store the agent on the board's filesystem so runs start faster."""
+    from i2scli.clirun import run_command
+
+    def job(reporter, stop):
+        from i2scli import link, ports
+
+        return {"message": link.install(ports.resolve(port), remove=remove)}
+
+    run_command(job, quiet=False, finish=lambda s, r: click.echo(s["message"], err=True))
 
 
 def _faults(ctx, param, values):

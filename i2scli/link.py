@@ -143,6 +143,8 @@ class Agent:
         self.serial = transport.serial
         self.port = port
         self.hello: dict = {}
+        self.identity: dict = {}
+        self._backlog: list = []
         self._relaunch: str | None = None
         self._prompt_ready = False
         self.stats = {"crc_errors": 0, "resyncs": 0, "seq_gaps": 0}
@@ -208,6 +210,7 @@ class Agent:
             for f in dec.feed(data):
                 if f.type == T.HELLO:
                     self.hello = f.json()
+                    self.identity = dict(self.hello)  # outlives the agent run
                     self.hello_decoder = dec
                     if self.hello.get("proto") != proto.PROTO_VERSION:
                         raise LinkError(
@@ -244,10 +247,11 @@ class Agent:
 
     def describe(self) -> str:
         """The board as people know it, e.g. 'Raspberry Pi Pico with RP2040 (rp2)'."""
-        return f"{self.hello.get('machine', 'board')} ({self.hello.get('platform', '?')})"
+        who = self.hello or getattr(self, "identity", {})
+        return f"{who.get('machine', 'board')} ({who.get('platform', '?')})"
 
     def require_i2s(self) -> None:
-        if not self.hello.get("i2s"):
+        if not (self.hello or self.identity).get("i2s"):
             raise BoardError(
                 f"{self.describe()} at {self.port} has no machine.I2S: its MicroPython firmware "
                 f"was built without it (use a firmware or board with I2S support)")
@@ -280,8 +284,10 @@ class Agent:
         self._write(enc.json(T.START, cfg))
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
-            for f in dec.feed(self._read_some()):
+            frames = dec.feed(self._read_some())
+            for i, f in enumerate(frames):
                 if f.type == T.READY:
+                    self._backlog = frames[i + 1:]  # the stream's first frames may ride along
                     ready = f.json()
                     gate = proto.CreditGate()
                     gate.grant(ready["window"])
@@ -290,6 +296,12 @@ class Agent:
                     self._finish()
                     raise BoardError(f.json().get("error", "agent error"))
         raise LinkError(f"the agent on {self.port} did not get ready")
+
+    def _next_frames(self, dec: proto.Decoder) -> list:
+        if self._backlog:
+            frames, self._backlog = self._backlog, []
+            return frames
+        return dec.feed(self._read_some())
 
     def _write(self, data: bytes) -> None:
         try:
@@ -337,7 +349,7 @@ class Agent:
             nonlocal summary
             frame = enc.frame(T.DATA, chunk)
             while not gate.can_send(len(frame)):
-                summary = self._collect(dec, dec.feed(self._read_some()), gate=gate) or summary
+                summary = self._collect(dec, self._next_frames(dec), gate=gate) or summary
                 if summary is not None:
                     raise LinkError(f"the agent stopped early ({summary.get('reason')})")
             gate.spend(len(frame))
@@ -352,19 +364,19 @@ class Agent:
                 if progress:
                     progress(sent)
             if self.serial.in_waiting:
-                self._collect(dec, dec.feed(self._read_some()), gate=gate)
+                self._collect(dec, self._next_frames(dec), gate=gate)
         if pending:
             send(bytes(pending))
             sent += len(pending)
         while not gate.can_send(overhead):
-            self._collect(dec, dec.feed(self._read_some()), gate=gate)
+            self._collect(dec, self._next_frames(dec), gate=gate)
         self._write(enc.frame(T.END))
         return self._summarise(self._await_summary(dec, gate), dec)
 
     def _await_summary(self, dec, gate=None, on_data=None, timeout: float = 30.0) -> dict:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            summary = self._collect(dec, dec.feed(self._read_some()), on_data=on_data, gate=gate)
+            summary = self._collect(dec, self._next_frames(dec), on_data=on_data, gate=gate)
             if summary is not None:
                 return summary
         raise LinkError(f"the agent on {self.port} did not report the end of the stream")
@@ -377,7 +389,7 @@ class Agent:
         keepalive = cfg.get("timeout_ms", DEFAULT_TIMEOUT_MS) / 4000
         next_keepalive = time.monotonic() + keepalive
         while True:
-            summary = self._collect(dec, dec.feed(self._read_some()), on_data=on_data, gate=gate)
+            summary = self._collect(dec, self._next_frames(dec), on_data=on_data, gate=gate)
             if summary is not None:
                 return self._summarise(summary, dec)
             if stop is not None and stop.is_set():
@@ -404,13 +416,13 @@ class Agent:
             chunk = filler[: min(payload, up - sent)]
             frame = enc.frame(T.PROBE, chunk)
             while not gate.can_send(len(frame)):
-                self._collect(dec, dec.feed(self._read_some()), gate=gate)
+                self._collect(dec, self._next_frames(dec), gate=gate)
             gate.spend(len(frame))
             self._write(frame)
             sent += len(chunk)
         got, t_first, summary = 0, None, None
         while summary is None:
-            frames = dec.feed(self._read_some())
+            frames = self._next_frames(dec)
             for f in frames:
                 if f.type == T.PROBE:
                     if t_first is None:

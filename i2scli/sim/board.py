@@ -39,6 +39,13 @@ SIM_RUNTIME_HEAP = 512 * 1024
 # fds 3 and 4, then hands argv to MicroPython's own main().
 LAUNCHER = (
     "import fcntl, os, sys\n"
+    "try:\n"  # Linux: the board dies with the model, however the model ends
+    "    import ctypes, signal\n"
+    "    ctypes.CDLL(None).prctl(1, signal.SIGKILL)\n"
+    "    if os.getppid() == 1:\n"
+    "        os._exit(1)\n"
+    "except Exception:\n"
+    "    pass\n"
     "a, b = int(sys.argv[1]), int(sys.argv[2])\n"
     "a2 = fcntl.fcntl(a, fcntl.F_DUPFD, 10)\n"
     "b2 = fcntl.fcntl(b, fcntl.F_DUPFD, 10)\n"
@@ -65,7 +72,8 @@ class Pacer:
         self._next = time.monotonic()
 
     def chunk(self) -> int:
-        return 65536 if not self.rate else max(1, self.rate // 500)
+        # 1 ms of bytes: a frame's head arrives about as soon as on a real wire
+        return 65536 if not self.rate else max(64, self.rate // 1000)
 
     def wait(self, n: int) -> None:
         if not self.rate:
@@ -75,7 +83,7 @@ class Pacer:
             self._next = now - 0.002
         self._next += n / self.rate
         delay = self._next - now
-        if delay > 0:
+        if delay > 0.0005:  # shorter waits ride on the 2 ms burst (sleep overshoots them)
             time.sleep(delay)
 
 
@@ -166,6 +174,7 @@ class VirtualBoard:
         self._in_offset = 0
         self._out_offset = 0
         self._stall_until = 0.0
+        self._sigint_quiet_until = 0.0
         self._stopping = threading.Event()
         self._gone = threading.Event()
         self._reboot = False
@@ -527,7 +536,10 @@ class VirtualBoard:
                 pass
             os.set_blocking(self._in_r, True)
         p = self._proc
-        if p and p.poll() is None:
+        # The unix port exits if a second SIGINT lands while the first is pending; a real
+        # board just raises once. So one signal per 50 ms at most.
+        if p and p.poll() is None and time.monotonic() >= self._sigint_quiet_until:
+            self._sigint_quiet_until = time.monotonic() + 0.05
             os.kill(p.pid, signal.SIGINT)
         self._event({"ev": "ctrl_c"}, now_us())
 

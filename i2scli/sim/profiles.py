@@ -158,9 +158,9 @@ PROFILES: dict[str, Profile] = {
     ),
     "fast": Profile(
         name="fast",
-        description="No link limit, for measuring the software (rp2 rules otherwise)",
-        platform="rp2",
-        machine="Virtual fast board with RP2040",
+        description="No link limit, for measuring the software (rp2 I2S rules, pins 16/17/18)",
+        platform="linux",
+        machine="Virtual fast board with MicroPython unix port",
         release="1.28.0",
         pins=tuple(RP2_PINS),
         link=Link(None, None, 65536, "block"),

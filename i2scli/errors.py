@@ -1,0 +1,16 @@
+"""Exit codes, documented in README.md. One place, so every command agrees."""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+
+class Exit(IntEnum):
+    OK = 0
+    FILE = 1  # an input or output file could not be used
+    USAGE = 2  # bad option or value (click's own code)
+    NO_DEVICE = 3  # no port, port busy, board not found
+    BOARD = 4  # the board cannot do it: no machine.I2S, pins or rate it rejects, too fast for the link
+    LINK = 5  # link or protocol failure: board lost, timeouts, CRC errors, board reset
+    STRICT = 6  # --strict: underruns, overruns or clipping happened
+    INTERRUPTED = 130  # stopped by SIGINT, SIGTERM or SIGHUP (what was received is kept)

@@ -1,0 +1,88 @@
+"""Which serial port: -p/--port, I2S_PORT, or `auto` (the one attached MicroPython board).
+
+Ports are anything pyserial opens: device paths, mpremote's shortcuts (a0 = /dev/ttyACM0,
+u0 = /dev/ttyUSB0, c0 = COM0), rfc2217://, socket://, hwgrep://VID:PID, and sim://PROFILE.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import asdict, dataclass
+
+from serial.tools import list_ports
+
+from i2scli.link import NoDevice
+
+# USB vendor (and product) ids seen on MicroPython boards and the UART bridges they sit behind.
+MICROPYTHON_IDS = {
+    (0xF055, None): "MicroPython (pyboard and generic ports)",
+    (0x2E8A, None): "Raspberry Pi (RP2040/RP2350)",
+    (0x1209, 0xABD1): "OpenMV Cam",
+    (0x37C5, None): "OpenMV Cam",
+    (0x16C0, 0x0483): "Teensy",
+    (0x303A, None): "Espressif native USB",
+    (0x239A, None): "Adafruit",
+    (0x10C4, 0xEA60): "Silicon Labs CP210x UART bridge",
+    (0x1A86, None): "WCH CH340/CH9102 UART bridge",
+    (0x0403, None): "FTDI UART bridge",
+}
+
+
+@dataclass
+class PortInfo:
+    path: str
+    vid_pid: str | None
+    serial_number: str | None
+    description: str
+    micropython: bool
+    why: str | None
+
+
+def _kind(vid: int | None, pid: int | None) -> str | None:
+    if vid is None:
+        return None
+    return MICROPYTHON_IDS.get((vid, pid)) or MICROPYTHON_IDS.get((vid, None))
+
+
+def list_devices() -> list[PortInfo]:
+    out = []
+    for p in sorted(list_ports.comports(), key=lambda p: p.device):
+        kind = _kind(p.vid, p.pid)
+        out.append(PortInfo(
+            path=p.device,
+            vid_pid=f"{p.vid:04x}:{p.pid:04x}" if p.vid is not None else None,
+            serial_number=p.serial_number,
+            description=p.description or "",
+            micropython=kind is not None,
+            why=kind,
+        ))
+    return out
+
+
+def device_dicts() -> list[dict]:
+    return [asdict(d) for d in list_devices()]
+
+
+def expand(port: str) -> str:
+    """mpremote's shortcuts: a0 -> /dev/ttyACM0, u0 -> /dev/ttyUSB0, c0 -> COM0."""
+    if len(port) >= 2 and port[0] in "auc" and port[1:].isdigit():
+        return {"a": "/dev/ttyACM", "u": "/dev/ttyUSB", "c": "COM"}[port[0]] + port[1:]
+    return port
+
+
+def resolve(port: str | None) -> str:
+    """The port to open. `auto` (the default) needs exactly one MicroPython-looking board."""
+    if port and port != "auto":
+        return expand(port)
+    boards = [d for d in list_devices() if d.micropython]
+    if len(boards) == 1:
+        return boards[0].path
+    if not boards:
+        raise NoDevice("no MicroPython board found: plug one in, or give -p PORT "
+                       "(`i2s devices` lists ports; `i2s sim` starts a virtual board)")
+    names = ", ".join(f"{b.path} ({b.why})" for b in boards)
+    raise NoDevice(f"{len(boards)} boards attached ({names}): choose one with -p PORT or I2S_PORT")
+
+
+def is_windows() -> bool:
+    return sys.platform == "win32"

@@ -1,0 +1,285 @@
+"""play and record as library calls: file -> convert -> frames -> link -> board, and back.
+
+Each returns a summary dict (what `--json` prints) and raises typed errors that the CLI maps
+to exit codes: audio.AudioError (files), link.NoDevice, link.BoardError, link.LinkError.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from i2scli import audio, boards, ports, protocol
+from i2scli.link import Agent, LinkError, connect
+
+RX_PAYLOAD = 1024  # audio bytes per DATA frame from the board (no credits that way)
+MAX_TX_PAYLOAD = 4096
+
+
+@dataclass
+class BusOptions:
+    """What the user said about the bus; None = decide from the board and the file."""
+
+    board: str | None = None
+    id: int | None = None
+    sck: object = None
+    ws: object = None
+    sd: object = None
+    mck: object = None
+    ibuf: int | None = None
+    io: str = "blocking"
+    rate: int | None = None
+    bits: int | None = None
+    channels: int | None = None
+    shift: int = 0
+    timeout: float = 3.0
+    probe: bool = True
+
+
+@dataclass
+class Watch:
+    """Live state for the progress display."""
+
+    frames: int = 0
+    levels: audio.Levels | None = None
+    link_rate: float | None = None
+    started: float = field(default_factory=time.monotonic)
+    first_audio: float | None = None
+
+
+@contextmanager
+def board(port: str | None, *, timeout: float = 10.0) -> Iterator[Agent]:
+    """The agent on the board at `port` (or the single attached board)."""
+    with connect(ports.resolve(port), timeout=timeout) as agent:
+        yield agent
+
+
+def _preset(agent: Agent, opts: BusOptions) -> boards.Board | None:
+    if opts.board:
+        try:
+            return boards.BOARDS[opts.board]
+        except KeyError:
+            raise ValueError(f"unknown board preset {opts.board!r} (known: {', '.join(boards.BOARDS)})") from None
+    return boards.detect(agent.hello)
+
+
+def bus_config(agent: Agent, opts: BusOptions, mode: str, bus: audio.BusFormat) -> dict:
+    """The START config for the agent: pins from the preset and overrides, sizes that fit."""
+    preset = _preset(agent, opts)
+    pins = boards.resolve(preset, mode, id=opts.id, sck=opts.sck, ws=opts.ws, sd=opts.sd, mck=opts.mck)
+    fb = bus.frame_bytes
+    if mode == "tx":
+        # a DATA frame must fit half the board's input buffer (docs/protocol.md, credits)
+        room = agent.hello.get("inbuf", 256) // 2 - protocol.HEADER_SIZE - protocol.CRC_SIZE
+        payload = min(room, MAX_TX_PAYLOAD) // fb * fb
+    else:
+        payload = RX_PAYLOAD // fb * fb
+    if payload <= 0:
+        raise ValueError(f"the board's input buffer ({agent.hello.get('inbuf')} bytes) is too small for "
+                         f"{bus.describe()} frames")
+    ibuf = opts.ibuf or (preset.ibuf if preset else 16384)
+    return {"id": pins.id, "sck": pins.sck, "ws": pins.ws, "sd": pins.sd, "mck": pins.mck,
+            "bits": bus.bits, "format": "stereo" if bus.channels == 2 else "mono", "rate": bus.rate,
+            "ibuf": ibuf, "payload": payload, "io": opts.io, "shift": opts.shift or None,
+            "timeout_ms": int(opts.timeout * 1000)}
+
+
+def describe_config(cfg: dict, agent: Agent) -> str:
+    pins = f"I2S({cfg['id']}) sck={cfg['sck']} ws={cfg['ws']} sd={cfg['sd']}"
+    if cfg.get("mck") is not None:
+        pins += f" mck={cfg['mck']}"
+    bus = audio.BusFormat(cfg["rate"], cfg["bits"], 2 if cfg["format"] == "stereo" else 1)
+    return f"{agent.describe()}: {bus.describe()}, {pins}, ibuf {cfg['ibuf']}, {cfg['io']} io"
+
+
+def _fit(agent: Agent, opts: BusOptions, bus: audio.BusFormat, cfg: dict, direction: str) -> float | None:
+    if not opts.probe:
+        return None
+    wire = protocol.stream_rate(bus.rate, bus.bits, bus.channels, cfg["payload"])
+    rates = agent.check_fit(wire, direction, bus.describe())
+    return rates[direction]
+
+
+def _settings(port: str, agent: Agent, cfg: dict) -> dict:
+    return {"port": port, "board": agent.describe(), "agent": agent.identity.get("agent"),
+            "agent_source": agent.identity.get("source"),
+            **{k: cfg[k] for k in ("id", "sck", "ws", "sd", "mck", "bits", "format", "rate", "ibuf", "io")}}
+
+
+def _board_counts(s: dict) -> dict:
+    return {
+        "underruns": s.get("underruns", 0), "overruns": s.get("overruns", 0),
+        "crc_errors": s.get("crc_errors", 0) + s.get("host_crc_errors", 0),
+        "resyncs": s.get("resyncs", 0) + s.get("host_resyncs", 0),
+        "seq_gaps": s.get("seq_gaps", 0) + s.get("host_seq_gaps", 0),
+        "heap_alloc": s.get("heap_alloc"), "board_reason": s.get("reason"),
+    }
+
+
+def _levels(lv: dict) -> dict:
+    chans = lv.get("channels", [])
+    return {"peak_dbfs": [c["peak_dbfs"] for c in chans], "rms_dbfs": [c["rms_dbfs"] for c in chans]}
+
+
+def play(agent: Agent, port: str, source: Iterator[bytes], bus: audio.BusFormat, opts: BusOptions, *,
+         stop: threading.Event | None = None, watch: Watch | None = None, stats: audio.ConvertStats | None = None,
+         on_ready: Callable[[dict], None] | None = None) -> dict:
+    """Stream wire-format blocks to I2S TX. Stops early (gracefully) when stop is set."""
+    agent.require_i2s()
+    cfg = bus_config(agent, opts, "tx", bus)
+    watch = watch or Watch()
+    watch.levels = watch.levels or audio.Levels(bus)
+    watch.link_rate = _fit(agent, opts, bus, cfg, "up")
+    if on_ready:
+        on_ready(cfg)
+    interrupted = False
+
+    def blocks():
+        nonlocal interrupted
+        for block in source:
+            if stop is not None and stop.is_set():
+                interrupted = True
+                return
+            watch.levels.feed(block)
+            if watch.first_audio is None:
+                watch.first_audio = time.monotonic()
+            yield block
+
+    def progress(sent: int):
+        watch.frames = sent // bus.frame_bytes
+
+    s = agent.play(cfg, blocks(), progress=progress)
+    return {
+        "action": "played", "settings": _settings(port, agent, cfg), "frames": s.get("frames", 0),
+        "seconds": s.get("frames", 0) / bus.rate, "rate": bus.rate, "bits": bus.bits, "channels": bus.channels,
+        **_board_counts(s), **_levels(watch.levels.summary()),
+        "clipped": stats.clipped if stats else 0, "link_rate": watch.link_rate,
+        "start_latency": (watch.first_audio - watch.started) if watch.first_audio else None,
+        "interrupted": interrupted, "board": s,
+    }
+
+
+@dataclass
+class RecordStop:
+    """When a recording ends, besides signals: a frame count, silence, a safety net."""
+
+    frames: int | None = None  # exact number of frames to keep
+    stop_on_silence: float | None = None  # seconds of silence that end it
+    threshold_dbfs: float = -50.0
+    wait_for_sound: bool = False
+    max_frames: int | None = None
+
+
+def record(agent: Agent, port: str, out: audio.Output, bus: audio.BusFormat, opts: BusOptions, until: RecordStop,
+           *, stop: threading.Event | None = None, watch: Watch | None = None,
+           on_ready: Callable[[dict], None] | None = None) -> dict:
+    """Stream I2S RX into `out` until `until` or `stop`. Every sample received is written,
+    also when the link fails (the error is raised after the file has what arrived)."""
+    agent.require_i2s()
+    cfg = bus_config(agent, opts, "rx", bus)
+    watch = watch or Watch()
+    watch.levels = watch.levels or audio.Levels(bus)
+    watch.link_rate = _fit(agent, opts, bus, cfg, "down")
+    stop = stop or threading.Event()
+    done = threading.Event()  # a stop condition of our own, not a signal
+    limit = until.frames if until.frames is not None else until.max_frames
+    if limit is not None and not until.wait_for_sound:
+        cfg["frames"] = limit  # the board stops by itself, exactly
+    threshold = 10 ** (until.threshold_dbfs / 20) * (2 ** (bus.bits - 1))
+    quiet_frames_needed = int(until.stop_on_silence * bus.rate) if until.stop_on_silence else None
+    state = {"kept": 0, "quiet": 0, "sound": not until.wait_for_sound, "discarded": 0}
+    if on_ready:
+        on_ready(cfg)
+
+    def on_data(data: bytes) -> None:
+        if done.is_set():
+            return
+        if watch.first_audio is None:
+            watch.first_audio = time.monotonic()
+        samples = audio.wire_to_array(data, bus)
+        loud = np.abs(samples.astype(np.int64)).max(axis=1) >= threshold if len(samples) else np.zeros(0, bool)
+        if not state["sound"]:
+            hits = np.flatnonzero(loud)
+            if not len(hits):
+                state["discarded"] += len(samples)
+                return
+            state["sound"] = True
+            state["discarded"] += int(hits[0])
+            samples, loud = samples[hits[0]:], loud[hits[0]:]
+        if limit is not None and state["kept"] + len(samples) >= limit:
+            samples, loud = samples[: limit - state["kept"]], loud[: limit - state["kept"]]
+            done.set()
+        if quiet_frames_needed:
+            last_loud = np.flatnonzero(loud)
+            if len(last_loud):
+                state["quiet"] = len(samples) - 1 - int(last_loud[-1])
+            else:
+                state["quiet"] += len(samples)
+            if state["quiet"] >= quiet_frames_needed:
+                done.set()
+        raw = np.ascontiguousarray(samples).tobytes()
+        out.write(raw)
+        watch.levels.feed(raw)
+        state["kept"] += len(samples)
+        watch.frames = state["kept"]
+
+    class Either:  # stop when a signal arrives or a stop condition is met
+        def is_set(self) -> bool:
+            return stop.is_set() or done.is_set()
+
+    error: LinkError | None = None
+    s: dict = {}
+    try:
+        s = agent.record(cfg, on_data, stop=Either())
+    except LinkError as e:
+        error = e
+    finally:
+        out.sync()
+    if error is not None:
+        error.partial = {"frames": state["kept"]}
+        raise error
+    lv = watch.levels.summary()
+    return {
+        "action": "recorded", "file": out.path, "settings": _settings(port, agent, cfg), "frames": state["kept"],
+        "seconds": state["kept"] / bus.rate, "rate": bus.rate, "bits": bus.bits, "channels": bus.channels,
+        "subtype": out.subtype, "format": out.format, **_board_counts(s), "discarded_frames": state["discarded"],
+        **_levels(lv), "clipped": lv.get("clipped", 0),
+        "link_rate": watch.link_rate,
+        "start_latency": (watch.first_audio - watch.started) if watch.first_audio else None,
+        "interrupted": stop.is_set(), "board": s,
+    }
+
+
+def info(agent: Agent, port: str, probe: bool = True) -> dict:
+    """What the board is and which standard streams its link carries."""
+    h = agent.hello
+    out = {"port": port, "board": agent.describe(), "platform": h.get("platform"), "machine": h.get("machine"),
+           "micropython": h.get("micropython"), "i2s": h.get("i2s"), "mem_free": h.get("mem_free"),
+           "agent": {"version": h.get("agent"), "source": h.get("source"),
+                     "installed": h.get("source") == "installed"},
+           "input_buffer": h.get("inbuf"), "crc": h.get("crc"), "io_styles": h.get("io")}
+    preset = boards.detect(h)
+    out["preset"] = preset.name if preset else None
+    if probe:
+        rates = agent.probe()
+        out["link"] = {"up_bytes_per_s": round(rates["up"]), "down_bytes_per_s": round(rates["down"])}
+        fits = []
+        for rate in (8000, 16000, 22050, 44100, 48000):
+            for bits in (16, 32):
+                for ch in (1, 2):
+                    bus = audio.BusFormat(rate, bits, ch)
+                    fb = bus.frame_bytes
+                    room = h.get("inbuf", 256) // 2 - protocol.HEADER_SIZE - protocol.CRC_SIZE
+                    tx_payload = min(room, MAX_TX_PAYLOAD) // fb * fb
+                    play_need = protocol.stream_rate(rate, bits, ch, tx_payload) if tx_payload > 0 else float("inf")
+                    rec_need = protocol.stream_rate(rate, bits, ch, RX_PAYLOAD // fb * fb)
+                    fits.append({"stream": bus.describe(),
+                                 "play": play_need <= rates["up"] * 0.9,
+                                 "record": rec_need <= rates["down"] * 0.9})
+        out["fits"] = fits
+    return out
