@@ -29,6 +29,8 @@ _ERROR = const(8)
 _ABORT = const(9)
 _PROBE = const(10)
 _KEEPALIVE = const(11)
+_SWITCH = const(12)
+_PHASE = const(13)
 _TIMEOUT = const(-1)
 _BAD = const(-2)
 _HDR = const(7)
@@ -181,8 +183,11 @@ class Link:
         return self.one[0]
 
     def _sync(self):
-        """Read up to and including the sync bytes A5 5A; False at the deadline."""
+        """Read up to and including the sync bytes A5 5A; False at the deadline. Once bytes
+        flow, the rest of a frame in flight gets a short grace (even from read_frame(0))."""
         b = self._byte()
+        if b >= 0 and self._left() < 200:
+            self.deadline = time.ticks_add(time.ticks_ms(), 200)
         while b >= 0:
             if b == _S0:
                 b = self._byte()
@@ -432,16 +437,17 @@ def _pin(p):
     return Pin(p)
 
 
-def _open_i2s(cfg, mode):
+def _open_i2s(cfg, mode, pins=None):
     from machine import I2S
 
-    kw = {"sck": _pin(cfg["sck"]), "ws": _pin(cfg["ws"]), "sd": _pin(cfg["sd"]),
+    pins = pins or cfg
+    kw = {"sck": _pin(pins["sck"]), "ws": _pin(pins["ws"]), "sd": _pin(pins["sd"]),
           "mode": I2S.TX if mode == "tx" else I2S.RX, "bits": cfg["bits"],
           "format": I2S.STEREO if cfg["format"] == "stereo" else I2S.MONO,
           "rate": cfg["rate"], "ibuf": cfg["ibuf"]}
-    if cfg.get("mck") is not None:
-        kw["mck"] = _pin(cfg["mck"])
-    return I2S(cfg["id"], **kw)
+    if pins.get("mck") is not None:
+        kw["mck"] = _pin(pins["mck"])
+    return I2S(pins["id"], **kw)
 
 
 class Stream:
@@ -560,9 +566,10 @@ class Stream:
         buf, view = link.frame_buffer(P)
         discard = self.cfg.get("discard_frames", 0) * fb
         self.mark("rx_start")
-        while discard > 0:  # word-clock alignment and stale DMA data
-            audio.readinto(view)
-            discard -= P
+        while discard > 0:  # word-clock alignment and stale DMA data: exactly
+            n = min(discard, P)
+            audio.readinto(view if n == P else memoryview(view)[:n])
+            discard -= n
         self.mark("rx_kept")
         warm = self.warmup()
         counted = 0
@@ -780,6 +787,220 @@ class Stream:
         return {"up_bytes": got, "up_us": up_us, "down_bytes": sent}
 
 
+
+def dx_prefill(cfg, payload):
+    """Bytes of TX audio the board parks during RX: whole payload-sized slots."""
+    return max(1, cfg.get("prefill", cfg["ibuf"]) // payload) * payload
+
+
+class Duplex:
+    """Half-duplex on one SD line (docs/half-duplex.md): record, switch, play (or the other
+    way round) in one START..SUMMARY, the switch done here with no host round trip.
+
+    The switch is release, wait, drive. To TX: stop RX, deinit, park the SD pads as inputs,
+    DIR to the codec-listens level, wait the switch delay, start TX, lead-in silence, audio.
+    To RX: play out silence, deinit TX, park the SD pads, wait, DIR to the codec-drives level,
+    start RX, throw away the first frames. Each step is timestamped (ticks_us)."""
+
+    def __init__(self, stream):
+        from machine import Pin
+
+        self.s = stream
+        cfg = stream.cfg
+        self.cfg = cfg
+        self.Pin = Pin
+        self.rx_level = cfg.get("dir_rx_level", 0)
+        self.dir = Pin(cfg["dir"], Pin.OUT, value=1 - self.rx_level) if cfg.get("dir") is not None else None
+        self.pads = [cfg["rx"]["sd"]]
+        if cfg["tx"]["sd"] != cfg["rx"]["sd"]:
+            self.pads.append(cfg["tx"]["sd"])  # two pads tied together: the idle one is an input
+        self.delay = cfg.get("switch_delay_us", 1000)
+        self.switching = False
+        P = stream.payload
+        self.slots = []
+        n = dx_prefill(cfg, P) // P
+        while len(self.slots) < n:
+            b = bytearray(P + 4)
+            self.slots.append((b, memoryview(b)[:P]))
+        self.filled = []  # lengths of the slots holding pre-sent TX audio, in order
+        self.rx_frames = 0
+        self.gaps = []
+
+    def _park(self):
+        for p in self.pads:
+            self.Pin(p, self.Pin.IN)
+
+    def _wait(self):
+        if self.delay:
+            time.sleep_us(self.delay)
+
+    def to_rx(self, first):
+        if self.switching:
+            raise RuntimeError("switch re-entered")
+        self.switching = True
+        s = self.s
+        if not first:
+            s._play_out()
+            s.audio.deinit()
+            s.audio = None
+            s.mark("tx_deinit")
+        self._park()
+        s.mark("sd_released")
+        self._wait()
+        s.mark("delay_done")
+        if self.dir is not None:
+            self.dir.value(self.rx_level)
+            s.mark("dir_rx")
+        s.audio = _open_i2s(self.cfg, "rx", self.cfg["rx"])
+        s.mark("rx_init")
+        self._gap()
+        view = self.slots[0][1]
+        discard = self.cfg.get("discard_frames", 0) * s.fb
+        while discard > 0:  # word-clock alignment and whatever the line held: exactly
+            n = min(discard, len(view))
+            s.audio.readinto(view if n == len(view) else memoryview(view)[:n])
+            discard -= n
+        s.mark("rx_kept")
+        self.switching = False
+        s.link.send_json(_PHASE, {"phase": "rx"})
+
+    def to_tx(self, first):
+        if self.switching:
+            raise RuntimeError("switch re-entered")
+        self.switching = True
+        s = self.s
+        if not first:
+            s.audio.deinit()
+            s.audio = None
+            s.mark("rx_deinit")
+        self._park()
+        s.mark("sd_released")
+        if self.dir is not None:
+            self.dir.value(1 - self.rx_level)
+            s.mark("dir_tx")
+        self._wait()
+        s.mark("delay_done")
+        s.audio = _open_i2s(self.cfg, "tx", self.cfg["tx"])
+        s.mark("tx_init")
+        self._gap()
+        lead = self.cfg.get("lead_in_frames", 0) * s.fb
+        silence = bytearray(min(max(lead, 4), 1024))
+        while lead > 0:
+            n = min(lead, len(silence))
+            s.audio.write(silence if n == len(silence) else memoryview(silence)[:n])
+            lead -= n
+        s.mark("lead_in_done")
+        self.switching = False
+        s.link.send_json(_PHASE, {"phase": "tx"})
+
+    def _gap(self):
+        t = self.s.timeline
+        if len(t) >= 2:
+            stop = [m[1] for m in t if m[0] in ("rx_deinit", "tx_deinit")]
+            if stop:
+                self.gaps.append(time.ticks_diff(t[-1][1], stop[-1]))
+
+    def record(self, host_stops):
+        """RX until rx_frames (or the host's SWITCH); meanwhile park pre-sent TX audio."""
+        s, link = self.s, self.s.link
+        P, fb = s.payload, s.fb
+        want = self.cfg.get("rx_frames", 0)
+        buf, view = link.frame_buffer(P)
+        last = time.ticks_ms()
+        while True:
+            n = P if not want else min(P, (want - self.rx_frames) * fb)
+            if n <= 0:
+                break
+            part = view if n == P else memoryview(view)[:n]
+            s.audio.readinto(part)
+            link.send_data(buf, part, n)
+            self.rx_frames += n // fb
+            if link.wait(0):
+                t = self._take(0)
+                if t == _SWITCH or t == _END or t == _ABORT:
+                    if t == _ABORT:
+                        s.reason = "abort"
+                    break
+                last = time.ticks_ms()
+            elif time.ticks_diff(time.ticks_ms(), last) > s.timeout:
+                s.reason = "timeout"
+                break
+        s.mark("rx_stop")
+
+    def _take(self, ms):
+        """Read one host frame; DATA goes into the next free slot (the host never pre-sends
+        more than READY's prefill, so a slot is always there)."""
+        link = self.s.link
+        if len(self.filled) >= len(self.slots):
+            t = link.read_frame(ms)
+            link.grant()
+            if t == _DATA:
+                raise RuntimeError("host sent more audio than the prefill holds")
+            return t
+        b, v = self.slots[len(self.filled)]
+        keep_b, keep_v = link.pbuf, link.pfull
+        link.pbuf, link.pfull = b, v
+        t = link.read_frame(ms)
+        link.pbuf, link.pfull = keep_b, keep_v
+        link.grant()
+        if t == _DATA:
+            self.filled.append(link.plen)
+        return t
+
+    def play(self):
+        """The parked audio first, then the host's frames until END (or SWITCH)."""
+        s, link, fb = self.s, self.s.link, self.s.fb
+        first = True
+        for i in range(len(self.filled)):
+            n = self.filled[i]
+            b, v = self.slots[i]
+            s.audio.write(v if n == len(v) else memoryview(b)[:n])
+            if first:
+                s.mark("first_audio")
+                first = False
+            s.frames += n // fb
+        self.filled = []
+        while True:
+            t = link.read_frame(s.timeout)
+            link.grant()
+            if t == _DATA:
+                n = link.plen
+                s.audio.write(link.pfull if n == s.payload else memoryview(link.pbuf)[:n])
+                if first:
+                    s.mark("first_audio")
+                    first = False
+                s.frames += n // fb
+            elif t in (_END, _SWITCH, _ABORT, _TIMEOUT):
+                s.reason = {_END: "end", _SWITCH: "end", _ABORT: "abort", _TIMEOUT: "timeout"}[t]
+                return t
+
+    def run(self):
+        s = self.s
+        if self.cfg.get("order", "record-play") == "record-play":
+            self.to_rx(True)
+            self.record(False)
+            if s.reason in ("abort", "timeout"):
+                return
+            self.to_tx(False)
+            self.play()
+            s._play_out()
+        else:
+            self.to_tx(True)
+            self.play()
+            if s.reason in ("abort", "timeout"):
+                return
+            s.reason = "end"
+            self.to_rx(False)
+            self.record(False)
+        s.audio.deinit()
+        s.audio = None
+        s.mark("deinit")
+
+    def summary(self):
+        return {"rx_frames": self.rx_frames, "tx_frames": self.s.frames, "clock_gaps_us": self.gaps,
+                "switch_delay_us": self.delay}
+
+
 def main(source="uploaded"):
     link = Link()
     stream = None
@@ -808,10 +1029,17 @@ def main(source="uploaded"):
             stream.audio = _open_i2s(cfg, mode)
             stream.mark("i2s_init")
         where = "stream"
-        link.send_json(_READY, {"window": link.window, "payload": payload, "frame_bytes": stream.fb})
+        link.send_json(_READY, {"window": link.window, "payload": payload, "frame_bytes": stream.fb,
+                                "prefill": dx_prefill(cfg, payload) if mode == "duplex" else 0})
         link.consumed = 0
         io = cfg.get("io", "blocking")
-        if mode in ("tx", "rx") and io != "blocking":
+        if mode == "duplex":
+            where = "i2s"
+            dx = Duplex(stream)
+            where = "stream"
+            dx.run()
+            extra = dx.summary()
+        elif mode in ("tx", "rx") and io != "blocking":
             if io == "irq":
                 stream.tx_irq() if mode == "tx" else stream.rx_irq()
             elif io == "asyncio":

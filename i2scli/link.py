@@ -402,6 +402,88 @@ class Agent:
                     self._write(frame)
                 next_keepalive = time.monotonic() + keepalive
 
+    def duplex(self, cfg: dict, tx_blocks: Iterable[bytes], on_rx: Callable[[bytes], None],
+               switch: threading.Event | None = None, stop: threading.Event | None = None,
+               on_phase: Callable[[str], None] | None = None) -> dict:
+        """Half-duplex: cfg['order'] record-play or play-record, switched on the board.
+
+        TX audio (tx_blocks, bus format) is pre-sent while RX runs, up to what the board parks
+        (READY's prefill); `switch` ends an open-ended recording (rx_frames 0), `stop` ends
+        the whole exchange early."""
+        cfg = {**cfg, "mode": "duplex"}
+        order = cfg.get("order", "record-play")
+        dec, enc, gate, ready = self._begin(cfg)
+        payload = ready["payload"]
+        prefill = ready.get("prefill", 0)
+        phase = None
+        pending = bytearray()
+        source = iter(tx_blocks)
+        exhausted = False
+        switch_sent = end_sent = False
+        keepalive = cfg.get("timeout_ms", DEFAULT_TIMEOUT_MS) / 4000
+        next_keepalive = time.monotonic() + keepalive
+        overhead = proto.HEADER_SIZE + (proto.CRC_SIZE if enc.crc else 0)
+
+        def control(ftype) -> bool:
+            frame = enc.frame(ftype)
+            if not gate.can_send(len(frame)):
+                return False
+            gate.spend(len(frame))
+            self._write(frame)
+            return True
+
+        while True:
+            for f in self._next_frames(dec):
+                if f.type == T.DATA:
+                    on_rx(f.payload)
+                elif f.type == T.CREDIT:
+                    gate.grant(f.credit())
+                elif f.type == T.PHASE:
+                    phase = f.json().get("phase")
+                    if on_phase:
+                        on_phase(phase)
+                elif f.type == T.SUMMARY:
+                    return self._summarise(f.json(), dec)
+                elif f.type == T.ERROR:
+                    self._finish()
+                    raise BoardError(f.json().get("error", "agent error"))
+            if stop is not None and stop.is_set() and not end_sent:
+                end_sent = control(T.ABORT)
+                continue
+            # TX audio: before the switch only what the board can park, and always leave
+            # credit for a SWITCH/END frame behind it
+            while not exhausted and len(pending) < payload:
+                try:
+                    pending += next(source)
+                except StopIteration:
+                    exhausted = True
+            may_send = phase == "tx" or (order == "record-play" and phase in (None, "rx") and prefill > 0)
+            if pending and may_send and not end_sent:
+                chunk = bytes(pending[:payload])
+                if phase != "tx":
+                    chunk = chunk[:prefill]
+                frame = enc.frame(T.DATA, chunk) if chunk else b""
+                if chunk and gate.available >= len(frame) + overhead:
+                    gate.spend(len(frame))
+                    self._write(frame)
+                    del pending[:len(chunk)]
+                    if phase != "tx":
+                        prefill -= len(chunk)
+            tx_done = exhausted and not pending
+            if order == "record-play":
+                if switch is not None and switch.is_set() and not switch_sent and phase == "rx":
+                    switch_sent = control(T.SWITCH)
+                if tx_done and phase == "tx" and not end_sent:
+                    end_sent = control(T.END)
+            else:
+                if tx_done and phase == "tx" and not switch_sent:
+                    switch_sent = control(T.SWITCH)
+                if switch is not None and switch.is_set() and phase == "rx" and not end_sent:
+                    end_sent = control(T.END)
+            if phase != "tx" and time.monotonic() >= next_keepalive:
+                control(T.KEEPALIVE)
+                next_keepalive = time.monotonic() + keepalive
+
     def probe(self, up: int = 16384, down: int = 32768) -> dict:
         """Measure what the link carries each way, in bytes/s."""
         cfg = {"mode": "probe", "probe_up": up, "probe_down": down, "bits": 16, "format": "mono",

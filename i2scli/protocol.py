@@ -48,6 +48,8 @@ class FrameType(IntEnum):
     ABORT = 9
     PROBE = 10
     KEEPALIVE = 11
+    SWITCH = 12
+    PHASE = 13
 
 
 _HEADER = struct.Struct("<2sBBHB")  # sync, type byte, seq, len, hsum

@@ -15,7 +15,7 @@ import serial
 from serial.serialutil import SerialException
 
 OPTIONS = {"profile", "tx_capture", "rx_source", "codec_release", "codec_drive", "codec_dir_pin",
-           "vcd", "events", "fault", "fs"}
+           "dir_rx_level", "vcd", "events", "fault", "fs"}
 
 
 def sim_command(url: str) -> list[str]:
