@@ -193,6 +193,95 @@ def record(file, rate, bits, channels, duration, samples, subtype, stop_on_silen
     run_command(job, quiet=quiet, finish=lambda s, r: _finish(s, r, as_json, strict))
 
 
+# -- duplex -------------------------------------------------------------------------------------
+@main.command()
+@click.argument("play_file", required=False, metavar="[PLAY_FILE]")
+@click.option("-o", "--output", "rec_file", required=True, metavar="REC_FILE",
+              help="Recording file; with --cycles, {n} in the name is the cycle number (take-{n}.wav).")
+@click.option("--order", type=click.Choice(["record-play", "play-record"]), default="record-play", show_default=True)
+@click.option("-r", "--rate", type=click.IntRange(min=1), metavar="HZ",
+              help="Bus rate (default: the file's, else 16000).")
+@click.option("-b", "--bits", type=click.Choice(["16", "32"]), default="32", show_default=True,
+              help="32 keeps the bit clock at one speed across the switch.")
+@click.option("-c", "--channels", type=click.Choice(["1", "2"]), help="Bus channels (default: the file's, else 1).")
+@click.option("-d", "--duration", type=DURATION, metavar="DUR", help="Recording length.")
+@click.option("--stop-on-silence", type=DURATION, metavar="DUR", help="End the recording after this much silence.")
+@click.option("--threshold", type=float, default=-50.0, show_default=True, metavar="DBFS")
+@click.option("--max-duration", type=DURATION, metavar="DUR", help="Safety net for --stop-on-silence.")
+@click.option("--cycles", type=click.IntRange(min=1), default=1, show_default=True, help="Repeat record/play N times.")
+@click.option("--switch-delay", type=DURATION, default="1ms", show_default=True, metavar="DUR",
+              help="Wait between releasing SD and driving it from the other side.")
+@click.option("--dir-pin", metavar="PIN", help="Direction pin telling the codec who drives SD (default: preset's).")
+@click.option("--dir-rx-level", type=click.IntRange(0, 1), default=0, show_default=True,
+              help="DIR level while the codec drives SD (recording).")
+@click.option("--sd-tx", metavar="PIN", help="TX data pad when two pads are tied to one SD line.")
+@click.option("--sd-rx", metavar="PIN", help="RX data pad when two pads are tied to one SD line.")
+@click.option("--lead-in", type=DURATION, default="5ms", show_default=True, metavar="DUR",
+              help="Silence before the TX audio.")
+@click.option("--rx-discard", type=DURATION, default="2ms", show_default=True, metavar="DUR",
+              help="Frames thrown away after RX starts.")
+@click.option("--max-clock-gap", type=DURATION, default="10ms", show_default=True, metavar="DUR",
+              help="Warn (fail under --strict) when the bit clock stops longer at a switch.")
+@click.option("--timeline", "timeline_vcd", metavar="FILE.vcd", type=click.Path(dir_okay=False),
+              help="Write the switch timeline as a VCD trace.")
+@_bus_options
+def duplex(play_file, rec_file, order, rate, bits, channels, duration, stop_on_silence, threshold, max_duration,
+           cycles, switch_delay, dir_pin, dir_rx_level, sd_tx, sd_rx, lead_in, rx_discard, max_clock_gap,
+           timeline_vcd, port, as_json, quiet, strict, **bus_kw):
+    """Half-duplex on one shared SD line: record, switch, play (or play, then record).
+
+    Without PLAY_FILE the recording is played back (echo test). The switch runs on the
+    board: release SD, wait --switch-delay, drive it from the other side.
+    """
+    from i2scli import audio
+    from i2scli.boards import parse_pin
+    from i2scli.clirun import run_command, run_duplex
+
+    if duration is None and stop_on_silence is None:
+        raise click.UsageError("give the recording length with -d DURATION (or --stop-on-silence DUR)")
+    if play_file is None and order == "play-record":
+        raise click.UsageError("echo mode (no PLAY_FILE) needs --order record-play")
+    if cycles > 1 and "{n}" not in rec_file:
+        raise click.UsageError("with --cycles, put {n} in the -o name (e.g. -o take-{n}.wav)")
+
+    def job(reporter, stop):
+        from i2scli import session
+
+        opts = _bus(**bus_kw)
+        inp = audio.open_input(play_file) if play_file else None
+        try:
+            bus = audio.BusFormat(rate or (inp.rate if inp else 16000), int(bits),
+                                  int(channels or (min(inp.channels, 2) if inp else 1)))
+        finally:
+            if inp is not None:
+                inp.close()
+        if bus.bits == 16:
+            reporter.warn("with -b 16 the bit clock changes speed at the switch (RX clocks 64 bits a frame, "
+                          "TX 32): use -b 32")
+        dx = session.DuplexOptions(order=order, switch_delay=switch_delay, dir_pin=parse_pin(dir_pin),
+                                   dir_rx_level=dir_rx_level, sd_tx=parse_pin(sd_tx), sd_rx=parse_pin(sd_rx),
+                                   lead_in=lead_in, rx_discard=rx_discard, max_clock_gap=max_clock_gap)
+        until = session.RecordStop(frames=int(round(duration * bus.rate)) if duration else None,
+                                   stop_on_silence=stop_on_silence, threshold_dbfs=threshold,
+                                   max_frames=int(round(max_duration * bus.rate)) if max_duration else None)
+        with session.board(port) as agent:
+            return run_duplex(agent, reporter, stop, play_file, rec_file, bus, opts, dx, until, cycles,
+                              timeline_vcd)
+
+    def finish(summary, reporter):
+        if summary.get("gap_exceeded"):
+            reporter.warn(f"the bit clock stopped for {max(summary['clock_gaps_us']) / 1000:.2f} ms at a switch, "
+                          f"more than --max-clock-gap {max_clock_gap * 1000:g} ms")
+            if strict:
+                _finish(summary, reporter, as_json, False)
+                from i2scli.errors import Exit
+
+                raise SystemExit(Exit.STRICT)
+        _finish(summary, reporter, as_json, strict)
+
+    run_command(job, quiet=quiet, finish=finish)
+
+
 # -- devices, info, install ---------------------------------------------------------------------
 @main.command()
 @click.option("--json", "as_json", is_flag=True, help="Print the list as JSON on stdout.")
@@ -223,19 +312,30 @@ def info(port, as_json, no_probe):
 
     def job(reporter, stop):
         from i2scli import session
+        from i2scli.link import BoardError
 
         with session.board(port) as agent:
-            return session.info(agent, agent.port, probe=not no_probe)
+            summary = session.info(agent, agent.port, probe=not no_probe)
+            try:
+                agent.require_i2s()
+            except BoardError as e:
+                summary["error"] = str(e)
+            return summary
 
     def show(summary, reporter):
         import json
 
         if as_json:
             click.echo(json.dumps(summary))
-            return
-        from i2scli.ui import format_info
+        else:
+            from i2scli.ui import format_info
 
-        click.echo(format_info(summary))
+            click.echo(format_info(summary))
+        if summary.get("error"):  # shown, but the board cannot do I2S: exit 4 like play/record
+            from i2scli.errors import Exit
+
+            reporter.error(summary["error"])
+            raise SystemExit(Exit.BOARD)
 
     run_command(job, quiet=False, finish=show)
 

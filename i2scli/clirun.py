@@ -125,3 +125,55 @@ def run_record(agent, reporter, stop, file, bus, opts, until, subtype) -> dict:
                                   on_ready=on_ready)
     finally:
         out.close()
+
+
+def run_duplex(agent, reporter, stop, play_file, rec_template, bus, opts, dx, until, cycles, timeline_vcd) -> dict:
+    from i2scli import session
+    from i2scli import timeline as tl
+
+    results = []
+    for n in range(1, cycles + 1):
+        path = rec_template.replace("{n}", str(n))
+        audio.check_output_path(path)
+        out = audio.open_output(path, bus)
+        echo = None
+        inp = None
+        try:
+            if play_file:
+                inp = audio.open_input(play_file)
+                source = audio.play_blocks(inp, bus)
+            else:
+                echo = session.EchoSource()
+                source = echo
+            watch = session.Watch(levels=audio.Levels(bus))
+
+            def on_ready(cfg, n=n):
+                if n == 1:
+                    reporter.info(f"duplex {dx.order} on {session.describe_config({**cfg, **cfg['tx']}, agent)}; "
+                                  f"RX sd={cfg['rx']['sd']}, DIR={cfg['dir']}, switch delay "
+                                  f"{cfg['switch_delay_us']} us")
+
+            with _live(reporter, f"duplex {n}/{cycles}: {path}", bus, until.frames, watch):
+                r = session.duplex(agent, agent.port, out, source, bus, opts, dx, until, stop=stop, watch=watch,
+                                   echo=echo, on_ready=on_ready)
+        finally:
+            out.close()
+            if inp is not None:
+                inp.close()
+        for sw in tl.switches(r["timeline"]):
+            reporter.info(f"cycle {n} switch: {tl.describe_switch(sw)}")
+        if timeline_vcd:
+            vcd = timeline_vcd if cycles == 1 else timeline_vcd.replace(".vcd", f"-{n}.vcd")
+            tl.write_vcd(vcd, r["timeline"], dx.dir_rx_level)
+        results.append(r)
+        if stop.is_set():
+            break
+    if len(results) == 1:
+        return results[0]
+    total = {k: sum(r[k] for r in results) for k in ("frames", "played_frames", "underruns", "overruns",
+                                                     "crc_errors", "clipped")}
+    return {"action": "duplex", "cycles": results, **total, "recorded_frames": total["frames"],
+            "seconds": total["frames"] / bus.rate, "rate": bus.rate, "bits": bus.bits, "channels": bus.channels,
+            "clock_gaps_us": [g for r in results for g in r["clock_gaps_us"]],
+            "gap_exceeded": any(r["gap_exceeded"] for r in results),
+            "interrupted": any(r["interrupted"] for r in results), "file": rec_template}

@@ -396,8 +396,8 @@ class Agent:
                 self._write(enc.frame(T.END))
                 return self._summarise(self._await_summary(dec, gate, on_data), dec)
             if time.monotonic() >= next_keepalive:
-                frame = enc.frame(T.KEEPALIVE)
-                if gate.can_send(len(frame)):
+                if gate.can_send(enc.size(0)):
+                    frame = enc.frame(T.KEEPALIVE)
                     gate.spend(len(frame))
                     self._write(frame)
                 next_keepalive = time.monotonic() + keepalive
@@ -425,9 +425,9 @@ class Agent:
         overhead = proto.HEADER_SIZE + (proto.CRC_SIZE if enc.crc else 0)
 
         def control(ftype) -> bool:
-            frame = enc.frame(ftype)
-            if not gate.can_send(len(frame)):
+            if not gate.can_send(enc.size(0)):  # check before encoding: a frame takes a seq number
                 return False
+            frame = enc.frame(ftype)
             gate.spend(len(frame))
             self._write(frame)
             return True
@@ -454,31 +454,36 @@ class Agent:
             # credit for a SWITCH/END frame behind it
             while not exhausted and len(pending) < payload:
                 try:
-                    pending += next(source)
+                    more = next(source)
                 except StopIteration:
                     exhausted = True
+                    break
+                if not more:
+                    break  # nothing yet (echo: the recording is still coming)
+                pending += more
             may_send = phase == "tx" or (order == "record-play" and phase in (None, "rx") and prefill > 0)
             if pending and may_send and not end_sent:
                 chunk = bytes(pending[:payload])
                 if phase != "tx":
                     chunk = chunk[:prefill]
-                frame = enc.frame(T.DATA, chunk) if chunk else b""
-                if chunk and gate.available >= len(frame) + overhead:
+                if chunk and gate.available >= enc.size(len(chunk)) + overhead:
+                    frame = enc.frame(T.DATA, chunk)
                     gate.spend(len(frame))
                     self._write(frame)
                     del pending[:len(chunk)]
                     if phase != "tx":
                         prefill -= len(chunk)
             tx_done = exhausted and not pending
+            host_ends_rx = not cfg.get("rx_frames")  # else the board counts the recording itself
             if order == "record-play":
-                if switch is not None and switch.is_set() and not switch_sent and phase == "rx":
+                if host_ends_rx and switch is not None and switch.is_set() and not switch_sent and phase == "rx":
                     switch_sent = control(T.SWITCH)
                 if tx_done and phase == "tx" and not end_sent:
                     end_sent = control(T.END)
             else:
                 if tx_done and phase == "tx" and not switch_sent:
                     switch_sent = control(T.SWITCH)
-                if switch is not None and switch.is_set() and phase == "rx" and not end_sent:
+                if host_ends_rx and switch is not None and switch.is_set() and phase == "rx" and not end_sent:
                     end_sent = control(T.END)
             if phase != "tx" and time.monotonic() >= next_keepalive:
                 control(T.KEEPALIVE)

@@ -65,7 +65,7 @@ def _preset(agent: Agent, opts: BusOptions) -> boards.Board | None:
             return boards.BOARDS[opts.board]
         except KeyError:
             raise ValueError(f"unknown board preset {opts.board!r} (known: {', '.join(boards.BOARDS)})") from None
-    return boards.detect(agent.hello)
+    return boards.detect(agent.identity or agent.hello)
 
 
 def bus_config(agent: Agent, opts: BusOptions, mode: str, bus: audio.BusFormat) -> dict:
@@ -75,7 +75,7 @@ def bus_config(agent: Agent, opts: BusOptions, mode: str, bus: audio.BusFormat) 
     fb = bus.frame_bytes
     if mode == "tx":
         # a DATA frame must fit half the board's input buffer (docs/protocol.md, credits)
-        room = agent.hello.get("inbuf", 256) // 2 - protocol.HEADER_SIZE - protocol.CRC_SIZE
+        room = agent.identity.get("inbuf", 256) // 2 - protocol.HEADER_SIZE - protocol.CRC_SIZE
         payload = min(room, MAX_TX_PAYLOAD) // fb * fb
     else:
         payload = RX_PAYLOAD // fb * fb
@@ -283,3 +283,131 @@ def info(agent: Agent, port: str, probe: bool = True) -> dict:
                                  "record": rec_need <= rates["down"] * 0.9})
         out["fits"] = fits
     return out
+
+
+@dataclass
+class DuplexOptions:
+    order: str = "record-play"
+    switch_delay: float = 0.001
+    dir_pin: object = None
+    dir_rx_level: int = 0
+    sd_tx: object = None
+    sd_rx: object = None
+    lead_in: float = 0.0
+    rx_discard: float = 0.0
+    max_clock_gap: float = 0.010
+    prefill: int | None = None
+
+
+class EchoSource:
+    """TX audio that is the recording itself (echo test): pulls what has arrived so far;
+    yields b'' while the recording is still coming, ends when it is all sent."""
+
+    def __init__(self):
+        self.chunks: list[bytes] = []
+        self.done = False
+
+    def add(self, data: bytes) -> None:
+        self.chunks.append(data)
+
+    def __iter__(self):
+        while True:
+            if self.chunks:
+                yield self.chunks.pop(0)
+            elif self.done:
+                return
+            else:
+                yield b""
+
+
+def duplex_config(agent: Agent, opts: BusOptions, dx: DuplexOptions, bus: audio.BusFormat, rx_frames: int) -> dict:
+    preset = _preset(agent, opts)
+    tx = boards.resolve(preset, "tx", id=opts.id, sck=opts.sck, ws=opts.ws, sd=dx.sd_tx or opts.sd, mck=opts.mck)
+    rx = boards.resolve(preset, "rx", id=opts.id, sck=opts.sck, ws=opts.ws, sd=dx.sd_rx or opts.sd, mck=opts.mck)
+    base = bus_config(agent, opts, "tx", bus)
+    dir_pin = dx.dir_pin if dx.dir_pin is not None else (preset.dir_pin if preset else None)
+    cfg = {k: base[k] for k in ("bits", "format", "rate", "ibuf", "payload", "io", "timeout_ms")}
+    cfg.update({
+        "tx": {"id": tx.id, "sck": tx.sck, "ws": tx.ws, "sd": tx.sd, "mck": tx.mck},
+        "rx": {"id": rx.id, "sck": rx.sck, "ws": rx.ws, "sd": rx.sd, "mck": rx.mck},
+        "dir": dir_pin, "dir_rx_level": dx.dir_rx_level, "order": dx.order,
+        "switch_delay_us": int(round(dx.switch_delay * 1e6)),
+        "lead_in_frames": int(round(dx.lead_in * bus.rate)),
+        "discard_frames": int(round(dx.rx_discard * bus.rate)),
+        "rx_frames": rx_frames,
+    })
+    if dx.prefill:
+        cfg["prefill"] = dx.prefill
+    return cfg
+
+
+def duplex(agent: Agent, port: str, out: audio.Output, tx_source, bus: audio.BusFormat, opts: BusOptions,
+           dx: DuplexOptions, until: RecordStop, *, stop: threading.Event | None = None, watch: Watch | None = None,
+           echo: EchoSource | None = None, on_ready: Callable[[dict], None] | None = None) -> dict:
+    """One record-then-play (or play-then-record) exchange with the switch on the board."""
+    from i2scli import timeline as tl
+
+    agent.require_i2s()
+    rx_frames = until.frames or 0
+    cfg = duplex_config(agent, opts, dx, bus, rx_frames if not until.stop_on_silence else 0)
+    watch = watch or Watch()
+    watch.levels = watch.levels or audio.Levels(bus)
+    if opts.probe:
+        wire = protocol.stream_rate(bus.rate, bus.bits, bus.channels, cfg["payload"])
+        agent.check_fit(wire, "up", bus.describe())
+        watch.link_rate = agent.check_fit(wire, "down", bus.describe())["down"]
+    if on_ready:
+        on_ready(cfg)
+    switch = threading.Event()
+    threshold = 10 ** (until.threshold_dbfs / 20) * (2 ** (bus.bits - 1))
+    quiet_needed = int(until.stop_on_silence * bus.rate) if until.stop_on_silence else None
+    limit = until.frames if until.frames else until.max_frames
+    state = {"kept": 0, "quiet": 0}
+
+    def on_rx(data: bytes) -> None:
+        if switch.is_set() and not rx_frames:
+            return
+        samples = audio.wire_to_array(data, bus)
+        if limit and state["kept"] + len(samples) >= limit:
+            samples = samples[: limit - state["kept"]]
+            switch.set()
+        if quiet_needed and len(samples):
+            loud = np.flatnonzero(np.abs(samples.astype(np.int64)).max(axis=1) >= threshold)
+            state["quiet"] = len(samples) - 1 - int(loud[-1]) if len(loud) else state["quiet"] + len(samples)
+            if state["quiet"] >= quiet_needed:
+                switch.set()
+        raw = np.ascontiguousarray(samples).tobytes()
+        out.write(raw)
+        watch.levels.feed(raw)
+        if echo is not None:
+            echo.add(raw)
+        state["kept"] += len(samples)
+        watch.frames = state["kept"]
+
+    def on_phase(phase: str) -> None:
+        if phase == "tx" and echo is not None:
+            echo.done = True  # everything recorded is queued by now
+
+    try:
+        s = agent.duplex(cfg, tx_source, on_rx, switch=switch, stop=stop, on_phase=on_phase)
+    finally:
+        out.sync()
+    steps = tl.switches(s.get("timeline", []))
+    gaps = s.get("clock_gaps_us", [])
+    lv = watch.levels.summary()
+    return {
+        "action": "duplex", "file": out.path, "settings": {**_settings(port, agent, {**cfg, **cfg["tx"]}),
+                                                           "rx": cfg["rx"], "tx": cfg["tx"], "dir": cfg["dir"],
+                                                           "dir_rx_level": cfg["dir_rx_level"], "order": cfg["order"],
+                                                           "switch_delay_us": cfg["switch_delay_us"],
+                                                           "lead_in_frames": cfg["lead_in_frames"],
+                                                           "discard_frames": cfg["discard_frames"]},
+        "frames": state["kept"], "recorded_frames": state["kept"], "played_frames": s.get("tx_frames", 0),
+        "seconds": state["kept"] / bus.rate, "rate": bus.rate, "bits": bus.bits, "channels": bus.channels,
+        **_board_counts(s), **_levels(lv), "clipped": lv.get("clipped", 0),
+        "clock_gaps_us": gaps, "max_clock_gap_us": int(dx.max_clock_gap * 1e6),
+        "gap_exceeded": any(g > dx.max_clock_gap * 1e6 for g in gaps),
+        "switches": [[{"step": n, "us": t} for n, t in sw] for sw in steps],
+        "timeline": s.get("timeline", []), "link_rate": watch.link_rate,
+        "interrupted": bool(stop and stop.is_set()), "board": s,
+    }
