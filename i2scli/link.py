@@ -267,7 +267,7 @@ class Agent:
             raise TooFast(
                 f"{what} needs {wire_rate / 1000:.1f} kB/s {where} the board, but the link to "
                 f"{self.describe()} carries {have / 1000:.1f} kB/s (measured): "
-                f"use a lower rate, 16 bits or mono")
+                f"use a lower rate (-r), fewer bits (-b 16) or one channel (-c 1)")
         return self.rates
 
     # -- one stream ---------------------------------------------------------------------------
