@@ -13,6 +13,7 @@ from __future__ import annotations
 import ast
 import hashlib
 import importlib.resources
+import os
 import re
 import threading
 import time
@@ -28,6 +29,7 @@ AGENT_NAME = "i2s_agent"
 UPLOAD_MARKER = b"I2S:UPLOAD"
 REPL_TAIL = b"\x04>"
 DEFAULT_TIMEOUT_MS = 3000
+READ_TIMEOUT = 0.05
 
 
 class LinkError(Exception):
@@ -120,19 +122,48 @@ else:
 # -- the port ----------------------------------------------------------------------------------
 def open_transport(port: str):
     """mpremote's serial transport on any pyserial URL, opened exclusively."""
+    from mpremote.transport import TransportError
     from mpremote.transport_serial import SerialTransport
 
     import i2scli.sim  # noqa: F401  (registers sim://)
 
+    if port.startswith("sim://"):
+        from i2scli.sim.protocol_sim import check_url
+
+        try:
+            check_url(port)
+        except ValueError as e:
+            raise NoDevice(str(e)) from None
+    elif "://" not in port and not os.path.exists(port) and not port.upper().startswith("COM"):
+        raise NoDevice(f"no such port {port} (`i2s devices` lists ports)")
     try:
         t = SerialTransport(port, baudrate=115200, exclusive=True)
-        t.serial.timeout = 0.5  # mpremote's read loops then honour their own deadlines
-        return t
-    except (OSError, serial.SerialException, ValueError) as e:
-        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
-        if "lock" in msg.lower() or "busy" in msg.lower():
+    except (OSError, serial.SerialException, ValueError, TransportError) as e:
+        msg = _first_line(e)
+        if "lock" in msg.lower() or "busy" in msg.lower() or "exclusive" in msg.lower():
             raise NoDevice(f"{port} is in use by another program (close it, or pick another port)") from None
         raise NoDevice(f"cannot open {port}: {msg}") from None
+    # Short reads for the stream loops, set once: on rfc2217:// every change is renegotiated.
+    t.serial.timeout = READ_TIMEOUT
+    sock = getattr(t.serial, "_socket", None)
+    if sock is not None:  # socket:// and rfc2217://: credits must not wait for Nagle
+        try:
+            import socket
+
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except OSError:
+            pass
+    return t
+
+
+@contextmanager
+def _patient(t, timeout: float = 1.0):
+    """mpremote's REPL handshakes want reads that wait; the stream loops want short ones."""
+    t.serial.timeout = timeout
+    try:
+        yield
+    finally:
+        t.serial.timeout = READ_TIMEOUT
 
 
 class Agent:
@@ -157,7 +188,8 @@ class Agent:
             try:
                 # An agent left running by a host that died reads our Ctrl-C as data and
                 # returns to the REPL only when its watchdog fires: so try again.
-                t.enter_raw_repl(soft_reset=False, timeout_overall=timeout / 3)
+                with _patient(t):
+                    t.enter_raw_repl(soft_reset=False, timeout_overall=timeout / 3)
                 break
             except Exception as e:
                 error = e
@@ -191,11 +223,12 @@ class Agent:
             # The last exec's closing '>' was read with its output; Ctrl-A (raw REPL reset)
             # prints a fresh one, read byte by byte up to it so mpremote finds its prompt.
             self._write(b"\x01")
-            self.serial.timeout = 5
-            self.serial.read_until(b"raw REPL; CTRL-B to exit\r\n")
+            with _patient(self.transport, 5):
+                self.serial.read_until(b"raw REPL; CTRL-B to exit\r\n")
         self._prompt_ready = False
         try:
-            self.transport.exec_raw_no_follow(code)
+            with _patient(self.transport):
+                self.transport.exec_raw_no_follow(code)
         except Exception as e:
             raise LinkError(f"could not start code on the board: {_first_line(e)}") from None
 
@@ -233,8 +266,7 @@ class Agent:
             n = s.in_waiting
             if n:
                 return s.read(n)
-            s.timeout = 0.05
-            return s.read(1)
+            return s.read(1)  # waits at most READ_TIMEOUT
         except (OSError, serial.SerialException) as e:
             raise LinkError(f"lost the board at {self.port}: {_first_line(e)}") from None
 
@@ -287,6 +319,7 @@ class Agent:
             frames = dec.feed(self._read_some())
             for i, f in enumerate(frames):
                 if f.type == T.READY:
+                    dec.pending_garbage(clear=True)  # from here on, skipped bytes are this stream's
                     self._backlog = frames[i + 1:]  # the stream's first frames may ride along
                     ready = f.json()
                     gate = proto.CreditGate()
@@ -309,9 +342,12 @@ class Agent:
         except (OSError, serial.SerialException) as e:
             raise LinkError(f"lost the board at {self.port}: {_first_line(e)}") from None
 
-    def _finish(self) -> None:
-        """After the agent's last frame: wait for the raw REPL to come back."""
-        self._read_until(REPL_TAIL, 3.0)
+    def _finish(self, dec: proto.Decoder | None = None) -> None:
+        """After the agent's last frame: wait for the raw REPL to come back (its closing bytes
+        may already have gone through the decoder with the last frame)."""
+        seen = dec.pending_garbage(clear=True) if dec is not None else b""
+        if REPL_TAIL not in seen:
+            self._read_until(REPL_TAIL, 3.0, bytearray(seen))
         self.hello = {}
 
     def _collect(self, dec: proto.Decoder, frames, on_data=None, gate=None) -> dict | None:
@@ -328,10 +364,12 @@ class Agent:
         return None
 
     def _summarise(self, summary: dict, dec: proto.Decoder) -> dict:
+        # the REPL's closing bytes after the last frame are expected, not a resync
+        tail_run = 1 if dec.pending_garbage().rstrip(b">").endswith(b"\x04") else 0
         summary["host_crc_errors"] = dec.crc_errors
-        summary["host_resyncs"] = dec.resyncs
+        summary["host_resyncs"] = dec.resyncs - tail_run
         summary["host_seq_gaps"] = dec.seq_gaps
-        self._finish()
+        self._finish(dec)
         return summary
 
     def play(self, cfg: dict, blocks: Iterable[bytes],
@@ -558,6 +596,7 @@ def install(port: str, remove: bool = False) -> str:
     agent = Agent(open_transport(port), port)
     t = agent.transport
     try:
+        t.serial.timeout = 1.0
         t.enter_raw_repl(soft_reset=False)
         path = f"/{AGENT_NAME}.py"
         if remove:

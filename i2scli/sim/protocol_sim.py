@@ -18,6 +18,17 @@ OPTIONS = {"profile", "tx_capture", "rx_source", "codec_release", "codec_drive",
            "dir_rx_level", "vcd", "events", "fault", "fs"}
 
 
+def check_url(url: str) -> None:
+    """A clear ValueError for a sim:// URL that cannot work (before starting anything)."""
+    from i2scli.sim.profiles import get_profile
+
+    parts = urllib.parse.urlsplit(url)
+    get_profile((parts.netloc + parts.path).strip("/") or None)
+    for key, _ in urllib.parse.parse_qsl(parts.query, keep_blank_values=True):
+        if key.replace("-", "_") not in OPTIONS:
+            raise ValueError(f"unknown sim:// option {key!r} (known: {', '.join(sorted(OPTIONS))})")
+
+
 def sim_command(url: str) -> list[str]:
     """The `i2s sim` command line a sim:// URL stands for."""
     parts = urllib.parse.urlsplit(url)

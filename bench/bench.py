@@ -1,0 +1,806 @@
+"""The i2s benchmark on the virtual board (issue 6). Run it as `bench/run`; see bench/README.md.
+
+Every figure is a ratio or a count, taken in one run with its reference measured side by side
+(interleaved where it repeats): absolute times on a shared machine drift, ratios much less.
+Results: bench/results/latest.json (every raw number) and a markdown table on stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+from i2scli import audio, link, protocol, session
+from i2scli.link import Agent, connect, open_transport
+from i2scli.sim.profiles import PROFILES
+
+HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "results"
+PY = sys.executable
+MPREMOTE = str(Path(PY).parent / "mpremote")
+I2S = [PY, "-m", "i2scli"]
+PROFILE_ORDER = ["openmv", "stm32", "rp2", "esp32", "mimxrt", "fast"]
+STREAMS = [(r, b, c) for r in (8000, 16000, 22050, 44100, 48000) for b in (16, 32) for c in (1, 2)]
+
+
+def log(msg: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def now_us() -> int:
+    """CLOCK_MONOTONIC in µs: the virtual board's ticks_us and its events' t_us."""
+    return time.monotonic_ns() // 1000
+
+
+def med(xs):
+    xs = [x for x in xs if x is not None]
+    return statistics.median(xs) if xs else None
+
+
+# -- the virtual board in its own process, as users run it --------------------------------------
+class Sim:
+    """`i2s sim` in a subprocess (never in this process: its link threads would share our GIL)."""
+
+    def __init__(self, profile: str, out: Path, *, capture: bool = False, rx_source: str | None = None,
+                 extra: tuple = ()):
+        out.mkdir(parents=True, exist_ok=True)
+        self.profile = profile
+        self.events_path = out / "events.jsonl"
+        self.capture = out / "tx.wav" if capture else None
+        cmd = [*I2S, "sim", "--profile", profile, "--events", str(self.events_path), *extra]
+        if capture:
+            cmd += ["--tx-capture", str(self.capture)]
+        if rx_source:
+            cmd += ["--rx-source", rx_source]
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.path = self.proc.stdout.readline().strip()
+        if not self.path.startswith("/dev/"):
+            raise RuntimeError(f"i2s sim did not start: {self.proc.stderr.read()}")
+        self.summary = ""
+        self.events: list[dict] = []
+
+    def stop(self) -> list[dict]:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+        try:
+            _, self.summary = self.proc.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.communicate()
+        if self.events_path.exists():
+            self.events = [json.loads(line) for line in self.events_path.read_text().splitlines()]
+        return self.events
+
+    def __enter__(self) -> Sim:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def run(args: list[str], timeout: float = 600) -> dict:
+    """A command as a child process: wall time, its own CPU time and peak RSS (wait4)."""
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        t0 = time.monotonic()
+        t0_us = now_us()
+        p = subprocess.Popen(args, stdout=out, stderr=err, stdin=subprocess.DEVNULL)
+        timer = threading.Timer(timeout, lambda: p.kill())
+        timer.start()
+        try:
+            _, status, ru = os.wait4(p.pid, 0)
+        finally:
+            timer.cancel()
+        wall = time.monotonic() - t0
+        p.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        return {"args": args, "t0_us": t0_us, "wall": wall, "rc": p.returncode,
+                "cpu": ru.ru_utime + ru.ru_stime, "utime": ru.ru_utime, "stime": ru.ru_stime,
+                "maxrss_kb": ru.ru_maxrss, "stdout": out.read().decode(errors="replace"),
+                "stderr": err.read().decode(errors="replace")}
+
+
+def checked(r: dict) -> dict:
+    if r["rc"] != 0:
+        raise RuntimeError(f"{' '.join(map(str, r['args']))} failed ({r['rc']}): {r['stderr'][-2000:]}")
+    return r
+
+
+def write_wav(path: Path, seconds: float, rate: int, bits: int, channels: int, block_s: float = 1.0) -> int:
+    """A tone that is never zero (first sample on SD = first non-zero sample), written in blocks."""
+    frames = int(round(seconds * rate))
+    dtype, sub, amp = ("int16", "PCM_16", 8000) if bits == 16 else ("int32", "PCM_32", 8000 << 16)
+    with sf.SoundFile(path, "w", samplerate=rate, channels=channels, subtype=sub, format="WAV") as f:
+        done = 0
+        step = max(1, int(block_s * rate))
+        while done < frames:
+            n = min(step, frames - done)
+            k = np.arange(done, done + n)
+            x = (amp + (amp // 2) * np.sin(2 * np.pi * 997 * k / rate)).astype(dtype)
+            f.write(np.repeat(x[:, None], channels, axis=1))
+            done += n
+    return frames
+
+
+def first_nonzero(capture: Path, start: int = 0, stop: int | None = None) -> int | None:
+    data, _ = sf.read(capture, dtype="int32", always_2d=True)
+    seg = data[start:stop]
+    nz = np.flatnonzero(seg.any(axis=1))
+    return int(nz[0]) if len(nz) else None
+
+
+# ------------------------------------------------------------------------------------------------
+# 1 + 4: link efficiency (fast profile) and board heap per frame
+PUMP_CHUNK = 4096
+
+PUMP_UP = """\
+import sys, micropython, time
+micropython.kbd_intr(-1)
+_b = bytearray({chunk})
+_r = sys.stdin.buffer.readinto
+_n = {n}
+print('GO')
+_t = time.ticks_us()
+while _n > 0:
+    _n -= _r(_b)
+_t = time.ticks_diff(time.ticks_us(), _t)
+micropython.kbd_intr(3)
+print('US', _t)
+"""
+
+PUMP_DOWN = """\
+import sys, time
+_b = bytes({chunk})
+_w = sys.stdout.buffer.write
+print('GO')
+for _i in range({count}):
+    _w(_b)
+"""
+
+
+def _raw_exec(agent: Agent, code: str) -> None:
+    agent._exec(code)  # the agent's own way into the raw REPL (prompt bookkeeping included)
+
+
+def _read_until(ser, marker: bytes, timeout: float, buf: bytearray | None = None) -> bytearray:
+    buf = bytearray() if buf is None else buf
+    deadline = time.monotonic() + timeout
+    while marker not in buf:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"timed out waiting for {marker!r}; got {bytes(buf[-200:])!r}")
+        n = ser.in_waiting
+        buf += ser.read(n or 1)
+    return buf
+
+
+def pump_up(agent: Agent, n: int, data: bytes) -> dict:
+    """Bare byte pump host -> board: readinto() in a loop in the raw REPL, same pty, same interpreter."""
+    ser = agent.serial
+    _raw_exec(agent, PUMP_UP.format(chunk=PUMP_CHUNK, n=n))
+    _read_until(ser, b"GO\r\n", 10)
+    t0 = time.perf_counter()
+    view = memoryview(data)
+    for i in range(0, n, 65536):
+        ser.write(view[i:i + 65536])
+    out = _read_until(ser, b"\x04>", 120)
+    dt = time.perf_counter() - t0
+    board_us = int(out.split(b"US ")[1].split(b"\r")[0])
+    agent._prompt_ready = False
+    return {"bytes": n, "wall": dt, "rate": n / dt, "board_rate": n / (board_us / 1e6)}
+
+
+def pump_down(agent: Agent, n: int) -> dict:
+    """Bare byte pump board -> host: sys.stdout.buffer.write() of a buffer in a loop."""
+    ser = agent.serial
+    _raw_exec(agent, PUMP_DOWN.format(chunk=PUMP_CHUNK, count=n // PUMP_CHUNK))
+    buf = _read_until(ser, b"GO\r\n", 10)
+    t0 = time.perf_counter()
+    got = len(buf) - buf.index(b"GO\r\n") - 4
+    while got < n:
+        got += len(ser.read(max(1, min(ser.in_waiting, n - got))))
+    dt = time.perf_counter() - t0
+    _read_until(ser, b"\x04>", 30)
+    agent._prompt_ready = False
+    return {"bytes": n, "wall": dt, "rate": n / dt}
+
+
+def agent_play(agent: Agent, cfg: dict, data: bytes) -> dict:
+    if not agent.hello:
+        agent.launch()
+    blocks = [data[i:i + 65536] for i in range(0, len(data), 65536)]
+    t0 = time.perf_counter()
+    s = agent.play(cfg, blocks)
+    dt = time.perf_counter() - t0
+    return {"bytes": len(data), "wall": dt, "rate": len(data) / dt, "summary": _slim(s)}
+
+
+def agent_record(agent: Agent, cfg: dict, n: int, fb: int) -> dict:
+    if not agent.hello:
+        agent.launch()
+    got = [0]
+
+    def on_data(d):
+        got[0] += len(d)
+
+    t0 = time.perf_counter()
+    s = agent.record({**cfg, "frames": n // fb}, on_data)
+    dt = time.perf_counter() - t0
+    return {"bytes": got[0], "wall": dt, "rate": got[0] / dt, "summary": _slim(s)}
+
+
+def _slim(s: dict) -> dict:
+    keep = ("reason", "frames", "bytes", "underruns", "overruns", "lost_frames", "crc_errors", "resyncs",
+            "seq_gaps", "heap_alloc", "heap_frames", "heap_method", "elapsed_us", "host_crc_errors",
+            "host_resyncs", "host_seq_gaps")
+    return {k: s.get(k) for k in keep if k in s}
+
+
+def heap_per_frame(s: dict, fb: int, payload: int) -> dict:
+    frames = s.get("heap_frames") or 0
+    alloc = s.get("heap_alloc")
+    data_frames = frames * fb / payload if payload else 0
+    return {"heap_alloc": alloc, "heap_frames": frames, "data_frames": round(data_frames),
+            "bytes_per_audio_frame": (alloc / frames) if frames else None,
+            "bytes_per_data_frame": (alloc / data_frames) if data_frames else None,
+            "method": s.get("heap_method")}
+
+
+def fig_link(work: Path, reps: int, mib: int) -> dict:
+    n = mib << 20
+    data = bytes(range(256)) * (n // 256)
+    rate = 8_000_000  # 32-bit stereo: 64 MB/s on the bus, far more than the stack moves: the link is the limit
+    bus = audio.BusFormat(rate, 32, 2)
+    out = {"profile": "fast", "bytes": n, "bus": bus.describe(), "pump_chunk": PUMP_CHUNK, "runs": []}
+    with Sim("fast", work / "link") as sim, connect(sim.path) as agent:
+        cfg_tx = session.bus_config(agent, session.BusOptions(), "tx", bus)
+        cfg_rx = session.bus_config(agent, session.BusOptions(), "rx", bus)
+        out["payload_tx"], out["payload_rx"], out["ibuf"] = cfg_tx["payload"], cfg_rx["payload"], cfg_tx["ibuf"]
+        # warm-up: first-use costs (launch, imports on the board) out of the measured runs
+        agent_play(agent, cfg_tx, data[: 1 << 20])
+        pump_up(agent, 1 << 20, data)
+        for rep in range(reps):
+            r = {"rep": rep}
+            r["pump_up"] = pump_up(agent, n, data)
+            r["play"] = agent_play(agent, cfg_tx, data)
+            r["record"] = agent_record(agent, cfg_rx, n, bus.frame_bytes)
+            r["pump_down"] = pump_down(agent, n)
+            out["runs"].append(r)
+            log(f"link rep {rep}: pump up {r['pump_up']['rate'] / 1e6:.1f} MB/s, play {r['play']['rate'] / 1e6:.1f}"
+                f", record {r['record']['rate'] / 1e6:.1f}, pump down {r['pump_down']['rate'] / 1e6:.1f}")
+    runs = out["runs"]
+    out["play_ratio"] = med([r["play"]["rate"] / r["pump_up"]["rate"] for r in runs])
+    out["record_ratio"] = med([r["record"]["rate"] / r["pump_down"]["rate"] for r in runs])
+    for k in ("pump_up", "play", "record", "pump_down"):
+        out[f"{k}_rate_median"] = med([r[k]["rate"] for r in runs])
+    last = runs[-1]
+    out["heap"] = {
+        "play": heap_per_frame(last["play"]["summary"], bus.frame_bytes, cfg_tx["payload"]),
+        "record": heap_per_frame(last["record"]["summary"], bus.frame_bytes, cfg_rx["payload"]),
+    }
+    return out
+
+
+# ------------------------------------------------------------------------------------------------
+# 2: against mpremote
+def fig_mpremote(work: Path, sizes: dict) -> dict:
+    out = {}
+    for profile, nbytes in sizes.items():
+        d = work / f"mpremote-{profile}"
+        d.mkdir(parents=True, exist_ok=True)
+        # 16-bit stereo at a bus rate far above what the link carries: i2s moves the bytes as fast as it can
+        rate = 16_000_000
+        frames = nbytes // 4
+        wav = d / "data.wav"
+        write_wav(wav, frames / rate, rate, 16, 2, block_s=0.01)
+        payload = frames * 4
+        with Sim(profile, d / "sim") as sim:
+            r_cp = checked(run([MPREMOTE, "connect", sim.path, "fs", "cp", str(wav), ":data.wav"]))
+            r_i2s = checked(run([*I2S, "play", "-p", sim.path, "-q", "--no-probe", str(wav)]))
+            r_cp2 = checked(run([MPREMOTE, "connect", sim.path, "fs", "cp", str(wav), ":data2.wav"]))
+            r_i2s2 = checked(run([*I2S, "play", "-p", sim.path, "-q", "--no-probe", str(wav)]))
+        cp = med([r_cp["wall"], r_cp2["wall"]])
+        i2s = med([r_i2s["wall"], r_i2s2["wall"]])
+        out[profile] = {"bytes": payload, "file_bytes": wav.stat().st_size,
+                        "mpremote_cp_s": [r_cp["wall"], r_cp2["wall"]], "i2s_play_s": [r_i2s["wall"], r_i2s2["wall"]],
+                        "mpremote_rate": payload / cp, "i2s_rate": payload / i2s, "ratio": cp / i2s}
+        log(f"mpremote vs i2s on {profile}: {nbytes} B, fs cp {cp:.2f} s, i2s play {i2s:.2f} s "
+            f"-> {cp / i2s:.1f}x")
+    return out
+
+
+# ------------------------------------------------------------------------------------------------
+# 3: time to first sample
+def _ttfs_once(work: Path, profile: str, warm: bool, wav: Path, rate: int) -> dict:
+    with Sim(profile, work, capture=True) as sim:
+        if warm:
+            link.install(sim.path)
+        r = checked(run([*I2S, "play", "-p", sim.path, "-q", str(wav)]))
+        m = checked(run([MPREMOTE, "connect", sim.path, "exec", "pass"]))
+    evs = sim.events
+    t0 = next(e["t_us"] for e in evs if e["ev"] == "i2s_init" and e["mode"] == "tx")
+    k = first_nonzero(sim.capture)
+    t_first = t0 + k * 1e6 / rate
+    return {"ttfs_s": (t_first - r["t0_us"]) / 1e6, "i2s_init_s": (t0 - r["t0_us"]) / 1e6,
+            "zeros_before_audio": k, "play_wall": r["wall"], "mpremote_exec_pass_s": m["wall"]}
+
+
+def breakdown(work: Path, profile: str, warm: bool, wav: Path) -> dict:
+    """Where time to first sample goes, in this process (imports excluded; see import_cost)."""
+    marks = []
+
+    def wrap(obj, name, label=None):
+        f = getattr(obj, name)
+
+        def w(*a, **k):
+            t = now_us()
+            try:
+                return f(*a, **k)
+            finally:
+                extra = len(a[0]) if a and isinstance(a[0], str) else None
+                marks.append({"step": label or name, "start_us": t, "end_us": now_us(), "bytes": extra})
+
+        setattr(obj, name, w)
+
+    with Sim(profile, work, capture=True) as sim:
+        if warm:
+            link.install(sim.path)
+        inp = audio.open_input(str(wav))
+        bus = audio.BusFormat(inp.rate, 16, inp.channels)
+        blocks = audio.play_blocks(inp, bus)
+        t_start = now_us()
+        transport = open_transport(sim.path)
+        t_open = now_us()
+        agent = Agent(transport, sim.path)
+        wrap(agent.transport, "enter_raw_repl")
+        wrap(agent, "_exec", "exec")
+        wrap(agent, "_await_hello", "await_hello")
+        wrap(agent, "_read_until", "read_until")
+        wrap(agent, "probe")
+        try:
+            agent.launch()
+            t_hello = now_us()
+            s = session.play(agent, sim.path, blocks, bus, session.BusOptions())
+        finally:
+            agent.close()
+            inp.close()
+    t0 = next(e["t_us"] for e in sim.events if e["ev"] == "i2s_init" and e["mode"] == "tx")
+    k = first_nonzero(sim.capture)
+    t_first = t0 + k * 1e6 / bus.rate
+    tl = dict(s["board"].get("timeline", []))
+    rel = lambda t: round((t - t_start) / 1000, 2)  # noqa: E731
+    steps = [{"step": "open port", "ms": rel(t_open)}]
+    for m in marks:
+        steps.append({"step": m["step"], "from_ms": rel(m["start_us"]), "ms": round((m["end_us"] - m["start_us"]) / 1000, 2),
+                      **({"code_bytes": m["bytes"]} if m["bytes"] else {})})
+    steps.append({"step": "HELLO received", "ms": rel(t_hello)})
+    steps += [{"step": f"board {name}", "ms": rel(t)} for name, t in tl.items() if name in ("i2s_init", "first_audio")]
+    steps.append({"step": "first sample on SD", "ms": rel(t_first)})
+    uploads = [m for m in marks if m["step"] == "exec" and (m["bytes"] or 0) > 400]
+    reads = [m for m in marks if m["step"] == "read_until"]
+    return {"profile": profile, "warm": warm, "total_ms": rel(t_first), "steps": steps,
+            "upload_exec_ms": round(sum(m["end_us"] - m["start_us"] for m in uploads) / 1000, 1),
+            "upload_wait_ms": round(sum(m["end_us"] - m["start_us"] for m in reads) / 1000, 1),
+            "upload_bytes": sum(m["bytes"] for m in uploads)}
+
+
+def import_cost(reps: int = 3) -> dict:
+    base = med([checked(run([PY, "-c", "pass"]))["wall"] for _ in range(reps)])
+    imp = med([checked(run([PY, "-c", "import i2scli.cli, i2scli.clirun, i2scli.session, i2scli.audio, "
+                                      "i2scli.ui, mpremote.transport_serial"]))["wall"] for _ in range(reps)])
+    help_ = med([checked(run([*I2S, "play", "--help"]))["wall"] for _ in range(reps)])
+    return {"python_start_s": base, "imports_s": imp, "i2s_play_help_s": help_}
+
+
+def fig_ttfs(work: Path, profiles: list[str], reps: int) -> dict:
+    rate = 48000
+    wav = work / "ttfs.wav"
+    write_wav(wav, 0.2, rate, 16, 2)
+    out = {"stream": "48000 Hz 16-bit stereo, 0.2 s", "profiles": {}}
+    for profile in profiles:
+        runs = {"cold": [], "warm": []}
+        for rep in range(reps):
+            for kind in ("cold", "warm"):
+                r = _ttfs_once(work / f"ttfs-{profile}-{kind}-{rep}", profile, kind == "warm", wav, rate)
+                runs[kind].append(r)
+        p = {"runs": runs}
+        for kind in ("cold", "warm"):
+            p[f"{kind}_ttfs_s"] = med([r["ttfs_s"] for r in runs[kind]])
+            p[f"{kind}_ratio"] = med([r["ttfs_s"] / r["mpremote_exec_pass_s"] for r in runs[kind]])
+        p["mpremote_exec_pass_s"] = med([r["mpremote_exec_pass_s"] for k in runs for r in runs[k]])
+        p["breakdown"] = {kind: breakdown(work / f"bd-{profile}-{kind}", profile, kind == "warm", wav)
+                          for kind in ("cold", "warm")}
+        out["profiles"][profile] = p
+        log(f"ttfs {profile}: cold {p['cold_ttfs_s']:.3f} s ({p['cold_ratio']:.1f}x), warm {p['warm_ttfs_s']:.3f} s "
+            f"({p['warm_ratio']:.1f}x) of mpremote exec pass {p['mpremote_exec_pass_s']:.3f} s")
+    out["imports"] = import_cost()
+    return out
+
+
+# ------------------------------------------------------------------------------------------------
+# 5 + 6: host memory and CPU
+def fig_host(work: Path, short_s: float, long_s: float) -> dict:
+    rate, bits, ch = 48000, 32, 2
+    d = work / "host"
+    d.mkdir(parents=True, exist_ok=True)
+    files = {"short": d / "short.wav", "long": d / "long.wav"}
+    secs = {"short": short_s, "long": long_s}
+    for k, p in files.items():
+        write_wav(p, secs[k], rate, bits, ch)
+    out = {"stream": f"{rate} Hz {bits}-bit stereo", "seconds": secs, "play": {}, "record": {}}
+    with Sim("fast", d / "sim", rx_source="sine:440") as sim:
+        for k in ("short", "long"):
+            r = checked(run([*I2S, "play", "-p", sim.path, "-q", str(files[k])]))
+            out["play"][k] = {x: r[x] for x in ("wall", "cpu", "utime", "stime", "maxrss_kb")}
+            r = checked(run([*I2S, "record", "-p", sim.path, "-q", "-r", str(rate), "-b", str(bits), "-c", str(ch),
+                             "-d", f"{secs[k]}s", str(d / f"rec-{k}.wav")]))
+            out["record"][k] = {x: r[x] for x in ("wall", "cpu", "utime", "stime", "maxrss_kb")}
+            log(f"host {k}: play {out['play'][k]}, record {out['record'][k]}")
+    for m in ("play", "record"):
+        s, lg = out[m]["short"], out[m]["long"]
+        out[m]["rss_ratio"] = lg["maxrss_kb"] / s["maxrss_kb"]
+        # CPU per audio second in steady state: the slope between the two runs (start-up cancels out)
+        out[m]["cpu_per_audio_s"] = (lg["cpu"] - s["cpu"]) / (long_s - short_s)
+        out[m]["cpu_per_audio_s_incl_startup"] = lg["cpu"] / long_s
+    return out
+
+
+# ------------------------------------------------------------------------------------------------
+# 7: duplex overhead
+def fig_duplex(work: Path, profile: str = "rp2", cycles: int = 3) -> dict:
+    rate, bits, ch = 16000, 32, 1
+    d = work / "duplex"
+    d.mkdir(parents=True, exist_ok=True)
+    wav = d / "play.wav"
+    write_wav(wav, 0.3, rate, bits, ch)
+    with Sim(profile, d / "sim", capture=True, rx_source="ramp",
+             extra=("--codec-release", "500us", "--codec-drive", "100us")) as sim:
+        r = checked(run([*I2S, "duplex", "-p", sim.path, str(wav), "-o", str(d / "rec-{n}.wav"), "-d", "0.3s",
+                         "--cycles", str(cycles), "--json", "-q"]))
+    summary = json.loads(r["stdout"])
+    cyc = summary.get("cycles", [summary])
+    evs = sim.events
+    inits = {e["sid"]: e for e in evs if e["ev"] == "i2s_init"}
+    deinits = [e for e in evs if e["ev"] == "i2s_deinit"]
+    cap_off, tx_segs, last_rx = 0, [], None
+    switches = []
+    for e in deinits:
+        ini = inits[e["sid"]]
+        if ini["mode"] == "rx":
+            last_rx = ini["t_us"] + (e["frames"] - 1) * 1e6 / ini["rate"]
+        else:
+            tx_segs.append((ini, cap_off, cap_off + e["frames"], last_rx))
+            cap_off += e["frames"]
+            last_rx = None
+    for n, (ini, a, b, t_rx) in enumerate(tx_segs):
+        k = first_nonzero(sim.capture, a, b)
+        if t_rx is None or k is None:
+            continue
+        s = cyc[n]["settings"] if n < len(cyc) else cyc[-1]["settings"]
+        t_audio = ini["t_us"] + k * 1e6 / rate
+        lead = s["lead_in_frames"] / rate * 1e6
+        delay = s["switch_delay_us"]
+        gap = t_audio - t_rx
+        switches.append({"last_rx_to_first_tx_us": round(gap), "switch_delay_us": delay, "lead_in_us": round(lead),
+                         "overhead_us": round(gap - delay - lead),
+                         "rx_stop_to_tx_init_us": round(ini["t_us"] - t_rx),
+                         "tx_init_to_audio_us": round(k * 1e6 / rate)})
+    board = [sw for c in cyc for sw in c.get("switches", [])]
+    return {"profile": profile, "stream": f"{rate} Hz {bits}-bit mono", "cycles": cycles, "switches": switches,
+            "overhead_us_max": max((s["overhead_us"] for s in switches), default=None),
+            "overhead_us_median": med([s["overhead_us"] for s in switches]),
+            "board_timeline": board, "conflicts": sum(1 for e in evs if e["ev"] == "bus_conflict"),
+            "underruns": summary.get("underruns"), "overruns": summary.get("overruns")}
+
+
+# ------------------------------------------------------------------------------------------------
+# 8: what fits
+def stream_name(rate, bits, ch) -> str:
+    return f"{rate / 1000:g}k/{bits}/{'st' if ch == 2 else 'mo'}"
+
+
+def _real_run(agent: Agent, mode: str, bus: audio.BusFormat, seconds: float) -> dict:
+    """One stream for `seconds` of audio; the wall time is capped (a link that cannot keep up would
+    otherwise take far longer than the audio lasts)."""
+    cfg = session.bus_config(agent, session.BusOptions(), mode, bus)
+    if not agent.hello:
+        agent.launch()
+    cap = seconds * 1.25 + 2.0
+    t0 = time.monotonic()
+    deadline = t0 + cap
+    total = int(round(bus.rate * seconds)) * bus.frame_bytes
+    res = {"mode": mode, "stream": bus.describe(), "seconds": seconds, "payload": cfg["payload"]}
+    try:
+        if mode == "tx":
+            block = bytes(max(cfg["payload"], bus.bytes_per_second // 20 // bus.frame_bytes * bus.frame_bytes))
+            state = {"sent": 0}
+
+            def blocks():
+                while state["sent"] < total and time.monotonic() < deadline:
+                    n = min(len(block), total - state["sent"])
+                    state["sent"] += n
+                    yield block[:n]
+
+            s = agent.play(cfg, blocks())
+            res["complete"] = state["sent"] >= total
+        else:
+            stop = threading.Event()
+            timer = threading.Timer(cap, stop.set)
+            timer.start()
+            got = [0]
+            try:
+                s = agent.record({**cfg, "frames": total // bus.frame_bytes}, lambda d: got.__setitem__(0, got[0] + len(d)),
+                                 stop=stop)
+            finally:
+                timer.cancel()
+            res["complete"] = got[0] >= total
+    except Exception as e:  # a failed stream is a result too (it does not fit)
+        res.update({"error": f"{type(e).__name__}: {e}", "complete": False, "agent": {}})
+        return res
+    res["wall"] = time.monotonic() - t0
+    res["agent"] = _slim(s)
+    return res
+
+
+def fig_fits(work: Path, profiles: list[str], seconds: float, full: bool, lo: float = 0.6, hi: float = 1.2) -> dict:
+    out = {"method": "full" if full else "probe+borderline", "seconds": seconds, "band": [lo, hi], "profiles": {}}
+    for profile in profiles:
+        prof = PROFILES[profile]
+        d = work / f"fits-{profile}"
+        sim = Sim(profile, d, rx_source="ramp")
+        runs = []
+        try:
+            with connect(sim.path) as agent:
+                hello = dict(agent.hello)
+                rates = agent.probe()
+                rows = []
+                for rate, bits, ch in STREAMS:
+                    bus = audio.BusFormat(rate, bits, ch)
+                    row = {"stream": stream_name(rate, bits, ch), "rate": rate, "bits": bits, "channels": ch}
+                    for mode, direction in (("tx", "up"), ("rx", "down")):
+                        cfg = session.bus_config(agent, session.BusOptions(), mode, bus)
+                        need = protocol.stream_rate(rate, bits, ch, cfg["payload"], crc=bool(hello.get("crc")))
+                        row[mode] = {"need": need, "ratio": need / rates[direction],
+                                     "predicted": need <= rates[direction] * link.LINK_HEADROOM}
+                    rows.append(row)
+                # which streams get a real run
+                for mode in ("tx", "rx"):
+                    if full:
+                        chosen = list(range(len(rows)))
+                    else:
+                        ratios = [r[mode]["ratio"] for r in rows]
+                        chosen = [i for i, x in enumerate(ratios) if lo <= x <= hi]
+                        below = [i for i, x in enumerate(ratios) if x < lo]
+                        above = [i for i, x in enumerate(ratios) if x > hi]
+                        if below:  # the hardest clear fit, as a check on the prediction
+                            chosen.append(max(below, key=lambda i: ratios[i]))
+                        if above:  # the easiest clear misfit, likewise
+                            chosen.append(min(above, key=lambda i: ratios[i]))
+                    for i in sorted(set(chosen)):
+                        r = rows[i]
+                        bus = audio.BusFormat(r["rate"], r["bits"], r["channels"])
+                        res = _real_run(agent, mode, bus, seconds)
+                        res["row"] = i
+                        runs.append(res)
+                        log(f"fits {profile} {mode} {r['stream']}: ratio {r[mode]['ratio']:.2f}, "
+                            f"agent {res['agent'].get('underruns')}/{res['agent'].get('overruns')} xruns, "
+                            f"complete {res['complete']}{' ' + res['error'] if 'error' in res else ''}")
+        finally:
+            sim.stop()
+        # the board's own counts, session by session in order (the agent opens one I2S per stream)
+        inits = {e["sid"]: e for e in sim.events if e["ev"] == "i2s_init"}
+        sessions = [(inits[e["sid"]], e) for e in sim.events if e["ev"] == "i2s_deinit" and e["sid"] in inits]
+        it = iter(sessions)
+        for res in runs:
+            if "error" in res and not res["agent"]:
+                continue
+            ini, de = next(it, (None, None))
+            r = rows[res["row"]]
+            if ini is None or ini["mode"] != res["mode"] or ini["rate"] != r["rate"] or ini["bits"] != r["bits"]:
+                res["sim"] = None
+                continue
+            res["sim"] = {k: de[k] for k in ("frames", "underruns", "underrun_frames", "overruns", "overrun_frames")}
+        for res in runs:
+            row = rows[res["row"]][res["mode"]]
+            simc = res.get("sim") or {}
+            xruns = (simc.get("underruns", 0) + simc.get("overruns", 0)
+                     + (res["agent"].get("underruns") or 0) + (res["agent"].get("overruns") or 0))
+            ok = bool(res["complete"] and res.get("sim") is not None and xruns == 0 and "error" not in res)
+            row.setdefault("runs", []).append({k: v for k, v in res.items() if k not in ("row",)})
+            row["measured"] = ok if "measured" not in row else (row["measured"] and ok)
+        for row in rows:
+            for mode in ("tx", "rx"):
+                m = row[mode]
+                m["fits"] = m["measured"] if "measured" in m else m["predicted"]
+                m["agrees"] = None if "measured" not in m else m["measured"] == m["predicted"]
+        heaps = [heap_per_frame(res["agent"], 0, 0) | {"stream": res["stream"], "mode": res["mode"]}
+                 for res in runs if res["agent"].get("heap_frames")]
+        out["profiles"][profile] = {
+            "link_nominal": {"up": prof.link.vcp_in_rate or prof.link.in_rate, "down": prof.link.out_rate,
+                             "in_buffer": prof.link.in_buffer},
+            "link_probe": {"up": rates["up"], "down": rates["down"]},
+            "rows": rows, "sim_summary": sim.summary.strip(),
+            "heap_nonzero": [h for h in heaps if h["heap_alloc"]],
+            "heap_runs": len(heaps),
+        }
+    return out
+
+
+# ------------------------------------------------------------------------------------------------
+# the report
+def _fmt_rate(x):
+    return "—" if x is None else f"{x / 1e6:.2f} MB/s" if x >= 1e6 else f"{x / 1e3:.1f} kB/s"
+
+
+def verdict(ok) -> str:
+    return "n/a" if ok is None else "**met**" if ok else "**MISSED**"
+
+
+def report(res: dict) -> str:
+    lines = ["| # | figure | measured | target | |", "|---|---|---|---|---|"]
+    targets = {}
+
+    def add(num, name, value, target, ok):
+        targets[f"{num}:{name}"] = ok
+        lines.append(f"| {num} | {name} | {value} | {target} | {verdict(ok)} |")
+
+    f = res.get("link")
+    if f:
+        add(1, "link efficiency, play (Agent.play / bare pump in)",
+            f"{f['play_ratio']:.2f} ({_fmt_rate(f['play_rate_median'])} / {_fmt_rate(f['pump_up_rate_median'])})",
+            "≥ 0.8", f["play_ratio"] >= 0.8)
+        add(1, "link efficiency, record (Agent.record / bare pump out)",
+            f"{f['record_ratio']:.2f} ({_fmt_rate(f['record_rate_median'])} / "
+            f"{_fmt_rate(f['pump_down_rate_median'])})", "≥ 0.8", f["record_ratio"] >= 0.8)
+    f = res.get("mpremote")
+    if f:
+        for p, v in f.items():
+            add(2, f"i2s play vs mpremote fs cp, {p} ({v['bytes'] >> 10} KiB)",
+                f"{v['ratio']:.1f}x ({_fmt_rate(v['i2s_rate'])} vs {_fmt_rate(v['mpremote_rate'])})",
+                "≥ 20x", v["ratio"] >= 20)
+    f = res.get("ttfs")
+    if f:
+        for p, v in f["profiles"].items():
+            add(3, f"time to first sample, cold, {p} / mpremote exec pass",
+                f"{v['cold_ratio']:.1f}x ({v['cold_ttfs_s'] * 1000:.0f} ms / {v['mpremote_exec_pass_s'] * 1000:.0f} ms)",
+                "—", None)
+            add(3, f"time to first sample, warm, {p} / mpremote exec pass",
+                f"{v['warm_ratio']:.1f}x ({v['warm_ttfs_s'] * 1000:.0f} ms / {v['mpremote_exec_pass_s'] * 1000:.0f} ms)",
+                "≤ 1.5", v["warm_ratio"] <= 1.5)
+    f = res.get("link")
+    if f:
+        for m in ("play", "record"):
+            h = f["heap"][m]
+            add(4, f"board heap per frame, {m} (fast)",
+                f"{h['heap_alloc']} B over {h['heap_frames']} audio frames ({h['data_frames']} DATA frames)",
+                "0", h["heap_alloc"] == 0)
+    f = res.get("fits")
+    if f:
+        n = sum(p["heap_runs"] for p in f["profiles"].values())
+        bad = [h for p in f["profiles"].values() for h in p["heap_nonzero"]]
+        add(4, "board heap per frame, the runs of figure 8 (all profiles)",
+            f"{len(bad)} of {n} runs allocated", "0", not bad)
+    f = res.get("hostmem")
+    if f:
+        for m in ("play", "record"):
+            v = f[m]
+            add(5, f"peak RSS of `i2s {m}`, {f['seconds']['long']:g} s / {f['seconds']['short']:g} s",
+                f"{v['rss_ratio']:.3f} ({v['long']['maxrss_kb'] / 1024:.1f} / {v['short']['maxrss_kb'] / 1024:.1f} MiB)",
+                "≤ 1.1", v["rss_ratio"] <= 1.1)
+        for m in ("play", "record"):
+            v = f[m]
+            add(6, f"host CPU per audio second, `i2s {m}` 48k/32/stereo",
+                f"{v['cpu_per_audio_s'] * 100:.2f}% of a core (with start-up: "
+                f"{v['cpu_per_audio_s_incl_startup'] * 100:.1f}%)", "≤ 5%", v["cpu_per_audio_s"] <= 0.05)
+    f = res.get("duplex")
+    if f:
+        add(7, f"duplex overhead, last RX → first TX audio − (delay + lead-in), {f['profile']}",
+            f"max {f['overhead_us_max'] / 1000:.2f} ms, median {f['overhead_us_median'] / 1000:.2f} ms "
+            f"over {len(f['switches'])} switches", "≤ 1 ms",
+            None if f["overhead_us_max"] is None else f["overhead_us_max"] <= 1000)
+    out = "\n".join(lines)
+    f = res.get("fits")
+    if f:
+        out += "\n\n" + fits_table(f)
+    res["targets"] = targets
+    return out
+
+
+def fits_table(f: dict) -> str:
+    profs = list(f["profiles"])
+    head = "| stream | " + " | ".join(profs) + " |"
+    lines = [f"What fits (8): play/record for {f['seconds']:g} s with zero underruns and overruns "
+             f"({f['method']}). P = play, R = record, - = neither; * = a real run decided it, "
+             f"! = the real run disagreed with the probe's prediction.", "", head,
+             "|---|" + "---|" * len(profs)]
+
+    def cell(row):
+        s = ""
+        for mode, letter in (("tx", "P"), ("rx", "R")):
+            m = row[mode]
+            s += (letter if m["fits"] else "") + ("*" if "measured" in m else "") + ("!" if m["agrees"] is False else "")
+        return s if any(row[m]["fits"] for m in ("tx", "rx")) else "-" + s
+    for i, (rate, bits, ch) in enumerate(STREAMS):
+        lines.append(f"| {stream_name(rate, bits, ch)} | "
+                     + " | ".join(cell(f["profiles"][p]["rows"][i]) for p in profs) + " |")
+    lines.append("| link up: nominal / probed | " + " | ".join(
+        f"{_fmt_rate(f['profiles'][p]['link_nominal']['up'])} / {_fmt_rate(f['profiles'][p]['link_probe']['up'])}"
+        for p in profs) + " |")
+    lines.append("| link down: nominal / probed | " + " | ".join(
+        f"{_fmt_rate(f['profiles'][p]['link_nominal']['down'])} / {_fmt_rate(f['profiles'][p]['link_probe']['down'])}"
+        for p in profs) + " |")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="bench/run", description=__doc__)
+    ap.add_argument("--full", action="store_true", help="figure 8: a real 30 s run of every stream (hours)")
+    ap.add_argument("--only", metavar="N,N", help="only these figures (1-8; 4 comes with 1 and 8, 6 with 5)")
+    ap.add_argument("--profiles", metavar="P,P", default=",".join(PROFILE_ORDER), help="profiles for figure 8")
+    ap.add_argument("--seconds", type=float, help="figure 8 run length (default 3, --full 30)")
+    ap.add_argument("--reps", type=int, default=3, help="repetitions of figures 1 and 3")
+    ap.add_argument("--long", type=float, default=50.0, help="figure 5/6 long run, seconds (short = long/100)")
+    ap.add_argument("--out", metavar="FILE", default=str(RESULTS / "latest.json"))
+    ap.add_argument("--keep", action="store_true", help="keep the work directory (captures, events)")
+    a = ap.parse_args(argv)
+    only = {int(x) for x in a.only.split(",")} if a.only else set(range(1, 9))
+    profiles = [p for p in a.profiles.split(",") if p]
+    seconds = a.seconds or (30.0 if a.full else 3.0)
+    work = Path(tempfile.mkdtemp(prefix="i2s-bench-"))
+    t_start = time.monotonic()
+    res: dict = {"started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "argv": sys.argv[1:],
+                 "host": {"python": platform.python_version(), "machine": platform.machine(),
+                          "cpus": os.cpu_count(), "loadavg_start": os.getloadavg()}}
+    steps = [(1, "link", lambda: fig_link(work, a.reps, 16)),
+             (2, "mpremote", lambda: fig_mpremote(work, {"fast": 1 << 20, "rp2": 256 << 10})),
+             (3, "ttfs", lambda: fig_ttfs(work, ["fast", "rp2"], a.reps)),
+             (5, "hostmem", lambda: fig_host(work, a.long / 100, a.long)),
+             (7, "duplex", lambda: fig_duplex(work)),
+             (8, "fits", lambda: fig_fits(work, profiles, seconds, a.full))]
+    try:
+        for num, key, fn in steps:
+            if num not in only and not (num == 1 and 4 in only) and not (num == 5 and 6 in only):
+                continue
+            log(f"figure {num}: {key}")
+            t = time.monotonic()
+            try:
+                res[key] = fn()
+            except Exception as e:  # one broken figure must not lose the others
+                import traceback
+
+                traceback.print_exc()
+                res[key + "_error"] = f"{type(e).__name__}: {e}"
+            res.setdefault("durations_s", {})[key] = round(time.monotonic() - t, 1)
+    finally:
+        res["duration_s"] = round(time.monotonic() - t_start, 1)
+        res["host"]["loadavg_end"] = os.getloadavg()
+        if not a.keep:
+            import shutil
+
+            shutil.rmtree(work, ignore_errors=True)
+        else:
+            res["work"] = str(work)
+    table = report(res)
+    res["table"] = table
+    Path(a.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(a.out).write_text(json.dumps(res, indent=1, default=str) + "\n")
+    print(table)
+    print(f"\n(bench ran {res['duration_s']:.0f} s; load average {res['host']['loadavg_start'][0]:.1f} at start, "
+          f"{res['host']['loadavg_end'][0]:.1f} at end; results in {a.out})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
