@@ -313,7 +313,15 @@ class Agent:
         enc = proto.Encoder(crc=crc)
         dec = getattr(self, "hello_decoder", None) or proto.Decoder(max_payload=4096)
         dec.max_payload = max(4096, cfg.get("payload", 0))
-        self._write(enc.json(T.START, cfg))
+        start = enc.json(T.START, cfg)
+        inbuf = self.hello.get("inbuf", 256)
+        # HELLO implies inbuf bytes of credit. A larger START (duplex on an ESP32) goes in
+        # half-buffer slices, paced for a 115200-baud UART, while the agent reads it.
+        step = max(16, inbuf // 2)
+        for i in range(0, len(start), step):
+            if i:
+                time.sleep(step / 11520)
+            self._write(start[i:i + step])
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             frames = dec.feed(self._read_some())
