@@ -468,6 +468,7 @@ class Stream:
         self.t_start = time.ticks_us()
         self.heap_first = 0
         self.heap_last = 0
+        self.last = 0
         self.heap_frames = 0
 
     def mark(self, step):
@@ -485,6 +486,22 @@ class Stream:
         if extra:
             s.update(extra)
         return s
+
+    def host_poll(self):
+        """Between RX chunks: take one host frame if there is one (END, ABORT, KEEPALIVE), and
+        watch for a silent host. False when the stream must stop. Allocation-free."""
+        link = self.link
+        if link.wait(0):
+            t = link.read_frame(0)
+            link.grant()
+            if t == _END or t == _ABORT:
+                self.reason = "end" if t == _END else "abort"
+                return False
+            self.last = time.ticks_ms()
+        elif time.ticks_diff(time.ticks_ms(), self.last) > self.timeout:
+            self.reason = "timeout"
+            return False
+        return True
 
     def warmup(self):
         """DATA frames before the heap window opens: steady state starts once the DMA ring
@@ -573,7 +590,7 @@ class Stream:
         self.mark("rx_kept")
         warm = self.warmup()
         counted = 0
-        last = time.ticks_ms()
+        self.last = time.ticks_ms()
         P_frames = P // fb
         while True:
             if want and self.frames + P_frames > want:
@@ -598,18 +615,7 @@ class Stream:
             if counted == warm:
                 heap.start()
                 self.heap_first = self.frames
-            if link.wait(0):
-                t = link.read_frame(0)
-                link.grant()
-                if t == _END:
-                    self.reason = "end"
-                    break
-                if t == _ABORT:
-                    self.reason = "abort"
-                    break
-                last = time.ticks_ms()
-            elif time.ticks_diff(time.ticks_ms(), last) > self.timeout:
-                self.reason = "timeout"
+            if not self.host_poll():
                 break
         heap.stop()
         self.heap_frames = self.heap_last - self.heap_first if heap.bytes or self.heap_last else 0
@@ -665,7 +671,7 @@ class Stream:
         k = 0
         audio.readinto(bufs[0][1])
         self.mark("rx_start")
-        last = time.ticks_ms()
+        self.last = time.ticks_ms()
         while True:
             self._io_wait()
             buf, view = bufs[k]
@@ -677,15 +683,7 @@ class Stream:
             if want and self.frames >= want:
                 self.reason = "frames"
                 break
-            if link.wait(0):
-                t = link.read_frame(0)
-                link.grant()
-                if t == _END or t == _ABORT:
-                    self.reason = "end" if t == _END else "abort"
-                    break
-                last = time.ticks_ms()
-            elif time.ticks_diff(time.ticks_ms(), last) > self.timeout:
-                self.reason = "timeout"
+            if not self.host_poll():
                 break
         audio.irq(None)
         self.mark("rx_end")
@@ -720,7 +718,7 @@ class Stream:
         inp = asyncio.StreamReader(self.audio)
         buf, view = link.frame_buffer(P)
         self.mark("rx_start")
-        last = time.ticks_ms()
+        self.last = time.ticks_ms()
         while True:
             n = P if not want else min(P, (want - self.frames) * fb)
             part = view if n == P else memoryview(view)[:n]
@@ -732,15 +730,7 @@ class Stream:
             if want and self.frames >= want:
                 self.reason = "frames"
                 break
-            if link.wait(0):
-                t = link.read_frame(0)
-                link.grant()
-                if t == _END or t == _ABORT:
-                    self.reason = "end" if t == _END else "abort"
-                    break
-                last = time.ticks_ms()
-            elif time.ticks_diff(time.ticks_ms(), last) > self.timeout:
-                self.reason = "timeout"
+            if not self.host_poll():
                 break
         self.mark("rx_end")
 
