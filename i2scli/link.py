@@ -535,7 +535,7 @@ class Agent:
                 control(T.KEEPALIVE)
                 next_keepalive = time.monotonic() + keepalive
 
-    def probe(self, up: int = 16384, down: int = 32768) -> dict:
+    def probe(self, up: int = 8192, down: int = 16384) -> dict:
         """Measure what the link carries each way, in bytes/s."""
         cfg = {"mode": "probe", "probe_up": up, "probe_down": down, "bits": 16, "format": "mono",
                "rate": 8000, "ibuf": 0, "payload": 0}
