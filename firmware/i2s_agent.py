@@ -74,6 +74,7 @@ class Link:
         self.hdr[1] = _S1
         self.rest = memoryview(self.hdr)[2:]  # header after the sync bytes
         self.one = bytearray(1)
+        self.crc4 = bytearray(4)
         self.deadline = 0
         self.skipped = 0
         self.obuf = bytearray(_HDR + 4)
@@ -211,7 +212,14 @@ class Link:
         return h[2] & 0x7F
 
     def _payload(self, t, n):
-        if t & _CRC:
+        if t & _CRC and n == 0:
+            # control frames (END, KEEPALIVE): the CRC of nothing is 0; a 4-byte buffer of
+            # their own keeps the VCP read allocation-free
+            self._read(self.crc4, 4)
+            if self.crc and self._u32(self.crc4, 0) != 0:
+                self.crc_errors += 1
+                return False
+        elif t & _CRC:
             self._read(self.pbuf, n + 4)
             if self.crc and not self._crc_ok(n):
                 self.crc_errors += 1
@@ -815,6 +823,10 @@ class Duplex:
         self.filled = []  # lengths of the slots holding pre-sent TX audio, in order
         self.rx_frames = 0
         self.gaps = []
+        # the bus against the clock, as plain tx/rx streams do: an overrun is a gap in the recording
+        ring = cfg["ibuf"] // stream.fb
+        self.rx_meter = Meter(cfg["rate"], ring)
+        self.tx_meter = Meter(cfg["rate"], ring)
 
     def _park(self):
         for p in self.pads:
@@ -905,6 +917,7 @@ class Duplex:
             s.audio.readinto(part)
             link.send_data(buf, part, n)
             self.rx_frames += n // fb
+            self.rx_meter.rx(self.rx_frames)
             if link.wait(0):
                 t = self._take(0)
                 if t == _SWITCH or t == _END or t == _ABORT:
@@ -944,6 +957,7 @@ class Duplex:
         for i in range(len(self.filled)):
             n = self.filled[i]
             b, v = self.slots[i]
+            self.tx_meter.tx(s.frames)
             s.audio.write(v if n == len(v) else memoryview(b)[:n])
             if first:
                 s.mark("first_audio")
@@ -955,6 +969,7 @@ class Duplex:
             link.grant()
             if t == _DATA:
                 n = link.plen
+                self.tx_meter.tx(s.frames)
                 s.audio.write(link.pfull if n == s.payload else memoryview(link.pbuf)[:n])
                 if first:
                     s.mark("first_audio")
@@ -988,7 +1003,8 @@ class Duplex:
 
     def summary(self):
         return {"rx_frames": self.rx_frames, "tx_frames": self.s.frames, "clock_gaps_us": self.gaps,
-                "switch_delay_us": self.delay}
+                "switch_delay_us": self.delay, "overruns": self.rx_meter.events,
+                "underruns": self.tx_meter.events, "lost_frames": self.rx_meter.lost + self.tx_meter.lost}
 
 
 def main(source="uploaded"):
@@ -1058,6 +1074,7 @@ def main(source="uploaded"):
     finally:
         if stream is not None and stream.audio is not None:
             stream.audio.deinit()
-        link.drain()
+        # after a clean end the host sends nothing more: a short quiet is enough
+        link.drain(10 if stream is not None and stream.reason in ("end", "frames") else 50)
         link.close()
         gc.enable()

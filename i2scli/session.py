@@ -17,7 +17,7 @@ import numpy as np
 from i2scli import audio, boards, ports, protocol
 from i2scli.link import Agent, LinkError, connect
 
-RX_PAYLOAD = 1024  # audio bytes per DATA frame from the board (no credits that way)
+RX_PAYLOAD = 4096  # audio bytes per DATA frame from the board (no credits that way): fewer, cheaper frames
 MAX_TX_PAYLOAD = 4096
 
 
@@ -390,6 +390,9 @@ def duplex(agent: Agent, port: str, out: audio.Output, tx_source, bus: audio.Bus
 
     try:
         s = agent.duplex(cfg, tx_source, on_rx, switch=switch, stop=stop, on_phase=on_phase)
+    except LinkError as e:
+        e.partial = {"frames": state["kept"]}
+        raise
     finally:
         out.sync()
     steps = tl.switches(s.get("timeline", []))
