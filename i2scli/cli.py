@@ -21,11 +21,18 @@ def main() -> None:
       i2s record -r 22050 -b 32 -d 5s out.wav
       i2s info                          what the board is and which streams fit
       i2s sim                           start a virtual board, print its port
-      i2s play -p sim://rp2 --tone 440 -d 2s
+      i2s play -p sim://openmv --tone 440 -d 2s
 
     Ports: -p PORT or I2S_PORT (device path, a0/u0/c0, rfc2217://, socket://, hwgrep://,
-    sim://PROFILE); default: the single attached MicroPython board. Exit codes: see README.
+    sim://PROFILE); default: the single attached MicroPython board.
+
+    \b
+    Exit codes: 0 ok, 1 file, 2 usage, 3 no device, 4 the board cannot do it,
+    5 link failure, 6 --strict, 130 interrupted (what was recorded is kept).
     """
+    from i2scli.errors import exit_on_signals
+
+    exit_on_signals()
 
 
 # -- shared options ---------------------------------------------------------------------------
@@ -77,6 +84,12 @@ def _finish(summary: dict, reporter, as_json: bool, strict: bool) -> None:
         click.echo(json.dumps(summary, default=str))
     else:
         reporter.info(format_summary(summary))
+    damaged = {k: summary.get(k) or 0 for k in ("crc_errors", "resyncs", "seq_gaps")}
+    if any(damaged.values()):
+        # a frame lost or damaged on the link is audio lost: never a silent success (docs/protocol.md)
+        reporter.error(f"the link damaged the stream: {damaged['crc_errors']} CRC errors, {damaged['resyncs']} "
+                       f"resyncs, {damaged['seq_gaps']} sequence gaps (audio was lost; a cable or hub problem?)")
+        raise SystemExit(Exit.LINK)
     if strict and (summary.get("underruns") or summary.get("overruns") or summary.get("clipped")):
         reporter.error(f"--strict: {summary.get('underruns', 0)} underruns, {summary.get('overruns', 0)} "
                        f"overruns, {summary.get('clipped', 0)} clipped samples")
@@ -412,6 +425,8 @@ def sim(profile, tx_capture, rx_source, codec_release, codec_drive, codec_dir_pi
     SIGINT or SIGTERM, writes its outputs and a one-line summary on stderr. The same board
     is reachable as a port URL, sim://PROFILE?option=value, wherever a port is accepted.
     """
+    import os
+
     from i2scli.sim.board import VirtualBoard
     from i2scli.sim.profiles import get_profile
     from i2scli.sim.serve import serve
@@ -423,7 +438,8 @@ def sim(profile, tx_capture, rx_source, codec_release, codec_drive, codec_dir_pi
     board = VirtualBoard(
         prof, tx_capture=tx_capture, rx_source=rx_source, codec_release=codec_release,
         codec_drive=codec_drive, codec_dir_pin=codec_dir_pin, dir_rx_level=dir_rx_level,
-        vcd=vcd, events=events, faults=faults, fs=fs,
+        vcd=vcd, events=events, faults=faults,
+        fs=os.path.abspath(fs) if fs else None,  # the interpreter runs inside it: relative would not resolve
     )
     serve(board, exit_with_stdin=exit_with_stdin)
 

@@ -6,6 +6,7 @@ Every user-caused failure ends here as one line on stderr and a documented exit 
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 import threading
@@ -58,7 +59,7 @@ def run_command(job: Callable, *, quiet: bool, finish: Callable) -> None:
         _fail(reporter, e, Exit.BOARD)
     except LinkError as e:
         partial = getattr(e, "partial", None)
-        if partial is not None:
+        if partial is not None and partial["frames"]:
             reporter.warn(f"kept {partial['frames']} frames received before the link failed")
         _fail(reporter, e, Exit.INTERRUPTED if stop.is_set() else Exit.LINK)
     except ValueError as e:
@@ -71,7 +72,9 @@ def run_command(job: Callable, *, quiet: bool, finish: Callable) -> None:
 
 def _fail(reporter, e: BaseException, code: Exit) -> None:
     text = str(e).strip().splitlines()
-    reporter.error(text[0] if text else type(e).__name__)
+    line = text[0] if text else type(e).__name__
+    # board-supplied text may be anything: keep the one line printable and short
+    reporter.error("".join(c if c.isprintable() else "?" for c in line)[:300])
     sys.exit(code)
 
 
@@ -82,7 +85,8 @@ def _live(reporter, title: str, bus: audio.BusFormat, total: int | None, watch):
     with reporter.progress(title=title, bus=bus, total_frames=total) as prog:
         def pump():
             while not done.wait(0.25):
-                prog.update(frames=watch.frames, levels=watch.levels, link_rate=watch.link_rate)
+                if watch.first_audio is not None:  # not while the link is probed or the board refuses
+                    prog.update(frames=watch.frames, levels=watch.levels, link_rate=watch.link_rate)
 
         t = threading.Thread(target=pump, daemon=True)
         t.start()
@@ -91,7 +95,8 @@ def _live(reporter, title: str, bus: audio.BusFormat, total: int | None, watch):
         finally:
             done.set()
             t.join()
-            prog.update(frames=watch.frames, levels=watch.levels, link_rate=watch.link_rate)
+            if watch.first_audio is not None:
+                prog.update(frames=watch.frames, levels=watch.levels, link_rate=watch.link_rate)
 
 
 def run_play(agent, reporter, stop, what, blocks, bus, opts, total, stats) -> dict:
@@ -123,8 +128,24 @@ def run_record(agent, reporter, stop, file, bus, opts, until, subtype) -> dict:
         with _live(reporter, f"recording {file}", bus, until.frames, watch):
             return session.record(agent, agent.port, out, bus, opts, until, stop=stop, watch=watch,
                                   on_ready=on_ready)
+    except BoardError:
+        _discard(out)  # refused before any audio: leave no empty file that looks like a recording
+        raise
+    except LinkError as e:
+        if not getattr(e, "partial", {"frames": 1})["frames"]:
+            _discard(out)  # nothing arrived: no empty file either
+        raise
     finally:
         out.close()
+
+
+def _discard(out) -> None:
+    out.close()
+    if out.path != "-":
+        try:
+            os.remove(out.path)
+        except OSError:
+            pass
 
 
 def run_duplex(agent, reporter, stop, play_file, rec_template, bus, opts, dx, until, cycles, timeline_vcd) -> dict:
@@ -156,6 +177,9 @@ def run_duplex(agent, reporter, stop, play_file, rec_template, bus, opts, dx, un
             with _live(reporter, f"duplex {n}/{cycles}: {path}", bus, until.frames, watch):
                 r = session.duplex(agent, agent.port, out, source, bus, opts, dx, until, stop=stop, watch=watch,
                                    echo=echo, on_ready=on_ready)
+        except BoardError:
+            _discard(out)
+            raise
         finally:
             out.close()
             if inp is not None:
@@ -171,7 +195,7 @@ def run_duplex(agent, reporter, stop, play_file, rec_template, bus, opts, dx, un
     if len(results) == 1:
         return results[0]
     total = {k: sum(r[k] for r in results) for k in ("frames", "played_frames", "underruns", "overruns",
-                                                     "crc_errors", "clipped")}
+                                                     "crc_errors", "resyncs", "seq_gaps", "clipped")}
     return {"action": "duplex", "cycles": results, **total, "recorded_frames": total["frames"],
             "seconds": total["frames"] / bus.rate, "rate": bus.rate, "bits": bus.bits, "channels": bus.channels,
             "clock_gaps_us": [g for r in results for g in r["clock_gaps_us"]],

@@ -14,3 +14,18 @@ class Exit(IntEnum):
     LINK = 5  # link or protocol failure: board lost, timeouts, CRC errors, board reset
     STRICT = 6  # --strict: underruns, overruns or clipping happened
     INTERRUPTED = 130  # stopped by SIGINT, SIGTERM or SIGHUP (what was received is kept)
+
+
+def exit_on_signals() -> None:
+    """Until a command installs its own handlers (clirun.stop_on_signals), SIGINT, SIGTERM and
+    SIGHUP end `i2s` quietly with INTERRUPTED: nothing has started that needs keeping, and a
+    signal during start-up must not print a traceback or die by the signal. A SIGINT ignored
+    at start (a background job) stays ignored."""
+    import signal
+
+    def on_signal(signum, frame):
+        raise SystemExit(Exit.INTERRUPTED)
+
+    for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
+        if signal.getsignal(sig) is not signal.SIG_IGN:
+            signal.signal(sig, on_signal)

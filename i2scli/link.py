@@ -48,6 +48,7 @@ class TooFast(BoardError):
     """The stream needs more bytes per second than the link carries."""
 
 
+_STREAM_TYPES = frozenset((T.DATA, T.CREDIT, T.SUMMARY, T.ERROR, T.PHASE, T.PROBE))  # what a streaming agent sends
 LINK_HEADROOM = 0.9  # use at most this share of the measured link rate
 
 
@@ -140,6 +141,8 @@ def open_transport(port: str):
         t = SerialTransport(port, baudrate=115200, exclusive=True)
     except (OSError, serial.SerialException, ValueError, TransportError) as e:
         msg = _first_line(e)
+        if "failed to access" in msg and "://" not in port:
+            msg = _open_error(port) or msg  # mpremote drops pyserial's reason: ask pyserial
         if "lock" in msg.lower() or "busy" in msg.lower() or "exclusive" in msg.lower():
             raise NoDevice(f"{port} is in use by another program (close it, or pick another port)") from None
         raise NoDevice(f"cannot open {port}: {msg}") from None
@@ -179,6 +182,10 @@ class Agent:
         self._relaunch: str | None = None
         self._prompt_ready = False
         self.stats = {"crc_errors": 0, "resyncs": 0, "seq_gaps": 0}
+        self._silence_limit: float | None = None  # during a stream: give up after this long without a frame
+        self._heard = 0.0
+        self._banner_seen = False
+        self._timeout_s = DEFAULT_TIMEOUT_MS / 1000
 
     # -- starting -----------------------------------------------------------------------------
     def launch(self, timeout: float = 10.0) -> dict:
@@ -242,7 +249,7 @@ class Agent:
                 continue
             for f in dec.feed(data):
                 if f.type == T.HELLO:
-                    self.hello = f.json()
+                    self.hello = _json(f, "proto")
                     self.identity = dict(self.hello)  # outlives the agent run
                     self.hello_decoder = dec
                     if self.hello.get("proto") != proto.PROTO_VERSION:
@@ -251,12 +258,15 @@ class Agent:
                             f"this i2s speaks {proto.PROTO_VERSION}: run `i2s install` again")
                     return self.hello
                 if f.type == T.ERROR:
-                    raise BoardError(f.json().get("error", "agent error"))
+                    raise BoardError(str(_json(f).get("error", "agent error")))
             raw += data
+            del raw[:-65536]  # bounded, whatever the board sends
             if allow_upload and UPLOAD_MARKER in raw:
                 self._read_until(REPL_TAIL, 5.0, raw)
                 return None
             if raw.count(b"\x04") >= 2:  # the REPL finished the exec with an error
+                if not re.search(rb"Traceback|Error", raw):
+                    raise LinkError(f"the board at {self.port} answered with something that is not the i2s agent")
                 raise BoardError(_repl_error(bytes(raw)))
         raise LinkError(f"no answer from the agent on {self.port} within {timeout:.0f} s")
 
@@ -313,6 +323,7 @@ class Agent:
         enc = proto.Encoder(crc=crc)
         dec = getattr(self, "hello_decoder", None) or proto.Decoder(max_payload=4096)
         dec.max_payload = max(4096, cfg.get("payload", 0))
+        self._timeout_s = cfg["timeout_ms"] / 1000
         start = enc.json(T.START, cfg)
         inbuf = self.hello.get("inbuf", 256)
         # HELLO implies inbuf bytes of credit. A larger START (duplex on an ESP32) goes in
@@ -329,20 +340,45 @@ class Agent:
                 if f.type == T.READY:
                     dec.pending_garbage(clear=True)  # from here on, skipped bytes are this stream's
                     self._backlog = frames[i + 1:]  # the stream's first frames may ride along
-                    ready = f.json()
+                    ready = _json(f, "window", "payload")
+                    self._watch_silence(cfg, ready)
                     gate = proto.CreditGate()
                     gate.grant(ready["window"])
                     return dec, enc, gate, ready
                 if f.type == T.ERROR:
                     self._finish()
-                    raise BoardError(f.json().get("error", "agent error"))
+                    raise BoardError(str(_json(f).get("error", "agent error")))
         raise LinkError(f"the agent on {self.port} did not get ready")
+
+    def _watch_silence(self, cfg: dict, ready: dict) -> None:
+        """The host's own watchdog: during a stream the board sends DATA or CREDIT all the time,
+        so a board silent for longer than the agent's timeout, plus what its buffers can still
+        be playing out, is gone (reset, hung, link stalled): give up instead of waiting forever."""
+        byte_rate = cfg.get("rate", 8000) * max(1, ready.get("frame_bytes") or 1)
+        drain = ((cfg.get("ibuf") or 0) + (ready.get("prefill") or 0)) / byte_rate
+        self._silence_limit = cfg.get("timeout_ms", DEFAULT_TIMEOUT_MS) / 1000 + 1.0 + drain
+        self._heard = time.monotonic()
+        self._banner_seen = False
 
     def _next_frames(self, dec: proto.Decoder) -> list:
         if self._backlog:
             frames, self._backlog = self._backlog, []
+            self._heard = time.monotonic()
             return frames
-        return dec.feed(self._read_some())
+        data = self._read_some()
+        if b"MicroPython v" in data or b'Type "help()"' in data:
+            self._banner_seen = True  # a start-up banner mid-stream: the board reset
+        frames = dec.feed(data)
+        if any(f.type in _STREAM_TYPES for f in frames):  # frames the board has no business sending do not count
+            self._heard = time.monotonic()
+        elif self._silence_limit is not None and time.monotonic() - self._heard > self._silence_limit:
+            self._silence_limit = None
+            seen = dec.pending_garbage()
+            if self._banner_seen or b"MicroPython" in seen or b'Type "help()"' in seen:
+                raise LinkError(f"the board at {self.port} reset during the stream (its start-up banner arrived)")
+            raise LinkError(f"no word from the board at {self.port} for {time.monotonic() - self._heard:.1f} s "
+                            f"(link stalled or board hung)")
+        return frames
 
     def _write(self, data: bytes) -> None:
         try:
@@ -353,6 +389,7 @@ class Agent:
     def _finish(self, dec: proto.Decoder | None = None) -> None:
         """After the agent's last frame: wait for the raw REPL to come back (its closing bytes
         may already have gone through the decoder with the last frame)."""
+        self._silence_limit = None
         seen = dec.pending_garbage(clear=True) if dec is not None else b""
         if REPL_TAIL not in seen:
             self._read_until(REPL_TAIL, 3.0, bytearray(seen))
@@ -365,10 +402,10 @@ class Agent:
             elif f.type == T.DATA and on_data is not None:
                 on_data(f.payload)
             elif f.type == T.SUMMARY:
-                return f.json()
+                return _json(f)
             elif f.type == T.ERROR:
                 self._finish()
-                raise BoardError(f.json().get("error", "agent error"))
+                raise BoardError(str(_json(f).get("error", "agent error")))
         return None
 
     def _summarise(self, summary: dict, dec: proto.Decoder) -> dict:
@@ -378,6 +415,10 @@ class Agent:
         summary["host_resyncs"] = dec.resyncs - tail_run
         summary["host_seq_gaps"] = dec.seq_gaps
         self._finish(dec)
+        if summary.get("reason") == "timeout":
+            # the agent's watchdog: it heard nothing from us for timeout_ms and stopped the stream
+            raise LinkError(f"the board stopped the stream: nothing from the host reached it for "
+                            f"{self._timeout_s:g} s (link stalled?)")
         return summary
 
     def play(self, cfg: dict, blocks: Iterable[bytes],
@@ -397,6 +438,7 @@ class Agent:
             while not gate.can_send(len(frame)):
                 summary = self._collect(dec, self._next_frames(dec), gate=gate) or summary
                 if summary is not None:
+                    self._summarise(summary, dec)  # raises for the agent's watchdog
                     raise LinkError(f"the agent stopped early ({summary.get('reason')})")
             gate.spend(len(frame))
             self._write(frame)
@@ -485,14 +527,14 @@ class Agent:
                 elif f.type == T.CREDIT:
                     gate.grant(f.credit())
                 elif f.type == T.PHASE:
-                    phase = f.json().get("phase")
+                    phase = _json(f).get("phase")
                     if on_phase:
                         on_phase(phase)
                 elif f.type == T.SUMMARY:
-                    return self._summarise(f.json(), dec)
+                    return self._summarise(_json(f), dec)
                 elif f.type == T.ERROR:
                     self._finish()
-                    raise BoardError(f.json().get("error", "agent error"))
+                    raise BoardError(str(_json(f).get("error", "agent error")))
             if stop is not None and stop.is_set() and not end_sent:
                 end_sent = control(T.ABORT)
                 continue
@@ -618,6 +660,27 @@ def install(port: str, remove: bool = False) -> str:
         raise LinkError(f"lost the board at {port}: {_first_line(e)}") from None
     finally:
         agent.close()
+
+
+def _json(f: proto.Frame, *required: str) -> dict:
+    """A frame's JSON payload as the protocol defines it (an object with `required` keys), or a
+    LinkError: a board that sends anything else is not (or no longer) running the agent."""
+    try:
+        obj = f.json()
+    except ValueError:
+        obj = None
+    if not isinstance(obj, dict) or any(k not in obj for k in required):
+        raise LinkError(f"the board sent a malformed {f.type.name} frame: not the i2s agent, or a damaged link")
+    return obj
+
+
+def _open_error(port: str) -> str | None:
+    """Why pyserial cannot open a device path exclusively (None if it can)."""
+    try:
+        serial.Serial(port, exclusive=True).close()
+    except Exception as e:  # noqa: BLE001 - any reason is the answer
+        return _first_line(e)
+    return None
 
 
 def _first_line(e: BaseException) -> str:

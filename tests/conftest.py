@@ -37,6 +37,14 @@ class SimProcess:
         return [json.loads(line) for line in Path(self.files["events"]).read_text().splitlines()]
 
 
+@pytest.fixture(autouse=True)
+def _sigpipe_stays_ignored():
+    """vcdvcd (the VCD parser the tests use) resets SIGPIPE to its default when imported; a
+    later broken socket in a test's bridge thread would then kill pytest itself."""
+    yield
+    signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+
+
 @pytest.fixture
 def sim(tmp_path):
     started: list[SimProcess] = []
