@@ -449,13 +449,26 @@ def _open_i2s(cfg, mode, pins=None):
     from machine import I2S
 
     pins = pins or cfg
-    kw = {"sck": _pin(pins["sck"]), "ws": _pin(pins["ws"]), "sd": _pin(pins["sd"]),
+    kw = {"sck": _as_pin(pins["sck"]), "ws": _as_pin(pins["ws"]), "sd": _as_pin(pins["sd"]),
           "mode": I2S.TX if mode == "tx" else I2S.RX, "bits": cfg["bits"],
           "format": I2S.STEREO if cfg["format"] == "stereo" else I2S.MONO,
           "rate": cfg["rate"], "ibuf": cfg["ibuf"]}
     if pins.get("mck") is not None:
-        kw["mck"] = _pin(pins["mck"])
+        kw["mck"] = _as_pin(pins["mck"])
     return I2S(pins["id"], **kw)
+
+
+def _as_pin(p):
+    return p if hasattr(p, "value") else _pin(p)
+
+
+def _pins(pins):
+    """Pin objects made ahead of a switch, so the switch itself does only what it must."""
+    out = dict(pins)
+    for k in ("sck", "ws", "sd", "mck"):
+        if out.get(k) is not None:
+            out[k] = _pin(out[k])
+    return out
 
 
 class Stream:
@@ -813,6 +826,8 @@ class Duplex:
         if cfg["tx"]["sd"] != cfg["rx"]["sd"]:
             self.pads.append(cfg["tx"]["sd"])  # two pads tied together: the idle one is an input
         self.delay = cfg.get("switch_delay_us", 1000)
+        self.tx_pins = _pins(cfg["tx"])
+        self.rx_pins = _pins(cfg["rx"])
         self.switching = False
         P = stream.payload
         self.slots = []
@@ -853,7 +868,7 @@ class Duplex:
         if self.dir is not None:
             self.dir.value(self.rx_level)
             s.mark("dir_rx")
-        s.audio = _open_i2s(self.cfg, "rx", self.cfg["rx"])
+        s.audio = _open_i2s(self.cfg, "rx", self.rx_pins)
         s.mark("rx_init")
         self._gap()
         view = self.slots[0][1]
@@ -882,7 +897,7 @@ class Duplex:
             s.mark("dir_tx")
         self._wait()
         s.mark("delay_done")
-        s.audio = _open_i2s(self.cfg, "tx", self.cfg["tx"])
+        s.audio = _open_i2s(self.cfg, "tx", self.tx_pins)
         s.mark("tx_init")
         self._gap()
         lead = self.cfg.get("lead_in_frames", 0) * s.fb
