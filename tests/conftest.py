@@ -13,6 +13,17 @@ from pathlib import Path
 import pytest
 
 BIN = Path(sys.executable).parent
+I2S = [sys.executable, "-m", "i2scli"]
+ENV = {**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "100"}
+
+
+def i2s(*args, timeout=60, check=None) -> subprocess.CompletedProcess:
+    """Run the real command line; never a traceback, and the exit code `check` if given."""
+    r = subprocess.run([*I2S, *map(str, args)], capture_output=True, text=True, timeout=timeout, env=ENV)
+    assert "Traceback" not in r.stderr, r.stderr
+    if check is not None:
+        assert r.returncode == check, (r.returncode, r.stdout, r.stderr)
+    return r
 
 
 @dataclass

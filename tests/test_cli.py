@@ -13,7 +13,6 @@ import signal
 import socket
 import struct
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -23,18 +22,7 @@ import pytest
 import serial
 import serial.rfc2217
 import soundfile as sf
-
-I2S = [sys.executable, "-m", "i2scli"]
-ENV = {**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "100"}
-
-
-def i2s(*args, timeout=60, check=None) -> subprocess.CompletedProcess:
-    """Run the real command line; never a traceback, and the exit code `check` if given."""
-    r = subprocess.run([*I2S, *map(str, args)], capture_output=True, text=True, timeout=timeout, env=ENV)
-    assert "Traceback" not in r.stderr, r.stderr
-    if check is not None:
-        assert r.returncode == check, (r.returncode, r.stdout, r.stderr)
-    return r
+from conftest import ENV, I2S, i2s
 
 
 def error_lines(stderr: str) -> list[str]:

@@ -14,7 +14,6 @@ import random
 import signal
 import struct
 import subprocess
-import sys
 import termios
 import threading
 import time
@@ -26,22 +25,11 @@ import numpy as np
 import pytest
 import serial
 import soundfile as sf
-from conftest import mpremote
+from conftest import ENV, I2S, i2s, mpremote
 
 from i2scli import protocol as proto
 from i2scli.protocol import FrameType as T
 from i2scli.session import RX_PAYLOAD
-
-I2S = [sys.executable, "-m", "i2scli"]
-ENV = {**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "100"}
-
-
-def i2s(*args, timeout=60, check=None) -> subprocess.CompletedProcess:
-    r = subprocess.run([*I2S, *map(str, args)], capture_output=True, text=True, timeout=timeout, env=ENV)
-    assert "Traceback" not in r.stderr, r.stderr
-    if check is not None:
-        assert r.returncode == check, (r.returncode, r.stdout, r.stderr)
-    return r
 
 
 def lines(stderr: str) -> list[str]:

@@ -394,21 +394,8 @@ class _I2S(_io.IOBase):
         _by_id[i2s_id] = self
         self._init_helper(args[1:], kw)
 
-    def _clear(self):
-        # every attribute exists from here on: later stores never grow the dict
-        self._id = 0
-        self._live = False
-        self._tx = True
-        self._sid = 0
-        self._bits = 16
-        self._fmt = 0
-        self._mode = 0
-        self._rate = 1
-        self._ibuf = 0
-        self._fb = 4
-        self._cap = 4
-        self._chunk = 4
-        self._t0 = 0
+    def _reset_session(self):
+        # per-session clock, ring and counters: set at construction and at every init()
         self._clk = 0
         self._ring = 0
         self._started = False
@@ -426,6 +413,23 @@ class _I2S(_io.IOBase):
         self._cb = None
         self._nb = False
         self._nb_buf = None
+
+    def _clear(self):
+        # every attribute exists from here on: later stores never grow the dict
+        self._id = 0
+        self._live = False
+        self._tx = True
+        self._sid = 0
+        self._bits = 16
+        self._fmt = 0
+        self._mode = 0
+        self._rate = 1
+        self._ibuf = 0
+        self._fb = 4
+        self._cap = 4
+        self._chunk = 4
+        self._t0 = 0
+        self._reset_session()
         self._off = 0  # scratch: current transfer position / non-blocking descriptor
         self._end = 0
         self._pins = None
@@ -547,23 +551,7 @@ class _I2S(_io.IOBase):
         self._cap = cap
         ch = (cap // 4 // fb) * fb
         self._chunk = ch if ch >= fb else fb
-        self._clk = 0
-        self._ring = 0
-        self._started = False
-        self._under = False
-        self._over = False
-        self._grace = 0
-        self._pfill = 0
-        self._pdrop = 0
-        self._n_under = 0
-        self._n_under_f = 0
-        self._n_over = 0
-        self._n_over_f = 0
-        self._discarded = 0
-        self._io = _BLOCKING
-        self._cb = None
-        self._nb = False
-        self._nb_buf = None
+        self._reset_session()
         self._pins = (sck, ws, sd)
         self._mck = mck
         self._sid = _next_sid & 0xFF
