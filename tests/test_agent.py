@@ -132,13 +132,15 @@ with connect({board.path!r}) as a:
     # it says so, and the raw REPL closes the exec and shows its prompt.
     port = serial.Serial(board.path, timeout=0.1)
     seen = b""
-    while not seen.endswith(b"\x04\x04>") and time.monotonic() - killed < 10:
+    while not seen.endswith(b"\x04\x04>") and time.monotonic() - killed < 15:
         seen += port.read(4096)
     back = time.monotonic() - killed
     port.close()
     frames = Decoder().feed(seen)
     assert frames[-1].type == FrameType.SUMMARY and frames[-1].json()["reason"] == "timeout"
-    assert seen.endswith(b"\x04\x04>") and back < 1.0 + 1.0
+    # back because the 1 s watchdog fired (SUMMARY says "timeout"), not because we waited
+    # forever: the bound is the watchdog plus slack for a loaded machine
+    assert seen.endswith(b"\x04\x04>") and back < 1.0 + 5.0
     # and the next run just works
     r = mpremote("connect", board.path, "exec", "print('back')")
     assert r.stdout == b"back\r\n"
