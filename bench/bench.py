@@ -215,7 +215,7 @@ for _i in range({count}):
 
 
 def _raw_exec(agent: Agent, code: str) -> None:
-    agent._exec(code)  # the agent's own way into the raw REPL (prompt bookkeeping included)
+    agent.launcher.exec(code)  # the agent's own way into the raw REPL (prompt bookkeeping included)
 
 
 def _read_until(ser, marker: bytes, timeout: float, buf: bytearray | None = None) -> bytearray:
@@ -241,7 +241,7 @@ def pump_up(agent: Agent, n: int, data: bytes) -> dict:
     out = _read_until(ser, b"\x04>", 120)
     dt = time.perf_counter() - t0
     board_us = int(out.split(b"US ")[1].split(b"\r")[0])
-    agent._prompt_ready = False
+    agent.launcher._prompt_ready = False
     return {"bytes": n, "wall": dt, "rate": n / dt, "board_rate": n / (board_us / 1e6)}
 
 
@@ -256,7 +256,7 @@ def pump_down(agent: Agent, n: int) -> dict:
         got += len(ser.read(max(1, min(ser.in_waiting, n - got))))
     dt = time.perf_counter() - t0
     _read_until(ser, b"\x04>", 30)
-    agent._prompt_ready = False
+    agent.launcher._prompt_ready = False
     return {"bytes": n, "wall": dt, "rate": n / dt}
 
 
@@ -434,9 +434,9 @@ def breakdown(work: Path, profile: str, warm: bool, wav: Path) -> dict:
         t_open = now_us()
         agent = Agent(transport, sim.path)
         wrap(agent.transport, "enter_raw_repl")
-        wrap(agent, "_exec", "exec")
-        wrap(agent, "_await_hello", "await_hello")
-        wrap(agent, "_read_until", "read_until")
+        wrap(agent.launcher, "exec")
+        wrap(agent.launcher, "await_hello")
+        wrap(agent.link, "read_until")
         wrap(agent, "probe")
         try:
             agent.launch()

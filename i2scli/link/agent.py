@@ -1,0 +1,95 @@
+"""The agent on a connected board, as the commands use it: connect, check a stream fits, run
+one mode at a time. Each concern lives in its own room; this is the thin layer over them."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+
+from i2scli.link import duplex as _duplex
+from i2scli.link import modes
+from i2scli.link.errors import BoardError, TooFast
+from i2scli.link.launch import Launcher
+from i2scli.link.port import Port, open_transport
+
+LINK_HEADROOM = 0.9  # use at most this share of the measured link rate
+
+
+class Agent:
+    """The agent running on a connected board; one stream at a time."""
+
+    def __init__(self, transport, port: str):
+        self.port = port
+        self.link = Port(transport, port)
+        self.transport = transport
+        self.serial = transport.serial
+        self.launcher = Launcher(self.link)
+        self.rates: dict | None = None
+
+    @property
+    def hello(self) -> dict:
+        return self.launcher.hello
+
+    @property
+    def identity(self) -> dict:
+        return self.launcher.identity
+
+    def launch(self, timeout: float = 10.0) -> dict:
+        """Run the agent (the installed copy when its version matches, else uploaded)."""
+        return self.launcher.launch(timeout)
+
+    def describe(self) -> str:
+        """The board as people know it, e.g. 'Raspberry Pi Pico with RP2040 (rp2)'."""
+        who = self.hello or self.identity
+        return f"{who.get('machine', 'board')} ({who.get('platform', '?')})"
+
+    def require_i2s(self) -> None:
+        if not (self.hello or self.identity).get("i2s"):
+            raise BoardError(
+                f"{self.describe()} at {self.port} has no machine.I2S: its MicroPython firmware "
+                f"was built without it (use a firmware or board with I2S support)")
+
+    def check_fit(self, wire_rate: float, direction: str, what: str) -> dict:
+        """Refuse, before starting, a stream of wire_rate bytes/s that the link cannot carry
+        (direction 'up' = to the board, 'down' = from it). Probes once per connection."""
+        if self.rates is None:
+            self.rates = self.probe()
+        have = self.rates[direction]
+        if wire_rate > have * LINK_HEADROOM:
+            where = "to" if direction == "up" else "from"
+            raise TooFast(
+                f"{what} needs {wire_rate / 1000:.1f} kB/s {where} the board, but the link to "
+                f"{self.describe()} carries {have / 1000:.1f} kB/s (measured): "
+                f"use a lower rate (-r), fewer bits (-b 16) or one channel (-c 1)")
+        return self.rates
+
+    # -- the modes ----------------------------------------------------------------------------
+    def play(self, cfg: dict, blocks: Iterable[bytes], progress: Callable[[int], None] | None = None) -> dict:
+        return modes.play(self.launcher, cfg, blocks, progress)
+
+    def record(self, cfg: dict, on_data: Callable[[bytes], None], stop: threading.Event | None = None) -> dict:
+        return modes.record(self.launcher, cfg, on_data, stop)
+
+    def duplex(self, cfg: dict, tx_blocks: Iterable[bytes], on_rx: Callable[[bytes], None],
+               switch: threading.Event | None = None, stop: threading.Event | None = None,
+               on_phase: Callable[[str], None] | None = None) -> dict:
+        return _duplex.duplex(self.launcher, cfg, tx_blocks, on_rx, switch, stop, on_phase)
+
+    def probe(self, up: int = 8192, down: int = 16384) -> dict:
+        return modes.probe(self.launcher, up, down)
+
+    def close(self) -> None:
+        self.launcher.stop()
+
+
+@contextmanager
+def connect(port: str, *, launch: bool = True, timeout: float = 10.0) -> Iterator[Agent]:
+    """A board at `port` with the agent started (HELLO received)."""
+    agent = Agent(open_transport(port), port)
+    try:
+        if launch:
+            agent.launch(timeout)
+        yield agent
+    finally:
+        agent.close()

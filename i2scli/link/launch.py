@@ -1,0 +1,151 @@
+"""Getting the agent running: Ctrl-C and the raw REPL, the installed copy or an upload, HELLO;
+and storing the agent on the board (`i2s install`)."""
+
+from __future__ import annotations
+
+import re
+import time
+
+import serial
+
+from i2scli import protocol as proto
+from i2scli.link.agent_code import AGENT_NAME, UPLOAD_MARKER, agent_chunks, agent_source, agent_version, bootstrap
+from i2scli.link.errors import BoardError, LinkError, board_error, first_line, frame_json, repl_error
+from i2scli.link.port import Port, open_transport, patient
+from i2scli.protocol import FrameType as T
+
+REPL_TAIL = b"\x04>"
+
+
+class Launcher:
+    """Starts the agent on the board behind `port` and keeps what it said (HELLO)."""
+
+    def __init__(self, port: Port):
+        self.port = port
+        self.hello: dict = {}  # the running agent's HELLO; empty once it went back to the REPL
+        self.identity: dict = {}  # the last HELLO: outlives the agent run
+        self.hello_decoder: proto.Decoder | None = None
+        self._relaunch: str | None = None
+        self._prompt_ready = False
+
+    def launch(self, timeout: float = 10.0) -> dict:
+        """Run the agent: the installed copy when its version matches, else upload it."""
+        t = self.port.transport
+        for _ in range(3):
+            try:
+                # An agent left running by a host that died reads our Ctrl-C as data and
+                # returns to the REPL only when its watchdog fires: so try again.
+                with patient(t):
+                    t.enter_raw_repl(soft_reset=False, timeout_overall=timeout / 3)
+                break
+            except Exception as e:
+                error = e
+        else:
+            e = error
+            raise LinkError(
+                f"the board at {self.port.name} did not answer Ctrl-C and the raw REPL "
+                f"({first_line(e)}); a program that ignores Ctrl-C may be running: reset the board"
+            ) from None
+        self._prompt_ready = True
+        if self._relaunch:
+            self.exec(self._relaunch)
+            return self.await_hello(timeout)
+        self.exec(bootstrap())
+        hello = self.await_hello(timeout, allow_upload=True)
+        if hello is None:
+            for chunk in agent_chunks():
+                self.exec(chunk)
+                raw = self.port.read_until(REPL_TAIL, timeout)
+                if not raw.endswith(b"\x04\x04>"):
+                    raise BoardError(repl_error(raw))
+            self._relaunch = "main('uploaded')\n"
+            self.exec(self._relaunch)
+            hello = self.await_hello(timeout)
+        else:
+            self._relaunch = "_i2s_a.main('installed')\n"
+        return hello
+
+    def exec(self, code: str) -> None:
+        """Start code in the raw REPL without waiting for it to end."""
+        if not self._prompt_ready:
+            # The last exec's closing '>' was read with its output; Ctrl-A (raw REPL reset)
+            # prints a fresh one, read byte by byte up to it so mpremote finds its prompt.
+            self.port.write(b"\x01")
+            with patient(self.port.transport, 5):
+                self.port.serial.read_until(b"raw REPL; CTRL-B to exit\r\n")
+        self._prompt_ready = False
+        try:
+            with patient(self.port.transport):
+                self.port.transport.exec_raw_no_follow(code)
+        except Exception as e:
+            raise LinkError(f"could not start code on the board: {first_line(e)}") from None
+
+    def await_hello(self, timeout: float, allow_upload: bool = False) -> dict | None:
+        """HELLO from the agent (None: it is not installed and wants uploading)."""
+        dec = proto.Decoder(max_payload=4096)
+        raw = bytearray()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            data = self.port.read_some()
+            if not data:
+                continue
+            for f in dec.feed(data):
+                if f.type == T.HELLO:
+                    self.hello = frame_json(f, "proto")
+                    self.identity = dict(self.hello)
+                    self.hello_decoder = dec
+                    if self.hello.get("proto") != proto.PROTO_VERSION:
+                        raise LinkError(
+                            f"the agent on the board speaks protocol {self.hello.get('proto')}, "
+                            f"this i2s speaks {proto.PROTO_VERSION}: run `i2s install` again")
+                    return self.hello
+                if f.type == T.ERROR:
+                    raise board_error(f)
+            raw += data
+            del raw[:-65536]  # bounded, whatever the board sends
+            if allow_upload and UPLOAD_MARKER in raw:
+                self.port.read_until(REPL_TAIL, 5.0, raw)
+                return None
+            if raw.count(b"\x04") >= 2:  # the REPL finished the exec with an error
+                if not re.search(rb"Traceback|Error", raw):
+                    raise LinkError(f"the board at {self.port.name} answered with something that is not the i2s agent")
+                raise BoardError(repl_error(bytes(raw)))
+        raise LinkError(f"no answer from the agent on {self.port.name} within {timeout:.0f} s")
+
+    def finish(self, seen: bytes = b"") -> None:
+        """After the agent's last frame: wait for the raw REPL to come back (its closing bytes
+        may already have arrived with the last frame: `seen`)."""
+        if REPL_TAIL not in seen:
+            self.port.read_until(REPL_TAIL, 3.0, bytearray(seen))
+        self.hello = {}
+
+    def stop(self) -> None:
+        """Send a waiting agent back to the REPL, leave the raw REPL, close the port."""
+        try:
+            if self.hello:  # the agent is waiting for START: tell it to go back to the REPL
+                self.port.write(proto.Encoder(crc=bool(self.hello.get("crc"))).frame(T.ABORT))
+                self.finish()
+        except (LinkError, OSError):
+            pass
+        self.port.close()
+
+
+def install(port: str, remove: bool = False) -> str:
+    """Store the agent on the board's filesystem (or take it away); returns what was done."""
+    p = Port(open_transport(port), port)
+    t = p.transport
+    try:
+        t.serial.timeout = 1.0
+        t.enter_raw_repl(soft_reset=False)
+        path = f"/{AGENT_NAME}.py"
+        if remove:
+            if t.fs_exists(path):
+                t.fs_rmfile(path)
+                return f"removed {path}"
+            return f"no agent installed at {path}"
+        t.fs_writefile(path, agent_source().encode())
+        return f"installed agent {agent_version()} at {path}"
+    except (OSError, serial.SerialException) as e:
+        raise LinkError(f"lost the board at {port}: {first_line(e)}") from None
+    finally:
+        p.close()

@@ -1,0 +1,105 @@
+"""The stream modes as thin layers over one Stream: play (TX), record (RX) and the link probe.
+Duplex, the largest, has its own room (duplex.py)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterable
+
+from i2scli import protocol as proto
+from i2scli.link.errors import LinkError
+from i2scli.link.launch import Launcher
+from i2scli.link.stream import DEFAULT_TIMEOUT_MS, Stream
+from i2scli.protocol import FrameType as T
+
+
+def play(launcher: Launcher, cfg: dict, blocks: Iterable[bytes],
+         progress: Callable[[int], None] | None = None) -> dict:
+    """Stream audio bytes (bus format) to I2S TX; returns the agent's summary."""
+    s = Stream(launcher, {**cfg, "mode": "tx"})
+    payload = s.ready["payload"]
+    pending = bytearray()
+    sent = 0
+
+    def send(chunk: bytes) -> None:
+        frame = s.enc.frame(T.DATA, chunk)
+        while not s.gate.can_send(len(frame)):
+            summary = s.poll()
+            if summary is not None:
+                s.summarise(summary)  # raises for the agent's watchdog
+                raise LinkError(f"the agent stopped early ({summary.get('reason')})")
+        s.send(frame)
+
+    for block in blocks:
+        pending += block
+        while len(pending) >= payload:
+            send(bytes(pending[:payload]))
+            del pending[:payload]
+            sent += payload
+            if progress:
+                progress(sent)
+        if s.port.waiting():
+            s.poll()
+    if pending:
+        send(bytes(pending))
+        sent += len(pending)
+    while not s.gate.can_send(s.overhead):
+        s.poll()
+    s.port.write(s.enc.frame(T.END))
+    return s.summarise(s.await_summary())
+
+
+def record(launcher: Launcher, cfg: dict, on_data: Callable[[bytes], None],
+           stop: threading.Event | None = None) -> dict:
+    """Stream I2S RX to on_data (bus format bytes) until cfg['frames'] or stop is set."""
+    s = Stream(launcher, {**cfg, "mode": "rx"})
+    keepalive = cfg.get("timeout_ms", DEFAULT_TIMEOUT_MS) / 4000
+    next_keepalive = time.monotonic() + keepalive
+    while True:
+        summary = s.poll(on_data)
+        if summary is not None:
+            return s.summarise(summary)
+        if stop is not None and stop.is_set():
+            s.port.write(s.enc.frame(T.END))
+            return s.summarise(s.await_summary(on_data))
+        if time.monotonic() >= next_keepalive:
+            s.control(T.KEEPALIVE)
+            next_keepalive = time.monotonic() + keepalive
+
+
+def probe(launcher: Launcher, up: int = 8192, down: int = 16384) -> dict:
+    """Measure what the link carries each way, in bytes/s."""
+    if not launcher.hello:
+        launcher.launch()
+    cfg = {"mode": "probe", "probe_up": up, "probe_down": down, "bits": 16, "format": "mono",
+           "rate": 8000, "ibuf": 0, "payload": min(4096, launcher.hello.get("inbuf", 256))}
+    s = Stream(launcher, cfg)
+    payload = max(16, s.gate.available // 2 - proto.HEADER_SIZE - proto.CRC_SIZE)
+    payload = min(payload, s.ready["payload"])
+    filler = bytes(payload)
+    sent = 0
+    t0 = time.monotonic()
+    while sent < up:
+        chunk = filler[: min(payload, up - sent)]
+        frame = s.enc.frame(T.PROBE, chunk)
+        while not s.gate.can_send(len(frame)):
+            s.poll()
+        s.send(frame)
+        sent += len(chunk)
+    got, t_first, summary = 0, None, None
+    while summary is None:
+        frames = s.next_frames()
+        for f in frames:
+            if f.type == T.PROBE:
+                if t_first is None:
+                    t_first = time.monotonic()
+                got += len(f.payload)
+        summary = s.collect(frames)
+        if time.monotonic() - t0 > 30:
+            raise LinkError("the link probe did not finish")
+    t_last = time.monotonic()
+    s.summarise(summary)
+    up_rate = summary["up_bytes"] / max(summary["up_us"], 1) * 1e6
+    down_rate = got / max(t_last - (t_first or t_last), 1e-6)
+    return {"up": up_rate, "down": down_rate, "up_bytes": summary["up_bytes"], "down_bytes": got}

@@ -1,0 +1,117 @@
+"""The port: any pyserial URL opened exclusively through mpremote's serial transport, and the
+byte-level reads and writes every other room of the link uses."""
+
+from __future__ import annotations
+
+import os
+import time
+from contextlib import contextmanager
+
+import serial
+
+from i2scli.link.errors import LinkError, NoDevice, first_line
+
+READ_TIMEOUT = 0.05  # the stream loops' short reads
+
+
+def open_transport(port: str):
+    """mpremote's serial transport on any pyserial URL, opened exclusively."""
+    from mpremote.transport import TransportError
+    from mpremote.transport_serial import SerialTransport
+
+    import i2scli.sim  # noqa: F401  (registers sim://)
+
+    if port.startswith("sim://"):
+        from i2scli.sim.protocol_sim import check_url
+
+        try:
+            check_url(port)
+        except ValueError as e:
+            raise NoDevice(str(e)) from None
+    elif "://" not in port and not os.path.exists(port) and not port.upper().startswith("COM"):
+        raise NoDevice(f"no such port {port} (`i2s devices` lists ports)")
+    try:
+        t = SerialTransport(port, baudrate=115200, exclusive=True)
+    except (OSError, serial.SerialException, ValueError, TransportError) as e:
+        msg = first_line(e)
+        if "failed to access" in msg and "://" not in port:
+            msg = _open_error(port) or msg  # mpremote drops pyserial's reason: ask pyserial
+        if "lock" in msg.lower() or "busy" in msg.lower() or "exclusive" in msg.lower():
+            raise NoDevice(f"{port} is in use by another program (close it, or pick another port)") from None
+        raise NoDevice(f"cannot open {port}: {msg}") from None
+    # Short reads for the stream loops, set once: on rfc2217:// every change is renegotiated.
+    t.serial.timeout = READ_TIMEOUT
+    sock = getattr(t.serial, "_socket", None)
+    if sock is not None:  # socket:// and rfc2217://: credits must not wait for Nagle
+        try:
+            import socket
+
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except OSError:
+            pass
+    return t
+
+
+@contextmanager
+def patient(t, timeout: float = 1.0):
+    """mpremote's REPL handshakes want reads that wait; the stream loops want short ones."""
+    t.serial.timeout = timeout
+    try:
+        yield
+    finally:
+        t.serial.timeout = READ_TIMEOUT
+
+
+class Port:
+    """An open transport and its name; reads and writes that fail as LinkError."""
+
+    def __init__(self, transport, name: str):
+        self.transport = transport
+        self.serial = transport.serial
+        self.name = name
+
+    def read_some(self) -> bytes:
+        """What has arrived, or what arrives within READ_TIMEOUT."""
+        s = self.serial
+        try:
+            n = s.in_waiting
+            if n:
+                return s.read(n)
+            return s.read(1)  # waits at most READ_TIMEOUT
+        except (OSError, serial.SerialException) as e:
+            raise LinkError(f"lost the board at {self.name}: {first_line(e)}") from None
+
+    def read_until(self, marker: bytes, timeout: float, buf: bytearray | None = None) -> bytes:
+        buf = bytearray() if buf is None else buf
+        deadline = time.monotonic() + timeout
+        while marker not in buf and time.monotonic() < deadline:
+            buf += self.read_some()
+        return bytes(buf)
+
+    def write(self, data: bytes) -> None:
+        try:
+            self.serial.write(data)
+        except (OSError, serial.SerialException) as e:
+            raise LinkError(f"lost the board at {self.name}: {first_line(e)}") from None
+
+    def waiting(self) -> int:
+        return self.serial.in_waiting
+
+    def close(self) -> None:
+        try:
+            self.transport.exit_raw_repl()
+        except Exception:
+            pass
+        try:
+            self.transport.close()
+        except Exception:
+            pass
+
+
+def _open_error(port: str) -> str | None:
+    """Why pyserial cannot open a device path exclusively (None if it can)."""
+    try:
+        serial.Serial(port, exclusive=True).close()
+    except Exception as e:  # noqa: BLE001 - any reason is the answer
+        return first_line(e)
+    return None

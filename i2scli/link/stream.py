@@ -1,0 +1,152 @@
+"""One framed stream with the running agent: START and READY, credits, the host's watchdog,
+and the SUMMARY that ends it (docs/protocol.md). The stream modes are thin layers over this."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from i2scli import protocol as proto
+from i2scli.link.errors import LinkError, board_error, frame_json
+from i2scli.link.launch import Launcher
+from i2scli.protocol import FrameType as T
+
+DEFAULT_TIMEOUT_MS = 3000
+# what a streaming agent sends: anything else does not count as hearing from it
+_STREAM_TYPES = frozenset((T.DATA, T.CREDIT, T.SUMMARY, T.ERROR, T.PHASE, T.PROBE))
+
+
+class Stream:
+    """START sent and READY received: frames flow until SUMMARY (or an error)."""
+
+    def __init__(self, launcher: Launcher, cfg: dict):
+        """START, then READY (or the board's error)."""
+        if not launcher.hello:
+            launcher.launch()
+        self.launcher = launcher
+        self.port = launcher.port
+        hello = launcher.hello
+        crc = bool(hello.get("crc")) and cfg.get("crc", True)
+        cfg = {"timeout_ms": DEFAULT_TIMEOUT_MS, **cfg, "crc": crc}
+        self.cfg = cfg = {k: v for k, v in cfg.items() if v is not None}
+        self.enc = enc = proto.Encoder(crc=crc)
+        self.dec = dec = launcher.hello_decoder or proto.Decoder(max_payload=4096)
+        dec.max_payload = max(4096, cfg.get("payload", 0))
+        self.timeout_s = cfg["timeout_ms"] / 1000
+        self.overhead = proto.HEADER_SIZE + (proto.CRC_SIZE if crc else 0)
+        self._backlog: list = []
+        self._silence_limit: float | None = None  # give up after this long without a frame
+        self._heard = 0.0
+        self._banner_seen = False
+        start = enc.json(T.START, cfg)
+        inbuf = hello.get("inbuf", 256)
+        # HELLO implies inbuf bytes of credit. A larger START (duplex on an ESP32) goes in
+        # half-buffer slices, paced for a 115200-baud UART, while the agent reads it.
+        step = max(16, inbuf // 2)
+        for i in range(0, len(start), step):
+            if i:
+                time.sleep(step / 11520)
+            self.port.write(start[i:i + step])
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            frames = dec.feed(self.port.read_some())
+            for i, f in enumerate(frames):
+                if f.type == T.READY:
+                    dec.pending_garbage(clear=True)  # from here on, skipped bytes are this stream's
+                    self._backlog = frames[i + 1:]  # the stream's first frames may ride along
+                    self.ready = frame_json(f, "window", "payload")
+                    self._watch_silence()
+                    self.gate = proto.CreditGate()
+                    self.gate.grant(self.ready["window"])
+                    return
+                if f.type == T.ERROR:
+                    launcher.finish()
+                    raise board_error(f)
+        raise LinkError(f"the agent on {self.port.name} did not get ready")
+
+    def _watch_silence(self) -> None:
+        """The host's own watchdog: during a stream the board sends DATA or CREDIT all the time,
+        so a board silent for longer than the agent's timeout, plus what its buffers can still
+        be playing out, is gone (reset, hung, link stalled): give up instead of waiting forever."""
+        cfg, ready = self.cfg, self.ready
+        byte_rate = cfg.get("rate", 8000) * max(1, ready.get("frame_bytes") or 1)
+        drain = ((cfg.get("ibuf") or 0) + (ready.get("prefill") or 0)) / byte_rate
+        self._silence_limit = cfg.get("timeout_ms", DEFAULT_TIMEOUT_MS) / 1000 + 1.0 + drain
+        self._heard = time.monotonic()
+        self._banner_seen = False
+
+    def next_frames(self) -> list:
+        """The frames that have arrived (waits at most the port's short read)."""
+        if self._backlog:
+            frames, self._backlog = self._backlog, []
+            self._heard = time.monotonic()
+            return frames
+        dec = self.dec
+        data = self.port.read_some()
+        if b"MicroPython v" in data or b'Type "help()"' in data:
+            self._banner_seen = True  # a start-up banner mid-stream: the board reset
+        frames = dec.feed(data)
+        if any(f.type in _STREAM_TYPES for f in frames):  # frames the board has no business sending do not count
+            self._heard = time.monotonic()
+        elif self._silence_limit is not None and time.monotonic() - self._heard > self._silence_limit:
+            self._silence_limit = None
+            seen = dec.pending_garbage()
+            if self._banner_seen or b"MicroPython" in seen or b'Type "help()"' in seen:
+                raise LinkError(f"the board at {self.port.name} reset during the stream (its start-up banner arrived)")
+            raise LinkError(f"no word from the board at {self.port.name} for "
+                            f"{time.monotonic() - self._heard:.1f} s (link stalled or board hung)")
+        return frames
+
+    def collect(self, frames, on_data: Callable[[bytes], None] | None = None) -> dict | None:
+        """Credits into the gate, DATA to on_data; the SUMMARY when it came."""
+        for f in frames:
+            if f.type == T.CREDIT:
+                self.gate.grant(int.from_bytes(f.payload[:4], "little"))
+            elif f.type == T.DATA and on_data is not None:
+                on_data(f.payload)
+            elif f.type == T.SUMMARY:
+                return frame_json(f)
+            elif f.type == T.ERROR:
+                self.launcher.finish()
+                raise board_error(f)
+        return None
+
+    def poll(self, on_data: Callable[[bytes], None] | None = None) -> dict | None:
+        return self.collect(self.next_frames(), on_data)
+
+    def send(self, frame: bytes) -> None:
+        """A frame the gate has room for (the caller checked)."""
+        self.gate.spend(len(frame))
+        self.port.write(frame)
+
+    def control(self, ftype: T) -> bool:
+        """An empty control frame if the credit allows it now."""
+        if not self.gate.can_send(self.enc.size(0)):  # check before encoding: a frame takes a seq number
+            return False
+        self.send(self.enc.frame(ftype))
+        return True
+
+    def await_summary(self, on_data=None, timeout: float = 30.0) -> dict:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            summary = self.poll(on_data)
+            if summary is not None:
+                return summary
+        raise LinkError(f"the agent on {self.port.name} did not report the end of the stream")
+
+    def summarise(self, summary: dict) -> dict:
+        """The agent's SUMMARY with the host's link counters; the agent is back at its REPL."""
+        dec = self.dec
+        # the REPL's closing bytes after the last frame are expected, not a resync
+        tail_run = 1 if dec.pending_garbage().rstrip(b">").endswith(b"\x04") else 0
+        summary["host_crc_errors"] = dec.crc_errors
+        summary["host_resyncs"] = dec.resyncs - tail_run
+        summary["host_seq_gaps"] = dec.seq_gaps
+        self._silence_limit = None
+        self.launcher.finish(dec.pending_garbage(clear=True))
+        if summary.get("reason") == "timeout":
+            # the agent's watchdog: it heard nothing from us for timeout_ms and stopped the stream
+            raise LinkError(f"the board stopped the stream: nothing from the host reached it for "
+                            f"{self.timeout_s:g} s (link stalled?)")
+        return summary
+
