@@ -23,6 +23,8 @@ Playing (file -> wire), see `play_blocks`:
 * Float files (FLOAT/DOUBLE subtypes) and lossy codecs (Vorbis, Opus, MP3...) are read
   as float64, scaled by 2**31 (32-bit bus) or 2**15 (16-bit bus), rounded half to even
   and clipped to the signed range; clipped samples are counted in `ConvertStats.clipped`.
+  Non-finite samples (NaN, +inf, -inf) play as silence (0), counted in
+  `ConvertStats.nonfinite`: they are not audio, and full scale would be a loud click.
 * With a gain (``gain_db != 0``) or a resampler (bus rate != file rate), integer files
   take the float path too (``x / 2**31``, exact), then gain, then the same quantization.
 * Channels: a mono file on a stereo bus is duplicated on both slots; a stereo file on a
@@ -343,12 +345,15 @@ class ConvertStats:
 
     `frames`: wire frames yielded; `input_frames`: file frames read; `clipped`: wire samples
     clipped (float, gain or resampler paths; a mono source duplicated on both slots counts
-    twice); `peak`: largest magnitude per wire channel, in wire units; `bits`: the bus bits.
+    twice); `nonfinite`: file samples that were NaN or ±inf and played as silence (only
+    the channels played count, each once); `peak`: largest magnitude per wire channel, in
+    wire units; `bits`: the bus bits.
     """
 
     frames: int = 0
     input_frames: int = 0
     clipped: int = 0
+    nonfinite: int = 0
     peak: list[int] = field(default_factory=list)
     bits: int = 0
 
@@ -365,24 +370,44 @@ class ConvertStats:
         return [to_dbfs(p, 1 << (self.bits - 1)) for p in self.peak] if self.bits else []
 
     def summary(self) -> dict:
-        """JSON-able: frames, input_frames, clipped, peak_dbfs (None for silence)."""
+        """JSON-able: frames, input_frames, clipped, nonfinite, peak_dbfs (None for silence)."""
         return {
             "frames": self.frames,
             "input_frames": self.input_frames,
             "clipped": self.clipped,
+            "nonfinite": self.nonfinite,
             "peak_dbfs": [_json_db(p) for p in self.peak_dbfs()],
         }
 
 
 def _quantize(x: np.ndarray, bits: int, scale: float) -> tuple[np.ndarray, int]:
-    """float64 samples × scale, rounded half to even, clipped to `bits`; returns (ints, clipped count)."""
-    y = np.rint(x * scale)
+    """float64 samples × scale, rounded half to even, clipped to `bits`; returns (ints, clipped count).
+
+    `x` must be finite (see `_silence_nonfinite`); a huge finite value (a DOUBLE file can hold
+    1e300) overflows to ±inf here, which clips to full scale like any value past it.
+    """
+    with np.errstate(over="ignore"):
+        y = np.rint(x * scale)
     hi, lo = (1 << (bits - 1)) - 1, -(1 << (bits - 1))
     over = (y > hi) | (y < lo)
     clipped = int(np.count_nonzero(over))
     if clipped:
         np.clip(y, lo, hi, out=y)
     return y.astype(np.int16 if bits == 16 else np.int32), clipped
+
+
+def _silence_nonfinite(x: np.ndarray, stats: ConvertStats) -> np.ndarray:
+    """`x` with NaN and ±inf replaced by 0 (silence), counted in `stats.nonfinite`.
+
+    One `isfinite(...).all()` per block when everything is finite (the usual case); the
+    replacement is vectorised. Done before gain and resampling, which would otherwise
+    spread a NaN over its neighbours.
+    """
+    finite = np.isfinite(x)
+    if finite.all():
+        return x
+    stats.nonfinite += x.size - int(np.count_nonzero(finite))
+    return np.where(finite, x, 0.0)
 
 
 def _int32_to_wire(x: np.ndarray, bits: int) -> np.ndarray:
@@ -435,7 +460,7 @@ def play_blocks(
         if exact:
             ints, clipped = _int32_to_wire(block, bus.bits), 0
         else:
-            x = block / 2**31 if inp.integer else block
+            x = block / 2**31 if inp.integer else _silence_nonfinite(block, stats)
             if resampler is not None:
                 x = resampler.resample_chunk(np.ascontiguousarray(x))
                 if len(x) == 0:

@@ -109,11 +109,19 @@ def run_play(agent, reporter, stop, what, blocks, bus, opts, total, stats) -> di
         ready["cfg"] = cfg
         reporter.info(f"playing {what} on {session.describe_config(cfg, agent)}")
 
-    with _live(reporter, f"playing {what}", bus, total, watch):
-        summary = session.play(agent, agent.port, blocks, bus, opts, stop=stop, watch=watch, stats=stats,
-                               on_ready=on_ready)
+    try:
+        with _live(reporter, f"playing {what}", bus, total, watch):
+            summary = session.play(agent, agent.port, blocks, bus, opts, stop=stop, watch=watch, stats=stats,
+                                   on_ready=on_ready)
+    finally:  # also when the stream failed: what was played is said
+        _warn_nonfinite(reporter, stats, what)
     summary["file"] = what
     return summary
+
+
+def _warn_nonfinite(reporter, stats: audio.ConvertStats | None, what: str) -> None:
+    if stats is not None and stats.nonfinite:
+        reporter.warn(f"{stats.nonfinite} non-finite samples (NaN/inf) in {what} were played as silence")
 
 
 def run_record(agent, reporter, stop, file, bus, opts, until, subtype) -> dict:
@@ -159,10 +167,11 @@ def run_duplex(agent, reporter, stop, play_file, rec_template, bus, opts, dx, un
         out = audio.open_output(path, bus)
         echo = None
         inp = None
+        stats = audio.ConvertStats()
         try:
             if play_file:
                 inp = audio.open_input(play_file)
-                source = audio.play_blocks(inp, bus)
+                source = audio.play_blocks(inp, bus, stats=stats)
             else:
                 echo = session.EchoSource()
                 source = echo
@@ -184,6 +193,9 @@ def run_duplex(agent, reporter, stop, play_file, rec_template, bus, opts, dx, un
             out.close()
             if inp is not None:
                 inp.close()
+            if n == 1:  # the same file plays every cycle: say it once
+                _warn_nonfinite(reporter, stats, play_file + (" (each cycle)" if cycles > 1 else ""))
+        r["nonfinite"] = stats.nonfinite
         for sw in tl.switches(r["timeline"]):
             reporter.info(f"cycle {n} switch: {tl.describe_switch(sw)}")
         if timeline_vcd:
@@ -195,7 +207,8 @@ def run_duplex(agent, reporter, stop, play_file, rec_template, bus, opts, dx, un
     if len(results) == 1:
         return results[0]
     total = {k: sum(r[k] for r in results) for k in ("frames", "played_frames", "underruns", "overruns",
-                                                     "crc_errors", "resyncs", "seq_gaps", "clipped")}
+                                                     "crc_errors", "resyncs", "seq_gaps", "clipped",
+                                                     "nonfinite")}
     return {"action": "duplex", "cycles": results, **total, "recorded_frames": total["frames"],
             "seconds": total["frames"] / bus.rate, "rate": bus.rate, "bits": bus.bits, "channels": bus.channels,
             "clock_gaps_us": [g for r in results for g in r["clock_gaps_us"]],

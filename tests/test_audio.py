@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -149,6 +150,68 @@ def test_float_files_scaled_rounded_clipped(tmp_path, subtype, bus):
     assert stats.clipped == int(np.count_nonzero((y > hi) | (y < lo))) > 0
     if bus.bits == 16:
         assert got[2:5, 0].tolist() == [0, 2, 0]  # round half to even
+
+
+def float_with_nonfinite(frames: int, seed: int = 6) -> tuple[np.ndarray, np.ndarray]:
+    """Random float samples (past full scale too) with NaN, +inf and -inf scattered on both
+    channels, never in the first frame; and the mask of the non-finite ones."""
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(-1.2, 1.2, size=(frames, 2)).astype(np.float32).astype(np.float64)
+    bad = np.zeros(x.shape, bool)
+    bad[1 + rng.choice(frames - 1, 60, replace=False), rng.integers(0, 2, 60)] = True
+    bad[[10, 11, 12], 0] = True  # a run of them on the left
+    x[bad] = np.resize([np.nan, np.inf, -np.inf], int(bad.sum()))
+    return x, bad
+
+
+@pytest.mark.parametrize("subtype", ["FLOAT", "DOUBLE"])
+@pytest.mark.parametrize("bus", BUSES, ids=BusFormat.describe)
+def test_nonfinite_float_samples_play_as_silence(tmp_path, subtype, bus):
+    """NaN and ±inf go out as 0, are counted (only the channels played), and numpy says nothing."""
+    x, bad = float_with_nonfinite(N)
+    path = tmp_path / "nan.wav"
+    sf.write(path, x, 48000, subtype=subtype)
+    stats = ConvertStats()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # "invalid value encountered in cast" would fail here
+        got = play(path, bus, stats=stats, block_frames=1000)
+    y = np.rint(adapt_channels(np.where(bad, 0.0, x), bus) * 2.0 ** (bus.bits - 1))
+    lo, hi = -(2 ** (bus.bits - 1)), 2 ** (bus.bits - 1) - 1
+    np.testing.assert_array_equal(got, np.clip(y, lo, hi).astype(np.int64))
+    assert not got[adapt_channels(bad, bus)].any()
+    played = bad[:, : bus.channels] if bus.channels == 1 else bad  # a mono bus plays the left channel
+    assert stats.nonfinite == int(played.sum()) > 0
+    assert stats.summary()["nonfinite"] == stats.nonfinite
+    assert stats.clipped == int(np.count_nonzero((y > hi) | (y < lo)))  # inf is silence, not clipping
+
+
+def test_nonfinite_samples_with_gain_and_resampling_stay_put(tmp_path):
+    """Silenced before gain and the resampler: a NaN does not spread over its neighbours."""
+    x = np.zeros((44100, 2))
+    x[:, 0] = 0.25 * np.sin(2 * np.pi * 1000 * np.arange(44100) / 44100)
+    x[5000, 0], x[6000, 1], x[7000, 0] = np.nan, np.inf, -np.inf
+    sf.write(tmp_path / "n.wav", x, 44100, subtype="FLOAT")
+    clean = x.copy()
+    clean[5000, 0] = clean[6000, 1] = clean[7000, 0] = 0.0
+    sf.write(tmp_path / "clean.wav", clean, 44100, subtype="FLOAT")
+    for bus, gain in [(BusFormat(44100, 32, 2), 6.0), (BusFormat(48000, 16, 2), 0.0), (BusFormat(48000, 32, 2), -3.0)]:
+        stats = ConvertStats()
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            got = play(tmp_path / "n.wav", bus, gain_db=gain, stats=stats)
+        np.testing.assert_array_equal(got, play(tmp_path / "clean.wav", bus, gain_db=gain))
+        assert stats.nonfinite == 3 and not got[:, 1].any()
+
+
+def test_huge_finite_doubles_clip_without_a_warning(tmp_path):
+    x = np.array([[1e300, -1e300], [0.5, -0.5]])
+    sf.write(tmp_path / "huge.wav", x, 48000, subtype="DOUBLE")
+    stats = ConvertStats()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # x * 2**31 overflows to inf: clipped, quietly
+        got = play(tmp_path / "huge.wav", BusFormat(48000, 32, 2), stats=stats)
+    assert got.tolist() == [[2**31 - 1, -(2**31)], [2**30, -(2**30)]]
+    assert (stats.clipped, stats.nonfinite) == (2, 0)
 
 
 def test_flac_gives_the_same_wire_bytes_as_wav(tmp_path):
@@ -521,3 +584,4 @@ def test_lossy_file_takes_the_float_path(tmp_path):
         x = wire_to_array(b"".join(play_blocks(inp, BusFormat(48000, 16, 2), stats=stats)), BusFormat(48000, 16, 2))
     assert len(x) == 48000 and stats.peak_dbfs()[0] == pytest.approx(-6.0, abs=1.0)
     assert np.argmax(np.abs(np.fft.rfft(x[:, 0]))) == 1000
+

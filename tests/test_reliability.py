@@ -26,6 +26,7 @@ import pytest
 import serial
 import soundfile as sf
 from conftest import ENV, I2S, i2s, mpremote
+from test_cli import expected_wire, source, tx_audio, write_wav
 
 from i2scli import protocol as proto
 from i2scli.protocol import FrameType as T
@@ -130,6 +131,48 @@ def test_more_channels_than_the_bus(tmp_path):
     r = i2s("play", "--json", "-q", f, "--channels-map", "2,3", "-p", "sim://fast", check=0)
     s = json.loads(r.stdout)
     assert (s["frames"], s["channels"]) == (8000, 2)
+
+
+def float_wav_with_nonfinite(path: Path, rate: int, frames: int) -> tuple[Path, np.ndarray, np.ndarray]:
+    """A float WAV (test_cli's full-range f32 source) with NaN, +inf and -inf scattered on both
+    channels and a stretch of them on both; never in the first or last frames (the capture is
+    found by its first loud frame). Returns the file, its samples and where they are not finite."""
+    x = source("f32", frames, 2)
+    rng = np.random.default_rng(13)
+    bad = np.zeros(x.shape, bool)
+    bad[rng.choice(np.arange(20, frames - 20), 40, replace=False), rng.integers(0, 2, 40)] = True
+    bad[100:110] = True
+    x[bad] = np.resize(np.array([np.nan, np.inf, -np.inf], np.float32), int(bad.sum()))
+    return write_wav(path, rate, x, "f32"), x, bad
+
+
+def test_nan_and_inf_in_a_float_file_play_as_silence(tmp_path):
+    """NaN/±inf reach the bus as 0 (not what a cast makes of them, not full scale), every other
+    sample exactly; one warning counts them, --json too; no Python warning on stderr."""
+    frames = 2400
+    wav, x, bad = float_wav_with_nonfinite(tmp_path / "nan.wav", 8000, frames)
+    cap = tmp_path / "tx.wav"
+    r = i2s("play", wav, "--json", "-p", f"sim://rp2?tx_capture={cap}", check=0)
+    n = int(bad.sum())
+    assert json.loads(r.stdout)["nonfinite"] == n
+    assert [ln for ln in lines(r.stderr) if "warning" in ln.lower()] == [
+        f"i2s: warning: {n} non-finite samples (NaN/inf) in {wav} were played as silence"]
+    got = tx_audio(cap, frames)
+    assert np.array_equal(got, expected_wire("f32", np.where(bad, np.float32(0), x), 32))
+    assert not got[bad].any() and got[~bad].any()
+
+
+def test_nan_in_the_file_duplex_plays(tmp_path):
+    frames = 1600
+    wav, x, bad = float_wav_with_nonfinite(tmp_path / "nan.wav", 8000, frames)
+    cap = tmp_path / "tx.wav"
+    r = i2s("duplex", wav, "-o", tmp_path / "rec.wav", "-d", "0.1s", "--json",
+            "-p", f"sim://rp2?rx_source=ramp&tx_capture={cap}", check=0)
+    n = int(bad.sum())
+    assert json.loads(r.stdout)["nonfinite"] == n
+    assert [ln for ln in lines(r.stderr) if "warning" in ln.lower()] == [
+        f"i2s: warning: {n} non-finite samples (NaN/inf) in {wav} were played as silence"]
+    assert np.array_equal(tx_audio(cap, frames), expected_wire("f32", np.where(bad, np.float32(0), x), 32))
 
 
 def test_rate_the_port_rejects():
