@@ -7,16 +7,13 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, replace
 
+from i2scli.sim import pins as pin_tables
+
 USB_FS_OUT = 1_000_000  # board -> host over USB full speed CDC, bytes/s (12 Mbit/s bus, shared)
 STDIN_IN = 180_000  # host -> board through sys.stdin.buffer (byte-at-a-time in C), bytes/s
 VCP_IN = 450_000  # host -> board through pyb.USB_VCP.readinto, ~2.5x the stdin path
 UART_115200 = 11_520  # 115200 baud, 8N1: 10 bits per byte
 
-STM32_PINS = [f"{p}{n}" for p in ("X", "Y") for n in range(1, 13)]
-OPENMV_PINS = [f"P{n}" for n in range(10)]
-RP2_PINS = list(range(30))
-ESP32_PINS = [0, 2, 4, 5] + list(range(12, 20)) + [21, 22, 23, 25, 26, 27, 32, 33, 34, 35, 36, 39]
-MIMXRT_PINS = list(range(42))
 MIMXRT_RATES = [8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000]
 
 
@@ -52,7 +49,7 @@ class Profile:
     platform: str  # sys.platform
     machine: str  # os.uname().machine and sys.implementation._machine
     release: str  # os.uname().release
-    pins: tuple  # valid pin ids (str names or ints)
+    pins: pin_tables.PinTable  # the names and numbers machine.Pin takes (i2scli/sim/pins.py)
     link: Link
     i2s: I2SRules | None  # None: the port has no machine.I2S
     vcp: bool = False  # pyb.USB_VCP exists (stm32-based ports)
@@ -64,7 +61,7 @@ class Profile:
         """The part of the profile the board process needs (JSON-able)."""
         d = asdict(self)
         d.pop("link")
-        d["pins"] = list(self.pins)
+        d["pins"] = self.pins.board_dict()
         d["sd_net"] = list(self.sd_net)
         return d
 
@@ -79,7 +76,7 @@ PROFILES: dict[str, Profile] = {
         platform="pyboard",
         machine="OpenMV4P-H7 with STM32H743",
         release="1.28.0",
-        pins=tuple(OPENMV_PINS),
+        pins=pin_tables.OPENMV4P,
         link=Link(STDIN_IN, USB_FS_OUT, 1024, "drop", vcp_in_rate=VCP_IN),
         i2s=I2SRules(ids=(2,)),
         vcp=True,
@@ -93,7 +90,7 @@ PROFILES: dict[str, Profile] = {
         platform="pyboard",
         machine="PYBv1.1 with STM32F405RG",
         release="1.28.0",
-        pins=tuple(STM32_PINS),
+        pins=pin_tables.PYBV11,
         link=Link(STDIN_IN, USB_FS_OUT, 1024, "drop", vcp_in_rate=VCP_IN),
         i2s=I2SRules(ids=(1, 2)),
         vcp=True,
@@ -106,7 +103,7 @@ PROFILES: dict[str, Profile] = {
         platform="rp2",
         machine="Raspberry Pi Pico with RP2040",
         release="1.28.0",
-        pins=tuple(RP2_PINS),
+        pins=pin_tables.RPI_PICO,
         link=Link(STDIN_IN, USB_FS_OUT, 512, "block", ctrl_c_wipes_input=True),
         i2s=I2SRules(ids=(0, 1), ws_is_sck_plus_1=True),
         dir_pin=15,
@@ -118,7 +115,7 @@ PROFILES: dict[str, Profile] = {
         platform="esp32",
         machine="Generic ESP32 module with ESP32",
         release="1.28.0",
-        pins=tuple(ESP32_PINS),
+        pins=pin_tables.ESP32_GENERIC,
         link=Link(UART_115200, UART_115200, 260, "drop"),
         i2s=I2SRules(ids=(0, 1)),
         dir_pin=4,
@@ -130,7 +127,7 @@ PROFILES: dict[str, Profile] = {
         platform="mimxrt",
         machine="Teensy 4.1 with MIMXRT1062DVJ6A",
         release="1.28.0",
-        pins=tuple(MIMXRT_PINS),
+        pins=pin_tables.TEENSY41,
         link=Link(STDIN_IN, USB_FS_OUT, 512, "block", ctrl_c_wipes_input=True),
         i2s=I2SRules(
             ids=(1, 2),
@@ -151,7 +148,7 @@ PROFILES: dict[str, Profile] = {
         platform="alif",
         machine="OpenMV AE3 with AE302F80F55D5AE",
         release="1.28.0",
-        pins=tuple(OPENMV_PINS),
+        pins=pin_tables.OPENMV_AE3,
         link=Link(STDIN_IN, USB_FS_OUT, 512, "block", ctrl_c_wipes_input=True),
         i2s=None,
         heap=256 * 1024,
@@ -162,7 +159,7 @@ PROFILES: dict[str, Profile] = {
         platform="linux",
         machine="Virtual fast board with MicroPython unix port",
         release="1.28.0",
-        pins=tuple(RP2_PINS),
+        pins=pin_tables.RPI_PICO,
         link=Link(None, None, 65536, "block"),
         i2s=I2SRules(ids=(0, 1), ws_is_sck_plus_1=True),
         dir_pin=15,

@@ -66,7 +66,10 @@ _EINVAL = 22
 _profile = None
 _family = "rp2"  # stm32 | rp2 | esp32 | mimxrt | alif
 _rules = None
-_pin_set = {}  # profile pin id -> True
+_pin_str = {}  # name Pin() takes -> pin id (board names, then CPU names: pins.py)
+_pin_int = {}  # number Pin() takes -> pin id
+_pin_pad = {}  # pin id -> the pad's CPU name (Pin.name(), repr)
+_pin_objs = {}  # pin id -> the Pin object Pin.board / Pin.cpu hand out
 _freq = 125000000
 
 # ---------------------------------------------------------------------------
@@ -108,34 +111,61 @@ def _type_name(x):
 
 
 def _pin_find(x):
-    """The profile id of pin x (a Pin, or an id as the port accepts it), or the
-    port's error."""
+    """The id of pin x (a Pin, or a name or number the port takes), or the port's
+    error. Names and numbers of one pad give one id (tables: i2scli/sim/pins.py).
+    Errors: stm32 pin.c pin_find, rp2 and alif machine_pin_find, esp32
+    machine_pin_find, mimxrt pin.c pin_find."""
     if isinstance(x, Pin):
         return x._id
     fam = _family
-    if fam == "stm32" or fam == "alif":
-        if isinstance(x, str):
-            if x in _pin_set:
-                return x
+    if isinstance(x, str):
+        pid = _pin_str.get(x)
+        if pid is not None:
+            return pid
+        if fam == "stm32":
             raise ValueError("Pin(%s) doesn't exist" % x)
+        if fam == "rp2" or fam == "alif":
+            raise ValueError('unknown named pin "%s"' % x)
+        if fam == "mimxrt":
+            raise ValueError("Pin doesn't exist")
+        raise ValueError("invalid pin")  # esp32: the generic boards name no pins
+    if fam == "stm32":
         # pin_find() ends in mp_obj_str_get_str(user_obj)
         raise TypeError("can't convert '%s' object to str implicitly" % _type_name(x))
     if isinstance(x, int) and not isinstance(x, bool):
-        if x in _pin_set:
-            return x
-    elif isinstance(x, str):
-        if fam == "rp2" and x.startswith("GPIO"):
-            try:
-                n = int(x[4:])
-            except ValueError:
-                n = -1
-            if n in _pin_set:
-                return n
-        if x in _pin_set:
-            return x
+        pid = _pin_int.get(x)
+        if pid is not None:
+            return pid
     if fam == "mimxrt":
         raise ValueError("Pin doesn't exist")
     raise ValueError("invalid pin")
+
+
+_quiet = False  # making a Pin for Pin.board / Pin.cpu: no event
+
+
+class _PinNames:
+    """Pin.board / Pin.cpu: the port's named pins as attributes. The Pin object of
+    a pad is made on first use and kept, so Pin.board.X1 is Pin.cpu.A0."""
+
+    def __init__(self, kind, names):
+        self._kind = kind
+        self._names = names  # name -> pin id
+
+    def __getattr__(self, name):
+        global _quiet
+        pid = self._names.get(name)
+        if pid is None:
+            raise AttributeError("type object '%s' has no attribute '%s'" % (self._kind, name))
+        p = _pin_objs.get(pid)
+        if p is None:
+            _quiet = True
+            try:
+                p = Pin(pid)
+            finally:
+                _quiet = False
+            _pin_objs[pid] = p
+        return p
 
 
 def _pin_index(pid):
@@ -172,7 +202,8 @@ class Pin(_PinRoot):
         self._i = _pin_index(pid)
         if mode == -1 and pull == -1 and value is None:
             # Pin(id): no reconfiguration; tell the model the index only
-            _pin_event(self._i)
+            if not _quiet:
+                _pin_event(self._i)
         else:
             self.init(mode, pull, value=value, drive=drive, alt=alt)
 
@@ -257,13 +288,13 @@ class Pin(_PinRoot):
         return None  # no input edges in the simulation
 
     def name(self):
-        pid = self._id
-        if isinstance(pid, int) and _family == "rp2":
-            return "GPIO%d" % pid
-        return pid if isinstance(pid, str) else str(pid)
+        # the pad's CPU name (stm32 "A0", rp2 "GPIO18", mimxrt "GPIO_EMC_04")
+        return _pin_pad.get(self._id) or str(self._id)
 
     def names(self):
-        return [self.name()]
+        # stm32: the CPU name, then the board names of the pad
+        pid = self._id
+        return [self.name()] + [n for n in _board_names if _pin_str.get(n) == pid]
 
     def id(self):
         return self._id
@@ -274,7 +305,7 @@ class Pin(_PinRoot):
         pq = ("", "PULL_UP", "PULL_DOWN")[_ppull[i]]
         fam = _family
         if fam == "stm32" or fam == "alif":
-            s = "Pin(Pin.cpu.%s, mode=Pin.%s" % (self._id, mq)
+            s = "Pin(Pin.cpu.%s, mode=Pin.%s" % (self.name(), mq)
             if pq:
                 s += ", pull=Pin.%s" % pq
             return s + ")"
@@ -1019,9 +1050,44 @@ def lightsleep(ms=None):
 # ---------------------------------------------------------------------------
 # configuration
 # ---------------------------------------------------------------------------
+_board_names = []  # the names in Pin.board, in file order
+
+
+def _configure_pins(t):
+    """Build the name and number tables once, from Profile.pins (pins.py board_dict)."""
+    _pin_str.clear()
+    _pin_int.clear()
+    _pin_pad.clear()
+    _pin_objs.clear()
+    del _board_names[:]
+    board = {}
+    cpu = {}
+    for n, pid in t.get("board") or ():
+        board[n] = pid
+        _board_names.append(n)
+        _pin_str[n] = pid
+    for n, pid in t.get("cpu") or ():
+        cpu[n] = pid
+        if n not in _pin_str:  # pin_find looks in the board names first
+            _pin_str[n] = pid
+    for n, pid in t.get("ints") or ():
+        _pin_int[n] = pid
+    for pid, pad in t.get("pads") or ():
+        _pin_pad[pid] = pad
+    # Pin.board on every port; Pin.cpu where the port has one (not esp32)
+    Pin.board = _PinNames("board", board)
+    if _family == "esp32":
+        try:
+            delattr(Pin, "cpu")
+        except AttributeError:
+            pass
+    else:
+        Pin.cpu = _PinNames("cpu", cpu)
+
+
 def _configure(profile):
     """Called once at boot with Profile.board_dict(): imitate that port."""
-    global _profile, _family, _rules, _pin_set, _freq
+    global _profile, _family, _rules, _freq
     _profile = profile
     plat = profile.get("platform")
     machine_str = profile.get("machine") or ""
@@ -1031,9 +1097,7 @@ def _configure(profile):
         _family = plat
     else:
         _family = "rp2"
-    _pin_set = {}
-    for p in profile.get("pins") or ():
-        _pin_set[p] = True
+    _configure_pins(profile.get("pins") or {})
     _freq = {"stm32": 480000000 if "H7" in machine_str else 168000000,
              "rp2": 125000000, "esp32": 160000000, "mimxrt": 600000000,
              "alif": 400000000}[_family]
