@@ -1,0 +1,181 @@
+"""Pin names as the real firmwares have them (i2scli/sim/pins.py), checked from board code
+on the virtual board: each profile takes its board's pins.csv names (and numbers where the
+port takes numbers), refuses the rest with the port's exception and text, and one pad is one
+pin whatever it is called (events, I2S pad checks)."""
+
+import pytest
+from mpremote.transport import TransportExecError
+
+from i2scli.sim import pins
+from i2scli.sim.profiles import PROFILES
+
+
+def raw(transport, port):
+    t = transport(port)
+    t.enter_raw_repl()
+    return t
+
+
+def run(t, code):
+    return t.exec("from machine import Pin\n" + code).decode().strip()
+
+
+def error_of(t, code):
+    with pytest.raises(TransportExecError) as e:
+        t.exec("from machine import Pin\n" + code)
+    lines = e.value.error_output.splitlines()
+    assert lines[0] == "Traceback (most recent call last):", lines
+    return lines[-1]
+
+
+def events_of(board, ev):
+    return [e for e in board.events() if e["ev"] == ev]
+
+
+# -- the tables (host side) -------------------------------------------------------------------
+
+def test_tables_give_one_id_per_pad():
+    t = pins.TEENSY41
+    assert {t.resolve(x) for x in ("D2", "SD_TX", "GPIO_EMC_04", 2)} == {2}
+    assert {t.resolve(x) for x in ("D14", "A0", "GPIO_AD_B1_02", 14)} == {14}
+    assert t.resolve("D42") == t.resolve("DAT1") == "D42"  # a pad without a number: its name
+    assert t.resolve("GPIO_B0_14") is None  # hidden in pins.csv
+    assert t.resolve(42) is None and t.resolve("D55") is None
+    p = pins.RPI_PICO
+    assert {p.resolve(x) for x in ("GP18", "GPIO18", 18)} == {18}
+    assert p.resolve("LED") == 25 and p.resolve("GP23") is None and p.resolve("GPIO23") == 23
+    s = pins.PYBV11
+    assert s.resolve("B13") == s.resolve("Y6") == "Y6" and s.resolve("A13") == "LED_RED"
+    assert s.resolve("X13") is None and s.resolve(1) is None
+    o = pins.OPENMV4P
+    assert o.resolve("B15") == "P0" and o.resolve("P16") == "P16" and o.resolve("A3") is None
+    assert pins.ESP32_GENERIC.resolve(33) == 33 and pins.ESP32_GENERIC.resolve(24) is None
+    assert pins.ESP32_GENERIC.resolve("GPIO33") is None
+    # what the profiles already use stays valid and keeps its spelling
+    for prof in PROFILES.values():
+        for p in (prof.dir_pin, *prof.sd_net):
+            if p is not None:
+                assert prof.pins.resolve(p) == p, (prof.name, p)
+
+
+# -- on the board -----------------------------------------------------------------------------
+
+def test_teensy_names(sim, transport):
+    board = sim("mimxrt", capture=False)
+    t = raw(transport, board.path)
+    assert run(t, "print(Pin('D26').name(), Pin.board.D26.name(), Pin.cpu.GPIO_AD_B1_14.name())") \
+        == "GPIO_AD_B1_14 GPIO_AD_B1_14 GPIO_AD_B1_14"
+    assert run(t, "print(Pin.board.D2 is Pin.cpu.GPIO_EMC_04, Pin('LED').name(), Pin('D54').name())") \
+        == "True GPIO_B0_03 GPIO_EMC_29"
+    for bad in ("Pin('D55')", "Pin('GPIO_B0_14')", "Pin('SD_CMD')", "Pin(42)", "Pin('GP2')", "Pin(None)"):
+        assert error_of(t, bad) == "ValueError: Pin doesn't exist", bad
+    # names and numbers of one pad are one pin: the I2S pads accept either, events say the number
+    run(t, "from machine import I2S\n"
+           "a = I2S(2, sck=Pin('D4'), ws=Pin('WS_TX'), sd=Pin('GPIO_EMC_04'), mck=Pin('D33'), mode=I2S.TX, "
+           "bits=16, format=I2S.STEREO, rate=8000, ibuf=1000)\n"
+           "b = I2S(1, sck=Pin('SCK_RX'), ws=Pin('D20'), sd='D8', mode=I2S.RX, bits=16, "
+           "format=I2S.STEREO, rate=8000, ibuf=1000)\n"
+           "a.deinit(); b.deinit()\n"
+           "a = I2S(2, sck=Pin(4), ws=Pin(3), sd=Pin(2), mck=Pin(33), mode=I2S.TX, bits=16, "
+           "format=I2S.STEREO, rate=8000, ibuf=1000)\n"
+           "a.deinit()\n"
+           "Pin('D6', Pin.OUT, value=1)\n")
+    assert error_of(t, "from machine import I2S\nI2S(2, sck=Pin('D5'), ws=Pin('D3'), sd=Pin('D2'), "
+                       "mode=I2S.TX, bits=16, format=I2S.STEREO, rate=8000, ibuf=1000)") \
+        == "ValueError: invalid SCK pin"
+    board.stop()
+    inits = events_of(board, "i2s_init")
+    assert [(e["sck"], e["ws"], e["sd"], e["mck"]) for e in inits] == [(4, 3, 2, 33), (21, 20, 8, None),
+                                                                         (4, 3, 2, 33)]
+    assert {e["name"] for e in events_of(board, "pin") if e["mode"] == "out"} == {6}
+
+
+def test_pico_names(sim, transport):
+    board = sim("rp2", capture=False)
+    t = raw(transport, board.path)
+    assert run(t, "print(Pin('GP18').name(), Pin('GPIO18').name(), Pin(18).name(), Pin('LED').name(), "
+                  "Pin.board.GP18 is Pin.cpu.GPIO18, Pin('GPIO29').name())") \
+        == "GPIO18 GPIO18 GPIO18 GPIO25 True GPIO29"
+    assert error_of(t, "Pin('GP23')") == 'ValueError: unknown named pin "GP23"'
+    assert error_of(t, "Pin('X1')") == 'ValueError: unknown named pin "X1"'
+    assert error_of(t, "Pin(30)") == "ValueError: invalid pin"
+    assert error_of(t, "Pin(-1)") == "ValueError: invalid pin"
+    assert error_of(t, "Pin(1.5)") == "ValueError: invalid pin"
+    run(t, "from machine import I2S\n"
+           "a = I2S(0, sck=Pin('GP16'), ws=Pin('GPIO17'), sd=Pin('GP18'), mode=I2S.TX, bits=16, "
+           "format=I2S.STEREO, rate=8000, ibuf=1000)\n"
+           "a.deinit()\n"
+           "a = I2S(0, sck=Pin(16), ws=Pin(17), sd=Pin(18), mode=I2S.TX, bits=16, format=I2S.STEREO, "
+           "rate=8000, ibuf=1000)\n"
+           "a.deinit()\n"
+           "Pin('GP15', Pin.OUT, value=1)\n")
+    assert error_of(t, "from machine import I2S\nI2S(0, sck=Pin('GP16'), ws=Pin('GP18'), sd=Pin('GP19'), "
+                       "mode=I2S.TX, bits=16, format=I2S.STEREO, rate=8000, ibuf=1000)") \
+        == "ValueError: invalid ws (must be sck+1)"
+    board.stop()
+    inits = events_of(board, "i2s_init")
+    assert [(e["sck"], e["ws"], e["sd"]) for e in inits] == [(16, 17, 18), (16, 17, 18)]
+    assert {e["name"] for e in events_of(board, "pin") if e["mode"] == "out"} == {15}
+
+
+def test_pyboard_names(sim, transport):
+    board = sim("stm32", capture=False, events=False)
+    t = raw(transport, board.path)
+    assert run(t, "print(Pin('X1').name(), Pin.board.X1.name(), Pin.cpu.A0.name(), Pin('A0').name(), "
+                  "Pin.board.X1 is Pin.cpu.A0, Pin.board.LED_RED.name())") == "A0 A0 A0 A0 True A13"
+    assert run(t, "print(Pin('Y6'))") == "Pin(Pin.cpu.B13, mode=Pin.IN)"
+    assert run(t, "print(Pin.cpu.B3.names())") == "['B3', 'X17', 'SW']"
+    assert error_of(t, "Pin('X13')") == "ValueError: Pin(X13) doesn't exist"
+    assert error_of(t, "Pin('PA0')") == "ValueError: Pin(PA0) doesn't exist"
+    assert error_of(t, "Pin('GP1')") == "ValueError: Pin(GP1) doesn't exist"
+    assert error_of(t, "Pin(1)") == "TypeError: can't convert 'int' object to str implicitly"
+    assert error_of(t, "Pin.board.X13") == "AttributeError: type object 'board' has no attribute 'X13'"
+    # the pyboard's I2S(2) pads by any of their names
+    run(t, "from machine import I2S\n"
+           "a = I2S(2, sck=Pin.cpu.B13, ws=Pin('B12'), sd=Pin.board.Y8, mode=I2S.TX, bits=16, "
+           "format=I2S.STEREO, rate=8000, ibuf=1000)\n"
+           "a.deinit()\n")
+    assert error_of(t, "from machine import I2S\nI2S(2, sck=Pin('X1'), ws=Pin('Y5'), sd=Pin('Y8'), "
+                       "mode=I2S.TX, bits=16, format=I2S.STEREO, rate=8000, ibuf=1000)") \
+        == "ValueError: invalid SCK pin"
+
+
+def test_openmv_names(sim, transport):
+    board = sim("openmv", capture=False, events=False)
+    t = raw(transport, board.path)
+    assert run(t, "print(Pin('P0').name(), Pin.board.P0 is Pin.cpu.B15, Pin('P16').name(), "
+                  "Pin('LED_RED').name(), Pin('PA4').name())") == "B15 True A3 C0 A4"
+    for bad in ("P17", "A3", "C0", "USB_DM", "X1"):  # P16's and LED_RED's CPU names are hidden
+        assert error_of(t, f"Pin('{bad}')") == f"ValueError: Pin({bad}) doesn't exist", bad
+    assert error_of(t, "Pin(0)") == "TypeError: can't convert 'int' object to str implicitly"
+    run(t, "from machine import I2S\n"
+           "a = I2S(2, sck=Pin('B13'), ws=Pin('P3'), sd=Pin('P0'), mode=I2S.TX, bits=16, "
+           "format=I2S.STEREO, rate=8000, ibuf=1000)\n"
+           "a.deinit()\n")
+
+
+def test_esp32_numbers_only(sim, transport):
+    board = sim("esp32", capture=False, events=False)
+    t = raw(transport, board.path)
+    assert run(t, "print(Pin(33), Pin(1).id(), Pin(39).id(), hasattr(Pin, 'board'), hasattr(Pin, 'cpu'))") \
+        == "Pin(33) 1 39 True False"
+    for bad in ("24", "28", "40", "-1", "'GPIO33'", "'33'", "'D2'", "True"):
+        assert error_of(t, f"Pin({bad})") == "ValueError: invalid pin", bad
+
+
+@pytest.mark.skipif("esp32s3" not in PROFILES, reason="no esp32s3 profile")
+def test_esp32s3_numbers(sim, transport):
+    board = sim("esp32s3", capture=False, events=False)
+    t = raw(transport, board.path)
+    assert run(t, "print([Pin(n).id() for n in (0, 21, 26, 33, 48)])") == "[0, 21, 26, 33, 48]"
+    for bad in ("22", "27", "32", "49", "'GPIO1'"):
+        assert error_of(t, f"Pin({bad})") == "ValueError: invalid pin", bad
+
+
+def test_ae3_names(sim, transport):
+    board = sim("no-i2s", capture=False, events=False)
+    t = raw(transport, board.path)
+    assert run(t, "print(Pin('P0').name(), Pin('UART4_TX').name(), Pin('P5_1').name(), Pin.cpu.P5_1 is Pin.board.P0)") \
+        == "P5_1 P5_1 P5_1 True"
+    assert error_of(t, "Pin('P12')") == 'ValueError: unknown named pin "P12"'
+    assert error_of(t, "Pin(0)") == "ValueError: invalid pin"
