@@ -31,6 +31,7 @@ _PROBE = const(10)
 _KEEPALIVE = const(11)
 _SWITCH = const(12)
 _PHASE = const(13)
+_BAUD = const(14)
 _TIMEOUT = const(-1)
 _BAD = const(-2)
 _HDR = const(7)
@@ -87,6 +88,8 @@ class Link:
         self.max_payload = 0
         self.pbuf = None
         self.plen = 0
+        self.baud = 0  # the REPL UART's rate when we changed it (0: as we found it)
+        self.baud0 = 0  # the rate to put back on every way out
 
     def drain(self, quiet_ms=50):
         """Discard input until the host has been quiet a while, so nothing it sent after our
@@ -96,12 +99,35 @@ class Link:
                 return  # end of input (only a virtual board's pipe ends)
 
     def close(self):
+        try:
+            self.set_baud(self.baud0)  # the REPL, mpremote and the next i2s expect the usual rate
+        except Exception:
+            pass
         micropython.kbd_intr(3)
         if self.vcp is not None:
             try:
                 self.vcp.setinterrupt(3)
             except Exception:
                 pass
+
+    def set_baud(self, rate):
+        """Re-time the REPL UART (esp32: machine.UART(0) is the REPL's, since v1.19). Its
+        init sets the divider at once, so the TX FIFO (128 bytes) is let out first."""
+        if not rate or rate == (self.baud or self.baud0):
+            return
+        time.sleep_ms(1280000 // (self.baud or self.baud0 or 115200) + 4)
+        from machine import UART
+
+        UART(0, baudrate=rate)
+        self.baud = rate
+
+    def fresh(self):
+        """Counters start again: a failed rate change leaves garbage that is not the stream's."""
+        self.rx_seq = -1
+        self.crc_errors = 0
+        self.resyncs = 0
+        self.seq_gaps = 0
+        self.skipped = 0
 
     # -- waiting and reading --------------------------------------------------------------
     def wait(self, ms):
@@ -1022,6 +1048,42 @@ class Duplex:
                 "underruns": self.tx_meter.events, "lost_frames": self.rx_meter.lost + self.tx_meter.lost}
 
 
+def _baud(link):
+    """BAUD from the host: a query (baud 0) or a proposal. A proposal is answered at the old
+    rate, then the UART switches and the host must confirm at the new rate within 0.5 s, or
+    the old rate comes back (docs/protocol.md)."""
+    req = json.loads(bytes(memoryview(link.pbuf)[:link.plen]))
+    want = req.get("baud", 0)
+    if not want:
+        link.send_json(_BAUD, {"baud": link.baud})
+        return
+    why = None
+    if sys.platform != "esp32":
+        why = "the REPL of this port is not a UART"
+    else:
+        try:
+            from machine import UART  # noqa: F401
+        except ImportError:
+            why = "no machine.UART"
+    if why:
+        link.send_json(_BAUD, {"ok": False, "baud": link.baud, "why": why})
+        return
+    old = link.baud or req.get("restore", 115200)
+    if not link.baud0:
+        link.baud0 = req.get("restore", 115200)
+    link.send_json(_BAUD, {"ok": True, "baud": want})
+    try:
+        link.set_baud(want)
+    except Exception:
+        link.baud = old
+        return  # still at the old rate: the host's confirmation arrives garbled, it falls back
+    t = link.read_frame(500)
+    if t == _BAUD and link.plen and json.loads(bytes(memoryview(link.pbuf)[:link.plen])).get("baud") == want:
+        link.send_json(_BAUD, {"ok": True, "baud": want, "confirmed": True})
+    else:
+        link.set_baud(old)
+
+
 def main(source="uploaded"):
     link = Link()
     stream = None
@@ -1033,6 +1095,10 @@ def main(source="uploaded"):
         link.cbuf = bytearray(_HDR + 4 + 4)
         link.cview = memoryview(link.cbuf)[_HDR:_HDR + 4]
         t = link.read_frame(10000)
+        while t == _BAUD:
+            _baud(link)
+            link.fresh()  # the stream's frames are counted from START on
+            t = link.read_frame(10000)
         if t == _ABORT or t == _TIMEOUT:
             return  # the host changed its mind (or went away) before starting a stream
         if t != _START:

@@ -50,6 +50,7 @@ class FrameType(IntEnum):
     KEEPALIVE = 11
     SWITCH = 12
     PHASE = 13
+    BAUD = 14  # host proposes / confirms / asks the UART rate; the agent answers (docs/protocol.md)
 
 
 _HEADER = struct.Struct("<2sBBHB")  # sync, type byte, seq, len, hsum

@@ -53,9 +53,11 @@ class Watch:
 
 
 @contextmanager
-def board(port: str | None, *, timeout: float = 10.0) -> Iterator[Agent]:
-    """The agent on the board at `port` (or the single attached board)."""
-    with connect(ports.resolve(port), timeout=timeout) as agent:
+def board(port: str | None, *, timeout: float = 10.0, baud: str | int = "auto",
+          warn: Callable[[str], None] | None = None) -> Iterator[Agent]:
+    """The agent on the board at `port` (or the single attached board); on a UART link at the
+    rate `baud` asks for (auto: the fastest its USB-serial bridge takes; off; a rate)."""
+    with connect(ports.resolve(port), timeout=timeout, baud=baud, warn=warn) as agent:
         yield agent
 
 
@@ -266,9 +268,10 @@ def info(agent: Agent, port: str, probe: bool = True) -> dict:
            "input_buffer": h.get("inbuf"), "crc": h.get("crc"), "io_styles": h.get("io")}
     preset = boards.detect(h)
     out["preset"] = preset.name if preset else None
+    out["link"] = {"baud": agent.baud}  # None: the link has no baud rate (native USB, socket://)
     if probe:
         rates = agent.probe()
-        out["link"] = {"up_bytes_per_s": round(rates["up"]), "down_bytes_per_s": round(rates["down"])}
+        out["link"].update(up_bytes_per_s=round(rates["up"]), down_bytes_per_s=round(rates["down"]))
         fits = []
         for rate in (8000, 16000, 22050, 44100, 48000):
             for bits in (16, 32):

@@ -469,10 +469,13 @@ def format_info(info: dict) -> str:
         f"agent       {agent.get('version')} ({'installed' if agent.get('installed') else 'uploaded to RAM'})"
         f"   preset {info.get('preset') or 'none (give --board or pins)'}",
     ]
-    link = info.get("link")
-    if link:
+    link = info.get("link") or {}
+    baud = f"UART at {link['baud']} baud" if link.get("baud") else None
+    if "up_bytes_per_s" in link:
         lines.append(f"link        to board {format_rate(link['up_bytes_per_s'])}, "
-                     f"from board {format_rate(link['down_bytes_per_s'])} (measured)")
+                     f"from board {format_rate(link['down_bytes_per_s'])} (measured)" + (f"; {baud}" if baud else ""))
+    elif baud:
+        lines.append(f"link        {baud}")
     fits = info.get("fits")
     if fits:
         lines.append("streams     play  record")

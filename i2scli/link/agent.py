@@ -19,13 +19,18 @@ LINK_HEADROOM = 0.9  # use at most this share of the measured link rate
 class Agent:
     """The agent running on a connected board; one stream at a time."""
 
-    def __init__(self, transport, port: str):
+    def __init__(self, transport, port: str, *, baud: str | int = "off", warn: Callable[[str], None] | None = None):
         self.port = port
         self.link = Port(transport, port)
         self.transport = transport
         self.serial = transport.serial
-        self.launcher = Launcher(self.link)
+        self.launcher = Launcher(self.link, baud, warn)
         self.rates: dict | None = None
+
+    @property
+    def baud(self) -> int | None:
+        """The UART rate in use (None: the link has no baud rate, e.g. native USB)."""
+        return self.launcher.baud
 
     @property
     def hello(self) -> dict:
@@ -84,9 +89,11 @@ class Agent:
 
 
 @contextmanager
-def connect(port: str, *, launch: bool = True, timeout: float = 10.0) -> Iterator[Agent]:
-    """A board at `port` with the agent started (HELLO received)."""
-    agent = Agent(open_transport(port), port)
+def connect(port: str, *, launch: bool = True, timeout: float = 10.0, baud: str | int = "auto",
+            warn: Callable[[str], None] | None = None) -> Iterator[Agent]:
+    """A board at `port` with the agent started (HELLO received), on a UART link at the
+    fastest rate its bridge takes (`baud`: auto, off or a rate; `warn` hears a fallback)."""
+    agent = Agent(open_transport(port), port, baud=baud, warn=warn)
     try:
         if launch:
             agent.launch(timeout)

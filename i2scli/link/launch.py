@@ -5,11 +5,16 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Callable
 
 import serial
 
 from i2scli import protocol as proto
 from i2scli.link.agent_code import AGENT_NAME, UPLOAD_MARKER, agent_chunks, agent_source, agent_version, bootstrap
+from i2scli.link.baud import REPL_BAUD
+from i2scli.link.baud import plan as baud_plan
+from i2scli.link.baud import restore as baud_restore
+from i2scli.link.baud import switch as baud_switch
 from i2scli.link.errors import BoardError, LinkError, board_error, first_line, frame_json, repl_error
 from i2scli.link.port import Port, open_transport, patient
 from i2scli.protocol import FrameType as T
@@ -18,10 +23,15 @@ REPL_TAIL = b"\x04>"
 
 
 class Launcher:
-    """Starts the agent on the board behind `port` and keeps what it said (HELLO)."""
+    """Starts the agent on the board behind `port` and keeps what it said (HELLO); on a UART
+    link it moves each agent run to the fastest rate the bridge takes (baud.py)."""
 
-    def __init__(self, port: Port):
+    def __init__(self, port: Port, baud: str | int = "off", warn: Callable[[str], None] | None = None):
         self.port = port
+        self.warn = warn
+        self.propose, self.baud, note = baud_plan(port, baud)  # rate to propose; rate in use (None: no baud)
+        if note and warn:
+            warn(note)
         self.hello: dict = {}  # the running agent's HELLO; empty once it went back to the REPL
         self.identity: dict = {}  # the last HELLO: outlives the agent run
         self.hello_decoder: proto.Decoder | None = None
@@ -98,6 +108,7 @@ class Launcher:
                         raise LinkError(
                             f"the agent on the board speaks protocol {self.hello.get('proto')}, "
                             f"this i2s speaks {proto.PROTO_VERSION}: run `i2s install` again")
+                    self._speed_up()
                     return self.hello
                 if f.type == T.ERROR:
                     raise board_error(f)
@@ -112,9 +123,23 @@ class Launcher:
                 raise BoardError(repl_error(bytes(raw)))
         raise LinkError(f"no answer from the agent on {self.port.name} within {timeout:.0f} s")
 
+    def _speed_up(self) -> None:
+        """The agent just said HELLO at the REPL's rate: move it to the proposed one."""
+        if not self.propose:
+            return
+        rate = baud_switch(self.port, self.hello, self.hello_decoder, self.propose, self.warn)
+        if rate != self.propose:
+            self.propose = None  # fell back: this connection stays at the REPL's rate
+        self.baud = rate
+        # garbage from a failed attempt is not the stream's: count from here
+        self.hello_decoder = proto.Decoder(max_payload=4096)
+
     def finish(self, seen: bytes = b"") -> None:
         """After the agent's last frame: wait for the raw REPL to come back (its closing bytes
-        may already have arrived with the last frame: `seen`)."""
+        may already have arrived with the last frame: `seen`). The agent put its UART back at
+        the REPL's rate as it exited; so does the host."""
+        if self.baud and self.baud != REPL_BAUD:
+            baud_restore(self.port)
         if REPL_TAIL not in seen:
             self.port.read_until(REPL_TAIL, 3.0, bytearray(seen))
         self.hello = {}
@@ -127,6 +152,7 @@ class Launcher:
                 self.finish()
         except (LinkError, OSError):
             pass
+        baud_restore(self.port)  # whatever happened, leave the port at the REPL's rate
         self.port.close()
 
 
