@@ -193,7 +193,7 @@ def run_duplex(agent, reporter, stop, play_file, rec_template, bus, opts, dx, un
             out.close()
             if inp is not None:
                 inp.close()
-            if n == 1:  # the same file plays every cycle: say it once
+            if n == 1 and play_file:  # the same file plays every cycle: say it once
                 _warn_nonfinite(reporter, stats, play_file + (" (each cycle)" if cycles > 1 else ""))
         r["nonfinite"] = stats.nonfinite
         for sw in tl.switches(r["timeline"]):
