@@ -40,6 +40,7 @@ shifted up losslessly.
 
 from __future__ import annotations
 
+import errno
 import math
 import os
 import stat
@@ -697,12 +698,35 @@ class Output:
             try:
                 self._sf.write(y)
             except _SF_ERRORS as e:
-                raise AudioError(f"{self.path}: cannot write: {_sf_message(e)}") from None
+                raise self._write_error(e) from None
         else:
             self._stream_write(self._pack(y))
         self._frames += len(x)
         if time.monotonic() - self._last_sync >= self.sync_interval:
             self.sync()
+
+    def _write_error(self, e: BaseException) -> AudioError:
+        """What a failed libsndfile write means, in words. libsndfile itself only says "System
+        error"; the OS's reason is kept on the file (sf_strerror: "System error : No space left
+        on device.") and, as a fallback, in errno."""
+        code = sf._ffi.errno  # read first: a later C call may change it
+        try:
+            reason = sf._ffi.string(sf._snd.sf_strerror(self._sf._file)).decode(errors="replace")
+        except Exception:  # noqa: BLE001 - the words are a nicety; the error stands without them
+            reason = ""
+        reason = " ".join(reason.removeprefix("System error :").split()).rstrip(".")
+        if reason.startswith("System error"):  # no OS detail on the file: trust errno
+            reason = os.strerror(code) if code else reason
+        full = {os.strerror(errno.ENOSPC): "no space left on the device",
+                os.strerror(errno.EDQUOT): "disk quota exceeded"}
+        if reason in full:
+            try:  # libsndfile's position: everything that fit, part of the failed block included
+                self._frames = max(self._frames, self._sf.tell())
+            except _SF_ERRORS:
+                pass
+            return AudioError(f"{self.path}: {full[reason]}; the recording stops here and keeps the "
+                              f"{self._frames} frames ({self.seconds:.2f} s) that fit")
+        return AudioError(f"{self.path}: cannot write: {reason or _sf_message(e)}")
 
     def sync(self) -> None:
         """Bring the header's sizes up to date now (WAV, RF64, W64 and seekable stdout)."""
@@ -773,7 +797,7 @@ class Output:
         except BrokenPipeError:
             raise AudioError("standard output was closed (broken pipe)") from None
         except OSError as e:
-            raise AudioError(f"cannot write to standard output: {_sf_message(e)}") from None
+            raise _stdout_error(e) from None
 
     def _stream_flush(self) -> None:
         assert self._stream is not None
@@ -782,7 +806,14 @@ class Output:
         except BrokenPipeError:
             raise AudioError("standard output was closed (broken pipe)") from None
         except OSError as e:
-            raise AudioError(f"cannot write to standard output: {_sf_message(e)}") from None
+            raise _stdout_error(e) from None
+
+
+def _stdout_error(e: OSError) -> AudioError:
+    if e.errno in (errno.ENOSPC, errno.EDQUOT):
+        words = "no space left on the device" if e.errno == errno.ENOSPC else "disk quota exceeded"
+        return AudioError(f"cannot write to standard output: {words}")
+    return AudioError(f"cannot write to standard output: {_sf_message(e)}")
 
 
 def open_output(

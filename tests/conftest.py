@@ -88,6 +88,31 @@ def sim(tmp_path):
             s.proc.communicate()
 
 
+@pytest.fixture
+def small_disk(tmp_path):
+    """An empty directory on a real 64 kB filesystem (a tmpfs), for recordings that fill it.
+
+    Mounting needs privileges (root, as CI runs on Linux); where there are none the test is
+    skipped with the reason. The mount goes away after the test, also when it fails.
+    """
+    where = tmp_path / "small-disk"
+    where.mkdir()
+    if sys.platform != "linux":
+        pytest.skip("a small tmpfs for the full-disk case needs Linux")
+    try:
+        r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k,mode=1777", "i2s-test", str(where)],
+                           capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError) as e:
+        pytest.skip(f"cannot mount a small tmpfs for the full-disk case: {e}")
+    if r.returncode:
+        why = (r.stderr.strip().splitlines() or ["mount failed"])[0]
+        pytest.skip(f"cannot mount a small tmpfs for the full-disk case (needs mount privileges): {why}")
+    try:
+        yield where
+    finally:
+        subprocess.run(["umount", "-l", str(where)], capture_output=True, timeout=10)
+
+
 def mpremote(*args, timeout=30, check=True) -> subprocess.CompletedProcess:
     """The real mpremote command line."""
     r = subprocess.run([str(BIN / "mpremote"), *args], capture_output=True, timeout=timeout,

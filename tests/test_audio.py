@@ -5,6 +5,7 @@ Expected values are computed here from the source integers, independently of the
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import math
@@ -585,3 +586,55 @@ def test_lossy_file_takes_the_float_path(tmp_path):
     assert len(x) == 48000 and stats.peak_dbfs()[0] == pytest.approx(-6.0, abs=1.0)
     assert np.argmax(np.abs(np.fft.rfft(x[:, 0]))) == 1000
 
+
+# --- a full disk -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("ext", ["wav", "rf64", "w64"])
+def test_full_disk_keeps_what_fit(small_disk, ext):
+    """A real full filesystem (64 kB): the error says so, and the file keeps every sample that
+    fit, its header covering them."""
+    bus = BusFormat(48000, 32, 2)
+    w = wire_source(bus, 20000, seed=3)  # 160 kB: more than the disk holds
+    path = small_disk / f"rec.{ext}"
+    out = open_output(str(path), bus)
+    with pytest.raises(AudioError) as caught:
+        for start in range(0, len(w), 1000):
+            out.write(w[start:start + 1000].tobytes())
+    message = str(caught.value)
+    kept = out.frames
+    assert message.startswith(f"{path}: no space left on the device;"), message
+    assert f"keeps the {kept} frames" in message and "\n" not in message
+    out.sync()  # what a recording does when it ends on an error
+    out.close()
+    info = sf.info(str(path))
+    assert info.frames == kept and 4000 < kept < 8192  # nearly 64 kB of 8-byte frames
+    back, _ = sf.read(str(path), dtype="int32", always_2d=True)
+    np.testing.assert_array_equal(back, w[:kept])
+
+
+def test_full_disk_on_standard_output(small_disk):
+    """`i2s record -` with stdout redirected to a file on a full disk."""
+    bus = BusFormat(48000, 16, 2)
+    w = wire_source(bus, 40000, seed=4)
+    stream = open(small_disk / "o.wav", "wb")  # buffered, as sys.stdout.buffer is
+    try:
+        out = open_output("-", bus, stdout=stream)
+        with pytest.raises(AudioError, match="^cannot write to standard output: no space left on the device$"):
+            for start in range(0, len(w), 1000):
+                out.write(w[start:start + 1000].tobytes())
+    finally:
+        with contextlib.suppress(OSError):  # the buffer's last bytes do not fit either
+            stream.close()
+
+
+def test_dev_full_as_standard_output():
+    """/dev/full: ENOSPC on every write, with no privileges needed (stdout is not seekable there)."""
+    bus = BusFormat(48000, 16, 2)
+    if not os.path.exists("/dev/full"):
+        pytest.skip("no /dev/full on this system")
+    with open("/dev/full", "wb", buffering=0) as stream:
+        with pytest.raises(AudioError, match="^cannot write to standard output: no space left on the device$"):
+            out = open_output("-", bus, stdout=stream)
+            out.write(np.zeros((100, 2), np.int16))
+            out.close()

@@ -321,6 +321,21 @@ def test_board_usable_after_a_fault(sim, tmp_path, fault):
     assert sf.info(str(tmp_path / "b.wav")).frames == 1000
 
 
+def test_full_disk_while_recording(small_disk, sim, tmp_path):
+    """A real full filesystem (a 64 kB tmpfs; skipped without mount privileges): the error says
+    so with the path, exit 1 (a file that cannot be used), the file is valid and holds every
+    frame that fit, exactly; the board is usable right after."""
+    board = sim("fast", "--rx-source", "ramp", capture=False, events=False)
+    out = small_disk / "rec.wav"
+    r = i2s("record", "-q", "-r", 48000, "-b", 16, "-c", 2, "-d", "5s", "-p", board.path, out, timeout=40, check=1)
+    err = one_error(r, str(out), "no space left on the device")
+    frames = assert_ramp_prefix(out)  # header refreshed: it covers every byte of data
+    assert frames == (64 * 1024 - 44) // 4  # the whole disk, bar the header
+    assert f"keeps the {frames} frames" in err
+    i2s("record", "-q", "-s", 1000, "-p", board.path, tmp_path / "b.wav", check=0)
+    assert sf.info(str(tmp_path / "b.wav")).frames == 1000
+
+
 @pytest.mark.parametrize("kind", ["drop", "corrupt"])
 def test_damaged_byte_during_play_fails_the_run(tmp_path, kind):
     """The agent upload is ~20 kB in; offset 60000 lands in the audio. Detected, counted, exit 5."""
