@@ -41,6 +41,22 @@ def _port_option(f):
                         help="Serial port or URL (env I2S_PORT).")(f)
 
 
+def _parse_baud(ctx, param, value):
+    from i2scli.link.baud import parse_setting
+
+    try:
+        return parse_setting(value)
+    except ValueError as e:
+        raise click.BadParameter(str(e).removeprefix("--baud must be "), ctx, param) from None
+
+
+def _baud_option(f):
+    return click.option("--baud", envvar="I2S_BAUD", default="auto", show_default=True, metavar="auto|off|N",
+                        callback=_parse_baud,
+                        help="UART links: switch to N baud after the handshake; auto = the fastest the USB-serial "
+                             "bridge takes (env I2S_BAUD).")(f)
+
+
 def _bus_options(f):
     opts = [
         click.option("--board", metavar="NAME", envvar="I2S_BOARD",
@@ -56,22 +72,29 @@ def _bus_options(f):
         click.option("--timeout", type=DURATION, default="3s", show_default=True, metavar="DUR",
                      help="Board gives up if the host is silent this long."),
         click.option("--no-probe", is_flag=True, help="Skip measuring the link before streaming."),
+        click.option("--probe", "fresh_probe", is_flag=True,
+                     help="Measure the link even if a recent measurement of this board is remembered."),
         click.option("--json", "as_json", is_flag=True, help="Print a machine-readable summary on stdout."),
         click.option("-q", "--quiet", is_flag=True, help="No progress or summary on stderr."),
         click.option("--strict", is_flag=True, help="Underruns, overruns or clipping fail the run (exit 6)."),
         _port_option,
+        _baud_option,
     ]
     for o in reversed(opts):
         f = o(f)
     return f
 
 
-def _bus(board, bus_id, sck, ws, sd, mck, ibuf, io, timeout, no_probe, **extra):
+def _bus(board, bus_id, sck, ws, sd, mck, ibuf, io, timeout, no_probe, fresh_probe=False, baud=None, **extra):
     from i2scli.boards import parse_pin
     from i2scli.session import BusOptions
 
+    if no_probe and fresh_probe:
+        raise click.UsageError("use --probe or --no-probe, not both")
+
     return BusOptions(board=board, id=bus_id, sck=parse_pin(sck), ws=parse_pin(ws), sd=parse_pin(sd),
-                      mck=parse_pin(mck), ibuf=ibuf, io=io, timeout=timeout, probe=not no_probe, **extra)
+                      mck=parse_pin(mck), ibuf=ibuf, io=io, timeout=timeout, probe=not no_probe,
+                      fresh_probe=fresh_probe, **extra)
 
 
 def _finish(summary: dict, reporter, as_json: bool, strict: bool) -> None:
@@ -148,7 +171,7 @@ def play(file, tone, level, rate, bits, channels, channels_map, duration, sample
             blocks = audio.play_blocks(inp, bus, gain_db=gain, max_frames=max_frames, stats=stats)
             what = file if file != "-" else "stdin"
         try:
-            with session.board(port) as agent:
+            with session.board(port, baud=bus_kw["baud"], warn=reporter.warn) as agent:
                 return run_play(agent, reporter, stop, what, blocks, bus, opts, total, stats)
         finally:
             if inp is not None:
@@ -200,7 +223,7 @@ def record(file, rate, bits, channels, duration, samples, subtype, stop_on_silen
         until = session.RecordStop(frames=frames, stop_on_silence=stop_on_silence, threshold_dbfs=threshold,
                                    wait_for_sound=wait_for_sound,
                                    max_frames=int(round(max_duration * rate)) if max_duration else None)
-        with session.board(port) as agent:
+        with session.board(port, baud=bus_kw["baud"], warn=reporter.warn) as agent:
             return run_record(agent, reporter, stop, file, bus, opts, until, subtype)
 
     run_command(job, quiet=quiet, finish=lambda s, r: _finish(s, r, as_json, strict))
@@ -277,7 +300,7 @@ def duplex(play_file, rec_file, order, rate, bits, channels, duration, stop_on_s
         until = session.RecordStop(frames=int(round(duration * bus.rate)) if duration else None,
                                    stop_on_silence=stop_on_silence, threshold_dbfs=threshold,
                                    max_frames=int(round(max_duration * bus.rate)) if max_duration else None)
-        with session.board(port) as agent:
+        with session.board(port, baud=bus_kw["baud"], warn=reporter.warn) as agent:
             return run_duplex(agent, reporter, stop, play_file, rec_file, bus, opts, dx, until, cycles,
                               timeline_vcd)
 
@@ -317,9 +340,10 @@ def devices(as_json):
 
 @main.command()
 @_port_option
+@_baud_option
 @click.option("--json", "as_json", is_flag=True, help="Print as JSON on stdout.")
 @click.option("--no-probe", is_flag=True, help="Skip measuring the link.")
-def info(port, as_json, no_probe):
+def info(port, baud, as_json, no_probe):
     """Show the board: identity, machine.I2S, memory, agent, link rate and which streams fit."""
     from i2scli.clirun import run_command
 
@@ -327,7 +351,7 @@ def info(port, as_json, no_probe):
         from i2scli import session
         from i2scli.link import BoardError
 
-        with session.board(port) as agent:
+        with session.board(port, baud=baud, warn=reporter.warn) as agent:
             summary = session.info(agent, agent.port, probe=not no_probe)
             try:
                 agent.require_i2s()

@@ -39,6 +39,7 @@ class BusOptions:
     shift: int = 0
     timeout: float = 3.0
     probe: bool = True
+    fresh_probe: bool = False  # measure the link even when a recent probe of this board is remembered
 
 
 @dataclass
@@ -100,10 +101,11 @@ def describe_config(cfg: dict, agent: Agent) -> str:
 
 
 def _fit(agent: Agent, opts: BusOptions, bus: audio.BusFormat, cfg: dict, direction: str) -> float | None:
+    """Refuse a stream the link cannot carry; the link rate it has (None: not measured)."""
     if not opts.probe:
         return None
     wire = protocol.stream_rate(bus.rate, bus.bits, bus.channels, cfg["payload"])
-    rates = agent.check_fit(wire, direction, bus.describe())
+    rates = agent.check_fit(wire, direction, bus.describe(), fresh=opts.fresh_probe)
     return rates[direction]
 
 
@@ -121,6 +123,19 @@ def _board_counts(s: dict) -> dict:
         "seq_gaps": s.get("seq_gaps", 0) + s.get("host_seq_gaps", 0),
         "heap_alloc": s.get("heap_alloc"), "board_reason": s.get("reason"),
     }
+
+
+def _probe_kind(agent: Agent) -> str | None:
+    """How the link rate was known: 'measured' now, 'remembered' from a recent run, or None."""
+    if agent.rates is None:
+        return None
+    return "remembered" if agent.rates.get("cached") else "measured"
+
+
+def _xruns_drop_probe(agent: Agent, s: dict) -> None:
+    """A stream that under- or overran says the remembered link rate may be wrong."""
+    if s.get("underruns") or s.get("overruns"):
+        agent.forget_rates()
 
 
 def _levels(lv: dict) -> dict:
@@ -156,12 +171,13 @@ def play(agent: Agent, port: str, source: Iterator[bytes], bus: audio.BusFormat,
         watch.frames = sent // bus.frame_bytes
 
     s = agent.play(cfg, blocks(), progress=progress)
+    _xruns_drop_probe(agent, s)
     return {
         "action": "played", "settings": _settings(port, agent, cfg), "frames": s.get("frames", 0),
         "seconds": s.get("frames", 0) / bus.rate, "rate": bus.rate, "bits": bus.bits, "channels": bus.channels,
         **_board_counts(s), **_levels(watch.levels.summary()),
         "clipped": stats.clipped if stats else 0, "nonfinite": stats.nonfinite if stats else 0,
-        "link_rate": watch.link_rate,
+        "link_rate": watch.link_rate, "link_probe": _probe_kind(agent),
         "start_latency": (watch.first_audio - watch.started) if watch.first_audio else None,
         "interrupted": interrupted, "board": s,
     }
@@ -246,13 +262,14 @@ def record(agent: Agent, port: str, out: audio.Output, bus: audio.BusFormat, opt
     if error is not None:
         error.partial = {"frames": state["kept"]}
         raise error
+    _xruns_drop_probe(agent, s)
     lv = watch.levels.summary()
     return {
         "action": "recorded", "file": out.path, "settings": _settings(port, agent, cfg), "frames": state["kept"],
         "seconds": state["kept"] / bus.rate, "rate": bus.rate, "bits": bus.bits, "channels": bus.channels,
         "subtype": out.subtype, "format": out.format, **_board_counts(s), "discarded_frames": state["discarded"],
         **_levels(lv), "clipped": lv.get("clipped", 0),
-        "link_rate": watch.link_rate,
+        "link_rate": watch.link_rate, "link_probe": _probe_kind(agent),
         "start_latency": (watch.first_audio - watch.started) if watch.first_audio else None,
         "interrupted": stop.is_set(), "board": s,
     }
@@ -270,7 +287,7 @@ def info(agent: Agent, port: str, probe: bool = True) -> dict:
     out["preset"] = preset.name if preset else None
     out["link"] = {"baud": agent.baud}  # None: the link has no baud rate (native USB, socket://)
     if probe:
-        rates = agent.probe()
+        rates = agent.link_rates(fresh=True)  # info measures; what it measured is remembered
         out["link"].update(up_bytes_per_s=round(rates["up"]), down_bytes_per_s=round(rates["down"]))
         fits = []
         for rate in (8000, 16000, 22050, 44100, 48000):
@@ -399,6 +416,7 @@ def duplex(agent: Agent, port: str, out: audio.Output, tx_source, bus: audio.Bus
         raise
     finally:
         out.sync()
+    _xruns_drop_probe(agent, s)
     steps = tl.switches(s.get("timeline", []))
     gaps = s.get("clock_gaps_us", [])
     lv = watch.levels.summary()
@@ -415,6 +433,6 @@ def duplex(agent: Agent, port: str, out: audio.Output, tx_source, bus: audio.Bus
         "clock_gaps_us": gaps, "max_clock_gap_us": int(dx.max_clock_gap * 1e6),
         "gap_exceeded": any(g > dx.max_clock_gap * 1e6 for g in gaps),
         "switches": [[{"step": n, "us": t} for n, t in sw] for sw in steps],
-        "timeline": s.get("timeline", []), "link_rate": watch.link_rate,
+        "timeline": s.get("timeline", []), "link_rate": watch.link_rate, "link_probe": _probe_kind(agent),
         "interrupted": bool(stop and stop.is_set()), "board": s,
     }

@@ -49,6 +49,14 @@ class SimProcess:
 
 
 @pytest.fixture(autouse=True)
+def _own_probe_cache(tmp_path, monkeypatch):
+    """Each test remembers link probes in its own cache: none leaks into another test."""
+    cache = str(tmp_path / "i2s-cache")
+    monkeypatch.setenv("I2S_CACHE_DIR", cache)
+    monkeypatch.setitem(ENV, "I2S_CACHE_DIR", cache)
+
+
+@pytest.fixture(autouse=True)
 def _sigpipe_stays_ignored():
     """vcdvcd (the VCD parser the tests use) resets SIGPIPE to its default when imported; a
     later broken socket in a test's bridge thread would then kill pytest itself."""

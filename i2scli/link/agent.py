@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 
 from i2scli.link import duplex as _duplex
-from i2scli.link import modes
+from i2scli.link import modes, probe_cache
 from i2scli.link.errors import BoardError, TooFast
 from i2scli.link.launch import Launcher
 from i2scli.link.port import Port, open_transport
@@ -55,12 +55,33 @@ class Agent:
                 f"{self.describe()} at {self.port} has no machine.I2S: its MicroPython firmware "
                 f"was built without it (use a firmware or board with I2S support)")
 
-    def check_fit(self, wire_rate: float, direction: str, what: str) -> dict:
+    def link_rates(self, fresh: bool = False) -> dict:
+        """What the link carries each way (bytes/s): measured once per connection, and
+        remembered for a while per port and board (probe_cache) unless `fresh`."""
+        if self.rates is None or (fresh and self.rates.get("cached")):
+            if not self.hello:
+                self.launch()
+            k = self._cache_key()
+            cached = None if fresh else probe_cache.load(k)
+            if cached is not None:
+                self.rates = {**cached, "cached": True}
+            else:
+                self.rates = self.probe()
+                probe_cache.store(k, self.rates)
+        return self.rates
+
+    def forget_rates(self) -> None:
+        """The stream under- or overran: the remembered rates may be wrong; probe next time."""
+        if self.identity:
+            probe_cache.drop(self._cache_key())
+
+    def _cache_key(self) -> str:
+        return probe_cache.key(self.port, self.identity, self.baud)
+
+    def check_fit(self, wire_rate: float, direction: str, what: str, fresh: bool = False) -> dict:
         """Refuse, before starting, a stream of wire_rate bytes/s that the link cannot carry
-        (direction 'up' = to the board, 'down' = from it). Probes once per connection."""
-        if self.rates is None:
-            self.rates = self.probe()
-        have = self.rates[direction]
+        (direction 'up' = to the board, 'down' = from it)."""
+        have = self.link_rates(fresh)[direction]
         if wire_rate > have * LINK_HEADROOM:
             where = "to" if direction == "up" else "from"
             raise TooFast(
