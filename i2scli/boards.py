@@ -2,8 +2,9 @@
 
 The numbers come from docs of each port (see ../shared/design.md and docs/sim.md):
 pyboard I2S(2) on Y6/Y5/Y8; Pico GP16/17/18 (rp2 needs ws == sck + 1); ESP32 any GPIO,
-32/25/33 are common; Teensy 4.1 TX on I2S(2) 4/3/2 and RX on I2S(1) 21/20/8; OpenMV STM32
-cams I2S(2) on P2 (SCK), P3 (WS), P0 (TX SD), P1 (RX SD).
+32/25/33 are common; Teensy 4.1 TX on I2S(2) D4/D3/D2 and RX on I2S(1) D21/D20/D8 (names: the
+mimxrt port takes no pin numbers since v1.22); OpenMV STM32 cams I2S(2) on P2 (SCK), P3 (WS),
+P0 (TX SD), P1 (RX SD).
 """
 
 from __future__ import annotations
@@ -44,8 +45,8 @@ BOARDS: dict[str, Board] = {
                    Pins(0, 32, 25, 33), Pins(0, 32, 25, 33), dir_pin=4),
     "virtual": Board("virtual", "the virtual board's fast profile (i2s sim --profile fast): I2S(0) 16/17/18",
                      Pins(0, 16, 17, 18), Pins(0, 16, 17, 18), dir_pin=15),
-    "teensy41": Board("teensy41", "Teensy 4.x: TX I2S(2) SCK 4, WS 3, SD 2; RX I2S(1) SCK 21, WS 20, SD 8",
-                      Pins(2, 4, 3, 2), Pins(1, 21, 20, 8), dir_pin=6),
+    "teensy41": Board("teensy41", "Teensy 4.x: TX I2S(2) SCK D4, WS D3, SD D2; RX I2S(1) SCK D21, WS D20, SD D8",
+                      Pins(2, "D4", "D3", "D2"), Pins(1, "D21", "D20", "D8"), dir_pin="D6"),
 }
 
 

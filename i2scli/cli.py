@@ -451,7 +451,7 @@ def sim(profile, tx_capture, rx_source, codec_release, codec_drive, codec_dir_pi
     """
     import os
 
-    from i2scli.sim.board import VirtualBoard
+    from i2scli.sim.board import VirtualBoard, codec_dir_pin_id
     from i2scli.sim.profiles import get_profile
     from i2scli.sim.serve import serve
 
@@ -459,6 +459,10 @@ def sim(profile, tx_capture, rx_source, codec_release, codec_drive, codec_dir_pi
         prof = get_profile(profile)
     except ValueError as e:
         raise click.BadParameter(str(e), param_hint="--profile") from None
+    try:
+        codec_dir_pin_id(prof, codec_dir_pin)
+    except ValueError as e:
+        raise click.BadParameter(str(e), param_hint="--codec-dir-pin") from None
     board = VirtualBoard(
         prof, tx_capture=tx_capture, rx_source=rx_source, codec_release=codec_release,
         codec_drive=codec_drive, codec_dir_pin=codec_dir_pin, dir_rx_level=dir_rx_level,

@@ -575,3 +575,17 @@ def test_output_is_a_directory(tmp_path):
 
 def test_port_that_does_not_exist(tmp_path):
     _one_error(i2s("play", "--tone", 440, "-d", "0.2s", "-p", tmp_path / "ttyNOPE", check=3), "ttyNOPE")
+
+
+def test_teensy_preset_uses_the_firmwares_pin_names(tmp_path):
+    """mimxrt firmware takes pin names only (no Pin(n) since v1.22): the teensy41 preset says
+    D4/D3/D2 and D21/D20/D8, and a number given by hand gets the board's own error."""
+    r = i2s("play", "-p", "sim://mimxrt", "--tone", 440, "-d", "0.1s", "-r", 44100, "-c", 1, check=0)
+    assert "I2S(2) sck=D4 ws=D3 sd=D2" in r.stderr, r.stderr
+    out = tmp_path / "teensy.wav"
+    r = i2s("record", "-p", "sim://mimxrt?rx_source=ramp", "-s", 2000, "-r", 44100, out, check=0)
+    assert "I2S(1) sck=D21 ws=D20 sd=D8" in r.stderr, r.stderr
+    assert np.array_equal(read_int32(out), ramp(2000, 32, 1, "PCM_32"))
+    r = i2s("play", "-p", "sim://mimxrt", "--tone", 440, "-d", "0.1s", "-r", 44100, "-c", 1, "--sck", 4,
+            check=4)
+    assert error_lines(r.stderr)[-1] == "i2s: error: ValueError: Pin doesn't exist", r.stderr

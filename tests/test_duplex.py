@@ -97,7 +97,7 @@ def test_a_switch_delay_avoids_the_fight(tmp_path):
     assert dir_to_tx >= 1000 and found == []
 
 
-@pytest.mark.parametrize("profile,channels", [("rp2", 1), ("openmv", 2)])
+@pytest.mark.parametrize("profile,channels", [("rp2", 1), ("openmv", 2), ("mimxrt", 2)])
 def test_recording_and_playback_are_bit_exact(tmp_path, profile, channels):
     x = play_file(tmp_path, channels=channels)
     r = run("duplex", "-p", url(profile, tmp_path), str(tmp_path / "play.wav"), "-o", str(tmp_path / "rec.wav"),
@@ -112,6 +112,12 @@ def test_recording_and_playback_are_bit_exact(tmp_path, profile, channels):
     assert np.array_equal(played, x if channels == 2 else np.repeat(x, 2, axis=1))
     if profile == "openmv":  # two pads tied together: TX on P0, RX on P1
         assert (summary["settings"]["tx"]["sd"], summary["settings"]["rx"]["sd"]) == ("P0", "P1")
+    if profile == "mimxrt":  # the teensy41 preset, by the names the firmware takes: two buses, DIR on D6
+        tx, rx = summary["settings"]["tx"], summary["settings"]["rx"]
+        assert (tx["id"], tx["sck"], tx["ws"], tx["sd"]) == (2, "D4", "D3", "D2")
+        assert (rx["id"], rx["sck"], rx["ws"], rx["sd"]) == (1, "D21", "D20", "D8")
+        assert {e["name"] for e in events(tmp_path / "ev.jsonl") if e["ev"] == "pin" and e["mode"] == "out"} \
+            == {"D6"}
 
 
 def test_reported_clock_gap_matches_the_bus(tmp_path):

@@ -222,17 +222,20 @@ QUIRKS = [
                "rate=8000, ibuf=1000)", "ValueError: SCK not a Pin type"),
     ("openmv", "I2S(1, sck=Pin('P2'), ws=Pin('P3'), sd=Pin('P0'), mode=I2S.TX, bits=16, "
                "format=I2S.STEREO, rate=8000, ibuf=1000)", "ValueError: invalid id"),
-    ("mimxrt", "I2S(2, sck=Pin(4), ws=Pin(3), sd=Pin(2), mode=I2S.TX, bits=16, format=I2S.STEREO, "
+    ("mimxrt", "I2S(2, sck=Pin('D4'), ws=Pin('D3'), sd=Pin('D2'), mode=I2S.TX, bits=16, format=I2S.STEREO, "
                "rate=44000, ibuf=1000)", "ValueError: invalid rate"),
-    ("mimxrt", "I2S(2, sck=Pin(5), ws=Pin(3), sd=Pin(2), mode=I2S.TX, bits=16, format=I2S.STEREO, "
+    ("mimxrt", "I2S(2, sck=Pin('D5'), ws=Pin('D3'), sd=Pin('D2'), mode=I2S.TX, bits=16, format=I2S.STEREO, "
                "rate=8000, ibuf=1000)", "ValueError: invalid SCK pin"),
-    ("mimxrt", "I2S(2, sck=Pin(4), ws=Pin(3), sd=Pin(8), mode=I2S.TX, bits=16, format=I2S.STEREO, "
+    ("mimxrt", "I2S(2, sck=Pin('D4'), ws=Pin('D3'), sd=Pin('D8'), mode=I2S.TX, bits=16, format=I2S.STEREO, "
                "rate=8000, ibuf=1000)", "ValueError: invalid SD pin"),
-    ("mimxrt", "I2S(2, sck=Pin(4), ws=Pin(3), sd=Pin(2), mck=Pin(5), mode=I2S.TX, bits=16, "
+    ("mimxrt", "I2S(2, sck=Pin('D4'), ws=Pin('D3'), sd=Pin('D2'), mck=Pin('D5'), mode=I2S.TX, bits=16, "
                "format=I2S.STEREO, rate=8000, ibuf=1000)", "ValueError: invalid MCK pin"),
-    ("mimxrt", "I2S(3, sck=Pin(4), ws=Pin(3), sd=Pin(2), mode=I2S.TX, bits=16, format=I2S.STEREO, "
+    ("mimxrt", "I2S(3, sck=Pin('D4'), ws=Pin('D3'), sd=Pin('D2'), mode=I2S.TX, bits=16, format=I2S.STEREO, "
                "rate=8000, ibuf=1000)", "ValueError: I2S(3) does not exist"),
     ("mimxrt", "Pin(42)", "ValueError: Pin doesn't exist"),
+    ("mimxrt", "Pin(4)", "ValueError: Pin doesn't exist"),  # no numbers since v1.22 (c0b64a3f23)
+    ("mimxrt", "I2S(2, sck=4, ws=3, sd=2, mode=I2S.TX, bits=16, format=I2S.STEREO, rate=8000, ibuf=1000)",
+     "ValueError: Pin doesn't exist"),
     ("no-i2s", None, "ImportError: can't import name I2S"),
 ]
 
@@ -252,9 +255,9 @@ def test_port_quirks_raise_the_ports_errors(sim, transport, profile):
         assert lines[-1] == error, (call, lines)
     if profile == "mimxrt":  # the valid mimxrt setups work, mck included
         t.exec("from machine import I2S, Pin\n"
-               "a = I2S(2, sck=Pin(4), ws=Pin(3), sd=Pin(2), mck=Pin(33), mode=I2S.TX, bits=32, "
+               "a = I2S(2, sck=Pin('D4'), ws=Pin('D3'), sd=Pin('D2'), mck=Pin('D33'), mode=I2S.TX, bits=32, "
                "format=I2S.STEREO, rate=44100, ibuf=4000)\n"
-               "b = I2S(1, sck=Pin(21), ws=Pin(20), sd=Pin(8), mode=I2S.RX, bits=32, format=I2S.STEREO, "
+               "b = I2S(1, sck=Pin('D21'), ws=Pin('D20'), sd=Pin('D8'), mode=I2S.RX, bits=32, format=I2S.STEREO, "
                "rate=48000, ibuf=4000)\n"
                "a.deinit(); b.deinit()\n")
 

@@ -1,12 +1,16 @@
 """Pin names as the real firmwares have them (i2scli/sim/pins.py), checked from board code
 on the virtual board: each profile takes its board's pins.csv names (and numbers where the
 port takes numbers), refuses the rest with the port's exception and text, and one pad is one
-pin whatever it is called (events, I2S pad checks)."""
+pin whatever it is called (events, I2S pad checks, the codec's DIR pin)."""
+
+import subprocess
+import sys
 
 import pytest
 from mpremote.transport import TransportExecError
 
 from i2scli.sim import pins
+from i2scli.sim.board import codec_dir_pin_id
 from i2scli.sim.profiles import PROFILES
 
 
@@ -36,11 +40,14 @@ def events_of(board, ev):
 
 def test_tables_give_one_id_per_pad():
     t = pins.TEENSY41
-    assert {t.resolve(x) for x in ("D2", "SD_TX", "GPIO_EMC_04", 2)} == {2}
-    assert {t.resolve(x) for x in ("D14", "A0", "GPIO_AD_B1_02", 14)} == {14}
-    assert t.resolve("D42") == t.resolve("DAT1") == "D42"  # a pad without a number: its name
+    assert {t.resolve(x) for x in ("D2", "SD_TX", "GPIO_EMC_04")} == {"D2"}
+    assert {t.resolve(x) for x in ("D14", "A0", "GPIO_AD_B1_02")} == {"D14"}
+    assert {t.resolve(x) for x in ("D23", "MCK", "A9", "GPIO_AD_B1_09")} == {"D23"}
+    assert t.resolve("D42") == t.resolve("DAT1") == "D42"
     assert t.resolve("GPIO_B0_14") is None  # hidden in pins.csv
-    assert t.resolve(42) is None and t.resolve("D55") is None
+    # mimxrt firmware takes no numbers since v1.22 (c0b64a3f23): neither does the table
+    assert t.ints == () and all(t.resolve(n) is None for n in (0, 2, 4, 41, 42))
+    assert t.resolve("D55") is None
     p = pins.RPI_PICO
     assert {p.resolve(x) for x in ("GP18", "GPIO18", 18)} == {18}
     assert p.resolve("LED") == 25 and p.resolve("GP23") is None and p.resolve("GPIO23") == 23
@@ -51,11 +58,30 @@ def test_tables_give_one_id_per_pad():
     assert o.resolve("B15") == "P0" and o.resolve("P16") == "P16" and o.resolve("A3") is None
     assert pins.ESP32_GENERIC.resolve(33) == 33 and pins.ESP32_GENERIC.resolve(24) is None
     assert pins.ESP32_GENERIC.resolve("GPIO33") is None
-    # what the profiles already use stays valid and keeps its spelling
+    # what the profiles use is each pad's id, in its spelling (I2S pads too)
     for prof in PROFILES.values():
-        for p in (prof.dir_pin, *prof.sd_net):
+        pads = [v for by_mode in ((prof.i2s and prof.i2s.pads) or {}).values()
+                for ps in by_mode.values() for v in ps.values()]
+        for p in (prof.dir_pin, *prof.sd_net, *pads):
             if p is not None:
                 assert prof.pins.resolve(p) == p, (prof.name, p)
+
+
+def test_codec_dir_pin_is_any_name_of_the_pad():
+    mx, rp = PROFILES["mimxrt"], PROFILES["rp2"]
+    assert {codec_dir_pin_id(mx, x) for x in (None, "D6", "GPIO_B0_10")} == {"D6"}
+    assert codec_dir_pin_id(mx, "none") is None and codec_dir_pin_id(mx, "D24") == "D24"
+    assert {codec_dir_pin_id(rp, x) for x in (None, 15, "15", "GP15", "GPIO15")} == {15}
+    assert codec_dir_pin_id(PROFILES["openmv"], "B10") == "P4"
+    for prof, bad in ((mx, 6), (mx, "6"), (mx, "GP6"), (rp, "D6"), (PROFILES["stm32"], 4)):
+        with pytest.raises(ValueError, match="has no pin"):
+            codec_dir_pin_id(prof, bad)
+
+
+def test_codec_dir_pin_option_refuses_a_pin_the_board_lacks():
+    r = subprocess.run([sys.executable, "-m", "i2scli", "sim", "--profile", "mimxrt", "--codec-dir-pin", "6"],
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 2 and "--codec-dir-pin" in r.stderr and "has no pin 6" in r.stderr, r.stderr
 
 
 # -- on the board -----------------------------------------------------------------------------
@@ -67,27 +93,56 @@ def test_teensy_names(sim, transport):
         == "GPIO_AD_B1_14 GPIO_AD_B1_14 GPIO_AD_B1_14"
     assert run(t, "print(Pin.board.D2 is Pin.cpu.GPIO_EMC_04, Pin('LED').name(), Pin('D54').name())") \
         == "True GPIO_B0_03 GPIO_EMC_29"
+    assert run(t, "print(Pin('SD_TX'), Pin.board.MCK)") == "Pin(GPIO_EMC_04) Pin(GPIO_AD_B1_09)"
     for bad in ("Pin('D55')", "Pin('GPIO_B0_14')", "Pin('SD_CMD')", "Pin(42)", "Pin('GP2')", "Pin(None)"):
         assert error_of(t, bad) == "ValueError: Pin doesn't exist", bad
-    # names and numbers of one pad are one pin: the I2S pads accept either, events say the number
+    # the names of one pad are one pin: the I2S pads accept any of them, events say the id
     run(t, "from machine import I2S\n"
            "a = I2S(2, sck=Pin('D4'), ws=Pin('WS_TX'), sd=Pin('GPIO_EMC_04'), mck=Pin('D33'), mode=I2S.TX, "
            "bits=16, format=I2S.STEREO, rate=8000, ibuf=1000)\n"
-           "b = I2S(1, sck=Pin('SCK_RX'), ws=Pin('D20'), sd='D8', mode=I2S.RX, bits=16, "
+           "b = I2S(1, sck=Pin('SCK_RX'), ws=Pin('D20'), sd='D8', mck='MCK', mode=I2S.RX, bits=16, "
            "format=I2S.STEREO, rate=8000, ibuf=1000)\n"
            "a.deinit(); b.deinit()\n"
-           "a = I2S(2, sck=Pin(4), ws=Pin(3), sd=Pin(2), mck=Pin(33), mode=I2S.TX, bits=16, "
+           "a = I2S(2, sck='SCK_TX', ws='D3', sd='SD_TX', mck=Pin.cpu.GPIO_EMC_07, mode=I2S.TX, bits=16, "
            "format=I2S.STEREO, rate=8000, ibuf=1000)\n"
            "a.deinit()\n"
-           "Pin('D6', Pin.OUT, value=1)\n")
+           "Pin('GPIO_B0_10', Pin.OUT, value=1)\n")
     assert error_of(t, "from machine import I2S\nI2S(2, sck=Pin('D5'), ws=Pin('D3'), sd=Pin('D2'), "
                        "mode=I2S.TX, bits=16, format=I2S.STEREO, rate=8000, ibuf=1000)") \
         == "ValueError: invalid SCK pin"
     board.stop()
     inits = events_of(board, "i2s_init")
-    assert [(e["sck"], e["ws"], e["sd"], e["mck"]) for e in inits] == [(4, 3, 2, 33), (21, 20, 8, None),
-                                                                         (4, 3, 2, 33)]
-    assert {e["name"] for e in events_of(board, "pin") if e["mode"] == "out"} == {6}
+    assert [(e["sck"], e["ws"], e["sd"], e["mck"]) for e in inits] == [
+        ("D4", "D3", "D2", "D33"), ("D21", "D20", "D8", "D23"), ("D4", "D3", "D2", "D33")]
+    assert {e["name"] for e in events_of(board, "pin") if e["mode"] == "out"} == {"D6"}
+
+
+def test_teensy_takes_no_numbers(sim, transport):
+    """mimxrt firmware since v1.22 (micropython c0b64a3f23, ports/mimxrt/pin.c) has no Pin(n):
+    Pin(4) and an I2S given numbers fail as on the real board."""
+    board = sim("mimxrt", capture=False, events=False)
+    t = raw(transport, board.path)
+    for bad in ("Pin(4)", "Pin(0)", "Pin(2)", "Pin(41)", "Pin(6, Pin.OUT)"):
+        assert error_of(t, bad) == "ValueError: Pin doesn't exist", bad
+    for sck, ws, sd in (("4", "3", "2"), ("Pin('D4')", "3", "Pin('D2')"), ("Pin('D4')", "Pin('D3')", "2")):
+        assert error_of(t, f"from machine import I2S\nI2S(2, sck={sck}, ws={ws}, sd={sd}, mode=I2S.TX, "
+                           "bits=16, format=I2S.STEREO, rate=8000, ibuf=1000)") \
+            == "ValueError: Pin doesn't exist", (sck, ws, sd)
+
+
+@pytest.mark.parametrize("dir_pin", ["D6", "GPIO_B0_10"])
+def test_teensy_codec_dir_pin_by_any_name(sim, transport, dir_pin):
+    """--codec-dir-pin goes through the pin table: D6 and GPIO_B0_10 are the pad board code
+    drives as Pin('D6'), so DIR follows it in the VCD."""
+    vcdvcd = pytest.importorskip("vcdvcd")
+    board = sim("mimxrt", "--codec-dir-pin", dir_pin, capture=False, events=False, vcd=True)
+    t = raw(transport, board.path)
+    run(t, "import time\np = Pin('D6', Pin.OUT, value=1)\ntime.sleep_ms(5)\np.value(0)\ntime.sleep_ms(5)\n")
+    t.exit_raw_repl()
+    t.close()
+    board.stop()
+    levels = [v for _, v in vcdvcd.VCDVCD(board.files["vcd"])["board.dir"].tv]
+    assert levels[-2:] == ["1", "0"], levels
 
 
 def test_pico_names(sim, transport):

@@ -124,6 +124,21 @@ class BoardGone(Exception):
     pass
 
 
+def codec_dir_pin_id(profile: Profile, pin: object = None):
+    """The pad id of the codec's DIR pin (the profile's when `pin` is None; None for "none"):
+    any name the board's firmware takes for the pad, so D6 and GPIO_B0_10 are one net on the
+    Teensy. ValueError if the board has no such pin."""
+    if pin is None:
+        pin = profile.dir_pin
+    if pin is None or (isinstance(pin, str) and pin.strip().lower() == "none"):
+        return None
+    pid = profile.pins.pin_id(pin)
+    if pid is None:
+        raise ValueError(f"board profile {profile.name!r} has no pin {pin!r} for the codec's DIR "
+                         f"(names as its firmware takes them: {profile.pins.source})")
+    return pid
+
+
 class VirtualBoard:
     """A virtual MicroPython board reachable through a pseudo-terminal (see module doc)."""
 
@@ -148,9 +163,7 @@ class VirtualBoard:
         self.vcd_path = vcd
         self.events_path = events
         self.faults = [f if isinstance(f, Fault) else parse_fault(f) for f in faults]
-        dir_pin = self.profile.dir_pin if codec_dir_pin is None else codec_dir_pin
-        if isinstance(dir_pin, str) and dir_pin.lower() == "none":
-            dir_pin = None
+        dir_pin = codec_dir_pin_id(self.profile, codec_dir_pin)
         self.bus = BusModel(
             dir_pin=dir_pin,
             dir_rx_level=dir_rx_level,

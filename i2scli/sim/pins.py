@@ -8,10 +8,10 @@ decides whether it is hidden). `Pin("NAME")` looks in the board names first, the
 names, as every port's `pin_find` does.
 
 Each physical pad gets one *id*, the spelling the simulator uses for it in events, I2S pad
-checks, `sd_net` and the codec's DIR pin: the pad's number where the port (or the simulator,
-see Teensy) takes numbers, else its first board name, else its CPU name. So `Pin("GP18")`,
-`Pin("GPIO18")` and `Pin(18)` are one pad with id 18 on the Pico, and `Pin("D2")`,
-`Pin("SD_TX")`, `Pin("GPIO_EMC_04")` and `Pin(2)` are one pad with id 2 on the Teensy.
+checks, `sd_net` and the codec's DIR pin: the pad's number where the port takes numbers, else
+its first board name, else its CPU name. So `Pin("GP18")`, `Pin("GPIO18")` and `Pin(18)` are
+one pad with id 18 on the Pico, and `Pin("D2")`, `Pin("SD_TX")` and `Pin("GPIO_EMC_04")` are
+one pad with id "D2" on the Teensy (where `Pin(2)` fails, as on the real firmware).
 """
 
 from __future__ import annotations
@@ -55,6 +55,14 @@ class PinTable:
         if x in self.cpu:
             return self.id_of(x)
         return None
+
+    def pin_id(self, x):
+        """`resolve` for a pin given as text too (a command-line option, a sim:// option):
+        "15" is the number 15 where the port takes numbers. None if the port has no such pin."""
+        pid = self.resolve(x)
+        if pid is None and isinstance(x, str) and x.strip().isdigit():
+            pid = self.resolve(int(x))
+        return pid
 
     def board_dict(self) -> dict:
         """The JSON-able form the board runtime reads (machine._configure)."""
@@ -100,10 +108,9 @@ def from_csv(source: str, text: str, *, extra_cpu=(), ints=()) -> PinTable:
 # -- Teensy 4.1 (mimxrt) ---------------------------------------------------------------------
 # ports/mimxrt/boards/TEENSY41/pins.csv; CPU pins: every pad of ports/mimxrt/boards/
 # MIMXRT1062_af.csv (mimxrt's make-pins.py makes each of them a Pin.cpu entry).
-# Numbers: the mimxrt port took Pin(n) as the n-th row of pins.csv (D0..D54) until v1.22
-# (commit c0b64a3f23 dropped it: since then Pin(4) raises "Pin doesn't exist"). The simulator
-# keeps numbers for the header pins 0-41 (= D0-D41) because this project's Teensy preset and
-# tests write Pin(4); that is a documented difference from 1.22+ firmware (docs/sim.md).
+# Numbers: none. The mimxrt port took Pin(n) as the n-th row of pins.csv (D0..D54) until v1.22;
+# commit c0b64a3f23 (ports/mimxrt/pin.c) dropped that, and since then Pin(4) raises
+# "ValueError: Pin doesn't exist". So a Teensy pad's id is its first board name ("D4").
 TEENSY41_CSV = """
 D0,GPIO_AD_B0_03
 D1,GPIO_AD_B0_02
@@ -217,17 +224,11 @@ MIMXRT1062_PADS = (
 )
 
 
-def _teensy41() -> PinTable:
-    rows = dict(r.split(",") for r in TEENSY41_CSV.split() if r.startswith("D"))
-    return from_csv(
-        "micropython ports/mimxrt/boards/TEENSY41/pins.csv + boards/MIMXRT1062_af.csv",
-        TEENSY41_CSV,
-        extra_cpu=MIMXRT1062_PADS,
-        ints=tuple((n, rows[f"D{n}"]) for n in range(42)),
-    )
-
-
-TEENSY41 = _teensy41()
+TEENSY41 = from_csv(
+    "micropython ports/mimxrt/boards/TEENSY41/pins.csv + boards/MIMXRT1062_af.csv",
+    TEENSY41_CSV,
+    extra_cpu=MIMXRT1062_PADS,
+)
 
 # -- Raspberry Pi Pico (rp2) -----------------------------------------------------------------
 # ports/rp2/boards/RPI_PICO/pins.csv; CPU pins GPIO0..GPIO29 (NUM_BANK0_GPIOS of the RP2040,

@@ -38,7 +38,7 @@ class I2SRules:
     ws_is_sck_plus_1: bool = False  # rp2: PIO needs ws on the pin after sck
     mck: bool = False  # mck= accepted (mimxrt only)
     rates: tuple[int, ...] | None = None  # accepted rates; None = any positive rate
-    # mimxrt: fixed pads per (id, mode): {"2": {"tx": {"sck": 4, "ws": 3, "sd": 2}}}
+    # mimxrt: fixed pads per (id, mode), by pad id: {"2": {"tx": {"sck": "D4", "ws": "D3", "sd": "D2"}}}
     pads: dict | None = None
 
 
@@ -123,7 +123,7 @@ PROFILES: dict[str, Profile] = {
     ),
     "mimxrt": Profile(
         name="mimxrt",
-        description="Teensy 4.1 (mimxrt port, TinyUSB): TX I2S(2) 4/3/2, RX I2S(1) 21/20/8",
+        description="Teensy 4.1 (mimxrt port, TinyUSB): TX I2S(2) D4/D3/D2, RX I2S(1) D21/D20/D8",
         platform="mimxrt",
         machine="Teensy 4.1 with MIMXRT1062DVJ6A",
         release="1.28.0",
@@ -134,12 +134,12 @@ PROFILES: dict[str, Profile] = {
             mck=True,
             rates=tuple(MIMXRT_RATES),
             pads={
-                "1": {"rx": {"sck": 21, "ws": 20, "sd": 8, "mck": 23}},
-                "2": {"tx": {"sck": 4, "ws": 3, "sd": 2, "mck": 33}},
+                "1": {"rx": {"sck": "D21", "ws": "D20", "sd": "D8", "mck": "D23"}},
+                "2": {"tx": {"sck": "D4", "ws": "D3", "sd": "D2", "mck": "D33"}},
             },
         ),
-        dir_pin=6,
-        sd_net=(2, 8),
+        dir_pin="D6",
+        sd_net=("D2", "D8"),
         heap=256 * 1024,
     ),
     "no-i2s": Profile(

@@ -314,6 +314,8 @@ class Pin(_PinRoot):
             if pq:
                 s += ", pull=%s" % pq
             return s + ")"
+        if fam == "mimxrt":
+            return "Pin(%s)" % self.name()  # mimxrt machine_pin.c: the pad's CPU name
         return "Pin(%s)" % (self._id,)
 
     __str__ = __repr__
