@@ -232,20 +232,19 @@ class Encoder:
                         b1 -= 256
                     x = int(s[o]) | (b1 << 8)
                 v = x >> sh
-                r = v
-                a = r if r >= 0 else -1 - r
-                h0 += a >> 15
-                l0 += a & 0x7FFF
-                if t >= 1:
+                if t >= 1:  # sample 0 is the absolute level in every order: it would only inflate k
+                    a = v if v >= 0 else -1 - v
+                    h0 += a >> 15
+                    l0 += a & 0x7FFF
                     r = (((v - p1) + half) & wmask) - half
                     a = r if r >= 0 else -1 - r
-                h1 += a >> 15
-                l1 += a & 0x7FFF
-                if t >= 2:
-                    r = (((v - p1 - p1 + p2) + half) & wmask) - half
-                    a = r if r >= 0 else -1 - r
-                h2 += a >> 15
-                l2 += a & 0x7FFF
+                    h1 += a >> 15
+                    l1 += a & 0x7FFF
+                    if t >= 2:
+                        r = (((v - p1 - p1 + p2) + half) & wmask) - half
+                        a = r if r >= 0 else -1 - r
+                    h2 += a >> 15
+                    l2 += a & 0x7FFF
                 p2 = p1
                 p1 = v
                 o += stride
@@ -276,7 +275,8 @@ class Encoder:
                 base = 15
             tot = tot + (tot >> 1) - (tot >> 3)
             k = 0
-            while k < KMAX and (tot >> (k + 1)) >= nfr:
+            cnt1 = nfr - 1 if nfr > 1 else 1
+            while k < KMAX and (tot >> (k + 1)) >= cnt1:
                 k += 1
             k += base
             if k > KMAX:

@@ -84,8 +84,9 @@ def _cost(u: np.ndarray, k: int, w: int) -> int:
 
 
 def _best_k(u: np.ndarray, w: int) -> tuple[int, int]:
-    """FLAC-style estimate from the mean, then the exact cost of its neighbours."""
-    mean = float(u.mean()) if u.size else 0.0
+    """FLAC-style estimate from the mean, then the exact cost of its neighbours. The mean skips
+    sample 0 (the absolute level, the same in every order): it would inflate k for short frames."""
+    mean = float(u[1:].mean()) if u.size > 1 else float(u.mean())
     k0 = min(int(np.log2(mean * 0.69)), KMAX) if mean * 0.69 >= 1 else 0
     best = None
     for k in range(max(0, k0 - 1), min(KMAX, k0 + 1) + 1):
@@ -102,9 +103,10 @@ def _plan(x: np.ndarray, bits: int) -> _Plan:
     best = None
     for order in range(3):
         r = _wrap(_residuals(v, order), w)
-        if best is not None and np.abs(r).sum() >= best[0]:
-            continue  # the order with the smallest residuals wins
-        best = (np.abs(r).sum(), order, r)
+        size = np.abs(r[1:]).sum()
+        if best is not None and size >= best[0]:
+            continue  # the order with the smallest residuals wins (sample 0 is the same in all)
+        best = (size, order, r)
     _, order, r = best
     u = (r << 1) ^ (r >> 63)
     k, cost = _best_k(u, w)
