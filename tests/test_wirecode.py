@@ -288,3 +288,13 @@ def test_board_coder_allocates_nothing():
     jobs = [("H", bits, 2, wc.encode(p, bits, 2)) for bits, p in blocks] + [("G", bits, 2, p) for bits, p in blocks]
     assert [wc.encode(p, bits, 2)[0] for bits, p in blocks] == [wc.CODED, wc.CODED, wc.RAW]
     assert [code for code, _ in board(jobs)] == [0] * 6
+
+
+def test_worked_example_of_the_docs():
+    """docs/protocol.md, "Worked example": the exact bytes, and the board decodes them."""
+    p = pcm([1000, 1004, 1010, 1014, 1020, 1026, 1030, 1036], 16)
+    coded = bytes.fromhex("01 08 00 cc 1f 3c 8e 06 00 00 00 03 e8 12 9a 40")
+    assert wc.encode(p, 16, 1) == coded
+    (dcode, out), (ecode, enc) = board([("D", 16, 1, coded), ("E", 16, 1, p)])
+    assert (dcode, out) == (16, p)
+    assert enc[0] == wc.RAW and ecode == 17  # the board encoder gives up a few bytes early
