@@ -319,6 +319,15 @@ class Link:
         else:
             self.out.write(buf, 0, _HDR + n)
 
+    def send_plain(self, buf, n):
+        """A DATA frame built in place in buf, without the CRC trailer: a coded payload, which
+        carries a checksum of the audio it decodes to."""
+        crc = self.crc
+        self.crc = False
+        self._head(buf, _DATA, n)
+        self.crc = crc
+        self.out.write(buf, 0, _HDR + n)
+
     def grant(self, force=False):
         """Give the bytes read since the last grant back to the host as credit."""
         c = self.consumed
@@ -436,6 +445,46 @@ class Heap:
         self.on = False
 
 
+def _main_globals():
+    try:
+        import __main__  # the REPL's: where the host ran the coder for an installed agent
+
+        return __main__.__dict__
+    except Exception:
+        return {}
+
+
+_CODER_BITS = {"Decoder": 1, "Encoder": 2}
+
+
+def _coder(name, load=True):
+    """A wire coder class (firmware/wirecode.py, viper: Decoder for TX, Encoder for RX): the one
+    the host ran in the REPL, or the installed module's, imported only for a stream that codes
+    (native code takes RAM). With load=False: whether it is there at all."""
+    for g in (globals(), _main_globals()):
+        if name in g:
+            return g[name]
+    try:
+        import os
+
+        os.stat("/i2s_wirecode.mpy")
+    except OSError:
+        return None
+    if not load:
+        return True
+    try:
+        import i2s_wirecode
+
+        return getattr(i2s_wirecode, name)
+    except Exception:  # a .mpy for another firmware: raw frames
+        return None
+
+
+def _codec():
+    """HELLO's `codec`: 1 = a decoder is there, 2 = an encoder, 3 = both."""
+    return sum(bit for name, bit in _CODER_BITS.items() if _coder(name, False))
+
+
 def _hello(link, source):
     try:
         import machine
@@ -461,7 +510,8 @@ def _hello(link, source):
         "proto": PROTO, "agent": VERSION, "source": source, "platform": sys.platform,
         "machine": mach, "micropython": ".".join(str(v) for v in sys.implementation.version[:3]),
         "mem_free": gc.mem_free(), "i2s": has_i2s, "inbuf": link.inbuf, "crc": link.crc,
-        "io": io, "vcp": link.vcp is not None,
+        "io": io, "vcp": link.vcp is not None, "codec": _codec(),
+        "native": getattr(sys.implementation, "_mpy", 0) >> 10,  # 0: no viper (no wire coder)
     })
 
 
@@ -517,6 +567,17 @@ class Stream:
         self.heap_last = 0
         self.last = 0
         self.heap_frames = 0
+        # wire coding (START "code": 1): coded DATA frames carry no link CRC, the coder's own
+        # checksum over the decoded audio guards them; raw ones keep the CRC
+        self.coder = None
+        self.code_us = 0
+        self.coded = 0
+        self.plain = 0
+        self.code_errors = 0
+        cls = _coder("Decoder" if cfg["mode"] == "tx" else "Encoder") if cfg.get("code") \
+            and cfg["mode"] in ("tx", "rx") and cfg.get("io", "blocking") == "blocking" else None
+        if cls:
+            self.coder = cls(cfg["bits"], 2 if cfg["format"] == "stereo" else 1)
 
     def mark(self, step):
         self.timeline.append([step, time.ticks_us()])
@@ -530,6 +591,9 @@ class Stream:
              "resyncs": link.resyncs, "seq_gaps": link.seq_gaps, "heap_alloc": self.heap.bytes,
              "heap_frames": self.heap_frames, "heap_method": self.heap.method,
              "timeline": self.timeline, "elapsed_us": time.ticks_diff(time.ticks_us(), self.t_start)}
+        if self.coder is not None:
+            s["code"] = {"frames_coded": self.coded, "frames_raw": self.plain, "us": self.code_us,
+                         "errors": self.code_errors}
         if extra:
             s.update(extra)
         return s
@@ -564,8 +628,14 @@ class Stream:
         fb = self.fb
         meter = self.meter
         heap = self.heap
-        full = link.pfull
         P = self.payload
+        coder = self.coder
+        if coder is None:
+            src = link.pbuf
+            full = link.pfull
+        else:  # coded frames are decoded into a buffer of their own
+            src = bytearray(P)
+            full = memoryview(src)
         warm = self.warmup()
         counted = 0
         self.mark("tx_start")
@@ -574,6 +644,10 @@ class Stream:
             link.grant()
             if t == _DATA:
                 n = link.plen
+                if coder is not None:
+                    n = self._decode(coder, n, src)
+                    if n <= 0:
+                        continue  # damaged: counted, never played
                 if n == P:
                     if shift:
                         audio.shift(buf=full, bits=bits, shift=shift)
@@ -583,7 +657,7 @@ class Stream:
                     self.heap_last = self.frames + n // fb
                 else:
                     heap.stop()
-                    view = memoryview(link.pbuf)[:n]
+                    view = memoryview(src)[:n]
                     if shift:
                         audio.shift(buf=view, bits=bits, shift=shift)
                     meter.tx(self.frames)
@@ -618,6 +692,33 @@ class Stream:
                 left -= len(silence)
         self.mark("tx_end")
 
+    def _send_coded(self, view, n):
+        """n bytes of audio as one coded DATA frame (raw-escaped, with CRC, when coding does not pay)."""
+        t0 = time.ticks_us()
+        m = self.coder.encode(view, n, self.cv)
+        self.code_us += time.ticks_diff(time.ticks_us(), t0)
+        if self.cb[_HDR]:
+            self.coded += 1
+            self.link.send_plain(self.cb, m)
+        else:
+            self.plain += 1
+            self.link.send_data(self.cb, self.cr if m == len(self.cr) else memoryview(self.cb)[_HDR:_HDR + m], m)
+
+    def _decode(self, coder, n, dst):
+        """One coded DATA payload (link.pbuf[:n]) into dst; its length, or 0 when damaged."""
+        t0 = time.ticks_us()
+        got = coder.decode(self.link.pbuf, n, dst)
+        self.code_us += time.ticks_diff(time.ticks_us(), t0)
+        if got < 0:
+            self.code_errors += 1
+            self.link.crc_errors += 1  # lost audio, as a CRC error is: the host says so
+            return 0
+        if self.link.pbuf[0]:
+            self.coded += 1
+        else:
+            self.plain += 1
+        return got
+
     # -- RX: I2S into DATA frames ------------------------------------------------------------------
     def rx(self):
         link = self.link
@@ -628,6 +729,10 @@ class Stream:
         heap = self.heap
         want = self.cfg.get("frames", 0)
         buf, view = link.frame_buffer(P)
+        if self.coder is not None:  # the coded frame is built in a second buffer
+            self.cb = bytearray(_HDR + P + 1 + 4)
+            self.cv = memoryview(self.cb)[_HDR:]
+            self.cr = memoryview(self.cb)[_HDR:_HDR + P + 1]  # a raw-escaped full frame, CRC'd
         discard = self.cfg.get("discard_frames", 0) * fb
         self.mark("rx_start")
         while discard > 0:  # word-clock alignment and stale DMA data: exactly
@@ -648,13 +753,19 @@ class Stream:
                 heap.stop()
                 part = memoryview(buf)[_HDR:_HDR + n]
                 audio.readinto(part)
-                link.send_data(buf, part, n)
+                if self.coder is None:
+                    link.send_data(buf, part, n)
+                else:
+                    self._send_coded(part, n)
                 self.frames += n // fb
                 self.reason = "frames"
                 break
             audio.readinto(view)
             meter.rx(self.frames)
-            link.send_data(buf, view, P)
+            if self.coder is None:
+                link.send_data(buf, view, P)
+            else:
+                self._send_coded(view, P)
             self.frames += P_frames
             heap.mark()
             self.heap_last = self.frames
@@ -1107,7 +1218,9 @@ def main(source="uploaded"):
         link.crc = link.crc and cfg.get("crc", True)
         link.window = min(cfg.get("window", link.inbuf), link.inbuf)
         payload = cfg.get("payload", 256)
-        link.set_payload(max(payload, 64), spare=cfg.get("io", "blocking") != "blocking")
+        # a coded DATA payload is at most the audio plus its mode byte
+        link.set_payload(max(payload, 64) + (1 if cfg.get("code") else 0),
+                         spare=cfg.get("io", "blocking") != "blocking")
         stream = Stream(link, cfg)
         mode = cfg["mode"]
         extra = None
@@ -1117,7 +1230,8 @@ def main(source="uploaded"):
             stream.mark("i2s_init")
         where = "stream"
         link.send_json(_READY, {"window": link.window, "payload": payload, "frame_bytes": stream.fb,
-                                "prefill": dx_prefill(cfg, payload) if mode == "duplex" else 0})
+                                "prefill": dx_prefill(cfg, payload) if mode == "duplex" else 0,
+                                "code": 1 if stream.coder is not None else 0})
         link.consumed = 0
         io = cfg.get("io", "blocking")
         if mode == "duplex":

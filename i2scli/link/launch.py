@@ -12,11 +12,15 @@ import serial
 from i2scli import protocol as proto
 from i2scli.link.agent_code import (
     AGENT_NAME,
+    CODER_NAME,
+    CODER_PARTS,
     UPLOAD_MARKER,
     agent_chunks,
     agent_source,
     agent_version,
     bootstrap,
+    coder_chunks,
+    coder_source,
     compile_agent,
 )
 from i2scli.link.baud import REPL_BAUD
@@ -37,6 +41,7 @@ class Launcher:
     def __init__(self, port: Port, baud: str | int = "off", warn: Callable[[str], None] | None = None):
         self.port = port
         self.warn = warn
+        self.coder_error: str | None = None  # why the wire coder could not be loaded
         self.propose, self.baud, note = baud_plan(port, baud)  # rate to propose; rate in use (None: no baud)
         if note and warn:
             warn(note)
@@ -82,6 +87,30 @@ class Launcher:
         else:
             self._relaunch = "_i2s_a.main('installed')\n"
         return hello
+
+    def load_coder(self, part: str, timeout: float = 10.0) -> bool:
+        """Run the part of the wire coder a stream needs ("Decoder" to play, "Encoder" to record)
+        in the board's REPL, beside the agent, and start the agent again; only when a stream
+        wants it (compiling viper code takes RAM a small board may need). False, with
+        `coder_error`, when the board will not take it."""
+        bit = CODER_PARTS[part]
+        if (self.hello or self.identity).get("codec", 0) & bit:
+            return True
+        if self.coder_error is not None:
+            return False
+        if self.hello:  # the agent waits for START: send it back to the REPL first
+            self.port.write(proto.Encoder(crc=bool(self.hello.get("crc"))).frame(T.ABORT))
+            self.finish()
+        for chunk in coder_chunks(part):
+            self.exec(chunk)
+            raw = self.port.read_until(REPL_TAIL, timeout)
+            if not raw.endswith(b"\x04\x04>"):
+                self.coder_error = repl_error(raw)  # e.g. SyntaxError: invalid micropython decorator
+                break
+        self.launch(timeout)
+        if not self.hello.get("codec", 0) & bit and self.coder_error is None:
+            self.coder_error = "the agent did not find it"
+        return self.coder_error is None
 
     def exec(self, code: str) -> None:
         """Start code in the raw REPL without waiting for it to end."""
@@ -176,18 +205,28 @@ def install(port: str, remove: bool = False) -> str:
         t.enter_raw_repl(soft_reset=False)
         present = [path for path in paths.values() if t.fs_exists(path)]
         if remove:
+            if t.fs_exists(f"/{CODER_NAME}.mpy"):
+                t.fs_rmfile(f"/{CODER_NAME}.mpy")
             for path in present:
                 t.fs_rmfile(path)
             return f"removed {' and '.join(present)}" if present else f"no agent installed at {paths['py']}"
-        mpy = t.eval("getattr(__import__('sys').implementation, '_mpy', 0)")
-        compiled, how = compile_agent(int(mpy or 0))
+        mpy = int(t.eval("getattr(__import__('sys').implementation, '_mpy', 0)") or 0)
+        compiled, how = compile_agent(mpy)
         kind = "mpy" if compiled is not None else "py"
         t.fs_writefile(paths[kind], compiled if compiled is not None else agent_source().encode())
         for path in present:  # MicroPython imports a .py before a .mpy: never leave both
             if path != paths[kind]:
                 t.fs_rmfile(path)
         what = f"compiled, {how}" if compiled is not None else f"source: {how}"
-        return f"installed agent {agent_version()} at {paths[kind]} ({what})"
+        said = f"installed agent {agent_version()} at {paths[kind]} ({what})"
+        # the wire coder beside it: viper, so only as a .mpy for the board's architecture
+        coder, _ = compile_agent(mpy, coder_source()) if mpy >> 10 else (None, "")
+        if coder is not None:
+            t.fs_writefile(f"/{CODER_NAME}.mpy", coder)
+            said += f", wire coder at /{CODER_NAME}.mpy"
+        elif t.fs_exists(f"/{CODER_NAME}.mpy"):
+            t.fs_rmfile(f"/{CODER_NAME}.mpy")
+        return said
     except (OSError, serial.SerialException) as e:
         raise LinkError(f"lost the board at {port}: {first_line(e)}") from None
     finally:

@@ -23,7 +23,11 @@ def play(launcher: Launcher, cfg: dict, blocks: Iterable[bytes],
     sent = 0
 
     def send(chunk: bytes) -> None:
-        frame = s.enc.frame(T.DATA, chunk)
+        if s.coding is None:
+            frame = s.enc.frame(T.DATA, chunk)
+        else:
+            payload, crc = s.coding.encode(chunk)
+            frame = s.enc.frame(T.DATA, payload, crc=crc)
         while not s.gate.can_send(len(frame)):
             summary = s.poll()
             if summary is not None:

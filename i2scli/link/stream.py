@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable
 
 from i2scli import protocol as proto
+from i2scli.link.coding import WireCoding
 from i2scli.link.errors import LinkError, board_error, frame_json
 from i2scli.link.launch import Launcher
 from i2scli.protocol import FrameType as T
@@ -31,10 +32,11 @@ class Stream:
         self.cfg = cfg = {k: v for k, v in cfg.items() if v is not None}
         self.enc = enc = proto.Encoder(crc=crc)
         self.dec = dec = launcher.hello_decoder or proto.Decoder(max_payload=4096)
-        dec.max_payload = max(4096, cfg.get("payload", 0))
+        dec.max_payload = max(4096, cfg.get("payload", 0) + 1)  # + a coded payload's mode byte
         self.timeout_s = cfg["timeout_ms"] / 1000
         self.overhead = proto.HEADER_SIZE + (proto.CRC_SIZE if crc else 0)
         self._backlog: list = []
+        self.coding: WireCoding | None = None
         self._silence_limit: float | None = None  # give up after this long without a frame
         self._heard = 0.0
         self._banner_seen = False
@@ -58,6 +60,9 @@ class Stream:
                     self._watch_silence()
                     self.gate = proto.CreditGate()
                     self.gate.grant(self.ready["window"])
+                    # the agent says whether it codes this stream's DATA (it may not, e.g. no viper)
+                    self.coding = WireCoding(cfg.get("bits", 16), 2 if cfg.get("format") == "stereo" else 1) \
+                        if self.ready.get("code") else None
                     return
                 if f.type == T.ERROR:
                     launcher.finish()
@@ -103,7 +108,12 @@ class Stream:
             if f.type == T.CREDIT:
                 self.gate.grant(int.from_bytes(f.payload[:4], "little"))
             elif f.type == T.DATA and on_data is not None:
-                on_data(f.payload)
+                if self.coding is None:
+                    on_data(f.payload)
+                else:
+                    audio = self.coding.decode(f.payload)
+                    if audio is not None:
+                        on_data(audio)
             elif f.type == T.SUMMARY:
                 return frame_json(f)
             elif f.type == T.ERROR:
@@ -139,7 +149,9 @@ class Stream:
         dec = self.dec
         # the REPL's closing bytes after the last frame are expected, not a resync
         tail_run = 1 if dec.pending_garbage().rstrip(b">").endswith(b"\x04") else 0
-        summary["host_crc_errors"] = dec.crc_errors
+        summary["host_crc_errors"] = dec.crc_errors + (self.coding.errors if self.coding else 0)
+        if self.coding is not None:
+            summary["host_code"] = self.coding.summary()
         summary["host_resyncs"] = dec.resyncs - tail_run
         summary["host_seq_gaps"] = dec.seq_gaps
         self._silence_limit = None
