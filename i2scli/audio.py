@@ -84,9 +84,7 @@ _SFC_UPDATE_HEADER_NOW = 0x1060  # sndfile.h
 _SPOOL_CHUNK = 1 << 20
 
 
-class AudioError(Exception):
-    """A problem with an audio file or format, with a one-line message meant for the user."""
-
+from i2scli.errors import AudioError  # noqa: E402,F401  (re-exported: audio.AudioError)
 
 # --------------------------------------------------------------------------------------------
 # The bus format

@@ -351,11 +351,11 @@ def info(port, baud, as_json, no_probe):
     from i2scli.clirun import run_command
 
     def job(reporter, stop):
-        from i2scli import session
+        from i2scli import boardinfo
         from i2scli.link import BoardError
 
-        with session.board(port, baud=baud, warn=reporter.warn) as agent:
-            summary = session.info(agent, agent.port, probe=not no_probe)
+        with boardinfo.board(port, baud=baud, warn=reporter.warn) as agent:
+            summary = boardinfo.info(agent, agent.port, probe=not no_probe)
             try:
                 agent.require_i2s()
             except BoardError as e:

@@ -12,10 +12,13 @@ import sys
 import threading
 from collections.abc import Callable
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
-from i2scli import audio
-from i2scli.errors import Exit
-from i2scli.link import BoardError, LinkError, NoDevice
+from i2scli.errors import AudioError, Exit
+from i2scli.link.errors import BoardError, LinkError, NoDevice
+
+if TYPE_CHECKING:  # numpy comes with audio: only the commands that stream audio import it
+    from i2scli import audio
 
 
 @contextmanager
@@ -51,7 +54,7 @@ def run_command(job: Callable, *, quiet: bool, finish: Callable) -> None:
     try:
         with stop_on_signals(stop):
             summary = job(reporter, stop)
-    except audio.AudioError as e:
+    except AudioError as e:
         _fail(reporter, e, Exit.FILE)
     except NoDevice as e:
         _fail(reporter, e, Exit.NO_DEVICE)
@@ -100,7 +103,7 @@ def _live(reporter, title: str, bus: audio.BusFormat, total: int | None, watch):
 
 
 def run_play(agent, reporter, stop, what, blocks, bus, opts, total, stats) -> dict:
-    from i2scli import session
+    from i2scli import audio, session
 
     watch = session.Watch(levels=audio.Levels(bus))
     ready = {}
@@ -125,7 +128,7 @@ def _warn_nonfinite(reporter, stats: audio.ConvertStats | None, what: str) -> No
 
 
 def run_record(agent, reporter, stop, file, bus, opts, until, subtype) -> dict:
-    from i2scli import session
+    from i2scli import audio, session
 
     watch = session.Watch(levels=audio.Levels(bus))
     out = audio.open_output(file, bus, subtype=subtype)
@@ -157,7 +160,7 @@ def _discard(out) -> None:
 
 
 def run_duplex(agent, reporter, stop, play_file, rec_template, bus, opts, dx, until, cycles, timeline_vcd) -> dict:
-    from i2scli import session
+    from i2scli import audio, session
     from i2scli import timeline as tl
 
     results = []

@@ -5,6 +5,11 @@ from __future__ import annotations
 from enum import IntEnum
 
 
+class AudioError(Exception):
+    """A problem with an audio file or format, with a one-line message meant for the user
+    (here, not in audio.py, so that catching it does not import numpy)."""
+
+
 class Exit(IntEnum):
     OK = 0
     FILE = 1  # an input or output file could not be used

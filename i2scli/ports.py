@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass
 
 from serial.tools import list_ports
 
-from i2scli.link import NoDevice
+from i2scli.link.errors import NoDevice
 
 # USB vendor (and product) ids seen on MicroPython boards and the UART bridges they sit behind.
 MICROPYTHON_IDS = {

@@ -10,16 +10,13 @@ import itertools
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from i2scli import audio, boards, ports, protocol, wirecode
-from i2scli.link import LINK_HEADROOM, Agent, BoardError, LinkError, TooFast, connect
-
-RX_PAYLOAD = 4096  # audio bytes per DATA frame from the board (no credits that way): fewer, cheaper frames
-MAX_TX_PAYLOAD = 4096
+from i2scli import audio, boards, protocol, wirecode
+from i2scli.boardinfo import MAX_TX_PAYLOAD, RX_PAYLOAD, board, info  # noqa: F401  (session's API)
+from i2scli.link import LINK_HEADROOM, Agent, BoardError, LinkError, TooFast
 
 
 @dataclass
@@ -53,15 +50,6 @@ class Watch:
     link_rate: float | None = None
     started: float = field(default_factory=time.monotonic)
     first_audio: float | None = None
-
-
-@contextmanager
-def board(port: str | None, *, timeout: float = 10.0, baud: str | int = "auto",
-          warn: Callable[[str], None] | None = None) -> Iterator[Agent]:
-    """The agent on the board at `port` (or the single attached board); on a UART link at the
-    rate `baud` asks for (auto: the fastest its USB-serial bridge takes; off; a rate)."""
-    with connect(ports.resolve(port), timeout=timeout, baud=baud, warn=warn) as agent:
-        yield agent
 
 
 def _preset(agent: Agent, opts: BusOptions) -> boards.Board | None:
@@ -191,12 +179,12 @@ def _probe_kind(agent: Agent) -> str | None:
 
 def _compression(s: dict, bus: audio.BusFormat) -> dict | None:
     """What the wire coder did: the host's counts, and the board's coder time per audio second."""
-    host, board = s.get("host_code"), s.get("code")
+    host, on_board = s.get("host_code"), s.get("code")
     if host is None:
         return None
     out = {k: host[k] for k in ("ratio", "frames_compressed", "frames_raw")}
     seconds = s.get("frames", 0) / bus.rate
-    out["board_us_per_audio_s"] = round(board["us"] / seconds) if board and seconds else None
+    out["board_us_per_audio_s"] = round(on_board["us"] / seconds) if on_board and seconds else None
     return out
 
 
@@ -374,39 +362,6 @@ def record(agent: Agent, port: str, out: audio.Output, bus: audio.BusFormat, opt
         "start_latency": (watch.first_audio - watch.started) if watch.first_audio else None,
         "interrupted": stop.is_set(), "board": s,
     }
-
-
-def info(agent: Agent, port: str, probe: bool = True) -> dict:
-    """What the board is and which standard streams its link carries."""
-    h = agent.hello
-    out = {"port": port, "board": agent.describe(), "platform": h.get("platform"), "machine": h.get("machine"),
-           "micropython": h.get("micropython"), "i2s": h.get("i2s"), "mem_free": h.get("mem_free"),
-           "agent": {"version": h.get("agent"), "source": h.get("source"),
-                     "installed": h.get("source") == "installed"},
-           "input_buffer": h.get("inbuf"), "crc": h.get("crc"), "io_styles": h.get("io"),
-           # the lossless wire coder: installed, loaded when a stream needs it, or not possible (no viper)
-           "wire_coder": "installed" if h.get("codec") else "on demand" if h.get("native") else None}
-    preset = boards.detect(h)
-    out["preset"] = preset.name if preset else None
-    out["link"] = {"baud": agent.baud}  # None: the link has no baud rate (native USB, socket://)
-    if probe:
-        rates = agent.link_rates(fresh=True)  # info measures; what it measured is remembered
-        out["link"].update(up_bytes_per_s=round(rates["up"]), down_bytes_per_s=round(rates["down"]))
-        fits = []
-        for rate in (8000, 16000, 22050, 44100, 48000):
-            for bits in (16, 32):
-                for ch in (1, 2):
-                    bus = audio.BusFormat(rate, bits, ch)
-                    fb = bus.frame_bytes
-                    room = h.get("inbuf", 256) // 2 - protocol.HEADER_SIZE - protocol.CRC_SIZE
-                    tx_payload = min(room, MAX_TX_PAYLOAD) // fb * fb
-                    play_need = protocol.stream_rate(rate, bits, ch, tx_payload) if tx_payload > 0 else float("inf")
-                    rec_need = protocol.stream_rate(rate, bits, ch, RX_PAYLOAD // fb * fb)
-                    fits.append({"stream": bus.describe(),
-                                 "play": play_need <= rates["up"] * 0.9,
-                                 "record": rec_need <= rates["down"] * 0.9})
-        out["fits"] = fits
-    return out
 
 
 @dataclass

@@ -17,15 +17,16 @@ given and redraws when its throttle allows, computing levels only then.
 from __future__ import annotations
 
 import math
+import sys
 import time
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-from rich.console import Console, Group, RenderableType
-from rich.progress_bar import ProgressBar
-from rich.table import Table
-from rich.text import Text
+if TYPE_CHECKING:  # rich only when stderr is a terminal, numpy only with audio: both imported late
+    from rich.console import Console, RenderableType
+    from rich.text import Text
 
-from i2scli.audio import BusFormat, Levels, to_dbfs
+    from i2scli.audio import BusFormat, Levels
 
 __all__ = [
     "METER_FLOOR_DB",
@@ -147,12 +148,24 @@ def format_summary(summary: dict) -> str:
     return head or body
 
 
+def _to_dbfs(value: float, full_scale: float) -> float:
+    """20·log10(value / full_scale); -inf for 0 (as audio.to_dbfs, without importing numpy)."""
+    return 20 * math.log10(value / full_scale) if value > 0 else -math.inf
+
+
 def _one_line(msg: object) -> str:
     return " ".join(str(msg).split())
 
 
 # --------------------------------------------------------------------------------------------
 # Reporter
+
+
+def _stderr_is_terminal() -> bool:
+    try:
+        return sys.stderr.isatty()
+    except (AttributeError, ValueError):
+        return False
 
 
 class Reporter:
@@ -165,22 +178,40 @@ class Reporter:
     def __init__(self, *, quiet: bool = False, console: Console | None = None, interval: float = 2.0,
                  refresh_per_second: float = 4.0):
         self.quiet = quiet
-        self.console = console if console is not None else Console(stderr=True)
+        if console is None and _stderr_is_terminal():
+            from rich.console import Console
+
+            console = Console(stderr=True)
+        self.console = console  # None: plain lines on a non-terminal stderr, and no rich at all
         self.interval = interval
         self.refresh_per_second = refresh_per_second
 
     @property
     def interactive(self) -> bool:
         """Whether stderr is a terminal (rich styling and live views)."""
-        return self.console.is_terminal
+        return self.console is not None and self.console.is_terminal
 
     def _emit(self, text: Text | str) -> None:
-        if not isinstance(text, Text):
-            text = Text(text)
         try:
+            if self.console is None:
+                sys.stderr.write(f"{text}\n")
+                sys.stderr.flush()
+                return
+            from rich.text import Text
+
+            if not isinstance(text, Text):
+                text = Text(text)
             self.console.print(text, soft_wrap=True, highlight=False, markup=False, emoji=False)
-        except (BrokenPipeError, ValueError):  # stderr gone (closed pipe or file): nowhere to report
+        except (BrokenPipeError, ValueError, OSError):  # stderr gone (closed pipe or file): nowhere to report
             pass
+
+    def _styled(self, prefix: str, style: str, msg: object) -> None:
+        if self.console is None:
+            self._emit(prefix + _one_line(msg))
+            return
+        from rich.text import Text
+
+        self._emit(Text.assemble((prefix, style), _one_line(msg)))
 
     def info(self, msg: str) -> None:
         """One line on stderr, unless quiet."""
@@ -189,11 +220,11 @@ class Reporter:
 
     def warn(self, msg: str) -> None:
         """``i2s: warning: ...``, always (even when quiet)."""
-        self._emit(Text.assemble((f"{_PREFIX}warning: ", "bold yellow"), _one_line(msg)))
+        self._styled(f"{_PREFIX}warning: ", "bold yellow", msg)
 
     def error(self, msg: str) -> None:
         """``i2s: error: ...``, always, on one line."""
-        self._emit(Text.assemble((f"{_PREFIX}error: ", "bold red"), _one_line(msg)))
+        self._styled(f"{_PREFIX}error: ", "bold red", msg)
 
     def summary(self, summary: dict) -> None:
         """The end summary line (`format_summary`), unless quiet."""
@@ -332,7 +363,7 @@ class Progress:
         out = []
         for c, (b, h) in enumerate(zip(lv.block_peak, held)):
             name = self.channels_names[c] if c < len(self.channels_names) else str(c)
-            out.append((name, to_dbfs(b, fs), h, self._clipping(c, now)))
+            out.append((name, _to_dbfs(b, fs), h, self._clipping(c, now)))
         return out
 
     def status_line(self, now: float | None = None) -> str:
@@ -356,6 +387,11 @@ class Progress:
         """The live view (4-6 lines): title and format; time with a progress bar; a meter per
         channel (block peak bar, held peak marker, CLIP); buffer fill and link rate. Terminals
         narrower than about 70 columns get a compact variant."""
+        from rich.console import Group
+        from rich.progress_bar import ProgressBar
+        from rich.table import Table
+        from rich.text import Text
+
         now = self.now if now is None else now
         now = time.monotonic() if now is None else now
         self._check_clips(now)
@@ -427,6 +463,8 @@ class Progress:
 def _meter(block_db: float, held_db: float, width: int, ascii_only: bool = False) -> Text:
     """A level meter from METER_FLOOR_DB to 0 dBFS: the block peak as a bar coloured by zone,
     the held peak as a marker."""
+    from rich.text import Text
+
     full, empty, mark = ("#", "-", "|") if ascii_only else ("━", "─", "┃")
 
     def cells(db: float) -> int:

@@ -3,7 +3,7 @@ counted (docs/protocol.md, "Wire compression"). The coder itself is i2scli/wirec
 
 from __future__ import annotations
 
-from i2scli import wirecode
+from i2scli import wirecode  # numpy: this module is imported only for a stream that codes
 
 
 class WireCoding:

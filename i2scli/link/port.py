@@ -19,9 +19,8 @@ def open_transport(port: str):
     from mpremote.transport import TransportError
     from mpremote.transport_serial import SerialTransport
 
-    import i2scli.sim  # noqa: F401  (registers sim://)
-
     if port.startswith("sim://"):
+        import i2scli.sim  # noqa: F401  (registers sim://; numpy and all: only for virtual boards)
         from i2scli.sim.protocol_sim import check_url
 
         try:

@@ -7,7 +7,6 @@ import time
 from collections.abc import Callable
 
 from i2scli import protocol as proto
-from i2scli.link.coding import WireCoding
 from i2scli.link.errors import LinkError, board_error, frame_json
 from i2scli.link.launch import Launcher
 from i2scli.protocol import FrameType as T
@@ -36,7 +35,7 @@ class Stream:
         self.timeout_s = cfg["timeout_ms"] / 1000
         self.overhead = proto.HEADER_SIZE + (proto.CRC_SIZE if crc else 0)
         self._backlog: list = []
-        self.coding: WireCoding | None = None
+        self.coding = None  # a WireCoding when the agent codes this stream's DATA
         self._silence_limit: float | None = None  # give up after this long without a frame
         self._heard = 0.0
         self._banner_seen = False
@@ -61,8 +60,10 @@ class Stream:
                     self.gate = proto.CreditGate()
                     self.gate.grant(self.ready["window"])
                     # the agent says whether it codes this stream's DATA (it may not, e.g. no viper)
-                    self.coding = WireCoding(cfg.get("bits", 16), 2 if cfg.get("format") == "stereo" else 1) \
-                        if self.ready.get("code") else None
+                    if self.ready.get("code"):
+                        from i2scli.link.coding import WireCoding
+
+                        self.coding = WireCoding(cfg.get("bits", 16), 2 if cfg.get("format") == "stereo" else 1)
                     return
                 if f.type == T.ERROR:
                     launcher.finish()
