@@ -421,7 +421,10 @@ def _pin(ctx, param, value):
 
 @main.command()
 @click.option("--profile", default="openmv", show_default=True, metavar="NAME",
-              help="Board to imitate: openmv, stm32, rp2, esp32, mimxrt, no-i2s, fast.")
+              help="Board to imitate: openmv, stm32, rp2, esp32, esp32s3, mimxrt, no-i2s, fast.")
+@click.option("--bridge", metavar="NAME",
+              help="USB-UART bridge of a UART-REPL board (esp32): cp2102 (default), cp2102n, "
+                   "ch340, ft232r.")
 @click.option("--tx-capture", metavar="FILE.wav", type=click.Path(dir_okay=False),
               help="Write TX samples as they stand on SD (stereo slots, bus rate).")
 @click.option("--rx-source", default="silence", show_default=True, metavar="SPEC",
@@ -444,8 +447,8 @@ def _pin(ctx, param, value):
 @click.option("--fs", metavar="DIR", type=click.Path(file_okay=False),
               help="Keep the board's filesystem in DIR (default: a fresh one per run).")
 @click.option("--exit-with-stdin", is_flag=True, hidden=True)
-def sim(profile, tx_capture, rx_source, codec_release, codec_drive, codec_dir_pin, dir_rx_level,
-        vcd, events, faults, fs, exit_with_stdin) -> None:
+def sim(profile, bridge, tx_capture, rx_source, codec_release, codec_drive, codec_dir_pin,
+        dir_rx_level, vcd, events, faults, fs, exit_with_stdin) -> None:
     """Run a virtual board: real MicroPython behind a serial port.
 
     Prints the board's serial device path as the first line on stdout, then runs until
@@ -463,13 +466,22 @@ def sim(profile, tx_capture, rx_source, codec_release, codec_drive, codec_dir_pi
     except ValueError as e:
         raise click.BadParameter(str(e), param_hint="--profile") from None
     try:
+        from i2scli.sim.profiles import get_bridge
+
+        if bridge is not None and not prof.link.uart:
+            raise ValueError(f"board profile {prof.name!r} has native USB: no USB-UART bridge")
+        if bridge is not None:
+            get_bridge(bridge)
+    except ValueError as e:
+        raise click.BadParameter(str(e), param_hint="--bridge") from None
+    try:
         codec_dir_pin_id(prof, codec_dir_pin)
     except ValueError as e:
         raise click.BadParameter(str(e), param_hint="--codec-dir-pin") from None
     board = VirtualBoard(
         prof, tx_capture=tx_capture, rx_source=rx_source, codec_release=codec_release,
         codec_drive=codec_drive, codec_dir_pin=codec_dir_pin, dir_rx_level=dir_rx_level,
-        vcd=vcd, events=events, faults=faults,
+        vcd=vcd, events=events, faults=faults, bridge=bridge,
         fs=os.path.abspath(fs) if fs else None,  # the interpreter runs inside it: relative would not resolve
     )
     serve(board, exit_with_stdin=exit_with_stdin)

@@ -28,11 +28,14 @@ import numpy as np
 
 from i2scli.sim.bus import BusModel, Session
 from i2scli.sim.faults import Fault, parse_fault
-from i2scli.sim.profiles import Profile, get_profile
+from i2scli.sim.profiles import Bridge, Profile, get_bridge, get_profile
+from i2scli.sim.uart import garble
 from i2scli.sim.wire import Capture, Source, parse_source, wire_dtype
 
 RUNTIME = Path(__file__).parent / "runtime"
 F_SETPIPE_SZ = 1031
+TCGETS2 = 0x802C542A  # Linux: struct termios2, whose c_ospeed is the rate as a plain number
+BAUD_POLL_S = 0.005  # the host's baud rate is read from the pty this often (and whenever data moves)
 SIM_RUNTIME_HEAP = 512 * 1024
 
 # Runs the MicroPython unix port inside a small CPython launcher: puts the record channel on
@@ -57,6 +60,10 @@ LAUNCHER = (
     "sys.argv = ['micropython'] + sys.argv[3:]\n"
     "sys.exit(main())\n"
 )
+
+
+_SPEEDS = {getattr(termios, n): int(n[1:]) for n in dir(termios)
+           if n[:1] == "B" and n[1:].isdigit()}  # termios speed constants -> baud
 
 
 def now_us() -> int:
@@ -156,8 +163,16 @@ class VirtualBoard:
         events: str | None = None,
         faults: list[str | Fault] = (),
         fs: str | None = None,
+        bridge: str | Bridge | None = None,
     ):
         self.profile = profile if isinstance(profile, Profile) else get_profile(profile)
+        if not self.profile.link.uart:
+            if bridge is not None:
+                raise ValueError(f"board profile {self.profile.name!r} has native USB: "
+                                 "no USB-UART bridge to choose")
+            self.bridge = None
+        else:
+            self.bridge = bridge if isinstance(bridge, Bridge) else get_bridge(bridge or self.profile.bridge)
         self.source = rx_source if isinstance(rx_source, Source) else parse_source(rx_source)
         self.capture = Capture(tx_capture) if tx_capture else None
         self.vcd_path = vcd
@@ -183,6 +198,16 @@ class VirtualBoard:
         self._link = self.profile.link
         self._in_pacer = Pacer(self._link.in_rate)
         self._out_pacer = Pacer(self._link.out_rate)
+        # UART links: the board's UART rate, the host's (as pyserial set it on the pty), the
+        # bridge's line rate for it; bytes between the wire and the board's stdin path
+        self._uart = self._link.uart
+        self.board_baud = self._link.power_on_baud
+        self.host_baud: int | None = None
+        self.line_baud: int | None = None
+        self._staged = bytearray()  # arrived over the UART, not yet taken by the stdin path
+        self._staged_lock = threading.Lock()
+        self._stdin_pacer = Pacer(self._link.in_rate)
+        self._out_busy = False
         self._overflow = self._link.overflow
         self._in_offset = 0
         self._out_offset = 0
@@ -216,7 +241,11 @@ class VirtualBoard:
             fcntl.fcntl(self._in_w, F_SETPIPE_SZ, max(65536, self._link.in_buffer * 2))
         except OSError:
             pass
-        for target in (self._ctrl_loop, self._in_loop, self._out_loop, self._timer_loop):
+        loops = [self._ctrl_loop, self._in_loop, self._out_loop, self._timer_loop]
+        if self._uart:
+            self._poll_host_baud()
+            loops += [self._baud_loop, self._stdin_loop]
+        for target in loops:
             t = threading.Thread(target=target, name=target.__name__, daemon=True)
             t.start()
             self._threads.append(t)
@@ -312,6 +341,11 @@ class VirtualBoard:
         start, mode = "power", "friendly"
         quick: list[float] = []
         while not self._stopping.is_set():
+            if start == "power" and self.board_baud != self._link.power_on_baud:
+                # power-on/hard reset: the REPL UART starts at its default rate again (a soft
+                # reset keeps what machine.UART(0) set, as on the real port)
+                self.board_baud = self._link.power_on_baud
+                self._update_link()
             ctrl_r, self._proc = self._spawn(start, mode)
             self._soft_mode = None
             self.intr = -1
@@ -379,8 +413,12 @@ class VirtualBoard:
         if ev == "boot":
             self._in_pacer.rate = self._link.in_rate
             self._overflow = self._link.overflow
+            if self._uart:
+                self._update_link()
         elif ev == "soft_reset":
             self._soft_mode = e.get("mode", "friendly")
+        elif ev == "uart":
+            self._on_uart(e, t)
         elif ev == "vcp":
             self._in_pacer.rate = self._link.vcp_in_rate or self._link.in_rate
             self._overflow = "block" if e.get("flow") == "rts" else "drop"
@@ -472,7 +510,78 @@ class VirtualBoard:
         for sid in list(self.sessions):
             self._end_session(sid, t)
 
+    def _on_uart(self, e: dict, t: int) -> None:
+        """machine.UART(0, baudrate=N) on the board. The board waits for our reply, so what it
+        printed before the call leaves at the old rate and what it prints after at the new one."""
+        try:
+            if self._uart and e.get("repl") and e.get("baudrate"):
+                deadline = time.monotonic() + 2.0
+                buf = array.array("i", [0])
+                while time.monotonic() < deadline and not self._stopping.is_set():
+                    fcntl.ioctl(self._out_r, termios.FIONREAD, buf)
+                    if not buf[0] and not self._out_busy:
+                        break
+                    time.sleep(0.0005)
+                self.board_baud = int(e["baudrate"])
+                self._update_link()
+        finally:
+            os.write(self._rx_w, b"\0")
+
     # -- the link ---------------------------------------------------------------------------
+    def _poll_host_baud(self) -> None:
+        """The rate the host's serial driver set on the port (pyserial: tcsetattr/TCSETS2)."""
+        fd = self._master
+        if fd is None:
+            return
+        try:
+            buf = bytearray(44)
+            fcntl.ioctl(fd, TCGETS2, buf)
+            baud = struct.unpack_from("<I", buf, 40)[0]
+        except OSError:
+            try:
+                speed = termios.tcgetattr(fd)[5]
+            except (OSError, termios.error):
+                return
+            baud = _SPEEDS.get(speed, speed)
+        if baud != self.host_baud:
+            self.host_baud = baud
+            self._update_link()
+
+    def _update_link(self) -> None:
+        """UART links: the pacers follow the baud rates (8N1: 10 bits a byte)."""
+        if not self._uart:
+            return
+        self.line_baud = self.bridge.line_rate(self.host_baud) if self.host_baud else None
+        # host -> board: the bridge sends at its line rate; board -> host: the board at its own
+        self._in_pacer.rate = max(1, (self.line_baud or self.host_baud or 1) // 10)
+        self._out_pacer.rate = max(1, self.board_baud // 10)
+
+    def _baud_loop(self) -> None:
+        while not self._stopping.wait(BAUD_POLL_S):
+            self._poll_host_baud()
+
+    def _stdin_loop(self) -> None:
+        """UART links: the board's stdin path takes bytes out of the input ring at its own
+        per-byte speed (link.in_rate), whatever the baud."""
+        pacer = self._stdin_pacer
+        while not self._stopping.is_set():
+            with self._staged_lock:
+                piece = bytes(self._staged[:pacer.chunk()])
+            if not piece:
+                time.sleep(0.0002)
+                continue
+            pacer.wait(len(piece))
+            view = memoryview(piece)
+            while view and not self._stopping.is_set():
+                try:
+                    n = os.write(self._in_w, view)
+                except BlockingIOError:
+                    time.sleep(0.0002)
+                    continue
+                with self._staged_lock:
+                    del self._staged[:n]
+                view = view[n:]
+
     def _stalled(self) -> None:
         while time.monotonic() < self._stall_until and not self._stopping.is_set():
             time.sleep(0.001)
@@ -528,6 +637,16 @@ class VirtualBoard:
             return
 
     def _receive_clean(self, data: bytes) -> None:
+        if self._uart:
+            # over the wire at the bridge's line rate, received at the board's UART rate
+            step = self._in_pacer.chunk()
+            for i in range(0, len(data), step):
+                self._stalled()
+                piece = data[i:i + step]
+                self._poll_host_baud()
+                self._in_pacer.wait(len(piece))
+                self._deliver(garble(piece, self.line_baud, self.board_baud))
+            return
         while data:
             if self.intr == 3 and 3 in data:
                 i = data.index(3)
@@ -536,6 +655,18 @@ class VirtualBoard:
                 data = data[i + 1:]
             else:
                 self._pace_in(data)
+                return
+
+    def _deliver(self, data: bytes) -> None:
+        """UART links: bytes as the board's UART got them: Ctrl-C, then the input ring."""
+        while data:
+            if self.intr == 3 and 3 in data:
+                i = data.index(3)
+                self._buffer_in(data[:i])
+                self._ctrl_c()
+                data = data[i + 1:]
+            else:
+                self._buffer_in(data)
                 return
 
     def _ctrl_c(self) -> None:
@@ -568,6 +699,16 @@ class VirtualBoard:
         """Into the board's input buffer (the fd 0 pipe), which holds in_buffer bytes."""
         cap = self._link.in_buffer
         buf = array.array("i", [0])
+        if self._uart:  # the ring holds what the stdin path has not taken yet (staged or piped)
+            with self._staged_lock:
+                fcntl.ioctl(self._in_w, termios.FIONREAD, buf)
+                n = max(0, min(len(data), cap - buf[0] - len(self._staged)))
+                self._staged += data[:n]
+            self.stats.in_bytes += n
+            if n < len(data):
+                self.stats.in_dropped += len(data) - n
+                self._event({"ev": "input_overflow", "dropped": len(data) - n}, now_us())
+            return
         while data and not self._stopping.is_set():
             fcntl.ioctl(self._in_w, termios.FIONREAD, buf)
             space = cap - buf[0]
@@ -585,27 +726,57 @@ class VirtualBoard:
     def _out_loop(self) -> None:
         import select
 
+        held, held_t = b"", 0.0  # UART links: bytes waiting in the bridge for a USB packet
         while not self._stopping.is_set():
-            r, _, _ = select.select([self._out_r], [], [], 0.1)
+            timeout = 0.1
+            if held:
+                timeout = max(0.0, held_t + self.bridge.latency_s - time.monotonic())
+            r, _, _ = select.select([self._out_r], [], [], timeout)
             if not r:
+                if held:  # the bridge's latency timer: a short packet goes now
+                    self._send_out(held)
+                    held = b""
                 continue
-            data = os.read(self._out_r, self._out_pacer.chunk())
-            f = self._fault_at("out", self._out_offset, len(data))
-            if f is not None:
-                i = f.offset - self._out_offset
-                f.fired = True
-                self._event({"ev": "fault", "fault": str(f)}, now_us())
-                if f.kind == "drop":
-                    data = data[:i] + data[i + 1:]
-                    self._out_offset += 1
-                elif f.kind == "corrupt":
-                    data = data[:i] + bytes([data[i] ^ f.xor]) + data[i + 1:]
-                else:
-                    self._fire(f)
-            self._out_offset += len(data)
-            self._stalled()
-            self._out_pacer.wait(len(data))
+            self._out_busy = True
+            try:
+                data = os.read(self._out_r, self._out_pacer.chunk())
+                if self.bridge is None:
+                    self._out_chunk(data)
+                    continue
+                data = self._out_chunk(data, send=False)
+                if not held:
+                    held_t = time.monotonic()
+                held += data
+                full = len(held) - len(held) % self.bridge.packet
+                if full:  # whole packets go at once
+                    self._send_out(held[:full])
+                    held, held_t = held[full:], time.monotonic()
+            finally:
+                self._out_busy = False
+
+    def _out_chunk(self, data: bytes, send: bool = True) -> bytes:
+        """Board output: faults, pace, (UART) garble, then to the host."""
+        f = self._fault_at("out", self._out_offset, len(data))
+        if f is not None:
+            i = f.offset - self._out_offset
+            f.fired = True
+            self._event({"ev": "fault", "fault": str(f)}, now_us())
+            if f.kind == "drop":
+                data = data[:i] + data[i + 1:]
+                self._out_offset += 1
+            elif f.kind == "corrupt":
+                data = data[:i] + bytes([data[i] ^ f.xor]) + data[i + 1:]
+            else:
+                self._fire(f)
+        self._out_offset += len(data)
+        self._stalled()
+        self._out_pacer.wait(len(data))
+        if self._uart:
+            self._poll_host_baud()
+            data = garble(data, self.board_baud, self.line_baud)
+        if send:
             self._send_out(data)
+        return data
 
     def _send_out(self, data: bytes) -> None:
         import select

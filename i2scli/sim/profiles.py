@@ -13,7 +13,10 @@ USB_FS_OUT = 1_000_000  # board -> host over USB full speed CDC, bytes/s (12 Mbi
 STDIN_IN = 180_000  # host -> board through sys.stdin.buffer (byte-at-a-time in C), bytes/s
 VCP_IN = 450_000  # host -> board through pyb.USB_VCP.readinto, ~2.5x the stdin path
 UART_115200 = 11_520  # 115200 baud, 8N1: 10 bits per byte
+REPL_BAUD = 115200  # esp32 MICROPY_HW_UART_REPL_BAUD (ports/esp32/uart.h), set at power-on
+ESP32_STDIN_IN = STDIN_IN  # esp32: sys.stdin.buffer takes bytes one at a time from the 260-byte ring
 
+ESP32S3_PINS = list(range(22)) + list(range(26, 49))
 MIMXRT_RATES = [8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000]
 
 
@@ -28,6 +31,11 @@ class Link:
     vcp_in_rate: int | None = None  # host -> board bytes/s through pyb.USB_VCP (stm32 ports)
     ctrl_c_wipes_input: bool = False  # TinyUSB ports clear the input buffer on Ctrl-C
     stall_drop_s: float = 0.5  # output is dropped once the host has not read for this long
+    # A UART REPL behind a USB-UART bridge: the wire's byte rate follows the baud rate (8N1,
+    # 10 bits a byte) of the host's bridge and of the board's UART, which may differ (garbled).
+    # in_rate then caps what the board's stdin path takes per second whatever the baud.
+    uart: bool = False
+    power_on_baud: int = REPL_BAUD
 
 
 @dataclass(frozen=True)
@@ -56,11 +64,15 @@ class Profile:
     dir_pin: object = None  # default codec DIR pin
     sd_net: tuple = ()  # pads wired together as the one SD line (two tied pads on openmv)
     heap: int = 256 * 1024  # MicroPython heap, bytes
+    uart_repl: bool = False  # machine.UART exists and UART(0) is a REPL UART (esp32 port)
+    usb_id: tuple[int, int] | None = None  # native USB (VID, PID); bridged boards: the bridge's
+    bridge: str | None = None  # default USB-UART bridge (profiles whose link is a UART)
 
     def board_dict(self) -> dict:
         """The part of the profile the board process needs (JSON-able)."""
         d = asdict(self)
         d.pop("link")
+        d.pop("usb_id")
         d["pins"] = self.pins.board_dict()
         d["sd_net"] = list(self.sd_net)
         return d
@@ -83,6 +95,7 @@ PROFILES: dict[str, Profile] = {
         dir_pin="P4",
         sd_net=("P0", "P1"),
         heap=256 * 1024,
+        usb_id=(0x1209, 0xABD1),
     ),
     "stm32": Profile(
         name="stm32",
@@ -96,6 +109,7 @@ PROFILES: dict[str, Profile] = {
         vcp=True,
         dir_pin="Y4",
         heap=100 * 1024,
+        usb_id=(0xF055, 0x9800),
     ),
     "rp2": Profile(
         name="rp2",
@@ -108,6 +122,7 @@ PROFILES: dict[str, Profile] = {
         i2s=I2SRules(ids=(0, 1), ws_is_sck_plus_1=True),
         dir_pin=15,
         heap=192 * 1024,
+        usb_id=(0x2E8A, 0x0005),
     ),
     "esp32": Profile(
         name="esp32",
@@ -116,10 +131,26 @@ PROFILES: dict[str, Profile] = {
         machine="Generic ESP32 module with ESP32",
         release="1.28.0",
         pins=pin_tables.ESP32_GENERIC,
-        link=Link(UART_115200, UART_115200, 260, "drop"),
+        link=Link(ESP32_STDIN_IN, None, 260, "drop", uart=True),
         i2s=I2SRules(ids=(0, 1)),
         dir_pin=4,
         heap=110 * 1024,
+        uart_repl=True,
+        bridge="cp2102",
+    ),
+    "esp32s3": Profile(
+        name="esp32s3",
+        description="ESP32-S3 DevKitC (esp32 port, ESP32_GENERIC_S3) on its native USB (TinyUSB CDC)",
+        platform="esp32",
+        machine="Generic ESP32S3 module with ESP32-S3",
+        release="1.28.0",
+        pins=pin_tables.ESP32S3_GENERIC,
+        link=Link(STDIN_IN, USB_FS_OUT, 260 + 256, "block", ctrl_c_wipes_input=True),
+        i2s=I2SRules(ids=(0, 1)),
+        dir_pin=4,
+        heap=110 * 1024,
+        uart_repl=True,  # ESP32_GENERIC_S3 also keeps a REPL on UART0 (not the host's link)
+        usb_id=(0x303A, 0x4001),
     ),
     "mimxrt": Profile(
         name="mimxrt",
@@ -141,6 +172,7 @@ PROFILES: dict[str, Profile] = {
         dir_pin="D6",
         sd_net=("D2", "D8"),
         heap=256 * 1024,
+        usb_id=(0xF055, 0x9802),
     ),
     "no-i2s": Profile(
         name="no-i2s",
@@ -152,6 +184,7 @@ PROFILES: dict[str, Profile] = {
         link=Link(STDIN_IN, USB_FS_OUT, 512, "block", ctrl_c_wipes_input=True),
         i2s=None,
         heap=256 * 1024,
+        usb_id=(0x37C5, 0x16E3),
     ),
     "fast": Profile(
         name="fast",
@@ -179,3 +212,79 @@ def get_profile(name: str | None) -> Profile:
         raise ValueError(
             f"unknown board profile {name!r} (known: {', '.join(PROFILES)})"
         ) from None
+
+
+@dataclass(frozen=True)
+class Bridge:
+    """A USB-UART bridge between the host and a board's UART REPL (sources in docs/sim.md)."""
+
+    name: str
+    description: str
+    usb_id: tuple[int, int]
+    max_baud: int  # the datasheet's maximum
+    latency_s: float  # how long a short read waits in the bridge before the USB host gets it
+    packet: int  # bulk IN payload bytes per USB packet; a full packet goes at once
+    divisor: str  # how a requested rate becomes the line rate: "an205", "cp2102n", "ch340", "ftdi"
+
+    def line_rate(self, baud: int) -> int | None:
+        """The rate the bridge really puts on the wire when the host asks for `baud`
+        (None: none at all, the line is unusable)."""
+        if baud <= 0:
+            return None
+        if self.divisor == "an205":  # CP2102: a fixed table of rates, the nearest above
+            for rate, high in CP2102_AN205:
+                if baud <= high:
+                    return rate
+            return CP2102_AN205[-1][0]
+        if baud > self.max_baud:
+            return None
+        if self.divisor == "cp2102n":  # 48 MHz / (2 * prescale * divisor)
+            prescale = 4 if baud <= 365 else 1
+            div = max(1, round(48_000_000 / (2 * prescale * baud)))
+            return 48_000_000 // (2 * prescale * div)
+        if self.divisor == "ch340":  # 12 MHz / divisor at the top prescaler
+            return 12_000_000 // max(2, round(12_000_000 / baud))
+        if self.divisor == "ftdi":  # 3 MHz / (n + k/8), n >= 2; or exactly 3 M or 2 M
+            cands = [3_000_000, 2_000_000, 24_000_000 // max(16, round(24_000_000 / baud))]
+            return min(cands, key=lambda r: abs(r - baud))
+        return baud
+
+
+# CP2102 baud rate table (Silicon Labs AN205 table 1, as in Linux drivers/usb/serial/cp210x.c
+# cp210x_an205_table1): (rate on the wire, highest requested rate that gets it)
+CP2102_AN205 = (
+    (300, 300), (600, 600), (1200, 1200), (1800, 1800), (2400, 2400), (4000, 4000),
+    (4800, 4803), (7200, 7207), (9600, 9612), (14400, 14428), (16000, 16062), (19200, 19250),
+    (28800, 28912), (38400, 38601), (51200, 51558), (56000, 56280), (57600, 58053),
+    (64000, 64111), (76800, 77608), (115200, 117028), (128000, 129347), (153600, 156868),
+    (230400, 237832), (250000, 254234), (256000, 273066), (460800, 491520), (500000, 567138),
+    (576000, 670254), (921600, 1_000_000),
+)
+
+BRIDGES: dict[str, Bridge] = {
+    "cp2102": Bridge("cp2102", "Silicon Labs CP2102 (ESP32 DevKitC)", (0x10C4, 0xEA60),
+                     1_000_000, 0.001, 64, "an205"),
+    "cp2102n": Bridge("cp2102n", "Silicon Labs CP2102N", (0x10C4, 0xEA60),
+                      3_000_000, 0.001, 64, "cp2102n"),
+    "ch340": Bridge("ch340", "WCH CH340", (0x1A86, 0x7523), 2_000_000, 0.001, 32, "ch340"),
+    "ft232r": Bridge("ft232r", "FTDI FT232R", (0x0403, 0x6001), 3_000_000, 0.016, 62, "ftdi"),
+}
+
+
+def get_bridge(name: str) -> Bridge:
+    """Look a bridge up by name; a clear ValueError lists the known ones."""
+    try:
+        return BRIDGES[name.lower()]
+    except (KeyError, AttributeError):
+        raise ValueError(f"unknown USB-UART bridge {name!r} (known: {', '.join(BRIDGES)})") from None
+
+
+def usb_id(profile_name: str | None, bridge_name: str | None = None) -> tuple[int, int] | None:
+    """The USB (VID, PID) the host sees for a profile: its native USB's, or for a UART REPL its
+    bridge's (`bridge_name`, or the profile's default bridge). None when unknown."""
+    prof = get_profile(profile_name)
+    if prof.link.uart:
+        return get_bridge(bridge_name or prof.bridge).usb_id
+    if bridge_name:
+        raise ValueError(f"board profile {prof.name!r} has native USB, no USB-UART bridge")
+    return prof.usb_id

@@ -14,19 +14,31 @@ import urllib.parse
 import serial
 from serial.serialutil import SerialException
 
-OPTIONS = {"profile", "tx_capture", "rx_source", "codec_release", "codec_drive", "codec_dir_pin",
+OPTIONS = {"profile", "bridge", "tx_capture", "rx_source", "codec_release", "codec_drive", "codec_dir_pin",
            "dir_rx_level", "vcd", "events", "fault", "fs"}
 
 
 def check_url(url: str) -> None:
     """A clear ValueError for a sim:// URL that cannot work (before starting anything)."""
-    from i2scli.sim.profiles import get_profile
+    from i2scli.sim.profiles import usb_id
 
     parts = urllib.parse.urlsplit(url)
-    get_profile((parts.netloc + parts.path).strip("/") or None)
-    for key, _ in urllib.parse.parse_qsl(parts.query, keep_blank_values=True):
+    bridge = None
+    for key, value in urllib.parse.parse_qsl(parts.query, keep_blank_values=True):
         if key.replace("-", "_") not in OPTIONS:
             raise ValueError(f"unknown sim:// option {key!r} (known: {', '.join(sorted(OPTIONS))})")
+        if key == "bridge":
+            bridge = value
+    usb_id((parts.netloc + parts.path).strip("/") or None, bridge)  # unknown profile or bridge
+
+
+def url_usb_id(url: str) -> tuple[int, int] | None:
+    """The USB (VID, PID) the board of a sim:// URL shows: its bridge's or its native USB's."""
+    from i2scli.sim.profiles import usb_id
+
+    parts = urllib.parse.urlsplit(url)
+    query = dict(urllib.parse.parse_qsl(parts.query, keep_blank_values=True))
+    return usb_id((parts.netloc + parts.path).strip("/") or None, query.get("bridge"))
 
 
 def sim_command(url: str) -> list[str]:
@@ -51,6 +63,7 @@ class Serial(serial.Serial):
     """A serial port whose device is a virtual board started for it."""
 
     _board_proc: subprocess.Popen | None = None
+    usb_vid_pid: tuple[int, int] | None = None  # the board's USB ids (bridge or native USB)
 
     @serial.Serial.port.setter
     def port(self, value):
@@ -59,6 +72,11 @@ class Serial(serial.Serial):
 
     def open(self):
         url = self._sim_url
+        try:
+            check_url(url)
+        except ValueError as e:
+            raise SerialException(f"could not start virtual board {url!r}: {e}") from None
+        self.usb_vid_pid = url_usb_id(url)
         proc = subprocess.Popen(sim_command(url), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE)
         line = proc.stdout.readline().decode().strip()

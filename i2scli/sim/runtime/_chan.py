@@ -69,6 +69,12 @@ def event(_ev, **fields):
     _out.write(data)
 
 
+def wait_reply():
+    """Wait for the model's one-byte reply to the event just sent (the model
+    has acted on it: e.g. the link's baud rate changed)."""
+    _inp.readinto(_hdr, 1)
+
+
 def tx(sid, buf, off, n):
     """n bytes from buf[off:off+n] were accepted into TX session sid's ring."""
     _head(0x54, n + 1)  # 'T'
