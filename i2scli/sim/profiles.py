@@ -16,7 +16,6 @@ UART_115200 = 11_520  # 115200 baud, 8N1: 10 bits per byte
 REPL_BAUD = 115200  # esp32 MICROPY_HW_UART_REPL_BAUD (ports/esp32/uart.h), set at power-on
 ESP32_STDIN_IN = STDIN_IN  # esp32: sys.stdin.buffer takes bytes one at a time from the 260-byte ring
 
-ESP32S3_PINS = list(range(22)) + list(range(26, 49))
 MIMXRT_RATES = [8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000]
 
 
