@@ -201,6 +201,11 @@ class Decoder:
         return {"frames": self.frames, "crc_errors": self.crc_errors, "resyncs": self.resyncs,
                 "seq_gaps": self.seq_gaps, "skipped_bytes": self.skipped_bytes}
 
+    @property
+    def in_garbage(self) -> bool:
+        """Whether the bytes since the last good frame were skipped (a run not yet ended)."""
+        return self._lost
+
     def pending_garbage(self, clear: bool = False) -> bytes:
         """The last `garbage_keep` skipped bytes (e.g. a traceback the board's REPL printed), oldest first.
 

@@ -148,8 +148,9 @@ class Stream:
     def summarise(self, summary: dict) -> dict:
         """The agent's SUMMARY with the host's link counters; the agent is back at its REPL."""
         dec = self.dec
-        # the REPL's closing bytes after the last frame are expected, not a resync
-        tail_run = 1 if dec.pending_garbage().rstrip(b">").endswith(b"\x04") else 0
+        # bytes after the agent's last frame are the REPL's closing ones, not damage: as sent,
+        # or garbled when they came at the REPL's baud rate before the host switched back
+        tail_run = 1 if dec.in_garbage else 0
         summary["host_crc_errors"] = dec.crc_errors + (self.coding.errors if self.coding else 0)
         if self.coding is not None:
             summary["host_code"] = self.coding.summary()

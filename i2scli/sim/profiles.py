@@ -268,6 +268,11 @@ BRIDGES: dict[str, Bridge] = {
     "ch340": Bridge("ch340", "WCH CH340", (0x1A86, 0x7523), 2_000_000, 0.001, 32, "ch340"),
     "ft232r": Bridge("ft232r", "FTDI FT232R", (0x0403, 0x6001), 3_000_000, 0.016, 62, "ftdi"),
 }
+# The USB product string each bridge reports (what `serial.tools.list_ports` shows as `product`):
+# CP2102 and CP2102N share a VID:PID, and the host tells them apart by it.
+USB_PRODUCT = {"cp2102": "CP2102 USB to UART Bridge Controller", "cp2102n": "CP2102N USB to UART Bridge Controller",
+               "ch340": "USB Serial", "ft232r": "FT232R USB UART"}
+
 
 
 def get_bridge(name: str) -> Bridge:

@@ -41,6 +41,18 @@ def url_usb_id(url: str) -> tuple[int, int] | None:
     return usb_id((parts.netloc + parts.path).strip("/") or None, query.get("bridge"))
 
 
+def url_usb_product(url: str) -> str | None:
+    """The USB product string of a sim:// board's bridge (None for native USB)."""
+    from i2scli.sim.profiles import USB_PRODUCT, get_profile
+
+    parts = urllib.parse.urlsplit(url)
+    query = dict(urllib.parse.parse_qsl(parts.query, keep_blank_values=True))
+    profile = get_profile((parts.netloc + parts.path).strip("/") or None)
+    if not profile.link.uart:
+        return None
+    return USB_PRODUCT.get((query.get("bridge") or profile.bridge or "").lower())
+
+
 def sim_command(url: str) -> list[str]:
     """The `i2s sim` command line a sim:// URL stands for."""
     parts = urllib.parse.urlsplit(url)
@@ -64,6 +76,7 @@ class Serial(serial.Serial):
 
     _board_proc: subprocess.Popen | None = None
     usb_vid_pid: tuple[int, int] | None = None  # the board's USB ids (bridge or native USB)
+    usb_product: str | None = None  # the bridge's USB product string
 
     @serial.Serial.port.setter
     def port(self, value):
@@ -77,6 +90,7 @@ class Serial(serial.Serial):
         except ValueError as e:
             raise SerialException(f"could not start virtual board {url!r}: {e}") from None
         self.usb_vid_pid = url_usb_id(url)
+        self.usb_product = url_usb_product(url)
         proc = subprocess.Popen(sim_command(url), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE)
         line = proc.stdout.readline().decode().strip()

@@ -1,0 +1,192 @@
+"""Faster UART links (docs/protocol.md, BAUD): the switch after HELLO, its fallback, and the
+board back at its REPL's rate on every way out — on the virtual ESP32 behind a modelled bridge."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import serial
+import soundfile as sf
+from conftest import ENV, I2S, i2s, mpremote
+
+from i2scli.link import baud
+
+
+def info_json(*args) -> dict:
+    r = i2s("info", "--json", *args, check=0, timeout=90)
+    return json.loads(r.stdout)
+
+
+def events(board) -> list[dict]:
+    return [e for e in board.events() if e.get("ev") == "uart"]
+
+
+def test_auto_takes_the_bridge_maximum_and_the_link_gets_faster():
+    slow = info_json("-p", "sim://esp32", "--baud", "off")
+    fast = info_json("-p", "sim://esp32")  # auto: the CP2102 of an ESP32 DevKitC
+    assert slow["link"]["baud"] == 115200
+    assert fast["link"]["baud"] == 921600
+    # measured side by side: the probe runs after the switch, so the fit uses the real rate
+    assert fast["link"]["up_bytes_per_s"] >= 5 * slow["link"]["up_bytes_per_s"]
+    fits = {f["stream"]: f for f in fast["fits"]}
+    assert fits["16000 Hz 16-bit mono"]["play"] and fits["16000 Hz 16-bit mono"]["record"]
+    assert not any(f["play"] for f in slow["fits"])
+
+
+@pytest.mark.parametrize("bridge, rate", [("ch340", 2000000), ("cp2102n", 3000000), ("ft232r", 3000000)])
+def test_faster_bridges_get_their_own_maximum(bridge, rate):
+    # CP2102N shares the CP2102's VID:PID: its product string tells them apart
+    assert info_json("-p", f"sim://esp32?bridge={bridge}", "--no-probe")["link"]["baud"] == rate
+
+
+def _speech_like(path, rate=16000, seconds=1.5):
+    rng = np.random.default_rng(3)
+    t = np.arange(int(rate * seconds)) / rate
+    x = 8000 * np.sin(2 * np.pi * 180 * t) * (1 + np.sin(2 * np.pi * 3 * t)) + rng.normal(0, 1500, t.size)
+    x = np.clip(x, -32768, 32767).astype(np.int16)
+    sf.write(path, x, rate, subtype="PCM_16")
+    return x
+
+
+def test_play_and_record_at_high_rate_then_mpremote_at_115200(sim, tmp_path):
+    board = sim("esp32", "--rx-source", "ramp")
+    src = _speech_like(tmp_path / "speech.wav")
+    i2s("play", "-q", "--baud", "921600", "-p", board.path, tmp_path / "speech.wav", check=0, timeout=90)
+    i2s("record", "-q", "--baud", "921600", "-r", "16000", "-b", "16", "-c", "1", "-s", "8000",
+        "-p", board.path, tmp_path / "rec.wav", check=0, timeout=90)
+    # the REPL is back at 115200: mpremote, which never leaves it, just works
+    assert mpremote("connect", board.path, "exec", "print('back')").stdout == b"back\r\n"
+    board.stop()
+    got, rate = sf.read(board.files["tx"], dtype="int16")
+    assert rate == 16000
+    got = got if got.ndim == 1 else got[:, 0]  # MONO TX drives both slots with the sample
+    k = int(np.flatnonzero(got)[0])
+    assert np.array_equal(got[k:k + src.size], src[np.flatnonzero(src)[0]:][: got.size - k])
+    assert np.count_nonzero(got[k + src.size:]) == 0
+    rec, _ = sf.read(tmp_path / "rec.wav", dtype="int16")
+    assert rec.size == 8000
+    steps = np.diff(rec.astype(np.int64)) % 2**16
+    assert np.all(steps == steps[0])  # an exact run of the counting source, nothing lost or repeated
+    ev = events(board)
+    assert [e["baudrate"] for e in ev].count(921600) >= 2  # each agent run switched…
+    assert ev[-1]["baudrate"] == 115200  # …and put the REPL's rate back
+
+
+def test_killed_host_at_high_rate_leaves_the_board_at_115200(sim):
+    board = sim("esp32", capture=False)
+    host = subprocess.Popen([sys.executable, "-c", f"""
+import itertools
+from i2scli.link import connect
+with connect({board.path!r}, baud=921600) as a:
+    cfg = dict(id=0, sck=32, ws=25, sd=33, bits=16, format='mono', rate=8000, ibuf=4096, payload=96,
+               timeout_ms=1000)
+    print('streaming', a.baud, flush=True)
+    a.play(cfg, itertools.repeat(bytes(960)))
+"""], stdout=subprocess.PIPE, text=True, env=ENV)
+    assert host.stdout.readline().split() == ["streaming", "921600"]
+    time.sleep(0.5)
+    os.kill(host.pid, signal.SIGKILL)
+    host.wait()
+    killed = time.monotonic()
+    # Listen at 115200 without writing: the agent's watchdog (1 s) ends the stream, the agent
+    # puts the REPL UART back to 115200, and the raw REPL closes the exec and shows its prompt
+    port = serial.Serial(board.path, 115200, timeout=0.1)
+    seen = b""
+    while not seen.endswith(b"\x04>") and time.monotonic() - killed < 15:
+        seen += port.read(4096)
+    back = time.monotonic() - killed
+    port.close()
+    assert seen.endswith(b"\x04>")
+    assert back < 1.0 + 2.0, back  # within the watchdog plus 2 s
+    # and mpremote, which never leaves 115200, just works
+    assert mpremote("connect", board.path, "exec", "print('back')").stdout == b"back\r\n"
+    board.stop()
+    assert events(board)[-1]["baudrate"] == 115200
+
+
+def test_rate_the_bridge_cannot_reach_falls_back_with_one_warning():
+    r = i2s("info", "--json", "-p", "sim://esp32", "--baud", "2000000", check=0, timeout=90)  # a CP2102 tops out below
+    warnings = [ln for ln in r.stderr.splitlines() if "baud" in ln]
+    assert len(warnings) == 1 and "staying at 115200 baud" in warnings[0], r.stderr
+    info = json.loads(r.stdout)
+    assert info["link"]["baud"] == 115200
+    assert not any(f["play"] for f in info["fits"])  # as at 115200: nothing fits
+    # a stream that does not fit is refused as today
+    r = i2s("play", "-q", "--tone", "440", "-r", "16000", "-c", "1", "-d", "0.5s", "-p", "sim://esp32",
+            "--baud", "2000000", check=4, timeout=90)
+    assert "kB/s" in r.stderr
+
+
+def uart_events(path) -> list[dict]:
+    return [e for e in map(json.loads, open(path).read().splitlines()) if e.get("ev") == "uart"]
+
+
+def test_baud_off_never_switches(tmp_path):
+    ev = tmp_path / "ev.jsonl"
+    info = info_json("-p", f"sim://esp32?events={ev}", "--baud", "off")
+    assert info["link"]["baud"] == 115200
+    assert uart_events(ev) == []
+
+
+def test_unknown_device_is_not_switched_by_auto(sim):
+    board = sim("esp32", capture=False)  # a bare pty: no USB ids, no bridge to go by
+    assert info_json("-p", board.path, "--no-probe")["link"]["baud"] is None
+    board.stop()
+    assert events(board) == []
+
+
+@pytest.mark.parametrize("profile", ["esp32s3", "rp2"])
+def test_native_usb_boards_are_not_switched(tmp_path, profile):
+    ev = tmp_path / "ev.jsonl"
+    assert info_json("-p", f"sim://{profile}?events={ev}", "--no-probe")["link"]["baud"] is None
+    r = i2s("info", "-p", f"sim://{profile}", "--no-probe", "--baud", "921600", check=0)
+    assert "--baud ignored" in r.stderr
+    assert uart_events(ev) == []
+
+
+def test_board_that_cannot_retime_its_repl_warns_and_goes_on(sim):
+    board = sim("fast", capture=False)  # a unix board: its REPL is no UART
+    r = i2s("info", "--json", "--no-probe", "-p", board.path, "--baud", "921600", check=0)
+    assert "cannot change its REPL rate" in r.stderr
+    assert json.loads(r.stdout)["link"]["baud"] == 115200
+
+
+@pytest.mark.parametrize("bad", ["fast", "0", "-9600", "1.5e6"])
+def test_bad_baud_is_a_usage_error(bad):
+    r = i2s("info", "-p", "sim://esp32", "--baud", bad, check=2)
+    assert "--baud" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_i2s_baud_environment_variable():
+    r = subprocess.run([*I2S, "info", "--json", "--no-probe", "-p", "sim://esp32"], capture_output=True, text=True,
+                       env={**ENV, "I2S_BAUD": "off"}, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["link"]["baud"] == 115200
+
+
+def test_bridge_table():
+    assert baud.bridge_for(0x10C4, 0xEA60).max_baud == 921600
+    assert baud.bridge_for(0x10C4, 0xEA60, "CP2102N USB to UART Bridge Controller").max_baud == 3000000
+    assert baud.bridge_for(0x1A86, 0x7523).max_baud == 2000000
+    assert baud.bridge_for(0x0403, 0x6001).max_baud == 3000000
+    assert baud.bridge_for(0x2E8A, 0x0005) is None
+    assert baud.parse_setting("AUTO") == "auto" and baud.parse_setting("921600") == 921600
+    with pytest.raises(ValueError):
+        baud.parse_setting("-1")
+
+
+def test_pyserial_sees_the_board_as_the_bridge_it_models():
+    import i2scli.sim  # noqa: F401  (registers sim:// with pyserial)
+
+    s = serial.serial_for_url("sim://esp32?bridge=ft232r", timeout=0.1)
+    try:
+        assert s.usb_vid_pid == (0x0403, 0x6001)
+    finally:
+        s.close()
