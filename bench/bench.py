@@ -32,7 +32,18 @@ RESULTS = HERE / "results"
 PY = sys.executable
 MPREMOTE = str(Path(PY).parent / "mpremote")
 I2S = [PY, "-m", "i2scli"]
-PROFILE_ORDER = ["openmv", "stm32", "rp2", "esp32", "mimxrt", "fast"]
+PROFILE_ORDER = ["openmv", "stm32", "rp2", "esp32", "esp32:cp2102", "esp32:ch340", "esp32:cp2102n", "esp32s3",
+                 "mimxrt", "fast"]
+
+
+def bridge_baud(bridge: str) -> int:
+    """The rate `--baud auto` takes for a bridge the virtual board models (i2scli/link/baud.py)."""
+    from i2scli.link import baud
+
+    for b in (*baud.BRIDGES.values(), baud.CP2102N):
+        if bridge.lower() in b.name.lower().split("/"):
+            return b.max_baud
+    raise ValueError(f"no such bridge {bridge!r}")
 STREAMS = [(r, b, c) for r in (8000, 16000, 22050, 44100, 48000) for b in (16, 32) for c in (1, 2)]
 
 
@@ -145,6 +156,7 @@ def run(args: list[str], timeout: float = 600, rusage: bool = False) -> dict:
         out.seek(0)
         err.seek(0)
         res = {"args": args, "t0_us": t0_us, "wall": wall, "rc": p.returncode,
+               "cpu_self": ru.ru_utime + ru.ru_stime,  # the child's own CPU (and its waited-for children)
                "stdout": out.read().decode(errors="replace"), "stderr": err.read().decode(errors="replace")}
     if ru_path:
         try:
@@ -637,13 +649,16 @@ def _real_run(agent: Agent, mode: str, bus: audio.BusFormat, seconds: float) -> 
 
 def fig_fits(work: Path, profiles: list[str], seconds: float, full: bool, lo: float = 0.6, hi: float = 1.2) -> dict:
     out = {"method": "full" if full else "probe+borderline", "seconds": seconds, "band": [lo, hi], "profiles": {}}
-    for profile in profiles:
+    for spec in profiles:
+        # `esp32:ch340`: the esp32 profile behind that bridge, at the rate --baud auto picks
+        profile, _, bridge = spec.partition(":")
         prof = PROFILES[profile]
-        d = work / f"fits-{profile}"
-        sim = Sim(profile, d, rx_source="ramp")
+        d = work / f"fits-{spec.replace(':', '-')}"
+        sim = Sim(profile, d, rx_source="ramp", extra=("--bridge", bridge) if bridge else ())
+        baud = bridge_baud(bridge) if bridge else "off"
         runs = []
         try:
-            with connect(sim.path) as agent:
+            with connect(sim.path, baud=baud) as agent:
                 hello = dict(agent.hello)
                 rates = agent.probe()
                 rows = []
@@ -686,14 +701,15 @@ def fig_fits(work: Path, profiles: list[str], seconds: float, full: bool, lo: fl
         sessions = [(inits[e["sid"]], e) for e in sim.events if e["ev"] == "i2s_deinit" and e["sid"] in inits]
         it = iter(sessions)
         for res in runs:
-            if "error" in res and not res["agent"]:
-                continue
-            ini, de = next(it, (None, None))
             r = rows[res["row"]]
-            if ini is None or ini["mode"] != res["mode"] or ini["rate"] != r["rate"] or ini["bits"] != r["bits"]:
+            # the next session of this run's kind: a run that failed may or may not have opened one
+            for ini, de in it:
+                if ini["mode"] == res["mode"] and ini["rate"] == r["rate"] and ini["bits"] == r["bits"]:
+                    res["sim"] = {k: de[k] for k in ("frames", "underruns", "underrun_frames", "overruns",
+                                                      "overrun_frames")}
+                    break
+            else:
                 res["sim"] = None
-                continue
-            res["sim"] = {k: de[k] for k in ("frames", "underruns", "underrun_frames", "overruns", "overrun_frames")}
         for res in runs:
             row = rows[res["row"]][res["mode"]]
             simc = res.get("sim") or {}
@@ -710,15 +726,64 @@ def fig_fits(work: Path, profiles: list[str], seconds: float, full: bool, lo: fl
                 m["agrees"] = None if "measured" not in m else m["measured"] == m["predicted"]
         heaps = [heap_per_frame(res["agent"], 0, 0) | {"stream": res["stream"], "mode": res["mode"]}
                  for res in runs if res["agent"].get("heap_frames")]
-        out["profiles"][profile] = {
-            "link_nominal": {"up": prof.link.vcp_in_rate or prof.link.in_rate, "down": prof.link.out_rate,
-                             "in_buffer": prof.link.in_buffer},
+        nominal = {"up": prof.link.vcp_in_rate or prof.link.in_rate, "down": prof.link.out_rate}
+        if bridge:  # a UART carries baud / 10 bytes a second each way (8N1), at most
+            nominal = {k: min(v or baud // 10, baud // 10) for k, v in nominal.items()}
+        out["profiles"][spec] = {
+            "baud": agent.baud,
+            "link_nominal": {**nominal, "in_buffer": prof.link.in_buffer},
             "link_probe": {"up": rates["up"], "down": rates["down"]},
             "rows": rows, "sim_summary": sim.summary.strip(),
             "heap_nonzero": [h for h in heaps if h["heap_alloc"]],
             "heap_runs": len(heaps),
         }
     return out
+
+
+# ------------------------------------------------------------------------------------------------
+# 9: whole commands against `mpremote exec pass`, warm board
+def fig_commands(work: Path, profile: str = "rp2", reps: int = 7) -> dict:
+    """Wall and CPU of whole `i2s` commands a script calls in a loop, each paired with an
+    `mpremote exec pass` on the same warm board right after it (agent installed, probe
+    remembered): medians of `reps` pairs, and their ratios."""
+    d = work / f"commands-{profile}"
+    sim = Sim(profile, d, rx_source="ramp")
+    wav = d / "short.wav"
+    write_wav(wav, 0.05, 48000, 16, 2)
+    env_note = os.environ.get("PYTHONDONTWRITEBYTECODE")
+    try:
+        link.install(sim.path)
+        cmds = {
+            "i2s play -q (50 ms file)": [*I2S, "play", "-q", "-p", sim.path, str(wav)],
+            "i2s record -q -d 0.1s": [*I2S, "record", "-q", "-d", "0.1s", "-r", "16000", "-b", "16",
+                                      "-p", sim.path, str(d / "rec.wav")],
+            "i2s info --no-probe": [*I2S, "info", "--no-probe", "-p", sim.path],
+            "i2s devices": [*I2S, "devices"],
+            "i2s --help": [*I2S, "--help"],
+        }
+        for args in cmds.values():  # warm: caches, the probe remembered, pages in
+            checked(run(args))
+        base = [PY, "-m", "mpremote"] if not Path(MPREMOTE).exists() else [MPREMOTE]
+        rows = {}
+        for name, args in cmds.items():
+            walls, cpus, m_walls, m_cpus = [], [], [], []
+            for _ in range(reps):
+                r = checked(run(args))
+                m = checked(run([*base, "connect", sim.path, "exec", "pass"]))
+                walls.append(r["wall"])
+                cpus.append(r["cpu_self"])
+                m_walls.append(m["wall"])
+                m_cpus.append(m["cpu_self"])
+            rows[name] = {"wall": med(walls), "cpu": med(cpus), "mpremote_wall": med(m_walls),
+                          "mpremote_cpu": med(m_cpus)}
+            rows[name]["wall_ratio"] = rows[name]["wall"] / rows[name]["mpremote_wall"]
+            rows[name]["cpu_ratio"] = rows[name]["cpu"] / rows[name]["mpremote_cpu"]
+            log(f"commands {profile} {name}: wall {rows[name]['wall'] * 1000:.0f} ms "
+                f"({rows[name]['wall_ratio']:.2f}x), CPU {rows[name]['cpu'] * 1000:.0f} ms "
+                f"({rows[name]['cpu_ratio']:.2f}x)")
+    finally:
+        sim.stop()
+    return {"profile": profile, "reps": reps, "rows": rows, "PYTHONDONTWRITEBYTECODE": env_note}
 
 
 # ------------------------------------------------------------------------------------------------
@@ -797,6 +862,29 @@ def report(res: dict) -> str:
             f"max {f['overhead_us_max'] / 1000:.2f} ms, median {f['overhead_us_median'] / 1000:.2f} ms "
             f"over {len(f['switches'])} switches", "≤ 1 ms",
             None if f["overhead_us_max"] is None else f["overhead_us_max"] <= 1000)
+    f = res.get("fits")
+    if f:
+        for p, v in f["profiles"].items():
+            nom, got = v["link_nominal"], v["link_probe"]
+            if nom.get("up") and nom.get("down"):  # rate-limited links only
+                worst = min(got["up"] / nom["up"], got["down"] / nom["down"])
+                add(8, f"protocol efficiency, {p}" + (f" at {v['baud']} baud" if v.get("baud") else "")
+                    + " (probed / link's byte rate, worse direction)",
+                    f"{worst:.2f} (up {_fmt_rate(got['up'])} / {_fmt_rate(nom['up'])}, "
+                    f"down {_fmt_rate(got['down'])} / {_fmt_rate(nom['down'])})", "≥ 0.9", worst >= 0.9)
+    f = res.get("commands")
+    if f:
+        targets_9 = {"i2s play -q (50 ms file)": (1.5, 2.0)}
+        for name, v in f["rows"].items():
+            wall_t, cpu_t = targets_9.get(name, (None, None))
+            cpu_abs = name in ("i2s devices", "i2s --help")
+            target = (f"≤ {wall_t}x wall, ≤ {cpu_t}x CPU" if wall_t else "CPU < 0.25 s" if cpu_abs else "—")
+            ok = (v["wall_ratio"] <= wall_t and v["cpu_ratio"] <= cpu_t) if wall_t else \
+                (v["cpu"] < 0.25 if cpu_abs else None)
+            add(9, f"whole command, warm {f['profile']}: `{name}` / `mpremote exec pass`",
+                f"wall {v['wall'] * 1000:.0f} / {v['mpremote_wall'] * 1000:.0f} ms = {v['wall_ratio']:.2f}x, "
+                f"CPU {v['cpu'] * 1000:.0f} / {v['mpremote_cpu'] * 1000:.0f} ms = {v['cpu_ratio']:.2f}x",
+                target, ok)
     out = "\n".join(lines)
     f = res.get("fits")
     if f:
@@ -835,7 +923,7 @@ def fits_table(f: dict) -> str:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="bench/run", description=__doc__)
     ap.add_argument("--full", action="store_true", help="figure 8: a real 30 s run of every stream (hours)")
-    ap.add_argument("--only", metavar="N,N", help="only these figures (1-8; 4 comes with 1 and 8, 6 with 5)")
+    ap.add_argument("--only", metavar="N,N", help="only these figures (1-9; 4 comes with 1 and 8, 6 with 5)")
     ap.add_argument("--profiles", metavar="P,P", default=",".join(PROFILE_ORDER), help="profiles for figure 8")
     ap.add_argument("--seconds", type=float, help="figure 8 run length (default 3, --full 30)")
     ap.add_argument("--reps", type=int, default=3, help="repetitions of figures 1 and 3")
@@ -843,7 +931,7 @@ def main(argv=None) -> int:
     ap.add_argument("--out", metavar="FILE", default=str(RESULTS / "latest.json"))
     ap.add_argument("--keep", action="store_true", help="keep the work directory (captures, events)")
     a = ap.parse_args(argv)
-    only = {int(x) for x in a.only.split(",")} if a.only else set(range(1, 9))
+    only = {int(x) for x in a.only.split(",")} if a.only else set(range(1, 10))
     profiles = [p for p in a.profiles.split(",") if p]
     seconds = a.seconds or (30.0 if a.full else 3.0)
     work = Path(tempfile.mkdtemp(prefix="i2s-bench-"))
@@ -856,7 +944,8 @@ def main(argv=None) -> int:
              (3, "ttfs", lambda: fig_ttfs(work, ["fast", "rp2"], a.reps)),
              (5, "hostmem", lambda: fig_host(work, a.long / 100, a.long)),
              (7, "duplex", lambda: fig_duplex(work)),
-             (8, "fits", lambda: fig_fits(work, profiles, seconds, a.full))]
+             (8, "fits", lambda: fig_fits(work, profiles, seconds, a.full)),
+             (9, "commands", lambda: fig_commands(work, "rp2", max(a.reps, 7)))]
     try:
         for num, key, fn in steps:
             if num not in only and not (num == 1 and 4 in only) and not (num == 5 and 6 in only):

@@ -175,11 +175,28 @@ class Launcher:
         """After the agent's last frame: wait for the raw REPL to come back (its closing bytes
         may already have arrived with the last frame: `seen`). The agent put its UART back at
         the REPL's rate as it exited; so does the host."""
-        if self.baud and self.baud != REPL_BAUD:
+        switched = bool(self.baud and self.baud != REPL_BAUD)
+        if switched:
             baud_restore(self.port)
-        if REPL_TAIL not in seen:
+        if REPL_TAIL in seen:
+            pass
+        elif switched:
+            # the tail may have come at the REPL's rate before we switched back, and read as
+            # garbage: the agent is back once the line has been quiet longer than its drain
+            self._until_quiet(REPL_TAIL, quiet=0.15, limit=3.0)
+        else:
             self.port.read_until(REPL_TAIL, 3.0, bytearray(seen))
         self.hello = {}
+
+    def _until_quiet(self, marker: bytes, quiet: float, limit: float) -> None:
+        buf = bytearray()
+        end = time.monotonic() + limit
+        last = time.monotonic()
+        while marker not in buf and time.monotonic() < end and time.monotonic() - last < quiet:
+            data = self.port.read_some()
+            if data:
+                buf += data
+                last = time.monotonic()
 
     def stop(self) -> None:
         """Send a waiting agent back to the REPL, leave the raw REPL, close the port."""
