@@ -425,6 +425,8 @@ def _pin(ctx, param, value):
 @click.option("--bridge", metavar="NAME",
               help="USB-UART bridge of a UART-REPL board (esp32): cp2102 (default), cp2102n, "
                    "ch340, ft232r.")
+@click.option("--native", type=click.BOOL, default=True, show_default=True, metavar="yes|no",
+              help="The firmware runs viper/native code (no: like a build without a native emitter).")
 @click.option("--tx-capture", metavar="FILE.wav", type=click.Path(dir_okay=False),
               help="Write TX samples as they stand on SD (stereo slots, bus rate).")
 @click.option("--rx-source", default="silence", show_default=True, metavar="SPEC",
@@ -447,7 +449,7 @@ def _pin(ctx, param, value):
 @click.option("--fs", metavar="DIR", type=click.Path(file_okay=False),
               help="Keep the board's filesystem in DIR (default: a fresh one per run).")
 @click.option("--exit-with-stdin", is_flag=True, hidden=True)
-def sim(profile, bridge, tx_capture, rx_source, codec_release, codec_drive, codec_dir_pin,
+def sim(profile, bridge, native, tx_capture, rx_source, codec_release, codec_drive, codec_dir_pin,
         dir_rx_level, vcd, events, faults, fs, exit_with_stdin) -> None:
     """Run a virtual board: real MicroPython behind a serial port.
 
@@ -465,6 +467,10 @@ def sim(profile, bridge, tx_capture, rx_source, codec_release, codec_drive, code
         prof = get_profile(profile)
     except ValueError as e:
         raise click.BadParameter(str(e), param_hint="--profile") from None
+    if not native:
+        import dataclasses
+
+        prof = dataclasses.replace(prof, native=False)
     try:
         from i2scli.sim.profiles import get_bridge
 

@@ -150,7 +150,12 @@ def _fit(agent: Agent, opts: BusOptions, bus: audio.BusFormat, cfg: dict, direct
             raise TooFast(f"{bus.describe()} needs {wire / 1000:.1f} kB/s {where} the board, {need / 1000:.1f} kB/s "
                           f"compressed ({measured} {ratio:.2f}:1), but the link to {agent.describe()} carries "
                           f"{have / 1000:.1f} kB/s (measured): {help_}")
-    agent.check_fit(wire, direction, bus.describe())
+    try:
+        agent.check_fit(wire, direction, bus.describe())
+    except TooFast as e:
+        if why_not is not None and opts.compress != "off":
+            raise TooFast(f"{e}; it cannot be sent compressed: {why_not}") from None
+        raise
     return have
 
 

@@ -106,3 +106,20 @@ def test_a_corrupted_coded_frame_is_caught_not_played(tmp_path):
     assert 0 < missing <= 61
     a = int(np.flatnonzero((got != want[: len(got)]).any(axis=1))[0])
     assert np.array_equal(got[:a], want[:a]) and np.array_equal(got[a:], want[a + missing:])
+
+
+def test_a_board_without_viper_gets_raw_frames_and_works(tmp_path):
+    src = music(tmp_path / "m.wav", rate=16000, seconds=1.0)
+    cap = tmp_path / "tx.wav"
+    url = f"sim://rp2?native=0&tx_capture={cap}"  # a firmware built without a native emitter
+    info = json.loads(i2s("info", "--json", "--no-probe", "-p", url, check=0).stdout)
+    assert info["wire_coder"] is None
+    s = json.loads(i2s("play", "--json", "--compress", "auto", "-p", url, tmp_path / "m.wav", check=0).stdout)
+    assert s["compression"] is None and s["underruns"] == 0
+    assert exact_on_the_wire(src, captured(cap))
+    # what needs compression is refused, saying why it cannot have it
+    music(tmp_path / "cd.wav")
+    r = i2s("play", "-p", "sim://rp2?native=0", tmp_path / "cd.wav", check=4, timeout=90)
+    assert "cannot be sent compressed" in r.stderr and "viper" in r.stderr
+    r = i2s("play", "--compress", "on", "-p", "sim://rp2?native=0", tmp_path / "m.wav", check=4)
+    assert "cannot compress" in r.stderr

@@ -63,6 +63,7 @@ class Profile:
     dir_pin: object = None  # default codec DIR pin
     sd_net: tuple = ()  # pads wired together as the one SD line (two tied pads on openmv)
     heap: int = 256 * 1024  # MicroPython heap, bytes
+    native: bool = True  # a native code emitter (viper); False: a build without MICROPY_EMIT_NATIVE
     uart_repl: bool = False  # machine.UART exists and UART(0) is a REPL UART (esp32 port)
     usb_id: tuple[int, int] | None = None  # native USB (VID, PID); bridged boards: the bridge's
     bridge: str | None = None  # default USB-UART bridge (profiles whose link is a UART)

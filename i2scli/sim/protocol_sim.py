@@ -14,7 +14,7 @@ import urllib.parse
 import serial
 from serial.serialutil import SerialException
 
-OPTIONS = {"profile", "bridge", "tx_capture", "rx_source", "codec_release", "codec_drive", "codec_dir_pin",
+OPTIONS = {"profile", "bridge", "native", "tx_capture", "rx_source", "codec_release", "codec_drive", "codec_dir_pin",
            "dir_rx_level", "vcd", "events", "fault", "fs"}
 
 

@@ -474,6 +474,12 @@ class Repl:
             if kind == "exec":
                 g["__file__"] = filename
             code = None
+            if src is not None and not _simcfg.profile.get("native", True) and (
+                    b"@micropython.viper" in src or b"@micropython.native" in src
+                    if isinstance(src, (bytes, bytearray)) else
+                    "@micropython.viper" in src or "@micropython.native" in src):
+                # the compiler of a build without MICROPY_EMIT_NATIVE (py/compile.c)
+                raise SyntaxError("invalid micropython decorator")
             if kind == "paste":
                 # file input compiled as REPL input: a single statement gets
                 # its expression values printed, as on the real REPL

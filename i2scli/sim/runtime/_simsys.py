@@ -30,6 +30,8 @@ class _Impl:
         self.version = _vtuple(p.get("release", "1.28.0"))
         self._machine = p.get("machine", "")
         self._mpy = getattr(real, "_mpy", 0)
+        if not p.get("native", True):
+            self._mpy &= 0x3FF  # no native emitter: MPY_FEATURE_ARCH 0 (py/persistentcode.h)
         self._build = p.get("name", "")
 
     def _t(self):
