@@ -165,6 +165,17 @@ def test_host_roundtrip(block):
     assert wc.decode(coded, bits, ch) == p
 
 
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(blocks(), st.integers(1, 300))
+def test_batch_encoder_codes_each_frame_as_the_single_one(block, frame_len):
+    # the stream codes many payloads in one vectorised pass: byte for byte what encode() makes
+    bits, ch, p = block
+    fb = frame_len * bits // 8 * ch
+    got = wc.encode_many(p, fb, bits, ch)
+    assert got == [wc.encode(p[i:i + fb], bits, ch) for i in range(0, len(p), fb)]
+    assert b"".join(wc.decode(c, bits, ch) for c in got) == p
+
+
 def test_host_rejects_damage():
     p = pcm(speech(0.05), 16)
     coded = bytearray(wc.encode(p, 16, 1))

@@ -25,6 +25,14 @@ class WireCoding:
         self._count(payload, len(audio))
         return payload, payload[0] == wirecode.RAW
 
+    def encode_many(self, audio: bytes, payload: int) -> list[tuple[bytes, bool]]:
+        """`encode` for each payload-sized piece of `audio`, coded in one vectorised pass."""
+        out = []
+        for i, coded in enumerate(wirecode.encode_many(audio, payload, self.bits, self.channels)):
+            self._count(coded, min(payload, len(audio) - i * payload))
+            out.append((coded, coded[0] == wirecode.RAW))
+        return out
+
     def decode(self, payload: bytes) -> bytes | None:
         """The audio of a payload the board coded; None (counted) when it does not decode."""
         try:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 
 from i2scli import protocol as proto
 from i2scli.link.errors import LinkError
@@ -22,12 +22,7 @@ def play(launcher: Launcher, cfg: dict, blocks: Iterable[bytes],
     pending = bytearray()
     sent = 0
 
-    def send(chunk: bytes) -> None:
-        if s.coding is None:
-            frame = s.enc.frame(T.DATA, chunk)
-        else:
-            payload, crc = s.coding.encode(chunk)
-            frame = s.enc.frame(T.DATA, payload, crc=crc)
+    def send(frame: bytes) -> None:
         while not s.gate.can_send(len(frame)):
             summary = s.poll()
             if summary is not None:
@@ -35,18 +30,30 @@ def play(launcher: Launcher, cfg: dict, blocks: Iterable[bytes],
                 raise LinkError(f"the agent stopped early ({summary.get('reason')})")
         s.send(frame)
 
+    def frames(audio: bytes) -> Iterator[bytes]:
+        """DATA frames for whole payloads of audio (the last one may be short)."""
+        if s.coding is None:
+            for i in range(0, len(audio), payload):
+                yield s.enc.frame(T.DATA, audio[i:i + payload])
+        else:  # coded together: a small frame at a time costs numpy's overhead, not the audio
+            for coded, crc in s.coding.encode_many(audio, payload):
+                yield s.enc.frame(T.DATA, coded, crc=crc)
+
     for block in blocks:
         pending += block
-        while len(pending) >= payload:
-            send(bytes(pending[:payload]))
-            del pending[:payload]
-            sent += payload
-            if progress:
-                progress(sent)
+        whole = len(pending) // payload * payload
+        if whole:
+            for frame in frames(bytes(pending[:whole])):
+                send(frame)
+                sent += payload
+                if progress:
+                    progress(sent)
+            del pending[:whole]
         if s.port.waiting():
             s.poll()
     if pending:
-        send(bytes(pending))
+        for frame in frames(bytes(pending)):
+            send(frame)
         sent += len(pending)
     while not s.gate.can_send(s.overhead):
         s.poll()
