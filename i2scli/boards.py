@@ -43,6 +43,9 @@ BOARDS: dict[str, Board] = {
                   Pins(0, 16, 17, 18), Pins(0, 16, 17, 18), dir_pin=15),
     "esp32": Board("esp32", "ESP32 DevKit: I2S(0), SCK 32, WS 25, SD 33",
                    Pins(0, 32, 25, 33), Pins(0, 32, 25, 33), dir_pin=4),
+    # any GPIO works on the S3 (its I2S goes through the GPIO matrix); 26-32 belong to the flash
+    "esp32s3": Board("esp32s3", "ESP32-S3 DevKitC: I2S(0), SCK 5, WS 6, SD 7",
+                     Pins(0, 5, 6, 7), Pins(0, 5, 6, 7), dir_pin=4),
     "virtual": Board("virtual", "the virtual board's fast profile (i2s sim --profile fast): I2S(0) 16/17/18",
                      Pins(0, 16, 17, 18), Pins(0, 16, 17, 18), dir_pin=15),
     "teensy41": Board("teensy41", "Teensy 4.x: TX I2S(2) SCK D4, WS D3, SD D2; RX I2S(1) SCK D21, WS D20, SD D8",
@@ -58,7 +61,7 @@ def detect(hello: dict) -> Board | None:
     if platform == "rp2":
         return BOARDS["pico"]
     if platform == "esp32":
-        return BOARDS["esp32"]
+        return BOARDS["esp32s3" if "ESP32S3" in machine.replace("-", "").upper() else "esp32"]
     if platform == "mimxrt":
         return BOARDS["teensy41"]
     if platform == "linux" and "Virtual" in machine:

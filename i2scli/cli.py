@@ -60,7 +60,7 @@ def _baud_option(f):
 def _bus_options(f):
     opts = [
         click.option("--board", metavar="NAME", envvar="I2S_BOARD",
-                     help="Pin preset: openmv, pyboard, pico, esp32, teensy41 (default: detected)."),
+                     help="Pin preset: openmv, pyboard, pico, esp32, esp32s3, teensy41 (default: detected)."),
         click.option("--id", "bus_id", type=int, metavar="N", help="I2S bus id (overrides the preset)."),
         click.option("--sck", metavar="PIN", help="Bit clock pin."),
         click.option("--ws", metavar="PIN", help="Word select pin."),
