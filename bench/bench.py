@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from i2scli import audio, link, protocol, session
+from i2scli import audio, link, protocol, session, wirecode
 from i2scli.link import Agent, connect, open_transport
 from i2scli.sim.profiles import PROFILES
 
@@ -741,6 +741,111 @@ def fig_fits(work: Path, profiles: list[str], seconds: float, full: bool, lo: fl
 
 
 # ------------------------------------------------------------------------------------------------
+# 10: what fits with lossless wire compression, by content
+def synth(content: str, rate: int, seconds: float, bits: int, channels: int, seed: int = 5) -> np.ndarray:
+    """Test content, int16 or int32 (16-bit audio in 32-bit slots, as from a 16-bit file):
+    speech (a voiced pitch glide with formants, syllables and pauses), music (six harmonics under a
+    slow envelope, a little noise) or white noise at full scale."""
+    rng = np.random.default_rng(seed)
+    n = int(rate * seconds)
+    t = np.arange(n) / rate
+    if content == "noise":
+        x = rng.integers(-32768, 32768, (n, channels))
+    else:
+        if content == "speech":
+            f0 = 120 + 40 * np.sin(2 * np.pi * 0.9 * t)
+            phase = 2 * np.pi * np.cumsum(f0) / rate
+            voice = sum(np.sin(k * phase) * np.exp(-(((k * f0) - fm) / 300) ** 2)
+                        for k in range(1, 30) for fm in (700, 1200, 2600))
+            env = np.clip(np.sin(2 * np.pi * 3 * t), 0, None) * (np.sin(2 * np.pi * 0.4 * t) > -0.6)
+            mono = voice / max(np.abs(voice).max(), 1e-9) * 9000 * env + rng.normal(0, 20, n)
+        else:
+            env = (1 + np.sin(2 * np.pi * 0.7 * t)) / 2
+            mono = sum(np.sin(2 * np.pi * f * t) / (i + 1)
+                       for i, f in enumerate((220, 330, 440, 550, 660, 880))) * env * 5000 + rng.normal(0, 30, n)
+        x = np.stack([mono, np.roll(mono, 100)], 1)[:, :channels]
+    x = np.clip(x, -32768, 32767).astype(np.int16)
+    return x.astype(np.int32) << 16 if bits == 32 else x
+
+
+CONTENTS = ("speech", "music", "noise")
+
+
+def fig_compress(work: Path, profiles: list[str], seconds: float = 3.0) -> dict:
+    """Per profile and content: which streams fit raw, which only coded (the probe's rate and the
+    ratio the host estimates, as `i2s play` decides), and real `i2s play` runs of 48 kHz 16-bit
+    stereo for each content: xruns, the ratio, and the board's coder time per audio second."""
+    out = {"seconds": seconds, "profiles": {}}
+    for spec in profiles:
+        profile, _, bridge = spec.partition(":")
+        d = work / f"compress-{spec.replace(':', '-')}"
+        sim = Sim(profile, d, extra=("--bridge", bridge) if bridge else ())
+        baud = bridge_baud(bridge) if bridge else "off"
+        try:
+            with connect(sim.path, baud=baud) as agent:
+                rates = agent.probe()
+                inbuf = agent.identity.get("inbuf", 256)
+            rows = []
+            for rate, bits, ch in STREAMS:
+                fb = bits // 8 * ch
+                payload = min(inbuf // 2 - protocol.HEADER_SIZE - protocol.CRC_SIZE, 4096) // fb * fb
+                need = protocol.stream_rate(rate, bits, ch, payload)
+                row = {"stream": stream_name(rate, bits, ch), "need": need, "raw": need <= rates["up"] * 0.9}
+                for c in CONTENTS:
+                    x = synth(c, rate, 2.0, bits, ch)
+                    ratio = wirecode.estimate_ratio(x.astype("<i2" if bits == 16 else "<i4").tobytes(), bits, ch,
+                                                    payload)
+                    row[c] = {"ratio": ratio, "fits": need / ratio <= rates["up"] * 0.9}
+                rows.append(row)
+            runs = {}
+            for c in CONTENTS:
+                wav = d / f"{c}.wav"
+                sf.write(wav, synth(c, 48000, seconds, 16, 2), 48000, subtype="PCM_16")
+                r = run([*I2S, "play", "--json", "-q", "--baud", str(baud), "-p", sim.path, str(wav)])
+                res = {"rc": r["rc"], "wall": r["wall"]}
+                if r["rc"] == 0:
+                    js = json.loads(r["stdout"])
+                    res.update(underruns=js["underruns"], compression=js["compression"], frames=js["frames"])
+                else:
+                    res["error"] = r["stderr"].strip().splitlines()[-1][:200] if r["stderr"].strip() else ""
+                runs[c] = res
+                log(f"compress {spec} {c} 48k/16/st: rc {res['rc']}, {res.get('compression') or res.get('error')}")
+        finally:
+            sim.stop()
+        out["profiles"][spec] = {"link_up": rates["up"], "rows": rows, "runs": runs}
+    return out
+
+
+def compress_table(f: dict) -> str:
+    profs = list(f["profiles"])
+    lines = ["What fits with compression (10): per content (s = speech, m = music, n = white noise) "
+             "R = fits raw, C = fits only compressed, · = does not fit; as `i2s play` decides it (the probe's "
+             "rate, the ratio it estimates from the file's first 2 s).", "",
+             "| stream | " + " | ".join(profs) + " |", "|---|" + "---|" * len(profs)]
+    for i in range(len(STREAMS)):
+        cells = []
+        for p in profs:
+            row = f["profiles"][p]["rows"][i]
+            cells.append(" ".join("R" if row["raw"] else "C" if row[c]["fits"] else "·" for c in CONTENTS))
+        lines.append(f"| {f['profiles'][profs[0]]['rows'][i]['stream']} | " + " | ".join(cells) + " |")
+    for c in CONTENTS:
+        lines.append(f"| ratio, 48k/16/st {c} | " + " | ".join(
+            f"{f['profiles'][p]['rows'][-3][c]['ratio']:.2f}" for p in profs) + " |")
+        lines.append(f"| 48k/16/st {c}, real run | " + " | ".join(_run_cell(f["profiles"][p]["runs"][c])
+                                                            for p in profs) + " |")
+    return "\n".join(lines)
+
+
+def _run_cell(r: dict) -> str:
+    if r["rc"] != 0:
+        return "refused" if r["rc"] == 4 else f"exit {r['rc']}"
+    c = r.get("compression") or {}
+    cost = c.get("board_us_per_audio_s")
+    return (f"{r['underruns']} xruns, {c.get('ratio') or 1:.2f}:1" + (f", board {cost / 1000:.1f} ms/s" if cost else "")
+            if c else f"{r['underruns']} xruns, raw")
+
+
+# ------------------------------------------------------------------------------------------------
 # 9: whole commands against `mpremote exec pass`, warm board
 def fig_commands(work: Path, profile: str = "rp2", reps: int = 7) -> dict:
     """Wall and CPU of whole `i2s` commands a script calls in a loop, each paired with an
@@ -885,10 +990,24 @@ def report(res: dict) -> str:
                 f"wall {v['wall'] * 1000:.0f} / {v['mpremote_wall'] * 1000:.0f} ms = {v['wall_ratio']:.2f}x, "
                 f"CPU {v['cpu'] * 1000:.0f} / {v['mpremote_cpu'] * 1000:.0f} ms = {v['cpu_ratio']:.2f}x",
                 target, ok)
+    f = res.get("compress")
+    if f:
+        for p, v in f["profiles"].items():
+            for c in ("speech", "music"):
+                r = v["runs"][c]
+                ok = r["rc"] == 0 and r.get("underruns") == 0
+                add(10, f"48 kHz 16-bit stereo {c}, `i2s play` on {p}", _run_cell(r),
+                    "plays, 0 xruns" if p in ("rp2", "mimxrt") else "—", ok if p in ("rp2", "mimxrt") else None)
+            ratios = {c: v["rows"][-3][c]["ratio"] for c in CONTENTS}
+            add(10, f"compression ratio, 48k/16/st, {p} frames", ", ".join(f"{c} {x:.2f}" for c, x in ratios.items()),
+                "≥ 1.5 speech/music; noise raw", ratios["speech"] >= 1.5 and ratios["music"] >= 1.5)
     out = "\n".join(lines)
     f = res.get("fits")
     if f:
         out += "\n\n" + fits_table(f)
+    f = res.get("compress")
+    if f:
+        out += "\n\n" + compress_table(f)
     res["targets"] = targets
     return out
 
@@ -923,7 +1042,7 @@ def fits_table(f: dict) -> str:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="bench/run", description=__doc__)
     ap.add_argument("--full", action="store_true", help="figure 8: a real 30 s run of every stream (hours)")
-    ap.add_argument("--only", metavar="N,N", help="only these figures (1-9; 4 comes with 1 and 8, 6 with 5)")
+    ap.add_argument("--only", metavar="N,N", help="only these figures (1-10; 4 comes with 1 and 8, 6 with 5)")
     ap.add_argument("--profiles", metavar="P,P", default=",".join(PROFILE_ORDER), help="profiles for figure 8")
     ap.add_argument("--seconds", type=float, help="figure 8 run length (default 3, --full 30)")
     ap.add_argument("--reps", type=int, default=3, help="repetitions of figures 1 and 3")
@@ -931,7 +1050,7 @@ def main(argv=None) -> int:
     ap.add_argument("--out", metavar="FILE", default=str(RESULTS / "latest.json"))
     ap.add_argument("--keep", action="store_true", help="keep the work directory (captures, events)")
     a = ap.parse_args(argv)
-    only = {int(x) for x in a.only.split(",")} if a.only else set(range(1, 10))
+    only = {int(x) for x in a.only.split(",")} if a.only else set(range(1, 11))
     profiles = [p for p in a.profiles.split(",") if p]
     seconds = a.seconds or (30.0 if a.full else 3.0)
     work = Path(tempfile.mkdtemp(prefix="i2s-bench-"))
@@ -945,7 +1064,9 @@ def main(argv=None) -> int:
              (5, "hostmem", lambda: fig_host(work, a.long / 100, a.long)),
              (7, "duplex", lambda: fig_duplex(work)),
              (8, "fits", lambda: fig_fits(work, profiles, seconds, a.full)),
-             (9, "commands", lambda: fig_commands(work, "rp2", max(a.reps, 7)))]
+             (9, "commands", lambda: fig_commands(work, "rp2", max(a.reps, 7))),
+             (10, "compress", lambda: fig_compress(work, ["rp2", "mimxrt", "esp32:cp2102", "esp32:ch340"],
+                                                   seconds))]
     try:
         for num, key, fn in steps:
             if num not in only and not (num == 1 and 4 in only) and not (num == 5 and 6 in only):
