@@ -573,13 +573,18 @@ class VirtualBoard:
             pacer.wait(len(piece))
             view = memoryview(piece)
             while view and not self._stopping.is_set():
-                try:
-                    n = os.write(self._in_w, view)
-                except BlockingIOError:
+                # Into the pipe and out of _staged in one step under the lock: _buffer_in counts
+                # both, and a byte that is in the pipe and still in _staged would count twice
+                # (the ring would look fuller than it is and drop bytes the credits allowed).
+                with self._staged_lock:
+                    try:
+                        n = os.write(self._in_w, view)
+                    except BlockingIOError:
+                        n = 0
+                    del self._staged[:n]
+                if not n:
                     time.sleep(0.0002)
                     continue
-                with self._staged_lock:
-                    del self._staged[:n]
                 view = view[n:]
 
     def _stalled(self) -> None:
