@@ -507,6 +507,11 @@ def format_info(info: dict) -> str:
         f"agent       {agent.get('version')} ({'installed' if agent.get('installed') else 'uploaded to RAM'})"
         f"   preset {info.get('preset') or 'none (give --board or pins)'}",
     ]
+    if "wire_coder" in info:
+        coder = info["wire_coder"]
+        lines.append("compression " + ({"installed": "lossless wire coder installed",
+                                        "on demand": "lossless wire coder, loaded when a stream needs it"}
+                                       .get(coder, "none (the firmware runs no viper code)")))
     link = info.get("link") or {}
     baud = f"UART at {link['baud']} baud" if link.get("baud") else None
     if "up_bytes_per_s" in link:
