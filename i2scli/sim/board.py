@@ -11,6 +11,7 @@ import array
 import collections
 import fcntl
 import json
+import math
 import os
 import signal
 import struct
@@ -28,6 +29,7 @@ import numpy as np
 
 from i2scli.sim.bus import BusModel, Session
 from i2scli.sim.faults import Fault, parse_fault
+from i2scli.sim.loopback import Loopback, TxRun, parse_loopback
 from i2scli.sim.profiles import Bridge, Profile, get_bridge, get_profile
 from i2scli.sim.uart import garble
 from i2scli.sim.wire import Capture, Source, parse_source, wire_dtype
@@ -107,6 +109,9 @@ class SessionState:
     zero_frames: int = 0  # TX: silence clocked (before first write or underrun)
     read_frames: int = 0  # RX: frames handed to the board code
     dropped_frames: int = 0  # RX: frames lost to overflow
+    bus: int = -1  # the I2S id
+    run: TxRun | None = None  # TX on the loopback's TX bus: what it drove
+    mismatched: set = field(default_factory=set)  # RX: TX runs reported as not lockable
 
 
 @dataclass
@@ -164,6 +169,7 @@ class VirtualBoard:
         faults: list[str | Fault] = (),
         fs: str | None = None,
         bridge: str | Bridge | None = None,
+        loopback: str | Loopback | None = None,
     ):
         self.profile = profile if isinstance(profile, Profile) else get_profile(profile)
         if not self.profile.link.uart:
@@ -174,6 +180,11 @@ class VirtualBoard:
         else:
             self.bridge = bridge if isinstance(bridge, Bridge) else get_bridge(bridge or self.profile.bridge)
         self.source = rx_source if isinstance(rx_source, Source) else parse_source(rx_source)
+        self.loopback = loopback if isinstance(loopback, Loopback) or loopback is None \
+            else parse_loopback(loopback)
+        if self.loopback is not None:
+            self.loopback.check_profile(self.profile)
+        self._tx_runs: list[TxRun] = []  # TX sessions of the loopback's TX bus, oldest first
         self.capture = Capture(tx_capture) if tx_capture else None
         self.vcd_path = vcd
         self.events_path = events
@@ -250,6 +261,8 @@ class VirtualBoard:
             t.start()
             self._threads.append(t)
         self._event({"ev": "sim_start", "profile": self.profile.name, "path": self.path}, now_us())
+        if self.loopback is not None:
+            self._event(self.loopback.event(), now_us())
         return self.path
 
     def __enter__(self) -> VirtualBoard:
@@ -317,7 +330,8 @@ class VirtualBoard:
     # -- the interpreter and its records --------------------------------------------------
     def _spawn(self, start: str, mode: str) -> tuple[int, subprocess.Popen]:
         cfg = {"profile": self.profile.board_dict(), "fs": str(self.fs_dir), "start": start,
-               "mode": mode, "channel": True}
+               "mode": mode, "channel": True,
+               "loopback": self.loopback.board_config() if self.loopback is not None else None}
         cfg["profile"]["in_buffer"] = self._link.in_buffer
         cfg_path = Path(self._tmp.name) / "config.json"
         cfg_path.write_text(json.dumps(cfg))
@@ -428,8 +442,16 @@ class VirtualBoard:
         elif ev == "i2s_init":
             channels = 2 if e["format"] == "stereo" else 1
             info = Session(e["sid"], e["mode"], e["sd"], e["rate"], e["bits"], channels, t)
-            self.sessions[e["sid"]] = SessionState(info, e["bits"] // 8 * channels)
+            s = self.sessions[e["sid"]] = SessionState(info, e["bits"] // 8 * channels, bus=e.get("id", -1))
             self.bus.i2s_init(info)
+            lb = self.loopback
+            if lb is not None and s.bus == lb.tx and e["mode"] == "tx":
+                s.run = TxRun(e["sid"], t, e["rate"], e["bits"], channels)
+                s.run.live = s
+                self._tx_runs.append(s.run)
+            elif lb is not None and s.bus == lb.rx and e["mode"] == "rx":
+                self._event({"ev": "loopback_rx", "sid": e["sid"], "rate": e["rate"], "bits": e["bits"],
+                             "delay_frames": lb.delay_frames(e["rate"])}, t)
         elif ev == "i2s_deinit":
             self._end_session(e["sid"], t, e)
         self._event(e, t)
@@ -445,6 +467,8 @@ class VirtualBoard:
             self.capture.write(data, info.bits, info.channels, info.rate)
         if self.capture and zero_frames:
             self.capture.zeros(zero_frames, info.bits, info.rate)
+        if s.run is not None:
+            s.run.clocked(data, zero_frames)
         s.wire_frames += ring_frames
         s.zero_frames += zero_frames
         s.clocked += ring_frames + zero_frames
@@ -473,7 +497,10 @@ class VirtualBoard:
         while frames > 0 and s.rx_ring:
             seg = s.rx_ring[0]
             n = min(frames, seg[2])
-            samples = self.source.frames(seg[0], n, info.rate, info.bits, info.channels)
+            if self.loopback is not None and s.bus == self.loopback.rx:
+                samples = self._loopback_frames(s, seg[0], seg[1], n)
+            else:
+                samples = self.source.frames(seg[0], n, info.rate, info.bits, info.channels)
             times = info.t0 + (seg[1] + np.arange(n, dtype=np.int64)) * 1_000_000 // info.rate
             state = self.bus.rx_states(times)
             if state.any():
@@ -488,13 +515,57 @@ class VirtualBoard:
                 s.rx_ring.popleft()
             frames -= n
             s.read_frames += n
+        if self.loopback is not None and s.bus == self.loopback.rx:
+            self._trim_runs()
         return b"".join(parts)
+
+    def _loopback_frames(self, s: SessionState, pos: int, clock: int, n: int) -> np.ndarray:
+        """RX frames clock..clock+n-1 of session s (RX stream position pos) on the loopback:
+        frame j reads TX frame floor((t0_rx - t0_tx)·rate/10⁶) + j - D of the TX session that
+        was clocking then, transformed by the analog path."""
+        lb, info = self.loopback, s.info
+        rate = info.rate
+        d = lb.delay_frames(rate)
+        x = np.zeros((n, 2), np.int64)
+        for run in self._tx_runs:
+            if run.rate == rate and run.bits == info.bits:
+                run.fill(x, (info.t0 - run.t0) * rate // 1_000_000 + clock - d)
+                continue
+            # Another rate or slot width: the receiver cannot lock to it and reads silence.
+            a = info.t0 + (clock - d) * 1e6 / rate
+            b = info.t0 + (clock + n - d) * 1e6 / rate
+            end = math.inf if run.live is not None else run.t0 + run.total * 1e6 / run.rate
+            if run not in s.mismatched and b > run.t0 and a < end:
+                s.mismatched.add(run)
+                self._event({"ev": "loopback_mismatch", "rx_sid": info.sid, "tx_sid": run.sid,
+                             "rx_rate": rate, "tx_rate": run.rate, "rx_bits": info.bits,
+                             "tx_bits": run.bits}, max(int(a), run.t0))
+        times = info.t0 + (clock + np.arange(n, dtype=np.float64)) * (1e6 / rate)
+        y = lb.transform(x, info.bits, pos, times)
+        return y[:, :info.channels].astype(wire_dtype(info.bits))
+
+    def _trim_runs(self) -> None:
+        """Forget TX frames no RX frame can read any more: before the oldest RX frame not yet
+        handed to board code (or now, for sessions still to come), less the delay."""
+        lb = self.loopback
+        keep = now_us()
+        for s in self.sessions.values():
+            if s.bus == lb.rx and s.info.mode == "rx":
+                j = s.rx_ring[0][1] if s.rx_ring else s.clocked
+                keep = min(keep, s.info.t0 + j * 1_000_000 // s.info.rate)
+        keep -= 1000  # margin for the instants' rounding
+        for run in list(self._tx_runs):
+            run.trim((keep - run.t0) * run.rate // 1_000_000 - lb.delay_frames(run.rate) - 2)
+            if run.live is None and not run.chunks:
+                self._tx_runs.remove(run)
 
     def _end_session(self, sid: int, t: int, report: dict | None = None) -> None:
         s = self.sessions.pop(sid, None)
         if s is None:
             return
         self.bus.i2s_deinit(sid, t)
+        if s.run is not None:
+            s.run.live = None  # what was left in the ring never reached the wire
         st = self.stats
         if s.info.mode == "tx":
             st.tx_frames += s.wire_frames

@@ -332,6 +332,7 @@ _active = []  # initialised I2S objects
 _by_id = {}  # bus id -> object (the ports keep one object per bus)
 _npend = 0  # objects with non-blocking work pending
 _next_sid = 0
+_lost = None  # sim --loopback drop=FRAME:N: (RX bus id, FRAME, N), set by _configure
 
 # stm32-based boards: which pads carry which I2S function (pin_find_af).
 # Buses not listed here accept any pin.
@@ -442,6 +443,8 @@ class _I2S(_io.IOBase):
         self._n_over = 0
         self._n_over_f = 0
         self._discarded = 0
+        self._lost_at = 0  # loopback drop: RX frame where _lost_n frames are lost
+        self._lost_n = 0
         self._io = _BLOCKING
         self._cb = None
         self._nb = False
@@ -585,6 +588,9 @@ class _I2S(_io.IOBase):
         ch = (cap // 4 // fb) * fb
         self._chunk = ch if ch >= fb else fb
         self._reset_session()
+        if _lost is not None and mode == RX and i2s_id == _lost[0]:
+            self._lost_at = _lost[1]
+            self._lost_n = _lost[2]
         self._pins = (sck, ws, sd)
         self._mck = mck
         self._sid = _next_sid & 0xFF
@@ -656,15 +662,51 @@ class _I2S(_io.IOBase):
                     self._underrun(n)
                 _chan.clock(self._sid, h, n)
         else:
-            # _grace: room a read in progress makes by taking bytes as they come
-            h = (self._cap + self._grace - self._ring) // self._fb
-            if n <= h:
-                self._ring += n * self._fb
-                self._pfill += n
-            else:
-                self._ring += h * self._fb
-                self._pfill += h
-                self._overrun(n - h)
+            if self._lost_n:
+                self._rx_lost(n)
+                return
+            self._rx_fill(n)
+
+    def _rx_fill(self, n):
+        """n frames clocked on RX enter the ring while there is room."""
+        # _grace: room a read in progress makes by taking bytes as they come
+        h = (self._cap + self._grace - self._ring) // self._fb
+        if n <= h:
+            self._ring += n * self._fb
+            self._pfill += n
+        else:
+            self._ring += h * self._fb
+            self._pfill += h
+            self._overrun(n - h)
+
+    def _rx_lost(self, n):
+        """n frames clocked on RX while frames _lost_at.._lost_at+_lost_n-1 are to
+        be lost (sim --loopback drop=): they never enter the ring, as in an RX DMA
+        overflow. Counted as one overrun spell."""
+        a = self._clk - n  # first frame of this tick
+        if a + n <= self._lost_at:
+            self._rx_fill(n)
+            return
+        if a < self._lost_at:
+            self._rx_fill(self._lost_at - a)
+            n -= self._lost_at - a
+            a = self._lost_at
+        k = self._lost_at + self._lost_n - a  # frames of the loss still to come
+        if k > n:
+            k = n
+        if k > 0:
+            if a == self._lost_at:
+                self._n_over += 1
+            self._n_over_f += k
+            self._pdrop += k
+            n -= k
+        if n > 0:  # past the loss: fill and drop records keep their order
+            self._lost_n = 0
+            if self._pdrop:
+                _chan.rx(self._sid, self._pfill, self._pdrop, None, 0)
+                self._pfill = 0
+                self._pdrop = 0
+            self._rx_fill(n)
 
     def _underrun(self, z):
         if not self._under:
@@ -1230,7 +1272,7 @@ def _configure_pins(t):
 
 def _configure(profile):
     """Called once at boot with Profile.board_dict(): imitate that port."""
-    global _profile, _family, _rules, _freq
+    global _profile, _family, _rules, _freq, _lost
     _profile = profile
     plat = profile.get("platform")
     machine_str = profile.get("machine") or ""
@@ -1241,6 +1283,15 @@ def _configure(profile):
     else:
         _family = "rp2"
     _configure_pins(profile.get("pins") or {})
+    _lost = None
+    try:
+        import _simcfg
+
+        lb = (_simcfg.cfg or {}).get("loopback") or {}
+        if lb.get("drop"):
+            _lost = (lb["rx"], lb["drop"][0], lb["drop"][1])
+    except ImportError:
+        pass
     _freq = {"stm32": 480000000 if "H7" in machine_str else 168000000,
              "rp2": 125000000, "esp32": 160000000, "mimxrt": 600000000,
              "alif": 400000000}[_family]
