@@ -413,6 +413,15 @@ def _source(ctx, param, value):
         raise click.BadParameter(str(e), ctx, param) from None
 
 
+def _loopback(ctx, param, value):
+    from i2scli.sim.loopback import parse_loopback
+
+    try:
+        return parse_loopback(value)
+    except ValueError as e:
+        raise click.BadParameter(str(e), ctx, param) from None
+
+
 def _pin(ctx, param, value):
     if value is None:
         return None
@@ -448,9 +457,13 @@ def _pin(ctx, param, value):
                    "reboot:offset=9000 (repeatable).")
 @click.option("--fs", metavar="DIR", type=click.Path(file_okay=False),
               help="Keep the board's filesystem in DIR (default: a fresh one per run).")
+@click.option("--loopback", metavar="SPEC", callback=_loopback,
+              help="Wire TX of one I2S bus to RX of another through an analog path, e.g. "
+                   "'0>1,delay=1ms,gain=-3,noise=-80' (options: delay, gain, noise, thd, hum, drop, "
+                   "swap, invert, seed).")
 @click.option("--exit-with-stdin", is_flag=True, hidden=True)
 def sim(profile, bridge, native, tx_capture, rx_source, codec_release, codec_drive, codec_dir_pin,
-        dir_rx_level, vcd, events, faults, fs, exit_with_stdin) -> None:
+        dir_rx_level, vcd, events, faults, fs, loopback, exit_with_stdin) -> None:
     """Run a virtual board: real MicroPython behind a serial port.
 
     Prints the board's serial device path as the first line on stdout, then runs until
@@ -484,10 +497,15 @@ def sim(profile, bridge, native, tx_capture, rx_source, codec_release, codec_dri
         codec_dir_pin_id(prof, codec_dir_pin)
     except ValueError as e:
         raise click.BadParameter(str(e), param_hint="--codec-dir-pin") from None
+    if loopback is not None:
+        try:
+            loopback.check_profile(prof)
+        except ValueError as e:
+            raise click.BadParameter(str(e), param_hint="--loopback") from None
     board = VirtualBoard(
         prof, tx_capture=tx_capture, rx_source=rx_source, codec_release=codec_release,
         codec_drive=codec_drive, codec_dir_pin=codec_dir_pin, dir_rx_level=dir_rx_level,
-        vcd=vcd, events=events, faults=faults, bridge=bridge,
+        vcd=vcd, events=events, faults=faults, bridge=bridge, loopback=loopback,
         fs=os.path.abspath(fs) if fs else None,  # the interpreter runs inside it: relative would not resolve
     )
     serve(board, exit_with_stdin=exit_with_stdin)

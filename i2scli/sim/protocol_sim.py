@@ -15,21 +15,31 @@ import serial
 from serial.serialutil import SerialException
 
 OPTIONS = {"profile", "bridge", "native", "tx_capture", "rx_source", "codec_release", "codec_drive", "codec_dir_pin",
-           "dir_rx_level", "vcd", "events", "fault", "fs"}
+           "dir_rx_level", "vcd", "events", "fault", "fs", "loopback"}
 
 
 def check_url(url: str) -> None:
     """A clear ValueError for a sim:// URL that cannot work (before starting anything)."""
-    from i2scli.sim.profiles import usb_id
+    from i2scli.sim.loopback import parse_loopback
+    from i2scli.sim.profiles import get_profile, usb_id
 
     parts = urllib.parse.urlsplit(url)
     bridge = None
+    loopbacks = []
     for key, value in urllib.parse.parse_qsl(parts.query, keep_blank_values=True):
         if key.replace("-", "_") not in OPTIONS:
             raise ValueError(f"unknown sim:// option {key!r} (known: {', '.join(sorted(OPTIONS))})")
         if key == "bridge":
             bridge = value
-    usb_id((parts.netloc + parts.path).strip("/") or None, bridge)  # unknown profile or bridge
+        if key == "loopback":
+            loopbacks.append(parse_loopback(value))
+    profile = (parts.netloc + parts.path).strip("/") or None
+    usb_id(profile, bridge)  # unknown profile or bridge
+    if len(loopbacks) > 1:
+        raise ValueError("one loopback per board")
+    for lb in loopbacks:
+        if lb is not None:
+            lb.check_profile(get_profile(profile))
 
 
 def url_usb_id(url: str) -> tuple[int, int] | None:
