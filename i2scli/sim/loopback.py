@@ -16,6 +16,7 @@ ring, as in an RX DMA overflow): see machine.py `_rx_lost`.
 from __future__ import annotations
 
 import bisect
+import functools
 import math
 import re
 from dataclasses import dataclass
@@ -152,11 +153,19 @@ class Loopback:
         done = 0
         while done < n:
             b, off = divmod(pos + done, NOISE_BLOCK)
-            block = np.random.default_rng([self.seed, b]).standard_normal((NOISE_BLOCK, 2))
+            block = _noise_block(self.seed, b)
             k = min(n - done, NOISE_BLOCK - off)
             out[done:done + k] = block[off:off + k]
             done += k
         return out
+
+
+@functools.lru_cache(maxsize=4)
+def _noise_block(seed: int, block: int) -> np.ndarray:
+    """Block `block` of the seed's noise (reads of a few hundred frames share a block)."""
+    a = np.random.default_rng([seed, block]).standard_normal((NOISE_BLOCK, 2))
+    a.setflags(write=False)
+    return a
 
 
 def parse_loopback(spec: str | None) -> Loopback | None:
