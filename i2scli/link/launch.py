@@ -117,6 +117,8 @@ class Launcher:
         if not self._prompt_ready:
             # The last exec's closing '>' was read with its output; Ctrl-A (raw REPL reset)
             # prints a fresh one, read byte by byte up to it so mpremote finds its prompt.
+            # Whatever is still unread (a tail garbled by a baud change) would confuse it.
+            self.port.serial.reset_input_buffer()
             self.port.write(b"\x01")
             with patient(self.port.transport, 5):
                 self.port.serial.read_until(b"raw REPL; CTRL-B to exit\r\n")
