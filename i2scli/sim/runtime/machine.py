@@ -971,7 +971,7 @@ class _I2S(_io.IOBase):
         if self._live:
             self._tick(_ticks_us())
         return {
-            "sid": self._sid, "live": self._live, "frames": self._clk,
+            "sid": self._sid, "live": self._live, "frames": self._clk, "t0": self._t0,
             "ring_bytes": self._ring, "ring_capacity": self._cap,
             "underruns": self._n_under, "underrun_frames": self._n_under_f,
             "overruns": self._n_over, "overrun_frames": self._n_over_f,
