@@ -22,13 +22,14 @@ def main() -> None:
       i2s info                          what the board is and which streams fit
       i2s sim                           start a virtual board, print its port
       i2s play -p sim://openmv --tone 440 -d 2s
+      i2s test --min-snr 90 --junit report.xml   loopback test, TX bus to RX bus
 
     Ports: -p PORT or I2S_PORT (device path, a0/u0/c0, rfc2217://, socket://, hwgrep://,
     sim://PROFILE); default: the single attached MicroPython board.
 
     \b
     Exit codes: 0 ok, 1 file, 2 usage, 3 no device, 4 the board cannot do it,
-    5 link failure, 6 --strict, 130 interrupted (what was recorded is kept).
+    5 link failure, 6 --strict, 7 a check of i2s test failed, 130 interrupted (what was recorded is kept).
     """
     from i2scli.errors import exit_on_signals
 
@@ -230,6 +231,132 @@ def record(file, rate, bits, channels, duration, samples, subtype, stop_on_silen
             return run_record(agent, reporter, stop, file, bus, opts, until, subtype)
 
     run_command(job, quiet=quiet, finish=lambda s, r: _finish(s, r, as_json, strict))
+
+
+# -- test ---------------------------------------------------------------------------------------
+def _nonneg(ctx, param, value):
+    if value is not None and value < 0:
+        raise click.BadParameter(f"must not be negative, not {value:g}", ctx, param)
+    return value
+
+
+@main.command("test")
+@click.option("--signal", "kind", type=click.Choice(["sine", "multitone", "sweep"]), default="sine",
+              show_default=True, help="Test signal (the stimulus after the alignment marker).")
+@click.option("--freq", type=click.FloatRange(min=1), default=997.0, show_default=True, metavar="HZ",
+              help="Frequency of the sine.")
+@click.option("--level", type=click.FloatRange(max=0), default=-6.0, show_default=True, metavar="DBFS",
+              help="Level of the stimulus (per tone for multitone).")
+@click.option("-d", "--duration", type=DURATION, default="1.2s", show_default=True, metavar="DUR",
+              help="Length of the stimulus.")
+@click.option("-r", "--rate", type=click.IntRange(min=1), default=48000, show_default=True, metavar="HZ")
+@click.option("-b", "--bits", type=click.Choice(["16", "32"]), default="32", show_default=True)
+@click.option("-c", "--channels", type=click.Choice(["1", "2"]), default="2", show_default=True)
+@click.option("--tx-id", type=int, metavar="N", help="TX I2S bus id (default: the two-bus preset's).")
+@click.option("--tx-sck", metavar="PIN")
+@click.option("--tx-ws", metavar="PIN")
+@click.option("--tx-sd", metavar="PIN")
+@click.option("--tx-mck", metavar="PIN")
+@click.option("--rx-id", type=int, metavar="N", help="RX I2S bus id (default: the two-bus preset's).")
+@click.option("--rx-sck", metavar="PIN")
+@click.option("--rx-ws", metavar="PIN")
+@click.option("--rx-sd", metavar="PIN")
+@click.option("--rx-mck", metavar="PIN")
+@click.option("--board", metavar="NAME", envvar="I2S_BOARD",
+              help="Two-bus preset: virtual, pico, esp32, esp32s3, teensy41, pyboard (default: detected).")
+@click.option("--ibuf", type=click.IntRange(min=64), metavar="BYTES", help="I2S DMA ring size of each bus.")
+@click.option("--timeout", type=DURATION, default="3s", show_default=True, metavar="DUR",
+              help="Board gives up if the host is silent this long.")
+@click.option("--no-probe", is_flag=True, help="Skip measuring the link before streaming.")
+@click.option("--probe", "fresh_probe", is_flag=True, help="Measure the link even if remembered.")
+@click.option("--limits", "limits_file", type=click.Path(dir_okay=False), metavar="FILE.toml",
+              help="Limits from a TOML file (options below override it).")
+@click.option("--freq-tolerance", type=float, callback=_nonneg, metavar="FRACTION",
+              help="Largest relative frequency error (default 0.005 = 0.5 %).")
+@click.option("--min-snr", type=float, metavar="DB")
+@click.option("--max-thd-n", type=float, metavar="DB", help="THD+N below the fundamental, e.g. -60.")
+@click.option("--max-latency", type=DURATION, metavar="DUR", help="Path latency, board buffering taken out.")
+@click.option("--max-glitches", type=int, callback=_nonneg, metavar="N", help="Default 0.")
+@click.option("--min-level", type=float, metavar="DBFS")
+@click.option("--max-level", type=float, metavar="DBFS")
+@click.option("--json", "as_json", is_flag=True, help="Every measure and verdict as JSON on stdout.")
+@click.option("--junit", type=click.Path(dir_okay=False), metavar="FILE.xml", help="Write a JUnit XML report.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress on stderr.")
+@_port_option
+@_baud_option
+def test_cmd(kind, freq, level, duration, rate, bits, channels, board, ibuf, timeout, no_probe, fresh_probe,
+             limits_file, as_json, junit, quiet, port, baud, **kw):
+    """Loopback test: play a test signal on one I2S bus, record another, measure and judge.
+
+    Wire the TX bus's SD to the RX bus's SD (on the virtual board: sim://fast?loopback=0>1).
+    One line per check (PASS/FAIL) and a verdict; exit 7 when a check fails. Latency is the
+    path between the TX and RX pins, the board's own buffering taken out. docs/test.md.
+    """
+    import dataclasses
+
+    from i2scli import analysis, audio
+    from i2scli.boards import parse_pin
+    from i2scli.clirun import run_command
+
+    if rate and freq >= rate / 2 and kind == "sine":
+        raise click.BadParameter(f"{freq:g} Hz is not below the Nyquist frequency of {rate} Hz ({rate / 2:g} Hz)",
+                                 param_hint="--freq")
+    names = ("freq_tolerance", "min_snr", "max_thd_n", "max_latency", "max_glitches", "min_level", "max_level")
+    given = {k: kw.pop(k) for k in names}
+    try:
+        limits = analysis.load_limits(limits_file) if limits_file else analysis.Limits(freq_tolerance=0.005,
+                                                                                        max_glitches=0)
+        limits = dataclasses.replace(limits, **{k: v for k, v in given.items() if v is not None})
+    except ValueError as e:
+        raise click.UsageError(str(e)) from None
+    buses = {d: {k: (parse_pin(kw[f"{d}_{k}"]) if k != "id" else kw[f"{d}_{k}"])
+                 for k in ("id", "sck", "ws", "sd", "mck")} for d in ("tx", "rx")}
+    bus = audio.BusFormat(rate, int(bits), int(channels))
+
+    def job(reporter, stop):
+        from i2scli import looptest, session
+        from i2scli.session import BusOptions
+
+        if no_probe and fresh_probe:
+            raise click.UsageError("use --probe or --no-probe, not both")
+        opts = BusOptions(board=board, ibuf=ibuf, timeout=timeout, probe=not no_probe, fresh_probe=fresh_probe)
+        sig = looptest.Signal(kind, freq, level, duration)
+
+        def on_ready(cfg, t, r):
+            reporter.info(f"testing {bus.describe()} on {agent.describe()}: TX I2S({t.id}) sck={t.sck} ws={t.ws} "
+                          f"sd={t.sd} -> RX I2S({r.id}) sck={r.sck} ws={r.ws} sd={r.sd}")
+
+        with session.board(port, baud=baud, warn=reporter.warn) as agent:
+            return looptest.run(agent, port, bus, opts, buses["tx"], buses["rx"], sig, limits, stop, on_ready)
+
+    run_command(job, quiet=quiet, finish=lambda r, rep: _test_finish(r, rep, as_json, junit))
+
+
+def _test_finish(result: dict, reporter, as_json: bool, junit: str | None) -> None:
+    import json
+
+    from i2scli.errors import Exit
+
+    checks = result["checks"]
+    if junit:
+        from i2scli import analysis
+
+        try:
+            analysis.junit_xml({result["board"]: [analysis.Check(**c) for c in checks]}, junit)
+        except OSError as e:
+            reporter.error(f"cannot write {junit}: {e.strerror or e}")
+            raise SystemExit(Exit.FILE) from None
+    if as_json:
+        click.echo(json.dumps(result, default=str))
+    out = click.echo if not as_json else reporter.info
+    for c in checks:
+        out(f"{'PASS' if c['passed'] else 'FAIL'}  {c['message']}")
+    failed = [c["name"] for c in checks if not c["passed"]]
+    verdict = (f"FAIL: {len(failed)} of {len(checks)} checks failed ({', '.join(failed)})" if failed
+               else f"PASS: all {len(checks)} checks passed")
+    out(verdict)
+    if failed:
+        raise SystemExit(Exit.CHECK)
 
 
 # -- duplex -------------------------------------------------------------------------------------

@@ -18,6 +18,7 @@ class Exit(IntEnum):
     BOARD = 4  # the board cannot do it: no machine.I2S, pins or rate it rejects, too fast for the link
     LINK = 5  # link or protocol failure: board lost, timeouts, CRC errors, board reset
     STRICT = 6  # --strict: underruns, overruns or clipping happened
+    CHECK = 7  # i2s test: a check failed (a limit not met, or the loopback carries nothing)
     INTERRUPTED = 130  # stopped by SIGINT, SIGTERM or SIGHUP (what was received is kept)
 
 

@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 
 from i2scli.link import duplex as _duplex
+from i2scli.link import loop as _loop
 from i2scli.link import modes, probe_cache
 from i2scli.link.errors import BoardError, TooFast
 from i2scli.link.launch import Launcher
@@ -105,6 +106,11 @@ class Agent:
                switch: threading.Event | None = None, stop: threading.Event | None = None,
                on_phase: Callable[[str], None] | None = None) -> dict:
         return _duplex.duplex(self.launcher, cfg, tx_blocks, on_rx, switch, stop, on_phase)
+
+    def loop(self, cfg: dict, played: bytes, on_rx: Callable[[bytes], None],
+             stop: threading.Event | None = None) -> dict:
+        """Full duplex on two buses: play `played` on cfg['tx'], record cfg['frames'] from cfg['rx']."""
+        return _loop.loop(self.launcher, cfg, played, on_rx, stop)
 
     def probe(self, up: int = 8192, down: int = 16384) -> dict:
         return modes.probe(self.launcher, up, down)

@@ -1,0 +1,125 @@
+"""`i2s test` as a library call: play a test signal on one I2S bus while recording another
+(the board's full-duplex "loop" stream), measure the recording (analysis.py), take the board's
+own buffering out of the latency, and judge the measures against limits. docs/test.md."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from i2scli import analysis, audio, boards, protocol
+from i2scli.boards import Pins
+from i2scli.link import Agent, BoardError
+from i2scli.session import BusOptions, _preset, bus_config
+
+#: Two-bus presets: (TX pins, RX pins). The RX bus of each is wired to the TX bus's SD by the rig.
+LOOP_PRESETS: dict[str, tuple[Pins, Pins]] = {
+    "virtual": (Pins(0, 16, 17, 18), Pins(1, 20, 21, 19)),
+    "pico": (Pins(0, 16, 17, 18), Pins(1, 20, 21, 19)),  # two PIO state machines
+    "esp32": (Pins(0, 32, 25, 33), Pins(1, 14, 27, 26)),
+    "esp32s3": (Pins(0, 5, 6, 7), Pins(1, 15, 16, 17)),
+    "teensy41": (boards.BOARDS["teensy41"].tx, boards.BOARDS["teensy41"].rx),  # SAI2 TX, SAI1 RX
+    "pyboard": (Pins(1, "X6", "X5", "X8"), Pins(2, "Y6", "Y5", "Y8")),
+}
+
+
+@dataclass
+class Signal:
+    kind: str = "sine"
+    freq: float = 997.0
+    level: float = -6.0
+    seconds: float = 1.2
+
+
+def _pins(preset: Pins | None, id, sck, ws, sd, mck, what: str) -> Pins:
+    given = {k: v for k, v in dict(id=id, sck=sck, ws=ws, sd=sd, mck=mck).items() if v is not None}
+    base = preset or Pins(None, None, None, None)
+    pins = Pins(**{**asdict(base), **given})
+    missing = [k for k in ("id", "sck", "ws", "sd") if getattr(pins, k) is None]
+    if missing:
+        raise ValueError(f"no two-bus preset fits this board: give --board NAME or all of "
+                         f"{', '.join(f'--{what}-{m}' for m in missing)}")
+    return pins
+
+
+def loop_buses(agent: Agent, opts: BusOptions, tx: dict, rx: dict) -> tuple[Pins, Pins]:
+    """The TX and RX buses: the board's two-bus preset, overridden by --tx-*/--rx-*."""
+    preset = _preset(agent, opts)
+    pair = LOOP_PRESETS.get(preset.name) if preset else None
+    t = _pins(pair[0] if pair else None, what="tx", **tx)
+    r = _pins(pair[1] if pair else None, what="rx", **rx)
+    if t.id == r.id:
+        raise ValueError(f"TX and RX are both I2S({t.id}): a loopback test needs two buses (--tx-id, --rx-id)")
+    return t, r
+
+
+def board_frames(sync: dict, rate: int) -> int:
+    """The board's own part of a loopback's latency, in frames: where the first written frame went
+    out on TX, less the TX frame that was on the wire when RX clocked its frame 0 (docs/protocol.md)."""
+    off = sync["rx_init_us"] * rate // 1_000_000
+    first = sync.get("tx_first_frame")
+    if first is None:  # no port clock: the write's own time, good to about a DMA buffer
+        first = round(sync["tx_write_us"] * rate / 1_000_000)
+    return first - off
+
+
+def _to_bytes(samples: np.ndarray, bits: int) -> bytes:
+    return samples.astype("<i2" if bits == 16 else "<i4").tobytes()
+
+
+def run(agent: Agent, port: str, bus: audio.BusFormat, opts: BusOptions, tx: dict, rx: dict, sig: Signal,
+        limits: analysis.Limits, stop: threading.Event | None = None, on_ready=None) -> dict:
+    """Play the test signal on TX, record RX at once, measure and judge. The result is JSON-able;
+    `passed` says whether every check passed."""
+    agent.require_i2s()
+    t, r = loop_buses(agent, opts, tx, rx)
+    samples, info = analysis.test_signal(sig.kind, rate=bus.rate, bits=bus.bits, channels=bus.channels,
+                                         freq=sig.freq, dbfs=sig.level, seconds=sig.seconds)
+    base = bus_config(agent, opts, "tx", bus)
+    ring = base["ibuf"] // bus.frame_bytes
+    extra = ring + bus.rate // 5  # the board's buffering and 200 ms of path, recorded past the signal
+    frames = len(samples) + extra
+    played = _to_bytes(samples, bus.bits) + bytes((extra + ring) * bus.frame_bytes)  # TX outlasts RX
+    cfg = {k: base[k] for k in ("bits", "format", "rate", "ibuf", "payload", "timeout_ms")}
+    cfg.update(frames=frames, tx=asdict(t), rx=asdict(r))
+    if opts.probe:
+        wire = protocol.stream_rate(bus.rate, bus.bits, bus.channels, cfg["payload"])
+        agent.check_fit(wire, "up", bus.describe() + " (TX)", opts.fresh_probe)
+        agent.check_fit(wire, "down", bus.describe() + " (RX)")
+    if on_ready:
+        on_ready(cfg, t, r)
+    got = bytearray()
+    try:
+        summary = agent.loop(cfg, played, got.extend, stop)
+    except BoardError as e:
+        raise BoardError(f"{agent.describe()} cannot run TX on I2S({t.id}) and RX on I2S({r.id}) at once "
+                         f"(a loopback test needs two I2S buses): {e}") from None
+    dtype = "<i2" if bus.bits == 16 else "<i4"
+    n = len(got) // bus.frame_bytes * bus.frame_bytes
+    recorded = np.frombuffer(bytes(got[:n]), dtype=dtype).reshape(-1, bus.channels)
+    measures = analysis.analyse(samples, recorded, bus.rate, bus.bits, info)
+    board = board_frames(summary["sync"], bus.rate)
+    for c in measures["channels"]:
+        if c.get("latency_samples") is not None:
+            total = c["latency_samples"]
+            c.update(latency_total_samples=total, latency_board_samples=board, latency_samples=total - board,
+                     latency_ms=round(1000 * (total - board) / bus.rate, 4))
+    checks = analysis.check(measures, limits)
+    sync = summary["sync"]
+    under = max(summary.get("underruns") or 0, 1 if sync.get("tx_underrun_frames") else 0)
+    xruns = under + (summary.get("overruns") or 0)
+    checks.insert(0, analysis.Check("board.xruns", xruns, 0, xruns == 0,
+                                    f"board.xruns: {under} TX underruns, {summary.get('overruns', 0)} "
+                                    f"RX overruns on the board"))
+    damaged = sum(summary.get(k) or 0 for k in ("crc_errors", "resyncs", "seq_gaps", "host_crc_errors"))
+    checks.insert(1, analysis.Check("link.errors", damaged, 0, damaged == 0,
+                                    f"link.errors: {damaged} CRC errors, resyncs or sequence gaps"))
+    return {
+        "action": "test", "port": port, "board": agent.describe(), "passed": all(c.passed for c in checks),
+        "rate": bus.rate, "bits": bus.bits, "channels": bus.channels, "tx": asdict(t), "rx": asdict(r),
+        "signal": info.to_dict(), "limits": asdict(limits), "board_latency_frames": board,
+        "played_frames": len(samples), "recorded_frames": len(recorded),
+        "measures": measures, "checks": [asdict(c) for c in checks], "board_summary": summary,
+    }
