@@ -48,6 +48,10 @@ def loop_buses(agent: Agent, opts: BusOptions, tx: dict, rx: dict) -> tuple[Pins
     """The TX and RX buses: the board's two-bus preset, overridden by --tx-*/--rx-*."""
     preset = _preset(agent, opts)
     pair = LOOP_PRESETS.get(preset.name) if preset else None
+    if preset is not None and pair is None and tx.get("id") is None and rx.get("id") is None:
+        raise BoardError(f"{agent.describe()} has one I2S bus ({preset.description}): i2s test plays on one "
+                         f"bus while it records another, so it needs a board with two (--tx-id/--rx-id if "
+                         f"this one has more)")
     t = _pins(pair[0] if pair else None, what="tx", **tx)
     r = _pins(pair[1] if pair else None, what="rx", **rx)
     if t.id == r.id:

@@ -1,0 +1,101 @@
+"""`i2s test` end to end: the agent's two-bus "loop" stream on the virtual board's loopback
+(sim://fast?loopback=...), measured and judged. The sim's delay is the truth for the latency."""
+
+import json
+import xml.etree.ElementTree as ET
+
+import pytest
+from conftest import i2s
+
+
+def url(spec, profile="fast"):
+    return f"sim://{profile}?loopback={spec.replace('>', '%3E')}"
+
+
+def run_json(spec, *args, check=0, profile="fast"):
+    r = i2s("test", "-p", url(spec, profile), "--json", *args, check=check)
+    return json.loads(r.stdout.splitlines()[0]), r
+
+
+@pytest.mark.parametrize("delay,frames", [("1ms", 48), ("37smp", 37)])
+def test_clean_loopback_passes_and_latency_is_the_delay_exactly(delay, frames):
+    res, r = run_json(f"0>1,delay={delay}")
+    assert res["passed"] and "PASS: all" in r.stderr
+    for c in res["measures"]["channels"]:
+        assert c["error"] is None
+        assert c["latency_samples"] == frames  # the board's own buffering taken out
+        assert c["freq_hz"] == pytest.approx(997, abs=0.01)
+    assert res["board_summary"]["sync"]["clock"] == "port"
+    assert all(ln.startswith(("PASS", "testing")) for ln in r.stderr.splitlines())
+
+
+def test_human_output_one_line_per_check_and_a_verdict():
+    r = i2s("test", "-p", url("0>1,delay=1ms"), "-c", "1", "-b", "16", "--max-latency", "2ms", check=0)
+    lines = r.stdout.splitlines()
+    assert lines[-1].startswith("PASS: all")
+    assert any("ch0.latency is 0.001 s" in ln for ln in lines)
+    assert all(ln.startswith(("PASS ", "FAIL ", "PASS:", "FAIL:")) for ln in lines)
+
+
+def test_noise_fails_min_snr_with_exit_7_and_the_json_names_the_check(tmp_path):
+    junit = tmp_path / "report.xml"
+    res, r = run_json("0>1,delay=1ms,noise=-40", "--min-snr", "60", "--junit", junit, check=7)
+    failed = [c["name"] for c in res["checks"] if not c["passed"]]
+    assert "ch0.snr" in failed and "ch1.snr" in failed
+    assert not res["passed"] and "FAIL:" in r.stderr
+    suites = ET.parse(junit).getroot().findall("testsuite")
+    assert len(suites) == 1
+    cases = suites[0].findall("testcase")
+    assert [c.get("name") for c in cases] == [c["name"] for c in res["checks"]]  # one testcase per check
+    assert {c.get("name") for c in cases if c.find("failure") is not None} == set(failed)
+
+
+def test_dropped_frames_are_found_where_they_were_dropped():
+    # the stimulus starts about 0.44 s in; frame 40000 is well inside it
+    res, _ = run_json("0>1,drop=40000:50", check=7)
+    failed = [c["name"] for c in res["checks"] if not c["passed"]]
+    assert "ch0.glitches" in failed
+    for c in res["measures"]["channels"]:
+        assert c["glitch_count"] >= 1
+        assert any(abs(g["position"] - 40000) <= 5 for g in c["glitches"]), c["glitches"]
+
+
+def test_a_loopback_that_carries_nothing_fails_with_the_reason():
+    # no loopback wired: RX reads silence
+    r = i2s("test", "-p", "sim://fast", check=7)
+    assert "the loopback carries nothing" in r.stdout
+
+
+def test_rp2_two_pio_buses():
+    res, _ = run_json("0>1,delay=10smp", "-r", "16000", "-b", "16", "-c", "1", "-d", "0.6s", profile="rp2")
+    assert res["passed"]
+    assert res["tx"]["id"] == 0 and res["rx"]["id"] == 1
+    assert res["measures"]["channels"][0]["latency_samples"] == 10
+
+
+def test_one_bus_board_is_refused_with_exit_4():
+    r = i2s("test", "-p", "sim://openmv", check=4)
+    assert "has one I2S bus" in r.stderr and "needs a board with two" in r.stderr
+
+
+@pytest.mark.parametrize("args,words", [
+    (["--freq-tolerance", "-0.1"], "must not be negative"),
+    (["--freq", "30000"], "Nyquist"),
+    (["--min-snr", "-3"], "min_snr must not be negative"),
+    (["--max-thd-n", "20"], "max_thd_n"),
+    (["--max-glitches", "-1"], "must not be negative"),
+])
+def test_bad_thresholds_are_usage_errors(args, words):
+    r = i2s("test", "-p", "sim://fast", *args, check=2)
+    assert words in r.stderr
+
+
+def test_limits_file(tmp_path):
+    bad = tmp_path / "l.toml"
+    bad.write_text("min_snr = 60\nwobble = 1\n")
+    r = i2s("test", "-p", "sim://fast", "--limits", bad, check=2)
+    assert "unknown limit 'wobble'" in r.stderr
+    good = tmp_path / "g.toml"
+    good.write_text("[limits]\nmin_snr = 60\n")
+    res, _ = run_json("0>1,delay=1ms,noise=-40", "--limits", good, check=7)
+    assert {c["name"] for c in res["checks"] if not c["passed"]} == {"ch0.snr", "ch1.snr"}
