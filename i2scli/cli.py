@@ -282,15 +282,19 @@ def _nonneg(ctx, param, value):
 @click.option("--json", "as_json", is_flag=True, help="Every measure and verdict as JSON on stdout.")
 @click.option("--junit", type=click.Path(dir_okay=False), metavar="FILE.xml", help="Write a JUnit XML report.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress on stderr.")
-@_port_option
+@click.option("-p", "--port", "ports", envvar="I2S_PORT", multiple=True, default=["auto"], show_default=True,
+              metavar="PORT", help="Serial port or URL (env I2S_PORT); repeat it to test several boards at once.")
 @_baud_option
-def test_cmd(kind, freq, level, duration, rate, bits, channels, board, ibuf, timeout, no_probe, fresh_probe,
-             limits_file, as_json, junit, quiet, port, baud, **kw):
+@click.pass_context
+def test_cmd(ctx, kind, freq, level, duration, rate, bits, channels, board, ibuf, timeout, no_probe, fresh_probe,
+             limits_file, as_json, junit, quiet, ports, baud, **kw):
     """Loopback test: play a test signal on one I2S bus, record another, measure and judge.
 
     Wire the TX bus's SD to the RX bus's SD (on the virtual board: sim://fast?loopback=0>1).
     One line per check (PASS/FAIL) and a verdict; exit 7 when a check fails. Latency is the
-    path between the TX and RX pins, the board's own buffering taken out. docs/test.md.
+    path between the TX and RX pins, the board's own buffering taken out. With -p repeated,
+    every board is tested at once, each in its own process: a verdict per board, exit 0 only
+    when all passed, 7 when a check failed on any. docs/test.md.
     """
     import dataclasses
 
@@ -312,6 +316,12 @@ def test_cmd(kind, freq, level, duration, rate, bits, channels, board, ibuf, tim
     buses = {d: {k: (parse_pin(kw[f"{d}_{k}"]) if k != "id" else kw[f"{d}_{k}"])
                  for k in ("id", "sck", "ws", "sd", "mck")} for d in ("tx", "rx")}
     bus = audio.BusFormat(rate, int(bits), int(channels))
+    ports = list(ports)
+    if len(set(ports)) < len(ports):
+        raise click.BadParameter("the same port given twice", param_hint="-p")
+    if len(ports) > 1:
+        return _test_many(ctx, ports, as_json, junit, quiet)
+    port = ports[0]
 
     def job(reporter, stop):
         from i2scli import looptest, session
@@ -349,14 +359,86 @@ def _test_finish(result: dict, reporter, as_json: bool, junit: str | None) -> No
     if as_json:
         click.echo(json.dumps(result, default=str))
     out = click.echo if not as_json else reporter.info
+    failed = _print_checks(checks, out)
+    if failed:
+        raise SystemExit(Exit.CHECK)
+
+
+def _print_checks(checks: list[dict], out) -> list[str]:
+    """One PASS/FAIL line per check and the verdict line; the names of the failed checks."""
     for c in checks:
         out(f"{'PASS' if c['passed'] else 'FAIL'}  {c['message']}")
     failed = [c["name"] for c in checks if not c["passed"]]
-    verdict = (f"FAIL: {len(failed)} of {len(checks)} checks failed ({', '.join(failed)})" if failed
-               else f"PASS: all {len(checks)} checks passed")
-    out(verdict)
-    if failed:
-        raise SystemExit(Exit.CHECK)
+    out(f"FAIL: {len(failed)} of {len(checks)} checks failed ({', '.join(failed)})" if failed
+        else f"PASS: all {len(checks)} checks passed")
+    return failed
+
+
+def _child_args(ctx, skip: set[str]) -> list[str]:
+    """The options given on the command line, again, for an `i2s test` of one board (the
+    environment and the defaults reach it by themselves)."""
+    from click.core import ParameterSource
+
+    def text(v) -> str:
+        if isinstance(v, float):
+            t = repr(v)
+            return f"{v:.12f}".rstrip("0").rstrip(".") if "e" in t else t
+        return str(v)
+
+    args: list[str] = []
+    for p in ctx.command.params:
+        if not isinstance(p, click.Option) or p.name in skip:
+            continue
+        if ctx.get_parameter_source(p.name) is not ParameterSource.COMMANDLINE:
+            continue
+        v = ctx.params[p.name]
+        opt = max(p.opts, key=len)
+        if p.is_flag:
+            args += [opt] if v else []
+        else:
+            for x in (v if p.multiple else [v]):
+                args += [opt, text(x)]
+    return args
+
+
+def _test_many(ctx, ports: list[str], as_json: bool, junit: str | None, quiet: bool) -> None:
+    """Every board at once, each by its own `i2s test` process (multitest.py); then a block per board."""
+    import json
+
+    from i2scli import analysis, multitest
+    from i2scli.errors import Exit
+    from i2scli.ui import Reporter
+
+    reporter = Reporter(quiet=quiet)
+    per_board = {"--plot": ctx.params.get("plot"), "--save-recording": ctx.params.get("save_recording")}
+    per_board = {k: v for k, v in per_board.items() if v}
+    args = _child_args(ctx, {"ports", "as_json", "junit", "quiet", "plot", "save_recording"})
+    reporter.info(f"testing {len(ports)} boards at once: {', '.join(ports)}")
+    results, code = multitest.run(ports, args, per_board)
+    if junit:
+        suites = {port: ([analysis.Check(**c) for c in r["checks"]] if "checks" in r else
+                         [analysis.Check("board.run", r["exit"], 0, False, f"board.run: {r['error']} "
+                                                                               f"(exit {r['exit']})")])
+                  for port, r in results.items()}
+        try:
+            analysis.junit_xml(suites, junit)
+        except OSError as e:
+            reporter.error(f"cannot write {junit}: {e.strerror or e}")
+            raise SystemExit(Exit.FILE) from None
+    if as_json:
+        click.echo(json.dumps(results, default=str))
+    out = click.echo if not as_json else reporter.info
+    for port, r in results.items():
+        out(f"== {port}" + (f": {r['board']}" if r.get("board") else ""))
+        if "checks" in r:
+            _print_checks(r["checks"], out)
+        else:
+            out(f"ERROR (exit {r['exit']}): {r['error']}")
+    bad = [p for p, r in results.items() if r["exit"] != 0]
+    out(f"FAIL: {len(bad)} of {len(results)} boards failed ({', '.join(bad)})" if bad
+        else f"PASS: all {len(results)} boards passed")
+    if code:
+        raise SystemExit(code)
 
 
 # -- duplex -------------------------------------------------------------------------------------

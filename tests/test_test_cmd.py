@@ -99,3 +99,30 @@ def test_limits_file(tmp_path):
     good.write_text("[limits]\nmin_snr = 60\n")
     res, _ = run_json("0>1,delay=1ms,noise=-40", "--limits", good, check=7)
     assert {c["name"] for c in res["checks"] if not c["passed"]} == {"ch0.snr", "ch1.snr"}
+
+
+def test_two_boards_at_once_a_verdict_each_exit_7_and_a_testsuite_each(tmp_path):
+    clean, noisy = url("0>1,delay=1ms"), url("0>1,delay=1ms,noise=-40")
+    junit = tmp_path / "report.xml"
+    r = i2s("test", "-p", clean, "-p", noisy, "--min-snr", "60", "--json", "--junit", junit, check=7, timeout=120)
+    res = json.loads(r.stdout.splitlines()[0])
+    assert list(res) == [clean, noisy]  # {port: result}, in the order given
+    assert res[clean]["passed"] and res[clean]["exit"] == 0
+    assert res[clean]["measures"]["channels"][0]["latency_samples"] == 48
+    assert not res[noisy]["passed"] and res[noisy]["exit"] == 7
+    failed = {c["name"] for c in res[noisy]["checks"] if not c["passed"]}
+    assert {"ch0.snr", "ch1.snr"} <= failed
+    assert f"FAIL: 1 of 2 boards failed ({noisy})" in r.stderr  # with --json the blocks go to stderr
+    suites = ET.parse(junit).getroot().findall("testsuite")
+    assert [s.get("name") for s in suites] == [clean, noisy]
+    assert suites[0].get("failures") == "0" and int(suites[1].get("failures")) >= 2
+
+
+def test_many_boards_human_blocks_and_a_board_that_fails_to_start():
+    ok = url("0>1,delay=1ms")
+    r = i2s("test", "-p", ok, "-p", "sim://openmv", "-c", "1", "-b", "16", "-d", "0.5s", check=4, timeout=120)
+    out = r.stdout
+    assert out.index(f"== {ok}") < out.index("PASS: all") < out.index("== sim://openmv")
+    assert "ERROR (exit 4): " in out and "has one I2S bus" in out
+    assert out.splitlines()[-1] == "FAIL: 1 of 2 boards failed (sim://openmv)"
+    assert "[sim://openmv] i2s: error:" in r.stderr  # the board's own error, said which board
