@@ -109,9 +109,13 @@ def _runtime_frame(line):
 def format_exc(e):
     """Traceback text as the real port prints it: the frames of the
     simulator's own modules (C code on a real board) are left out."""
-    s = io.StringIO()
+    s = io.BytesIO()  # bytes: a message may hold bytes that are not UTF-8 (a real port prints them raw)
     _real_print_exception(e, s)
-    v = s.getvalue()
+    raw = s.getvalue()
+    try:
+        v = raw.decode()
+    except UnicodeError:
+        v = bytes(c if c < 128 else 63 for c in raw).decode()
     lines = v.split("\n")
     out = []
     frames = 0
