@@ -240,6 +240,12 @@ def _nonneg(ctx, param, value):
     return value
 
 
+def _plot_path(ctx, param, value):
+    if value is not None and not value.lower().endswith((".png", ".svg")):
+        raise click.BadParameter(f"{value!r} is neither .png nor .svg", ctx, param)
+    return value
+
+
 @main.command("test")
 @click.option("--signal", "kind", type=click.Choice(["sine", "multitone", "sweep"]), default="sine",
               show_default=True, help="Test signal (the stimulus after the alignment marker).")
@@ -281,13 +287,15 @@ def _nonneg(ctx, param, value):
 @click.option("--max-level", type=float, metavar="DBFS")
 @click.option("--json", "as_json", is_flag=True, help="Every measure and verdict as JSON on stdout.")
 @click.option("--junit", type=click.Path(dir_okay=False), metavar="FILE.xml", help="Write a JUnit XML report.")
+@click.option("--plot", type=click.Path(dir_okay=False), callback=_plot_path, metavar="FILE.png|.svg",
+              help="Draw the spectra, the glitches and a sweep's response (needs: pip install 'i2scli[plot]').")
 @click.option("-q", "--quiet", is_flag=True, help="No progress on stderr.")
 @click.option("-p", "--port", "ports", envvar="I2S_PORT", multiple=True, default=["auto"], show_default=True,
               metavar="PORT", help="Serial port or URL (env I2S_PORT); repeat it to test several boards at once.")
 @_baud_option
 @click.pass_context
 def test_cmd(ctx, kind, freq, level, duration, rate, bits, channels, board, ibuf, timeout, no_probe, fresh_probe,
-             limits_file, as_json, junit, quiet, ports, baud, **kw):
+             limits_file, as_json, junit, plot, quiet, ports, baud, **kw):
     """Loopback test: play a test signal on one I2S bus, record another, measure and judge.
 
     Wire the TX bus's SD to the RX bus's SD (on the virtual board: sim://fast?loopback=0>1).
@@ -339,14 +347,15 @@ def test_cmd(ctx, kind, freq, level, duration, rate, bits, channels, board, ibuf
         with session.board(port, baud=baud, warn=reporter.warn) as agent:
             return looptest.run(agent, port, bus, opts, buses["tx"], buses["rx"], sig, limits, stop, on_ready)
 
-    run_command(job, quiet=quiet, finish=lambda r, rep: _test_finish(r, rep, as_json, junit))
+    run_command(job, quiet=quiet, finish=lambda r, rep: _test_finish(r, rep, as_json, junit, plot))
 
 
-def _test_finish(result: dict, reporter, as_json: bool, junit: str | None) -> None:
+def _test_finish(result: dict, reporter, as_json: bool, junit: str | None, plot: str | None = None) -> None:
     import json
 
     from i2scli.errors import Exit
 
+    rec = result.pop("_recording", None)
     checks = result["checks"]
     if junit:
         from i2scli import analysis
@@ -360,8 +369,20 @@ def _test_finish(result: dict, reporter, as_json: bool, junit: str | None) -> No
         click.echo(json.dumps(result, default=str))
     out = click.echo if not as_json else reporter.info
     failed = _print_checks(checks, out)
-    if failed:
-        raise SystemExit(Exit.CHECK)
+    code = Exit.CHECK if failed else None
+    if plot:  # after the verdict: a missing matplotlib must not hide it
+        from i2scli import plot as plotting
+
+        try:
+            plotting.write(plot, result, rec)
+        except plotting.PlotUnavailable as e:
+            reporter.error(str(e))
+            code = code or Exit.FILE
+        except OSError as e:
+            reporter.error(f"cannot write {plot}: {e.strerror or e}")
+            code = code or Exit.FILE
+    if code:
+        raise SystemExit(code)
 
 
 def _print_checks(checks: list[dict], out) -> list[str]:

@@ -75,7 +75,8 @@ def _to_bytes(samples: np.ndarray, bits: int) -> bytes:
 
 def run(agent: Agent, port: str, bus: audio.BusFormat, opts: BusOptions, tx: dict, rx: dict, sig: Signal,
         limits: analysis.Limits, stop: threading.Event | None = None, on_ready=None) -> dict:
-    """Play the test signal on TX, record RX at once, measure and judge. The result is JSON-able;
+    """Play the test signal on TX, record RX at once, measure and judge. The result is JSON-able
+    but for `_recording` (what was played and recorded, a plot.Recording: pop it first);
     `passed` says whether every check passed."""
     agent.require_i2s()
     t, r = loop_buses(agent, opts, tx, rx)
@@ -120,7 +121,10 @@ def run(agent: Agent, port: str, bus: audio.BusFormat, opts: BusOptions, tx: dic
     damaged = sum(summary.get(k) or 0 for k in ("crc_errors", "resyncs", "seq_gaps", "host_crc_errors"))
     checks.insert(1, analysis.Check("link.errors", damaged, 0, damaged == 0,
                                     f"link.errors: {damaged} CRC errors, resyncs or sequence gaps"))
+    from i2scli.plot import Recording
+
     return {
+        "_recording": Recording(samples, recorded, info),  # for --plot and --save-recording; not JSON
         "action": "test", "port": port, "board": agent.describe(), "passed": all(c.passed for c in checks),
         "rate": bus.rate, "bits": bus.bits, "channels": bus.channels, "tx": asdict(t), "rx": asdict(r),
         "signal": info.to_dict(), "limits": asdict(limits), "board_latency_frames": board,

@@ -2,10 +2,12 @@
 (sim://fast?loopback=...), measured and judged. The sim's delay is the truth for the latency."""
 
 import json
+import subprocess
+import sys
 import xml.etree.ElementTree as ET
 
 import pytest
-from conftest import i2s
+from conftest import ENV, i2s
 
 
 def url(spec, profile="fast"):
@@ -104,7 +106,8 @@ def test_limits_file(tmp_path):
 def test_two_boards_at_once_a_verdict_each_exit_7_and_a_testsuite_each(tmp_path):
     clean, noisy = url("0>1,delay=1ms"), url("0>1,delay=1ms,noise=-40")
     junit = tmp_path / "report.xml"
-    r = i2s("test", "-p", clean, "-p", noisy, "--min-snr", "60", "--json", "--junit", junit, check=7, timeout=120)
+    r = i2s("test", "-p", clean, "-p", noisy, "--min-snr", "60", "--json", "--junit", junit,
+            "--plot", tmp_path / "p.png", check=7, timeout=120)
     res = json.loads(r.stdout.splitlines()[0])
     assert list(res) == [clean, noisy]  # {port: result}, in the order given
     assert res[clean]["passed"] and res[clean]["exit"] == 0
@@ -116,6 +119,7 @@ def test_two_boards_at_once_a_verdict_each_exit_7_and_a_testsuite_each(tmp_path)
     suites = ET.parse(junit).getroot().findall("testsuite")
     assert [s.get("name") for s in suites] == [clean, noisy]
     assert suites[0].get("failures") == "0" and int(suites[1].get("failures")) >= 2
+    assert sorted(f.name for f in tmp_path.glob("p*.png")) == ["p-1.png", "p-2.png"]  # a plot per board
 
 
 def test_many_boards_human_blocks_and_a_board_that_fails_to_start():
@@ -126,3 +130,45 @@ def test_many_boards_human_blocks_and_a_board_that_fails_to_start():
     assert "ERROR (exit 4): " in out and "has one I2S bus" in out
     assert out.splitlines()[-1] == "FAIL: 1 of 2 boards failed (sim://openmv)"
     assert "[sim://openmv] i2s: error:" in r.stderr  # the board's own error, said which board
+
+
+@pytest.mark.parametrize("spec,suffix", [("0>1,delay=1ms,drop=40000:50", ".png"), ("0>1,gain=-3", ".svg")])
+def test_plot_png_and_svg(tmp_path, spec, suffix):
+    pytest.importorskip("matplotlib")
+    out = tmp_path / f"plot{suffix}"
+    args = ["--signal", "sweep"] if suffix == ".svg" else []
+    i2s("test", "-p", url(spec), "-q", *args, "--plot", out, check=7 if "drop" in spec else 0)
+    data = out.read_bytes()
+    if suffix == ".png":
+        assert data.startswith(b"\x89PNG\r\n\x1a\n") and len(data) > 10000
+    else:
+        assert ET.fromstring(data).tag == "{http://www.w3.org/2000/svg}svg"
+
+
+def _without_matplotlib(*args):
+    """`i2s` in a Python where `import matplotlib` fails, as when the extra is not installed."""
+    code = ("import sys, runpy; sys.modules['matplotlib'] = None; sys.argv = ['i2s'] + sys.argv[1:]; "
+            "runpy.run_module('i2scli', run_name='__main__')")
+    r = subprocess.run([sys.executable, "-c", code, *map(str, args)], capture_output=True, text=True, timeout=60,
+                       env=ENV)
+    assert "Traceback" not in r.stderr, r.stderr
+    return r
+
+
+def test_plot_without_matplotlib_is_a_hint_after_the_verdict(tmp_path):
+    out = tmp_path / "p.png"
+    r = _without_matplotlib("test", "-p", url("0>1,delay=1ms"), "-c", "1", "-d", "0.5s", "--plot", out)
+    assert r.returncode == 1, (r.stdout, r.stderr)
+    assert r.stdout.splitlines()[-1].startswith("PASS: all")  # the verdict is printed
+    assert r.stderr.splitlines()[-1] == "i2s: error: --plot needs matplotlib: pip install 'i2scli[plot]'"
+    assert not out.exists()
+    # a failed check keeps its exit code 7; the hint is still said
+    r = _without_matplotlib("test", "-p", url("0>1,noise=-40"), "-c", "1", "-d", "0.5s", "--min-snr", "60",
+                            "--plot", out)
+    assert r.returncode == 7 and r.stdout.splitlines()[-1].startswith("FAIL:")
+    assert "--plot needs matplotlib" in r.stderr
+
+
+def test_plot_needs_png_or_svg():
+    r = i2s("test", "-p", "sim://fast", "--plot", "x.pdf", check=2)
+    assert "neither .png nor .svg" in r.stderr
