@@ -30,7 +30,7 @@ def open_transport(port: str):
     elif "://" not in port and not os.path.exists(port) and not port.upper().startswith("COM"):
         raise NoDevice(f"no such port {port} (`i2s devices` lists ports)")
     try:
-        t = SerialTransport(port, baudrate=115200, exclusive=True)
+        t = SerialTransport(rfc2217_url(port), baudrate=115200, exclusive=True)
     except (OSError, serial.SerialException, ValueError, TransportError) as e:
         msg = first_line(e)
         if "failed to access" in msg and "://" not in port:
@@ -49,6 +49,16 @@ def open_transport(port: str):
         except OSError:
             pass
     return t
+
+
+def rfc2217_url(port: str) -> str:
+    """rfc2217:// URLs open without waiting for the server's answer to DTR/RTS (pyserial's
+    `ign_set_control`): ser2net on a pseudo-terminal, or on a device without modem lines, never
+    answers them, and pyserial would give up after 3 s ("timeout while waiting for option
+    'control'"). The lines are still set; i2s needs no confirmation of them."""
+    if not port.startswith("rfc2217://") or "ign_set_control" in port:
+        return port
+    return port + ("&" if "?" in port else "?") + "ign_set_control"
 
 
 @contextmanager
