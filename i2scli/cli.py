@@ -246,6 +246,12 @@ def _plot_path(ctx, param, value):
     return value
 
 
+def _wav_path(ctx, param, value):
+    if value is not None and not value.lower().endswith(".wav"):
+        raise click.BadParameter(f"{value!r} is not a .wav file name", ctx, param)
+    return value
+
+
 @main.command("test")
 @click.option("--signal", "kind", type=click.Choice(["sine", "multitone", "sweep"]), default="sine",
               show_default=True, help="Test signal (the stimulus after the alignment marker).")
@@ -289,13 +295,15 @@ def _plot_path(ctx, param, value):
 @click.option("--junit", type=click.Path(dir_okay=False), metavar="FILE.xml", help="Write a JUnit XML report.")
 @click.option("--plot", type=click.Path(dir_okay=False), callback=_plot_path, metavar="FILE.png|.svg",
               help="Draw the spectra, the glitches and a sweep's response (needs: pip install 'i2scli[plot]').")
+@click.option("--save-recording", type=click.Path(dir_okay=False), callback=_wav_path, metavar="FILE.wav",
+              help="Keep what RX recorded, as it came (marker, stimulus and all), to check it with other tools.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress on stderr.")
 @click.option("-p", "--port", "ports", envvar="I2S_PORT", multiple=True, default=["auto"], show_default=True,
               metavar="PORT", help="Serial port or URL (env I2S_PORT); repeat it to test several boards at once.")
 @_baud_option
 @click.pass_context
 def test_cmd(ctx, kind, freq, level, duration, rate, bits, channels, board, ibuf, timeout, no_probe, fresh_probe,
-             limits_file, as_json, junit, plot, quiet, ports, baud, **kw):
+             limits_file, as_json, junit, plot, save_recording, quiet, ports, baud, **kw):
     """Loopback test: play a test signal on one I2S bus, record another, measure and judge.
 
     Wire the TX bus's SD to the RX bus's SD (on the virtual board: sim://fast?loopback=0>1).
@@ -347,10 +355,11 @@ def test_cmd(ctx, kind, freq, level, duration, rate, bits, channels, board, ibuf
         with session.board(port, baud=baud, warn=reporter.warn) as agent:
             return looptest.run(agent, port, bus, opts, buses["tx"], buses["rx"], sig, limits, stop, on_ready)
 
-    run_command(job, quiet=quiet, finish=lambda r, rep: _test_finish(r, rep, as_json, junit, plot))
+    run_command(job, quiet=quiet, finish=lambda r, rep: _test_finish(r, rep, as_json, junit, plot, save_recording))
 
 
-def _test_finish(result: dict, reporter, as_json: bool, junit: str | None, plot: str | None = None) -> None:
+def _test_finish(result: dict, reporter, as_json: bool, junit: str | None, plot: str | None = None,
+                 save_recording: str | None = None) -> None:
     import json
 
     from i2scli.errors import Exit
@@ -370,6 +379,15 @@ def _test_finish(result: dict, reporter, as_json: bool, junit: str | None, plot:
     out = click.echo if not as_json else reporter.info
     failed = _print_checks(checks, out)
     code = Exit.CHECK if failed else None
+    if save_recording:
+        import soundfile
+
+        try:
+            soundfile.write(save_recording, rec.recorded, result["rate"],
+                            subtype="PCM_16" if result["bits"] == 16 else "PCM_32")
+        except (OSError, RuntimeError, soundfile.LibsndfileError) as e:
+            reporter.error(f"cannot write {save_recording}: {getattr(e, 'strerror', None) or e}")
+            code = code or Exit.FILE
     if plot:  # after the verdict: a missing matplotlib must not hide it
         from i2scli import plot as plotting
 
