@@ -727,8 +727,9 @@ def fig_fits(work: Path, profiles: list[str], seconds: float, full: bool, lo: fl
         heaps = [heap_per_frame(res["agent"], 0, 0) | {"stream": res["stream"], "mode": res["mode"]}
                  for res in runs if res["agent"].get("heap_frames")]
         nominal = {"up": prof.link.vcp_in_rate or prof.link.in_rate, "down": prof.link.out_rate}
-        if bridge:  # a UART carries baud / 10 bytes a second each way (8N1), at most
-            nominal = {k: min(v or baud // 10, baud // 10) for k, v in nominal.items()}
+        if getattr(prof.link, "uart", False):  # a UART carries baud / 10 bytes a second each way (8N1), at most
+            line = (baud if bridge else 115200) // 10
+            nominal = {k: min(v or line, line) for k, v in nominal.items()}
         out["profiles"][spec] = {
             "baud": agent.baud,
             "link_nominal": {**nominal, "in_buffer": prof.link.in_buffer},
