@@ -32,6 +32,7 @@ from i2scli.link.port import Port, open_transport, patient
 from i2scli.protocol import FrameType as T
 
 REPL_TAIL = b"\x04>"
+RAW_BANNER = b"raw REPL; CTRL-B to exit\r\n"
 
 
 class Launcher:
@@ -117,11 +118,16 @@ class Launcher:
         if not self._prompt_ready:
             # The last exec's closing '>' was read with its output; Ctrl-A (raw REPL reset)
             # prints a fresh one, read byte by byte up to it so mpremote finds its prompt.
-            # Whatever is still unread (a tail garbled by a baud change) would confuse it.
+            # Whatever is still unread (a tail garbled by a baud change) would confuse it. A
+            # Ctrl-A that reaches an agent still draining its input is eaten: ask again.
             self.port.serial.reset_input_buffer()
-            self.port.write(b"\x01")
-            with patient(self.port.transport, 5):
-                self.port.serial.read_until(b"raw REPL; CTRL-B to exit\r\n")
+            deadline = time.monotonic() + 6
+            while True:
+                self.port.write(b"\x01")
+                with patient(self.port.transport, 1.0):
+                    got = self.port.serial.read_until(RAW_BANNER)
+                if got.endswith(RAW_BANNER) or time.monotonic() > deadline:
+                    break
         self._prompt_ready = False
         try:
             with patient(self.port.transport):
