@@ -3,6 +3,9 @@
 # Viper only, integer only, no allocation per call: every value stays exact in 32-bit machine
 # words (residuals are taken modulo 2**w, which word arithmetic wraps for free; Rice values
 # stay below 2**28; the bit accumulators below 2**31). Boards without viper get raw frames.
+# Viper code: mpy-cross compiles it only for a target architecture (`-march=armv6m`, `armv7m`,
+# `xtensawin`, `x64`, ...; .ci/run does five), as for any native code. `i2s install` passes the
+# board's own (from sys.implementation._mpy).
 import micropython
 from micropython import const
 
@@ -21,14 +24,18 @@ E_TRAIL = const(-5)  # bytes or non-zero padding after the last code
 E_CHECK = const(-6)  # decoded audio fails the header's checksum
 
 
-class Decoder:
-    """decode(src, n_src, dst) -> bytes written to dst, or a negative E_* code."""
+class _Coder:
+    """What both directions know of a stream: its slot width and channel count."""
 
     def __init__(self, bits, channels):
         if bits not in (16, 32) or not 1 <= channels <= 8:
             raise ValueError("bits 16/32, channels 1-8")
         self.bits = bits
         self.channels = channels
+
+
+class Decoder(_Coder):
+    """decode(src, n_src, dst) -> bytes written to dst, or a negative E_* code."""
 
     @micropython.viper
     def decode(self, src, n_src: int, dst) -> int:
@@ -151,15 +158,9 @@ class Decoder:
         return out
 
 
-class Encoder:
+class Encoder(_Coder):
     """encode(src, n, dst) -> bytes written to dst (coded, or RAW + the n bytes when coding does
     not save at least a few bytes), or E_SPACE. dst must hold n + 1 bytes."""
-
-    def __init__(self, bits, channels):
-        if bits not in (16, 32) or not 1 <= channels <= 8:
-            raise ValueError("bits 16/32, channels 1-8")
-        self.bits = bits
-        self.channels = channels
 
     @micropython.viper
     def encode(self, src, n: int, dst) -> int:

@@ -369,11 +369,7 @@ def _test_finish(result: dict, reporter, as_json: bool, junit: str | None, plot:
     if junit:
         from i2scli import analysis
 
-        try:
-            analysis.junit_xml({result["board"]: [analysis.Check(**c) for c in checks]}, junit)
-        except OSError as e:
-            reporter.error(f"cannot write {junit}: {e.strerror or e}")
-            raise SystemExit(Exit.FILE) from None
+        _write_junit({result["board"]: [analysis.Check(**c) for c in checks]}, junit, reporter)
     if as_json:
         click.echo(json.dumps(result, default=str))
     out = click.echo if not as_json else reporter.info
@@ -401,6 +397,18 @@ def _test_finish(result: dict, reporter, as_json: bool, junit: str | None, plot:
             code = code or Exit.FILE
     if code:
         raise SystemExit(code)
+
+
+def _write_junit(suites: dict, path: str, reporter) -> None:
+    """One JUnit file, a testsuite per board; an unwritable path is exit 1."""
+    from i2scli import analysis
+    from i2scli.errors import Exit
+
+    try:
+        analysis.junit_xml(suites, path)
+    except OSError as e:
+        reporter.error(f"cannot write {path}: {e.strerror or e}")
+        raise SystemExit(Exit.FILE) from None
 
 
 def _print_checks(checks: list[dict], out) -> list[str]:
@@ -445,7 +453,6 @@ def _test_many(ctx, ports: list[str], as_json: bool, junit: str | None, quiet: b
     import json
 
     from i2scli import analysis, multitest
-    from i2scli.errors import Exit
     from i2scli.ui import Reporter
 
     reporter = Reporter(quiet=quiet)
@@ -459,11 +466,7 @@ def _test_many(ctx, ports: list[str], as_json: bool, junit: str | None, quiet: b
                          [analysis.Check("board.run", r["exit"], 0, False, f"board.run: {r['error']} "
                                                                                f"(exit {r['exit']})")])
                   for port, r in results.items()}
-        try:
-            analysis.junit_xml(suites, junit)
-        except OSError as e:
-            reporter.error(f"cannot write {junit}: {e.strerror or e}")
-            raise SystemExit(Exit.FILE) from None
+        _write_junit(suites, junit, reporter)
     if as_json:
         click.echo(json.dumps(results, default=str))
     out = click.echo if not as_json else reporter.info
