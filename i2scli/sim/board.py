@@ -109,6 +109,7 @@ class SessionState:
     zero_frames: int = 0  # TX: silence clocked (before first write or underrun)
     read_frames: int = 0  # RX: frames handed to the board code
     dropped_frames: int = 0  # RX: frames lost to overflow
+    padded_frames: int = 0  # RX: frames the board read that the model had not clocked (a model bug)
     bus: int = -1  # the I2S id
     run: TxRun | None = None  # TX on the loopback's TX bus: what it drove
     mismatched: set = field(default_factory=set)  # RX: TX runs reported as not lockable
@@ -130,6 +131,9 @@ class Stats:
     underrun_frames: int = 0
     overruns: int = 0
     overrun_frames: int = 0
+    # RX frames the model handed over as zeros because it had not clocked them: a model bug,
+    # counted so that a gap in a recording can be told from the product's (docs/sim-internals.md)
+    rx_padded_frames: int = 0
 
 
 class BoardGone(Exception):
@@ -297,6 +301,20 @@ class VirtualBoard:
         """Hard reset: a fresh interpreter that starts as after power-on."""
         self._reboot = True
         self._kill_child()
+
+    def hang(self, seconds: float) -> None:
+        """The board's CPU stops for a while (a long interrupt, a flash write, a debugger halt)
+        while its I2S clocks run on: the MicroPython process is stopped, then continued. Its
+        clock is the host's, so the bus keeps time and rings over- or underrun as on a board."""
+        proc = self._proc
+        if proc is None or proc.poll() is not None:
+            return
+        self._event({"ev": "hang", "seconds": seconds}, now_us())
+        os.kill(proc.pid, signal.SIGSTOP)
+        try:
+            time.sleep(seconds)
+        finally:
+            os.kill(proc.pid, signal.SIGCONT)
 
     def unplug(self, reason: str = "unplugged") -> None:
         if self.t_end is None:
@@ -485,7 +503,13 @@ class VirtualBoard:
                 s.clocked += drop
                 s.dropped_frames += drop
         out = self._render_rx(s, nbytes // s.frame_bytes if s else 0) if s else b""
-        out = out.ljust(nbytes, b"\0")[:nbytes]
+        if len(out) < nbytes:
+            short = (nbytes - len(out)) // s.frame_bytes if s else 0
+            if s is not None:
+                s.padded_frames += short
+            self.stats.rx_padded_frames += short
+            self._event({"ev": "rx_padded", "sid": sid, "frames": short}, now_us())
+            out = out.ljust(nbytes, b"\0")
         view = memoryview(out)
         while view:
             view = view[os.write(self._rx_w, view):]
@@ -879,6 +903,8 @@ class VirtualBoard:
         f.fired = True
         if f.kind == "stall":
             self._stall_until = time.monotonic() + f.duration
+        elif f.kind == "hang":
+            threading.Thread(target=self.hang, args=(f.duration,), daemon=True).start()
         elif f.kind == "reboot":
             self.reboot()
         elif f.kind == "unplug":
@@ -946,6 +972,8 @@ class VirtualBoard:
         )
         if gaps:
             line += f" (longest {max(gaps) / 1000:.2f} ms)"
+        if s["rx_padded_frames"]:
+            line += f"; MODEL BUG: {s['rx_padded_frames']} RX frames read that were never clocked"
         if s["gone"]:
             line += f"; {s['gone']}"
         return line

@@ -3,6 +3,7 @@
     drop:offset=N[,dir=in|out]          lose the byte at stream offset N
     corrupt:offset=N[,xor=0x01][,dir=]   flip bits of the byte at offset N
     stall:at=DUR|offset=N,for=DUR        carry nothing either way for a while
+    hang:at=DUR|offset=N,for=DUR         the board's CPU stops for a while; its I2S clocks run on
     unplug:at=DUR|offset=N               close the port: the board is gone
     reboot:at=DUR|offset=N               hard reset the board (power cycle)
 
@@ -16,7 +17,7 @@ from dataclasses import dataclass
 
 from i2scli.units import parse_duration
 
-KINDS = ("drop", "corrupt", "stall", "unplug", "reboot")
+KINDS = ("drop", "corrupt", "stall", "hang", "unplug", "reboot")
 
 
 @dataclass
@@ -66,6 +67,6 @@ def parse_fault(spec: str) -> Fault:
         raise ValueError(f"fault {spec!r} needs offset=N or at=DURATION")
     if f.kind in ("drop", "corrupt") and f.offset is None:
         raise ValueError(f"fault {spec!r} needs offset=N")
-    if f.kind == "stall" and f.duration <= 0:
+    if f.kind in ("stall", "hang") and f.duration <= 0:
         raise ValueError(f"fault {spec!r} needs for=DURATION")
     return f

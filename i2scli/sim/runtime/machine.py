@@ -581,7 +581,16 @@ class _I2S(_io.IOBase):
         self._ibuf = ibuf
         fb = (bits // 8) * (2 if fmt == _I2S.STEREO else 1)
         self._fb = fb
-        cap = (ibuf // fb) * fb
+        if mode == RX:
+            # RX rings hold 8-byte frames whatever the format (extmod/machine_i2s.c
+            # I2S_RX_FRAME_SIZE_IN_BYTES): ibuf // 8 frames; esp32 keeps ibuf // 2048
+            # (at least 2) DMA buffers of 256 frames (ports/esp32/machine_i2s.c)
+            if fam == "esp32":
+                cap = max(ibuf // 2048, 2) * 256 * fb
+            else:
+                cap = (ibuf // 8) * fb
+        else:
+            cap = (ibuf // fb) * fb
         if cap < fb:
             cap = fb  # (the real ports would stall forever on such a buffer)
         self._cap = cap
