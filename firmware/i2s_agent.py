@@ -35,6 +35,7 @@ _BAUD = const(14)
 _TIMEOUT = const(-1)
 _BAD = const(-2)
 _HDR = const(7)
+_BIG = const(0x3FFFFFFF)
 
 try:
     from binascii import crc32
@@ -358,8 +359,8 @@ class Link:
 
 
 class Meter:
-    """Tracks bus frames against time to estimate xruns on the board, in integer ms with a
-    once-a-second re-anchor so nothing outgrows a small int on 32-bit ports."""
+    """TX: tracks bus frames against time to estimate underruns on the board, in integer ms
+    with a once-a-second re-anchor so nothing outgrows a small int on 32-bit ports."""
 
     def __init__(self, rate, ring_frames):
         self.rate = rate
@@ -392,22 +393,91 @@ class Meter:
             self.t0 = time.ticks_add(self.t0, 1000)
             self.base += self.rate
 
-    def rx(self, read):
-        """After reading: frames clocked beyond read + ring = overrun."""
+
+# RX ring of each port in frames (docs/sim.md has the sources): the rp2, stm32 and mimxrt ring
+# holds ibuf bytes of 8-byte frames whatever the format; esp32 keeps ibuf // 2048 (at least 2)
+# DMA buffers of 256 frames. _RX_SLACK: frames a port holds beyond that in flight (a DMA half
+# of 128 bytes; an esp32 DMA buffer), which an overrun check must allow for.
+def rx_ring_frames(ibuf):
+    if sys.platform == "esp32":
+        return max(ibuf // 2048, 2) * 256
+    return ibuf // 8
+
+
+class RxMeter:
+    """RX overruns as they happen, in frames. The bus fills the port's ring at `rate` while the
+    agent empties it, so frames clocked beyond those read and those the ring can hold were
+    lost. Checked before each read: then the ring holds at most `ring` frames, so a loss of
+    more than `tol` frames is seen, however many frames the read takes (checked after a
+    read, up to a payload of loss hid behind the room the read had just made). The clock is
+    the agent's own (ticks_us), kept honest after each read: the ring cannot hold less than
+    nothing (the bus runs fast), and once a second the least it held is taken as the bus
+    running slow (at most 0.5 %). Integer maths on a clock re-anchored every second: small
+    ints on 32-bit ports, nothing allocated. `at` keeps where the first 8 losses fell, in
+    frames of the stream, so the host can tell them from any other damage."""
+
+    def __init__(self, rate, ring):
+        self.rate = rate
+        self.ring = ring
+        self.tol = (256 if sys.platform == "esp32" else 16) + rate // 2000 + 2
+        self.t = 0  # anchor (ticks_us)
+        self.e = 0  # frames the bus had put in the ring by the anchor, less those lost
+        self.started = False
+        self.over = False
+        self.floor = _BIG
+        self.events = 0
+        self.lost = 0
+        self.at = [0] * 8
+
+    def _due(self, now):
+        """Frames the bus has put in the ring by now, less those lost (expected reads)."""
+        d = time.ticks_diff(now, self.t)
+        while d >= 1000000:
+            self.t = time.ticks_add(self.t, 1000000)
+            self.e += self.rate
+            d -= 1000000
+            self._settle()
+        r = self.rate
+        return self.e + (d // 1000) * r // 1000 + (d % 1000) * r // 1000000
+
+    def _settle(self):
+        f = self.floor
+        if 0 < f < _BIG:
+            m = self.rate // 200
+            self.e -= f if f < m else m
+        self.floor = _BIG
+
+    def before(self, read):
+        """Before a read, `read` frames read so far: count what the ring could not hold."""
+        now = time.ticks_us()
         if not self.started:
-            self.start(read)
+            self.started = True
+            self.t = now
+            self.e = read
             return
-        now = time.ticks_ms()
-        clocked = time.ticks_diff(now, self.t0) * self.rate // 1000
-        behind = clocked - (read - self.base)
-        if behind > self.ring + self.rate // 200:
-            self.events += 1
-            self.lost += behind - self.ring
-            self.t0 = now
-            self.base = read
-        elif clocked >= self.rate and read - self.base >= self.rate:
-            self.t0 = time.ticks_add(self.t0, 1000)
-            self.base += self.rate
+        b = self._due(now) - read - self.ring
+        if b > self.tol:
+            if not self.over:
+                self.over = True
+                if self.events < 8:
+                    self.at[self.events] = read + self.ring
+                self.events += 1
+            self.lost += b
+            self.e -= b
+        else:
+            self.over = False
+
+    def after(self, read):
+        """After a read, `read` frames read so far."""
+        b = self._due(time.ticks_us()) - read
+        if b < 0:
+            self.e -= b
+            b = 0
+        if b < self.floor:
+            self.floor = b
+
+    def where(self):
+        return self.at[:self.events if self.events < 8 else 8]
 
 
 class Heap:
@@ -559,7 +629,10 @@ class Stream:
         self.frames = 0
         self.reason = "end"
         self.heap = Heap()
-        self.meter = Meter(cfg["rate"], cfg["ibuf"] // self.fb)
+        if cfg["mode"] == "rx":
+            self.meter = RxMeter(cfg["rate"], rx_ring_frames(cfg["ibuf"]))
+        else:
+            self.meter = Meter(cfg["rate"], cfg["ibuf"] // self.fb)
         self.timeline = []
         self.audio = None
         self.t_start = time.ticks_us()
@@ -567,6 +640,7 @@ class Stream:
         self.heap_last = 0
         self.last = 0
         self.heap_frames = 0
+        self.port = None  # the port's own xrun counts, where it has them
         # wire coding (START "code": 1): coded DATA frames carry no link CRC, the coder's own
         # checksum over the decoded audio guards them; raw ones keep the CRC
         self.coder = None
@@ -591,12 +665,24 @@ class Stream:
              "resyncs": link.resyncs, "seq_gaps": link.seq_gaps, "heap_alloc": self.heap.bytes,
              "heap_frames": self.heap_frames, "heap_method": self.heap.method,
              "timeline": self.timeline, "elapsed_us": time.ticks_diff(time.ticks_us(), self.t_start)}
+        if self.cfg["mode"] == "rx":
+            s["overrun_at"] = self.meter.where()
+        if self.port is not None:
+            s["port_xruns"] = self.port
         if self.coder is not None:
             s["code"] = {"frames_coded": self.coded, "frames_raw": self.plain, "us": self.code_us,
                          "errors": self.code_errors}
         if extra:
             s.update(extra)
         return s
+
+    def port_xruns(self):
+        """Where the port counts xruns itself (the virtual board), its counts go beside the
+        agent's own estimate: the host takes the larger, so nothing the port saw is missed."""
+        st = getattr(self.audio, "_sim_stats", None)
+        if st is not None:
+            d = st()
+            self.port = {k: d[k] for k in ("underruns", "underrun_frames", "overruns", "overrun_frames")}
 
     def host_poll(self):
         """Between RX chunks: take one host frame if there is one (END, ABORT, KEEPALIVE), and
@@ -752,6 +838,7 @@ class Stream:
                     break
                 heap.stop()
                 part = memoryview(buf)[_HDR:_HDR + n]
+                meter.before(self.frames)
                 audio.readinto(part)
                 if self.coder is None:
                     link.send_data(buf, part, n)
@@ -760,8 +847,9 @@ class Stream:
                 self.frames += n // fb
                 self.reason = "frames"
                 break
+            meter.before(self.frames)
             audio.readinto(view)
-            meter.rx(self.frames)
+            meter.after(self.frames + P_frames)
             if self.coder is None:
                 link.send_data(buf, view, P)
             else:
@@ -830,10 +918,13 @@ class Stream:
         audio.readinto(bufs[0][1])
         self.mark("rx_start")
         self.last = time.ticks_ms()
+        meter = self.meter
         while True:
             self._io_wait()
+            meter.after(self.frames + P // fb)
             buf, view = bufs[k]
             k ^= 1
+            meter.before(self.frames + P // fb)
             audio.readinto(bufs[k][1])  # the next one fills while this one goes out
             n = P if not want else min(P, (want - self.frames) * fb)
             link.send_data(buf, view if n == P else memoryview(view)[:n], n)
@@ -882,7 +973,9 @@ class Stream:
             part = view if n == P else memoryview(view)[:n]
             got = 0
             while got < n:
+                self.meter.before(self.frames + got // fb)
                 got += await inp.readinto(part if not got else memoryview(part)[got:])
+            self.meter.after(self.frames + n // fb)
             link.send_data(buf, part, n)
             self.frames += n // fb
             if want and self.frames >= want:
@@ -953,8 +1046,7 @@ class Loop:
         self.t_rx = 0
         self.sync = {}
         self.rx_frames = 0
-        ring = cfg["ibuf"] // stream.fb
-        self.rx_meter = Meter(cfg["rate"], ring)
+        self.rx_meter = RxMeter(cfg["rate"], rx_ring_frames(cfg["ibuf"]))
         self.buf, self.view = stream.link.frame_buffer(stream.payload)
         self.counted = 0
         self.warm = stream.warmup()
@@ -1058,12 +1150,13 @@ class Loop:
             n = (self.want - self.rx_frames) * s.fb
             s.heap.stop()
         part = self.view if n == s.payload else memoryview(self.view)[:n]
+        self.rx_meter.before(self.rx_frames)
         self.rx.readinto(part)
         if self.rx_frames == 0:
             self.sync["rx_read_us"] = time.ticks_diff(time.ticks_us(), self.t_tx)
         s.link.send_data(self.buf, part, n)
         self.rx_frames += n // s.fb
-        self.rx_meter.rx(self.rx_frames)
+        self.rx_meter.after(self.rx_frames)
         return self.counting()
 
     def counting(self):
@@ -1083,7 +1176,7 @@ class Loop:
         s = self.s
         return {"rx_frames": self.rx_frames, "tx_frames": s.frames, "sync": self.sync,
                 "underruns": s.meter.events, "overruns": self.rx_meter.events,
-                "lost_frames": s.meter.lost + self.rx_meter.lost}
+                "lost_frames": s.meter.lost + self.rx_meter.lost, "overrun_at": self.rx_meter.where()}
 
 
 def dx_prefill(cfg, payload):
@@ -1126,9 +1219,8 @@ class Duplex:
         self.rx_frames = 0
         self.gaps = []
         # the bus against the clock, as plain tx/rx streams do: an overrun is a gap in the recording
-        ring = cfg["ibuf"] // stream.fb
-        self.rx_meter = Meter(cfg["rate"], ring)
-        self.tx_meter = Meter(cfg["rate"], ring)
+        self.rx_meter = RxMeter(cfg["rate"], rx_ring_frames(cfg["ibuf"]))
+        self.tx_meter = Meter(cfg["rate"], cfg["ibuf"] // stream.fb)
 
     def _park(self):
         for p in self.pads:
@@ -1216,10 +1308,11 @@ class Duplex:
             if n <= 0:
                 break
             part = view if n == P else memoryview(view)[:n]
+            self.rx_meter.before(self.rx_frames)
             s.audio.readinto(part)
+            self.rx_meter.after(self.rx_frames + n // fb)
             link.send_data(buf, part, n)
             self.rx_frames += n // fb
-            self.rx_meter.rx(self.rx_frames)
             if link.wait(0):
                 t = self._take(0)
                 if t == _SWITCH or t == _END or t == _ABORT:
@@ -1306,7 +1399,8 @@ class Duplex:
     def summary(self):
         return {"rx_frames": self.rx_frames, "tx_frames": self.s.frames, "clock_gaps_us": self.gaps,
                 "switch_delay_us": self.delay, "overruns": self.rx_meter.events,
-                "underruns": self.tx_meter.events, "lost_frames": self.rx_meter.lost + self.tx_meter.lost}
+                "underruns": self.tx_meter.events, "lost_frames": self.rx_meter.lost + self.tx_meter.lost,
+                "overrun_at": self.rx_meter.where()}
 
 
 def _baud(link):
@@ -1417,6 +1511,7 @@ def main(source="uploaded"):
         else:
             raise ValueError("unknown mode %r" % mode)
         if stream.audio is not None:
+            stream.port_xruns()
             stream.audio.deinit()
             stream.audio = None
             stream.mark("deinit")

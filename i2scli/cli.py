@@ -118,8 +118,9 @@ def _finish(summary: dict, reporter, as_json: bool, strict: bool) -> None:
                        f"resyncs, {damaged['seq_gaps']} sequence gaps (audio was lost; a cable or hub problem?)")
         raise SystemExit(Exit.LINK)
     if strict and (summary.get("underruns") or summary.get("overruns") or summary.get("clipped")):
+        lost = f" ({summary['lost_frames']} frames lost)" if summary.get("lost_frames") else ""
         reporter.error(f"--strict: {summary.get('underruns', 0)} underruns, {summary.get('overruns', 0)} "
-                       f"overruns, {summary.get('clipped', 0)} clipped samples")
+                       f"overruns{lost}, {summary.get('clipped', 0)} clipped samples")
         raise SystemExit(Exit.STRICT)
     if summary.get("interrupted"):
         raise SystemExit(Exit.INTERRUPTED)

@@ -166,8 +166,13 @@ def _settings(port: str, agent: Agent, cfg: dict) -> dict:
 
 
 def _board_counts(s: dict) -> dict:
+    # the agent's estimate from its clock; where the port counts xruns itself (the virtual
+    # board), the larger of the two
+    port = s.get("port_xruns") or {}
     return {
-        "underruns": s.get("underruns", 0), "overruns": s.get("overruns", 0),
+        "underruns": max(s.get("underruns", 0), port.get("underruns", 0)),
+        "overruns": max(s.get("overruns", 0), port.get("overruns", 0)),
+        "lost_frames": max(s.get("lost_frames", 0), port.get("underrun_frames", 0) + port.get("overrun_frames", 0)),
         "crc_errors": s.get("crc_errors", 0) + s.get("host_crc_errors", 0),
         "resyncs": s.get("resyncs", 0) + s.get("host_resyncs", 0),
         "seq_gaps": s.get("seq_gaps", 0) + s.get("host_seq_gaps", 0),

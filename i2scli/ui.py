@@ -102,7 +102,8 @@ def format_summary(summary: dict) -> str:
         peak -3.1/-3.0 dBFS, 0 clipped; link 412 kB/s
 
     Keys: ``action`` (``played``, ``recorded``...), ``file``, ``frames``, ``seconds``, ``rate``,
-    ``bits``, ``channels``, ``underruns``, ``overruns``, ``crc_errors`` (shown when not 0),
+    ``bits``, ``channels``, ``underruns``, ``overruns``, ``lost_frames`` (frames the xruns cost, shown
+    when not 0), ``crc_errors`` (shown when not 0),
     ``peak_dbfs`` (a list per channel, None = silence, or one number), ``clipped``,
     ``link_rate`` (bytes/s).
     """
@@ -125,6 +126,8 @@ def format_summary(summary: dict) -> str:
 
     groups = [" ".join(what)] if what else []
     counters = [_plural(s[k], word) for k, word in (("underruns", "underrun"), ("overruns", "overrun")) if k in s]
+    if counters and s.get("lost_frames"):
+        counters[-1] += f" ({_plural(s['lost_frames'], 'frame')} lost)"
     if s.get("crc_errors"):
         counters.append(_plural(s["crc_errors"], "CRC error"))
     if counters:
