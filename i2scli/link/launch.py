@@ -11,17 +11,18 @@ import serial
 
 from i2scli import protocol as proto
 from i2scli.link.agent_code import (
+    AGENT_MODULES,
     AGENT_NAME,
     CODER_NAME,
     CODER_PARTS,
     UPLOAD_MARKER,
-    agent_chunks,
-    agent_source,
     agent_version,
     bootstrap,
     coder_chunks,
     coder_source,
     compile_agent,
+    module_source,
+    upload_chunks,
 )
 from i2scli.link.baud import REPL_BAUD
 from i2scli.link.baud import plan as baud_plan
@@ -77,11 +78,9 @@ class Launcher:
         self.exec(bootstrap())
         hello = self.await_hello(timeout, allow_upload=True)
         if hello is None:
-            for chunk in agent_chunks():
-                self.exec(chunk)
-                raw = self.port.read_until(REPL_TAIL, timeout)
-                if not raw.endswith(b"\x04\x04>"):
-                    raise BoardError(repl_error(raw))
+            error = self._run_chunks(upload_chunks(AGENT_MODULES), timeout)
+            if error is not None:
+                raise BoardError(error)
             self._relaunch = "main('uploaded')\n"
             self.exec(self._relaunch)
             hello = self.await_hello(timeout)
@@ -102,16 +101,21 @@ class Launcher:
         if self.hello:  # the agent waits for START: send it back to the REPL first
             self.port.write(proto.Encoder(crc=bool(self.hello.get("crc"))).frame(T.ABORT))
             self.finish()
-        for chunk in coder_chunks(part):
-            self.exec(chunk)
-            raw = self.port.read_until(REPL_TAIL, timeout)
-            if not raw.endswith(b"\x04\x04>"):
-                self.coder_error = repl_error(raw)  # e.g. SyntaxError: invalid micropython decorator
-                break
+        # e.g. SyntaxError: invalid micropython decorator
+        self.coder_error = self._run_chunks(coder_chunks(part), timeout)
         self.launch(timeout)
         if not self.hello.get("codec", 0) & bit and self.coder_error is None:
             self.coder_error = "the agent did not find it"
         return self.coder_error is None
+
+    def _run_chunks(self, chunks: list[str], timeout: float) -> str | None:
+        """Run pieces of code in the raw REPL one after the other; the board's error (None: all ran)."""
+        for chunk in chunks:
+            self.exec(chunk)
+            raw = self.port.read_until(REPL_TAIL, timeout)
+            if not raw.endswith(b"\x04\x04>"):
+                return repl_error(raw)
+        return None
 
     def exec(self, code: str) -> None:
         """Start code in the raw REPL without waiting for it to end."""
@@ -219,33 +223,47 @@ class Launcher:
 
 
 def install(port: str, remove: bool = False) -> str:
-    """Store the agent on the board's filesystem, compiled to .mpy for the board's bytecode
-    when mpy-cross can (the board then skips compiling it on every run), else as source; or
-    take it away. Returns what was done."""
+    """Store the agent's modules on the board's filesystem, compiled to .mpy for the board's
+    bytecode when mpy-cross can (the board then skips compiling them on every run), else as
+    source; or take them away. Returns what was done."""
     p = Port(open_transport(port), port)
     t = p.transport
-    paths = {"mpy": f"/{AGENT_NAME}.mpy", "py": f"/{AGENT_NAME}.py"}
     try:
         t.serial.timeout = 1.0
         t.enter_raw_repl(soft_reset=False)
-        present = [path for path in paths.values() if t.fs_exists(path)]
+        others = [n for n in AGENT_MODULES if n != AGENT_NAME]
+        files = [f"/{n}.{ext}" for n in (AGENT_NAME, *others) for ext in ("mpy", "py")] + [f"/{CODER_NAME}.mpy"]
+        present = [path for path in files if t.fs_exists(path)]
         if remove:
-            if t.fs_exists(f"/{CODER_NAME}.mpy"):
-                t.fs_rmfile(f"/{CODER_NAME}.mpy")
             for path in present:
                 t.fs_rmfile(path)
-            return f"removed {' and '.join(present)}" if present else f"no agent installed at {paths['py']}"
+            agent = [path for path in present if not path.startswith(f"/{CODER_NAME}")]
+            return f"removed {', '.join(agent)}" if agent else f"no agent installed at /{AGENT_NAME}.py"
         mpy = int(t.eval("getattr(__import__('sys').implementation, '_mpy', 0)") or 0)
-        compiled, how = compile_agent(mpy)
+        compiled = {}
+        for name in AGENT_MODULES:
+            data, how = compile_agent(mpy, module_source(name), name)
+            if data is None:
+                compiled = None  # all as source, then: one kind of file for one agent
+                break
+            compiled[name] = data
         kind = "mpy" if compiled is not None else "py"
-        t.fs_writefile(paths[kind], compiled if compiled is not None else agent_source().encode())
+        # the main module goes first and comes back last: a board that lost the link halfway
+        # has no main module, so the next run uploads the agent instead of importing half of it
+        main = f"/{AGENT_NAME}.{kind}"
         for path in present:  # MicroPython imports a .py before a .mpy: never leave both
-            if path != paths[kind]:
+            if path.startswith(f"/{AGENT_NAME}."):
                 t.fs_rmfile(path)
+        for name in (*others, AGENT_NAME):
+            path = f"/{name}.{kind}"
+            t.fs_writefile(path, compiled[name] if compiled is not None else module_source(name).encode())
+            other = f"/{name}.{'py' if kind == 'mpy' else 'mpy'}"
+            if other in present and name != AGENT_NAME:
+                t.fs_rmfile(other)
         what = f"compiled, {how}" if compiled is not None else f"source: {how}"
-        said = f"installed agent {agent_version()} at {paths[kind]} ({what})"
+        said = f"installed agent {agent_version()} at {main} ({what}) with {len(others)} modules beside it"
         # the wire coder beside it: viper, so only as a .mpy for the board's architecture
-        coder, _ = compile_agent(mpy, coder_source()) if mpy >> 10 else (None, "")
+        coder, _ = compile_agent(mpy, coder_source(), CODER_NAME) if mpy >> 10 else (None, "")
         if coder is not None:
             t.fs_writefile(f"/{CODER_NAME}.mpy", coder)
             said += f", wire coder at /{CODER_NAME}.mpy"
