@@ -260,3 +260,26 @@ def test_an_installed_agent_imports_each_mode_when_a_start_needs_it(sim, tmp_pat
     r = i2s("test", "-p", board.path, "--json", "-d", "0.5s")
     assert r.returncode in (0, 7), r.stderr  # 7: a check failed (a loaded machine); the loop ran
     assert json.loads(r.stdout.splitlines()[0])["checks"]
+
+
+def test_an_uploaded_agent_comes_in_parts_as_streams_need_them(sim):
+    """The core (framing, meters, one stream, main) at launch: enough for HELLO and the probe;
+    each mode's module before the first START that needs it, once per connection."""
+    board = sim("fast", capture=False, events=False)
+    core = set(link.CORE_MODULES)
+    with connect(board.path, baud="off") as agent:
+        assert agent.hello["source"] == "uploaded" and agent.launcher.uploaded == core
+        agent.probe(up=1024, down=1024)
+        assert agent.launcher.uploaded == core
+        cfg = bus_cfg("fast", "tx", payload=244)
+        assert agent.play(cfg, [bytes(976)])["frames"] == 244  # the agent was waiting: ABORT, upload, run
+        assert agent.launcher.uploaded == core | {"i2s_play"}
+        assert agent.play(cfg, [bytes(976)])["frames"] == 244
+        assert agent.record({**cfg, "frames": 100}, lambda b: None)["frames"] == 100
+        assert agent.launcher.uploaded == core | {"i2s_play", "i2s_record"}
+    names = "print([n in globals() for n in ('Play', 'Record', 'Duplex')])"
+    r = mpremote("connect", board.path, "resume", "exec", names)
+    assert r.stdout == b"[True, True, False]\r\n"
+    # what the caller expects comes with the first upload
+    with connect(board.path, baud="off", expect={"mode": "duplex"}) as agent:
+        assert agent.launcher.uploaded == core | {"i2s_duplex"}

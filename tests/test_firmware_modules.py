@@ -104,3 +104,18 @@ def test_the_upload_runs_as_one_namespace_in_micropython(tmp_path):
     r = subprocess.run([str(micropython), str(tmp_path / "run.py")], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stdout + r.stderr
     assert r.stdout.strip() == "['Duplex', 'Link', 'Loop', 'Play', 'Record', 'Styles', 'main']"
+
+
+def test_the_host_uploads_the_modules_main_imports_for_each_mode():
+    """main imports a mode's module inside the function that needs it (installed); the host's
+    mode_modules names the same for an uploaded agent."""
+    lazy = {n.module for f in tree(ac.AGENT_NAME).body if isinstance(f, ast.FunctionDef)
+            for n in ast.walk(f) if isinstance(n, ast.ImportFrom) and n.module in ac.AGENT_MODULES}
+    assert lazy == set(ac.MODE_MODULES)
+    modes = [{"mode": m, "io": io} for m in ("tx", "rx") for io in ("blocking", "irq", "asyncio")]
+    modes += [{"mode": "duplex"}, {"mode": "loop"}, {"mode": "probe"}]
+    assert {m for cfg in modes for m in ac.mode_modules(cfg)} == set(ac.MODE_MODULES)
+    assert ac.mode_modules({"mode": "probe"}) == []
+    assert not set(ac.CORE_MODULES) & set(ac.MODE_MODULES)
+    # the core needs no mode module at its top level
+    assert set(ac.upload_order(ac.CORE_MODULES)) == set(ac.CORE_MODULES)

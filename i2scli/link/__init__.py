@@ -20,7 +20,8 @@ import importlib
 
 _WHERE = {
     "LINK_HEADROOM": "agent", "Agent": "agent", "connect": "agent",
-    "AGENT_MODULES": "agent_code", "AGENT_NAME": "agent_code", "upload_chunks": "agent_code",
+    "AGENT_MODULES": "agent_code", "AGENT_NAME": "agent_code", "CORE_MODULES": "agent_code",
+    "upload_chunks": "agent_code",
     "agent_source": "agent_code",
     "agent_version": "agent_code", "compile_agent": "agent_code",
     "BoardError": "errors", "LinkError": "errors", "NoDevice": "errors", "TooFast": "errors",

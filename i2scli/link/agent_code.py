@@ -69,6 +69,15 @@ def agent_source() -> str:
     return module_source(AGENT_NAME)
 
 
+def mode_modules(cfg: dict) -> list[str]:
+    """The modules a START needs beyond the core: those the agent's main imports for its mode
+    and io style (`_stream` and main's mode branches in firmware/i2s_agent.py)."""
+    mode, io = cfg.get("mode"), cfg.get("io") or "blocking"
+    if mode in ("tx", "rx"):
+        return ["i2s_styles"] if io != "blocking" else ["i2s_play" if mode == "tx" else "i2s_record"]
+    return {"loop": ["i2s_loop"], "duplex": ["i2s_duplex"]}.get(mode, [])
+
+
 def module_deps(name: str) -> list[str]:
     """The agent modules `name` imports at its top level (needed before it runs); its imports
     inside functions are the modes it loads on demand."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 import serial
 
@@ -15,14 +15,17 @@ from i2scli.link.agent_code import (
     AGENT_NAME,
     CODER_NAME,
     CODER_PARTS,
+    CORE_MODULES,
     UPLOAD_MARKER,
     agent_version,
     bootstrap,
     coder_chunks,
     coder_source,
     compile_agent,
+    mode_modules,
     module_source,
     upload_chunks,
+    upload_order,
 )
 from i2scli.link.baud import REPL_BAUD
 from i2scli.link.baud import plan as baud_plan
@@ -38,10 +41,20 @@ RAW_BANNER = b"raw REPL; CTRL-B to exit\r\n"
 
 class Launcher:
     """Starts the agent on the board behind `port` and keeps what it said (HELLO); on a UART
-    link it moves each agent run to the fastest rate the bridge takes (baud.py)."""
+    link it moves each agent run to the fastest rate the bridge takes (baud.py).
 
-    def __init__(self, port: Port, baud: str | int = "off", warn: Callable[[str], None] | None = None):
+    An uploaded agent goes in parts: the core (framing, meters, one stream, main: enough for
+    HELLO and the link probe) at the first launch, with the modules of the stream the caller
+    `expect`s (a START-like dict: `mode`, `io`); any other mode's module before the START that
+    needs it (`ready_for`), in the REPL's namespace, where it stays for the connection's later
+    runs. An installed agent has them all."""
+
+    def __init__(self, port: Port, baud: str | int = "off", warn: Callable[[str], None] | None = None,
+                 expect: dict | None = None):
         self.port = port
+        self.expect = mode_modules(expect) if expect else []
+        self.installed = False  # the agent runs from the board's files (`i2s install`)
+        self.uploaded: set[str] = set()  # the agent's modules in the REPL's namespace
         self.warn = warn
         self.coder_error: str | None = None  # why the wire coder could not be loaded
         self.propose, self.baud, note = baud_plan(port, baud)  # rate to propose; rate in use (None: no baud)
@@ -53,8 +66,9 @@ class Launcher:
         self._relaunch: str | None = None
         self._prompt_ready = False
 
-    def launch(self, timeout: float = 10.0) -> dict:
-        """Run the agent: the installed copy when its version matches, else upload it."""
+    def launch(self, timeout: float = 10.0, need: Iterable[str] = ()) -> dict:
+        """Run the agent: the installed copy when its version matches, else upload it (the
+        core, what the caller expects, and the modules `need`)."""
         t = self.port.transport
         for _ in range(3):
             try:
@@ -73,20 +87,48 @@ class Launcher:
             ) from None
         self._prompt_ready = True
         if self._relaunch:
+            self._upload(need, timeout)
             self.exec(self._relaunch)
             return self.await_hello(timeout)
         self.exec(bootstrap())
         hello = self.await_hello(timeout, allow_upload=True)
         if hello is None:
-            error = self._run_chunks(upload_chunks(AGENT_MODULES), timeout)
-            if error is not None:
-                raise BoardError(error)
+            self._upload([*CORE_MODULES, *self.expect, *need], timeout)
             self._relaunch = "main('uploaded')\n"
             self.exec(self._relaunch)
             hello = self.await_hello(timeout)
         else:
+            self.installed = True
             self._relaunch = "_i2s_a.main('installed')\n"
         return hello
+
+    def _missing(self, names: Iterable[str]) -> list[str]:
+        """Of the agent's modules `names` (and what they import), those the board lacks."""
+        return [] if self.installed else upload_order(names, have=self.uploaded)
+
+    def _upload(self, names: Iterable[str], timeout: float) -> None:
+        """Run the modules the board lacks in the raw REPL (the agent is not running)."""
+        missing = self._missing(names)
+        if missing:
+            error = self._run_chunks(upload_chunks(missing), timeout)
+            if error is not None:
+                raise BoardError(error)
+            self.uploaded.update(missing)
+
+    def ready_for(self, cfg: dict, timeout: float = 10.0) -> None:
+        """The agent running (HELLO) with what the START `cfg` needs: a waiting agent that lacks
+        a module for its mode goes back to the REPL, gets it, and starts again."""
+        need = mode_modules(cfg)
+        if self.hello and not self._missing(need):
+            return
+        if self.hello:
+            self._abort()
+        self.launch(timeout, need)
+
+    def _abort(self) -> None:
+        """Send the agent waiting for START back to the REPL."""
+        self.port.write(proto.Encoder(crc=bool(self.hello.get("crc"))).frame(T.ABORT))
+        self.finish()
 
     def load_coder(self, part: str, timeout: float = 10.0) -> bool:
         """Run the part of the wire coder a stream needs ("Decoder" to play, "Encoder" to record)
@@ -99,11 +141,11 @@ class Launcher:
         if self.coder_error is not None:
             return False
         if self.hello:  # the agent waits for START: send it back to the REPL first
-            self.port.write(proto.Encoder(crc=bool(self.hello.get("crc"))).frame(T.ABORT))
-            self.finish()
+            self._abort()
         # e.g. SyntaxError: invalid micropython decorator
         self.coder_error = self._run_chunks(coder_chunks(part), timeout)
-        self.launch(timeout)
+        # with the stream that codes: its module too, so that START need not wait again
+        self.launch(timeout, mode_modules({"mode": "tx" if part == "Decoder" else "rx"}))
         if not self.hello.get("codec", 0) & bit and self.coder_error is None:
             self.coder_error = "the agent did not find it"
         return self.coder_error is None
@@ -214,8 +256,7 @@ class Launcher:
         """Send a waiting agent back to the REPL, leave the raw REPL, close the port."""
         try:
             if self.hello:  # the agent is waiting for START: tell it to go back to the REPL
-                self.port.write(proto.Encoder(crc=bool(self.hello.get("crc"))).frame(T.ABORT))
-                self.finish()
+                self._abort()
         except (LinkError, OSError):
             pass
         baud_restore(self.port)  # whatever happened, leave the port at the REPL's rate
