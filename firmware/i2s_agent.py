@@ -25,6 +25,7 @@ from i2s_stream import Stream, _codec, _open_i2s
 VERSION = "dev"  # the host replaces this with a hash of the firmware when it uploads/installs
 PROTO = const(1)
 
+# frame types: copies of i2scli/protocol.py's (tests/test_protocol_source.py holds them to it)
 _HELLO = const(1)
 _START = const(2)
 _READY = const(3)
@@ -57,7 +58,7 @@ def _hello(link, source):
     except ImportError:
         pass
     gc.collect()
-    link.send_json(_HELLO, {
+    link.send_json(_HELLO, {  # protocol.HELLO_KEYS
         "proto": PROTO, "agent": VERSION, "source": source, "platform": sys.platform,
         "machine": mach, "micropython": ".".join(str(v) for v in sys.implementation.version[:3]),
         "mem_free": gc.mem_free(), "i2s": has_i2s, "inbuf": link.inbuf, "crc": link.crc,

@@ -6,6 +6,7 @@ from micropython import const
 from i2s_meter import Meter, RxMeter, rx_ring_frames
 from i2s_stream import _open_i2s, _pins
 
+# copies of i2scli/protocol.py's (tests/test_protocol_source.py holds them to it)
 _DATA = const(4)
 _END = const(6)
 _ABORT = const(9)

@@ -7,6 +7,7 @@ import gc
 import micropython
 from micropython import const
 
+# the agent's own: the largest small int a clock count may reach
 _BIG = const(0x3FFFFFFF)
 
 

@@ -8,6 +8,7 @@ from micropython import const
 from i2s_link import crc32
 from i2s_meter import Heap, Meter, RxMeter, rx_ring_frames
 
+# copies of i2scli/protocol.py's (tests/test_protocol_source.py holds them to it)
 _END = const(6)
 _ABORT = const(9)
 _PROBE = const(10)
@@ -24,7 +25,7 @@ def _main_globals():
         return {}
 
 
-_CODER_BITS = {"Decoder": 1, "Encoder": 2}
+_CODER_BITS = {"Decoder": 1, "Encoder": 2}  # protocol.CODER_PARTS
 
 
 def _coder(name, load=True):

@@ -10,6 +10,8 @@ import re
 import subprocess
 import tempfile
 
+from i2scli.protocol import CODER_PARTS
+
 AGENT_NAME = "i2s_agent"  # the main module: says HELLO, dispatches START
 # The board agent's modules (firmware/<name>.py; installed as /<name>.mpy): the core runs every
 # stream and the link probe, each mode module only the START that needs it.
@@ -117,9 +119,6 @@ def coder_source() -> str:
     before an uploaded agent, or installed beside it; viper code, so boards without a native
     emitter refuse it (and get raw frames)."""
     return _minify(_firmware_text("wirecode"))
-
-
-CODER_PARTS = {"Decoder": 1, "Encoder": 2}  # HELLO's `codec` bits
 
 
 def coder_chunks(part: str, limit: int = 4096) -> list[str]:
