@@ -118,7 +118,7 @@ def test_killed_host_leaves_board_at_its_repl(sim):
     host = subprocess.Popen([sys.executable, "-c", f"""
 import itertools
 from i2scli.link import connect
-with connect({board.path!r}) as a:
+with connect({board.path!r}, expect={{'mode': 'tx'}}) as a:
     cfg = dict(id=0, sck=16, ws=17, sd=18, bits=16, format='stereo', rate=16000, ibuf=4096, payload=244,
                timeout_ms=1000)
     print('streaming', flush=True)
