@@ -404,8 +404,13 @@ def _signal_run(seed: int, tmp: Path) -> tuple:
 def test_signals_at_random_moments(tmp_path):
     with ThreadPoolExecutor(3) as pool:
         results = list(pool.map(lambda s: _signal_run(s, tmp_path), range(1000, 1054)))
-    bad = []
+    bad, early = [], []
     for seed, cmd, sig, delay, rc, err, out in results:
+        if rc == -getattr(signal, sig) and not err and not out.exists():
+            # the signal came while the interpreter itself was starting (on a loaded machine, well
+            # past 50 ms), before i2s could run a line: it ends by the signal with nothing to lose
+            early.append((seed, cmd, sig, delay))
+            continue
         if rc not in (0, 130) or "Traceback" in err:
             bad.append((seed, cmd, sig, delay, rc, err[-300:]))
             continue
@@ -420,6 +425,8 @@ def test_signals_at_random_moments(tmp_path):
     assert not bad, bad
     # the signals landed (whether some runs also finished first depends on the machine's speed)
     assert 130 in {r[4] for r in results}
+    if early:
+        print(f"ended by the signal before start-up: {early}")
 
 
 def test_killed_runs_never_wedge_the_board(sim, tmp_path):
