@@ -536,7 +536,12 @@ def duplex(play_file, rec_file, order, rate, bits, channels, duration, stop_on_s
 
     def job(reporter, stop):
         from i2scli import session
+        from i2scli.clirun import timeline_path
 
+        for n in range(1, cycles + 1):  # every file it will write, before the board is touched
+            audio.check_output_path(rec_file.replace("{n}", str(n)))
+            if timeline_vcd:
+                audio.check_writable(timeline_path(timeline_vcd, n, cycles))
         opts = _bus(**bus_kw)
         inp = audio.open_input(play_file) if play_file else None
         try:

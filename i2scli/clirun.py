@@ -159,6 +159,11 @@ def _discard(out) -> None:
             pass
 
 
+def timeline_path(timeline_vcd: str, n: int, cycles: int) -> str:
+    """Where cycle `n`'s --timeline trace goes: the name given, or `t-N.vcd` with --cycles."""
+    return timeline_vcd if cycles == 1 else timeline_vcd.replace(".vcd", f"-{n}.vcd")
+
+
 def run_duplex(agent, reporter, stop, play_file, rec_template, bus, opts, dx, until, cycles, timeline_vcd) -> dict:
     from i2scli import audio, session
     from i2scli import timeline as tl
@@ -202,8 +207,7 @@ def run_duplex(agent, reporter, stop, play_file, rec_template, bus, opts, dx, un
         for sw in tl.switches(r["timeline"]):
             reporter.info(f"cycle {n} switch: {tl.describe_switch(sw)}")
         if timeline_vcd:
-            vcd = timeline_vcd if cycles == 1 else timeline_vcd.replace(".vcd", f"-{n}.vcd")
-            tl.write_vcd(vcd, r["timeline"], dx.dir_rx_level)
+            tl.write_vcd(timeline_path(timeline_vcd, n, cycles), r["timeline"], dx.dir_rx_level)
         results.append(r)
         if stop.is_set():
             break
