@@ -73,6 +73,20 @@ def run_command(job: Callable, *, quiet: bool, finish: Callable) -> None:
     finish(summary, reporter)
 
 
+def check_first(fn: Callable, *args):
+    """`fn(*args)` before anything runs (no board touched, no process started), said as
+    `run_command` says it: an AudioError (a file that cannot be used) is exit 1, a ValueError
+    (a usage error) exit 2, each one line on stderr. Returns what `fn` returns."""
+    from i2scli.ui import Reporter
+
+    try:
+        return fn(*args)
+    except AudioError as e:
+        _fail(Reporter(), e, Exit.FILE)
+    except ValueError as e:
+        _fail(Reporter(), e, Exit.USAGE)
+
+
 def _fail(reporter, e: BaseException, code: Exit) -> None:
     text = str(e).strip().splitlines()
     line = text[0] if text else type(e).__name__

@@ -2,6 +2,7 @@
 (sim://fast?loopback=...), measured and judged. The sim's delay is the truth for the latency."""
 
 import json
+import os
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
@@ -172,3 +173,91 @@ def test_plot_without_matplotlib_is_a_hint_after_the_verdict(tmp_path):
 def test_plot_needs_png_or_svg():
     r = i2s("test", "-p", "sim://fast", "--plot", "x.pdf", check=2)
     assert "neither .png nor .svg" in r.stderr
+
+
+# -- bad paths: said before the board is touched (issue 22) -------------------------------------
+# The port does not exist: had the board been touched, the run would end with exit 3 ("no such
+# port"). Each case must instead be one line naming the path, with its own exit code.
+
+
+def _path_error(r, path, words):
+    """One line on stderr, `i2s: error: PATH: ...words`, and nothing on stdout."""
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert lines == [lines[0]] and lines[0].startswith(f"i2s: error: {path}: "), r.stderr
+    assert words in lines[0], lines
+    assert r.stdout == ""
+
+
+def _no_board(tmp_path):
+    return str(tmp_path / "ttyNOPE")
+
+
+@pytest.mark.parametrize("case,words", [
+    ("missing", "no such file"),
+    ("directory", "is a directory, not a limits file"),
+    ("not-utf8", "not valid TOML: not UTF-8 text"),
+    ("not-a-table", "limits must be a table"),
+    ("not-toml", "not valid TOML"),
+])
+def test_bad_limits_file_is_a_usage_error_before_the_board(tmp_path, case, words):
+    path = tmp_path / "limits.toml"
+    if case == "directory":
+        path.mkdir()
+    elif case == "not-utf8":
+        path.write_bytes(b"min_snr = 60 # \xff\xfe\n")
+    elif case == "not-a-table":
+        path.write_text("limits = 5\n")
+    elif case == "not-toml":
+        path.write_text("min_snr = \n")
+    r = i2s("test", "-p", _no_board(tmp_path), "--limits", path, check=2)
+    _path_error(r, path, words)
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads any file")
+def test_unreadable_limits_file(tmp_path):
+    path = tmp_path / "limits.toml"
+    path.write_text("min_snr = 60\n")
+    path.chmod(0)
+    _path_error(i2s("test", "-p", _no_board(tmp_path), "--limits", path, check=2), path, "permission denied")
+
+
+@pytest.mark.parametrize("option,name", [("--junit", "r.xml"), ("--save-recording", "r.wav"), ("--plot", "p.png")])
+@pytest.mark.parametrize("where,words", [
+    ("missing-dir", "does not exist"),
+    ("under-a-file", "is not a directory"),
+    ("a-directory", "is a directory"),
+])
+def test_output_that_cannot_be_written_is_exit_1_before_the_board(tmp_path, option, name, where, words):
+    if where == "missing-dir":
+        path = tmp_path / "missing" / name
+    elif where == "under-a-file":
+        (tmp_path / "file").write_text("")
+        path = tmp_path / "file" / name
+    else:
+        path = tmp_path / name
+        path.mkdir()
+    r = i2s("test", "-p", _no_board(tmp_path), option, path, check=1)
+    _path_error(r, path, words)
+    assert not (tmp_path / "missing").exists()
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes in any directory")
+def test_output_in_a_read_only_directory(tmp_path):
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o555)
+    _path_error(i2s("test", "-p", _no_board(tmp_path), "--junit", ro / "r.xml", check=1), ro / "r.xml",
+                "cannot write in directory")
+
+
+def test_many_boards_bad_outputs_are_said_before_any_board_is_tested(tmp_path):
+    """With -p repeated, the parent checks its JUnit file and each board's --plot file before it
+    starts a process per board: no `[PORT] i2s: error: no such port` lines."""
+    ports = ["-p", _no_board(tmp_path), "-p", str(tmp_path / "ttyNOPE2")]
+    _path_error(i2s("test", *ports, "--junit", tmp_path / "missing" / "r.xml", check=1),
+                tmp_path / "missing" / "r.xml", "does not exist")
+    _path_error(i2s("test", *ports, "--plot", tmp_path / "missing" / "p.png", check=1),
+                tmp_path / "missing" / "p-1.png", "does not exist")  # board 1's file, as it would be written
+    _path_error(i2s("test", *ports, "--limits", tmp_path / "nope.toml", check=2), tmp_path / "nope.toml",
+                "no such file")
+
