@@ -261,3 +261,31 @@ def test_many_boards_bad_outputs_are_said_before_any_board_is_tested(tmp_path):
     _path_error(i2s("test", *ports, "--limits", tmp_path / "nope.toml", check=2), tmp_path / "nope.toml",
                 "no such file")
 
+
+# -- link.errors counts the host's resyncs and sequence gaps too (issue 16, item 5) -------------
+
+
+@pytest.mark.parametrize("kind", ["corrupt", "drop"])
+def test_a_frame_lost_to_a_damaged_header_fails_link_errors(tmp_path, kind):
+    """A byte damaged in the header of a DATA frame from the board: the host's decoder never
+    sees a frame there, so there is no CRC error anywhere, only a host-side resync and a
+    sequence gap (the board's own counters, of what the host sent, stay 0). That frame's audio
+    is lost, so link.errors fails, exit 7.
+
+    Where the byte lands: with --no-probe the board's output is the same byte for byte on every
+    run: 1015 bytes of raw REPL before HELLO, then HELLO, READY, CREDIT and the loop's frames
+    (CREDIT 15 bytes, DATA 4107 bytes). The DATA frame at offset 305907 (its seq byte at
+    305910) is deep in the stream; 3 bytes either way still land in its 7-byte header.
+    --max-glitches 1 lets the one glitch the lost frame leaves pass: link.errors alone fails."""
+    port = url("0>1") + f"&fault={kind}:offset=305910,dir=out"
+    r = i2s("test", "-p", port, "--no-probe", "--max-glitches", "1", "--json", check=7)
+    res = json.loads(r.stdout.splitlines()[0])
+    s = res["board_summary"]
+    assert {k: s[k] for k in ("crc_errors", "resyncs", "seq_gaps")} == {"crc_errors": 0, "resyncs": 0, "seq_gaps": 0}
+    assert (s["host_crc_errors"], s["host_resyncs"], s["host_seq_gaps"]) == (0, 1, 1)
+    link = next(c for c in res["checks"] if c["name"] == "link.errors")
+    assert (link["value"], link["passed"]) == (2, False)
+    assert link["message"] == "link.errors: 0 CRC errors, 1 resyncs, 1 sequence gaps on the link"
+    assert [c["name"] for c in res["checks"] if not c["passed"]] == ["link.errors"]
+    assert r.stderr.splitlines()[-1] == "FAIL: 1 of 10 checks failed (link.errors)"
+    assert res["recorded_frames"] == s["rx_frames"] - 4096 // 8  # one DATA frame (32-bit stereo) lost
