@@ -65,6 +65,7 @@ __all__ = [
     "Output",
     "OUTPUT_FORMATS",
     "check_output_path",
+    "check_writable",
     "to_dbfs",
     "open_input",
     "open_output",
@@ -551,12 +552,11 @@ def _output_format(path: str) -> str:
     return OUTPUT_FORMATS[ext]
 
 
-def check_output_path(path: str) -> None:
-    """Raise AudioError unless `path` (or ``-``) can take a recording: known extension, existing
-    writable directory, not a directory itself. Nothing is created."""
-    if path == "-":
-        return
-    _output_format(path)
+def check_writable(path: str) -> None:
+    """Raise AudioError (exit 1: a file that cannot be used) unless a file can be written at
+    `path`: not a directory itself, in an existing directory we may write in, and writable if
+    it is there already. Nothing is created. For any output a command writes (a recording, a
+    JUnit report, a plot), so that it is refused before the board is touched."""
     if os.path.isdir(path):
         raise AudioError(f"{path}: is a directory")
     parent = os.path.dirname(path) or "."
@@ -569,6 +569,15 @@ def check_output_path(path: str) -> None:
             raise AudioError(f"{path}: permission denied")
     elif not os.access(parent, os.W_OK | os.X_OK):
         raise AudioError(f"{path}: cannot write in directory {parent}")
+
+
+def check_output_path(path: str) -> None:
+    """Raise AudioError unless `path` (or ``-``) can take a recording: `check_writable`, then a
+    known extension (a directory is said to be one, whatever its name). Nothing is created."""
+    if path == "-":
+        return
+    check_writable(path)
+    _output_format(path)
 
 
 def _default_subtype(fmt: str, bus: BusFormat) -> str:
@@ -788,8 +797,8 @@ def open_output(
     each slot). Raises AudioError (before any audio moves) for an unsupported extension or
     subtype, a missing or unwritable directory, or a file that can't be created.
     """
-    fmt = "WAV" if path == "-" else _output_format(path)
     check_output_path(path)
+    fmt = "WAV" if path == "-" else _output_format(path)
     if subtype is None:
         subtype = _default_subtype(fmt, bus)
     subtype = subtype.upper()
