@@ -1,7 +1,3 @@
-from i2scli.errors import exit_on_signals
+from i2scli.start import run
 
-exit_on_signals()  # first thing: a signal while the rest is imported exits 130, quietly
-
-from i2scli.cli import main  # noqa: E402
-
-main()
+run()

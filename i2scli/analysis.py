@@ -934,8 +934,9 @@ class Limits:
 def load_limits(path: str | Path) -> Limits:
     """Limits from a TOML file: the keys of `Limits` at the top level or in a ``[limits]`` table.
 
-    Raises ValueError with one line naming the file for an unknown key, a wrong type or a
-    nonsense value; on Python 3.10 it needs the `tomli` package.
+    Raises ValueError with one line naming the file for a file that is missing or cannot be
+    read, an unknown key, a wrong type or a nonsense value; on Python 3.10 it needs the `tomli`
+    package.
     """
     try:
         import tomllib
@@ -948,10 +949,24 @@ def load_limits(path: str | Path) -> Limits:
             ) from None
     path = Path(path)
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ValueError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise ValueError(f"{path}: is a directory, not a limits file") from None
+    except PermissionError:
+        raise ValueError(f"{path}: permission denied") from None
+    except OSError as e:
+        raise ValueError(f"{path}: cannot read: {e.strerror or e}") from None
+    except UnicodeDecodeError:
+        raise ValueError(f"{path}: not valid TOML: not UTF-8 text") from None
+    try:
+        data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise ValueError(f"{path}: not valid TOML: {e}") from None
     table = data.get("limits", data)
+    if not isinstance(table, dict):
+        raise ValueError(f"{path}: limits must be a table ([limits]), not {table!r}")
     known = [f.name for f in fields(Limits)]
     unknown = sorted(set(table) - set(known))
     if unknown:

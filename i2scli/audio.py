@@ -65,6 +65,7 @@ __all__ = [
     "Output",
     "OUTPUT_FORMATS",
     "check_output_path",
+    "check_writable",
     "to_dbfs",
     "open_input",
     "open_output",
@@ -84,58 +85,11 @@ _SFC_UPDATE_HEADER_NOW = 0x1060  # sndfile.h
 _SPOOL_CHUNK = 1 << 20
 
 
+from i2scli.busformat import BusFormat  # noqa: E402,F401  (re-exported: audio.BusFormat)
 from i2scli.errors import AudioError  # noqa: E402,F401  (re-exported: audio.AudioError)
 
 # --------------------------------------------------------------------------------------------
-# The bus format
-
-
-@dataclass(frozen=True)
-class BusFormat:
-    """The sample format on the I2S wire: `rate` Hz, `bits` (16 or 32) per slot, 1 or 2 `channels`.
-
-    Samples are little-endian signed integers, frames interleaved left before right.
-    """
-
-    rate: int
-    bits: int
-    channels: int
-
-    def __post_init__(self) -> None:
-        if self.bits not in (16, 32):
-            raise AudioError(f"I2S bits must be 16 or 32, not {self.bits} (24-bit audio travels in 32-bit slots)")
-        if self.channels not in (1, 2):
-            raise AudioError(f"I2S carries 1 (mono) or 2 (stereo) channels, not {self.channels}")
-        if not isinstance(self.rate, int) or self.rate <= 0:
-            raise AudioError(f"invalid sample rate {self.rate!r}")
-
-    @property
-    def sample_bytes(self) -> int:
-        """Bytes per sample (per slot)."""
-        return self.bits // 8
-
-    @property
-    def frame_bytes(self) -> int:
-        """Bytes per frame: one sample per channel."""
-        return self.sample_bytes * self.channels
-
-    @property
-    def bytes_per_second(self) -> int:
-        return self.rate * self.frame_bytes
-
-    @property
-    def dtype(self) -> np.dtype:
-        """numpy dtype of one wire sample: ``<i2`` or ``<i4``."""
-        return np.dtype("<i2") if self.bits == 16 else np.dtype("<i4")
-
-    @property
-    def full_scale(self) -> int:
-        """2**(bits-1): the magnitude that 0 dBFS refers to."""
-        return 1 << (self.bits - 1)
-
-    def describe(self) -> str:
-        """E.g. ``48000 Hz 32-bit stereo``."""
-        return f"{self.rate} Hz {self.bits}-bit {'stereo' if self.channels == 2 else 'mono'}"
+# The bus format: i2scli/busformat.py (numpy-free, for ui.py and the commands that do not stream)
 
 
 def wire_to_array(data: bytes | bytearray | memoryview, bus: BusFormat) -> np.ndarray:
@@ -598,12 +552,11 @@ def _output_format(path: str) -> str:
     return OUTPUT_FORMATS[ext]
 
 
-def check_output_path(path: str) -> None:
-    """Raise AudioError unless `path` (or ``-``) can take a recording: known extension, existing
-    writable directory, not a directory itself. Nothing is created."""
-    if path == "-":
-        return
-    _output_format(path)
+def check_writable(path: str) -> None:
+    """Raise AudioError (exit 1: a file that cannot be used) unless a file can be written at
+    `path`: not a directory itself, in an existing directory we may write in, and writable if
+    it is there already. Nothing is created. For any output a command writes (a recording, a
+    JUnit report, a plot), so that it is refused before the board is touched."""
     if os.path.isdir(path):
         raise AudioError(f"{path}: is a directory")
     parent = os.path.dirname(path) or "."
@@ -616,6 +569,15 @@ def check_output_path(path: str) -> None:
             raise AudioError(f"{path}: permission denied")
     elif not os.access(parent, os.W_OK | os.X_OK):
         raise AudioError(f"{path}: cannot write in directory {parent}")
+
+
+def check_output_path(path: str) -> None:
+    """Raise AudioError unless `path` (or ``-``) can take a recording: `check_writable`, then a
+    known extension (a directory is said to be one, whatever its name). Nothing is created."""
+    if path == "-":
+        return
+    check_writable(path)
+    _output_format(path)
 
 
 def _default_subtype(fmt: str, bus: BusFormat) -> str:
@@ -835,8 +797,8 @@ def open_output(
     each slot). Raises AudioError (before any audio moves) for an unsupported extension or
     subtype, a missing or unwritable directory, or a file that can't be created.
     """
-    fmt = "WAV" if path == "-" else _output_format(path)
     check_output_path(path)
+    fmt = "WAV" if path == "-" else _output_format(path)
     if subtype is None:
         subtype = _default_subtype(fmt, bus)
     subtype = subtype.upper()

@@ -284,7 +284,7 @@ def _wav_path(ctx, param, value):
               help="Board gives up if the host is silent this long.")
 @click.option("--no-probe", is_flag=True, help="Skip measuring the link before streaming.")
 @click.option("--probe", "fresh_probe", is_flag=True, help="Measure the link even if remembered.")
-@click.option("--limits", "limits_file", type=click.Path(dir_okay=False), metavar="FILE.toml",
+@click.option("--limits", "limits_file", type=click.Path(), metavar="FILE.toml",
               help="Limits from a TOML file (options below override it).")
 @click.option("--freq-tolerance", type=float, callback=_nonneg, metavar="FRACTION",
               help="Largest relative frequency error (default 0.005 = 0.5 %).")
@@ -295,10 +295,10 @@ def _wav_path(ctx, param, value):
 @click.option("--min-level", type=float, metavar="DBFS")
 @click.option("--max-level", type=float, metavar="DBFS")
 @click.option("--json", "as_json", is_flag=True, help="Every measure and verdict as JSON on stdout.")
-@click.option("--junit", type=click.Path(dir_okay=False), metavar="FILE.xml", help="Write a JUnit XML report.")
-@click.option("--plot", type=click.Path(dir_okay=False), callback=_plot_path, metavar="FILE.png|.svg",
+@click.option("--junit", type=click.Path(), metavar="FILE.xml", help="Write a JUnit XML report.")
+@click.option("--plot", type=click.Path(), callback=_plot_path, metavar="FILE.png|.svg",
               help="Draw the spectra, the glitches and a sweep's response (needs: pip install 'i2scli[plot]').")
-@click.option("--save-recording", type=click.Path(dir_okay=False), callback=_wav_path, metavar="FILE.wav",
+@click.option("--save-recording", type=click.Path(), callback=_wav_path, metavar="FILE.wav",
               help="Keep what RX recorded, as it came (marker, stimulus and all), to check it with other tools.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress on stderr.")
 @click.option("-p", "--port", "ports", envvar="I2S_PORT", multiple=True, default=["auto"], show_default=True,
@@ -319,16 +319,18 @@ def test_cmd(ctx, kind, freq, level, duration, rate, bits, channels, board, ibuf
 
     from i2scli import analysis, audio
     from i2scli.boards import parse_pin
-    from i2scli.clirun import run_command
+    from i2scli.clirun import check_first, run_command
 
     if rate and freq >= rate / 2 and kind == "sine":
         raise click.BadParameter(f"{freq:g} Hz is not below the Nyquist frequency of {rate} Hz ({rate / 2:g} Hz)",
                                  param_hint="--freq")
     names = ("freq_tolerance", "min_snr", "max_thd_n", "max_latency", "max_glitches", "min_level", "max_level")
     given = {k: kw.pop(k) for k in names}
+    # the files first, before any board is touched: a limits file that is missing or wrong is a
+    # usage error (exit 2), an output that cannot be written a file error (exit 1); one line each
+    limits = (check_first(analysis.load_limits, limits_file) if limits_file
+              else analysis.Limits(freq_tolerance=0.005, max_glitches=0))
     try:
-        limits = analysis.load_limits(limits_file) if limits_file else analysis.Limits(freq_tolerance=0.005,
-                                                                                        max_glitches=0)
         limits = dataclasses.replace(limits, **{k: v for k, v in given.items() if v is not None})
     except ValueError as e:
         raise click.UsageError(str(e)) from None
@@ -338,6 +340,7 @@ def test_cmd(ctx, kind, freq, level, duration, rate, bits, channels, board, ibuf
     ports = list(ports)
     if len(set(ports)) < len(ports):
         raise click.BadParameter("the same port given twice", param_hint="-p")
+    check_first(_check_test_outputs, junit, plot, save_recording, len(ports))
     if len(ports) > 1:
         return _test_many(ctx, ports, as_json, junit, quiet)
     port = ports[0]
@@ -359,6 +362,19 @@ def test_cmd(ctx, kind, freq, level, duration, rate, bits, channels, board, ibuf
             return looptest.run(agent, port, bus, opts, buses["tx"], buses["rx"], sig, limits, stop, on_ready)
 
     run_command(job, quiet=quiet, finish=lambda r, rep: _test_finish(r, rep, as_json, junit, plot, save_recording))
+
+
+def _check_test_outputs(junit: str | None, plot: str | None, save_recording: str | None, boards: int) -> None:
+    """Every file `i2s test` will write can be written (audio.check_writable, as record's and
+    duplex's recordings): with several boards, each board's own --plot and --save-recording."""
+    from i2scli import audio
+    from i2scli.multitest import board_path
+
+    per_board = [p for p in (plot, save_recording) if p]
+    paths = [junit] if junit else []
+    paths += per_board if boards == 1 else [board_path(p, i) for p in per_board for i in range(1, boards + 1)]
+    for path in paths:
+        audio.check_writable(path)
 
 
 def _test_finish(result: dict, reporter, as_json: bool, junit: str | None, plot: str | None = None,
@@ -539,7 +555,12 @@ def duplex(play_file, rec_file, order, rate, bits, channels, duration, stop_on_s
 
     def job(reporter, stop):
         from i2scli import session
+        from i2scli.clirun import timeline_path
 
+        for n in range(1, cycles + 1):  # every file it will write, before the board is touched
+            audio.check_output_path(rec_file.replace("{n}", str(n)))
+            if timeline_vcd:
+                audio.check_writable(timeline_path(timeline_vcd, n, cycles))
         opts = _bus(**bus_kw)
         inp = audio.open_input(play_file) if play_file else None
         try:

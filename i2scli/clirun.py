@@ -73,6 +73,20 @@ def run_command(job: Callable, *, quiet: bool, finish: Callable) -> None:
     finish(summary, reporter)
 
 
+def check_first(fn: Callable, *args):
+    """`fn(*args)` before anything runs (no board touched, no process started), said as
+    `run_command` says it: an AudioError (a file that cannot be used) is exit 1, a ValueError
+    (a usage error) exit 2, each one line on stderr. Returns what `fn` returns."""
+    from i2scli.ui import Reporter
+
+    try:
+        return fn(*args)
+    except AudioError as e:
+        _fail(Reporter(), e, Exit.FILE)
+    except ValueError as e:
+        _fail(Reporter(), e, Exit.USAGE)
+
+
 def _fail(reporter, e: BaseException, code: Exit) -> None:
     text = str(e).strip().splitlines()
     line = text[0] if text else type(e).__name__
@@ -159,6 +173,11 @@ def _discard(out) -> None:
             pass
 
 
+def timeline_path(timeline_vcd: str, n: int, cycles: int) -> str:
+    """Where cycle `n`'s --timeline trace goes: the name given, or `t-N.vcd` with --cycles."""
+    return timeline_vcd if cycles == 1 else timeline_vcd.replace(".vcd", f"-{n}.vcd")
+
+
 def run_duplex(agent, reporter, stop, play_file, rec_template, bus, opts, dx, until, cycles, timeline_vcd) -> dict:
     from i2scli import audio, session
     from i2scli import timeline as tl
@@ -202,8 +221,7 @@ def run_duplex(agent, reporter, stop, play_file, rec_template, bus, opts, dx, un
         for sw in tl.switches(r["timeline"]):
             reporter.info(f"cycle {n} switch: {tl.describe_switch(sw)}")
         if timeline_vcd:
-            vcd = timeline_vcd if cycles == 1 else timeline_vcd.replace(".vcd", f"-{n}.vcd")
-            tl.write_vcd(vcd, r["timeline"], dx.dir_rx_level)
+            tl.write_vcd(timeline_path(timeline_vcd, n, cycles), r["timeline"], dx.dir_rx_level)
         results.append(r)
         if stop.is_set():
             break

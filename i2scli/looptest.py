@@ -12,7 +12,7 @@ import numpy as np
 from i2scli import analysis, audio, boards, protocol
 from i2scli.boards import Pins
 from i2scli.link import Agent, BoardError
-from i2scli.session import BusOptions, _preset, bus_config
+from i2scli.session import BusOptions, _board_counts, _preset, bus_config
 
 #: Two-bus presets: (TX pins, RX pins). The RX bus of each is wired to the TX bus's SD by the rig.
 LOOP_PRESETS: dict[str, tuple[Pins, Pins]] = {
@@ -118,9 +118,13 @@ def run(agent: Agent, port: str, bus: audio.BusFormat, opts: BusOptions, tx: dic
     checks.insert(0, analysis.Check("board.xruns", xruns, 0, xruns == 0,
                                     f"board.xruns: {under} TX underruns, {summary.get('overruns', 0)} "
                                     f"RX overruns on the board"))
-    damaged = sum(summary.get(k) or 0 for k in ("crc_errors", "resyncs", "seq_gaps", "host_crc_errors"))
+    # the board's counters and the host's, added up as play, record and duplex add them: a frame
+    # lost either way, or found only by a resync or a sequence gap, is audio lost
+    link = _board_counts(summary)
+    damaged = link["crc_errors"] + link["resyncs"] + link["seq_gaps"]
     checks.insert(1, analysis.Check("link.errors", damaged, 0, damaged == 0,
-                                    f"link.errors: {damaged} CRC errors, resyncs or sequence gaps"))
+                                    f"link.errors: {link['crc_errors']} CRC errors, {link['resyncs']} resyncs, "
+                                    f"{link['seq_gaps']} sequence gaps on the link"))
     from i2scli.plot import Recording
 
     return {

@@ -6,7 +6,6 @@ u0 = /dev/ttyUSB0, c0 = COM0), rfc2217://, socket://, hwgrep://VID:PID, and sim:
 
 from __future__ import annotations
 
-import sys
 from dataclasses import asdict, dataclass
 
 from serial.tools import list_ports
@@ -82,7 +81,3 @@ def resolve(port: str | None) -> str:
                        "(`i2s devices` lists ports; `i2s sim` starts a virtual board)")
     names = ", ".join(f"{b.path} ({b.why})" for b in boards)
     raise NoDevice(f"{len(boards)} boards attached ({names}): choose one with -p PORT or I2S_PORT")
-
-
-def is_windows() -> bool:
-    return sys.platform == "win32"

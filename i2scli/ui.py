@@ -22,11 +22,14 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from i2scli.busformat import describe_format
+
 if TYPE_CHECKING:  # rich only when stderr is a terminal, numpy only with audio: both imported late
     from rich.console import Console, RenderableType
     from rich.text import Text
 
-    from i2scli.audio import BusFormat, Levels
+    from i2scli.audio import Levels
+    from i2scli.busformat import BusFormat
 
 __all__ = [
     "METER_FLOOR_DB",
@@ -83,17 +86,6 @@ def _plural(n: int, word: str) -> str:
     return f"{n} {word}" if n == 1 else f"{n} {word}s"
 
 
-def _describe_format(rate, bits, channels) -> str:
-    parts = []
-    if rate is not None:
-        parts.append(f"{rate} Hz")
-    if bits is not None:
-        parts.append(f"{bits}-bit")
-    if channels is not None:
-        parts.append({1: "mono", 2: "stereo"}.get(channels, f"{channels}-channel"))
-    return " ".join(parts)
-
-
 def format_summary(summary: dict) -> str:
     """The one-line end summary of a command, from its summary dict; keys that are missing
     (or None) are left out. E.g.::
@@ -120,7 +112,7 @@ def format_summary(summary: dict) -> str:
             what.append(f"({s['frames']} frames)")
     elif "frames" in s:
         what.append(f"{s['frames']} frames")
-    fmt = _describe_format(s.get("rate"), s.get("bits"), s.get("channels"))
+    fmt = describe_format(s.get("rate"), s.get("bits"), s.get("channels"))
     if fmt:
         what.append(f"at {fmt}")
 

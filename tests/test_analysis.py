@@ -386,6 +386,20 @@ def test_load_limits(tmp_path):
     p.write_text("min_snr = \n")
     with pytest.raises(ValueError, match="not valid TOML"):
         A.load_limits(p)
+    p.write_text("limits = 5\n")
+    with pytest.raises(ValueError, match="limits.toml: limits must be a table"):
+        A.load_limits(p)
+    p.write_bytes(b"min_snr = 80 # \xff\n")
+    with pytest.raises(ValueError, match="limits.toml: not valid TOML: not UTF-8 text"):
+        A.load_limits(p)
+
+
+def test_load_limits_of_a_file_that_cannot_be_read_is_a_value_error_naming_it(tmp_path):
+    """Not a FileNotFoundError from pathlib: one line the command line says as it is (exit 2)."""
+    with pytest.raises(ValueError, match=r"nope\.toml: no such file$"):
+        A.load_limits(tmp_path / "nope.toml")
+    with pytest.raises(ValueError, match="is a directory, not a limits file"):
+        A.load_limits(tmp_path)
 
 
 def test_load_limits_without_toml_support(tmp_path, monkeypatch):

@@ -27,6 +27,7 @@ from i2scli.audio import (
     ConvertStats,
     Levels,
     check_output_path,
+    check_writable,
     open_input,
     open_output,
     parse_channels_map,
@@ -470,6 +471,14 @@ def test_output_defaults_and_refusals(tmp_path):
     (tmp_path / "dir.wav").mkdir()
     with pytest.raises(AudioError, match="is a directory"):
         check_output_path(str(tmp_path / "dir.wav"))
+    (tmp_path / "adir").mkdir()  # no extension: still said to be a directory, not a format
+    with pytest.raises(AudioError, match="adir: is a directory$"):
+        check_output_path(str(tmp_path / "adir"))
+    with pytest.raises(AudioError, match="adir: is a directory$"):
+        check_writable(str(tmp_path / "adir"))
+    with pytest.raises(AudioError, match="does not exist"):
+        check_writable(str(tmp_path / "nope" / "report.xml"))
+    check_writable(str(tmp_path / "report.xml"))  # any name: a JUnit report, a plot
     check_output_path("-")
     check_output_path(str(tmp_path / "fine.flac"))
     assert not (tmp_path / "nope").exists() and not (tmp_path / "x.flac").exists()

@@ -573,6 +573,31 @@ def test_output_is_a_directory(tmp_path):
     _one_error(i2s("record", "-s", 100, "-p", "sim://fast", d, check=1), "directory")
 
 
+@pytest.mark.parametrize("cmd", ["record", "duplex"])
+def test_output_directory_without_an_extension_is_said_to_be_a_directory(tmp_path, cmd):
+    """Not "cannot record to 'a file without extension'": it is a directory, and that is said
+    before the board is touched (the port does not exist: touching it would be exit 3)."""
+    d = tmp_path / "adir"
+    d.mkdir()
+    args = ["record", "-d", "1s", d] if cmd == "record" else ["duplex", "-d", "1s", "-o", d]
+    r = i2s(*args, "-p", tmp_path / "ttyNOPE", check=1)
+    assert error_lines(r.stderr) == [f"i2s: error: {d}: is a directory"], r.stderr  # the one line
+
+
+def test_duplex_files_are_checked_before_the_board(tmp_path):
+    """Every recording of --cycles and the --timeline trace(s), before the board is touched."""
+    nope = tmp_path / "ttyNOPE"
+    base = ["duplex", "-d", "1s", "-p", nope]
+    _one_error(i2s(*base, "-o", tmp_path / "missing" / "r.wav", check=1), f"{tmp_path / 'missing' / 'r.wav'}: ",
+               "does not exist")
+    (tmp_path / "take-2.wav").mkdir()  # the second cycle's file
+    _one_error(i2s(*base, "--cycles", 2, "-o", tmp_path / "take-{n}.wav", check=1),
+               f"{tmp_path / 'take-2.wav'}: is a directory")
+    _one_error(i2s(*base, "-o", tmp_path / "r.wav", "--timeline", tmp_path / "missing" / "t.vcd", check=1),
+               f"{tmp_path / 'missing' / 't.vcd'}: ", "does not exist")
+    assert [p.name for p in tmp_path.glob("*.wav")] == ["take-2.wav"]  # nothing was recorded
+
+
 def test_port_that_does_not_exist(tmp_path):
     _one_error(i2s("play", "--tone", 440, "-d", "0.2s", "-p", tmp_path / "ttyNOPE", check=3), "ttyNOPE")
 

@@ -119,11 +119,17 @@ def test_board_hangs_lose_frames_and_every_loss_is_counted():
     assert s["overruns"] >= 1 and s["lost_frames"] >= stats.overrun_frames  # the port's count too
 
 
-def test_no_hang_no_overrun():
-    """The estimate never cries wolf: a clean recording has no overrun, and the ramp is whole."""
+def test_no_loss_no_overrun():
+    """The estimate never cries wolf: where the board lost nothing (by the model's count and the
+    ramp), the agent counts no overrun. (On a loaded machine the board may lose frames without a
+    hang: then they are accounted for, as in the soak.)"""
     check, s, stats = record_with_hangs("rp2", 3.0, [])
-    assert check.clean and check.frames == 3 * RATE
-    assert stats.overrun_frames == 0 and s["overruns"] == 0 and s["board"]["overruns"] == 0
+    assert check.frames == 3 * RATE and check.garbled == 0 and check.repeated == 0
+    assert check.skipped == stats.overrun_frames
+    if stats.overrun_frames == 0:
+        assert check.clean and s["overruns"] == 0 and s["board"]["overruns"] == 0
+    else:
+        assert all(a["seen_by"] for a in account(check, s, SLACK))
 
 
 def test_strict_fails_a_recording_that_lost_frames(tmp_path):

@@ -178,8 +178,8 @@ def test_tx_underrun_is_counted(sim, transport):
 def test_rx_overrun_is_counted_and_leaves_the_exact_gap(sim, transport):
     board = sim("rp2", "--rx-source", "ramp")
     t = raw(transport, board.path)
-    ring = 800  # frames of 16-bit stereo: 100 ms
-    out = t.exec(i2s_open("RX", 16, "STEREO", ring * 4) +
+    ring = 800  # frames: 100 ms; the RX ring holds 8-byte frames whatever the format (ibuf // 8)
+    out = t.exec(i2s_open("RX", 16, "STEREO", ring * 8) +
                  "import time\n"
                  f"b = bytearray({ring * 4})\n"
                  f"c = bytearray({ring * 4})\n"

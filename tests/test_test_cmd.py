@@ -2,6 +2,7 @@
 (sim://fast?loopback=...), measured and judged. The sim's delay is the truth for the latency."""
 
 import json
+import os
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
@@ -172,3 +173,123 @@ def test_plot_without_matplotlib_is_a_hint_after_the_verdict(tmp_path):
 def test_plot_needs_png_or_svg():
     r = i2s("test", "-p", "sim://fast", "--plot", "x.pdf", check=2)
     assert "neither .png nor .svg" in r.stderr
+
+
+# -- bad paths: said before the board is touched (issue 22) -------------------------------------
+# The port does not exist: had the board been touched, the run would end with exit 3 ("no such
+# port"). Each case must instead be one line naming the path, with its own exit code.
+
+
+def _path_error(r, path, words):
+    """One line on stderr, `i2s: error: PATH: ...words`, and nothing on stdout."""
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert lines == [lines[0]] and lines[0].startswith(f"i2s: error: {path}: "), r.stderr
+    assert words in lines[0], lines
+    assert r.stdout == ""
+
+
+def _no_board(tmp_path):
+    return str(tmp_path / "ttyNOPE")
+
+
+@pytest.mark.parametrize("case,words", [
+    ("missing", "no such file"),
+    ("directory", "is a directory, not a limits file"),
+    ("not-utf8", "not valid TOML: not UTF-8 text"),
+    ("not-a-table", "limits must be a table"),
+    ("not-toml", "not valid TOML"),
+])
+def test_bad_limits_file_is_a_usage_error_before_the_board(tmp_path, case, words):
+    path = tmp_path / "limits.toml"
+    if case == "directory":
+        path.mkdir()
+    elif case == "not-utf8":
+        path.write_bytes(b"min_snr = 60 # \xff\xfe\n")
+    elif case == "not-a-table":
+        path.write_text("limits = 5\n")
+    elif case == "not-toml":
+        path.write_text("min_snr = \n")
+    r = i2s("test", "-p", _no_board(tmp_path), "--limits", path, check=2)
+    _path_error(r, path, words)
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads any file")
+def test_unreadable_limits_file(tmp_path):
+    path = tmp_path / "limits.toml"
+    path.write_text("min_snr = 60\n")
+    path.chmod(0)
+    _path_error(i2s("test", "-p", _no_board(tmp_path), "--limits", path, check=2), path, "permission denied")
+
+
+@pytest.mark.parametrize("option,name", [("--junit", "r.xml"), ("--save-recording", "r.wav"), ("--plot", "p.png")])
+@pytest.mark.parametrize("where,words", [
+    ("missing-dir", "does not exist"),
+    ("under-a-file", "is not a directory"),
+    ("a-directory", "is a directory"),
+])
+def test_output_that_cannot_be_written_is_exit_1_before_the_board(tmp_path, option, name, where, words):
+    if where == "missing-dir":
+        path = tmp_path / "missing" / name
+    elif where == "under-a-file":
+        (tmp_path / "file").write_text("")
+        path = tmp_path / "file" / name
+    else:
+        path = tmp_path / name
+        path.mkdir()
+    r = i2s("test", "-p", _no_board(tmp_path), option, path, check=1)
+    _path_error(r, path, words)
+    assert not (tmp_path / "missing").exists()
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes in any directory")
+def test_output_in_a_read_only_directory(tmp_path):
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o555)
+    _path_error(i2s("test", "-p", _no_board(tmp_path), "--junit", ro / "r.xml", check=1), ro / "r.xml",
+                "cannot write in directory")
+
+
+def test_many_boards_bad_outputs_are_said_before_any_board_is_tested(tmp_path):
+    """With -p repeated, the parent checks its JUnit file and each board's --plot file before it
+    starts a process per board: no `[PORT] i2s: error: no such port` lines."""
+    ports = ["-p", _no_board(tmp_path), "-p", str(tmp_path / "ttyNOPE2")]
+    _path_error(i2s("test", *ports, "--junit", tmp_path / "missing" / "r.xml", check=1),
+                tmp_path / "missing" / "r.xml", "does not exist")
+    _path_error(i2s("test", *ports, "--plot", tmp_path / "missing" / "p.png", check=1),
+                tmp_path / "missing" / "p-1.png", "does not exist")  # board 1's file, as it would be written
+    _path_error(i2s("test", *ports, "--limits", tmp_path / "nope.toml", check=2), tmp_path / "nope.toml",
+                "no such file")
+
+
+# -- link.errors counts the host's resyncs and sequence gaps too (issue 16, item 5) -------------
+
+
+@pytest.mark.parametrize("kind", ["corrupt", "drop"])
+def test_a_frame_lost_to_a_damaged_header_fails_link_errors(tmp_path, kind):
+    """A byte damaged in the header of a DATA frame from the board: the host's decoder never
+    sees a frame there, so there is no CRC error anywhere, only a host-side resync and a
+    sequence gap (the board's own counters, of what the host sent, stay 0). That frame's audio
+    is lost, so link.errors fails, exit 7.
+
+    Where the byte lands: with --no-probe the board's output is the same byte for byte on every
+    run: 1015 bytes of raw REPL before HELLO, then HELLO, READY, CREDIT and the loop's frames
+    (CREDIT 15 bytes, DATA 4107 bytes). The DATA frame at offset 305907 (its seq byte at
+    305910) is deep in the stream; 3 bytes either way still land in its 7-byte header.
+    --max-glitches 1 lets the one glitch the lost frame leaves pass: link.errors alone fails."""
+    port = url("0>1") + f"&fault={kind}:offset=305910,dir=out"
+    r = i2s("test", "-p", port, "--no-probe", "--max-glitches", "1", "--json", check=7)
+    res = json.loads(r.stdout.splitlines()[0])
+    s = res["board_summary"]
+    assert {k: s[k] for k in ("crc_errors", "resyncs", "seq_gaps")} == {"crc_errors": 0, "resyncs": 0, "seq_gaps": 0}
+    assert (s["host_crc_errors"], s["host_resyncs"], s["host_seq_gaps"]) == (0, 1, 1)
+    link = next(c for c in res["checks"] if c["name"] == "link.errors")
+    assert (link["value"], link["passed"]) == (2, False)
+    assert link["message"] == "link.errors: 0 CRC errors, 1 resyncs, 1 sequence gaps on the link"
+    failed = [c["name"] for c in res["checks"] if not c["passed"]]
+    assert r.stderr.splitlines()[-1] == f"FAIL: {len(failed)} of 10 checks failed ({', '.join(failed)})"
+    if "board.xruns" not in failed:  # (the sim runs in real time: a loaded machine can starve it)
+        assert failed == ["link.errors"]  # nothing else would have failed the test
+    else:
+        assert "link.errors" in failed
+    assert res["recorded_frames"] == s["rx_frames"] - 4096 // 8  # one DATA frame (32-bit stereo) lost

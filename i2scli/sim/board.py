@@ -136,10 +136,6 @@ class Stats:
     rx_padded_frames: int = 0
 
 
-class BoardGone(Exception):
-    pass
-
-
 def codec_dir_pin_id(profile: Profile, pin: object = None):
     """The pad id of the codec's DIR pin (the profile's when `pin` is None; None for "none"):
     any name the board's firmware takes for the pad, so D6 and GPIO_B0_10 are one net on the

@@ -5,7 +5,7 @@ Every number here is explained, with its source, in docs/sim.md.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 
 from i2scli.sim import pins as pin_tables
 
@@ -76,9 +76,6 @@ class Profile:
         d["pins"] = self.pins.board_dict()
         d["sd_net"] = list(self.sd_net)
         return d
-
-    def with_link(self, **changes) -> Profile:
-        return replace(self, link=replace(self.link, **changes))
 
 
 PROFILES: dict[str, Profile] = {

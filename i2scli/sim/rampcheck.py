@@ -114,23 +114,23 @@ class RampCheck:
 def account(check: RampCheck, summary: dict, slack: int) -> list[dict]:
     """Each discontinuity of `check` with the counter that saw it: `agent` when the agent's own
     overrun estimate placed a loss within `slack` frames of it (SUMMARY `overrun_at` keeps the
-    first 8; past them, its count), `port` when only the port's own count (the virtual board's
-    I2S) has it, else None: nothing saw it. `summary` is session.record's result (its `board`
+    first 8 places); `count` when the agent counted more losses than it kept places for, so its
+    count and lost frames cover it but not where (one count per spell: a board that stays behind
+    loses several times in one spell); `port` when only the port's own count (the virtual board's
+    I2S) has it; else None: nothing saw it. `summary` is session.record's result (its `board`
     is the agent's SUMMARY). Only forward jumps (lost frames) can be an overrun's."""
     board = summary.get("board") or {}
     places = list(board.get("overrun_at") or [])
     agent = board.get("overruns") or 0
     port = (board.get("port_xruns") or {}).get("overruns") or 0
     out = []
-    beyond = 0
     for d in check.discontinuities:
         seen = None
         if d.jump > 0:
             if any(abs(d.frame - a) <= slack for a in places):
                 seen = "agent"
-            elif agent > len(places) + beyond:
-                seen = "agent"
-                beyond += 1
+            elif agent > len(places):
+                seen = "count"
             elif port:
                 seen = "port"
         out.append({**d.as_dict(), "seen_by": seen})

@@ -164,13 +164,6 @@ class Readline:
             self.ai = AI_ENABLED
         self._auto_indent()
 
-    def note_newline(self, prompt):
-        self.orig = len(self.line)
-        self.cursor = self.orig
-        self.prompt = prompt
-        _w(prompt)
-        self._auto_indent()
-
     def readline(self, line, prompt):
         self.init(line, prompt)
         while True:
