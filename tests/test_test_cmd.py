@@ -265,6 +265,39 @@ def test_many_boards_bad_outputs_are_said_before_any_board_is_tested(tmp_path):
 # -- link.errors counts the host's resyncs and sequence gaps too (issue 16, item 5) -------------
 
 
+RECORD_BOARD_OUTPUT = """
+import sys, serial
+seen = bytearray()
+read = serial.Serial.read
+def counted(self, size=1):
+    data = read(self, size)
+    seen.extend(data)
+    return data
+serial.Serial.read = counted
+import atexit
+path = sys.argv.pop(1)
+atexit.register(lambda: open(path, "wb").write(seen))
+from i2scli.start import run
+run()
+"""
+
+
+def deep_data_header(tmp_path, args: list[str], n: int = 74) -> int:
+    """Where the `n`th DATA frame from the board starts, in bytes since the board started: the
+    same command, run once without a fault, with every byte the host reads kept (it reads them
+    all: nothing is flushed unread). The raw REPL's answers before HELLO depend on how the agent
+    was uploaded (its size, its pieces), so no fixed offset stays right."""
+    out = tmp_path / "board-output.bin"
+    r = subprocess.run([sys.executable, "-c", RECORD_BOARD_OUTPUT, str(out), *args], capture_output=True, text=True,
+                       timeout=120, env=ENV)
+    assert r.returncode in (0, 7), r.stderr[-2000:]  # 7: a loaded machine failed board.xruns
+    data = out.read_bytes()
+    starts = [i for i in range(len(data) - 7) if data[i:i + 3] == b"\xa5\x5a\x84" and data[i + 4:i + 6] == b"\x00\x10"
+              and (~sum(data[i + 2:i + 6])) & 0xFF == data[i + 6]]
+    assert len(starts) > n, len(starts)
+    return starts[n]
+
+
 @pytest.mark.parametrize("kind", ["corrupt", "drop"])
 def test_a_frame_lost_to_a_damaged_header_fails_link_errors(tmp_path, kind):
     """A byte damaged in the header of a DATA frame from the board: the host's decoder never
@@ -273,12 +306,14 @@ def test_a_frame_lost_to_a_damaged_header_fails_link_errors(tmp_path, kind):
     is lost, so link.errors fails, exit 7.
 
     Where the byte lands: with --no-probe the board's output is the same byte for byte on every
-    run: 1015 bytes of raw REPL before HELLO, then HELLO, READY, CREDIT and the loop's frames
-    (CREDIT 15 bytes, DATA 4107 bytes). The DATA frame at offset 305907 (its seq byte at
-    305910) is deep in the stream; 3 bytes either way still land in its 7-byte header.
-    --max-glitches 1 lets the one glitch the lost frame leaves pass: link.errors alone fails."""
-    port = url("0>1") + f"&fault={kind}:offset=305910,dir=out"
-    r = i2s("test", "-p", port, "--no-probe", "--max-glitches", "1", "--json", check=7)
+    run: the raw REPL's answers to the upload, HELLO, READY, CREDIT and the loop's frames (CREDIT
+    15 bytes, DATA 4107 bytes). A run without the fault finds where a DATA frame deep in the
+    stream starts (`deep_data_header`); the fault hits its seq byte, and 3 bytes either way
+    would still land in its 7-byte header. --max-glitches 1 lets the one glitch the lost frame
+    leaves pass: link.errors alone fails."""
+    args = ["test", "--no-probe", "--max-glitches", "1", "--json"]
+    seq = deep_data_header(tmp_path, [*args, "-p", url("0>1")]) + 3
+    r = i2s(*args, "-p", url("0>1") + f"&fault={kind}:offset={seq},dir=out", check=7)
     res = json.loads(r.stdout.splitlines()[0])
     s = res["board_summary"]
     assert {k: s[k] for k in ("crc_errors", "resyncs", "seq_gaps")} == {"crc_errors": 0, "resyncs": 0, "seq_gaps": 0}
