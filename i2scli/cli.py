@@ -234,6 +234,72 @@ def record(file, rate, bits, channels, duration, samples, subtype, stop_on_silen
     run_command(job, quiet=quiet, finish=lambda s, r: _finish(s, r, as_json, strict))
 
 
+# -- doctor -------------------------------------------------------------------------------------
+@main.command()
+@click.option("-r", "--rate", type=click.IntRange(min=1), default=48000, show_default=True, metavar="HZ")
+@click.option("-d", "--duration", type=DURATION, default="3s", show_default=True, metavar="DUR",
+              help="Record this long (8s or more for a sharper sample rate).")
+@_bus_options
+def doctor(rate, duration, port, as_json, quiet, strict, **bus_kw):
+    """Say what is wired wrong on the RX side of the bus, and measure the board's sample rate.
+
+    Records -d in 32-bit stereo and reports each slot (signal, level, noise floor, audio bits,
+    junk low bits, DC offset, stuck bits, clipping), which slot the microphone answers on, the
+    sample rate against the host's clock, and the `i2s record` line that suits the microphone.
+    Exit 0 when all looks right, 7 when something is wrong. docs/doctor.md.
+    """
+    from i2scli.clirun import run_command
+
+    def job(reporter, stop):
+        from i2scli import audio, doctor, session
+
+        bus = audio.BusFormat(rate, 32, 2)
+        # a deep ring (85 ms at 48 kHz) rides out a busy host: an overrun would cost frames and bend the rate fit
+        opts = _bus(**{**bus_kw, "ibuf": bus_kw.get("ibuf") or doctor.IBUF})
+        out = doctor.ArrivalLog(bus)
+        until = session.RecordStop(frames=max(1, int(round(duration * rate))))
+
+        def on_ready(cfg):
+            reporter.info(f"listening for {duration:g} s on {session.describe_config(cfg, agent)}")
+
+        with session.board(port, baud=bus_kw["baud"], warn=reporter.warn) as agent:
+            timed = doctor.TimedAgent(agent, bus.frame_bytes)
+            summary = session.record(timed, agent.port, out, bus, opts, until, stop=stop,
+                                     watch=session.Watch(levels=audio.Levels(bus)), on_ready=on_ready)
+        fit = doctor.fit_rate(timed.times, timed.counts, rate)
+        report = doctor.diagnose(out.samples(), rate, fit)
+        report["summary"] = {k: summary.get(k) for k in ("frames", "seconds", "rate", "underruns", "overruns",
+                                                         "lost_frames", "crc_errors", "resyncs", "seq_gaps",
+                                                         "interrupted", "settings")}
+        report["rx"]["rate_points"] = fit["rate_points"]
+        report["rx"]["rate_span_s"] = fit["rate_span_s"]
+        return report
+
+    def finish(report, reporter):
+        import json
+
+        from i2scli import doctor
+        from i2scli.errors import Exit
+
+        if as_json:
+            click.echo(json.dumps(report, default=str))
+        else:
+            for line in doctor.format_report(report, rate):
+                click.echo(line)
+        s = report["summary"]
+        damaged = {k: s.get(k) or 0 for k in ("crc_errors", "resyncs", "seq_gaps")}
+        if any(damaged.values()):
+            reporter.error(f"the link damaged the stream: {damaged['crc_errors']} CRC errors, {damaged['resyncs']} "
+                           f"resyncs, {damaged['seq_gaps']} sequence gaps: the diagnosis is not to be trusted")
+            raise SystemExit(Exit.LINK)
+        if s.get("interrupted"):
+            raise SystemExit(Exit.INTERRUPTED)
+        if not report["ok"]:
+            raise SystemExit(Exit.CHECK)
+
+    run_command(job, quiet=quiet, finish=finish)
+
+
 # -- test ---------------------------------------------------------------------------------------
 def _nonneg(ctx, param, value):
     if value is not None and value < 0:
@@ -713,9 +779,11 @@ def _pin(ctx, param, value):
               help="Wire TX of one I2S bus to RX of another through an analog path, e.g. "
                    "'0>1,delay=1ms,gain=-3,noise=-80' (options: delay, gain, noise, thd, hum, drop, "
                    "swap, invert, seed).")
+@click.option("--clock-ppm", type=click.IntRange(-50_000, 50_000), default=0, show_default=True, metavar="N",
+              help="The board's I2S clock runs N ppm fast (negative: slow) against real time.")
 @click.option("--exit-with-stdin", is_flag=True, hidden=True)
 def sim(profile, bridge, native, tx_capture, rx_source, codec_release, codec_drive, codec_dir_pin,
-        dir_rx_level, vcd, events, faults, fs, loopback, exit_with_stdin) -> None:
+        dir_rx_level, vcd, events, faults, fs, loopback, clock_ppm, exit_with_stdin) -> None:
     """Run a virtual board: real MicroPython behind a serial port.
 
     Prints the board's serial device path as the first line on stdout, then runs until
@@ -757,7 +825,7 @@ def sim(profile, bridge, native, tx_capture, rx_source, codec_release, codec_dri
     board = VirtualBoard(
         prof, tx_capture=tx_capture, rx_source=rx_source, codec_release=codec_release,
         codec_drive=codec_drive, codec_dir_pin=codec_dir_pin, dir_rx_level=dir_rx_level,
-        vcd=vcd, events=events, faults=faults, bridge=bridge, loopback=loopback,
+        vcd=vcd, events=events, faults=faults, bridge=bridge, loopback=loopback, clock_ppm=clock_ppm,
         fs=os.path.abspath(fs) if fs else None,  # the interpreter runs inside it: relative would not resolve
     )
     serve(board, exit_with_stdin=exit_with_stdin)
