@@ -271,6 +271,10 @@ def doctor(rate, duration, port, as_json, quiet, strict, **bus_kw):
         report["summary"] = {k: summary.get(k) for k in ("frames", "seconds", "rate", "underruns", "overruns",
                                                          "lost_frames", "crc_errors", "resyncs", "seq_gaps",
                                                          "interrupted", "settings")}
+        if summary.get("overruns"):
+            report["advice"].insert(0, f"The board lost {summary.get('lost_frames') or 0} frames to "
+                                       f"{summary['overruns']} RX overruns (the host or the link was too slow): the "
+                                       f"sample rate measured is less sure than it says; a bigger --ibuf helps.")
         report["rx"]["rate_points"] = fit["rate_points"]
         report["rx"]["rate_span_s"] = fit["rate_span_s"]
         return report

@@ -183,14 +183,16 @@ def _line(n: np.ndarray, t: np.ndarray) -> tuple[float, np.ndarray]:
     return slope, tc - slope * nc
 
 
-def fit_rate(times, counts, nominal: int, skip_s: float = 0.5, segment_s: float = 0.25) -> dict:
+def fit_rate(times, counts, nominal: int, skip_s: float = 1.0, segment_s: float = 0.1) -> dict:
     """The rate frames arrived at, against the host's clock. Each point is a DATA frame's
     arrival (host monotonic time) and the frames delivered with it so far. A frame is never
     early but often late (the host, the link, the board busy), so the line is fitted to the
     earliest arrivals: in each `segment_s` of the run, the point earliest against the nominal
     rate, then a least-squares line through those (the first `skip_s` left out: the start-up
-    burst of what the board had buffered). The uncertainty is twice the slope's standard error
-    (about 95 %), widened for residuals that are not independent (their lag-1 correlation).
+    burst of what the board had buffered, and the host's own start). The uncertainty is twice
+    the slope's standard error (about 95 %), widened for residuals that are not independent
+    (their lag-1 correlation). An overrun (frames lost on the board) bends the line: the
+    report says how many there were.
     Returns rate_hz, rate_ppm, rate_ppm_uncertainty (None when there are too few points)."""
     t = np.asarray(times, np.float64)
     n = np.asarray(counts, np.float64)
@@ -216,8 +218,9 @@ def fit_rate(times, counts, nominal: int, skip_s: float = 0.5, segment_s: float 
     rho = min(max(_lag1(res), 0.0), 0.95) if len(res) > 2 else 0.0
     se = math.sqrt(s2 / sxx) * math.sqrt((1 + rho) / (1 - rho))
     rate = 1 / slope
+    unc = 2 * se / slope * 1e6
     return {"rate_hz": round(rate, 3), "rate_ppm": round((rate / nominal - 1) * 1e6, 1),
-            "rate_ppm_uncertainty": round(2 * se / slope * 1e6, 1), "rate_points": int(len(tp)),
+            "rate_ppm_uncertainty": round(unc, 1), "rate_points": int(len(tp)),
             "rate_span_s": round(float(tp[-1] - tp[0]), 3)}
 
 
