@@ -202,9 +202,14 @@ def play(file, tone, level, rate, bits, channels, channels_map, duration, sample
 @click.option("--wait-for-sound", is_flag=True, help="Start keeping audio at the first sound over --threshold.")
 @click.option("--max-duration", type=DURATION, metavar="DUR",
               help="Safety net for --stop-on-silence / --wait-for-sound.")
+@click.option("--slot", type=click.Choice(["left", "right"]),
+              help="A mono microphone on this slot: records both slots on the bus, keeps this one (mono file).")
+@click.option("--shift", "rx_shift", type=click.IntRange(-31, 31), default=0, metavar="N",
+              help="Shift each sample N bits (negative: right, arithmetic), on the host as I2S.shift would; "
+                   "-1 undoes an SPH0645's doubled samples.")
 @_bus_options
 def record(file, rate, bits, channels, duration, samples, subtype, stop_on_silence, threshold, wait_for_sound,
-           max_duration, port, as_json, quiet, strict, **bus_kw):
+           max_duration, slot, rx_shift, port, as_json, quiet, strict, **bus_kw):
     """Record the board's I2S RX into FILE (.wav, .flac, .rf64, .w64; - for WAV on stdout).
 
     Stops on -d/-s, Ctrl-C, SIGTERM, SIGHUP, --stop-on-silence, or a lost board; the file
@@ -217,7 +222,11 @@ def record(file, rate, bits, channels, duration, samples, subtype, stop_on_silen
         raise click.UsageError("use -d/--duration or -s/--samples, not both")
     if file == "-" and as_json:
         raise click.UsageError("--json prints on stdout, which - already uses for audio")
-    bus = audio.BusFormat(rate, int(bits), int(channels))
+    if slot and channels == "2":
+        raise click.UsageError("--slot keeps one slot: a mono file (leave out -c 2)")
+    bus = audio.BusFormat(rate, int(bits), 2 if slot else int(channels))
+    file_bus = audio.BusFormat(rate, int(bits), 1) if slot else None
+    keep = audio.slot_keeper(bus, slot, rx_shift) if slot or rx_shift else None
 
     def job(reporter, stop):
         from i2scli import session
@@ -229,7 +238,7 @@ def record(file, rate, bits, channels, duration, samples, subtype, stop_on_silen
                                    wait_for_sound=wait_for_sound,
                                    max_frames=int(round(max_duration * rate)) if max_duration else None)
         with session.board(port, baud=bus_kw["baud"], warn=reporter.warn) as agent:
-            return run_record(agent, reporter, stop, file, bus, opts, until, subtype)
+            return run_record(agent, reporter, stop, file, bus, opts, until, subtype, file_bus, keep)
 
     run_command(job, quiet=quiet, finish=lambda s, r: _finish(s, r, as_json, strict))
 

@@ -171,3 +171,42 @@ def test_fit_rate_on_exact_arrivals_with_late_ones():
     times = counts / rate + 0.002 + np.where(rng.random(len(counts)) < 0.3, rng.exponential(0.005, len(counts)), 0)
     fit = doctor.fit_rate(list(times), list(counts), 48000)
     assert fit["rate_ppm"] == pytest.approx(250, abs=1)
+
+
+# -- record --slot / --shift: what doctor suggests, bit-exact against the source file ------------
+@pytest.mark.parametrize("slot,col", [("right", 1), ("left", 0)])
+def test_record_slot_keeps_that_slot_bit_exact(mic_files, tmp_path, slot, col):
+    src = mic_files["right"] if slot == "right" else mic_files["clean"]
+    out = tmp_path / "mono.wav"
+    r = i2s("record", "-p", f"sim://fast?rx_source={src}", "-r", RATE, "--slot", slot, "-s", 24000, out, "--json",
+            check=0)
+    assert json.loads(r.stdout)["channels"] == 1
+    got, rate = sf.read(out, dtype="int32")
+    want, _ = sf.read(src, dtype="int32")
+    assert rate == RATE and got.ndim == 1 and len(got) == 24000
+    assert np.array_equal(got, want[:24000, col])
+
+
+def test_record_shift_undoes_the_sph0645_doubling(mic_files, tmp_path):
+    out = tmp_path / "sph.wav"
+    i2s("record", "-p", f"sim://fast?rx_source={mic_files['sph0645']}", "-r", RATE, "--shift", "-1",
+        "-s", 12000, out, check=0)
+    got, _ = sf.read(out, dtype="int32")
+    want, _ = sf.read(mic_files["sph0645"], dtype="int32")
+    assert np.array_equal(got, want[:12000, 0] >> 1)
+    assert np.array_equal(got >> 14 << 14, got)  # 18 bits again: the low 14 zero
+
+
+def test_record_slot_with_two_channels_is_a_usage_error(tmp_path):
+    r = i2s("record", "-p", "sim://fast", "--slot", "right", "-c", "2", "-s", 10, tmp_path / "x.wav", check=2)
+    assert "--slot keeps one slot" in r.stderr
+
+
+def test_slot_keeper_shifts_as_i2s_shift():
+    from i2scli import audio
+
+    bus = audio.BusFormat(RATE, 16, 2)
+    x = np.array([[0x4001, -3], [-0x8000, 5]], np.int16)
+    assert audio.slot_keeper(bus, "right", 0)(x).tolist() == [[-3], [5]]
+    assert audio.slot_keeper(bus, None, 1)(x).tolist() == [[-0x7FFE, -6], [0, 10]]  # the high bit falls off
+    assert audio.slot_keeper(bus, "left", -1)(x).tolist() == [[0x2000], [-0x4000]]
