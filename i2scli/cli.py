@@ -29,7 +29,8 @@ def main() -> None:
 
     \b
     Exit codes: 0 ok, 1 file, 2 usage, 3 no device, 4 the board cannot do it,
-    5 link failure, 6 --strict, 7 a check of i2s test failed, 130 interrupted (what was recorded is kept).
+    5 link failure, 6 --strict, 7 a check of i2s test failed (or i2s doctor found a fault),
+    130 interrupted (what was recorded is kept).
     """
     from i2scli.errors import exit_on_signals
 

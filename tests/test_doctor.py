@@ -210,3 +210,14 @@ def test_slot_keeper_shifts_as_i2s_shift():
     assert audio.slot_keeper(bus, "right", 0)(x).tolist() == [[-3], [5]]
     assert audio.slot_keeper(bus, None, 1)(x).tolist() == [[-0x7FFE, -6], [0, 10]]  # the high bit falls off
     assert audio.slot_keeper(bus, "left", -1)(x).tolist() == [[0x2000], [-0x4000]]
+
+
+@pytest.mark.parametrize("value,said", [("99999", "within ±50000"), ("1.5", "a whole number of ppm")])
+def test_bad_clock_ppm_in_a_sim_url_is_one_line(value, said):
+    r = i2s("doctor", "-p", f"sim://fast?clock_ppm={value}", "-d", "0.1s", check=3)
+    assert said in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_sim_clock_ppm_out_of_range_is_a_usage_error():
+    r = i2s("sim", "--clock-ppm", "60000", check=2)
+    assert "--clock-ppm" in r.stderr
