@@ -61,6 +61,7 @@ class SlotReport:
     stuck_high: list[int] = field(default_factory=list)  # bits among the audio bits always 1
     stuck_low: list[int] = field(default_factory=list)  # ... always 0
     clipped: int = 0  # samples at the full scale of the audio bits
+    dropouts: int = 0  # 20 ms windows all zero in a slot that otherwise carries a signal
     junk_values: list[int] = field(default_factory=list)  # what the junk bits were (masked values)
 
     def to_dict(self) -> dict:
@@ -92,9 +93,12 @@ def slot_report(x: np.ndarray, rate: int) -> SlotReport:
                    dc_dbfs=_dbfs(abs(dc)), lowest_bit=lo)
     win = max(1, int(rate * WINDOW_S))
     if n >= 2 * win:
-        w = ac[: n // win * win].reshape(-1, win)
+        raw = x[: n // win * win].reshape(-1, win)
+        dead = ~raw.any(axis=1)  # windows of exact zeros: the line, not the room
+        r.dropouts = int(dead.sum()) if not dead.all() else 0
+        w = xf[: n // win * win].reshape(-1, win)[~dead]
         w = w - w.mean(axis=1, keepdims=True)
-        r.noise_floor_dbfs = _dbfs(float(np.sqrt(np.mean(w * w, axis=1)).min()))
+        r.noise_floor_dbfs = _dbfs(float(np.sqrt(np.mean(w * w, axis=1)).min())) if len(w) else None
     else:
         r.noise_floor_dbfs = r.level_dbfs
     if lo == 0 and rms > FULL_SCALE * 10 ** (RANDOM_DBFS / 20) and abs(_lag1(ac)) < 0.1:
@@ -191,8 +195,11 @@ def fit_rate(times, counts, nominal: int, skip_s: float = 1.0, segment_s: float 
     rate, then a least-squares line through those (the first `skip_s` left out: the start-up
     burst of what the board had buffered, and the host's own start). The uncertainty is twice
     the slope's standard error (about 95 %), widened for residuals that are not independent
-    (their lag-1 correlation). An overrun (frames lost on the board) bends the line: the
-    report says how many there were.
+    (their lag-1 correlation), or the jackknife's over ten blocks of the run where that is
+    larger, with twice the minima's robust scatter over the span added in quadrature (the
+    floor of the arrivals wanders too); minima over 3 robust sigmas late (a stalled segment)
+    are left out. An overrun
+    (frames lost on the board) bends the line: the report says how many there were.
     Returns rate_hz, rate_ppm, rate_ppm_uncertainty (None when there are too few points)."""
     t = np.asarray(times, np.float64)
     n = np.asarray(counts, np.float64)
@@ -211,14 +218,37 @@ def fit_rate(times, counts, nominal: int, skip_s: float = 1.0, segment_s: float 
     if len(picks) < 4:
         return out
     tp, np_ = t[picks], n[picks]
+    # a whole segment can be late (the host stalled through it): leave out minima more than
+    # 3 robust sigmas above the line, and fit again, until none is
+    keep = np.ones(len(tp), bool)
+    for _ in range(5):
+        slope, _ = _line(np_[keep], tp[keep])
+        res = tp - slope * np_
+        res -= np.median(res[keep])
+        mad = 1.4826 * float(np.median(np.abs(res[keep]))) or 1e-9
+        new = res <= 3 * mad
+        if new.sum() < 6 or np.array_equal(new, keep):
+            break
+        keep = new
+    tp, np_ = tp[keep], np_[keep]
     slope, res = _line(np_, tp)
     nc = np_ - np_.mean()
     sxx = float(np.dot(nc, nc))
     s2 = float(np.dot(res, res)) / (len(tp) - 2)
     rho = min(max(_lag1(res), 0.0), 0.95) if len(res) > 2 else 0.0
     se = math.sqrt(s2 / sxx) * math.sqrt((1 + rho) / (1 - rho))
+    # and a jackknife over ten blocks of the run, which heavy tails and steps do not fool
+    k = 10
+    blocks = np.array_split(np.arange(len(tp)), k)
+    if all(len(bl) for bl in blocks):
+        slopes = np.array([_line(np.delete(np_, bl), np.delete(tp, bl))[0] for bl in blocks])
+        se = max(se, math.sqrt((k - 1) / k * float(np.sum((slopes - slopes.mean()) ** 2))))
     rate = 1 / slope
-    unc = 2 * se / slope * 1e6
+    # the floor itself wanders (by about its own scatter) between the run's ends: a slope of
+    # twice that scatter over the span is added, in quadrature
+    floor = 1.4826 * float(np.median(np.abs(res - np.median(res))))
+    span = float(tp[-1] - tp[0])
+    unc = math.hypot(2 * se / slope, 2 * floor / span) * 1e6
     return {"rate_hz": round(rate, 3), "rate_ppm": round((rate / nominal - 1) * 1e6, 1),
             "rate_ppm_uncertainty": round(unc, 1), "rate_points": int(len(tp)),
             "rate_span_s": round(float(tp[-1] - tp[0]), 3)}
@@ -251,7 +281,7 @@ class TimedAgent:
 
 
 # -- the report -----------------------------------------------------------------------------------
-def _record_line(slot: str | None, r: SlotReport | None, rate: int) -> str | None:
+def _record_line(slot: str | None, r: SlotReport | None, rate: int, stereo: bool = False) -> str | None:
     if r is None:
         return None
     parts = ["i2s record", f"-r {rate}"]
@@ -259,8 +289,8 @@ def _record_line(slot: str | None, r: SlotReport | None, rate: int) -> str | Non
         parts.append("-b 16")
     else:
         parts.append("-b 32")
-    parts.append("-c 1")
-    if slot == "right":
+    parts.append("-c 2" if stereo else "-c 1")
+    if slot == "right" and not stereo:
         parts.append("--slot right")
     if r.one_bit_offset:
         parts.append("--shift -1")
@@ -335,6 +365,10 @@ def diagnose(samples: np.ndarray, rate: int, rate_fit: dict | None = None) -> di
                 counts24 = r.dc / 256
                 say(f"The {k} slot has a DC offset of {r.dc_dbfs:.1f} dBFS ({counts24:+.0f} counts of 24 bits): "
                     f"some microphones have one; take it out with a high-pass filter before measuring levels.")
+            if r.dropouts:
+                say(f"The {k} slot goes silent now and then ({r.dropouts} of its 20 ms windows are all zeros): "
+                    f"a microphone whose L/R pin floats hops between the slots, or SD has a loose contact. "
+                    f"Tie L/R to GND (left) or VDD (right).")
             if r.clipped:
                 say(f"The {k} slot clips: {r.clipped} samples at full scale. Lower the gain or the sound.")
         if active_slot == "both" and np.array_equal(samples[:, 0], samples[:, 1]):
@@ -345,7 +379,8 @@ def diagnose(samples: np.ndarray, rate: int, rate_fit: dict | None = None) -> di
     if ppm is not None and unc is not None and abs(ppm) > max(1000.0, 2 * unc):
         say(f"The board's sample rate is {rate_fit['rate_hz']:.1f} Hz, {ppm:+.0f} ppm off {rate} Hz: its "
             f"clock divider cannot make this rate exactly; expect recordings to drift against other clocks.")
-    line = _record_line(active[0] if len(active) == 1 else "left", main, rate) if main else None
+    stereo = len(active) == 2 and not np.array_equal(samples[:, 0], samples[:, 1])
+    line = _record_line(active[0], main, rate, stereo) if main else None
     if line:
         advice.append(f"Record this microphone with: {line}")
     return {
@@ -393,7 +428,9 @@ def format_report(rep: dict, rate: int) -> list[str]:
         else:
             lines.append(f"{k:5}: {r['state']}")
     rx = rep["rx"]
-    if rx["rate_ppm"] is not None:
+    if rx["rate_ppm"] is None:
+        lines.append("rate : not measured (too short a run: -d 8s measures it to tens of ppm)")
+    else:
         lines.append(f"rate : {rx['rate_hz']} Hz, {rx['rate_ppm']:+.1f} ± {rx['rate_ppm_uncertainty']:.1f} ppm "
                      f"off {rate} Hz (against the host's clock)")
     lines += rep["advice"]

@@ -30,6 +30,10 @@ def _mic(bits=24, level=-30.0, noise=-90.0, dc=0.0, seed=1):
 ZERO = np.zeros(N, np.int32)
 
 
+def _hops():
+    return (np.arange(N) // 2400) % 2 == 1  # 50 ms on one slot, 50 ms on the other
+
+
 def mics():
     rng = np.random.default_rng(7)
     sph = ((_mic(18).astype(np.int64) << 1) & 0xFFFFFFFF).astype(np.uint32).view(np.int32)
@@ -41,6 +45,8 @@ def mics():
         "sph0645": (sph, ZERO),
         "dc": (_mic(dc=1000 / 2 ** 23), ZERO),
         "dead": (ZERO, ZERO),
+        "pair": (_mic(), _mic(seed=2)),  # two microphones, L/R tied one to GND, one to VDD
+        "hopping": (np.where(_hops(), 0, _mic()), np.where(_hops(), _mic(), 0)),  # a floating L/R
         "constant": (np.full(N, -1, np.int32), np.full(N, -1, np.int32)),
     }
 
@@ -112,6 +118,19 @@ def test_dc_offset(mic_files):
     assert len(said) == 1
     counts = int(re.search(r"\(([+-]\d+) counts of 24 bits\)", said[0]).group(1))
     assert abs(counts - 1000) <= 5  # the noise's own mean over a second: about a count
+
+
+def test_a_stereo_pair_passes_and_is_recorded_in_stereo(mic_files):
+    rep, _ = doctor_json(mic_files["pair"], check=0)
+    assert rep["rx"]["active_slot"] == "both"
+    assert "-c 2" in rep["record"]
+
+
+def test_a_mic_hopping_between_slots_is_a_floating_lr_pin(mic_files):
+    rep, _ = doctor_json(mic_files["hopping"], check=7)
+    slots = rep["rx"]["slots"]
+    assert slots["left"]["dropouts"] >= 15 and slots["right"]["dropouts"] >= 15  # of 50 windows in 1 s
+    assert sum("L/R pin floats" in a for a in rep["advice"]) == 2
 
 
 def test_dead_line(mic_files):
