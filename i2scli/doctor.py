@@ -250,7 +250,8 @@ def fit_rate(times, counts, nominal: int, skip_s: float = 1.0, segment_s: float 
     span = float(tp[-1] - tp[0])
     unc = math.hypot(2 * se / slope, 2 * floor / span) * 1e6
     return {"rate_hz": round(rate, 3), "rate_ppm": round((rate / nominal - 1) * 1e6, 1),
-            "rate_ppm_uncertainty": round(unc, 1), "rate_points": int(len(tp)),
+            "rate_ppm_uncertainty": round(unc, 1), "rate_ppm_fit": round(2 * se / slope * 1e6, 1),
+            "rate_ppm_floor": round(2 * floor / span * 1e6, 1), "rate_points": int(len(tp)),
             "rate_span_s": round(float(tp[-1] - tp[0]), 3)}
 
 

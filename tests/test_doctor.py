@@ -165,8 +165,9 @@ def test_clock_ppm_is_measured_within_its_uncertainty(tmp_path):
     sf.write(path, np.stack([left, np.zeros(n, np.int64)], 1).astype(np.int32), RATE, subtype="PCM_32")
     rep, _ = doctor_json(path, "-d", "8s", ppm=300)
     rx = rep["rx"]
-    assert rx["rate_ppm_uncertainty"] <= 60
-    assert abs(rx["rate_ppm"] - 300) <= rx["rate_ppm_uncertainty"], rx
+    said = {k: v for k, v in rx.items() if k.startswith("rate")} | {"overruns": rep["summary"]["overruns"]}
+    assert rx["rate_ppm_uncertainty"] <= 60, said
+    assert abs(rx["rate_ppm"] - 300) <= rx["rate_ppm_uncertainty"], said
 
 
 # -- the analysis alone: exact numbers on arrays ------------------------------------------------
