@@ -141,18 +141,21 @@ def _warn_nonfinite(reporter, stats: audio.ConvertStats | None, what: str) -> No
         reporter.warn(f"{stats.nonfinite} non-finite samples (NaN/inf) in {what} were played as silence")
 
 
-def run_record(agent, reporter, stop, file, bus, opts, until, subtype) -> dict:
+def run_record(agent, reporter, stop, file, bus, opts, until, subtype, file_bus=None, keep=None) -> dict:
+    """`file_bus`/`keep`: the file holds another format than the bus (record --slot/--shift):
+    `keep` turns bus samples into it (session.record)."""
     from i2scli import audio, session
 
-    watch = session.Watch(levels=audio.Levels(bus))
-    out = audio.open_output(file, bus, subtype=subtype)
+    fbus = file_bus or bus
+    watch = session.Watch(levels=audio.Levels(fbus))
+    out = audio.open_output(file, fbus, subtype=subtype)
     try:
         def on_ready(cfg):
             reporter.info(f"recording {file} from {session.describe_config(cfg, agent)}")
 
         with _live(reporter, f"recording {file}", bus, until.frames, watch):
             return session.record(agent, agent.port, out, bus, opts, until, stop=stop, watch=watch,
-                                  on_ready=on_ready)
+                                  on_ready=on_ready, keep=keep)
     except BoardError:
         _discard(out)  # refused before any audio: leave no empty file that looks like a recording
         raise

@@ -276,13 +276,16 @@ class RecordStop:
 
 def record(agent: Agent, port: str, out: audio.Output, bus: audio.BusFormat, opts: BusOptions, until: RecordStop,
            *, stop: threading.Event | None = None, watch: Watch | None = None,
-           on_ready: Callable[[dict], None] | None = None) -> dict:
+           on_ready: Callable[[dict], None] | None = None,
+           keep: Callable[[np.ndarray], np.ndarray] | None = None) -> dict:
     """Stream I2S RX into `out` until `until` or `stop`. Every sample received is written,
-    also when the link fails (the error is raised after the file has what arrived)."""
+    also when the link fails (the error is raised after the file has what arrived).
+    `keep` turns each block of bus samples (frames, channels) into what the file keeps (in
+    `out.bus`'s format: e.g. one slot of a stereo bus, `record --slot`)."""
     agent.require_i2s()
     cfg = bus_config(agent, opts, "rx", bus)
     watch = watch or Watch()
-    watch.levels = watch.levels or audio.Levels(bus)
+    watch.levels = watch.levels or audio.Levels(out.bus if keep is not None else bus)
     watch.link_rate = _fit(agent, opts, bus, cfg, "down")
     stop = stop or threading.Event()
     done = threading.Event()  # a stop condition of our own, not a signal
@@ -316,6 +319,8 @@ def record(agent: Agent, port: str, out: audio.Output, bus: audio.BusFormat, opt
             return
         samples = audio.wire_to_array(bytes(batch), bus)
         batch.clear()
+        if keep is not None:
+            samples = keep(samples)
         if needs_level and len(samples):
             loud = np.abs(samples.astype(np.int64)).max(axis=1) >= threshold
         else:
@@ -365,7 +370,8 @@ def record(agent: Agent, port: str, out: audio.Output, bus: audio.BusFormat, opt
     lv = watch.levels.summary()
     return {
         "action": "recorded", "file": out.path, "settings": _settings(port, agent, cfg), "frames": state["kept"],
-        "seconds": state["kept"] / bus.rate, "rate": bus.rate, "bits": bus.bits, "channels": bus.channels,
+        "seconds": state["kept"] / bus.rate, "rate": bus.rate, "bits": bus.bits,
+        "channels": out.bus.channels if keep is not None else bus.channels,
         "subtype": out.subtype, "format": out.format, **_board_counts(s), "discarded_frames": state["discarded"],
         **_levels(lv), "clipped": lv.get("clipped", 0),
         "link_rate": watch.link_rate, "link_probe": _probe_kind(agent), "compression": _compression(s, bus),
