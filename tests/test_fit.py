@@ -144,6 +144,20 @@ def test_streaming_in_any_pieces_gives_the_same_audio():
     assert outs[0] == outs[1] == outs[2] and len(outs[0]) == x.nbytes
 
 
+def test_what_the_fitter_holds_does_not_grow_with_the_stream():
+    piece = song(0.5).tobytes()
+    src = BusFormat(RATE, 16, 2)
+    for dst in (src, BusFormat(22050, 16, 1)):
+        f = fit.Fitter(src, dst, 29)
+        held = []
+        for _ in range(120):  # a minute
+            f.feed(piece)
+            held.append((len(f.near.buf), sum(map(len, f.meter.queue))))
+        # the look-ahead each side of a block (about a long window) and the resamplers' delays, in frames
+        assert max(b for b, _ in held) <= 2 * f.near.ctx + 29
+        assert max(q for _, q in held) <= 8192
+
+
 def test_coded_frames_decode_to_the_quantised_audio_on_the_host_and_on_the_board():
     x = song(1.0)
     bus = BusFormat(RATE, 16, 2)
