@@ -127,8 +127,9 @@ def _finish(summary: dict, reporter, as_json: bool, strict: bool) -> None:
 
 def _fit_option(f):
     return click.option("--fit", is_flag=True, envvar="I2S_FIT",
-                        help="When the link cannot carry the stream even compressed, make it fit: near-lossless "
-                             "first, then a lower rate or one channel; never changes -r/-c you give (env I2S_FIT).")(f)
+                        help="When the link cannot carry the stream even compressed, make it fit with the least "
+                             "change: near-lossless (play), else a lower rate or one channel; never changes -r/-c "
+                             "you give (env I2S_FIT).")(f)
 
 
 # -- play ---------------------------------------------------------------------------------------
