@@ -127,6 +127,13 @@ def _finish(summary: dict, reporter, as_json: bool, strict: bool) -> None:
         raise SystemExit(Exit.INTERRUPTED)
 
 
+def _fit_option(f):
+    return click.option("--fit", is_flag=True, envvar="I2S_FIT",
+                        help="When the link cannot carry the stream even compressed, make it fit with the least "
+                             "change: near-lossless (play), else a lower rate or one channel; never changes -r/-c "
+                             "you give (env I2S_FIT).")(f)
+
+
 # -- play ---------------------------------------------------------------------------------------
 @main.command()
 @click.argument("file", required=False, metavar="FILE")
@@ -142,8 +149,9 @@ def _finish(summary: dict, reporter, as_json: bool, strict: bool) -> None:
 @click.option("--gain", type=float, default=0.0, metavar="DB", help="Gain on the host (clipping is counted).")
 @click.option("--shift", type=click.IntRange(-31, 31), default=0, metavar="N",
               help="Shift samples on the board with I2S.shift (6 dB a bit).")
+@_fit_option
 @_bus_options
-def play(file, tone, level, rate, bits, channels, channels_map, duration, samples, gain, shift, port, as_json,
+def play(file, tone, level, rate, bits, channels, channels_map, duration, samples, gain, shift, fit, port, as_json,
          quiet, strict, **bus_kw):
     """Play an audio file (any format libsndfile reads; - for stdin) on the board's I2S TX."""
     from i2scli import audio
@@ -157,7 +165,7 @@ def play(file, tone, level, rate, bits, channels, channels_map, duration, sample
     def job(reporter, stop):
         from i2scli import session
 
-        opts = _bus(**bus_kw, shift=shift)
+        opts = _bus(**bus_kw, shift=shift, fit=fit, rate=rate, channels=int(channels) if channels else None)
         stats = audio.ConvertStats()
         if tone is not None:
             bus = audio.BusFormat(rate or 48000, int(bits or 16), int(channels or 2))
@@ -611,10 +619,11 @@ def _test_many(ctx, ports: list[str], as_json: bool, junit: str | None, quiet: b
               help="Warn (fail under --strict) when the bit clock stops longer at a switch.")
 @click.option("--timeline", "timeline_vcd", metavar="FILE.vcd", type=click.Path(dir_okay=False),
               help="Write the switch timeline as a VCD trace.")
+@_fit_option
 @_bus_options
 def duplex(play_file, rec_file, order, rate, bits, channels, duration, stop_on_silence, threshold, max_duration,
            cycles, switch_delay, dir_pin, dir_rx_level, sd_tx, sd_rx, lead_in, rx_discard, max_clock_gap,
-           timeline_vcd, port, as_json, quiet, strict, **bus_kw):
+           timeline_vcd, fit, port, as_json, quiet, strict, **bus_kw):
     """Half-duplex on one shared SD line: record, switch, play (or play, then record).
 
     Without PLAY_FILE the recording is played back (echo test). The switch runs on the
@@ -628,6 +637,8 @@ def duplex(play_file, rec_file, order, rate, bits, channels, duration, stop_on_s
         raise click.UsageError("give the recording length with -d DURATION (or --stop-on-silence DUR)")
     if play_file is None and order == "play-record":
         raise click.UsageError("echo mode (no PLAY_FILE) needs --order record-play")
+    if play_file is None and fit:
+        raise click.UsageError("--fit fits PLAY_FILE to the link: echo mode (no PLAY_FILE) has none")
     if cycles > 1 and "{n}" not in rec_file:
         raise click.UsageError("with --cycles, put {n} in the -o name (e.g. -o take-{n}.wav)")
 
@@ -639,7 +650,7 @@ def duplex(play_file, rec_file, order, rate, bits, channels, duration, stop_on_s
             audio.check_output_path(rec_file.replace("{n}", str(n)))
             if timeline_vcd:
                 audio.check_writable(timeline_path(timeline_vcd, n, cycles))
-        opts = _bus(**bus_kw)
+        opts = _bus(**bus_kw, fit=fit, rate=rate, channels=int(channels) if channels else None)
         inp = audio.open_input(play_file) if play_file else None
         try:
             bus = audio.BusFormat(rate or (inp.rate if inp else 16000), int(bits),
