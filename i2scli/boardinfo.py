@@ -17,10 +17,11 @@ MAX_TX_PAYLOAD = 4096
 
 @contextmanager
 def board(port: str | None, *, timeout: float = 10.0, baud: str | int = "auto",
-          warn: Callable[[str], None] | None = None) -> Iterator[Agent]:
+          warn: Callable[[str], None] | None = None, expect: dict | None = None) -> Iterator[Agent]:
     """The agent on the board at `port` (or the single attached board); on a UART link at the
-    rate `baud` asks for (auto: the fastest its USB-serial bridge takes; off; a rate)."""
-    with connect(ports.resolve(port), timeout=timeout, baud=baud, warn=warn) as agent:
+    rate `baud` asks for (auto: the fastest its USB-serial bridge takes; off; a rate); `expect`:
+    the stream that will run (`connect`)."""
+    with connect(ports.resolve(port), timeout=timeout, baud=baud, warn=warn, expect=expect) as agent:
         yield agent
 
 

@@ -185,7 +185,8 @@ def play(file, tone, level, rate, bits, channels, channels_map, duration, sample
             blocks = audio.play_blocks(inp, bus, gain_db=gain, max_frames=max_frames, stats=stats)
             what = file if file != "-" else "stdin"
         try:
-            with session.board(port, baud=bus_kw["baud"], warn=reporter.warn) as agent:
+            with session.board(port, baud=bus_kw["baud"], warn=reporter.warn,
+                               expect={"mode": "tx", "io": opts.io}) as agent:
                 return run_play(agent, reporter, stop, what, blocks, bus, opts, total, stats)
         finally:
             if inp is not None:
@@ -246,7 +247,8 @@ def record(file, rate, bits, channels, duration, samples, subtype, stop_on_silen
         until = session.RecordStop(frames=frames, stop_on_silence=stop_on_silence, threshold_dbfs=threshold,
                                    wait_for_sound=wait_for_sound,
                                    max_frames=int(round(max_duration * rate)) if max_duration else None)
-        with session.board(port, baud=bus_kw["baud"], warn=reporter.warn) as agent:
+        with session.board(port, baud=bus_kw["baud"], warn=reporter.warn,
+                           expect={"mode": "rx", "io": opts.io}) as agent:
             return run_record(agent, reporter, stop, file, bus, opts, until, subtype, file_bus, keep)
 
     run_command(job, quiet=quiet, finish=lambda s, r: _finish(s, r, as_json, strict))
@@ -280,7 +282,8 @@ def doctor(rate, duration, port, as_json, quiet, strict, **bus_kw):
         def on_ready(cfg):
             reporter.info(f"listening for {duration:g} s on {session.describe_config(cfg, agent)}")
 
-        with session.board(port, baud=bus_kw["baud"], warn=reporter.warn) as agent:
+        with session.board(port, baud=bus_kw["baud"], warn=reporter.warn,
+                           expect={"mode": "rx", "io": "blocking"}) as agent:
             timed = doctor.TimedAgent(agent, bus.frame_bytes)
             summary = session.record(timed, agent.port, out, bus, opts, until, stop=stop,
                                      watch=session.Watch(levels=audio.Levels(bus)), on_ready=on_ready)
@@ -444,7 +447,7 @@ def test_cmd(ctx, kind, freq, level, duration, rate, bits, channels, board, ibuf
             reporter.info(f"testing {bus.describe()} on {agent.describe()}: TX I2S({t.id}) sck={t.sck} ws={t.ws} "
                           f"sd={t.sd} -> RX I2S({r.id}) sck={r.sck} ws={r.ws} sd={r.sd}")
 
-        with session.board(port, baud=baud, warn=reporter.warn) as agent:
+        with session.board(port, baud=baud, warn=reporter.warn, expect={"mode": "loop"}) as agent:
             return looptest.run(agent, port, bus, opts, buses["tx"], buses["rx"], sig, limits, stop, on_ready)
 
     run_command(job, quiet=quiet, finish=lambda r, rep: _test_finish(r, rep, as_json, junit, plot, save_recording))
@@ -667,7 +670,7 @@ def duplex(play_file, rec_file, order, rate, bits, channels, duration, stop_on_s
         until = session.RecordStop(frames=int(round(duration * bus.rate)) if duration else None,
                                    stop_on_silence=stop_on_silence, threshold_dbfs=threshold,
                                    max_frames=int(round(max_duration * bus.rate)) if max_duration else None)
-        with session.board(port, baud=bus_kw["baud"], warn=reporter.warn) as agent:
+        with session.board(port, baud=bus_kw["baud"], warn=reporter.warn, expect={"mode": "duplex"}) as agent:
             return run_duplex(agent, reporter, stop, play_file, rec_file, bus, opts, dx, until, cycles,
                               timeline_vcd)
 

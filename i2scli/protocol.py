@@ -24,6 +24,7 @@ from typing import Any
 __all__ = [
     "SYNC", "PROTO_VERSION", "CRC_FLAG", "HEADER_SIZE", "CRC_SIZE", "MAX_PAYLOAD_LIMIT", "FrameType", "Frame",
     "encode", "encode_json", "frame_size", "Decoder", "Encoder", "CreditGate", "CreditError", "stream_rate",
+    "HELLO_KEYS", "START_KEYS", "READY_KEYS", "SUMMARY_KEYS", "SUMMARY_MODE_KEYS", "ERROR_KEYS", "CODER_PARTS",
 ]
 
 SYNC = b"\xa5\x5a"
@@ -52,6 +53,33 @@ class FrameType(IntEnum):
     PHASE = 13
     BAUD = 14  # host proposes / confirms / asks the UART rate; the agent answers (docs/protocol.md)
 
+
+# The JSON frames' keys (docs/protocol.md). The board agent (firmware/i2s_*.py) keeps its own
+# copies (MicroPython consts are compile-time only, and the board has no i2scli): the frame
+# types as `_NAME = const(n)` in each module that uses them, these keys in the dicts it sends
+# and reads. tests/test_protocol_source.py holds the board's copies and the docs to these.
+HELLO_KEYS = ("proto", "agent", "source", "platform", "machine", "micropython", "mem_free", "i2s", "inbuf",
+              "crc", "io", "vcp", "codec", "native")
+# what the agent reads from START: every mode's, duplex's and loop's
+START_KEYS = ("mode", "id", "sck", "ws", "sd", "mck", "bits", "format", "rate", "ibuf", "payload", "crc", "io",
+              "timeout_ms", "shift", "frames", "discard_frames", "probe_up", "probe_down", "window", "code",
+              "order", "rx", "tx", "dir", "dir_rx_level", "switch_delay_us", "lead_in_frames", "rx_frames",
+              "prefill")
+READY_KEYS = ("window", "payload", "frame_bytes", "prefill", "code")
+# every stream's SUMMARY (`overrun_at` RX, `port_xruns` where the port counts, `code` coded streams) ...
+SUMMARY_KEYS = ("reason", "frames", "bytes", "underruns", "overruns", "crc_errors", "resyncs", "seq_gaps",
+                "heap_alloc", "heap_frames", "heap_method", "timeline", "elapsed_us", "lost_frames", "overrun_at",
+                "port_xruns", "code")
+# ... and what a mode adds to it (or sets anew)
+SUMMARY_MODE_KEYS = {
+    "probe": ("up_bytes", "up_us", "down_bytes"),
+    "duplex": ("rx_frames", "tx_frames", "clock_gaps_us", "switch_delay_us", "underruns", "overruns", "lost_frames",
+               "overrun_at"),
+    "loop": ("rx_frames", "tx_frames", "underruns", "overruns", "lost_frames", "overrun_at", "sync"),
+}
+ERROR_KEYS = ("error", "where")
+# HELLO's `codec` bits: which of the board's wire coder classes (firmware/wirecode.py) is there
+CODER_PARTS = {"Decoder": 1, "Encoder": 2}
 
 _HEADER = struct.Struct("<2sBBHB")  # sync, type byte, seq, len, hsum
 _FIELDS = struct.Struct("<BBBBB")  # type byte, seq, len_lo, len_hi, hsum (read from offset 2)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -12,7 +13,7 @@ import numpy as np
 import pytest
 import serial
 import soundfile as sf
-from conftest import mpremote
+from conftest import i2s, mpremote
 
 from i2scli import link
 from i2scli.link import BoardError, connect
@@ -117,7 +118,7 @@ def test_killed_host_leaves_board_at_its_repl(sim):
     host = subprocess.Popen([sys.executable, "-c", f"""
 import itertools
 from i2scli.link import connect
-with connect({board.path!r}) as a:
+with connect({board.path!r}, expect={{'mode': 'tx'}}) as a:
     cfg = dict(id=0, sck=16, ws=17, sd=18, bits=16, format='stereo', rate=16000, ibuf=4096, payload=244,
                timeout_ms=1000)
     print('streaming', flush=True)
@@ -234,3 +235,51 @@ def test_the_seeds_other_transfer_styles(io, tmp_path):
         # asyncio polls the I2S stream; on the virtual board its first poll comes late enough
         # to underrun once, so check that every sample arrived, in order, around the silence
         assert np.array_equal(wire[wire != 0][: len(pattern)], pattern)
+
+
+def test_an_installed_agent_imports_each_mode_when_a_start_needs_it(sim, tmp_path):
+    """Installed, the agent is a main module and its modules beside it as .mpy files; a mode's
+    module is imported only for the START that needs it: every mode works that way."""
+    board = sim("fast", "--loopback", "0>1", capture=False, events=False)
+    said = link.install(board.path)
+    assert "i2s_agent.mpy (compiled" in said
+    listing = mpremote("connect", board.path, "exec", "import os; print(sorted(os.listdir('/')))").stdout
+    for name in link.AGENT_MODULES:
+        assert f"{name}.mpy".encode() in listing
+    with connect(board.path) as agent:
+        assert agent.hello["source"] == "installed"
+        for io in ("blocking", "irq", "asyncio"):
+            cfg = bus_cfg("fast", "tx", rate=8000, ibuf=16384, payload=244, io=io)
+            assert agent.play(cfg, [bytes(976)])["frames"] == 244
+            got = []
+            assert agent.record({**cfg, "sd": 18, "frames": 800}, got.append)["frames"] == 800
+            assert len(b"".join(got)) == 3200
+    r = i2s("duplex", "-p", board.path, "-o", tmp_path / "rec.wav", "-d", "0.2s", "-c", "1", "-r", 8000,
+            "--json", "-q", check=0)
+    assert json.loads(r.stdout)["settings"]["agent_source"] == "installed"
+    r = i2s("test", "-p", board.path, "--json", "-d", "0.5s")
+    assert r.returncode in (0, 7), r.stderr  # 7: a check failed (a loaded machine); the loop ran
+    assert json.loads(r.stdout.splitlines()[0])["checks"]
+
+
+def test_an_uploaded_agent_comes_in_parts_as_streams_need_them(sim):
+    """The core (framing, meters, one stream, main) at launch: enough for HELLO and the probe;
+    each mode's module before the first START that needs it, once per connection."""
+    board = sim("fast", capture=False, events=False)
+    core = set(link.CORE_MODULES)
+    with connect(board.path, baud="off") as agent:
+        assert agent.hello["source"] == "uploaded" and agent.launcher.uploaded == core
+        agent.probe(up=1024, down=1024)
+        assert agent.launcher.uploaded == core
+        cfg = bus_cfg("fast", "tx", payload=244)
+        assert agent.play(cfg, [bytes(976)])["frames"] == 244  # the agent was waiting: ABORT, upload, run
+        assert agent.launcher.uploaded == core | {"i2s_play"}
+        assert agent.play(cfg, [bytes(976)])["frames"] == 244
+        assert agent.record({**cfg, "frames": 100}, lambda b: None)["frames"] == 100
+        assert agent.launcher.uploaded == core | {"i2s_play", "i2s_record"}
+    names = "print([n in globals() for n in ('Play', 'Record', 'Duplex')])"
+    r = mpremote("connect", board.path, "resume", "exec", names)
+    assert r.stdout == b"[True, True, False]\r\n"
+    # what the caller expects comes with the first upload
+    with connect(board.path, baud="off", expect={"mode": "duplex"}) as agent:
+        assert agent.launcher.uploaded == core | {"i2s_duplex"}

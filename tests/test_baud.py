@@ -84,7 +84,7 @@ def test_killed_host_at_high_rate_leaves_the_board_at_115200(sim):
     host = subprocess.Popen([sys.executable, "-c", f"""
 import itertools
 from i2scli.link import connect
-with connect({board.path!r}, baud=921600) as a:
+with connect({board.path!r}, baud=921600, expect={{'mode': 'tx'}}) as a:
     cfg = dict(id=0, sck=32, ws=25, sd=33, bits=16, format='mono', rate=8000, ibuf=4096, payload=96,
                timeout_ms=1000)
     print('streaming', a.baud, flush=True)

@@ -20,7 +20,9 @@ import importlib
 
 _WHERE = {
     "LINK_HEADROOM": "agent", "Agent": "agent", "connect": "agent",
-    "AGENT_NAME": "agent_code", "agent_chunks": "agent_code", "agent_source": "agent_code",
+    "AGENT_MODULES": "agent_code", "AGENT_NAME": "agent_code", "CORE_MODULES": "agent_code",
+    "upload_chunks": "agent_code",
+    "agent_source": "agent_code",
     "agent_version": "agent_code", "compile_agent": "agent_code",
     "BoardError": "errors", "LinkError": "errors", "NoDevice": "errors", "TooFast": "errors",
     "install": "launch", "open_transport": "port", "DEFAULT_TIMEOUT_MS": "stream",

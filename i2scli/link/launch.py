@@ -5,23 +5,27 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 import serial
 
 from i2scli import protocol as proto
 from i2scli.link.agent_code import (
+    AGENT_MODULES,
     AGENT_NAME,
     CODER_NAME,
     CODER_PARTS,
+    CORE_MODULES,
     UPLOAD_MARKER,
-    agent_chunks,
-    agent_source,
     agent_version,
     bootstrap,
     coder_chunks,
     coder_source,
     compile_agent,
+    mode_modules,
+    module_source,
+    upload_chunks,
+    upload_order,
 )
 from i2scli.link.baud import REPL_BAUD
 from i2scli.link.baud import plan as baud_plan
@@ -37,10 +41,20 @@ RAW_BANNER = b"raw REPL; CTRL-B to exit\r\n"
 
 class Launcher:
     """Starts the agent on the board behind `port` and keeps what it said (HELLO); on a UART
-    link it moves each agent run to the fastest rate the bridge takes (baud.py)."""
+    link it moves each agent run to the fastest rate the bridge takes (baud.py).
 
-    def __init__(self, port: Port, baud: str | int = "off", warn: Callable[[str], None] | None = None):
+    An uploaded agent goes in parts: the core (framing, meters, one stream, main: enough for
+    HELLO and the link probe) at the first launch, with the modules of the stream the caller
+    `expect`s (a START-like dict: `mode`, `io`); any other mode's module before the START that
+    needs it (`ready_for`), in the REPL's namespace, where it stays for the connection's later
+    runs. An installed agent has them all."""
+
+    def __init__(self, port: Port, baud: str | int = "off", warn: Callable[[str], None] | None = None,
+                 expect: dict | None = None):
         self.port = port
+        self.expect = mode_modules(expect) if expect else []
+        self.installed = False  # the agent runs from the board's files (`i2s install`)
+        self.uploaded: set[str] = set()  # the agent's modules in the REPL's namespace
         self.warn = warn
         self.coder_error: str | None = None  # why the wire coder could not be loaded
         self.propose, self.baud, note = baud_plan(port, baud)  # rate to propose; rate in use (None: no baud)
@@ -52,8 +66,9 @@ class Launcher:
         self._relaunch: str | None = None
         self._prompt_ready = False
 
-    def launch(self, timeout: float = 10.0) -> dict:
-        """Run the agent: the installed copy when its version matches, else upload it."""
+    def launch(self, timeout: float = 10.0, need: Iterable[str] = ()) -> dict:
+        """Run the agent: the installed copy when its version matches, else upload it (the
+        core, what the caller expects, and the modules `need`)."""
         t = self.port.transport
         for _ in range(3):
             try:
@@ -72,22 +87,48 @@ class Launcher:
             ) from None
         self._prompt_ready = True
         if self._relaunch:
+            self._upload(need, timeout)
             self.exec(self._relaunch)
             return self.await_hello(timeout)
         self.exec(bootstrap())
         hello = self.await_hello(timeout, allow_upload=True)
         if hello is None:
-            for chunk in agent_chunks():
-                self.exec(chunk)
-                raw = self.port.read_until(REPL_TAIL, timeout)
-                if not raw.endswith(b"\x04\x04>"):
-                    raise BoardError(repl_error(raw))
+            self._upload([*CORE_MODULES, *self.expect, *need], timeout)
             self._relaunch = "main('uploaded')\n"
             self.exec(self._relaunch)
             hello = self.await_hello(timeout)
         else:
+            self.installed = True
             self._relaunch = "_i2s_a.main('installed')\n"
         return hello
+
+    def _missing(self, names: Iterable[str]) -> list[str]:
+        """Of the agent's modules `names` (and what they import), those the board lacks."""
+        return [] if self.installed else upload_order(names, have=self.uploaded)
+
+    def _upload(self, names: Iterable[str], timeout: float) -> None:
+        """Run the modules the board lacks in the raw REPL (the agent is not running)."""
+        missing = self._missing(names)
+        if missing:
+            error = self._run_chunks(upload_chunks(missing), timeout)
+            if error is not None:
+                raise BoardError(error)
+            self.uploaded.update(missing)
+
+    def ready_for(self, cfg: dict, timeout: float = 10.0) -> None:
+        """The agent running (HELLO) with what the START `cfg` needs: a waiting agent that lacks
+        a module for its mode goes back to the REPL, gets it, and starts again."""
+        need = mode_modules(cfg)
+        if self.hello and not self._missing(need):
+            return
+        if self.hello:
+            self._abort()
+        self.launch(timeout, need)
+
+    def _abort(self) -> None:
+        """Send the agent waiting for START back to the REPL."""
+        self.port.write(proto.Encoder(crc=bool(self.hello.get("crc"))).frame(T.ABORT))
+        self.finish()
 
     def load_coder(self, part: str, timeout: float = 10.0) -> bool:
         """Run the part of the wire coder a stream needs ("Decoder" to play, "Encoder" to record)
@@ -100,18 +141,23 @@ class Launcher:
         if self.coder_error is not None:
             return False
         if self.hello:  # the agent waits for START: send it back to the REPL first
-            self.port.write(proto.Encoder(crc=bool(self.hello.get("crc"))).frame(T.ABORT))
-            self.finish()
-        for chunk in coder_chunks(part):
-            self.exec(chunk)
-            raw = self.port.read_until(REPL_TAIL, timeout)
-            if not raw.endswith(b"\x04\x04>"):
-                self.coder_error = repl_error(raw)  # e.g. SyntaxError: invalid micropython decorator
-                break
-        self.launch(timeout)
+            self._abort()
+        # e.g. SyntaxError: invalid micropython decorator
+        self.coder_error = self._run_chunks(coder_chunks(part), timeout)
+        # with the stream that codes: its module too, so that START need not wait again
+        self.launch(timeout, mode_modules({"mode": "tx" if part == "Decoder" else "rx"}))
         if not self.hello.get("codec", 0) & bit and self.coder_error is None:
             self.coder_error = "the agent did not find it"
         return self.coder_error is None
+
+    def _run_chunks(self, chunks: list[str], timeout: float) -> str | None:
+        """Run pieces of code in the raw REPL one after the other; the board's error (None: all ran)."""
+        for chunk in chunks:
+            self.exec(chunk)
+            raw = self.port.read_until(REPL_TAIL, timeout)
+            if not raw.endswith(b"\x04\x04>"):
+                return repl_error(raw)
+        return None
 
     def exec(self, code: str) -> None:
         """Start code in the raw REPL without waiting for it to end."""
@@ -210,8 +256,7 @@ class Launcher:
         """Send a waiting agent back to the REPL, leave the raw REPL, close the port."""
         try:
             if self.hello:  # the agent is waiting for START: tell it to go back to the REPL
-                self.port.write(proto.Encoder(crc=bool(self.hello.get("crc"))).frame(T.ABORT))
-                self.finish()
+                self._abort()
         except (LinkError, OSError):
             pass
         baud_restore(self.port)  # whatever happened, leave the port at the REPL's rate
@@ -219,33 +264,47 @@ class Launcher:
 
 
 def install(port: str, remove: bool = False) -> str:
-    """Store the agent on the board's filesystem, compiled to .mpy for the board's bytecode
-    when mpy-cross can (the board then skips compiling it on every run), else as source; or
-    take it away. Returns what was done."""
+    """Store the agent's modules on the board's filesystem, compiled to .mpy for the board's
+    bytecode when mpy-cross can (the board then skips compiling them on every run), else as
+    source; or take them away. Returns what was done."""
     p = Port(open_transport(port), port)
     t = p.transport
-    paths = {"mpy": f"/{AGENT_NAME}.mpy", "py": f"/{AGENT_NAME}.py"}
     try:
         t.serial.timeout = 1.0
         t.enter_raw_repl(soft_reset=False)
-        present = [path for path in paths.values() if t.fs_exists(path)]
+        others = [n for n in AGENT_MODULES if n != AGENT_NAME]
+        files = [f"/{n}.{ext}" for n in (AGENT_NAME, *others) for ext in ("mpy", "py")] + [f"/{CODER_NAME}.mpy"]
+        present = [path for path in files if t.fs_exists(path)]
         if remove:
-            if t.fs_exists(f"/{CODER_NAME}.mpy"):
-                t.fs_rmfile(f"/{CODER_NAME}.mpy")
             for path in present:
                 t.fs_rmfile(path)
-            return f"removed {' and '.join(present)}" if present else f"no agent installed at {paths['py']}"
+            agent = [path for path in present if not path.startswith(f"/{CODER_NAME}")]
+            return f"removed {', '.join(agent)}" if agent else f"no agent installed at /{AGENT_NAME}.py"
         mpy = int(t.eval("getattr(__import__('sys').implementation, '_mpy', 0)") or 0)
-        compiled, how = compile_agent(mpy)
+        compiled = {}
+        for name in AGENT_MODULES:
+            data, how = compile_agent(mpy, module_source(name), name)
+            if data is None:
+                compiled = None  # all as source, then: one kind of file for one agent
+                break
+            compiled[name] = data
         kind = "mpy" if compiled is not None else "py"
-        t.fs_writefile(paths[kind], compiled if compiled is not None else agent_source().encode())
+        # the main module goes first and comes back last: a board that lost the link halfway
+        # has no main module, so the next run uploads the agent instead of importing half of it
+        main = f"/{AGENT_NAME}.{kind}"
         for path in present:  # MicroPython imports a .py before a .mpy: never leave both
-            if path != paths[kind]:
+            if path.startswith(f"/{AGENT_NAME}."):
                 t.fs_rmfile(path)
+        for name in (*others, AGENT_NAME):
+            path = f"/{name}.{kind}"
+            t.fs_writefile(path, compiled[name] if compiled is not None else module_source(name).encode())
+            other = f"/{name}.{'py' if kind == 'mpy' else 'mpy'}"
+            if other in present and name != AGENT_NAME:
+                t.fs_rmfile(other)
         what = f"compiled, {how}" if compiled is not None else f"source: {how}"
-        said = f"installed agent {agent_version()} at {paths[kind]} ({what})"
+        said = f"installed agent {agent_version()} at {main} ({what}) with {len(others)} modules beside it"
         # the wire coder beside it: viper, so only as a .mpy for the board's architecture
-        coder, _ = compile_agent(mpy, coder_source()) if mpy >> 10 else (None, "")
+        coder, _ = compile_agent(mpy, coder_source(), CODER_NAME) if mpy >> 10 else (None, "")
         if coder is not None:
             t.fs_writefile(f"/{CODER_NAME}.mpy", coder)
             said += f", wire coder at /{CODER_NAME}.mpy"

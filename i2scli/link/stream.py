@@ -21,8 +21,7 @@ class Stream:
 
     def __init__(self, launcher: Launcher, cfg: dict):
         """START, then READY (or the board's error)."""
-        if not launcher.hello:
-            launcher.launch()
+        launcher.ready_for(cfg)  # running, with the agent's module for this mode
         self.launcher = launcher
         self.port = launcher.port
         hello = launcher.hello

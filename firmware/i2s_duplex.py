@@ -1,0 +1,246 @@
+# i2s agent, duplex (START mode "duplex", docs/half-duplex.md): half-duplex on one SD line,
+# record then play (or the other way round) with the switch done on the board.
+import time
+from micropython import const
+
+from i2s_meter import Meter, RxMeter, rx_ring_frames
+from i2s_stream import _open_i2s, _pins
+
+# copies of i2scli/protocol.py's (tests/test_protocol_source.py holds them to it)
+_DATA = const(4)
+_END = const(6)
+_ABORT = const(9)
+_SWITCH = const(12)
+_PHASE = const(13)
+_TIMEOUT = const(-1)
+
+
+def dx_prefill(cfg, payload):
+    """Bytes of TX audio the board parks during RX: whole payload-sized slots."""
+    return max(1, cfg.get("prefill", cfg["ibuf"]) // payload) * payload
+
+
+class Switch:
+    """The switch between RX and TX on one SD line, as release, wait, drive. To TX: stop RX,
+    deinit, park the SD pads as inputs, DIR to the codec-listens level, wait the switch delay,
+    start TX, lead-in silence, audio. To RX: play out silence, deinit TX, park the SD pads,
+    wait, DIR to the codec-drives level, start RX, throw away the first frames. Each step is
+    timestamped (ticks_us)."""
+
+    def __init__(self, stream):
+        from machine import Pin
+
+        self.s = stream
+        cfg = stream.cfg
+        self.cfg = cfg
+        self.Pin = Pin
+        self.rx_level = cfg.get("dir_rx_level", 0)
+        self.dir = Pin(cfg["dir"], Pin.OUT, value=1 - self.rx_level) if cfg.get("dir") is not None else None
+        self.pads = [cfg["rx"]["sd"]]
+        if cfg["tx"]["sd"] != cfg["rx"]["sd"]:
+            self.pads.append(cfg["tx"]["sd"])  # two pads tied together: the idle one is an input
+        self.delay = cfg.get("switch_delay_us", 1000)
+        self.tx_pins = _pins(cfg["tx"])
+        self.rx_pins = _pins(cfg["rx"])
+        self.switching = False
+        self.gaps = []
+
+    def _park(self):
+        for p in self.pads:
+            self.Pin(p, self.Pin.IN)
+
+    def _wait(self):
+        if self.delay:
+            time.sleep_us(self.delay)
+
+    def to_rx(self, first):
+        if self.switching:
+            raise RuntimeError("switch re-entered")
+        self.switching = True
+        s = self.s
+        if not first:
+            s._play_out()
+            s.audio.deinit()
+            s.audio = None
+            s.mark("tx_deinit")
+        self._park()
+        s.mark("sd_released")
+        self._wait()
+        s.mark("delay_done")
+        if self.dir is not None:
+            self.dir.value(self.rx_level)
+            s.mark("dir_rx")
+        s.audio = _open_i2s(self.cfg, "rx", self.rx_pins)
+        s.mark("rx_init")
+        self._gap()
+        view = self.slots[0][1]
+        discard = self.cfg.get("discard_frames", 0) * s.fb
+        while discard > 0:  # word-clock alignment and whatever the line held: exactly
+            n = min(discard, len(view))
+            s.audio.readinto(view if n == len(view) else memoryview(view)[:n])
+            discard -= n
+        s.mark("rx_kept")
+        self.switching = False
+        s.link.send_json(_PHASE, {"phase": "rx"})
+
+    def to_tx(self, first):
+        if self.switching:
+            raise RuntimeError("switch re-entered")
+        self.switching = True
+        s = self.s
+        if not first:
+            s.audio.deinit()
+            s.audio = None
+            s.mark("rx_deinit")
+        self._park()
+        s.mark("sd_released")
+        if self.dir is not None:
+            self.dir.value(1 - self.rx_level)
+            s.mark("dir_tx")
+        self._wait()
+        s.mark("delay_done")
+        s.audio = _open_i2s(self.cfg, "tx", self.tx_pins)
+        s.mark("tx_init")
+        self._gap()
+        lead = self.cfg.get("lead_in_frames", 0) * s.fb
+        silence = bytearray(min(max(lead, 4), 1024))
+        while lead > 0:
+            n = min(lead, len(silence))
+            s.audio.write(silence if n == len(silence) else memoryview(silence)[:n])
+            lead -= n
+        s.mark("lead_in_done")
+        self.switching = False
+        s.link.send_json(_PHASE, {"phase": "tx"})
+
+    def _gap(self):
+        t = self.s.timeline
+        if len(t) >= 2:
+            stop = [m[1] for m in t if m[0] in ("rx_deinit", "tx_deinit")]
+            if stop:
+                self.gaps.append(time.ticks_diff(t[-1][1], stop[-1]))
+
+
+class Duplex(Switch):
+    """Half-duplex on one SD line (docs/half-duplex.md): record, switch, play (or the other
+    way round) in one START..SUMMARY, the switch done here with no host round trip."""
+
+    def __init__(self, stream):
+        Switch.__init__(self, stream)
+        cfg = self.cfg
+        P = stream.payload
+        self.slots = []
+        n = dx_prefill(cfg, P) // P
+        while len(self.slots) < n:
+            b = bytearray(P + 4)
+            self.slots.append((b, memoryview(b)[:P]))
+        self.filled = []  # lengths of the slots holding pre-sent TX audio, in order
+        self.rx_frames = 0
+        # the bus against the clock, as plain tx/rx streams do: an overrun is a gap in the recording
+        self.rx_meter = RxMeter(cfg["rate"], rx_ring_frames(cfg["ibuf"]))
+        self.tx_meter = Meter(cfg["rate"], cfg["ibuf"] // stream.fb)
+
+    def record(self, host_stops):
+        """RX until rx_frames (or the host's SWITCH); meanwhile park pre-sent TX audio."""
+        s, link = self.s, self.s.link
+        P, fb = s.payload, s.fb
+        want = self.cfg.get("rx_frames", 0)
+        buf, view = link.frame_buffer(P)
+        last = time.ticks_ms()
+        while True:
+            n = P if not want else min(P, (want - self.rx_frames) * fb)
+            if n <= 0:
+                break
+            part = view if n == P else memoryview(view)[:n]
+            self.rx_meter.before(self.rx_frames)
+            s.audio.readinto(part)
+            self.rx_meter.after(self.rx_frames + n // fb)
+            link.send_data(buf, part, n)
+            self.rx_frames += n // fb
+            if link.wait(0):
+                t = self._take(0)
+                if t == _SWITCH or t == _END or t == _ABORT:
+                    if t == _ABORT:
+                        s.reason = "abort"
+                    break
+                last = time.ticks_ms()
+            elif time.ticks_diff(time.ticks_ms(), last) > s.timeout:
+                s.reason = "timeout"
+                break
+        s.mark("rx_stop")
+
+    def _take(self, ms):
+        """Read one host frame; DATA goes into the next free slot (the host never pre-sends
+        more than READY's prefill, so a slot is always there)."""
+        link = self.s.link
+        if len(self.filled) >= len(self.slots):
+            t = link.read_frame(ms)
+            link.grant()
+            if t == _DATA:
+                raise RuntimeError("host sent more audio than the prefill holds")
+            return t
+        b, v = self.slots[len(self.filled)]
+        keep_b, keep_v = link.pbuf, link.pfull
+        link.pbuf, link.pfull = b, v
+        t = link.read_frame(ms)
+        link.pbuf, link.pfull = keep_b, keep_v
+        link.grant()
+        if t == _DATA:
+            self.filled.append(link.plen)
+        return t
+
+    def play(self):
+        """The parked audio first, then the host's frames until END (or SWITCH)."""
+        s, link, fb = self.s, self.s.link, self.s.fb
+        first = True
+        for i in range(len(self.filled)):
+            n = self.filled[i]
+            b, v = self.slots[i]
+            self.tx_meter.tx(s.frames)
+            s.audio.write(v if n == len(v) else memoryview(b)[:n])
+            if first:
+                s.mark("first_audio")
+                first = False
+            s.frames += n // fb
+        self.filled = []
+        while True:
+            t = link.read_frame(s.timeout)
+            link.grant()
+            if t == _DATA:
+                n = link.plen
+                self.tx_meter.tx(s.frames)
+                s.audio.write(link.pfull if n == s.payload else memoryview(link.pbuf)[:n])
+                if first:
+                    s.mark("first_audio")
+                    first = False
+                s.frames += n // fb
+            elif t in (_END, _SWITCH, _ABORT, _TIMEOUT):
+                s.reason = {_END: "end", _SWITCH: "end", _ABORT: "abort", _TIMEOUT: "timeout"}[t]
+                return t
+
+    def run(self):
+        s = self.s
+        if self.cfg.get("order", "record-play") == "record-play":
+            self.to_rx(True)
+            self.record(False)
+            if s.reason in ("abort", "timeout"):
+                return
+            self.to_tx(False)
+            self.play()
+            s._play_out()
+        else:
+            self.to_tx(True)
+            self.play()
+            if s.reason in ("abort", "timeout"):
+                return
+            s.reason = "end"
+            self.to_rx(False)
+            self.record(False)
+        s.audio.deinit()
+        s.audio = None
+        s.mark("deinit")
+
+    def summary(self):
+        return {"rx_frames": self.rx_frames, "tx_frames": self.s.frames, "clock_gaps_us": self.gaps,
+                "switch_delay_us": self.delay, "overruns": self.rx_meter.events,
+                "underruns": self.tx_meter.events, "lost_frames": self.rx_meter.lost + self.tx_meter.lost,
+                "overrun_at": self.rx_meter.where()}

@@ -1,0 +1,350 @@
+# i2s agent, framing and flow control (docs/protocol.md): frames over the REPL stream, CRCs,
+# resync, sequence numbers, credits. Sender writes frames, Link (a Sender) reads them. No
+# allocation per frame: preallocated buffers, fixed memoryviews, readinto, integer maths.
+import sys
+import time
+import micropython
+from micropython import const
+
+try:
+    import ujson as json
+except ImportError:
+    import json
+
+# i2scli/protocol.py defines these; tests/test_protocol_source.py holds every module's copy to it
+_S0 = const(0xA5)
+_S1 = const(0x5A)
+_CRC = const(0x80)
+_DATA = const(4)
+_CREDIT = const(5)
+_TIMEOUT = const(-1)
+_BAD = const(-2)
+_HDR = const(7)
+
+try:
+    from binascii import crc32
+except ImportError:
+    crc32 = None
+
+# Input buffer of each port's REPL stream: credits never exceed it (docs/sim.md has sources).
+_INBUF = {"esp32": 256, "esp8266": 128, "rp2": 512, "mimxrt": 512, "samd": 512, "nrf": 256,
+          "pyboard": 1024, "linux": 32768}
+
+
+class Sender:
+    """Frames to the host: headers and CRCs built in place, credits granted; the UART rate
+    put back on the way out."""
+
+    def __init__(self):
+        self.out = sys.stdout.buffer
+        self.crc = crc32 is not None
+        self.obuf = bytearray(_HDR + 4)
+        self.tx_seq = 0
+        self.baud = 0  # the REPL UART's rate when we changed it (0: as we found it)
+        self.baud0 = 0  # the rate to put back on every way out
+
+    def set_baud(self, rate):
+        """Re-time the REPL UART (esp32: machine.UART(0) is the REPL's, since v1.19). Its
+        init sets the divider at once, so the TX FIFO (128 bytes) is let out first."""
+        if not rate or rate == (self.baud or self.baud0):
+            return
+        time.sleep_ms(1280000 // (self.baud or self.baud0 or 115200) + 4)
+        from machine import UART
+
+        UART(0, baudrate=rate)
+        self.baud = rate
+
+    # -- writing ------------------------------------------------------------------------------
+    def _head(self, buf, t, n):
+        if self.crc:
+            t |= _CRC
+        buf[0] = _S0
+        buf[1] = _S1
+        buf[2] = t
+        buf[3] = self.tx_seq
+        buf[4] = n & 0xFF
+        buf[5] = n >> 8
+        buf[6] = (~(t + self.tx_seq + buf[4] + buf[5])) & 0xFF
+        self.tx_seq = (self.tx_seq + 1) & 0xFF
+
+    def _trailer(self, buf, off, c):
+        buf[off] = c & 0xFF
+        buf[off + 1] = (c >> 8) & 0xFF
+        buf[off + 2] = (c >> 16) & 0xFF
+        buf[off + 3] = (c >> 24) & 0xFF
+
+    def send(self, t, payload=b""):
+        """A control frame (allocates: not for the audio path)."""
+        n = len(payload)
+        ob = self.obuf
+        self._head(ob, t, n)
+        self.out.write(ob, 0, _HDR)
+        if n:
+            self.out.write(payload)
+        if self.crc:
+            self._trailer(ob, _HDR, crc32(payload))
+            self.out.write(ob, _HDR, 4)
+
+    def send_json(self, t, obj):
+        self.send(t, json.dumps(obj).encode())
+
+    def frame_buffer(self, payload):
+        """A buffer for sending DATA frames built in place: header, payload, CRC."""
+        buf = bytearray(_HDR + payload + 4)
+        return buf, memoryview(buf)[_HDR:_HDR + payload]
+
+    def send_data(self, buf, view, n):
+        """Send the DATA frame in buf whose payload (view) holds n bytes."""
+        self._head(buf, _DATA, n)
+        if self.crc:
+            self._trailer(buf, _HDR + n, crc32(view))
+            self.out.write(buf, 0, _HDR + n + 4)
+        else:
+            self.out.write(buf, 0, _HDR + n)
+
+    def send_plain(self, buf, n):
+        """A DATA frame built in place in buf, without the CRC trailer: a coded payload, which
+        carries a checksum of the audio it decodes to."""
+        crc = self.crc
+        self.crc = False
+        self._head(buf, _DATA, n)
+        self.crc = crc
+        self.out.write(buf, 0, _HDR + n)
+
+    def grant(self, force=False):
+        """Give the bytes read since the last grant back to the host as credit."""
+        c = self.consumed
+        # a quarter window: with frames of up to half the window, the host always has the
+        # next frame's credit before the one in flight has been read (no stop-and-wait)
+        if c and (force or c >= self.window >> 2):
+            self.consumed = 0
+            ob = self.obuf
+            ob[0] = c & 0xFF
+            ob[1] = (c >> 8) & 0xFF
+            ob[2] = (c >> 16) & 0xFF
+            ob[3] = (c >> 24) & 0xFF
+            self._credit(ob)
+
+    def _credit(self, ob):
+        # header after the 4 credit bytes already in obuf[0:4]: build in self.hdr-like scratch
+        cb = self.cbuf
+        cb[7] = ob[0]
+        cb[8] = ob[1]
+        cb[9] = ob[2]
+        cb[10] = ob[3]
+        self._head(cb, _CREDIT, 4)
+        if self.crc:
+            self._trailer(cb, 11, crc32(self.cview))
+            self.out.write(cb, 0, 15)
+        else:
+            self.out.write(cb, 0, 11)
+
+
+class Link(Sender):
+    """Frames over the REPL stream: the fastest input path the port has, no allocation."""
+
+    def __init__(self):
+        Sender.__init__(self)
+        self.vcp = None
+        self.poll = None
+        try:
+            import pyb
+
+            self.vcp = pyb.USB_VCP()
+            self.vcp.init(flow=pyb.USB_VCP.RTS)  # hold the host back instead of dropping
+            self.vcp.setinterrupt(-1)
+        except (ImportError, AttributeError, ValueError, TypeError):
+            self.vcp = None
+        micropython.kbd_intr(-1)  # 0x03 is audio data now, not Ctrl-C
+        self.inp = sys.stdin.buffer
+        if self.vcp is None:
+            import select
+
+            self.poll = select.poll()
+            self.poll.register(self.inp, select.POLLIN)
+        self.inbuf = _INBUF.get(sys.platform, 256)
+        self.hdr = bytearray(_HDR)
+        self.hdr[0] = _S0
+        self.hdr[1] = _S1
+        self.rest = memoryview(self.hdr)[2:]  # header after the sync bytes
+        self.one = bytearray(1)
+        self.crc4 = bytearray(4)
+        self.deadline = 0
+        self.skipped = 0
+        self.rx_seq = -1
+        self.crc_errors = 0
+        self.resyncs = 0
+        self.seq_gaps = 0
+        self.consumed = 0  # bytes taken out of the input buffer since the last grant
+        self.max_payload = 0
+        self.pbuf = None
+        self.plen = 0
+
+    def drain(self, quiet_ms=50):
+        """Discard input until the host has been quiet a while, so nothing it sent after our
+        last frame lands in the REPL as code."""
+        while self.wait(quiet_ms):
+            if not self._read(self.one, 1):
+                return  # end of input (only a virtual board's pipe ends)
+
+    def close(self):
+        try:
+            self.set_baud(self.baud0)  # the REPL, mpremote and the next i2s expect the usual rate
+        except Exception:
+            pass
+        micropython.kbd_intr(3)
+        if self.vcp is not None:
+            try:
+                self.vcp.setinterrupt(3)
+            except Exception:
+                pass
+
+    def fresh(self):
+        """Counters start again: a failed rate change leaves garbage that is not the stream's."""
+        self.rx_seq = -1
+        self.crc_errors = 0
+        self.resyncs = 0
+        self.seq_gaps = 0
+        self.skipped = 0
+
+    # -- waiting and reading --------------------------------------------------------------
+    def wait(self, ms):
+        """True when input is there, False after ms."""
+        if self.vcp is not None:
+            t0 = time.ticks_ms()
+            while not self.vcp.any():
+                if time.ticks_diff(time.ticks_ms(), t0) >= ms:
+                    return False
+                time.sleep_ms(1)
+            return True
+        for _ in self.poll.ipoll(ms):
+            return True
+        return False
+
+    def _read(self, buf, n):
+        if self.vcp is not None:
+            got = self.vcp.recv(buf, timeout=2000) if n == len(buf) else self._vcp_partial(buf, n)
+        else:
+            got = self.inp.readinto(buf, n)
+        self.consumed += n
+        return got
+
+    def _vcp_partial(self, buf, n):
+        return self.vcp.recv(memoryview(buf)[:n], timeout=2000)
+
+    def set_payload(self, size, spare=False):
+        """Preallocate the receive buffer: payload + CRC trailer (and a second one for
+        double buffering, which swap() exchanges without allocating)."""
+        self.max_payload = size
+        self.pbuf = bytearray(size + 4)
+        self.pfull = memoryview(self.pbuf)[:size]
+        if spare:
+            self.pbuf2 = bytearray(size + 4)
+            self.pfull2 = memoryview(self.pbuf2)[:size]
+
+    def swap(self):
+        self.pbuf, self.pbuf2 = self.pbuf2, self.pbuf
+        self.pfull, self.pfull2 = self.pfull2, self.pfull
+
+    # Per-frame methods stay small: MicroPython puts a call frame on the heap once its
+    # locals and stack pass 11 words, so each does one thing with few locals.
+    def read_frame(self, ms):
+        """Next good frame's type (payload in self.pbuf[:self.plen]), or _TIMEOUT when no
+        good frame starts within ms. Sync bytes are read one at a time with a deadline, so
+        stray bytes (a terminal's Ctrl-C, REPL chatter) can never leave it blocked."""
+        self.deadline = time.ticks_add(time.ticks_ms(), ms)
+        if not self._sync():
+            return _TIMEOUT
+        self._read(self.rest, _HDR - 2)
+        while True:
+            t = self._frame()
+            if t >= 0:
+                return t
+            self.resyncs += 1
+            if not self._slide():
+                return _TIMEOUT
+
+    def _slide(self):
+        """Resync: drop the header's first byte and take one more, until it starts with sync."""
+        h = self.hdr
+        while True:
+            i = 0
+            while i < _HDR - 1:
+                h[i] = h[i + 1]
+                i += 1
+            b = self._byte()
+            if b < 0:
+                return False
+            h[_HDR - 1] = b
+            if h[0] == _S0 and h[1] == _S1:
+                return True
+
+    def _left(self):
+        return max(0, time.ticks_diff(self.deadline, time.ticks_ms()))
+
+    def _byte(self):
+        if not self.wait(self._left()) or not self._read(self.one, 1):
+            return -1
+        return self.one[0]
+
+    def _sync(self):
+        """Read up to and including the sync bytes A5 5A; False at the deadline. Once bytes
+        flow, the rest of a frame in flight gets a short grace (even from read_frame(0))."""
+        b = self._byte()
+        if b >= 0 and self._left() < 200:
+            self.deadline = time.ticks_add(time.ticks_ms(), 200)
+        while b >= 0:
+            if b == _S0:
+                b = self._byte()
+                if b == _S1:
+                    self.hdr[0] = _S0
+                    self.hdr[1] = _S1
+                    return True
+            else:
+                if self.rx_seq >= 0 or b != 0x0D:
+                    self.skipped += 1
+                b = self._byte()
+        return False
+
+    def _frame(self):
+        h = self.hdr
+        if (~(h[2] + h[3] + h[4] + h[5])) & 0xFF != h[6]:
+            return _BAD
+        n = h[4] | (h[5] << 8)
+        if n > self.max_payload or not self._payload(h[2], n):
+            return _BAD
+        return h[2] & 0x7F
+
+    def _payload(self, t, n):
+        if t & _CRC and n == 0:
+            # control frames (END, KEEPALIVE): the CRC of nothing is 0; a 4-byte buffer of
+            # their own keeps the VCP read allocation-free
+            self._read(self.crc4, 4)
+            if self.crc and self._u32(self.crc4, 0) != 0:
+                self.crc_errors += 1
+                return False
+        elif t & _CRC:
+            self._read(self.pbuf, n + 4)
+            if self.crc and not self._crc_ok(n):
+                self.crc_errors += 1
+                return False
+        elif n:
+            self._read(self.pbuf, n)
+        self.plen = n
+        self._seq(self.hdr[3])
+        return True
+
+    def _crc_ok(self, n):
+        if n == 0:
+            return self._u32(self.pbuf, 0) == 0  # crc32 of nothing, without a slice
+        if n == self.max_payload:
+            return crc32(self.pfull) == self._u32(self.pbuf, n)
+        return crc32(memoryview(self.pbuf)[:n]) == self._u32(self.pbuf, n)
+
+    def _u32(self, p, i):
+        return p[i] | (p[i + 1] << 8) | (p[i + 2] << 16) | (p[i + 3] << 24)
+
+    def _seq(self, seq):
+        if self.rx_seq >= 0 and seq != (self.rx_seq + 1) & 0xFF:
+            self.seq_gaps += 1
+        self.rx_seq = seq

@@ -1,0 +1,163 @@
+# i2s agent, loop (START mode "loop", docs/protocol.md): TX and RX on two buses at once, for a
+# loopback test, with the clock report that takes the board's buffering out of its latency.
+import time
+from micropython import const
+
+from i2s_meter import RxMeter, rx_ring_frames
+from i2s_stream import _open_i2s, _pins
+
+# copies of i2scli/protocol.py's (tests/test_protocol_source.py holds them to it)
+_DATA = const(4)
+_END = const(6)
+_ABORT = const(9)
+_TIMEOUT = const(-1)
+
+
+class Loop:
+    """Full duplex on two buses (START mode "loop", docs/protocol.md): TX on cfg["tx"]'s I2S,
+    RX on cfg["rx"]'s, at once. Each host DATA frame is written to TX, then as many bytes are
+    read from RX and sent back, until cfg["frames"] RX frames or END. The clock report (sync)
+    says where the first written frame went out on TX and where RX started, in TX frames, so
+    the host can take the board's own buffering out of a loopback's latency."""
+
+    def __init__(self, stream):
+        self.s = stream
+        cfg = stream.cfg
+        self.want = cfg.get("frames", 0)
+        self.tx = None
+        self.rx = None
+        self.t_tx = 0
+        self.t_rx = 0
+        self.sync = {}
+        self.rx_frames = 0
+        self.rx_meter = RxMeter(cfg["rate"], rx_ring_frames(cfg["ibuf"]))
+        self.buf, self.view = stream.link.frame_buffer(stream.payload)
+        self.counted = 0
+        self.warm = stream.warmup()
+        self.prefill = cfg["ibuf"] // 2
+
+    def open(self):
+        """Both buses once, so that a board without them says so before READY; RX then waits
+        closed until the first TX write, so its ring cannot overflow while the host starts."""
+        cfg = self.s.cfg
+        self.t_tx = time.ticks_us()
+        self.tx = _open_i2s(cfg, "tx", _pins(cfg["tx"]))
+        self.s.audio = self.tx  # closed by main's way out, as the one-bus modes' audio
+        self.s.mark("tx_init")
+        self.rx_pins = _pins(cfg["rx"])
+        self.rx = _open_i2s(cfg, "rx", self.rx_pins)
+        self.rx.deinit()
+        self.rx = None
+        st = getattr(self.tx, "_sim_stats", None)
+        if st is not None:  # the port says when its clock started: exact (the virtual board)
+            self.t_tx = st()["t0"]
+        self.sync["clock"] = "ticks" if st is None else "port"
+
+    def open_rx(self):
+        """RX from now on: frame 0 of the recording is the first one clocked after this."""
+        self.t_rx = time.ticks_us()
+        self.rx = _open_i2s(self.s.cfg, "rx", self.rx_pins)
+        self.s.mark("rx_init")
+        st = getattr(self.rx, "_sim_stats", None)
+        if st is not None:
+            self.t_rx = st()["t0"]
+        self.sync["rx_init_us"] = time.ticks_diff(self.t_rx, self.t_tx)
+
+    def close(self):
+        self.port_xruns()
+        for a in (self.rx, self.tx):
+            if a is not None:
+                a.deinit()
+        self.rx = self.tx = None
+        self.s.audio = None
+        self.s.mark("deinit")
+
+    def port_xruns(self):
+        """Where the port counts them itself (the virtual board): frames the buses lost."""
+        for a, k, key in ((self.tx, "underrun_frames", "tx_underrun_frames"),
+                          (self.rx, "overrun_frames", "rx_overrun_frames")):
+            st = getattr(a, "_sim_stats", None)
+            if st is not None:
+                self.sync[key] = st()[k]
+
+    def run(self):
+        s = self.s
+        s.mark("loop_start")
+        s.last = time.ticks_ms()
+        while self.step():
+            pass
+        s.heap.stop()
+        s.heap_frames = s.heap_last - s.heap_first if s.heap.bytes or s.heap_last else 0
+        s.mark("loop_end")
+
+    # per-frame methods: few locals each (MicroPython heap-allocates big call frames)
+    def step(self):
+        """One host frame in (DATA to TX); after DATA, the same number of bytes out of RX."""
+        link = self.s.link
+        t = link.read_frame(self.s.timeout)
+        link.grant()
+        if t == _DATA:
+            n = self.put(link.plen)
+            if self.rx is not None:
+                return self.get(n)
+            if self.s.frames * self.s.fb >= self.prefill:
+                self.open_rx()  # TX holds half a ring: it cannot run dry while RX is read
+            return True
+        if t == _END or t == _ABORT or t == _TIMEOUT:
+            self.s.reason = "end" if t == _END else "abort" if t == _ABORT else "timeout"
+            return False
+        return True  # KEEPALIVE and the like
+
+    def put(self, n):
+        s = self.s
+        s.meter.tx(s.frames)
+        self.tx.write(s.link.pfull if n == s.payload else memoryview(s.link.pbuf)[:n])
+        if s.frames == 0:
+            self.first_tx(n)
+        s.frames += n // s.fb
+        return n
+
+    def first_tx(self, n):
+        """Where the first written frame goes out, in TX frames since TX's init."""
+        s = self.s
+        now = time.ticks_us()
+        s.mark("first_audio")
+        self.sync["tx_write_us"] = time.ticks_diff(now, self.t_tx)
+        st = getattr(self.tx, "_sim_stats", None)
+        if st is not None:  # clocked + still in the ring - just written = where it started
+            d = st()
+            self.sync["tx_first_frame"] = d["frames"] + d["ring_bytes"] // s.fb - n // s.fb
+
+    def get(self, n):
+        s = self.s
+        if self.want and self.rx_frames + n // s.fb > self.want:
+            n = (self.want - self.rx_frames) * s.fb
+            s.heap.stop()
+        part = self.view if n == s.payload else memoryview(self.view)[:n]
+        self.rx_meter.before(self.rx_frames)
+        self.rx.readinto(part)
+        if self.rx_frames == 0:
+            self.sync["rx_read_us"] = time.ticks_diff(time.ticks_us(), self.t_tx)
+        s.link.send_data(self.buf, part, n)
+        self.rx_frames += n // s.fb
+        self.rx_meter.after(self.rx_frames)
+        return self.counting()
+
+    def counting(self):
+        s = self.s
+        s.heap.mark()
+        s.heap_last = self.rx_frames
+        self.counted += 1
+        if self.counted == self.warm:
+            s.heap.start()
+            s.heap_first = self.rx_frames
+        if self.want and self.rx_frames >= self.want:
+            s.reason = "frames"
+            return False
+        return True
+
+    def summary(self):
+        s = self.s
+        return {"rx_frames": self.rx_frames, "tx_frames": s.frames, "sync": self.sync,
+                "underruns": s.meter.events, "overruns": self.rx_meter.events,
+                "lost_frames": s.meter.lost + self.rx_meter.lost, "overrun_at": self.rx_meter.where()}

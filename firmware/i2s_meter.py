@@ -1,0 +1,168 @@
+# i2s agent, meters and heap accounting: TX underruns and RX overruns from the agent's own
+# clock, and the bytes allocated over a stream's steady state (SUMMARY's heap_alloc). Integer
+# maths on clocks re-anchored every second: small ints on 32-bit ports, nothing allocated.
+import sys
+import time
+import gc
+import micropython
+from micropython import const
+
+# the agent's own: the largest small int a clock count may reach
+_BIG = const(0x3FFFFFFF)
+
+
+class Meter:
+    """TX: tracks bus frames against time to estimate underruns on the board, in integer ms
+    with a once-a-second re-anchor so nothing outgrows a small int on 32-bit ports."""
+
+    def __init__(self, rate, ring_frames):
+        self.rate = rate
+        self.ring = ring_frames
+        self.t0 = 0
+        self.base = 0
+        self.started = False
+        self.events = 0
+        self.lost = 0
+
+    def start(self, frames):
+        self.t0 = time.ticks_ms()
+        self.base = frames
+        self.started = True
+
+    def tx(self, written):
+        """Before writing: frames played since the anchor beyond those written = underrun."""
+        if not self.started:
+            self.start(written)
+            return
+        now = time.ticks_ms()
+        played = time.ticks_diff(now, self.t0) * self.rate // 1000
+        ahead = written - self.base
+        if played > ahead + self.rate // 200:  # more than 5 ms short
+            self.events += 1
+            self.lost += played - ahead
+            self.t0 = now
+            self.base = written
+        elif ahead >= self.rate and played >= self.rate:
+            self.t0 = time.ticks_add(self.t0, 1000)
+            self.base += self.rate
+
+
+# RX ring of each port in frames (docs/sim.md has the sources): the rp2, stm32 and mimxrt ring
+# holds ibuf bytes of 8-byte frames whatever the format; esp32 keeps ibuf // 2048 (at least 2)
+# DMA buffers of 256 frames. _RX_SLACK: frames a port holds beyond that in flight (a DMA half
+# of 128 bytes; an esp32 DMA buffer), which an overrun check must allow for.
+def rx_ring_frames(ibuf):
+    if sys.platform == "esp32":
+        return max(ibuf // 2048, 2) * 256
+    return ibuf // 8
+
+
+class RxMeter:
+    """RX overruns as they happen, in frames. The bus fills the port's ring at `rate` while the
+    agent empties it, so frames clocked beyond those read and those the ring can hold were
+    lost. Checked before each read: then the ring holds at most `ring` frames, so a loss of
+    more than `tol` frames is seen, however many frames the read takes (checked after a
+    read, up to a payload of loss hid behind the room the read had just made). The clock is
+    the agent's own (ticks_us), kept honest after each read: the ring cannot hold less than
+    nothing (the bus runs fast), and once a second the least it held is taken as the bus
+    running slow (at most 0.5 %). Integer maths on a clock re-anchored every second: small
+    ints on 32-bit ports, nothing allocated. `at` keeps where the first 8 losses fell, in
+    frames of the stream, so the host can tell them from any other damage."""
+
+    def __init__(self, rate, ring):
+        self.rate = rate
+        self.ring = ring
+        self.tol = (256 if sys.platform == "esp32" else 16) + rate // 2000 + 2
+        self.t = 0  # anchor (ticks_us)
+        self.e = 0  # frames the bus had put in the ring by the anchor, less those lost
+        self.started = False
+        self.over = False
+        self.floor = _BIG
+        self.events = 0
+        self.lost = 0
+        self.at = [0] * 8
+
+    def _due(self, now):
+        """Frames the bus has put in the ring by now, less those lost (expected reads)."""
+        d = time.ticks_diff(now, self.t)
+        while d >= 1000000:
+            self.t = time.ticks_add(self.t, 1000000)
+            self.e += self.rate
+            d -= 1000000
+            self._settle()
+        r = self.rate
+        return self.e + (d // 1000) * r // 1000 + (d % 1000) * r // 1000000
+
+    def _settle(self):
+        f = self.floor
+        if 0 < f < _BIG:
+            m = self.rate // 200
+            self.e -= f if f < m else m
+        self.floor = _BIG
+
+    def before(self, read):
+        """Before a read, `read` frames read so far: count what the ring could not hold."""
+        now = time.ticks_us()
+        if not self.started:
+            self.started = True
+            self.t = now
+            self.e = read
+            return
+        b = self._due(now) - read - self.ring
+        if b > self.tol:
+            if not self.over:
+                self.over = True
+                if self.events < 8:
+                    self.at[self.events] = read + self.ring
+                self.events += 1
+            self.lost += b
+            self.e -= b
+        else:
+            self.over = False
+
+    def after(self, read):
+        """After a read, `read` frames read so far."""
+        b = self._due(time.ticks_us()) - read
+        if b < 0:
+            self.e -= b
+            b = 0
+        if b < self.floor:
+            self.floor = b
+
+    def where(self):
+        return self.at[:self.events if self.events < 8 else 8]
+
+
+class Heap:
+    """Bytes allocated over the steady-state frames: start() opens the window, mark() after
+    each steady frame records where it stands, stop() closes it at the last mark. Uses
+    micropython.mem_total where the port has it, else gc.mem_alloc() with collection held off."""
+
+    def __init__(self):
+        self.total = getattr(micropython, "mem_total", None)
+        self.method = "mem_total" if self.total else "mem_alloc"
+        if not self.total:
+            self.total = gc.mem_alloc
+        self.a = 0
+        self.b = 0
+        self.bytes = 0
+        self.on = False
+
+    def start(self):
+        if self.method == "mem_alloc":
+            gc.collect()
+            gc.disable()
+        self.a = self.total()
+        self.b = self.a
+        self.on = True
+
+    def mark(self):
+        self.b = self.total()
+
+    def stop(self):
+        if not self.on:
+            return
+        self.bytes = self.b - self.a
+        if self.method == "mem_alloc":
+            gc.enable()
+        self.on = False

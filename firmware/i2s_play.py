@@ -1,0 +1,105 @@
+# i2s agent, play (START mode "tx", io "blocking"): host DATA frames into I2S TX, decoded
+# first when the stream is coded (the wire coder's Decoder). Nothing allocated per frame.
+import time
+from micropython import const
+
+from i2s_stream import Stream
+
+# copies of i2scli/protocol.py's (tests/test_protocol_source.py holds them to it)
+_DATA = const(4)
+_END = const(6)
+_ABORT = const(9)
+_KEEPALIVE = const(11)
+_TIMEOUT = const(-1)
+
+
+class Play(Stream):
+    """TX: each DATA frame written to the bus as it arrives; at END, the ring played out."""
+
+    def tx(self):
+        link = self.link
+        audio = self.audio
+        shift = self.cfg.get("shift", 0)
+        bits = self.cfg["bits"]
+        fb = self.fb
+        meter = self.meter
+        heap = self.heap
+        P = self.payload
+        coder = self.coder
+        if coder is None:
+            src = link.pbuf
+            full = link.pfull
+        else:  # coded frames are decoded into a buffer of their own
+            src = bytearray(P)
+            full = memoryview(src)
+        warm = self.warmup()
+        counted = 0
+        self.mark("tx_start")
+        while True:
+            t = link.read_frame(self.timeout)
+            link.grant()
+            if t == _DATA:
+                n = link.plen
+                if coder is not None:
+                    n = self._decode(coder, n, src)
+                    if n <= 0:
+                        continue  # damaged: counted, never played
+                if n == P:
+                    if shift:
+                        audio.shift(buf=full, bits=bits, shift=shift)
+                    meter.tx(self.frames)
+                    audio.write(full)
+                    heap.mark()
+                    self.heap_last = self.frames + n // fb
+                else:
+                    heap.stop()
+                    view = memoryview(src)[:n]
+                    if shift:
+                        audio.shift(buf=view, bits=bits, shift=shift)
+                    meter.tx(self.frames)
+                    audio.write(view)
+                if self.frames == 0:
+                    self.mark("first_audio")
+                self.frames += n // fb
+                counted += 1
+                if counted == warm:
+                    heap.start()
+                    self.heap_first = self.frames
+            elif t == _END:
+                self.reason = "end"
+                break
+            elif t == _ABORT:
+                self.reason = "abort"
+                break
+            elif t == _TIMEOUT:
+                self.reason = "timeout"
+                break
+            elif t == _KEEPALIVE:
+                pass
+        heap.stop()
+        self.heap_frames = self.heap_last - self.heap_first if heap.bytes or self.heap_last else 0
+        if self.reason == "end":
+            # play out: a ring of silence pushes the last audio onto the wire before deinit
+            self.mark("drain")
+            silence = bytearray(min(self.cfg["ibuf"], 4096))
+            left = self.cfg["ibuf"] + len(silence)
+            while left > 0:
+                audio.write(silence)
+                left -= len(silence)
+        self.mark("tx_end")
+
+    def _decode(self, coder, n, dst):
+        """One coded DATA payload (link.pbuf[:n]) into dst; its length, or 0 when damaged."""
+        t0 = time.ticks_us()
+        got = coder.decode(self.link.pbuf, n, dst)
+        self.code_us += time.ticks_diff(time.ticks_us(), t0)
+        if got < 0:
+            self.code_errors += 1
+            self.link.crc_errors += 1  # lost audio, as a CRC error is: the host says so
+            return 0
+        if self.link.pbuf[0]:
+            self.coded += 1
+        else:
+            self.plain += 1
+        return got
+

@@ -1,0 +1,219 @@
+# i2s agent, one stream: Stream is one START..SUMMARY exchange (its counters, timeline, the
+# summary, the host's frames between RX chunks, the link probe); the modes subclass it
+# (i2s_play, i2s_record, i2s_styles) or drive it (i2s_loop, i2s_duplex). Also here: opening
+# machine.I2S, and finding the wire coder (firmware/wirecode.py) a coded stream needs.
+import time
+from micropython import const
+
+from i2s_link import crc32
+from i2s_meter import Heap, Meter, RxMeter, rx_ring_frames
+
+# copies of i2scli/protocol.py's (tests/test_protocol_source.py holds them to it)
+_END = const(6)
+_ABORT = const(9)
+_PROBE = const(10)
+_TIMEOUT = const(-1)
+_HDR = const(7)
+
+
+def _main_globals():
+    try:
+        import __main__  # the REPL's: where the host ran the coder for an installed agent
+
+        return __main__.__dict__
+    except Exception:
+        return {}
+
+
+_CODER_BITS = {"Decoder": 1, "Encoder": 2}  # protocol.CODER_PARTS
+
+
+def _coder(name, load=True):
+    """A wire coder class (firmware/wirecode.py, viper: Decoder for TX, Encoder for RX): the one
+    the host ran in the REPL, or the installed module's, imported only for a stream that codes
+    (native code takes RAM). With load=False: whether it is there at all."""
+    for g in (globals(), _main_globals()):
+        if name in g:
+            return g[name]
+    try:
+        import os
+
+        os.stat("/i2s_wirecode.mpy")
+    except OSError:
+        return None
+    if not load:
+        return True
+    try:
+        import i2s_wirecode
+
+        return getattr(i2s_wirecode, name)
+    except Exception:  # a .mpy for another firmware: raw frames
+        return None
+
+
+def _codec():
+    """HELLO's `codec`: 1 = a decoder is there, 2 = an encoder, 3 = both."""
+    return sum(bit for name, bit in _CODER_BITS.items() if _coder(name, False))
+
+
+def _pin(p):
+    from machine import Pin
+
+    return Pin(p)
+
+
+def _open_i2s(cfg, mode, pins=None):
+    from machine import I2S
+
+    pins = pins or cfg
+    kw = {"sck": _as_pin(pins["sck"]), "ws": _as_pin(pins["ws"]), "sd": _as_pin(pins["sd"]),
+          "mode": I2S.TX if mode == "tx" else I2S.RX, "bits": cfg["bits"],
+          "format": I2S.STEREO if cfg["format"] == "stereo" else I2S.MONO,
+          "rate": cfg["rate"], "ibuf": cfg["ibuf"]}
+    if pins.get("mck") is not None:
+        kw["mck"] = _as_pin(pins["mck"])
+    return I2S(pins["id"], **kw)
+
+
+def _as_pin(p):
+    return p if hasattr(p, "value") else _pin(p)
+
+
+def _pins(pins):
+    """Pin objects made ahead of a switch, so the switch itself does only what it must."""
+    out = dict(pins)
+    for k in ("sck", "ws", "sd", "mck"):
+        if out.get(k) is not None:
+            out[k] = _pin(out[k])
+    return out
+
+
+class Stream:
+    """One START..SUMMARY exchange."""
+
+    def __init__(self, link, cfg):
+        self.link = link
+        self.cfg = cfg
+        self.fb = cfg["bits"] // 8 * (2 if cfg["format"] == "stereo" else 1)
+        self.payload = cfg["payload"]
+        self.timeout = cfg.get("timeout_ms", 3000)
+        self.frames = 0
+        self.reason = "end"
+        self.heap = Heap()
+        if cfg["mode"] == "rx":
+            self.meter = RxMeter(cfg["rate"], rx_ring_frames(cfg["ibuf"]))
+        else:
+            self.meter = Meter(cfg["rate"], cfg["ibuf"] // self.fb)
+        self.timeline = []
+        self.audio = None
+        self.t_start = time.ticks_us()
+        self.heap_first = 0
+        self.heap_last = 0
+        self.last = 0
+        self.heap_frames = 0
+        self.port = None  # the port's own xrun counts, where it has them
+        # wire coding (START "code": 1): coded DATA frames carry no link CRC, the coder's own
+        # checksum over the decoded audio guards them; raw ones keep the CRC
+        self.coder = None
+        self.code_us = 0
+        self.coded = 0
+        self.plain = 0
+        self.code_errors = 0
+        cls = _coder("Decoder" if cfg["mode"] == "tx" else "Encoder") if cfg.get("code") \
+            and cfg["mode"] in ("tx", "rx") and cfg.get("io", "blocking") == "blocking" else None
+        if cls:
+            self.coder = cls(cfg["bits"], 2 if cfg["format"] == "stereo" else 1)
+
+    def mark(self, step):
+        self.timeline.append([step, time.ticks_us()])
+
+    def summary(self, extra=None):
+        link = self.link
+        s = {"reason": self.reason, "frames": self.frames, "bytes": self.frames * self.fb,
+             "underruns": self.meter.events if self.cfg["mode"] == "tx" else 0,
+             "overruns": self.meter.events if self.cfg["mode"] == "rx" else 0,
+             "lost_frames": self.meter.lost, "crc_errors": link.crc_errors,
+             "resyncs": link.resyncs, "seq_gaps": link.seq_gaps, "heap_alloc": self.heap.bytes,
+             "heap_frames": self.heap_frames, "heap_method": self.heap.method,
+             "timeline": self.timeline, "elapsed_us": time.ticks_diff(time.ticks_us(), self.t_start)}
+        if self.cfg["mode"] == "rx":
+            s["overrun_at"] = self.meter.where()
+        if self.port is not None:
+            s["port_xruns"] = self.port
+        if self.coder is not None:
+            s["code"] = {"frames_coded": self.coded, "frames_raw": self.plain, "us": self.code_us,
+                         "errors": self.code_errors}
+        if extra:
+            s.update(extra)
+        return s
+
+    def port_xruns(self):
+        """Where the port counts xruns itself (the virtual board), its counts go beside the
+        agent's own estimate: the host takes the larger, so nothing the port saw is missed."""
+        st = getattr(self.audio, "_sim_stats", None)
+        if st is not None:
+            d = st()
+            self.port = {k: d[k] for k in ("underruns", "underrun_frames", "overruns", "overrun_frames")}
+
+    def host_poll(self):
+        """Between RX chunks: take one host frame if there is one (END, ABORT, KEEPALIVE), and
+        watch for a silent host. False when the stream must stop. Allocation-free."""
+        link = self.link
+        if link.wait(0):
+            t = link.read_frame(0)
+            link.grant()
+            if t == _END or t == _ABORT:
+                self.reason = "end" if t == _END else "abort"
+                return False
+            self.last = time.ticks_ms()
+        elif time.ticks_diff(time.ticks_ms(), self.last) > self.timeout:
+            self.reason = "timeout"
+            return False
+        return True
+
+    def warmup(self):
+        """DATA frames before the heap window opens: steady state starts once the DMA ring
+        has filled (TX) or been drained (RX) twice, after every first-use allocation."""
+        return 8 + 2 * self.cfg["ibuf"] // max(self.payload, 1)
+
+    def _play_out(self):
+        if self.reason == "end":
+            # a ring of silence pushes the last audio onto the wire before deinit
+            self.mark("drain")
+            silence = bytearray(min(self.cfg["ibuf"], 4096))
+            left = self.cfg["ibuf"] + len(silence)
+            while left > 0:
+                self.audio.write(silence)
+                left -= len(silence)
+
+    # -- probe: measure the link ------------------------------------------------------------------
+    def probe(self):
+        link = self.link
+        up = self.cfg.get("probe_up", 0)
+        got = 0
+        t0 = None
+        while got < up:
+            t = link.read_frame(self.timeout)
+            link.grant()
+            if t == _TIMEOUT:
+                self.reason = "timeout"
+                return {}
+            if t == _PROBE:
+                if t0 is None:
+                    t0 = time.ticks_us()
+                got += link.plen
+        up_us = time.ticks_diff(time.ticks_us(), t0) if t0 is not None else 0
+        down = self.cfg.get("probe_down", 0)
+        chunk = self.payload
+        buf, view = link.frame_buffer(chunk)
+        sent = 0
+        while sent < down:
+            n = min(chunk, down - sent)
+            link._head(buf, _PROBE, n)
+            if link.crc:
+                link._trailer(buf, _HDR + n, crc32(view if n == chunk else memoryview(view)[:n]))
+                link.out.write(buf, 0, _HDR + n + 4)
+            else:
+                link.out.write(buf, 0, _HDR + n)
+            sent += n
+        return {"up_bytes": got, "up_us": up_us, "down_bytes": sent}

@@ -1,0 +1,133 @@
+# i2s agent, the seed's other transfer styles (START "io": "irq" or "asyncio"): non-blocking
+# I2S with a callback and two buffers, or asyncio streams on the I2S object.
+import time
+from micropython import const
+
+from i2s_stream import Stream
+
+# copies of i2scli/protocol.py's (tests/test_protocol_source.py holds them to it)
+_DATA = const(4)
+_END = const(6)
+_ABORT = const(9)
+_TIMEOUT = const(-1)
+
+
+class Styles(Stream):
+    """TX and RX in the irq and asyncio styles (no wire coding, no heap window)."""
+
+    def _on_io(self, _):
+        self.io_done = True
+
+    def _io_wait(self):
+        while not self.io_done:
+            time.sleep_us(50)  # the callback runs from the scheduler between bytecodes
+        self.io_done = False
+
+    def tx_irq(self):
+        """Non-blocking writes: the DMA takes one buffer while the next frame is read into
+        the other; the callback says when the ring has taken it."""
+        link, audio, fb, P = self.link, self.audio, self.fb, self.payload
+        self.io_done = True
+        self.cb = self._on_io  # bound once: no allocation per frame
+        audio.irq(self.cb)
+        busy = False
+        self.mark("tx_start")
+        while True:
+            t = link.read_frame(self.timeout)
+            link.grant()
+            if t != _DATA:
+                self.reason = "end" if t == _END else "abort" if t == _ABORT else "timeout"
+                if t in (_END, _ABORT, _TIMEOUT):
+                    break
+                continue
+            if busy:
+                self._io_wait()
+            n = link.plen
+            audio.write(link.pfull if n == P else memoryview(link.pbuf)[:n])
+            busy = True
+            link.swap()
+            self.frames += n // fb
+        if busy:
+            self._io_wait()
+        audio.irq(None)
+        self._play_out()
+        self.mark("tx_end")
+
+    def rx_irq(self):
+        """Non-blocking reads into two buffers: one fills while the other is sent."""
+        link, audio, fb, P = self.link, self.audio, self.fb, self.payload
+        want = self.cfg.get("frames", 0)
+        bufs = [link.frame_buffer(P), link.frame_buffer(P)]
+        self.io_done = False
+        self.cb = self._on_io
+        audio.irq(self.cb)
+        k = 0
+        audio.readinto(bufs[0][1])
+        self.mark("rx_start")
+        self.last = time.ticks_ms()
+        meter = self.meter
+        while True:
+            self._io_wait()
+            meter.after(self.frames + P // fb)
+            buf, view = bufs[k]
+            k ^= 1
+            meter.before(self.frames + P // fb)
+            audio.readinto(bufs[k][1])  # the next one fills while this one goes out
+            n = P if not want else min(P, (want - self.frames) * fb)
+            link.send_data(buf, view if n == P else memoryview(view)[:n], n)
+            self.frames += n // fb
+            if want and self.frames >= want:
+                self.reason = "frames"
+                break
+            if not self.host_poll():
+                break
+        audio.irq(None)
+        self.mark("rx_end")
+
+    async def tx_async(self):
+        """asyncio.StreamWriter on the I2S object (frames are read from the host as usual)."""
+        import asyncio
+
+        link, fb, P = self.link, self.fb, self.payload
+        out = asyncio.StreamWriter(self.audio, {})
+        self.mark("tx_start")
+        while True:
+            t = link.read_frame(self.timeout)
+            link.grant()
+            if t == _DATA:
+                n = link.plen
+                out.write(link.pfull if n == P else memoryview(link.pbuf)[:n])
+                await out.drain()
+                self.frames += n // fb
+            elif t in (_END, _ABORT, _TIMEOUT):
+                self.reason = "end" if t == _END else "abort" if t == _ABORT else "timeout"
+                break
+        self._play_out()
+        self.mark("tx_end")
+
+    async def rx_async(self):
+        """asyncio.StreamReader on the I2S object."""
+        import asyncio
+
+        link, fb, P = self.link, self.fb, self.payload
+        want = self.cfg.get("frames", 0)
+        inp = asyncio.StreamReader(self.audio)
+        buf, view = link.frame_buffer(P)
+        self.mark("rx_start")
+        self.last = time.ticks_ms()
+        while True:
+            n = P if not want else min(P, (want - self.frames) * fb)
+            part = view if n == P else memoryview(view)[:n]
+            got = 0
+            while got < n:
+                self.meter.before(self.frames + got // fb)
+                got += await inp.readinto(part if not got else memoryview(part)[got:])
+            self.meter.after(self.frames + n // fb)
+            link.send_data(buf, part, n)
+            self.frames += n // fb
+            if want and self.frames >= want:
+                self.reason = "frames"
+                break
+            if not self.host_poll():
+                break
+        self.mark("rx_end")
