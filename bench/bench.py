@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from i2scli import audio, link, protocol, session, wirecode
+from i2scli import audio, fit, link, protocol, session, wirecode
 from i2scli.link import Agent, connect, open_transport
 from i2scli.sim.profiles import PROFILES
 
@@ -847,6 +847,111 @@ def _run_cell(r: dict) -> str:
 
 
 # ------------------------------------------------------------------------------------------------
+# 11: --fit, near-lossless on a link narrower than the coded stream (issue 17)
+def song(rate: int, seconds: float, seed: int = 1) -> np.ndarray:
+    """Plucked chords (decaying harmonic tones, a 2 ms attack, panned) at -18 dBFS RMS, plus white
+    noise 46 dB under that: the song of tests/test_fit.py. int16 (frames, 2)."""
+    n = int(rate * seconds)
+    y = np.zeros((n, 2))
+    chords = [(220.0, 277.18, 329.63), (196.0, 246.94, 293.66), (174.61, 220.0, 261.63), (196.0, 246.94, 311.13)]
+    step = rate // 2
+    for c, i in enumerate(range(0, n, step)):
+        t = np.arange(n - i) / rate
+        attack = np.minimum(1.0, t / 0.002)
+        for j, f in enumerate(chords[c % len(chords)]):
+            pan = (j + 1) / 4
+            for h in range(1, 9):
+                if f * h < 0.45 * rate:
+                    v = attack * np.exp(-t * (1.5 + 0.8 * h)) / h * np.sin(2 * np.pi * f * h * t)
+                    y[i:, 0] += v * (1 - pan)
+                    y[i:, 1] += v * pan
+    y *= 10 ** (-18 / 20) / np.sqrt((y ** 2).mean())
+    y += np.random.default_rng(seed).normal(0, 10 ** ((-18 - 46) / 20), y.shape)
+    return np.clip(np.round(y * 32768), -32768, 32767).astype(np.int16)
+
+
+FIT_CONTENTS = ("song", "speech", "music")
+
+
+def _captured_snr(capture: Path, x: np.ndarray, src: audio.BusFormat, payload: int) -> float | None:
+    """SNR against x of what the bus carried (the sim's TX capture), once the capture is checked
+    to hold exactly what the quantiser makes of x (pauses of silence aside); None if it does not."""
+    fitter = fit.Fitter(src, src, payload // src.frame_bytes)
+    sent = np.frombuffer(fitter.feed(x.tobytes()) + fitter.finish(), "<i2").reshape(-1, 2)
+    got, _ = sf.read(capture, dtype="int16", always_2d=True)
+    heard, want = got[got.any(axis=1)], sent[sent.any(axis=1)]
+    if not np.array_equal(heard, want):
+        return None
+    bus = np.zeros_like(sent)
+    bus[sent.any(axis=1)] = heard
+    ref, cap = x.astype(float), bus.astype(float)
+    return 10 * np.log10((ref ** 2).sum() / max(((cap - ref) ** 2).sum(), 1e-9))
+
+
+def fig_fit(work: Path, spec: str = "esp32:cp2102", rate: int = 44100, seconds: float = 10.0) -> dict:
+    """44.1 kHz 16-bit stereo song, speech and music on an ESP32 behind a CP2102 (921600 baud):
+    the host's estimates on the first 2 s (lossless ratio, near-lossless ratio, bits removed, SNR,
+    wire rate), then a real `i2s play --fit --json` of each: what it chose, xruns, the SNR it
+    measured, and the SNR of the TX capture against the file."""
+    profile, _, bridge = spec.partition(":")
+    out = {"spec": spec, "rate": rate, "seconds": seconds, "contents": {}}
+    src = audio.BusFormat(rate, 16, 2)
+    for c in FIT_CONTENTS:
+        x = song(rate, seconds) if c == "song" else synth(c, rate, seconds, 16, 2)
+        d = work / f"fit-{c}"
+        wav = d / f"{c}.wav"
+        sim = Sim(profile, d, capture=True, extra=("--bridge", bridge))
+        try:
+            sf.write(wav, x, rate, subtype="PCM_16")
+            r = run([*I2S, "play", "--fit", "--json", "-q", "--baud", str(bridge_baud(bridge)), "-p", sim.path,
+                     str(wav)], timeout=300)
+            with connect(sim.path, baud=bridge_baud(bridge)) as agent:  # after: the play starts on a quiet board
+                payload = session._payload(agent, "tx", src)
+        finally:
+            sim.stop()
+        head = x[: 2 * rate].tobytes()
+        lossless = fit.estimate(src, src, head, payload, near_lossless=False, coded=True)
+        near = fit.estimate(src, src, head, payload, near_lossless=True, coded=True)
+        res = {"payload": payload, "lossless_ratio": lossless.ratio, "lossless_need": lossless.need,
+               "near_ratio": near.ratio, "near_need": near.need, "near_snr_db": near.snr_db,
+               "near_bits": near.bits_removed, "rc": r["rc"]}
+        if r["rc"] == 0:
+            js = json.loads(r["stdout"])
+            res.update(fit=js["fit"], underruns=js["underruns"], link_rate=js["link_rate"],
+                       ratio=(js["compression"] or {}).get("ratio"), rate=js["rate"], channels=js["channels"])
+            if js["fit"]["method"] == "near-lossless":
+                res["capture_snr_db"] = _captured_snr(sim.capture, x, src, payload)
+        else:
+            res["error"] = r["stderr"].strip().splitlines()[-1][:300] if r["stderr"].strip() else ""
+        out["contents"][c] = res
+        log(f"fit {spec} {c}: rc {r['rc']}, {res.get('fit') or res.get('error')}")
+    return out
+
+
+def fit_table(f: dict) -> str:
+    lines = [f"--fit on {f['spec']} (11): {f['rate'] // 1000}.{f['rate'] % 1000 // 100} kHz 16-bit stereo, "
+             f"{f['seconds']:g} s each; estimates on the first 2 s in the board's DATA frames, then a real "
+             f"`i2s play --fit --json`.", "",
+             "| content | lossless: ratio, wire | near-lossless: ratio, wire, bits removed mean/max, SNR | "
+             "`i2s play --fit` | SNR measured (host) / on the TX capture |", "|---|---|---|---|---|"]
+    for c, v in f["contents"].items():
+        nb = v["near_bits"]
+        est = (f"{v['near_ratio']:.2f}:1, {_fmt_rate(v['near_need'])}, {nb['mean']:.1f}/{nb['max']}, "
+               f"{v['near_snr_db']:.1f} dB")
+        if v["rc"] == 0:
+            ft = v["fit"]
+            played = (f"{ft['method']} at {v['rate']} Hz {'stereo' if v['channels'] == 2 else 'mono'}, "
+                      f"{v['underruns']} xruns, {v['ratio'] or 1:.2f}:1 (link {_fmt_rate(v['link_rate'])})")
+            cap = v.get("capture_snr_db")
+            snr = f"{ft['snr_db']:.2f} / " + (f"{cap:.2f} dB" if cap is not None else "—")
+        else:
+            played, snr = f"exit {v['rc']}", "—"
+        lines.append(f"| {c} | {v['lossless_ratio']:.2f}:1, {_fmt_rate(v['lossless_need'])} | {est} | {played} "
+                     f"| {snr} |")
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------------------------------
 # 9: whole commands against `mpremote exec pass`, warm board
 def fig_commands(work: Path, profile: str = "rp2", reps: int = 7) -> dict:
     """Wall and CPU of whole `i2s` commands a script calls in a loop, each paired with an
@@ -1002,7 +1107,19 @@ def report(res: dict) -> str:
             ratios = {c: v["rows"][-3][c]["ratio"] for c in CONTENTS}
             add(10, f"compression ratio, 48k/16/st, {p} frames", ", ".join(f"{c} {x:.2f}" for c, x in ratios.items()),
                 "≥ 1.5 speech/music; noise raw", ratios["speech"] >= 1.5 and ratios["music"] >= 1.5)
+    f = res.get("fit")
+    if f:
+        v = f["contents"]["song"]
+        ok = v["rc"] == 0 and v["rate"] == f["rate"] and v["channels"] == 2 and v["underruns"] == 0 \
+            and v["fit"]["snr_db"] is not None and v["fit"]["snr_db"] >= 45
+        played = (f"{v['fit']['method']} at {v['rate']} Hz, {v['underruns']} xruns, {v['fit']['snr_db']:.1f} dB SNR"
+                  if v["rc"] == 0 else f"exit {v['rc']}")
+        add(11, f"44.1 kHz 16-bit stereo song (noise floor 46 dB under), `i2s play --fit` on {f['spec']}", played,
+            "44.1 kHz stereo, 0 xruns, SNR ≥ 45 dB", ok)
     out = "\n".join(lines)
+    f = res.get("fit")
+    if f:
+        out += "\n\n" + fit_table(f)
     f = res.get("fits")
     if f:
         out += "\n\n" + fits_table(f)
@@ -1043,7 +1160,7 @@ def fits_table(f: dict) -> str:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="bench/run", description=__doc__)
     ap.add_argument("--full", action="store_true", help="figure 8: a real 30 s run of every stream (hours)")
-    ap.add_argument("--only", metavar="N,N", help="only these figures (1-10; 4 comes with 1 and 8, 6 with 5)")
+    ap.add_argument("--only", metavar="N,N", help="only these figures (1-11; 4 comes with 1 and 8, 6 with 5)")
     ap.add_argument("--profiles", metavar="P,P", default=",".join(PROFILE_ORDER), help="profiles for figure 8")
     ap.add_argument("--seconds", type=float, help="figure 8 run length (default 3, --full 30)")
     ap.add_argument("--reps", type=int, default=3, help="repetitions of figures 1 and 3")
@@ -1051,7 +1168,7 @@ def main(argv=None) -> int:
     ap.add_argument("--out", metavar="FILE", default=str(RESULTS / "latest.json"))
     ap.add_argument("--keep", action="store_true", help="keep the work directory (captures, events)")
     a = ap.parse_args(argv)
-    only = {int(x) for x in a.only.split(",")} if a.only else set(range(1, 11))
+    only = {int(x) for x in a.only.split(",")} if a.only else set(range(1, 12))
     profiles = [p for p in a.profiles.split(",") if p]
     seconds = a.seconds or (30.0 if a.full else 3.0)
     work = Path(tempfile.mkdtemp(prefix="i2s-bench-"))
@@ -1067,7 +1184,8 @@ def main(argv=None) -> int:
              (8, "fits", lambda: fig_fits(work, profiles, seconds, a.full)),
              (9, "commands", lambda: fig_commands(work, "rp2", max(a.reps, 7))),
              (10, "compress", lambda: fig_compress(work, ["rp2", "mimxrt", "esp32:cp2102", "esp32:ch340"],
-                                                   seconds))]
+                                                   seconds)),
+             (11, "fit", lambda: fig_fit(work))]
     try:
         for num, key, fn in steps:
             if num not in only and not (num == 1 and 4 in only) and not (num == 5 and 6 in only):

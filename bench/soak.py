@@ -5,11 +5,11 @@
 Records 32-bit stereo from `sim://PROFILE?rx_source=ramp` for the given time through the same
 library path `i2s record` uses (session.record), into a checker (i2scli/sim/rampcheck.py) that
 holds every frame against the ramp and keeps nothing. Reports each discontinuity of the ramp
-(recorded frame, jump in frames: + lost, − repeated) and which counter saw it: the agent's
+(recorded frame, jump in frames: + lost, - repeated) and which counter saw it: the agent's
 overrun estimate at that place (`agent`), its count past the 8 places it keeps (`count`),
-only the virtual port's own count (`port`), or nothing. Beside it the model's own count of the
-frames its RX ring dropped and of any frame it invented (a model bug), host RSS (sampled every
-5 s; the first 30 s are warm-up), the agent's steady-state heap allocation and the link
+only the virtual port's own count (`port`), or nothing. Beside it: the model's own count of
+the frames its RX ring dropped and of any frame it invented (a model bug), host RSS (sampled
+every 5 s; the first 30 s are warm-up), the agent's steady-state heap allocation and the link
 counters. `--load N` runs N busy processes beside it (a loaded machine).
 
 Exit 0 when the recording is what it says it is: every frame there, none garbled or repeated,

@@ -102,6 +102,27 @@ def wire_to_array(data: bytes | bytearray | memoryview, bus: BusFormat) -> np.nd
     return np.frombuffer(data, bus.dtype).reshape(-1, bus.channels)
 
 
+def slot_keeper(bus: BusFormat, slot: str | None, shift: int = 0):
+    """What `record --slot/--shift` keeps of each block of bus samples (frames, channels):
+    one slot (a mono microphone on `slot` of a stereo bus) and/or every sample shifted
+    `shift` bits as MicroPython's I2S.shift does it (left: the high bits fall off; right:
+    arithmetic, the sign kept)."""
+    col = {"left": 0, "right": 1, None: None}[slot]
+
+    def keep(x: np.ndarray) -> np.ndarray:
+        if col is not None:
+            x = x[:, col:col + 1]
+        if shift > 0:
+            mask = (1 << bus.bits) - 1
+            wide = (x.astype(np.int64) << shift) & mask
+            x = np.where(wide >= 1 << (bus.bits - 1), wide - (1 << bus.bits), wide).astype(bus.dtype)
+        elif shift < 0:
+            x = x >> -shift
+        return np.ascontiguousarray(x)
+
+    return keep
+
+
 def to_dbfs(value: float, full_scale: float) -> float:
     """20·log10(value / full_scale); -inf for 0."""
     return 20 * math.log10(value / full_scale) if value > 0 else -math.inf

@@ -29,7 +29,8 @@ def main() -> None:
 
     \b
     Exit codes: 0 ok, 1 file, 2 usage, 3 no device, 4 the board cannot do it,
-    5 link failure, 6 --strict, 7 a check of i2s test failed, 130 interrupted (what was recorded is kept).
+    5 link failure, 6 --strict, 7 a check of i2s test failed (or i2s doctor found a fault),
+    130 interrupted (what was recorded is kept).
     """
     from i2scli.errors import exit_on_signals
 
@@ -126,6 +127,13 @@ def _finish(summary: dict, reporter, as_json: bool, strict: bool) -> None:
         raise SystemExit(Exit.INTERRUPTED)
 
 
+def _fit_option(f):
+    return click.option("--fit", is_flag=True, envvar="I2S_FIT",
+                        help="When the link cannot carry the stream even compressed, make it fit with the least "
+                             "change: near-lossless (play), else a lower rate or one channel; never changes -r/-c "
+                             "you give (env I2S_FIT).")(f)
+
+
 # -- play ---------------------------------------------------------------------------------------
 @main.command()
 @click.argument("file", required=False, metavar="FILE")
@@ -141,8 +149,9 @@ def _finish(summary: dict, reporter, as_json: bool, strict: bool) -> None:
 @click.option("--gain", type=float, default=0.0, metavar="DB", help="Gain on the host (clipping is counted).")
 @click.option("--shift", type=click.IntRange(-31, 31), default=0, metavar="N",
               help="Shift samples on the board with I2S.shift (6 dB a bit).")
+@_fit_option
 @_bus_options
-def play(file, tone, level, rate, bits, channels, channels_map, duration, samples, gain, shift, port, as_json,
+def play(file, tone, level, rate, bits, channels, channels_map, duration, samples, gain, shift, fit, port, as_json,
          quiet, strict, **bus_kw):
     """Play an audio file (any format libsndfile reads; - for stdin) on the board's I2S TX."""
     from i2scli import audio
@@ -156,7 +165,7 @@ def play(file, tone, level, rate, bits, channels, channels_map, duration, sample
     def job(reporter, stop):
         from i2scli import session
 
-        opts = _bus(**bus_kw, shift=shift)
+        opts = _bus(**bus_kw, shift=shift, fit=fit, rate=rate, channels=int(channels) if channels else None)
         stats = audio.ConvertStats()
         if tone is not None:
             bus = audio.BusFormat(rate or 48000, int(bits or 16), int(channels or 2))
@@ -203,9 +212,14 @@ def play(file, tone, level, rate, bits, channels, channels_map, duration, sample
 @click.option("--wait-for-sound", is_flag=True, help="Start keeping audio at the first sound over --threshold.")
 @click.option("--max-duration", type=DURATION, metavar="DUR",
               help="Safety net for --stop-on-silence / --wait-for-sound.")
+@click.option("--slot", type=click.Choice(["left", "right"]),
+              help="A mono microphone on this slot: records both slots on the bus, keeps this one (mono file).")
+@click.option("--shift", "rx_shift", type=click.IntRange(-31, 31), default=0, metavar="N",
+              help="Shift each sample N bits (negative: right, arithmetic), on the host as I2S.shift would; "
+                   "-1 undoes an SPH0645's doubled samples.")
 @_bus_options
 def record(file, rate, bits, channels, duration, samples, subtype, stop_on_silence, threshold, wait_for_sound,
-           max_duration, port, as_json, quiet, strict, **bus_kw):
+           max_duration, slot, rx_shift, port, as_json, quiet, strict, **bus_kw):
     """Record the board's I2S RX into FILE (.wav, .flac, .rf64, .w64; - for WAV on stdout).
 
     Stops on -d/-s, Ctrl-C, SIGTERM, SIGHUP, --stop-on-silence, or a lost board; the file
@@ -218,7 +232,11 @@ def record(file, rate, bits, channels, duration, samples, subtype, stop_on_silen
         raise click.UsageError("use -d/--duration or -s/--samples, not both")
     if file == "-" and as_json:
         raise click.UsageError("--json prints on stdout, which - already uses for audio")
-    bus = audio.BusFormat(rate, int(bits), int(channels))
+    if slot and channels == "2":
+        raise click.UsageError("--slot keeps one slot: a mono file (leave out -c 2)")
+    bus = audio.BusFormat(rate, int(bits), 2 if slot else int(channels))
+    file_bus = audio.BusFormat(rate, int(bits), 1) if slot else None
+    keep = audio.slot_keeper(bus, slot, rx_shift) if slot or rx_shift else None
 
     def job(reporter, stop):
         from i2scli import session
@@ -231,9 +249,80 @@ def record(file, rate, bits, channels, duration, samples, subtype, stop_on_silen
                                    max_frames=int(round(max_duration * rate)) if max_duration else None)
         with session.board(port, baud=bus_kw["baud"], warn=reporter.warn,
                            expect={"mode": "rx", "io": opts.io}) as agent:
-            return run_record(agent, reporter, stop, file, bus, opts, until, subtype)
+            return run_record(agent, reporter, stop, file, bus, opts, until, subtype, file_bus, keep)
 
     run_command(job, quiet=quiet, finish=lambda s, r: _finish(s, r, as_json, strict))
+
+
+# -- doctor -------------------------------------------------------------------------------------
+@main.command()
+@click.option("-r", "--rate", type=click.IntRange(min=1), default=48000, show_default=True, metavar="HZ")
+@click.option("-d", "--duration", type=DURATION, default="3s", show_default=True, metavar="DUR",
+              help="Record this long (8s or more for a sharper sample rate).")
+@_bus_options
+def doctor(rate, duration, port, as_json, quiet, strict, **bus_kw):
+    """Say what is wired wrong on the RX side of the bus, and measure the board's sample rate.
+
+    Records -d in 32-bit stereo and reports each slot (signal, level, noise floor, audio bits,
+    junk low bits, DC offset, stuck bits, clipping), which slot the microphone answers on, the
+    sample rate against the host's clock, and the `i2s record` line that suits the microphone.
+    Exit 0 when all looks right, 7 when something is wrong. docs/doctor.md.
+    """
+    from i2scli.clirun import run_command
+
+    def job(reporter, stop):
+        from i2scli import audio, doctor, session
+
+        bus = audio.BusFormat(rate, 32, 2)
+        # a deep ring (85 ms at 48 kHz) rides out a busy host: an overrun would cost frames and bend the rate fit
+        opts = _bus(**{**bus_kw, "ibuf": bus_kw.get("ibuf") or doctor.IBUF})
+        out = doctor.ArrivalLog(bus)
+        until = session.RecordStop(frames=max(1, int(round(duration * rate))))
+
+        def on_ready(cfg):
+            reporter.info(f"listening for {duration:g} s on {session.describe_config(cfg, agent)}")
+
+        with session.board(port, baud=bus_kw["baud"], warn=reporter.warn,
+                           expect={"mode": "rx", "io": "blocking"}) as agent:
+            timed = doctor.TimedAgent(agent, bus.frame_bytes)
+            summary = session.record(timed, agent.port, out, bus, opts, until, stop=stop,
+                                     watch=session.Watch(levels=audio.Levels(bus)), on_ready=on_ready)
+        fit = doctor.fit_rate(timed.times, timed.counts, rate)
+        report = doctor.diagnose(out.samples(), rate, fit)
+        report["summary"] = {k: summary.get(k) for k in ("frames", "seconds", "rate", "underruns", "overruns",
+                                                         "lost_frames", "crc_errors", "resyncs", "seq_gaps",
+                                                         "interrupted", "settings")}
+        if summary.get("overruns"):
+            report["advice"].insert(0, f"The board lost {summary.get('lost_frames') or 0} frames to "
+                                       f"{summary['overruns']} RX overruns (the host or the link was too slow): the "
+                                       f"sample rate measured is less sure than it says; a bigger --ibuf helps.")
+        report["rx"]["rate_points"] = fit["rate_points"]
+        report["rx"]["rate_span_s"] = fit["rate_span_s"]
+        return report
+
+    def finish(report, reporter):
+        import json
+
+        from i2scli import doctor
+        from i2scli.errors import Exit
+
+        if as_json:
+            click.echo(json.dumps(report, default=str))
+        else:
+            for line in doctor.format_report(report, rate):
+                click.echo(line)
+        s = report["summary"]
+        damaged = {k: s.get(k) or 0 for k in ("crc_errors", "resyncs", "seq_gaps")}
+        if any(damaged.values()):
+            reporter.error(f"the link damaged the stream: {damaged['crc_errors']} CRC errors, {damaged['resyncs']} "
+                           f"resyncs, {damaged['seq_gaps']} sequence gaps: the diagnosis is not to be trusted")
+            raise SystemExit(Exit.LINK)
+        if s.get("interrupted"):
+            raise SystemExit(Exit.INTERRUPTED)
+        if not report["ok"]:
+            raise SystemExit(Exit.CHECK)
+
+    run_command(job, quiet=quiet, finish=finish)
 
 
 # -- test ---------------------------------------------------------------------------------------
@@ -533,10 +622,11 @@ def _test_many(ctx, ports: list[str], as_json: bool, junit: str | None, quiet: b
               help="Warn (fail under --strict) when the bit clock stops longer at a switch.")
 @click.option("--timeline", "timeline_vcd", metavar="FILE.vcd", type=click.Path(dir_okay=False),
               help="Write the switch timeline as a VCD trace.")
+@_fit_option
 @_bus_options
 def duplex(play_file, rec_file, order, rate, bits, channels, duration, stop_on_silence, threshold, max_duration,
            cycles, switch_delay, dir_pin, dir_rx_level, sd_tx, sd_rx, lead_in, rx_discard, max_clock_gap,
-           timeline_vcd, port, as_json, quiet, strict, **bus_kw):
+           timeline_vcd, fit, port, as_json, quiet, strict, **bus_kw):
     """Half-duplex on one shared SD line: record, switch, play (or play, then record).
 
     Without PLAY_FILE the recording is played back (echo test). The switch runs on the
@@ -550,6 +640,8 @@ def duplex(play_file, rec_file, order, rate, bits, channels, duration, stop_on_s
         raise click.UsageError("give the recording length with -d DURATION (or --stop-on-silence DUR)")
     if play_file is None and order == "play-record":
         raise click.UsageError("echo mode (no PLAY_FILE) needs --order record-play")
+    if play_file is None and fit:
+        raise click.UsageError("--fit fits PLAY_FILE to the link: echo mode (no PLAY_FILE) has none")
     if cycles > 1 and "{n}" not in rec_file:
         raise click.UsageError("with --cycles, put {n} in the -o name (e.g. -o take-{n}.wav)")
 
@@ -561,7 +653,7 @@ def duplex(play_file, rec_file, order, rate, bits, channels, duration, stop_on_s
             audio.check_output_path(rec_file.replace("{n}", str(n)))
             if timeline_vcd:
                 audio.check_writable(timeline_path(timeline_vcd, n, cycles))
-        opts = _bus(**bus_kw)
+        opts = _bus(**bus_kw, fit=fit, rate=rate, channels=int(channels) if channels else None)
         inp = audio.open_input(play_file) if play_file else None
         try:
             bus = audio.BusFormat(rate or (inp.rate if inp else 16000), int(bits),
@@ -736,9 +828,11 @@ def _pin(ctx, param, value):
               help="Wire TX of one I2S bus to RX of another through an analog path, e.g. "
                    "'0>1,delay=1ms,gain=-3,noise=-80' (options: delay, gain, noise, thd, hum, drop, "
                    "swap, invert, seed).")
+@click.option("--clock-ppm", type=click.IntRange(-50_000, 50_000), default=0, show_default=True, metavar="N",
+              help="The board's I2S clock runs N ppm fast (negative: slow) against real time.")
 @click.option("--exit-with-stdin", is_flag=True, hidden=True)
 def sim(profile, bridge, native, tx_capture, rx_source, codec_release, codec_drive, codec_dir_pin,
-        dir_rx_level, vcd, events, faults, fs, loopback, exit_with_stdin) -> None:
+        dir_rx_level, vcd, events, faults, fs, loopback, clock_ppm, exit_with_stdin) -> None:
     """Run a virtual board: real MicroPython behind a serial port.
 
     Prints the board's serial device path as the first line on stdout, then runs until
@@ -780,7 +874,7 @@ def sim(profile, bridge, native, tx_capture, rx_source, codec_release, codec_dri
     board = VirtualBoard(
         prof, tx_capture=tx_capture, rx_source=rx_source, codec_release=codec_release,
         codec_drive=codec_drive, codec_dir_pin=codec_dir_pin, dir_rx_level=dir_rx_level,
-        vcd=vcd, events=events, faults=faults, bridge=bridge, loopback=loopback,
+        vcd=vcd, events=events, faults=faults, bridge=bridge, loopback=loopback, clock_ppm=clock_ppm,
         fs=os.path.abspath(fs) if fs else None,  # the interpreter runs inside it: relative would not resolve
     )
     serve(board, exit_with_stdin=exit_with_stdin)

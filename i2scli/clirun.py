@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 from i2scli.errors import AudioError, Exit
-from i2scli.link.errors import BoardError, LinkError, NoDevice
+from i2scli.link.errors import BoardError, LinkError, NoDevice, TooFast
 
 if TYPE_CHECKING:  # numpy comes with audio: only the commands that stream audio import it
     from i2scli import audio
@@ -58,6 +58,8 @@ def run_command(job: Callable, *, quiet: bool, finish: Callable) -> None:
         _fail(reporter, e, Exit.FILE)
     except NoDevice as e:
         _fail(reporter, e, Exit.NO_DEVICE)
+    except TooFast as e:  # our own words, with what would fit: not cut short
+        _fail(reporter, e, Exit.BOARD, limit=600)
     except BoardError as e:
         _fail(reporter, e, Exit.BOARD)
     except LinkError as e:
@@ -87,11 +89,11 @@ def check_first(fn: Callable, *args):
         _fail(Reporter(), e, Exit.USAGE)
 
 
-def _fail(reporter, e: BaseException, code: Exit) -> None:
+def _fail(reporter, e: BaseException, code: Exit, limit: int = 300) -> None:
     text = str(e).strip().splitlines()
     line = text[0] if text else type(e).__name__
     # board-supplied text may be anything: keep the one line printable and short
-    reporter.error("".join(c if c.isprintable() else "?" for c in line)[:300])
+    reporter.error("".join(c if c.isprintable() else "?" for c in line)[:limit])
     sys.exit(code)
 
 
@@ -129,7 +131,7 @@ def run_play(agent, reporter, stop, what, blocks, bus, opts, total, stats) -> di
     try:
         with _live(reporter, f"playing {what}", bus, total, watch):
             summary = session.play(agent, agent.port, blocks, bus, opts, stop=stop, watch=watch, stats=stats,
-                                   on_ready=on_ready)
+                                   on_ready=on_ready, on_fit=reporter.info)
     finally:  # also when the stream failed: what was played is said
         _warn_nonfinite(reporter, stats, what)
     summary["file"] = what
@@ -141,18 +143,21 @@ def _warn_nonfinite(reporter, stats: audio.ConvertStats | None, what: str) -> No
         reporter.warn(f"{stats.nonfinite} non-finite samples (NaN/inf) in {what} were played as silence")
 
 
-def run_record(agent, reporter, stop, file, bus, opts, until, subtype) -> dict:
+def run_record(agent, reporter, stop, file, bus, opts, until, subtype, file_bus=None, keep=None) -> dict:
+    """`file_bus`/`keep`: the file holds another format than the bus (record --slot/--shift):
+    `keep` turns bus samples into it (session.record)."""
     from i2scli import audio, session
 
-    watch = session.Watch(levels=audio.Levels(bus))
-    out = audio.open_output(file, bus, subtype=subtype)
+    fbus = file_bus or bus
+    watch = session.Watch(levels=audio.Levels(fbus))
+    out = audio.open_output(file, fbus, subtype=subtype)
     try:
         def on_ready(cfg):
             reporter.info(f"recording {file} from {session.describe_config(cfg, agent)}")
 
         with _live(reporter, f"recording {file}", bus, until.frames, watch):
             return session.record(agent, agent.port, out, bus, opts, until, stop=stop, watch=watch,
-                                  on_ready=on_ready)
+                                  on_ready=on_ready, keep=keep)
     except BoardError:
         _discard(out)  # refused before any audio: leave no empty file that looks like a recording
         raise
@@ -179,21 +184,41 @@ def timeline_path(timeline_vcd: str, n: int, cycles: int) -> str:
 
 
 def run_duplex(agent, reporter, stop, play_file, rec_template, bus, opts, dx, until, cycles, timeline_vcd) -> dict:
-    from i2scli import audio, session
+    import dataclasses
+
+    from i2scli import audio, fit, session
     from i2scli import timeline as tl
 
+    src_bus, fitted = bus, None
+    if opts.probe:
+        def head() -> bytes:
+            with audio.open_input(play_file) as inp:
+                return b"".join(audio.play_blocks(inp, bus, max_frames=int(session.PEEK_SECONDS * inp.rate)))
+
+        fitted = session.fit_duplex(agent, opts, bus, head if play_file else None)
+        if opts.fit:
+            rates = agent.link_rates()
+            reporter.info(session._fit_line(fitted, bus, min(rates["up"], rates["down"])))
+        if fitted is not None:  # one bus: the recording takes the new rate and channels too
+            bus = fitted.dst
+            until = dataclasses.replace(until, **{k: round(getattr(until, k) * bus.rate / src_bus.rate)
+                                                  for k in ("frames", "max_frames") if getattr(until, k)})
     results = []
     for n in range(1, cycles + 1):
         path = rec_template.replace("{n}", str(n))
         audio.check_output_path(path)
         out = audio.open_output(path, bus)
+        fitter = None
         echo = None
         inp = None
         stats = audio.ConvertStats()
         try:
             if play_file:
                 inp = audio.open_input(play_file)
-                source = audio.play_blocks(inp, bus, stats=stats)
+                source = audio.play_blocks(inp, src_bus, stats=stats)
+                if fitted is not None:
+                    fitter = fit.Fitter(src_bus, bus)
+                    source = session._fitted(fitter, source)
             else:
                 echo = session.EchoSource()
                 source = echo
@@ -218,6 +243,7 @@ def run_duplex(agent, reporter, stop, play_file, rec_template, bus, opts, dx, un
             if n == 1 and play_file:  # the same file plays every cycle: say it once
                 _warn_nonfinite(reporter, stats, play_file + (" (each cycle)" if cycles > 1 else ""))
         r["nonfinite"] = stats.nonfinite
+        r["fit"] = fitter.summary() if fitter else session._lossless_fit(bus) if opts.fit else None
         for sw in tl.switches(r["timeline"]):
             reporter.info(f"cycle {n} switch: {tl.describe_switch(sw)}")
         if timeline_vcd:
@@ -234,4 +260,5 @@ def run_duplex(agent, reporter, stop, play_file, rec_template, bus, opts, dx, un
             "seconds": total["frames"] / bus.rate, "rate": bus.rate, "bits": bus.bits, "channels": bus.channels,
             "clock_gaps_us": [g for r in results for g in r["clock_gaps_us"]],
             "gap_exceeded": any(r["gap_exceeded"] for r in results),
-            "interrupted": any(r["interrupted"] for r in results), "file": rec_template}
+            "interrupted": any(r["interrupted"] for r in results), "file": rec_template,
+            "fit": results[0]["fit"]}

@@ -7,6 +7,7 @@ to exit codes: audio.AudioError (files), link.NoDevice, link.BoardError, link.Li
 from __future__ import annotations
 
 import itertools
+import math
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -14,7 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from i2scli import audio, boards, protocol, wirecode
+from i2scli import audio, boards, fit, protocol, wirecode
 from i2scli.boardinfo import MAX_TX_PAYLOAD, RX_PAYLOAD, board, info  # noqa: F401  (session's API)
 from i2scli.link import LINK_HEADROOM, Agent, BoardError, LinkError, TooFast
 
@@ -39,6 +40,7 @@ class BusOptions:
     probe: bool = True
     fresh_probe: bool = False  # measure the link even when a recent probe of this board is remembered
     compress: str = "auto"  # lossless wire coding: auto (when the link is the limit), on, off
+    fit: bool = False  # play: make a stream that does not fit fit (fit.py); rate/channels given are kept
 
 
 @dataclass
@@ -65,13 +67,7 @@ def bus_config(agent: Agent, opts: BusOptions, mode: str, bus: audio.BusFormat) 
     """The START config for the agent: pins from the preset and overrides, sizes that fit."""
     preset = _preset(agent, opts)
     pins = boards.resolve(preset, mode, id=opts.id, sck=opts.sck, ws=opts.ws, sd=opts.sd, mck=opts.mck)
-    fb = bus.frame_bytes
-    if mode == "tx":
-        # a DATA frame must fit half the board's input buffer (docs/protocol.md, credits)
-        room = agent.identity.get("inbuf", 256) // 2 - protocol.HEADER_SIZE - protocol.CRC_SIZE
-        payload = min(room, MAX_TX_PAYLOAD) // fb * fb
-    else:
-        payload = RX_PAYLOAD // fb * fb
+    payload = _payload(agent, mode, bus)
     if payload <= 0:
         raise ValueError(f"the board's input buffer ({agent.hello.get('inbuf')} bytes) is too small for "
                          f"{bus.describe()} frames")
@@ -80,6 +76,16 @@ def bus_config(agent: Agent, opts: BusOptions, mode: str, bus: audio.BusFormat) 
             "bits": bus.bits, "format": "stereo" if bus.channels == 2 else "mono", "rate": bus.rate,
             "ibuf": ibuf, "payload": payload, "io": opts.io, "shift": opts.shift or None,
             "timeout_ms": int(opts.timeout * 1000)}
+
+
+def _payload(agent: Agent, mode: str, bus: audio.BusFormat) -> int:
+    """Audio bytes per DATA frame of a stream in `mode` (tx: to the board)."""
+    fb = bus.frame_bytes
+    if mode == "tx":
+        # a DATA frame must fit half the board's input buffer (docs/protocol.md, credits)
+        room = agent.identity.get("inbuf", 256) // 2 - protocol.HEADER_SIZE - protocol.CRC_SIZE
+        return min(room, MAX_TX_PAYLOAD) // fb * fb
+    return RX_PAYLOAD // fb * fb
 
 
 def describe_config(cfg: dict, agent: Agent) -> str:
@@ -113,10 +119,13 @@ def _load_coder(agent: Agent, direction: str) -> str | None:
     return f"the board could not load the decoder ({agent.launcher.coder_error})"
 
 
+Advice = Callable[[float, bool], str]  # (link rate, can code) -> what would fit, for a refusal
+
+
 def _fit(agent: Agent, opts: BusOptions, bus: audio.BusFormat, cfg: dict, direction: str,
-         peek: Callable[[], float] | None = None) -> float | None:
+         peek: Callable[[], float] | None = None, advise: Advice | None = None) -> float | None:
     """Decide the wire coding (cfg["code"]) and refuse a stream the link cannot carry even
-    coded; the link rate it has (None: not measured)."""
+    coded, saying what would fit (`advise`); the link rate it has (None: not measured)."""
     why_not = _why_not_code(agent, opts)
     if opts.compress == "on" and why_not:
         raise BoardError(f"cannot compress this stream: {why_not}")
@@ -129,6 +138,10 @@ def _fit(agent: Agent, opts: BusOptions, bus: audio.BusFormat, cfg: dict, direct
         return None
     wire = protocol.stream_rate(bus.rate, bus.bits, bus.channels, cfg["payload"])
     have = agent.link_rates(opts.fresh_probe)[direction]
+
+    def advice(coded: bool) -> Callable[[], str] | None:
+        return (lambda: advise(have, coded)) if advise is not None else None
+
     if why_not is None and (opts.compress == "on" or wire > have * CODE_WHEN):
         ratio = peek() if peek is not None else RX_RATIO_FLOOR.get(bus.bits, 1.0)
         need = wire / max(ratio, 1e-9)
@@ -137,26 +150,168 @@ def _fit(agent: Agent, opts: BusOptions, bus: audio.BusFormat, cfg: dict, direct
             if why_not is not None:
                 if opts.compress == "on":
                     raise BoardError(f"cannot compress this stream: {why_not}")
-                agent.check_fit(wire, direction, bus.describe() + f" (uncompressed: {why_not})")
+                agent.check_fit(wire, direction, bus.describe() + f" (uncompressed: {why_not})",
+                                advice=advice(False))
                 return have
             cfg["code"] = 1
             cfg["code_ratio_estimate"] = round(ratio, 3)
             return have
         if wire > have * LINK_HEADROOM:
             where = "to" if direction == "up" else "from"
-            help_ = ("compression cannot help: this content does not compress" if ratio < 1.1 else
-                     "use a lower rate (-r), fewer bits (-b 16) or one channel (-c 1)")
+            help_ = ["compression cannot help: this content does not compress"] if ratio < 1.1 else []
+            help_.append(advise(have, True) if advise is not None else GENERIC_ADVICE)
             measured = "its first seconds compress" if peek is not None else "recordings can count on"
             raise TooFast(f"{bus.describe()} needs {wire / 1000:.1f} kB/s {where} the board, {need / 1000:.1f} kB/s "
                           f"compressed ({measured} {ratio:.2f}:1), but the link to {agent.describe()} carries "
-                          f"{have / 1000:.1f} kB/s (measured): {help_}")
+                          f"{have / 1000:.1f} kB/s (measured): {'; '.join(help_)}")
     try:
-        agent.check_fit(wire, direction, bus.describe())
+        agent.check_fit(wire, direction, bus.describe(), advice=advice(False))
     except TooFast as e:
         if why_not is not None and opts.compress != "off":
             raise TooFast(f"{e}; it cannot be sent compressed: {why_not}") from None
         raise
     return have
+
+
+# -- what would fit (issue 16), and --fit (issue 17) --------------------------------------------
+GENERIC_ADVICE = "use a lower rate (-r), fewer bits (-b 16) or one channel (-c 1)"
+FIT_MAX_RATIO = 12.0  # no coding (near-lossless of 16-bit audio in 32-bit slots included) does better
+
+
+def _fmt_list(items: list[str]) -> str:
+    if len(items) <= 2:
+        return " or ".join(items)
+    return ", ".join(items[:-1]) + ", or " + items[-1]
+
+
+def _what_fits(agent: Agent, bus: audio.BusFormat, mode: str, budget: float, coded: bool,
+               ratio_of: Callable[[audio.BusFormat, int], float]) -> list[str]:
+    """The options that would make the stream fit, each the least change of its kind: the
+    highest standard rate below this one (-r), 16 bits for a 32-bit stream (-b 16), one channel
+    for a stereo one (-c 1); when none alone does, the highest rate with all of them. Never an
+    option already in effect. `ratio_of(bus, payload)` is the coder's ratio on that stream."""
+    def fits(dst: audio.BusFormat) -> str | None:
+        payload = _payload(agent, mode, dst)
+        if payload <= 0:
+            return None
+        wire = protocol.stream_rate(dst.rate, dst.bits, dst.channels, payload)
+        if wire <= budget:
+            return ""
+        if not coded or wire / FIT_MAX_RATIO > budget:
+            return None
+        ratio = ratio_of(dst, payload)
+        return f" (coded about {ratio:.1f}:1)" if wire / ratio <= budget else None
+
+    out = []
+    for r in (r for r in fit.STANDARD_RATES if r < bus.rate):
+        how = fits(audio.BusFormat(r, bus.bits, bus.channels))
+        if how is not None:
+            out.append(f"-r {r}{how}")
+            break
+    if bus.bits == 32 and (how := fits(audio.BusFormat(bus.rate, 16, bus.channels))) is not None:
+        out.append(f"-b 16{how}")
+    if bus.channels == 2 and (how := fits(audio.BusFormat(bus.rate, bus.bits, 1))) is not None:
+        out.append(f"-c 1{how}")
+    if not out and (bus.bits == 32 or bus.channels == 2):
+        for r in (r for r in (bus.rate, *fit.STANDARD_RATES) if r <= bus.rate):
+            how = fits(audio.BusFormat(r, 16, 1))
+            if how is not None:
+                opts = ([f"-r {r}"] if r != bus.rate else []) + (["-b 16"] if bus.bits == 32 else []) + \
+                    (["-c 1"] if bus.channels == 2 else [])
+                out.append(" ".join(opts) + how)
+                break
+    return out
+
+
+def _advice_text(options: list[str], fit_text: str | None = None) -> str:
+    items = options + ([fit_text] if fit_text else [])
+    if not items:
+        return "nothing fits this link, not even at 8000 Hz"
+    return "fits: " + _fmt_list(items)
+
+
+def _head_ratio(src: audio.BusFormat, head: bytes) -> Callable[[audio.BusFormat, int], float]:
+    """The coder's ratio on the stream's first seconds as another stream would carry them (as
+    -r, -b 16 and -c 1 play them: resampled, the top 16 bits, the left channel), counting what
+    each coded frame costs on the wire, so that what is proposed really fits."""
+    def ratio_of(dst: audio.BusFormat, payload: int) -> float:
+        e = fit.estimate(src, dst, head, payload, near_lossless=False, coded=True, mix=False)
+        wire = protocol.stream_rate(dst.rate, dst.bits, dst.channels, payload)
+        return min(e.ratio or 1.0, wire / max(e.need, 1e-9))
+    return ratio_of
+
+
+def _plan(agent: Agent, opts: BusOptions, bus: audio.BusFormat, head: bytes, budget: float,
+          coded: bool) -> fit.Estimate | None:
+    """The least change that makes the stream fit `budget` bytes/s (fit.py), tried on its
+    first seconds: near-lossless as it is; else, for each channel count (this one, then one
+    unless -c was given), the highest standard rate (unless -r was given) that fits, lossless
+    or near-lossless, and of those two the one with the higher SNR. None: nothing fits."""
+    if coded:
+        e = fit.estimate(bus, bus, head, _payload(agent, "tx", bus), near_lossless=True, coded=True)
+        if e.need <= budget:
+            return e
+    found = []
+    chans = [bus.channels] + ([1] if bus.channels == 2 and opts.channels is None else [])
+    for ch in chans:
+        rates = [bus.rate] if ch != bus.channels else []
+        if opts.rate is None:
+            rates += [r for r in fit.STANDARD_RATES if r < bus.rate]
+        for r in rates:
+            dst = audio.BusFormat(r, bus.bits, ch)
+            payload = _payload(agent, "tx", dst)
+            if payload <= 0:
+                continue
+            raw = protocol.stream_rate(r, bus.bits, ch, payload)
+            if raw / (FIT_MAX_RATIO if coded else 1.0) > budget:
+                continue
+            e = None
+            for near in ((False, True) if coded else (False,)):
+                e = fit.estimate(bus, dst, head, payload, near_lossless=near, coded=coded)
+                if e.need <= budget:
+                    break
+            if e is not None and e.need <= budget:
+                found.append(e)
+                break
+    return max(found, key=lambda e: math.inf if e.snr_db is None else e.snr_db, default=None)
+
+
+def _cannot_fit(agent: Agent, opts: BusOptions, bus: audio.BusFormat, have: float, coded: bool) -> TooFast:
+    kept = [f"-r {bus.rate}"] if opts.rate is not None else []
+    kept += [f"-c {bus.channels}"] if opts.channels is not None and bus.channels == 2 else []
+    lowest = f"{min(fit.STANDARD_RATES)} Hz" + (" mono" if opts.channels is None or bus.channels == 1 else "")
+    how = (" near-lossless" if coded else "") + ("" if coded else " (this stream cannot be coded)")
+    why = f" keeping the {' and '.join(kept)} you gave" if kept else f" not even at {lowest}{how}"
+    return TooFast(f"--fit cannot make {bus.describe()} fit the link to {agent.describe()}, which carries "
+                   f"{have / 1000:.1f} kB/s (measured):{why}")
+
+
+def _fit_line(e: fit.Estimate | None, src: audio.BusFormat, have: float) -> str:
+    """The one line --fit says about what it does."""
+    if e is None:
+        return f"--fit: {src.describe()} fits as it is (lossless, bit-exact)"
+    bits = e.bits_removed
+    parts = [e.method if e.dst == src else f"{e.dst.describe()} ({e.method})"]
+    if e.near_lossless:
+        parts.append(f"{bits['mean']:.1f} of {e.dst.bits} bits removed on average (at most {bits['max']})")
+    parts.append(f"about {e.snr_db:.0f} dB SNR in the first seconds" if e.snr_db is not None else "bit-exact")
+    wire = f"coded about {e.ratio:.1f}:1, " if e.coded and e.ratio else ""
+    return f"--fit: {', '.join(parts)}; {wire}{e.need / 1000:.1f} kB/s of the link's {have / 1000:.1f} kB/s"
+
+
+def _lossless_fit(bus: audio.BusFormat) -> dict:
+    return {"method": "lossless", "bits_removed": {"mean": 0.0, "max": 0}, "rate": bus.rate,
+            "channels": bus.channels, "snr_db": None}
+
+
+def _fitted(fitter: fit.Fitter, source: Iterator[bytes]) -> Iterator[bytes]:
+    for block in source:
+        out = fitter.feed(block)
+        if out:
+            yield out
+    tail = fitter.finish()
+    if tail:
+        yield tail
 
 
 def _settings(port: str, agent: Agent, cfg: dict) -> dict:
@@ -211,27 +366,73 @@ def _levels(lv: dict) -> dict:
 
 def play(agent: Agent, port: str, source: Iterator[bytes], bus: audio.BusFormat, opts: BusOptions, *,
          stop: threading.Event | None = None, watch: Watch | None = None, stats: audio.ConvertStats | None = None,
-         on_ready: Callable[[dict], None] | None = None) -> dict:
-    """Stream wire-format blocks to I2S TX. Stops early (gracefully) when stop is set."""
+         on_ready: Callable[[dict], None] | None = None, on_fit: Callable[[str], None] | None = None) -> dict:
+    """Stream wire-format blocks to I2S TX. Stops early (gracefully) when stop is set.
+
+    A stream the link cannot carry is refused (TooFast) saying what would fit; with opts.fit it
+    is made to fit (fit.py) and `on_fit` hears one line saying how."""
     agent.require_i2s()
     cfg = bus_config(agent, opts, "tx", bus)
     watch = watch or Watch()
     watch.levels = watch.levels or audio.Levels(bus)
     source = iter(source)
     head: list[bytes] = []  # what the compression estimate read, played first
+    peeked = False
+
+    def head_bytes() -> bytes:
+        nonlocal peeked
+        if not peeked:
+            peeked = True
+            want, got = int(PEEK_SECONDS * bus.bytes_per_second), 0
+            for block in source:
+                head.append(block)
+                got += len(block)
+                if got >= want:
+                    break
+        return b"".join(head)
 
     def peek() -> float:
-        want, got = int(PEEK_SECONDS * bus.bytes_per_second), 0
-        for block in source:
-            head.append(block)
-            got += len(block)
-            if got >= want:
-                break
-        data = b"".join(head)
+        data = head_bytes()
         return wirecode.estimate_ratio(data, bus.bits, bus.channels, cfg["payload"]) if data else 1.0
 
-    watch.link_rate = _fit(agent, opts, bus, cfg, "up", peek)
+    def advise(have: float, coded: bool) -> str:
+        data = head_bytes()
+        budget = have * LINK_HEADROOM
+        options = _what_fits(agent, bus, "tx", budget, coded, _head_ratio(bus, data))
+        e = _plan(agent, opts, bus, data, budget, coded) if data else None
+        return _advice_text(options, f"--fit ({e.describe(bus)})" if e else None)
+
+    fitter = None
+    sent_bus = bus
+    try:
+        watch.link_rate = _fit(agent, opts, bus, cfg, "up", peek, None if opts.fit else advise)
+        if opts.fit and on_fit:
+            on_fit(_fit_line(None, bus, watch.link_rate) if watch.link_rate is not None else
+                   "--fit: the link was not measured (--no-probe): sent as it is")
+    except TooFast:
+        if not opts.fit:
+            raise
+        have = agent.link_rates()["up"]
+        coded = _why_not_code(agent, opts) is None
+        e = _plan(agent, opts, bus, head_bytes(), have * LINK_HEADROOM, coded)
+        if e is not None and e.coded and _load_coder(agent, "up") is not None:
+            coded = False  # the board could not take the decoder after all: raw, then
+            e = _plan(agent, opts, bus, head_bytes(), have * LINK_HEADROOM, coded)
+        if e is None:
+            raise _cannot_fit(agent, opts, bus, have, coded) from None
+        sent_bus = e.dst
+        cfg = bus_config(agent, opts, "tx", sent_bus)
+        if e.coded:
+            cfg["code"] = 1
+            cfg["code_ratio_estimate"] = round(e.ratio, 3)
+        fitter = fit.Fitter(bus, sent_bus, cfg["payload"] // sent_bus.frame_bytes if e.near_lossless else None)
+        watch.link_rate = have
+        watch.levels = audio.Levels(sent_bus)
+        if on_fit:
+            on_fit(_fit_line(e, bus, have))
     source = itertools.chain(head, source)
+    if fitter is not None:
+        source = _fitted(fitter, source)
     if on_ready:
         on_ready(cfg)
     interrupted = False
@@ -247,17 +448,21 @@ def play(agent: Agent, port: str, source: Iterator[bytes], bus: audio.BusFormat,
                 watch.first_audio = time.monotonic()
             yield block
 
-    def progress(sent: int):
-        watch.frames = sent // bus.frame_bytes
+    def progress(sent: int):  # in frames of the stream as it was asked for (the display's rate)
+        watch.frames = sent // sent_bus.frame_bytes * bus.rate // sent_bus.rate
 
     s = agent.play(cfg, blocks(), progress=progress)
     _xruns_drop_probe(agent, s)
+    clipped = (stats.clipped if stats else 0) + (fitter.clipped if fitter else 0)
+    fitted = fitter.summary() if fitter else _lossless_fit(bus) if opts.fit else None
     return {
         "action": "played", "settings": _settings(port, agent, cfg), "frames": s.get("frames", 0),
-        "seconds": s.get("frames", 0) / bus.rate, "rate": bus.rate, "bits": bus.bits, "channels": bus.channels,
+        "seconds": s.get("frames", 0) / sent_bus.rate, "rate": sent_bus.rate, "bits": sent_bus.bits,
+        "channels": sent_bus.channels,
         **_board_counts(s), **_levels(watch.levels.summary()),
-        "clipped": stats.clipped if stats else 0, "nonfinite": stats.nonfinite if stats else 0,
-        "link_rate": watch.link_rate, "link_probe": _probe_kind(agent), "compression": _compression(s, bus),
+        "clipped": clipped, "nonfinite": stats.nonfinite if stats else 0,
+        "link_rate": watch.link_rate, "link_probe": _probe_kind(agent),
+        "compression": _compression(s, sent_bus), "fit": fitted,
         "start_latency": (watch.first_audio - watch.started) if watch.first_audio else None,
         "interrupted": interrupted, "board": s,
     }
@@ -276,14 +481,21 @@ class RecordStop:
 
 def record(agent: Agent, port: str, out: audio.Output, bus: audio.BusFormat, opts: BusOptions, until: RecordStop,
            *, stop: threading.Event | None = None, watch: Watch | None = None,
-           on_ready: Callable[[dict], None] | None = None) -> dict:
+           on_ready: Callable[[dict], None] | None = None,
+           keep: Callable[[np.ndarray], np.ndarray] | None = None) -> dict:
     """Stream I2S RX into `out` until `until` or `stop`. Every sample received is written,
-    also when the link fails (the error is raised after the file has what arrived)."""
+    also when the link fails (the error is raised after the file has what arrived).
+    `keep` turns each block of bus samples (frames, channels) into what the file keeps (in
+    `out.bus`'s format: e.g. one slot of a stereo bus, `record --slot`)."""
     agent.require_i2s()
     cfg = bus_config(agent, opts, "rx", bus)
     watch = watch or Watch()
-    watch.levels = watch.levels or audio.Levels(bus)
-    watch.link_rate = _fit(agent, opts, bus, cfg, "down")
+    watch.levels = watch.levels or audio.Levels(out.bus if keep is not None else bus)
+    def advise(have: float, coded: bool) -> str:
+        return _advice_text(_what_fits(agent, bus, "rx", have * LINK_HEADROOM, coded,
+                                       lambda dst, payload: RX_RATIO_FLOOR.get(dst.bits, 1.0)))
+
+    watch.link_rate = _fit(agent, opts, bus, cfg, "down", advise=advise)
     stop = stop or threading.Event()
     done = threading.Event()  # a stop condition of our own, not a signal
     limit = until.frames if until.frames is not None else until.max_frames
@@ -316,6 +528,8 @@ def record(agent: Agent, port: str, out: audio.Output, bus: audio.BusFormat, opt
             return
         samples = audio.wire_to_array(bytes(batch), bus)
         batch.clear()
+        if keep is not None:
+            samples = keep(samples)
         if needs_level and len(samples):
             loud = np.abs(samples.astype(np.int64)).max(axis=1) >= threshold
         else:
@@ -365,7 +579,8 @@ def record(agent: Agent, port: str, out: audio.Output, bus: audio.BusFormat, opt
     lv = watch.levels.summary()
     return {
         "action": "recorded", "file": out.path, "settings": _settings(port, agent, cfg), "frames": state["kept"],
-        "seconds": state["kept"] / bus.rate, "rate": bus.rate, "bits": bus.bits, "channels": bus.channels,
+        "seconds": state["kept"] / bus.rate, "rate": bus.rate, "bits": bus.bits,
+        "channels": out.bus.channels if keep is not None else bus.channels,
         "subtype": out.subtype, "format": out.format, **_board_counts(s), "discarded_frames": state["discarded"],
         **_levels(lv), "clipped": lv.get("clipped", 0),
         "link_rate": watch.link_rate, "link_probe": _probe_kind(agent), "compression": _compression(s, bus),
@@ -430,6 +645,32 @@ def duplex_config(agent: Agent, opts: BusOptions, dx: DuplexOptions, bus: audio.
     return cfg
 
 
+def fit_duplex(agent: Agent, opts: BusOptions, bus: audio.BusFormat,
+               head: Callable[[], bytes] | None = None) -> fit.Estimate | None:
+    """Before a duplex exchange (its streams are never coded; both halves share `bus`): None
+    when it fits as it is, or the link is not measured; with opts.fit, the rate and channels
+    that make it fit, tried on the play file's first seconds (`head()`); else TooFast saying
+    what would fit."""
+    if not opts.probe:
+        return None
+    rates = agent.link_rates(opts.fresh_probe)
+    have = min(rates["up"], rates["down"])
+    budget = have * LINK_HEADROOM
+    wire = protocol.stream_rate(bus.rate, bus.bits, bus.channels, _payload(agent, "tx", bus))
+    if wire <= budget:
+        return None
+    e = _plan(agent, opts, bus, head(), budget, False) if head is not None else None
+    if opts.fit:
+        if e is None:
+            raise _cannot_fit(agent, opts, bus, have, False)
+        return e
+    raise TooFast(f"{bus.describe()} needs {wire / 1000:.1f} kB/s each way, but the link to {agent.describe()} "
+                  f"carries {rates['up'] / 1000:.1f} kB/s up and {rates['down'] / 1000:.1f} kB/s down (measured; "
+                  f"duplex streams are not coded): "
+                  + _advice_text(_what_fits(agent, bus, "tx", budget, False, lambda dst, payload: 1.0),
+                                 f"--fit ({e.describe(bus)})" if e else None))
+
+
 def duplex(agent: Agent, port: str, out: audio.Output, tx_source, bus: audio.BusFormat, opts: BusOptions,
            dx: DuplexOptions, until: RecordStop, *, stop: threading.Event | None = None, watch: Watch | None = None,
            echo: EchoSource | None = None, on_ready: Callable[[dict], None] | None = None) -> dict:
@@ -443,8 +684,14 @@ def duplex(agent: Agent, port: str, out: audio.Output, tx_source, bus: audio.Bus
     watch.levels = watch.levels or audio.Levels(bus)
     if opts.probe:
         wire = protocol.stream_rate(bus.rate, bus.bits, bus.channels, cfg["payload"])
-        agent.check_fit(wire, "up", bus.describe())
-        watch.link_rate = agent.check_fit(wire, "down", bus.describe())["down"]
+
+        def advice() -> str:
+            rates = agent.link_rates()
+            return _advice_text(_what_fits(agent, bus, "tx", min(rates["up"], rates["down"]) * LINK_HEADROOM,
+                                           False, lambda dst, payload: 1.0))
+
+        agent.check_fit(wire, "up", bus.describe(), advice=advice)
+        watch.link_rate = agent.check_fit(wire, "down", bus.describe(), advice=advice)["down"]
     if on_ready:
         on_ready(cfg)
     switch = threading.Event()

@@ -97,7 +97,7 @@ def format_summary(summary: dict) -> str:
     ``bits``, ``channels``, ``underruns``, ``overruns``, ``lost_frames`` (frames the xruns cost, shown
     when not 0), ``crc_errors`` (shown when not 0),
     ``peak_dbfs`` (a list per channel, None = silence, or one number), ``clipped``,
-    ``link_rate`` (bytes/s).
+    ``link_rate`` (bytes/s), ``fit`` (what --fit changed, and the SNR it cost).
     """
     s = {k: v for k, v in summary.items() if v is not None}
     head = " ".join(str(s[k]) for k in ("action", "file") if k in s)
@@ -136,6 +136,10 @@ def format_summary(summary: dict) -> str:
         groups.append(", ".join(levels))
     if "link_rate" in s:
         groups.append(f"link {format_rate(s['link_rate'])}")
+    fit = s.get("fit")
+    if fit and fit.get("method") != "lossless":
+        snr = fit.get("snr_db")
+        groups.append(f"--fit {fit['method']}, " + (f"{snr:.1f} dB SNR" if snr is not None else "bit-exact"))
 
     body = "; ".join(groups)
     if head and body:

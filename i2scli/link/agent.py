@@ -84,16 +84,18 @@ class Agent:
     def _cache_key(self) -> str:
         return probe_cache.key(self.port, self.identity, self.baud)
 
-    def check_fit(self, wire_rate: float, direction: str, what: str, fresh: bool = False) -> dict:
+    def check_fit(self, wire_rate: float, direction: str, what: str, fresh: bool = False,
+                  advice: Callable[[], str] | None = None) -> dict:
         """Refuse, before starting, a stream of wire_rate bytes/s that the link cannot carry
-        (direction 'up' = to the board, 'down' = from it)."""
+        (direction 'up' = to the board, 'down' = from it); `advice()` says what would fit."""
         have = self.link_rates(fresh)[direction]
         if wire_rate > have * LINK_HEADROOM:
             where = "to" if direction == "up" else "from"
             raise TooFast(
                 f"{what} needs {wire_rate / 1000:.1f} kB/s {where} the board, but the link to "
                 f"{self.describe()} carries {have / 1000:.1f} kB/s (measured): "
-                f"use a lower rate (-r), fewer bits (-b 16) or one channel (-c 1)")
+                + (advice() if advice is not None else
+                   "use a lower rate (-r), fewer bits (-b 16) or one channel (-c 1)"))
         return self.rates
 
     # -- the modes ----------------------------------------------------------------------------

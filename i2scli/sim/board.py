@@ -39,6 +39,7 @@ F_SETPIPE_SZ = 1031
 TCGETS2 = 0x802C542A  # Linux: struct termios2, whose c_ospeed is the rate as a plain number
 BAUD_POLL_S = 0.005  # the host's baud rate is read from the pty this often (and whenever data moves)
 SIM_RUNTIME_HEAP = 512 * 1024
+CLOCK_PPM_MAX = 50_000  # --clock-ppm: up to 5 % off (a fractional divider's 48.83 kHz for 48 kHz is +17 361)
 
 # Runs the MicroPython unix port inside a small CPython launcher: puts the record channel on
 # fds 3 and 4, then hands argv to MicroPython's own main().
@@ -170,6 +171,7 @@ class VirtualBoard:
         fs: str | None = None,
         bridge: str | Bridge | None = None,
         loopback: str | Loopback | None = None,
+        clock_ppm: int = 0,
     ):
         self.profile = profile if isinstance(profile, Profile) else get_profile(profile)
         if not self.profile.link.uart:
@@ -180,6 +182,9 @@ class VirtualBoard:
         else:
             self.bridge = bridge if isinstance(bridge, Bridge) else get_bridge(bridge or self.profile.bridge)
         self.source = rx_source if isinstance(rx_source, Source) else parse_source(rx_source)
+        if not -CLOCK_PPM_MAX <= int(clock_ppm) <= CLOCK_PPM_MAX:
+            raise ValueError(f"clock_ppm must be within ±{CLOCK_PPM_MAX}, not {clock_ppm}")
+        self.clock_ppm = int(clock_ppm)  # the I2S clock runs this many ppm off the host's (machine._clocked)
         self.loopback = loopback if isinstance(loopback, Loopback) or loopback is None \
             else parse_loopback(loopback)
         if self.loopback is not None:
@@ -345,7 +350,8 @@ class VirtualBoard:
     def _spawn(self, start: str, mode: str) -> tuple[int, subprocess.Popen]:
         cfg = {"profile": self.profile.board_dict(), "fs": str(self.fs_dir), "start": start,
                "mode": mode, "channel": True,
-               "loopback": self.loopback.board_config() if self.loopback is not None else None}
+               "loopback": self.loopback.board_config() if self.loopback is not None else None,
+               "clock_ppm": self.clock_ppm}
         cfg["profile"]["in_buffer"] = self._link.in_buffer
         cfg_path = Path(self._tmp.name) / "config.json"
         cfg_path.write_text(json.dumps(cfg))

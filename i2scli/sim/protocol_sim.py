@@ -15,7 +15,7 @@ import serial
 from serial.serialutil import SerialException
 
 OPTIONS = {"profile", "bridge", "native", "tx_capture", "rx_source", "codec_release", "codec_drive", "codec_dir_pin",
-           "dir_rx_level", "vcd", "events", "fault", "fs", "loopback"}
+           "dir_rx_level", "vcd", "events", "fault", "fs", "loopback", "clock_ppm"}
 
 
 def check_url(url: str) -> None:
@@ -33,6 +33,15 @@ def check_url(url: str) -> None:
             bridge = value
         if key == "loopback":
             loopbacks.append(parse_loopback(value))
+        if key.replace("-", "_") == "clock_ppm":
+            from i2scli.sim.board import CLOCK_PPM_MAX
+
+            try:
+                ppm = int(value)
+            except ValueError:
+                raise ValueError(f"clock_ppm must be a whole number of ppm, not {value!r}") from None
+            if abs(ppm) > CLOCK_PPM_MAX:
+                raise ValueError(f"clock_ppm must be within ±{CLOCK_PPM_MAX}, not {ppm}")
     profile = (parts.netloc + parts.path).strip("/") or None
     usb_id(profile, bridge)  # unknown profile or bridge
     if len(loopbacks) > 1:

@@ -12,7 +12,8 @@
 # sample data; this side only counts (see docs/sim-internals.md):
 #   frame bytes fb = bits/8 * (2 STEREO | 1 MONO); the ring holds ibuf bytes
 #   rounded down to whole frames; frames clocked by time t since init at t0 are
-#   (ticks_diff(t, t0) * rate) // 1_000_000.
+#   (ticks_diff(t, t0) * rate) // 1_000_000 (with --clock-ppm N, rate·(1 + N/10⁶):
+#   the I2S clock N ppm off the host's, see _clocked).
 #   TX: clocked frames leave the ring (record C); when the ring is empty zeros are
 #   clocked instead (an underrun, counted once the first write has happened).
 #   RX: clocked frames enter the ring while there is room, the rest are lost
@@ -333,6 +334,7 @@ _by_id = {}  # bus id -> object (the ports keep one object per bus)
 _npend = 0  # objects with non-blocking work pending
 _next_sid = 0
 _lost = None  # sim --loopback drop=FRAME:N: (RX bus id, FRAME, N), set by _configure
+_ppm = 0  # sim --clock-ppm N: every I2S clock runs N ppm fast (negative: slow), set by _configure
 
 # stm32-based boards: which pads carry which I2S function (pin_find_af).
 # Buses not listed here accept any pin.
@@ -653,9 +655,18 @@ class _I2S(_io.IOBase):
     # Hot paths keep every function's locals + value stack within 11 words:
     # MicroPython heap-allocates the call frame of bigger functions on every
     # call. Instance attributes (_off, _end) serve as scratch registers.
+    def _clocked(self, now):
+        """Frames clocked from init to `now`: rate·t, or with --clock-ppm N
+        rate·(1 + N/10⁶)·t, integer and exact to a frame (small ints only:
+        a = t·rate fits for years, the correction term for weeks)."""
+        a = _ticks_diff(now, self._t0) * self._rate
+        if _ppm:
+            a += (a // 1000) * _ppm // 1000
+        return a // 1000000
+
     def _tick(self, now):
         """Account the frames clocked since the last update."""
-        n = _ticks_diff(now, self._t0) * self._rate // 1000000 - self._clk
+        n = self._clocked(now) - self._clk
         if n <= 0:
             return
         self._clk += n
@@ -733,7 +744,10 @@ class _I2S(_io.IOBase):
     def _wake_at(self, frames):
         """ticks_us() when `frames` more frames will have been clocked."""
         r = self._rate
-        return _ticks_add(self._t0, ((self._clk + frames) * 1000000 + r - 1) // r)
+        d = ((self._clk + frames) * 1000000 + r - 1) // r
+        if _ppm:  # the clock runs 1 + ppm/10⁶ times as fast: sooner (a µs late rather than early)
+            d = d - d * _ppm // (1000000 + _ppm) + 1
+        return _ticks_add(self._t0, d)
 
     def _tx_wait_frames(self, rem):
         """Frames to clock before min(rem, chunk) bytes fit (0: they fit now)."""
@@ -1281,7 +1295,7 @@ def _configure_pins(t):
 
 def _configure(profile):
     """Called once at boot with Profile.board_dict(): imitate that port."""
-    global _profile, _family, _rules, _freq, _lost
+    global _profile, _family, _rules, _freq, _lost, _ppm
     _profile = profile
     plat = profile.get("platform")
     machine_str = profile.get("machine") or ""
@@ -1293,9 +1307,11 @@ def _configure(profile):
         _family = "rp2"
     _configure_pins(profile.get("pins") or {})
     _lost = None
+    _ppm = 0
     try:
         import _simcfg
 
+        _ppm = int((_simcfg.cfg or {}).get("clock_ppm") or 0)
         lb = (_simcfg.cfg or {}).get("loopback") or {}
         if lb.get("drop"):
             _lost = (lb["rx"], lb["drop"][0], lb["drop"][1])
