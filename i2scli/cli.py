@@ -681,7 +681,7 @@ def _pin(ctx, param, value):
 
 @main.command()
 @click.option("--profile", default="openmv", show_default=True, metavar="NAME",
-              help="Board to imitate: openmv, stm32, rp2, esp32, esp32s3, mimxrt, no-i2s, fast.")
+              help="Board to imitate: openmv, stm32, rp2, esp32, esp32s3, mimxrt, no-i2s, fast, custom.")
 @click.option("--bridge", metavar="NAME",
               help="USB-UART bridge of a UART-REPL board (esp32): cp2102 (default), cp2102n, "
                    "ch340, ft232r.")
