@@ -712,9 +712,12 @@ def _pin(ctx, param, value):
               help="Wire TX of one I2S bus to RX of another through an analog path, e.g. "
                    "'0>1,delay=1ms,gain=-3,noise=-80' (options: delay, gain, noise, thd, hum, drop, "
                    "swap, invert, seed).")
+@click.option("--sim-stats", type=click.BOOL, default=True, show_default=True, metavar="yes|no",
+              help="Board code finds I2S._sim_stats(), the simulator's clock report (no: as on a real "
+                   "board, e.g. to test i2s test's latency without it).")
 @click.option("--exit-with-stdin", is_flag=True, hidden=True)
 def sim(profile, bridge, native, tx_capture, rx_source, codec_release, codec_drive, codec_dir_pin,
-        dir_rx_level, vcd, events, faults, fs, loopback, exit_with_stdin) -> None:
+        dir_rx_level, vcd, events, faults, fs, loopback, sim_stats, exit_with_stdin) -> None:
     """Run a virtual board: real MicroPython behind a serial port.
 
     Prints the board's serial device path as the first line on stdout, then runs until
@@ -756,7 +759,7 @@ def sim(profile, bridge, native, tx_capture, rx_source, codec_release, codec_dri
     board = VirtualBoard(
         prof, tx_capture=tx_capture, rx_source=rx_source, codec_release=codec_release,
         codec_drive=codec_drive, codec_dir_pin=codec_dir_pin, dir_rx_level=dir_rx_level,
-        vcd=vcd, events=events, faults=faults, bridge=bridge, loopback=loopback,
+        vcd=vcd, events=events, faults=faults, bridge=bridge, loopback=loopback, sim_stats=sim_stats,
         fs=os.path.abspath(fs) if fs else None,  # the interpreter runs inside it: relative would not resolve
     )
     serve(board, exit_with_stdin=exit_with_stdin)

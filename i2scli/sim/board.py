@@ -170,6 +170,7 @@ class VirtualBoard:
         fs: str | None = None,
         bridge: str | Bridge | None = None,
         loopback: str | Loopback | None = None,
+        sim_stats: bool = True,
     ):
         self.profile = profile if isinstance(profile, Profile) else get_profile(profile)
         if not self.profile.link.uart:
@@ -331,7 +332,8 @@ class VirtualBoard:
     def _spawn(self, start: str, mode: str) -> tuple[int, subprocess.Popen]:
         cfg = {"profile": self.profile.board_dict(), "fs": str(self.fs_dir), "start": start,
                "mode": mode, "channel": True,
-               "loopback": self.loopback.board_config() if self.loopback is not None else None}
+               "loopback": self.loopback.board_config() if self.loopback is not None else None,
+               "sim_stats": self.sim_stats}
         cfg["profile"]["in_buffer"] = self._link.in_buffer
         cfg_path = Path(self._tmp.name) / "config.json"
         cfg_path.write_text(json.dumps(cfg))
