@@ -797,7 +797,7 @@ def _pin(ctx, param, value):
 
 @main.command()
 @click.option("--profile", default="openmv", show_default=True, metavar="NAME",
-              help="Board to imitate: openmv, stm32, rp2, esp32, esp32s3, mimxrt, no-i2s, fast.")
+              help="Board to imitate: openmv, stm32, rp2, esp32, esp32s3, mimxrt, no-i2s, fast, custom.")
 @click.option("--bridge", metavar="NAME",
               help="USB-UART bridge of a UART-REPL board (esp32): cp2102 (default), cp2102n, "
                    "ch340, ft232r.")
@@ -830,9 +830,12 @@ def _pin(ctx, param, value):
                    "swap, invert, seed).")
 @click.option("--clock-ppm", type=click.IntRange(-50_000, 50_000), default=0, show_default=True, metavar="N",
               help="The board's I2S clock runs N ppm fast (negative: slow) against real time.")
+@click.option("--sim-stats", type=click.BOOL, default=True, show_default=True, metavar="yes|no",
+              help="Board code finds I2S._sim_stats(), the simulator's clock report (no: as on a real "
+                   "board, e.g. to test i2s test's latency without it).")
 @click.option("--exit-with-stdin", is_flag=True, hidden=True)
 def sim(profile, bridge, native, tx_capture, rx_source, codec_release, codec_drive, codec_dir_pin,
-        dir_rx_level, vcd, events, faults, fs, loopback, clock_ppm, exit_with_stdin) -> None:
+        dir_rx_level, vcd, events, faults, fs, loopback, clock_ppm, sim_stats, exit_with_stdin) -> None:
     """Run a virtual board: real MicroPython behind a serial port.
 
     Prints the board's serial device path as the first line on stdout, then runs until
@@ -875,6 +878,7 @@ def sim(profile, bridge, native, tx_capture, rx_source, codec_release, codec_dri
         prof, tx_capture=tx_capture, rx_source=rx_source, codec_release=codec_release,
         codec_drive=codec_drive, codec_dir_pin=codec_dir_pin, dir_rx_level=dir_rx_level,
         vcd=vcd, events=events, faults=faults, bridge=bridge, loopback=loopback, clock_ppm=clock_ppm,
+        sim_stats=sim_stats,
         fs=os.path.abspath(fs) if fs else None,  # the interpreter runs inside it: relative would not resolve
     )
     serve(board, exit_with_stdin=exit_with_stdin)

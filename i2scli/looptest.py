@@ -12,7 +12,7 @@ import numpy as np
 from i2scli import analysis, audio, boards, protocol
 from i2scli.boards import Pins
 from i2scli.link import Agent, BoardError
-from i2scli.session import BusOptions, _board_counts, _preset, bus_config
+from i2scli.session import BusOptions, _board_counts, _preset, stream_sizes
 
 #: Two-bus presets: (TX pins, RX pins). The RX bus of each is wired to the TX bus's SD by the rig.
 LOOP_PRESETS: dict[str, tuple[Pins, Pins]] = {
@@ -33,27 +33,30 @@ class Signal:
     seconds: float = 1.2
 
 
-def _pins(preset: Pins | None, id, sck, ws, sd, mck, what: str) -> Pins:
+PIN_KEYS = ("id", "sck", "ws", "sd")
+
+
+def _pins(preset: Pins | None, id, sck, ws, sd, mck) -> Pins:
     given = {k: v for k, v in dict(id=id, sck=sck, ws=ws, sd=sd, mck=mck).items() if v is not None}
     base = preset or Pins(None, None, None, None)
-    pins = Pins(**{**asdict(base), **given})
-    missing = [k for k in ("id", "sck", "ws", "sd") if getattr(pins, k) is None]
-    if missing:
-        raise ValueError(f"no two-bus preset fits this board: give --board NAME or all of "
-                         f"{', '.join(f'--{what}-{m}' for m in missing)}")
-    return pins
+    return Pins(**{**asdict(base), **given})
 
 
 def loop_buses(agent: Agent, opts: BusOptions, tx: dict, rx: dict) -> tuple[Pins, Pins]:
-    """The TX and RX buses: the board's two-bus preset, overridden by --tx-*/--rx-*."""
+    """The TX and RX buses: the board's two-bus preset, overridden by --tx-*/--rx-* (with every
+    pin given, no preset is needed: a custom board)."""
     preset = _preset(agent, opts)
     pair = LOOP_PRESETS.get(preset.name) if preset else None
     if preset is not None and pair is None and tx.get("id") is None and rx.get("id") is None:
         raise BoardError(f"{agent.describe()} has one I2S bus ({preset.description}): i2s test plays on one "
                          f"bus while it records another, so it needs a board with two (--tx-id/--rx-id if "
                          f"this one has more)")
-    t = _pins(pair[0] if pair else None, what="tx", **tx)
-    r = _pins(pair[1] if pair else None, what="rx", **rx)
+    t = _pins(pair[0] if pair else None, **tx)
+    r = _pins(pair[1] if pair else None, **rx)
+    missing = [f"--{d}-{k}" for d, p in (("tx", t), ("rx", r)) for k in PIN_KEYS if getattr(p, k) is None]
+    if missing:
+        raise ValueError(f"no two-bus preset fits this board: give --board NAME "
+                         f"({', '.join(LOOP_PRESETS)}) or also {', '.join(missing)}")
     if t.id == r.id:
         raise ValueError(f"TX and RX are both I2S({t.id}): a loopback test needs two buses (--tx-id, --rx-id)")
     return t, r
@@ -82,7 +85,7 @@ def run(agent: Agent, port: str, bus: audio.BusFormat, opts: BusOptions, tx: dic
     t, r = loop_buses(agent, opts, tx, rx)
     samples, info = analysis.test_signal(sig.kind, rate=bus.rate, bits=bus.bits, channels=bus.channels,
                                          freq=sig.freq, dbfs=sig.level, seconds=sig.seconds)
-    base = bus_config(agent, opts, "tx", bus)
+    base = stream_sizes(agent, opts, "tx", bus, _preset(agent, opts))
     ring = base["ibuf"] // bus.frame_bytes
     extra = ring + bus.rate // 5  # the board's buffering and 200 ms of path, recorded past the signal
     frames = len(samples) + extra

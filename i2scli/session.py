@@ -67,13 +67,19 @@ def bus_config(agent: Agent, opts: BusOptions, mode: str, bus: audio.BusFormat) 
     """The START config for the agent: pins from the preset and overrides, sizes that fit."""
     preset = _preset(agent, opts)
     pins = boards.resolve(preset, mode, id=opts.id, sck=opts.sck, ws=opts.ws, sd=opts.sd, mck=opts.mck)
+    return {"id": pins.id, "sck": pins.sck, "ws": pins.ws, "sd": pins.sd, "mck": pins.mck,
+            **stream_sizes(agent, opts, mode, bus, preset)}
+
+
+def stream_sizes(agent: Agent, opts: BusOptions, mode: str, bus: audio.BusFormat,
+                 preset: boards.Board | None) -> dict:
+    """The START config but the pins: format, ring, payload and timeout that fit the board."""
     payload = _payload(agent, mode, bus)
     if payload <= 0:
         raise ValueError(f"the board's input buffer ({agent.hello.get('inbuf')} bytes) is too small for "
                          f"{bus.describe()} frames")
     ibuf = opts.ibuf or (preset.ibuf if preset else 16384)
-    return {"id": pins.id, "sck": pins.sck, "ws": pins.ws, "sd": pins.sd, "mck": pins.mck,
-            "bits": bus.bits, "format": "stereo" if bus.channels == 2 else "mono", "rate": bus.rate,
+    return {"bits": bus.bits, "format": "stereo" if bus.channels == 2 else "mono", "rate": bus.rate,
             "ibuf": ibuf, "payload": payload, "io": opts.io, "shift": opts.shift or None,
             "timeout_ms": int(opts.timeout * 1000)}
 

@@ -93,6 +93,20 @@ def test_writing_takes_real_time(sim, transport):
     assert int(out) >= (total - ibuf) * 1_000_000 // (RATE * 4)
 
 
+def test_sim_stats_no_leaves_board_code_without_the_clock_report(sim, transport):
+    for flag, has in (("yes", "True"), ("no", "False")):
+        board = sim("fast", "--sim-stats", flag, capture=False, events=False)
+        t = raw(transport, board.path)
+        out = t.exec("from machine import I2S, Pin\n"
+                     "i2s = I2S(0, sck=Pin(16), ws=Pin(17), sd=Pin(18), mode=I2S.TX, bits=16,\n"
+                     "          format=I2S.STEREO, rate=8000, ibuf=1024)\n"
+                     "print(hasattr(i2s, '_sim_stats'), hasattr(I2S, '_sim_stats'))\n"
+                     "i2s.deinit()\n")
+        t.close()
+        board.stop()
+        assert out.split() == [has.encode()] * 2
+
+
 # -- RX: the source comes back bit-exact ----------------------------------------------------
 
 @pytest.mark.parametrize("bits, fmt", [(16, "STEREO"), (16, "MONO"), (32, "STEREO"), (32, "MONO")])

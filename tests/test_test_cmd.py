@@ -32,6 +32,26 @@ def test_clean_loopback_passes_and_latency_is_the_delay_exactly(delay, frames):
     assert all(ln.startswith(("PASS", "testing")) for ln in r.stderr.splitlines())
 
 
+# -- a board no preset knows ------------------------------------------------------------------
+
+PINS = ["--tx-id", "0", "--tx-sck", "1", "--tx-ws", "2", "--tx-sd", "3",
+        "--rx-id", "1", "--rx-sck", "5", "--rx-ws", "6", "--rx-sd", "7"]
+
+
+def test_a_board_no_preset_knows_runs_with_every_pin_given():
+    port = url("0>1,delay=1ms", "custom")
+    r = i2s("test", "-p", port, "-d", "0.5s", check=2)
+    assert "no two-bus preset fits this board" in r.stderr
+    assert "--tx-id, --tx-sck, --tx-ws, --tx-sd, --rx-id, --rx-sck, --rx-ws, --rx-sd" in r.stderr
+    r = i2s("test", "-p", port, "-d", "0.5s", *PINS[:-2], check=2)  # all but --rx-sd
+    assert r.stderr.strip().endswith("or also --rx-sd")
+    res, r = run_json("0>1,delay=1ms", *PINS, "-d", "0.5s", profile="custom")
+    assert res["passed"] and "PASS: all" in r.stderr
+    assert res["tx"] == {"id": 0, "sck": 1, "ws": 2, "sd": 3, "mck": None}
+    assert res["rx"] == {"id": 1, "sck": 5, "ws": 6, "sd": 7, "mck": None}
+    assert [c["latency_samples"] for c in res["measures"]["channels"]] == [48, 48]
+
+
 def test_human_output_one_line_per_check_and_a_verdict():
     r = i2s("test", "-p", url("0>1,delay=1ms"), "-c", "1", "-b", "16", "--max-latency", "2ms", check=0)
     lines = r.stdout.splitlines()

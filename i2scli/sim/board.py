@@ -172,6 +172,7 @@ class VirtualBoard:
         bridge: str | Bridge | None = None,
         loopback: str | Loopback | None = None,
         clock_ppm: int = 0,
+        sim_stats: bool = True,
     ):
         self.profile = profile if isinstance(profile, Profile) else get_profile(profile)
         if not self.profile.link.uart:
@@ -185,6 +186,7 @@ class VirtualBoard:
         if not -CLOCK_PPM_MAX <= int(clock_ppm) <= CLOCK_PPM_MAX:
             raise ValueError(f"clock_ppm must be within ±{CLOCK_PPM_MAX}, not {clock_ppm}")
         self.clock_ppm = int(clock_ppm)  # the I2S clock runs this many ppm off the host's (machine._clocked)
+        self.sim_stats = bool(sim_stats)  # False: board code finds no I2S._sim_stats, as on a real board
         self.loopback = loopback if isinstance(loopback, Loopback) or loopback is None \
             else parse_loopback(loopback)
         if self.loopback is not None:
@@ -351,7 +353,7 @@ class VirtualBoard:
         cfg = {"profile": self.profile.board_dict(), "fs": str(self.fs_dir), "start": start,
                "mode": mode, "channel": True,
                "loopback": self.loopback.board_config() if self.loopback is not None else None,
-               "clock_ppm": self.clock_ppm}
+               "clock_ppm": self.clock_ppm, "sim_stats": self.sim_stats}
         cfg["profile"]["in_buffer"] = self._link.in_buffer
         cfg_path = Path(self._tmp.name) / "config.json"
         cfg_path.write_text(json.dumps(cfg))

@@ -195,6 +195,20 @@ PROFILES: dict[str, Profile] = {
         dir_pin=15,
         heap=1024 * 1024,
     ),
+    # A board no preset knows (a CI rig's own): the fast board under another name, so that
+    # i2s detects nothing and every pin must be given.
+    "custom": Profile(
+        name="custom",
+        description="A custom two-bus board no i2s preset knows: the fast board under another name",
+        platform="linux",
+        machine="Custom I2S rig with MicroPython unix port",
+        release="1.28.0",
+        pins=pin_tables.RPI_PICO,
+        link=Link(None, None, 65536, "block"),
+        i2s=I2SRules(ids=(0, 1), ws_is_sck_plus_1=True),
+        dir_pin=15,
+        heap=1024 * 1024,
+    ),
 }
 
 DEFAULT_PROFILE = "openmv"

@@ -15,7 +15,7 @@ import serial
 from serial.serialutil import SerialException
 
 OPTIONS = {"profile", "bridge", "native", "tx_capture", "rx_source", "codec_release", "codec_drive", "codec_dir_pin",
-           "dir_rx_level", "vcd", "events", "fault", "fs", "loopback", "clock_ppm"}
+           "dir_rx_level", "vcd", "events", "fault", "fs", "loopback", "clock_ppm", "sim_stats"}
 
 
 def check_url(url: str) -> None:

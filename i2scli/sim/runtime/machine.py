@@ -33,7 +33,8 @@
 # port's "asyncio" mode (write/readinto become partial, as on the real ports),
 # so asyncio.StreamWriter(i2s) / asyncio.StreamReader(i2s) work.
 #
-# Sim-only extras (not on real boards): I2S._sim_stats() returns the counters.
+# Sim-only extras (not on real boards): I2S._sim_stats() returns the counters
+# (unless the board runs with --sim-stats no).
 import utime as _t
 import micropython as _mp
 import io as _io
@@ -335,6 +336,7 @@ _npend = 0  # objects with non-blocking work pending
 _next_sid = 0
 _lost = None  # sim --loopback drop=FRAME:N: (RX bus id, FRAME, N), set by _configure
 _ppm = 0  # sim --clock-ppm N: every I2S clock runs N ppm fast (negative: slow), set by _configure
+_stats = True  # I2S._sim_stats exists (sim --sim-stats no takes it away), set by _configure
 
 # stm32-based boards: which pads carry which I2S function (pin_find_af).
 # Buses not listed here accept any pin.
@@ -1295,7 +1297,7 @@ def _configure_pins(t):
 
 def _configure(profile):
     """Called once at boot with Profile.board_dict(): imitate that port."""
-    global _profile, _family, _rules, _freq, _lost, _ppm
+    global _profile, _family, _rules, _freq, _lost, _ppm, _stats
     _profile = profile
     plat = profile.get("platform")
     machine_str = profile.get("machine") or ""
@@ -1315,8 +1317,12 @@ def _configure(profile):
         lb = (_simcfg.cfg or {}).get("loopback") or {}
         if lb.get("drop"):
             _lost = (lb["rx"], lb["drop"][0], lb["drop"][1])
+        _stats = (_simcfg.cfg or {}).get("sim_stats", True)
     except ImportError:
         pass
+    if not _stats and hasattr(_I2S, "_sim_stats"):
+        # sim --sim-stats no: board code finds no clock report, as on a real board
+        delattr(_I2S, "_sim_stats")
     _freq = {"stm32": 480000000 if "H7" in machine_str else 168000000,
              "rp2": 125000000, "esp32": 160000000, "mimxrt": 600000000,
              "alif": 400000000}[_family]
