@@ -170,3 +170,37 @@ def test_a_signal_releases_the_place(lab, tmp_path, sig):
     assert p.returncode == 130, err
     assert "Traceback" not in err, err
     assert lab.holder() == "None"
+
+
+def test_labgrid_pytest_plugin_drives_i2s(lab, tmp_path):
+    """labgrid's own pytest plugin, an env YAML importing i2scli.labgrid, the I2SDriver's calls."""
+    (tmp_path / "env.yaml").write_text(
+        "targets:\n  main:\n    resources:\n      RemotePlace: {name: rig1}\n"
+        "    drivers:\n      I2SDriver: {}\nimports: [i2scli.labgrid]\n")
+    (tmp_path / "test_rig.py").write_text(
+        "def test_rig(target):\n"
+        "    i2s = target.get_driver('I2SDriver')\n"
+        "    target.activate(i2s)\n"
+        "    assert i2s.info()['board']\n"
+        "    res = i2s.test(rate=16000, bits=16, channels=1)\n"
+        "    assert res['passed'], res\n")
+    lab.client("-p", "rig1", "acquire")
+    try:
+        r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--lg-env",
+                            str(tmp_path / "env.yaml"), str(tmp_path / "test_rig.py")],
+                           cwd=tmp_path, capture_output=True, text=True, env=lab.env, timeout=180)
+        assert r.returncode == 0, r.stdout + r.stderr
+    finally:
+        lab.client("-p", "rig1", "release")
+
+
+def test_python_api_on_a_plain_port_url(sim):
+    from i2scli.api import Board, I2SError
+
+    board = sim("fast", "--loopback", "0>1,delay=1ms", capture=False, events=False)
+    b = Board(board.path, timeout=120)
+    assert b.info()["board"]
+    assert b.test(rate=16000, bits=16, channels=1)["passed"]
+    with pytest.raises(I2SError) as e:
+        Board("/dev/nonexistent-i2s").info()
+    assert e.value.exit_code == 3
