@@ -74,6 +74,7 @@ def lab(tmp_path, sim):
     if shutil.which("ser2net") is None and shutil.which("ser2net", path="/usr/sbin:/sbin") is None:
         pytest.skip("ser2net is not installed (Debian: apt-get install ser2net)")
     board = sim("fast", "--loopback", "0>1,delay=1ms", capture=False, events=False)
+    board2 = sim("fast", "--loopback", "0>1,delay=1ms", capture=False, events=False)
     coord = f"127.0.0.1:{_free_port()}"
     env = {**ENV, "LG_COORDINATOR": coord, "PATH": f"{ENV.get('PATH', '')}:/usr/sbin:/sbin"}
     env.pop("LG_PLACE", None)
@@ -94,20 +95,23 @@ def lab(tmp_path, sim):
             assert r.returncode == 0, r.stdout + r.stderr
         return r
 
-    def holder():
-        out = client("-p", "rig1", "show").stdout
+    def holder(place="rig1"):
+        out = client("-p", place, "show").stdout
         line = next(x for x in out.splitlines() if x.strip().startswith("acquired:"))
         return line.split(":", 1)[1].strip()
 
     try:
         start(str(BIN / "labgrid-coordinator"), "-l", coord, cwd=tmp_path / "coord")
         _wait(lambda: client("places", check=False).returncode == 0, 30, "the coordinator")
-        (tmp_path / "exporter.yaml").write_text(f"rig:\n  RawSerialPort:\n    port: {board.path}\n    speed: 115200\n")
+        (tmp_path / "exporter.yaml").write_text(
+            f"rig:\n  RawSerialPort:\n    port: {board.path}\n    speed: 115200\n"
+            f"rig2:\n  RawSerialPort:\n    port: {board2.path}\n    speed: 115200\n")
         start(str(BIN / "labgrid-exporter"), "-c", coord, "-n", "exp1", "--hostname", "127.0.0.1",
               str(tmp_path / "exporter.yaml"))
-        _wait(lambda: "exp1/rig/NetworkSerialPort" in client("resources", check=False).stdout, 30, "the exporter")
-        client("-p", "rig1", "create")
-        client("-p", "rig1", "add-match", "exp1/rig/NetworkSerialPort")
+        _wait(lambda: "exp1/rig2/NetworkSerialPort" in client("resources", check=False).stdout, 30, "the exporter")
+        for place, group in (("rig1", "rig"), ("rig2", "rig2")):
+            client("-p", place, "create")
+            client("-p", place, "add-match", f"exp1/{group}/NetworkSerialPort")
         yield type("Lab", (), {"coord": coord, "env": env, "client": staticmethod(client),
                                "holder": staticmethod(holder), "url": f"labgrid://rig1?coordinator={coord}"})
     finally:
@@ -141,6 +145,18 @@ def test_play_record_test_through_labgrid(lab, tmp_path):
     assert r.returncode == 0, r.stderr
     assert lab.holder() != "None"
     lab.client("-p", "rig1", "release")
+
+
+def test_two_places_in_parallel_one_junit_file(lab, tmp_path):
+    report = tmp_path / "report.xml"
+    r = _run(lab, "test", "-p", lab.url, "-p", lab.url.replace("rig1", "rig2"), "-r", "16000", "-b", "16", "-c", "1",
+             "--junit", str(report), timeout=180)
+    assert r.returncode == 0, r.stderr
+    import xml.etree.ElementTree as ET
+
+    suites = ET.parse(report).getroot().findall("testsuite")
+    assert len(suites) == 2, report.read_text()
+    assert lab.holder("rig1") == "None" and lab.holder("rig2") == "None"
 
 
 def test_a_place_held_by_someone_else_is_refused(lab):
