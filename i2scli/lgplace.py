@@ -56,6 +56,10 @@ class Place:
             raise NoDevice("labgrid:// ports need labgrid: pip install 'i2scli[labgrid]'") from None
         self.url = url
         self.acquired_here = False
+        import logging
+
+        if not logging.getLogger().handlers:  # labgrid logs its errors on root: i2s says them in one line
+            logging.getLogger().addHandler(logging.NullHandler())
         try:
             self.session = start_session(url.coordinator, extra={
                 "args": argparse.Namespace(place=url.place, allow_unmatched=False, kick=False, state=None)})
@@ -150,7 +154,12 @@ def resolve(url: str) -> str:
         place.acquire()
         _open[key] = place
         atexit.register(_release, key)
-    return place.serial_url()
+    try:
+        return place.serial_url()
+    except NoDevice:
+        raise
+    except Exception as e:  # noqa: BLE001 - labgrid's errors (an exporter gone, ...): one line
+        raise NoDevice(f"labgrid place {parsed.place}: {_line(e)}") from None
 
 
 def _release(key: str) -> None:

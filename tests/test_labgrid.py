@@ -220,3 +220,11 @@ def test_python_api_on_a_plain_port_url(sim):
     with pytest.raises(I2SError) as e:
         Board("/dev/nonexistent-i2s").info()
     assert e.value.exit_code == 3
+
+
+def test_no_coordinator_is_one_line_exit_3():
+    pytest.importorskip("labgrid.remote.client", reason="labgrid is not installed (pip install 'i2scli[labgrid]')")
+    r = subprocess.run([*I2S, "info", "-p", f"labgrid://rig1?coordinator=127.0.0.1:{_free_port()}"],
+                       capture_output=True, text=True, timeout=60, env=ENV)
+    assert r.returncode == 3, r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and "coordinator" in r.stderr, r.stderr
