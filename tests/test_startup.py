@@ -9,7 +9,7 @@ import sys
 import pytest
 from conftest import ENV
 
-HEAVY = ("numpy", "soundfile", "soxr", "rich")
+HEAVY = ("numpy", "soundfile", "soxr", "rich", "labgrid", "grpc")  # labgrid: only for labgrid://
 
 
 def imported(*args) -> set[str]:
