@@ -849,25 +849,10 @@ def _run_cell(r: dict) -> str:
 # ------------------------------------------------------------------------------------------------
 # 11: --fit, near-lossless on a link narrower than the coded stream (issue 17)
 def song(rate: int, seconds: float, seed: int = 1) -> np.ndarray:
-    """Plucked chords (decaying harmonic tones, a 2 ms attack, panned) at -18 dBFS RMS, plus white
-    noise 46 dB under that: the song of tests/test_fit.py. int16 (frames, 2)."""
-    n = int(rate * seconds)
-    y = np.zeros((n, 2))
-    chords = [(220.0, 277.18, 329.63), (196.0, 246.94, 293.66), (174.61, 220.0, 261.63), (196.0, 246.94, 311.13)]
-    step = rate // 2
-    for c, i in enumerate(range(0, n, step)):
-        t = np.arange(n - i) / rate
-        attack = np.minimum(1.0, t / 0.002)
-        for j, f in enumerate(chords[c % len(chords)]):
-            pan = (j + 1) / 4
-            for h in range(1, 9):
-                if f * h < 0.45 * rate:
-                    v = attack * np.exp(-t * (1.5 + 0.8 * h)) / h * np.sin(2 * np.pi * f * h * t)
-                    y[i:, 0] += v * (1 - pan)
-                    y[i:, 1] += v * pan
-    y *= 10 ** (-18 / 20) / np.sqrt((y ** 2).mean())
-    y += np.random.default_rng(seed).normal(0, 10 ** ((-18 - 46) / 20), y.shape)
-    return np.clip(np.round(y * 32768), -32768, 32767).astype(np.int16)
+    """The song of tests/test_fit.py (analysis.plucked_song): -18 dBFS RMS, noise 46 dB under."""
+    from i2scli import analysis
+
+    return analysis.plucked_song(rate, seconds, seed)
 
 
 FIT_CONTENTS = ("song", "speech", "music")

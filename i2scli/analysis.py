@@ -1099,3 +1099,28 @@ def junit_xml(results: dict[str, list[Check]], path: str | Path) -> Path:
     path = Path(path)
     ET.ElementTree(root).write(path, encoding="utf-8", xml_declaration=True)
     return path
+
+
+def plucked_song(rate: int, seconds: float, seed: int = 1, level_dbfs: float = -18.0,
+                 noise_db: float = -46.0) -> np.ndarray:
+    """A song-like test signal: plucked chords, one every half second, each note a decaying
+    harmonic tone (higher harmonics die faster, a 2 ms attack) panned across the stereo field,
+    at `level_dbfs` RMS, plus white noise `noise_db` under it (a recording's noise floor).
+    int16, shape (frames, 2). Used by tests/test_fit.py and bench figure 11."""
+    n = int(rate * seconds)
+    y = np.zeros((n, 2))
+    chords = [(220.0, 277.18, 329.63), (196.0, 246.94, 293.66), (174.61, 220.0, 261.63), (196.0, 246.94, 311.13)]
+    step = rate // 2
+    for c, i in enumerate(range(0, n, step)):
+        t = np.arange(n - i) / rate
+        attack = np.minimum(1.0, t / 0.002)
+        for j, f in enumerate(chords[c % len(chords)]):
+            pan = (j + 1) / 4
+            for h in range(1, 9):
+                if f * h < 0.45 * rate:
+                    s = attack * np.exp(-t * (1.5 + 0.8 * h)) / h * np.sin(2 * np.pi * f * h * t)
+                    y[i:, 0] += s * (1 - pan)
+                    y[i:, 1] += s * pan
+    y *= 10 ** (level_dbfs / 20) / np.sqrt((y ** 2).mean())
+    y += np.random.default_rng(seed).normal(0, 10 ** ((level_dbfs + noise_db) / 20), y.shape)
+    return np.clip(np.round(y * 32768), -32768, 32767).astype(np.int16)

@@ -14,7 +14,7 @@ import soundfile as sf
 from conftest import ENV, i2s
 from test_wirecode import board
 
-from i2scli import fit, protocol
+from i2scli import analysis, fit, protocol
 from i2scli import wirecode as wc
 from i2scli.audio import BusFormat
 
@@ -24,26 +24,8 @@ NOISE_DB = -46.0  # its own noise floor under that level: white noise
 
 
 def song(seconds: float = 3.0, rate: int = RATE, seed: int = 1) -> np.ndarray:
-    """Plucked chords, one every half second: each note a decaying harmonic tone (higher
-    harmonics die faster, a 2 ms attack), panned across the stereo field; plus white noise
-    NOISE_DB under the level. int16 (frames, 2)."""
-    n = int(rate * seconds)
-    y = np.zeros((n, 2))
-    chords = [(220.0, 277.18, 329.63), (196.0, 246.94, 293.66), (174.61, 220.0, 261.63), (196.0, 246.94, 311.13)]
-    step = rate // 2
-    for c, i in enumerate(range(0, n, step)):
-        t = np.arange(n - i) / rate
-        attack = np.minimum(1.0, t / 0.002)
-        for j, f in enumerate(chords[c % len(chords)]):
-            pan = (j + 1) / 4
-            for h in range(1, 9):
-                if f * h < 0.45 * rate:
-                    s = attack * np.exp(-t * (1.5 + 0.8 * h)) / h * np.sin(2 * np.pi * f * h * t)
-                    y[i:, 0] += s * (1 - pan)
-                    y[i:, 1] += s * pan
-    y *= 10 ** (LEVEL_DBFS / 20) / np.sqrt((y ** 2).mean())
-    y += np.random.default_rng(seed).normal(0, 10 ** ((LEVEL_DBFS + NOISE_DB) / 20), y.shape)
-    return np.clip(np.round(y * 32768), -32768, 32767).astype(np.int16)
+    """The song (analysis.plucked_song) at LEVEL_DBFS with its noise NOISE_DB under it."""
+    return analysis.plucked_song(rate, seconds, seed, LEVEL_DBFS, NOISE_DB)
 
 
 def write_song(path, **kw) -> np.ndarray:
