@@ -13,6 +13,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import serial
+
 from i2scli import protocol as proto
 from i2scli.link.errors import LinkError, frame_json
 from i2scli.link.port import Port
@@ -138,8 +140,10 @@ def restore(port: Port, old: int = REPL_BAUD) -> None:
     """The host's side back at the REPL's rate (the agent restores its own as it exits)."""
     try:
         if port.serial.baudrate != old:
+            # what we wrote last (an ABORT, a STOP) goes out at the rate the agent listens at
+            port.serial.flush()
             port.serial.baudrate = old
-    except (OSError, ValueError):
+    except (OSError, ValueError, serial.SerialException):
         pass
 
 

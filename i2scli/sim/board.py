@@ -39,6 +39,7 @@ F_SETPIPE_SZ = 1031
 TCGETS2 = 0x802C542A  # Linux: struct termios2, whose c_ospeed is the rate as a plain number
 BAUD_POLL_S = 0.005  # the host's baud rate is read from the pty this often (and whenever data moves)
 SIM_RUNTIME_HEAP = 512 * 1024
+HOST_STALL_MAX_S = 1.0  # input held back at most this long for a board this machine descheduled
 CLOCK_PPM_MAX = 50_000  # --clock-ppm: up to 5 % off (a fractional divider's 48.83 kHz for 48 kHz is +17 361)
 
 # Runs the MicroPython unix port inside a small CPython launcher: puts the record channel on
@@ -69,6 +70,24 @@ _SPEEDS = {getattr(termios, n): int(n[1:]) for n in dir(termios)
            if n[:1] == "B" and n[1:].isdigit()}  # termios speed constants -> baud
 
 
+def _task_sched(path: str) -> tuple[str, int] | None:
+    """A task's scheduler state ('R': running or waiting for a CPU, 'S': asleep, ...) and its
+    total run-queue wait in ns (Linux /proc/PID/stat and schedstat); None where there are none."""
+    try:
+        with open(path + "/stat", "rb") as f:
+            state = f.read().rsplit(b")", 1)[1].split()[0].decode()
+        with open(path + "/schedstat", "rb") as f:
+            return state, int(f.read().split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _pipe_fill(fd: int) -> int:
+    buf = array.array("i", [0])
+    fcntl.ioctl(fd, termios.FIONREAD, buf)
+    return buf[0]
+
+
 def now_us() -> int:
     """The board's clock: MicroPython's ticks_us on the unix port is CLOCK_MONOTONIC in µs."""
     return time.monotonic_ns() // 1000
@@ -77,9 +96,21 @@ def now_us() -> int:
 class Pacer:
     """Holds a byte stream to `rate` bytes/s (None: no limit), with a 2 ms burst."""
 
-    def __init__(self, rate: int | None):
+    def __init__(self, rate: int | None, burst: float = 0.002):
         self.rate = rate
+        self.burst = burst  # how far behind its schedule the stream may catch up at once
         self._next = time.monotonic()
+
+    def owed(self) -> int:
+        """Bytes whose time has come (within the burst window)."""
+        if not self.rate:
+            return 65536
+        late = min(time.monotonic() - self._next, self.burst)
+        return max(0, int(late * self.rate))
+
+    def idle(self) -> None:
+        """Nothing to send: no credit builds up beyond the usual 2 ms."""
+        self._next = max(self._next, time.monotonic() - 0.002)
 
     def chunk(self) -> int:
         # 1 ms of bytes: a frame's head arrives about as soon as on a real wire
@@ -89,8 +120,8 @@ class Pacer:
         if not self.rate:
             return
         now = time.monotonic()
-        if self._next < now - 0.002:
-            self._next = now - 0.002
+        if self._next < now - self.burst:
+            self._next = now - self.burst
         self._next += n / self.rate
         delay = self._next - now
         if delay > 0.0005:  # shorter waits ride on the 2 ms burst (sleep overshoots them)
@@ -120,6 +151,7 @@ class SessionState:
 class Stats:
     in_bytes: int = 0
     in_dropped: int = 0
+    host_stall_us: int = 0  # the input waited while this machine kept the board off its CPUs
     out_bytes: int = 0
     out_dropped: int = 0
     ctrl_c: int = 0
@@ -224,7 +256,10 @@ class VirtualBoard:
         self.line_baud: int | None = None
         self._staged = bytearray()  # arrived over the UART, not yet taken by the stdin path
         self._staged_lock = threading.Lock()
-        self._stdin_pacer = Pacer(self._link.in_rate)
+        # the stdin path is hardware-like: a thread of this process woken late (a loaded
+        # machine) takes what it owes at once, up to 0.1 s of it, rather than fall behind
+        self._stdin_pacer = Pacer(self._link.in_rate, burst=0.1)
+        self._in_busy = False  # the host->board thread holds bytes it read from the pty
         self._out_busy = False
         self._overflow = self._link.overflow
         self._in_offset = 0
@@ -665,8 +700,9 @@ class VirtualBoard:
         pacer = self._stdin_pacer
         while not self._stopping.is_set():
             with self._staged_lock:
-                piece = bytes(self._staged[:pacer.chunk()])
+                piece = bytes(self._staged[:max(pacer.chunk(), pacer.owed())])
             if not piece:
+                pacer.idle()
                 time.sleep(0.0002)
                 continue
             pacer.wait(len(piece))
@@ -701,15 +737,39 @@ class VirtualBoard:
                 r, _, _ = select.select([fd], [], [], 0.1)
                 if not r:
                     continue
+                self._in_busy = True
                 data = os.read(fd, self._in_pacer.chunk())
             except BlockingIOError:
+                self._in_busy = False
                 continue
             except (OSError, ValueError, TypeError):
+                self._in_busy = False
                 if self._master is None:
                     return
                 time.sleep(0.01)
                 continue
-            self._receive(data)
+            try:
+                self._receive(data)
+            finally:
+                self._in_busy = False
+
+    def sync_input(self, limit: float = 0.5) -> None:
+        """Until every byte the host has written so far has gone through the link model (at
+        most `limit` s), then read the host's baud rate again. A pty carries no baud per byte:
+        a host that writes, then changes its rate (or changes it, then writes) calls this in
+        between, so the model times each byte at the rate it was sent at (protocol_sim does,
+        for sim:// ports)."""
+        end = time.monotonic() + limit
+        buf = array.array("i", [0])
+        quiet = 0
+        while quiet < 2 and time.monotonic() < end and self._master is not None:
+            try:
+                fcntl.ioctl(self._master, termios.FIONREAD, buf)
+            except OSError:
+                break
+            quiet = quiet + 1 if buf[0] == 0 and not self._in_busy else 0
+            time.sleep(0.0005)
+        self._poll_host_baud()
 
     def _fault_at(self, direction: str, offset: int, n: int) -> Fault | None:
         for f in self.faults:
@@ -799,14 +859,54 @@ class VirtualBoard:
             self._in_pacer.wait(len(piece))
             self._buffer_in(piece)
 
+    def _host_stalled(self, need: int) -> bool:
+        """The ring has no room for `need` more bytes. A real board is never descheduled; this
+        one is a process on a shared machine. True when the overflow is this machine's, once
+        there is room: (a) the interpreter is runnable (state R) with the ring's bytes in its
+        pipe, and when it has read them its run-queue wait (Linux schedstat) covers at least
+        half the time we waited; (b) the stdin-path thread (UART links) is 1 ms or more behind.
+        The input waits meanwhile (at most HOST_STALL_MAX_S). A board asleep (state S) or
+        busy on its own CPU time overflows as a real one does."""
+        cap = self._link.in_buffer
+        proc = f"/proc/{self._proc.pid}" if self._proc is not None else None
+        t0 = time.monotonic()
+        before = _task_sched(proc) if proc else None
+        stdin_stall = False
+        while not self._stopping.is_set():
+            now = time.monotonic()
+            if now - t0 > HOST_STALL_MAX_S:
+                return False
+            piped = _pipe_fill(self._in_w)
+            staged = len(self._staged) if self._uart else 0
+            if cap - piped - staged >= need:
+                if now - t0 < 0.0002:
+                    return True
+                after = _task_sched(proc) if proc else None
+                grew = (after[1] - before[1]) / 1e9 if after and before else 0.0
+                if stdin_stall or grew >= (now - t0) / 2:
+                    self.stats.host_stall_us += round((now - t0) * 1e6)
+                    return True
+                return False
+            # a board's stdin path is never late: a thread of ours that owes it bytes is
+            stdin_stall = self._uart and staged >= cap // 2 \
+                and self._stdin_pacer.owed() >= self._stdin_pacer.chunk()
+            st = _task_sched(proc) if proc and piped >= cap // 2 else None
+            if not stdin_stall and not (st and st[0] == "R"):
+                return False
+            time.sleep(0.0002)
+        return False
+
     def _buffer_in(self, data: bytes) -> None:
         """Into the board's input buffer (the fd 0 pipe), which holds in_buffer bytes."""
         cap = self._link.in_buffer
         buf = array.array("i", [0])
         if self._uart:  # the ring holds what the stdin path has not taken yet (staged or piped)
             with self._staged_lock:
-                fcntl.ioctl(self._in_w, termios.FIONREAD, buf)
-                n = max(0, min(len(data), cap - buf[0] - len(self._staged)))
+                n = max(0, min(len(data), cap - _pipe_fill(self._in_w) - len(self._staged)))
+            if n < len(data) and self._host_stalled(len(data)):
+                n = len(data)
+            with self._staged_lock:
+                n = max(0, min(n, cap - _pipe_fill(self._in_w) - len(self._staged)))
                 self._staged += data[:n]
             self.stats.in_bytes += n
             if n < len(data):
@@ -821,7 +921,7 @@ class VirtualBoard:
                 self.stats.in_bytes += n
                 data = data[n:]
             if data:
-                if self._overflow == "drop":
+                if self._overflow == "drop" and not self._host_stalled(len(data)):
                     self.stats.in_dropped += len(data)
                     self._event({"ev": "input_overflow", "dropped": len(data)}, now_us())
                     return

@@ -128,6 +128,27 @@ class Serial(serial.Serial):
         finally:
             self._port = self.portstr = self.name = url
 
+    def _reconfigure_port(self, force_update=False):
+        # A pty has no baud per byte: the board must take what was written at the old rate
+        # before the new one is set, and see the new one before anything is written at it.
+        applied = getattr(self, "_applied_baud", None)
+        change = self._board_proc is not None and applied is not None and applied != self._baudrate
+        if change:
+            self._sim_sync()
+        super()._reconfigure_port(force_update)
+        self._applied_baud = self._baudrate
+        if change:
+            self._sim_sync()
+
+    def _sim_sync(self) -> None:
+        proc = self._board_proc
+        try:
+            proc.stdin.write(b"sync\n")
+            proc.stdin.flush()
+            proc.stdout.readline()  # "synced" (or EOF: the board is gone)
+        except (OSError, ValueError):
+            pass
+
     def close(self):
         super().close()
         self._stop_board()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import sys
 import threading
@@ -25,12 +24,17 @@ def serve(board: VirtualBoard, *, exit_with_stdin: bool = False) -> dict:
     sys.stdout.write(path + "\n")
     sys.stdout.flush()
     if exit_with_stdin:
-        # sim:// ports: the opener holds our stdin; when it goes, so does the board.
+        # sim:// ports: the opener holds our stdin; when it goes, so does the board. Each
+        # "sync" line it sends is answered once the board has taken what was written to the
+        # pty (protocol_sim.Serial: around a baud change).
         def watch():
             try:
-                while os.read(0, 1024):
-                    pass
-            except OSError:
+                for line in sys.stdin.buffer:
+                    if line.strip() == b"sync":
+                        board.sync_input()
+                        sys.stdout.write("synced\n")
+                        sys.stdout.flush()
+            except (OSError, ValueError):
                 pass
             stop.set()
 
