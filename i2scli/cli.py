@@ -353,9 +353,10 @@ def _wav_path(ctx, param, value):
               help="Level of the stimulus (per tone for multitone).")
 @click.option("-d", "--duration", type=DURATION, default="1.2s", show_default=True, metavar="DUR",
               help="Length of the stimulus.")
-@click.option("-r", "--rate", type=click.IntRange(min=1), default=48000, show_default=True, metavar="HZ")
-@click.option("-b", "--bits", type=click.Choice(["16", "32"]), default="32", show_default=True)
-@click.option("-c", "--channels", type=click.Choice(["1", "2"]), default="2", show_default=True)
+@click.option("-r", "--rate", type=click.IntRange(min=1), metavar="HZ",
+              help="Sample rate (default: the best the link carries both ways, 48000 first).")
+@click.option("-b", "--bits", type=click.Choice(["16", "32"]), help="Sample size (default: 32 if it fits, else 16).")
+@click.option("-c", "--channels", type=click.Choice(["1", "2"]), help="Channels (default: 2 if it fits, else 1).")
 @click.option("--tx-id", type=int, metavar="N", help="TX I2S bus id (default: the two-bus preset's).")
 @click.option("--tx-sck", metavar="PIN")
 @click.option("--tx-ws", metavar="PIN")
@@ -406,13 +407,14 @@ def test_cmd(ctx, kind, freq, level, duration, rate, bits, channels, board, ibuf
     """
     import dataclasses
 
-    from i2scli import analysis, audio
+    from i2scli import analysis
     from i2scli.boards import parse_pin
     from i2scli.clirun import check_first, run_command
 
-    if rate and freq >= rate / 2 and kind == "sine":
-        raise click.BadParameter(f"{freq:g} Hz is not below the Nyquist frequency of {rate} Hz ({rate / 2:g} Hz)",
-                                 param_hint="--freq")
+    top = rate or 48000  # the highest rate i2s test chooses (loopfit.RATES)
+    if freq >= top / 2 and kind == "sine":
+        raise click.BadParameter(f"{freq:g} Hz is not below the Nyquist frequency of {top} Hz ({top / 2:g} Hz)"
+                                 + ("" if rate else ", the highest rate i2s test chooses"), param_hint="--freq")
     names = ("freq_tolerance", "min_snr", "max_thd_n", "max_latency", "max_glitches", "min_level", "max_level")
     given = {k: kw.pop(k) for k in names}
     # the files first, before any board is touched: a limits file that is missing or wrong is a
@@ -425,7 +427,7 @@ def test_cmd(ctx, kind, freq, level, duration, rate, bits, channels, board, ibuf
         raise click.UsageError(str(e)) from None
     buses = {d: {k: (parse_pin(kw[f"{d}_{k}"]) if k != "id" else kw[f"{d}_{k}"])
                  for k in ("id", "sck", "ws", "sd", "mck")} for d in ("tx", "rx")}
-    bus = audio.BusFormat(rate, int(bits), int(channels))
+    given = (rate, int(bits) if bits else None, int(channels) if channels else None)
     ports = list(ports)
     if len(set(ports)) < len(ports):
         raise click.BadParameter("the same port given twice", param_hint="-p")
@@ -444,11 +446,14 @@ def test_cmd(ctx, kind, freq, level, duration, rate, bits, channels, board, ibuf
         sig = looptest.Signal(kind, freq, level, duration)
 
         def on_ready(cfg, t, r):
-            reporter.info(f"testing {bus.describe()} on {agent.describe()}: TX I2S({t.id}) sck={t.sck} ws={t.ws} "
-                          f"sd={t.sd} -> RX I2S({r.id}) sck={r.sck} ws={r.ws} sd={r.sd}")
+            reporter.info(f"testing {choice.bus.describe()} on {agent.describe()}: TX I2S({t.id}) sck={t.sck} "
+                          f"ws={t.ws} sd={t.sd} -> RX I2S({r.id}) sck={r.sck} ws={r.ws} sd={r.sd}")
 
         with session.board(port, baud=baud, warn=reporter.warn, expect={"mode": "loop"}) as agent:
-            return looptest.run(agent, port, bus, opts, buses["tx"], buses["rx"], sig, limits, stop, on_ready)
+            choice = looptest.choose_format(agent, opts, given, sig, buses["tx"], buses["rx"])
+            reporter.info(f"format: {choice.why}")
+            return looptest.run(agent, port, choice.bus, opts, buses["tx"], buses["rx"], sig, limits, stop,
+                                on_ready, choice)
 
     run_command(job, quiet=quiet, finish=lambda r, rep: _test_finish(r, rep, as_json, junit, plot, save_recording))
 

@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from i2scli import analysis, audio, boards, protocol
+from i2scli import analysis, audio, boards, loopfit
 from i2scli.boards import Pins
 from i2scli.link import Agent, BoardError
 from i2scli.session import BusOptions, _board_counts, _preset, stream_sizes
@@ -76,12 +76,32 @@ def _to_bytes(samples: np.ndarray, bits: int) -> bytes:
     return samples.astype("<i2" if bits == 16 else "<i4").tobytes()
 
 
+def payload_for(agent: Agent, opts: BusOptions):
+    """The DATA payload a loop stream of a format gets (both directions use the TX one)."""
+    return lambda bus: stream_sizes(agent, opts, "tx", bus, _preset(agent, opts))["payload"]
+
+
+def choose_format(agent: Agent, opts: BusOptions, given: tuple[int | None, int | None, int | None],
+                  sig: Signal, tx: dict, rx: dict) -> loopfit.Choice:
+    """The test's format (loopfit.choose), for a sine kept under Nyquist; the buses are checked
+    first (a one-bus board is refused before the link is measured)."""
+    agent.require_i2s()
+    loop_buses(agent, opts, tx, rx)
+    return loopfit.choose(agent, payload_for(agent, opts), given, probe=opts.probe, fresh=opts.fresh_probe,
+                          min_rate=2 * sig.freq if sig.kind == "sine" else 0.0)
+
+
 def run(agent: Agent, port: str, bus: audio.BusFormat, opts: BusOptions, tx: dict, rx: dict, sig: Signal,
-        limits: analysis.Limits, stop: threading.Event | None = None, on_ready=None) -> dict:
+        limits: analysis.Limits, stop: threading.Event | None = None, on_ready=None,
+        choice: loopfit.Choice | None = None) -> dict:
     """Play the test signal on TX, record RX at once, measure and judge. The result is JSON-able
     but for `_recording` (what was played and recorded, a plot.Recording: pop it first);
-    `passed` says whether every check passed."""
+    `passed` says whether every check passed. `choice`: how `bus` was picked (choose_format;
+    None: check it against the link here)."""
     agent.require_i2s()
+    if choice is None:
+        choice = loopfit.choose(agent, payload_for(agent, opts), (bus.rate, bus.bits, bus.channels),
+                                probe=opts.probe, fresh=opts.fresh_probe)
     t, r = loop_buses(agent, opts, tx, rx)
     samples, info = analysis.test_signal(sig.kind, rate=bus.rate, bits=bus.bits, channels=bus.channels,
                                          freq=sig.freq, dbfs=sig.level, seconds=sig.seconds)
@@ -92,10 +112,6 @@ def run(agent: Agent, port: str, bus: audio.BusFormat, opts: BusOptions, tx: dic
     played = _to_bytes(samples, bus.bits) + bytes((extra + ring) * bus.frame_bytes)  # TX outlasts RX
     cfg = {k: base[k] for k in ("bits", "format", "rate", "ibuf", "payload", "timeout_ms")}
     cfg.update(frames=frames, tx=asdict(t), rx=asdict(r))
-    if opts.probe:
-        wire = protocol.stream_rate(bus.rate, bus.bits, bus.channels, cfg["payload"])
-        agent.check_fit(wire, "up", bus.describe() + " (TX)", opts.fresh_probe)
-        agent.check_fit(wire, "down", bus.describe() + " (RX)")
     if on_ready:
         on_ready(cfg, t, r)
     got = bytearray()
@@ -133,7 +149,8 @@ def run(agent: Agent, port: str, bus: audio.BusFormat, opts: BusOptions, tx: dic
     return {
         "_recording": Recording(samples, recorded, info),  # for --plot and --save-recording; not JSON
         "action": "test", "port": port, "board": agent.describe(), "passed": all(c.passed for c in checks),
-        "rate": bus.rate, "bits": bus.bits, "channels": bus.channels, "tx": asdict(t), "rx": asdict(r),
+        "rate": bus.rate, "bits": bus.bits, "channels": bus.channels, "format": choice.to_dict(),
+        "tx": asdict(t), "rx": asdict(r),
         "signal": info.to_dict(), "limits": asdict(limits), "board_latency_frames": board,
         "played_frames": len(samples), "recorded_frames": len(recorded),
         "measures": measures, "checks": [asdict(c) for c in checks], "board_summary": summary,
