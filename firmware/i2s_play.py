@@ -1,9 +1,8 @@
 # i2s agent, play (START mode "tx", io "blocking"): host DATA frames into I2S TX, decoded
 # first when the stream is coded (the wire coder's Decoder). Nothing allocated per frame.
-import time
 from micropython import const
 
-from i2s_stream import Stream
+from i2s_stream import Stream, decode_data
 
 # copies of i2scli/protocol.py's (tests/test_protocol_source.py holds them to it)
 _DATA = const(4)
@@ -41,7 +40,7 @@ class Play(Stream):
             if t == _DATA:
                 n = link.plen
                 if coder is not None:
-                    n = self._decode(coder, n, src)
+                    n = decode_data(self, n, src)
                     if n <= 0:
                         continue  # damaged: counted, never played
                 if n == P:
@@ -87,19 +86,3 @@ class Play(Stream):
                 audio.write(silence)
                 left -= len(silence)
         self.mark("tx_end")
-
-    def _decode(self, coder, n, dst):
-        """One coded DATA payload (link.pbuf[:n]) into dst; its length, or 0 when damaged."""
-        t0 = time.ticks_us()
-        got = coder.decode(self.link.pbuf, n, dst)
-        self.code_us += time.ticks_diff(time.ticks_us(), t0)
-        if got < 0:
-            self.code_errors += 1
-            self.link.crc_errors += 1  # lost audio, as a CRC error is: the host says so
-            return 0
-        if self.link.pbuf[0]:
-            self.coded += 1
-        else:
-            self.plain += 1
-        return got
-

@@ -3,7 +3,7 @@
 import time
 from micropython import const
 
-from i2s_stream import Stream
+from i2s_stream import Stream, coded_buffers, send_coded
 
 # copies of i2scli/protocol.py's (tests/test_protocol_source.py holds them to it)
 _HDR = const(7)
@@ -23,9 +23,7 @@ class Record(Stream):
         want = self.cfg.get("frames", 0)
         buf, view = link.frame_buffer(P)
         if self.coder is not None:  # the coded frame is built in a second buffer
-            self.cb = bytearray(_HDR + P + 1 + 4)
-            self.cv = memoryview(self.cb)[_HDR:]
-            self.cr = memoryview(self.cb)[_HDR:_HDR + P + 1]  # a raw-escaped full frame, CRC'd
+            coded_buffers(self, P)
         discard = self.cfg.get("discard_frames", 0) * fb
         self.mark("rx_start")
         while discard > 0:  # word-clock alignment and stale DMA data: exactly
@@ -50,7 +48,7 @@ class Record(Stream):
                 if self.coder is None:
                     link.send_data(buf, part, n)
                 else:
-                    self._send_coded(part, n)
+                    send_coded(self, part, n)
                 self.frames += n // fb
                 self.reason = "frames"
                 break
@@ -60,7 +58,7 @@ class Record(Stream):
             if self.coder is None:
                 link.send_data(buf, view, P)
             else:
-                self._send_coded(view, P)
+                send_coded(self, view, P)
             self.frames += P_frames
             heap.mark()
             self.heap_last = self.frames
@@ -73,15 +71,3 @@ class Record(Stream):
         heap.stop()
         self.heap_frames = self.heap_last - self.heap_first if heap.bytes or self.heap_last else 0
         self.mark("rx_end")
-
-    def _send_coded(self, view, n):
-        """n bytes of audio as one coded DATA frame (raw-escaped, with CRC, when coding does not pay)."""
-        t0 = time.ticks_us()
-        m = self.coder.encode(view, n, self.cv)
-        self.code_us += time.ticks_diff(time.ticks_us(), t0)
-        if self.cb[_HDR]:
-            self.coded += 1
-            self.link.send_plain(self.cb, m)
-        else:
-            self.plain += 1
-            self.link.send_data(self.cb, self.cr if m == len(self.cr) else memoryview(self.cb)[_HDR:_HDR + m], m)

@@ -120,7 +120,7 @@ class Stream:
         self.plain = 0
         self.code_errors = 0
         cls = _coder("Decoder" if cfg["mode"] == "tx" else "Encoder") if cfg.get("code") \
-            and cfg["mode"] in ("tx", "rx") and cfg.get("io", "blocking") == "blocking" else None
+            and cfg["mode"] in ("tx", "rx") else None
         if cls:
             self.coder = cls(cfg["bits"], 2 if cfg["format"] == "stereo" else 1)
 
@@ -217,3 +217,42 @@ class Stream:
                 link.out.write(buf, 0, _HDR + n)
             sent += n
         return {"up_bytes": got, "up_us": up_us, "down_bytes": sent}
+
+
+# -- wire coding, shared by the blocking streams (i2s_play, i2s_record) and the irq/asyncio styles
+
+def decode_data(s, n, dst):
+    """One coded DATA payload (s.link.pbuf[:n]) into dst: its length, or 0 when damaged
+    (counted as a CRC error is: lost audio, never played)."""
+    t0 = time.ticks_us()
+    got = s.coder.decode(s.link.pbuf, n, dst)
+    s.code_us += time.ticks_diff(time.ticks_us(), t0)
+    if got < 0:
+        s.code_errors += 1
+        s.link.crc_errors += 1
+        return 0
+    if s.link.pbuf[0]:
+        s.coded += 1
+    else:
+        s.plain += 1
+    return got
+
+
+def coded_buffers(s, P):
+    """The buffer a coded DATA frame of up to P audio bytes is built in (send_coded)."""
+    s.kb = bytearray(_HDR + P + 1 + 4)
+    s.kv = memoryview(s.kb)[_HDR:]
+    s.kr = memoryview(s.kb)[_HDR:_HDR + P + 1]  # a raw-escaped full frame, CRC'd
+
+
+def send_coded(s, view, n):
+    """n bytes of audio as one coded DATA frame (raw-escaped, with CRC, when coding does not pay)."""
+    t0 = time.ticks_us()
+    m = s.coder.encode(view, n, s.kv)
+    s.code_us += time.ticks_diff(time.ticks_us(), t0)
+    if s.kb[_HDR]:
+        s.coded += 1
+        s.link.send_plain(s.kb, m)
+    else:
+        s.plain += 1
+        s.link.send_data(s.kb, s.kr if m == len(s.kr) else memoryview(s.kb)[_HDR:_HDR + m], m)

@@ -3,7 +3,7 @@
 import time
 from micropython import const
 
-from i2s_stream import Stream
+from i2s_stream import Stream, coded_buffers, decode_data, send_coded
 
 # copies of i2scli/protocol.py's (tests/test_protocol_source.py holds them to it)
 _DATA = const(4)
@@ -13,7 +13,8 @@ _TIMEOUT = const(-1)
 
 
 class Styles(Stream):
-    """TX and RX in the irq and asyncio styles (no wire coding, no heap window)."""
+    """TX and RX in the irq and asyncio styles, coded on the wire as the blocking streams are
+    (no heap window)."""
 
     def _on_io(self, _):
         self.io_done = True
@@ -27,6 +28,10 @@ class Styles(Stream):
         """Non-blocking writes: the DMA takes one buffer while the next frame is read into
         the other; the callback says when the ring has taken it."""
         link, audio, fb, P = self.link, self.audio, self.fb, self.payload
+        coder = self.coder
+        if coder is not None:  # decoded after the ring took the last write: one buffer does
+            src = bytearray(P)
+            full = memoryview(src)
         self.io_done = True
         self.cb = self._on_io  # bound once: no allocation per frame
         audio.irq(self.cb)
@@ -42,10 +47,17 @@ class Styles(Stream):
                 continue
             if busy:
                 self._io_wait()
+                busy = False
             n = link.plen
-            audio.write(link.pfull if n == P else memoryview(link.pbuf)[:n])
+            if coder is None:
+                audio.write(link.pfull if n == P else memoryview(link.pbuf)[:n])
+                link.swap()  # the DMA reads this payload while the next one is read
+            else:
+                n = decode_data(self, n, src)
+                if n <= 0:
+                    continue  # damaged: counted, never played
+                audio.write(full if n == P else full[:n])
             busy = True
-            link.swap()
             self.frames += n // fb
         if busy:
             self._io_wait()
@@ -58,6 +70,9 @@ class Styles(Stream):
         link, audio, fb, P = self.link, self.audio, self.fb, self.payload
         want = self.cfg.get("frames", 0)
         bufs = [link.frame_buffer(P), link.frame_buffer(P)]
+        coder = self.coder
+        if coder is not None:
+            coded_buffers(self, P)
         self.io_done = False
         self.cb = self._on_io
         audio.irq(self.cb)
@@ -74,7 +89,11 @@ class Styles(Stream):
             meter.before(self.frames + P // fb)
             audio.readinto(bufs[k][1])  # the next one fills while this one goes out
             n = P if not want else min(P, (want - self.frames) * fb)
-            link.send_data(buf, view if n == P else memoryview(view)[:n], n)
+            part = view if n == P else memoryview(view)[:n]
+            if coder is None:
+                link.send_data(buf, part, n)
+            else:
+                send_coded(self, part, n)
             self.frames += n // fb
             if want and self.frames >= want:
                 self.reason = "frames"
@@ -89,6 +108,10 @@ class Styles(Stream):
         import asyncio
 
         link, fb, P = self.link, self.fb, self.payload
+        coder = self.coder
+        if coder is not None:
+            src = bytearray(P)
+            full = memoryview(src)
         out = asyncio.StreamWriter(self.audio, {})
         self.mark("tx_start")
         while True:
@@ -96,7 +119,13 @@ class Styles(Stream):
             link.grant()
             if t == _DATA:
                 n = link.plen
-                out.write(link.pfull if n == P else memoryview(link.pbuf)[:n])
+                if coder is None:
+                    out.write(link.pfull if n == P else memoryview(link.pbuf)[:n])
+                else:
+                    n = decode_data(self, n, src)
+                    if n <= 0:
+                        continue  # damaged: counted, never played
+                    out.write(full if n == P else full[:n])
                 await out.drain()
                 self.frames += n // fb
             elif t in (_END, _ABORT, _TIMEOUT):
@@ -113,6 +142,9 @@ class Styles(Stream):
         want = self.cfg.get("frames", 0)
         inp = asyncio.StreamReader(self.audio)
         buf, view = link.frame_buffer(P)
+        coder = self.coder
+        if coder is not None:
+            coded_buffers(self, P)
         self.mark("rx_start")
         self.last = time.ticks_ms()
         while True:
@@ -123,7 +155,10 @@ class Styles(Stream):
                 self.meter.before(self.frames + got // fb)
                 got += await inp.readinto(part if not got else memoryview(part)[got:])
             self.meter.after(self.frames + n // fb)
-            link.send_data(buf, part, n)
+            if coder is None:
+                link.send_data(buf, part, n)
+            else:
+                send_coded(self, part, n)
             self.frames += n // fb
             if want and self.frames >= want:
                 self.reason = "frames"

@@ -111,8 +111,6 @@ RX_RATIO_FLOOR = {16: 1.0, 32: 1.3}
 def _why_not_code(agent: Agent, opts: BusOptions) -> str | None:
     if opts.compress == "off":
         return "--compress off"
-    if opts.io != "blocking":
-        return f"--io {opts.io} streams are not coded"
     if not (agent.hello or agent.identity).get("native"):
         return "the board's firmware runs no viper code, which the decoder is"
     return None
