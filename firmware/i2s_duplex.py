@@ -139,7 +139,7 @@ class Duplex(Switch):
         self.rx_meter = RxMeter(cfg["rate"], rx_ring_frames(cfg["ibuf"]))
         self.tx_meter = Meter(cfg["rate"], cfg["ibuf"] // stream.fb)
 
-    def record(self, host_stops):
+    def record(self):
         """RX until rx_frames (or the host's SWITCH); meanwhile park pre-sent TX audio."""
         s, link = self.s, self.s.link
         P, fb = s.payload, s.fb
@@ -221,7 +221,7 @@ class Duplex(Switch):
         s = self.s
         if self.cfg.get("order", "record-play") == "record-play":
             self.to_rx(True)
-            self.record(False)
+            self.record()
             if s.reason in ("abort", "timeout"):
                 return
             self.to_tx(False)
@@ -234,7 +234,7 @@ class Duplex(Switch):
                 return
             s.reason = "end"
             self.to_rx(False)
-            self.record(False)
+            self.record()
         s.audio.deinit()
         s.audio = None
         s.mark("deinit")
