@@ -4,7 +4,7 @@ import time
 from micropython import const
 
 from i2s_meter import Meter, RxMeter, rx_ring_frames
-from i2s_stream import _open_i2s, _pins
+from i2s_stream import _open_i2s, _pins, coded_buffers, decode_data, send_coded
 
 # copies of i2scli/protocol.py's (tests/test_protocol_source.py holds them to it)
 _DATA = const(4)
@@ -73,7 +73,7 @@ class Switch:
         s.audio = _open_i2s(self.cfg, "rx", self.rx_pins)
         s.mark("rx_init")
         self._gap()
-        view = self.slots[0][1]
+        view = memoryview(self.slots[0][0])[:s.payload]  # whole frames (a slot holds a coded byte more)
         discard = self.cfg.get("discard_frames", 0) * s.fb
         while discard > 0:  # word-clock alignment and whatever the line held: exactly
             n = min(discard, len(view))
@@ -130,9 +130,14 @@ class Duplex(Switch):
         P = stream.payload
         self.slots = []
         n = dx_prefill(cfg, P) // P
+        C = 1 if stream.coder is not None else 0  # a coded payload's mode byte
         while len(self.slots) < n:
-            b = bytearray(P + 4)
-            self.slots.append((b, memoryview(b)[:P]))
+            b = bytearray(P + C + 4)
+            self.slots.append((b, memoryview(b)[:P + C]))
+        if C:  # coded: play decodes into one buffer, record codes out of another
+            self.dst = bytearray(P)
+            self.dview = memoryview(self.dst)
+            coded_buffers(stream, P)
         self.filled = []  # lengths of the slots holding pre-sent TX audio, in order
         self.rx_frames = 0
         # the bus against the clock, as plain tx/rx streams do: an overrun is a gap in the recording
@@ -154,7 +159,10 @@ class Duplex(Switch):
             self.rx_meter.before(self.rx_frames)
             s.audio.readinto(part)
             self.rx_meter.after(self.rx_frames + n // fb)
-            link.send_data(buf, part, n)
+            if s.encoder is None:
+                link.send_data(buf, part, n)
+            else:
+                send_coded(s, s.encoder, part, n)
             self.rx_frames += n // fb
             if link.wait(0):
                 t = self._take(0)
@@ -191,10 +199,16 @@ class Duplex(Switch):
     def play(self):
         """The parked audio first, then the host's frames until END (or SWITCH)."""
         s, link, fb = self.s, self.s.link, self.s.fb
+        coder = s.coder
         first = True
         for i in range(len(self.filled)):
             n = self.filled[i]
             b, v = self.slots[i]
+            if coder is not None:
+                b, v = self.dst, self.dview
+                n = decode_data(s, coder, self.slots[i][0], n, b)
+                if n <= 0:
+                    continue  # damaged: counted, never played
             self.tx_meter.tx(s.frames)
             s.audio.write(v if n == len(v) else memoryview(b)[:n])
             if first:
@@ -207,8 +221,15 @@ class Duplex(Switch):
             link.grant()
             if t == _DATA:
                 n = link.plen
-                self.tx_meter.tx(s.frames)
-                s.audio.write(link.pfull if n == s.payload else memoryview(link.pbuf)[:n])
+                if coder is not None:
+                    n = decode_data(s, coder, link.pbuf, n, self.dst)
+                    if n <= 0:
+                        continue  # damaged: counted, never played
+                    self.tx_meter.tx(s.frames)
+                    s.audio.write(self.dview if n == s.payload else self.dview[:n])
+                else:
+                    self.tx_meter.tx(s.frames)
+                    s.audio.write(link.pfull if n == s.payload else memoryview(link.pbuf)[:n])
                 if first:
                     s.mark("first_audio")
                     first = False

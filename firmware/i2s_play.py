@@ -40,7 +40,7 @@ class Play(Stream):
             if t == _DATA:
                 n = link.plen
                 if coder is not None:
-                    n = decode_data(self, n, src)
+                    n = decode_data(self, coder, link.pbuf, n, src)
                     if n <= 0:
                         continue  # damaged: counted, never played
                 if n == P:

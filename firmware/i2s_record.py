@@ -48,7 +48,7 @@ class Record(Stream):
                 if self.coder is None:
                     link.send_data(buf, part, n)
                 else:
-                    send_coded(self, part, n)
+                    send_coded(self, self.coder, part, n)
                 self.frames += n // fb
                 self.reason = "frames"
                 break
@@ -58,7 +58,7 @@ class Record(Stream):
             if self.coder is None:
                 link.send_data(buf, view, P)
             else:
-                send_coded(self, view, P)
+                send_coded(self, self.coder, view, P)
             self.frames += P_frames
             heap.mark()
             self.heap_last = self.frames

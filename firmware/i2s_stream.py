@@ -119,10 +119,17 @@ class Stream:
         self.coded = 0
         self.plain = 0
         self.code_errors = 0
-        cls = _coder("Decoder" if cfg["mode"] == "tx" else "Encoder") if cfg.get("code") \
-            and cfg["mode"] in ("tx", "rx") else None
-        if cls:
-            self.coder = cls(cfg["bits"], 2 if cfg["format"] == "stereo" else 1)
+        self.encoder = None  # duplex: the record half's coder (coder is then the play half's)
+        mode = cfg["mode"]
+        if cfg.get("code") and mode in ("tx", "rx", "duplex"):
+            ch = 2 if cfg["format"] == "stereo" else 1
+            dec = _coder("Decoder") if mode != "rx" else None
+            enc = _coder("Encoder") if mode != "tx" else None
+            if mode == "duplex" and dec and enc:
+                self.coder = dec(cfg["bits"], ch)
+                self.encoder = enc(cfg["bits"], ch)
+            elif mode != "duplex" and (dec or enc):
+                self.coder = (dec or enc)(cfg["bits"], ch)
 
     def mark(self, step):
         self.timeline.append([step, time.ticks_us()])
@@ -221,17 +228,17 @@ class Stream:
 
 # -- wire coding, shared by the blocking streams (i2s_play, i2s_record) and the irq/asyncio styles
 
-def decode_data(s, n, dst):
-    """One coded DATA payload (s.link.pbuf[:n]) into dst: its length, or 0 when damaged
-    (counted as a CRC error is: lost audio, never played)."""
+def decode_data(s, coder, src, n, dst):
+    """One coded DATA payload (src[:n]) into dst: its length, or 0 when damaged (counted as a
+    CRC error is: lost audio, never played)."""
     t0 = time.ticks_us()
-    got = s.coder.decode(s.link.pbuf, n, dst)
+    got = coder.decode(src, n, dst)
     s.code_us += time.ticks_diff(time.ticks_us(), t0)
     if got < 0:
         s.code_errors += 1
         s.link.crc_errors += 1
         return 0
-    if s.link.pbuf[0]:
+    if src[0]:
         s.coded += 1
     else:
         s.plain += 1
@@ -245,10 +252,10 @@ def coded_buffers(s, P):
     s.kr = memoryview(s.kb)[_HDR:_HDR + P + 1]  # a raw-escaped full frame, CRC'd
 
 
-def send_coded(s, view, n):
+def send_coded(s, coder, view, n):
     """n bytes of audio as one coded DATA frame (raw-escaped, with CRC, when coding does not pay)."""
     t0 = time.ticks_us()
-    m = s.coder.encode(view, n, s.kv)
+    m = coder.encode(view, n, s.kv)
     s.code_us += time.ticks_diff(time.ticks_us(), t0)
     if s.kb[_HDR]:
         s.coded += 1

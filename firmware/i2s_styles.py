@@ -53,7 +53,7 @@ class Styles(Stream):
                 audio.write(link.pfull if n == P else memoryview(link.pbuf)[:n])
                 link.swap()  # the DMA reads this payload while the next one is read
             else:
-                n = decode_data(self, n, src)
+                n = decode_data(self, coder, link.pbuf, n, src)
                 if n <= 0:
                     continue  # damaged: counted, never played
                 audio.write(full if n == P else full[:n])
@@ -93,7 +93,7 @@ class Styles(Stream):
             if coder is None:
                 link.send_data(buf, part, n)
             else:
-                send_coded(self, part, n)
+                send_coded(self, coder, part, n)
             self.frames += n // fb
             if want and self.frames >= want:
                 self.reason = "frames"
@@ -122,7 +122,7 @@ class Styles(Stream):
                 if coder is None:
                     out.write(link.pfull if n == P else memoryview(link.pbuf)[:n])
                 else:
-                    n = decode_data(self, n, src)
+                    n = decode_data(self, coder, link.pbuf, n, src)
                     if n <= 0:
                         continue  # damaged: counted, never played
                     out.write(full if n == P else full[:n])
@@ -158,7 +158,7 @@ class Styles(Stream):
             if coder is None:
                 link.send_data(buf, part, n)
             else:
-                send_coded(self, part, n)
+                send_coded(self, coder, part, n)
             self.frames += n // fb
             if want and self.frames >= want:
                 self.reason = "frames"

@@ -189,13 +189,15 @@ def run_duplex(agent, reporter, stop, play_file, rec_template, bus, opts, dx, un
     from i2scli import audio, fit, session
     from i2scli import timeline as tl
 
-    src_bus, fitted = bus, None
+    src_bus, fitted, tx_ratio = bus, None, None
     if opts.probe:
         def head() -> bytes:
             with audio.open_input(play_file) as inp:
                 return b"".join(audio.play_blocks(inp, bus, max_frames=int(session.PEEK_SECONDS * inp.rate)))
 
         fitted = session.fit_duplex(agent, opts, bus, head if play_file else None)
+        if fitted is None:
+            tx_ratio = session.duplex_ratio(agent, bus, head if play_file else None)
         if opts.fit:
             rates = agent.link_rates()
             reporter.info(session._fit_line(fitted, bus, min(rates["up"], rates["down"])))
@@ -232,7 +234,7 @@ def run_duplex(agent, reporter, stop, play_file, rec_template, bus, opts, dx, un
 
             with _live(reporter, f"duplex {n}/{cycles}: {path}", bus, until.frames, watch):
                 r = session.duplex(agent, agent.port, out, source, bus, opts, dx, until, stop=stop, watch=watch,
-                                   echo=echo, on_ready=on_ready)
+                                   echo=echo, on_ready=on_ready, tx_ratio=tx_ratio)
         except BoardError:
             _discard(out)
             raise

@@ -649,12 +649,21 @@ def duplex_config(agent: Agent, opts: BusOptions, dx: DuplexOptions, bus: audio.
     return cfg
 
 
+def duplex_ratio(agent: Agent, bus: audio.BusFormat, head: Callable[[], bytes] | None) -> float:
+    """What the play half can count on coded: the coder's ratio on the play file's first
+    seconds (`head()`); without a file (echo) the recording's floor."""
+    if head is None:
+        return RX_RATIO_FLOOR.get(bus.bits, 1.0)
+    data = head()
+    return wirecode.estimate_ratio(data, bus.bits, bus.channels, _payload(agent, "tx", bus)) if data else 1.0
+
+
 def fit_duplex(agent: Agent, opts: BusOptions, bus: audio.BusFormat,
                head: Callable[[], bytes] | None = None) -> fit.Estimate | None:
-    """Before a duplex exchange (its streams are never coded; both halves share `bus`): None
-    when it fits as it is, or the link is not measured; with opts.fit, the rate and channels
-    that make it fit, tried on the play file's first seconds (`head()`); else TooFast saying
-    what would fit."""
+    """Before a duplex exchange (both halves share `bus`): None when it fits as it is or coded
+    (duplex() then decides the coding), or the link is not measured; with opts.fit, the rate
+    and channels that make it fit, tried on the play file's first seconds (`head()`); else
+    TooFast saying what would fit."""
     if not opts.probe:
         return None
     rates = agent.link_rates(opts.fresh_probe)
@@ -663,6 +672,10 @@ def fit_duplex(agent: Agent, opts: BusOptions, bus: audio.BusFormat,
     wire = protocol.stream_rate(bus.rate, bus.bits, bus.channels, _payload(agent, "tx", bus))
     if wire <= budget:
         return None
+    if _why_not_code(agent, opts) is None:
+        up, down = wire / duplex_ratio(agent, bus, head), wire / RX_RATIO_FLOOR.get(bus.bits, 1.0)
+        if up <= rates["up"] * LINK_HEADROOM and down <= rates["down"] * LINK_HEADROOM:
+            return None
     e = _plan(agent, opts, bus, head(), budget, False) if head is not None else None
     if opts.fit:
         if e is None:
@@ -670,15 +683,17 @@ def fit_duplex(agent: Agent, opts: BusOptions, bus: audio.BusFormat,
         return e
     raise TooFast(f"{bus.describe()} needs {wire / 1000:.1f} kB/s each way, but the link to {agent.describe()} "
                   f"carries {rates['up'] / 1000:.1f} kB/s up and {rates['down'] / 1000:.1f} kB/s down (measured; "
-                  f"duplex streams are not coded): "
+                  f"even coded): "
                   + _advice_text(_what_fits(agent, bus, "tx", budget, False, lambda dst, payload: 1.0),
                                  f"--fit ({e.describe(bus)})" if e else None))
 
 
 def duplex(agent: Agent, port: str, out: audio.Output, tx_source, bus: audio.BusFormat, opts: BusOptions,
            dx: DuplexOptions, until: RecordStop, *, stop: threading.Event | None = None, watch: Watch | None = None,
-           echo: EchoSource | None = None, on_ready: Callable[[dict], None] | None = None) -> dict:
-    """One record-then-play (or play-then-record) exchange with the switch on the board."""
+           echo: EchoSource | None = None, on_ready: Callable[[dict], None] | None = None,
+           tx_ratio: float | None = None) -> dict:
+    """One record-then-play (or play-then-record) exchange with the switch on the board; coded
+    on the wire both ways when a half needs it (`tx_ratio`: what the play half codes at)."""
     from i2scli import timeline as tl
 
     agent.require_i2s()
@@ -686,16 +701,18 @@ def duplex(agent: Agent, port: str, out: audio.Output, tx_source, bus: audio.Bus
     cfg = duplex_config(agent, opts, dx, bus, rx_frames if not until.stop_on_silence else 0)
     watch = watch or Watch()
     watch.levels = watch.levels or audio.Levels(bus)
-    if opts.probe:
-        wire = protocol.stream_rate(bus.rate, bus.bits, bus.channels, cfg["payload"])
+    def advise(have: float, coded: bool) -> str:
+        return _advice_text(_what_fits(agent, bus, "tx", have * LINK_HEADROOM, False, lambda dst, payload: 1.0))
 
-        def advice() -> str:
-            rates = agent.link_rates()
-            return _advice_text(_what_fits(agent, bus, "tx", min(rates["up"], rates["down"]) * LINK_HEADROOM,
-                                           False, lambda dst, payload: 1.0))
-
-        agent.check_fit(wire, "up", bus.describe(), advice=advice)
-        watch.link_rate = agent.check_fit(wire, "down", bus.describe(), advice=advice)["down"]
+    # each half as play and record decide it; the board codes both halves or neither
+    _fit(agent, opts, bus, cfg, "up", peek=(lambda: tx_ratio) if tx_ratio else None, advise=advise)
+    coded = cfg.pop("code", None)
+    watch.link_rate = _fit(agent, opts, bus, cfg, "down", advise=advise)
+    if coded or cfg.get("code"):
+        why = _load_coder(agent, "up") or _load_coder(agent, "down")
+        if why is not None:
+            raise BoardError(f"cannot compress this duplex stream: {why}")
+        cfg["code"] = 1
     if on_ready:
         on_ready(cfg)
     switch = threading.Event()
@@ -753,5 +770,5 @@ def duplex(agent: Agent, port: str, out: audio.Output, tx_source, bus: audio.Bus
         "gap_exceeded": any(g > dx.max_clock_gap * 1e6 for g in gaps),
         "switches": [[{"step": n, "us": t} for n, t in sw] for sw in steps],
         "timeline": s.get("timeline", []), "link_rate": watch.link_rate, "link_probe": _probe_kind(agent),
-        "interrupted": bool(stop and stop.is_set()), "board": s,
+        "compression": _compression(s, bus), "interrupted": bool(stop and stop.is_set()), "board": s,
     }

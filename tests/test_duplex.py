@@ -154,3 +154,27 @@ def test_sixteen_bits_warns_about_the_clock(tmp_path):
     r = run("duplex", "-p", url("rp2", tmp_path), "-o", str(tmp_path / "rec.wav"), "-d", "0.05s", "-b", "16",
             "-q")
     assert "-b 32" in r.stderr
+
+
+# -- coded on the wire (issue 16.3) ---------------------------------------------------------------
+
+def test_duplex_at_48k_16_bit_stereo_on_a_pico_is_coded_and_exact(tmp_path):
+    """200 kB/s each way does not fit the Pico's 180 kB/s stdin raw: both halves go coded,
+    0 xruns; the play half bit-exact on the bus, the record half an exact run of the ramp."""
+    sys.path.insert(0, str(__import__("pathlib").Path(__file__).parent))
+    from test_compress import music
+
+    src = music(tmp_path / "play.wav", seconds=1.0)
+    r = run("duplex", "-p", url("rp2", tmp_path), str(tmp_path / "play.wav"), "-o", str(tmp_path / "rec.wav"),
+            "-d", "0.5s", "-b", "16", "--json")
+    s = json.loads(r.stdout)
+    assert s["underruns"] == 0 and s["overruns"] == 0 and s["crc_errors"] == 0 and s["lost_frames"] == 0
+    assert s["compression"]["frames_compressed"] > 0 and s["board"]["code"]["frames_coded"] > 0
+    assert s["played_frames"] == len(src)
+    runs = played_runs(tmp_path / "tx.wav")
+    assert len(runs) == 1  # no gap: not one frame lost or late
+    assert np.array_equal(runs[0].astype(np.int64), src.astype(np.int64) << 16)  # 16-bit in the int32 read
+    rec, _ = sf.read(tmp_path / "rec.wav", dtype="int16")
+    assert rec.shape == (24000, 2)
+    k = int(rec[0, 0]) // 2  # where the kept recording starts in the ramp (after the discard)
+    assert np.array_equal(rec, ramp_samples(k, len(rec), 16, 2))  # an exact run: nothing lost or repeated

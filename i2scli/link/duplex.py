@@ -7,6 +7,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 
+from i2scli import protocol as proto
 from i2scli.link.errors import board_error, frame_json
 from i2scli.link.launch import Launcher
 from i2scli.link.stream import DEFAULT_TIMEOUT_MS, Stream
@@ -29,6 +30,7 @@ def duplex(launcher: Launcher, cfg: dict, tx_blocks: Iterable[bytes], on_rx: Cal
     prefill = s.ready.get("prefill", 0)
     phase = None
     pending = bytearray()
+    out = None  # (audio bytes, payload, crc) of a DATA frame waiting for credit
     source = iter(tx_blocks)
     exhausted = False
     switch_sent = end_sent = False
@@ -38,7 +40,12 @@ def duplex(launcher: Launcher, cfg: dict, tx_blocks: Iterable[bytes], on_rx: Cal
     while True:
         for f in s.next_frames():
             if f.type == T.DATA:
-                on_rx(f.payload)
+                if s.coding is None:
+                    on_rx(f.payload)
+                else:  # a damaged coded frame is counted there, and never written
+                    audio = s.coding.decode(f.payload)
+                    if audio is not None:
+                        on_rx(audio)
             elif f.type == T.CREDIT:
                 gate.grant(f.credit())
             elif f.type == T.PHASE:
@@ -66,14 +73,21 @@ def duplex(launcher: Launcher, cfg: dict, tx_blocks: Iterable[bytes], on_rx: Cal
             pending += more
         may_send = phase == "tx" or (order == "record-play" and phase in (None, "rx") and prefill > 0)
         if pending and may_send and not end_sent:
-            chunk = bytes(pending[:payload])
-            if phase != "tx":
-                chunk = chunk[:prefill]
-            if chunk and gate.available >= enc.size(len(chunk)) + s.overhead:
-                s.send(enc.frame(T.DATA, chunk))
-                del pending[:len(chunk)]
+            if out is None:  # the next DATA payload, coded once however long credit takes
+                chunk = bytes(pending[:payload])
                 if phase != "tx":
-                    prefill -= len(chunk)
+                    chunk = chunk[:prefill]
+                if chunk:
+                    out = (len(chunk), chunk, None) if s.coding is None \
+                        else (len(chunk), *s.coding.encode_many(chunk, payload)[0])
+            if out is not None:
+                n, body, crc = out
+                if gate.available >= proto.frame_size(len(body), enc.crc if crc is None else crc) + s.overhead:
+                    s.send(enc.frame(T.DATA, body, crc=crc))
+                    out = None
+                    del pending[:n]
+                    if phase != "tx":
+                        prefill -= n
         tx_done = exhausted and not pending
         host_ends_rx = not cfg.get("rx_frames")  # else the board counts the recording itself
         if order == "record-play":
