@@ -4,7 +4,7 @@ import time
 from micropython import const
 
 from i2s_meter import RxMeter, rx_ring_frames
-from i2s_stream import _open_i2s, _pins
+from i2s_stream import _open_i2s, _pins, coded_buffers, decode_data, send_coded
 
 # copies of i2scli/protocol.py's (tests/test_protocol_source.py holds them to it)
 _DATA = const(4)
@@ -32,6 +32,10 @@ class Loop:
         self.rx_frames = 0
         self.rx_meter = RxMeter(cfg["rate"], rx_ring_frames(cfg["ibuf"]))
         self.buf, self.view = stream.link.frame_buffer(stream.payload)
+        if stream.coder is not None:  # coded: TX decodes into one buffer, RX codes out of another
+            self.dst = bytearray(stream.payload)
+            self.dview = memoryview(self.dst)
+            coded_buffers(stream, stream.payload)
         self.counted = 0
         self.warm = stream.warmup()
         self.prefill = cfg["ibuf"] // 2
@@ -98,6 +102,8 @@ class Loop:
         link.grant()
         if t == _DATA:
             n = self.put(link.plen)
+            if n <= 0:
+                return True
             if self.rx is not None:
                 return self.get(n)
             if self.s.frames * self.s.fb >= self.prefill:
@@ -110,8 +116,15 @@ class Loop:
 
     def put(self, n):
         s = self.s
-        s.meter.tx(s.frames)
-        self.tx.write(s.link.pfull if n == s.payload else memoryview(s.link.pbuf)[:n])
+        if s.coder is not None:
+            n = decode_data(s, s.coder, s.link.pbuf, n, self.dst)
+            if n <= 0:
+                return 0  # damaged: counted, never played (and nothing read back for it)
+            s.meter.tx(s.frames)
+            self.tx.write(self.dview if n == s.payload else self.dview[:n])
+        else:
+            s.meter.tx(s.frames)
+            self.tx.write(s.link.pfull if n == s.payload else memoryview(s.link.pbuf)[:n])
         if s.frames == 0:
             self.first_tx(n)
         s.frames += n // s.fb
@@ -138,7 +151,10 @@ class Loop:
         self.rx.readinto(part)
         if self.rx_frames == 0:
             self.sync["rx_read_us"] = time.ticks_diff(time.ticks_us(), self.t_tx)
-        s.link.send_data(self.buf, part, n)
+        if s.encoder is None:
+            s.link.send_data(self.buf, part, n)
+        else:
+            send_coded(s, s.encoder, part, n)
         self.rx_frames += n // s.fb
         self.rx_meter.after(self.rx_frames)
         return self.counting()

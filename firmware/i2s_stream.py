@@ -119,16 +119,17 @@ class Stream:
         self.coded = 0
         self.plain = 0
         self.code_errors = 0
-        self.encoder = None  # duplex: the record half's coder (coder is then the play half's)
+        self.encoder = None  # duplex, loop: the RX side's coder (coder is then the TX side's)
         mode = cfg["mode"]
-        if cfg.get("code") and mode in ("tx", "rx", "duplex"):
+        if cfg.get("code") and mode in ("tx", "rx", "duplex", "loop"):
             ch = 2 if cfg["format"] == "stereo" else 1
             dec = _coder("Decoder") if mode != "rx" else None
             enc = _coder("Encoder") if mode != "tx" else None
-            if mode == "duplex" and dec and enc:
+            both = mode == "duplex" or mode == "loop"
+            if both and dec and enc:
                 self.coder = dec(cfg["bits"], ch)
                 self.encoder = enc(cfg["bits"], ch)
-            elif mode != "duplex" and (dec or enc):
+            elif not both and (dec or enc):
                 self.coder = (dec or enc)(cfg["bits"], ch)
 
     def mark(self, step):

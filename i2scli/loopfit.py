@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from i2scli import protocol
 from i2scli.busformat import BusFormat, describe_format
 from i2scli.link import Agent, TooFast
+from i2scli.session import RX_RATIO_FLOOR
 
 #: The order of preference (docs/test.md): rate first, then both channels (a one-channel test
 #: misses a swapped or dead channel), then the wider sample.
@@ -27,17 +28,22 @@ DEFAULT = BusFormat(48000, 32, 2)  # with --no-probe: nothing to measure against
 LOOP_HEADROOM = 0.5
 
 
+MAX_RATIO = 4.0  # a format that would need more than this to fit is not worth coding to find out
+
+
 @dataclass(frozen=True)
 class Choice:
     bus: BusFormat
     chosen: bool  # picked by i2s (False: the user gave every part of it)
     share: float | None  # of the link the loop uses, both directions counted; None: not measured
     why: str  # one line for the user
+    ratio: float | None = None  # coded on the wire at about this ratio (None: raw)
 
     def to_dict(self) -> dict:
         return {"rate": self.bus.rate, "bits": self.bus.bits, "channels": self.bus.channels,
                 "chosen": self.chosen, "link_share": None if self.share is None else round(self.share, 3),
-                "why": self.why}
+                "coded": self.ratio is not None, "code_ratio_estimate": None if self.ratio is None
+                else round(self.ratio, 3), "why": self.why}
 
 
 def candidates(rate: int | None, bits: int | None, channels: int | None) -> list[BusFormat]:
@@ -46,43 +52,64 @@ def candidates(rate: int | None, bits: int | None, channels: int | None) -> list
             for c in ((channels,) if channels else CHANNELS) for b in ((bits,) if bits else BITS)]
 
 
-def link_share(agent: Agent, bus: BusFormat, payload: int, fresh: bool = False) -> float:
-    """The share of the link a loop at `bus` takes, both directions counted (see the module)."""
+def link_share(agent: Agent, bus: BusFormat, payload: int, fresh: bool = False, ratio: float = 1.0) -> float:
+    """The share of the link a loop at `bus` takes, both directions counted (see the module);
+    coded at `ratio`, which the recording is counted on only as far as any recording is (the
+    RX side codes what the loopback brings back: its noise too)."""
     rates = agent.link_rates(fresh)
     wire = protocol.stream_rate(bus.rate, bus.bits, bus.channels, payload)
-    up, down = wire / rates["up"], wire / rates["down"]
+    up = wire / ratio / rates["up"]
+    down = wire / min(ratio, RX_RATIO_FLOOR.get(bus.bits, 1.0)) / rates["down"]
     return max(up, down) if agent.baud else up + down
 
 
+def _fits(agent: Agent, bus: BusFormat, payload: int, fresh: bool, ratio_for) -> tuple[float, float | None]:
+    """(share, ratio): raw when that fits, else coded at the test signal's ratio where coding
+    makes it fit (ratio None: raw)."""
+    share = link_share(agent, bus, payload, fresh)
+    if share <= LOOP_HEADROOM or ratio_for is None or share / MAX_RATIO > LOOP_HEADROOM:
+        return share, None
+    ratio = ratio_for(bus)
+    coded = link_share(agent, bus, payload, fresh, ratio)
+    return (coded, ratio) if coded <= LOOP_HEADROOM else (share, None)
+
+
+def _said(share: float, ratio: float | None) -> str:
+    return f"{share:.0%} of it" + (f", coded about {ratio:.1f}:1" if ratio else "")
+
+
 def choose(agent: Agent, payload_for, given: tuple[int | None, int | None, int | None],
-           probe: bool = True, fresh: bool = False, min_rate: float = 0.0) -> Choice:
+           probe: bool = True, fresh: bool = False, min_rate: float = 0.0, ratio_for=None) -> Choice:
     """The format of this loop test. `payload_for(bus)` is the DATA payload a stream of that
     format gets; `given` the user's (rate, bits, channels), None where not given; `min_rate`
-    a rate the signal needs to be under Nyquist. TooFast (exit 4) when nothing given fits."""
+    a rate the signal needs to be under Nyquist; `ratio_for(bus)` what the test signal codes
+    at (None: the board cannot code). TooFast (exit 4) when nothing given fits."""
     rate, bits, channels = given
     if all(given):
         bus = BusFormat(rate, bits, channels)
         if not probe:
             return Choice(bus, False, None, f"{bus.describe()} as given (--no-probe: not checked against the link)")
-        share = link_share(agent, bus, payload_for(bus), fresh)
+        share, ratio = _fits(agent, bus, payload_for(bus), fresh, ratio_for)
         if share > LOOP_HEADROOM:
             raise TooFast(f"{bus.describe()} needs {share:.0%} of the link to {agent.describe()} with TX and RX "
-                          f"at once (at most {LOOP_HEADROOM:.0%}): {_alternatives(agent, payload_for, bus)}")
-        return Choice(bus, False, share, f"{bus.describe()} as given ({share:.0%} of the link both ways)")
+                          f"at once (at most {LOOP_HEADROOM:.0%}"
+                          + (", even coded" if ratio_for is not None else "") + "): "
+                          + _alternatives(agent, payload_for, bus, ratio_for))
+        return Choice(bus, False, share, f"{bus.describe()} as given ({_said(share, ratio)} both ways)", ratio)
     if not probe:
         bus = BusFormat(rate or DEFAULT.rate, bits or DEFAULT.bits, channels or DEFAULT.channels)
         return Choice(bus, True, None, f"{bus.describe()}: the default (--no-probe: not checked against the link)")
     tried = [b for b in candidates(rate, bits, channels) if b.rate > min_rate]
     first = None
     for bus in tried:
-        share = link_share(agent, bus, payload_for(bus), fresh)
+        share, ratio = _fits(agent, bus, payload_for(bus), fresh, ratio_for)
         first = first or (bus, share)
         if share <= LOOP_HEADROOM:
             why = f"{bus.describe()}: the best standard format the link to {agent.describe()} carries " \
-                  f"with TX and RX at once ({share:.0%} of it)"
+                  f"with TX and RX at once ({_said(share, ratio)})"
             if bus != tried[0]:
                 why += f"; {tried[0].describe()} would need {first[1]:.0%}"
-            return Choice(bus, True, share, why)
+            return Choice(bus, True, share, why, ratio)
     what = describe_format(rate, bits, channels) or "any standard format"
     raise TooFast(f"the link to {agent.describe()} cannot carry a loop test at {what} with TX and RX at once "
                   f"(the least, {tried[-1].describe()}, needs "
@@ -90,10 +117,10 @@ def choose(agent: Agent, payload_for, given: tuple[int | None, int | None, int |
                   f"no standard format above {min_rate:g} Hz for this signal")
 
 
-def _alternatives(agent: Agent, payload_for, bus: BusFormat) -> str:
+def _alternatives(agent: Agent, payload_for, bus: BusFormat, ratio_for=None) -> str:
     """What fits instead of `bus`: the best format changing one part, then the best of all."""
     def fits(b: BusFormat) -> bool:
-        return link_share(agent, b, payload_for(b)) <= LOOP_HEADROOM
+        return _fits(agent, b, payload_for(b), False, ratio_for)[0] <= LOOP_HEADROOM
 
     said = []
     rate = next((r for r in RATES if r < bus.rate and fits(BusFormat(r, bus.bits, bus.channels))), None)

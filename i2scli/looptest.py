@@ -9,10 +9,10 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from i2scli import analysis, audio, boards, loopfit
+from i2scli import analysis, audio, boards, loopfit, wirecode
 from i2scli.boards import Pins
 from i2scli.link import Agent, BoardError
-from i2scli.session import BusOptions, _board_counts, _preset, stream_sizes
+from i2scli.session import BusOptions, _board_counts, _load_coder, _preset, _why_not_code, stream_sizes
 
 #: Two-bus presets: (TX pins, RX pins). The RX bus of each is wired to the TX bus's SD by the rig.
 LOOP_PRESETS: dict[str, tuple[Pins, Pins]] = {
@@ -87,8 +87,20 @@ def choose_format(agent: Agent, opts: BusOptions, given: tuple[int | None, int |
     first (a one-bus board is refused before the link is measured)."""
     agent.require_i2s()
     loop_buses(agent, opts, tx, rx)
-    return loopfit.choose(agent, payload_for(agent, opts), given, probe=opts.probe, fresh=opts.fresh_probe,
-                          min_rate=2 * sig.freq if sig.kind == "sine" else 0.0)
+    sizes = payload_for(agent, opts)
+    ratios: dict = {}
+
+    def ratio_for(bus: audio.BusFormat) -> float:  # what the test signal codes at, in this stream's frames
+        if bus not in ratios:
+            samples, _ = analysis.test_signal(sig.kind, rate=bus.rate, bits=bus.bits, channels=bus.channels,
+                                              freq=sig.freq, dbfs=sig.level, seconds=sig.seconds)
+            ratios[bus] = wirecode.estimate_ratio(_to_bytes(samples, bus.bits), bus.bits, bus.channels, sizes(bus))
+        return ratios[bus]
+
+    can_code = _why_not_code(agent, opts) is None
+    return loopfit.choose(agent, sizes, given, probe=opts.probe, fresh=opts.fresh_probe,
+                          min_rate=2 * sig.freq if sig.kind == "sine" else 0.0,
+                          ratio_for=ratio_for if can_code else None)
 
 
 def run(agent: Agent, port: str, bus: audio.BusFormat, opts: BusOptions, tx: dict, rx: dict, sig: Signal,
@@ -112,6 +124,11 @@ def run(agent: Agent, port: str, bus: audio.BusFormat, opts: BusOptions, tx: dic
     played = _to_bytes(samples, bus.bits) + bytes((extra + ring) * bus.frame_bytes)  # TX outlasts RX
     cfg = {k: base[k] for k in ("bits", "format", "rate", "ibuf", "payload", "timeout_ms")}
     cfg.update(frames=frames, tx=asdict(t), rx=asdict(r))
+    if choice.ratio is not None:  # coded both ways: the board needs both coder parts
+        why = _load_coder(agent, "up") or _load_coder(agent, "down")
+        if why is not None:
+            raise BoardError(f"{bus.describe()} needs wire coding on this link, but {why}: give a lower -r, -b or -c")
+        cfg["code"] = 1
     if on_ready:
         on_ready(cfg, t, r)
     got = bytearray()

@@ -59,3 +59,28 @@ def test_order_of_preference():
                          BusFormat(48000, 16, 1)]
     assert order[4] == BusFormat(44100, 32, 2) and order[-1] == BusFormat(8000, 16, 1)
     assert candidates(22050, None, 1) == [BusFormat(22050, 32, 1), BusFormat(22050, 16, 1)]
+
+
+def test_coded_loop_on_stm32_brings_the_signal_back_bit_exact(tmp_path):
+    """48 kHz 16-bit needs coding on the pyboard's link with both directions busy: TX decoded and
+    RX coded on the board, and what the loopback brought back is the played signal, sample for
+    sample."""
+    import numpy as np
+    import soundfile as sf
+
+    from i2scli import analysis
+
+    rec = tmp_path / "rec.wav"
+    r = i2s("test", "-p", "sim://stm32?loopback=1%3E2,delay=37smp", "--json", "-d", "0.6s",
+            "--save-recording", rec, check=0, timeout=120)
+    res = json.loads(r.stdout.splitlines()[0])
+    fmt = res["format"]
+    assert fmt["coded"] and (fmt["rate"], fmt["bits"]) == (48000, 16)  # stereo, unless a loaded probe said mono
+    code = res["board_summary"]["code"]
+    assert code["frames_coded"] > 0 and code["errors"] == 0
+    played, info = analysis.test_signal("sine", rate=48000, bits=16, channels=fmt["channels"], seconds=0.6)
+    got, _ = sf.read(rec, dtype="int16", always_2d=True)
+    at = res["measures"]["channels"][0]["latency_total_samples"]  # < 0: RX opened after TX started
+    want = played.astype(np.int16)[max(-at, 0):]
+    assert np.array_equal(got[max(at, 0):max(at, 0) + len(want)], want)
+    assert len(want) > 0.9 * len(played)

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from i2scli.link.launch import Launcher
 from i2scli.link.stream import Stream
 from i2scli.protocol import FrameType as T
+from i2scli.protocol import frame_size
 
 
 def loop(launcher: Launcher, cfg: dict, played: bytes, on_rx: Callable[[bytes], None],
@@ -19,7 +20,13 @@ def loop(launcher: Launcher, cfg: dict, played: bytes, on_rx: Callable[[bytes], 
     cfg['rx']; on_rx gets the recording as it comes. Returns the agent's summary."""
     s = Stream(launcher, {**cfg, "mode": "loop"})
     payload = s.ready["payload"]
-    sent = 0
+    # the DATA payloads (audio bytes, payload, crc): coded all at once when the agent codes
+    if s.coding is None:
+        bodies = [(len(c), c, None) for c in (played[i:i + payload] for i in range(0, len(played), payload))]
+    else:
+        bodies = [(min(payload, len(played) - i * payload), c, crc)
+                  for i, (c, crc) in enumerate(s.coding.encode_many(played, payload))]
+    k = 0
     end_sent = False
     while True:
         if stop is not None and stop.is_set() and not end_sent:
@@ -27,14 +34,14 @@ def loop(launcher: Launcher, cfg: dict, played: bytes, on_rx: Callable[[bytes], 
         # as much as the credit allows, always leaving room for END behind it (check before
         # encoding: a frame takes a sequence number)
         progressed = False
-        while sent < len(played) and not end_sent:
-            chunk = played[sent:sent + payload]
-            if s.gate.available < s.enc.size(len(chunk)) + s.overhead:
+        while k < len(bodies) and not end_sent:
+            _, body, crc = bodies[k]
+            if s.gate.available < frame_size(len(body), s.enc.crc if crc is None else crc) + s.overhead:
                 break
-            s.send(s.enc.frame(T.DATA, chunk))
-            sent += len(chunk)
+            s.send(s.enc.frame(T.DATA, body, crc=crc))
+            k += 1
             progressed = True
-        if sent >= len(played) and not end_sent:
+        if k >= len(bodies) and not end_sent:
             end_sent = s.control(T.END)  # the board stops sooner when it has its frames
         if end_sent:  # nothing more to send: the rest of the recording, then the SUMMARY
             return s.summarise(s.await_summary(on_rx, timeout=s.timeout_s + 10))
