@@ -937,6 +937,49 @@ def fit_table(f: dict) -> str:
 
 
 # ------------------------------------------------------------------------------------------------
+# 12: the format `i2s test` chooses on each board (issue 16)
+LOOPBACKS = {"rp2": "0>1", "stm32": "1>2", "mimxrt": "2>1", "esp32s3": "0>1", "esp32": "0>1"}
+
+
+def fig_test_format(work: Path, reps: int = 3) -> dict:
+    """Default `i2s test` (no -r/-b/-c) on a clean loopback per profile: the format chosen, its
+    share of the probed link both ways, whether coded, and the verdict of `reps` runs."""
+    out = {}
+    for prof, lb in LOOPBACKS.items():
+        runs = []
+        for _ in range(reps):
+            r = run([*I2S, "test", "-p", f"sim://{prof}?loopback={lb.replace('>', '%3E')}", "--json", "-d", "0.6s"],
+                    timeout=180)
+            try:
+                js = json.loads(r["stdout"].splitlines()[0])
+            except (ValueError, IndexError):
+                runs.append({"rc": r["rc"]})
+                continue
+            xr = next(c["value"] for c in js["checks"] if c["name"] == "board.xruns")
+            runs.append({"rc": r["rc"], "format": js["format"], "xruns": xr})
+        out[prof] = runs
+        log(f"test format {prof}: {[(x.get('format') or {}).get('why', x) for x in runs[:1]]}, "
+            f"rc {[x['rc'] for x in runs]}")
+    return out
+
+
+def test_format_table(f: dict) -> str:
+    lines = ["Default `i2s test` per profile (12): the format chosen with TX and RX at once, its share of the "
+             "probed link both ways (at most 0.5), coded or raw, and exit codes of the runs.", "",
+             "| profile | chosen | link share | coded | runs (exit, xruns) |", "|---|---|---|---|---|"]
+    for prof, runs in f.items():
+        fm = next((x["format"] for x in runs if "format" in x), None)
+        if fm is None:
+            lines.append(f"| {prof} | — | — | — | {[x['rc'] for x in runs]} |")
+            continue
+        bus = f"{fm['rate']} Hz {fm['bits']}-bit {'stereo' if fm['channels'] == 2 else 'mono'}"
+        coded = f"{fm['code_ratio_estimate']:.2f}:1" if fm.get("coded") else "raw"
+        said = ", ".join(f"{x['rc']}/{x.get('xruns')}" for x in runs)
+        lines.append(f"| {prof} | {bus} | {fm['link_share']:.2f} | {coded} | {said} |")
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------------------------------
 # 9: whole commands against `mpremote exec pass`, warm board
 def fig_commands(work: Path, profile: str = "rp2", reps: int = 7) -> dict:
     """Wall and CPU of whole `i2s` commands a script calls in a loop, each paired with an
@@ -1105,6 +1148,9 @@ def report(res: dict) -> str:
     f = res.get("fit")
     if f:
         out += "\n\n" + fit_table(f)
+    f = res.get("test_format")
+    if f:
+        out += "\n\n" + test_format_table(f)
     f = res.get("fits")
     if f:
         out += "\n\n" + fits_table(f)
@@ -1145,7 +1191,7 @@ def fits_table(f: dict) -> str:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="bench/run", description=__doc__)
     ap.add_argument("--full", action="store_true", help="figure 8: a real 30 s run of every stream (hours)")
-    ap.add_argument("--only", metavar="N,N", help="only these figures (1-11; 4 comes with 1 and 8, 6 with 5)")
+    ap.add_argument("--only", metavar="N,N", help="only these figures (1-12; 4 comes with 1 and 8, 6 with 5)")
     ap.add_argument("--profiles", metavar="P,P", default=",".join(PROFILE_ORDER), help="profiles for figure 8")
     ap.add_argument("--seconds", type=float, help="figure 8 run length (default 3, --full 30)")
     ap.add_argument("--reps", type=int, default=3, help="repetitions of figures 1 and 3")
@@ -1153,7 +1199,7 @@ def main(argv=None) -> int:
     ap.add_argument("--out", metavar="FILE", default=str(RESULTS / "latest.json"))
     ap.add_argument("--keep", action="store_true", help="keep the work directory (captures, events)")
     a = ap.parse_args(argv)
-    only = {int(x) for x in a.only.split(",")} if a.only else set(range(1, 12))
+    only = {int(x) for x in a.only.split(",")} if a.only else set(range(1, 13))
     profiles = [p for p in a.profiles.split(",") if p]
     seconds = a.seconds or (30.0 if a.full else 3.0)
     work = Path(tempfile.mkdtemp(prefix="i2s-bench-"))
@@ -1170,7 +1216,8 @@ def main(argv=None) -> int:
              (9, "commands", lambda: fig_commands(work, "rp2", max(a.reps, 7))),
              (10, "compress", lambda: fig_compress(work, ["rp2", "mimxrt", "esp32:cp2102", "esp32:ch340"],
                                                    seconds)),
-             (11, "fit", lambda: fig_fit(work))]
+             (11, "fit", lambda: fig_fit(work)),
+             (12, "test_format", lambda: fig_test_format(work, a.reps))]
     try:
         for num, key, fn in steps:
             if num not in only and not (num == 1 and 4 in only) and not (num == 5 and 6 in only):
