@@ -125,7 +125,7 @@ def run(agent: Agent, port: str, bus: audio.BusFormat, opts: BusOptions, tx: dic
     cfg = {k: base[k] for k in ("bits", "format", "rate", "ibuf", "payload", "timeout_ms")}
     cfg.update(frames=frames, tx=asdict(t), rx=asdict(r))
     if choice.ratio is not None:  # coded both ways: the board needs both coder parts
-        why = _load_coder(agent, "up") or _load_coder(agent, "down")
+        why = _load_coder(agent, "up", {"mode": "loop"}) or _load_coder(agent, "down", {"mode": "loop"})
         if why is not None:
             raise BoardError(f"{bus.describe()} needs wire coding on this link, but {why}: give a lower -r, -b or -c")
         cfg["code"] = 1

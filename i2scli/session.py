@@ -116,11 +116,17 @@ def _why_not_code(agent: Agent, opts: BusOptions) -> str | None:
     return None
 
 
-def _load_coder(agent: Agent, direction: str) -> str | None:
-    """The coder on the board (loaded now if need be); why not, when it cannot be."""
-    if agent.load_coder("Decoder" if direction == "up" else "Encoder"):
+def _load_coder(agent: Agent, direction: str, mode: dict | None = None) -> str | None:
+    """The coder on the board (loaded now if need be), the agent started again with the
+    modules of the stream `mode` (START-like: mode, io); why not, when it cannot be."""
+    if agent.load_coder("Decoder" if direction == "up" else "Encoder", mode):
         return None
     return f"the board could not load the decoder ({agent.launcher.coder_error})"
+
+
+def _stream_mode(cfg: dict, direction: str) -> dict:
+    """The START-like mode of a stream `cfg` (duplex and loop say theirs; else play or record)."""
+    return {"mode": cfg.get("mode") or ("tx" if direction == "up" else "rx"), "io": cfg.get("io", "blocking")}
 
 
 Advice = Callable[[float, bool], str]  # (link rate, can code) -> what would fit, for a refusal
@@ -135,7 +141,7 @@ def _fit(agent: Agent, opts: BusOptions, bus: audio.BusFormat, cfg: dict, direct
         raise BoardError(f"cannot compress this stream: {why_not}")
     if not opts.probe:
         if opts.compress == "on":
-            why_not = _load_coder(agent, direction)
+            why_not = _load_coder(agent, direction, _stream_mode(cfg, direction))
             if why_not is not None:
                 raise BoardError(f"cannot compress this stream: {why_not}")
             cfg["code"] = 1
@@ -150,7 +156,7 @@ def _fit(agent: Agent, opts: BusOptions, bus: audio.BusFormat, cfg: dict, direct
         ratio = peek() if peek is not None else RX_RATIO_FLOOR.get(bus.bits, 1.0)
         need = wire / max(ratio, 1e-9)
         if need <= have * LINK_HEADROOM or opts.compress == "on":
-            why_not = _load_coder(agent, direction)
+            why_not = _load_coder(agent, direction, _stream_mode(cfg, direction))
             if why_not is not None:
                 if opts.compress == "on":
                     raise BoardError(f"cannot compress this stream: {why_not}")
@@ -419,7 +425,7 @@ def play(agent: Agent, port: str, source: Iterator[bytes], bus: audio.BusFormat,
         have = agent.link_rates()["up"]
         coded = _why_not_code(agent, opts) is None
         e = _plan(agent, opts, bus, head_bytes(), have * LINK_HEADROOM, coded)
-        if e is not None and e.coded and _load_coder(agent, "up") is not None:
+        if e is not None and e.coded and _load_coder(agent, "up", _stream_mode(cfg, "up")) is not None:
             coded = False  # the board could not take the decoder after all: raw, then
             e = _plan(agent, opts, bus, head_bytes(), have * LINK_HEADROOM, coded)
         if e is None:
@@ -705,11 +711,12 @@ def duplex(agent: Agent, port: str, out: audio.Output, tx_source, bus: audio.Bus
         return _advice_text(_what_fits(agent, bus, "tx", have * LINK_HEADROOM, False, lambda dst, payload: 1.0))
 
     # each half as play and record decide it; the board codes both halves or neither
+    cfg["mode"] = "duplex"  # a coder part loaded for a half comes with duplex's module, not play's
     _fit(agent, opts, bus, cfg, "up", peek=(lambda: tx_ratio) if tx_ratio else None, advise=advise)
     coded = cfg.pop("code", None)
     watch.link_rate = _fit(agent, opts, bus, cfg, "down", advise=advise)
     if coded or cfg.get("code"):
-        why = _load_coder(agent, "up") or _load_coder(agent, "down")
+        why = _load_coder(agent, "up", {"mode": "duplex"}) or _load_coder(agent, "down", {"mode": "duplex"})
         if why is not None:
             raise BoardError(f"cannot compress this duplex stream: {why}")
         cfg["code"] = 1

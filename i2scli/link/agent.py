@@ -46,9 +46,9 @@ class Agent:
         """Run the agent (the installed copy when its version matches, else uploaded)."""
         return self.launcher.launch(timeout)
 
-    def load_coder(self, part: str) -> bool:
+    def load_coder(self, part: str, cfg: dict | None = None) -> bool:
         """Make a part of the wire coder available on the board (see Launcher.load_coder)."""
-        return self.launcher.load_coder(part)
+        return self.launcher.load_coder(part, cfg=cfg)
 
     def describe(self) -> str:
         """The board as people know it, e.g. 'Raspberry Pi Pico with RP2040 (rp2)'."""

@@ -130,11 +130,13 @@ class Launcher:
         self.port.write(proto.Encoder(crc=bool(self.hello.get("crc"))).frame(T.ABORT))
         self.finish()
 
-    def load_coder(self, part: str, timeout: float = 10.0) -> bool:
+    def load_coder(self, part: str, timeout: float = 10.0, cfg: dict | None = None) -> bool:
         """Run the part of the wire coder a stream needs ("Decoder" to play, "Encoder" to record)
-        in the board's REPL, beside the agent, and start the agent again; only when a stream
-        wants it (compiling viper code takes RAM a small board may need). False, with
-        `coder_error`, when the board will not take it."""
+        in the board's REPL, beside the agent, and start the agent again with the modules of
+        the stream `cfg` (a START-like dict; default: blocking play or record); only when a
+        stream wants it (compiling viper code takes RAM a small board may need: a module the
+        stream does not use must not take it too). False, with `coder_error`, when the board
+        will not take it."""
         bit = CODER_PARTS[part]
         if (self.hello or self.identity).get("codec", 0) & bit:
             return True
@@ -145,7 +147,7 @@ class Launcher:
         # e.g. SyntaxError: invalid micropython decorator
         self.coder_error = self._run_chunks(coder_chunks(part), timeout)
         # with the stream that codes: its module too, so that START need not wait again
-        self.launch(timeout, mode_modules({"mode": "tx" if part == "Decoder" else "rx"}))
+        self.launch(timeout, mode_modules(cfg or {"mode": "tx" if part == "Decoder" else "rx"}))
         if not self.hello.get("codec", 0) & bit and self.coder_error is None:
             self.coder_error = "the agent did not find it"
         return self.coder_error is None
