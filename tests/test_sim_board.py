@@ -179,7 +179,8 @@ def test_tx_underrun_is_counted(sim, transport):
     summary = board.stop()
     (done,) = events_of(board, "i2s_deinit")
     assert underruns == done["underruns"] == 1
-    assert done["underrun_frames"] == underrun_frames >= (300 - 100) * RATE // 1000
+    # (rp2's DMA halves, 32 frames each: each write reaches the pins 1-2 halves after the ring)
+    assert done["underrun_frames"] == underrun_frames >= (300 - 100) * RATE // 1000 - 64
     assert "(1 underruns)" in summary
     # the DAC heard the ring, then silence until the second write, then the ring again
     got, _ = sf.read(board.files["tx"], dtype="int16", always_2d=True)

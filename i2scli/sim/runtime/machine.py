@@ -16,6 +16,11 @@
 #   the I2S clock N ppm off the host's, see _clocked).
 #   TX: clocked frames leave the ring (record C); when the ring is empty zeros are
 #   clocked instead (an underrun, counted once the first write has happened).
+#   rp2, stm32 and mimxrt put two 128-byte DMA halves between the ring and the
+#   pins (ports/*/machine_i2s.c SIZEOF_DMA_BUFFER_IN_BYTES 256, feed_dma): at the
+#   end of each half the port refills it from the ring, a whole half or zeros,
+#   and it plays after the other half. So written audio reaches the pins 1-2
+#   halves later, and leaves the ring a half at a time (_out_dma).
 #   RX: clocked frames enter the ring while there is room, the rest are lost
 #   (an overrun); readinto takes bytes from the ring head (record R).
 # Steady-state write/readinto (blocking mode) and Pin.value allocate nothing.
@@ -453,6 +458,9 @@ class _I2S(_io.IOBase):
         self._cb = None
         self._nb = False
         self._nb_buf = None
+        self._h0 = 0  # TX DMA halves, the one playing and the next: 1 data, 0 zeros, -1 zeros of an underrun
+        self._h1 = 0
+        self._first = -1  # TX frame (since init) where the first written frame went out
 
     def _clear(self):
         # every attribute exists from here on: later stores never grow the dict
@@ -469,6 +477,10 @@ class _I2S(_io.IOBase):
         self._cap = 4
         self._chunk = 4
         self._t0 = 0
+        self._hf = 0  # TX DMA half in frames (0: no DMA stage modelled, esp32)
+        self._hb = 0  # ring bytes one half takes
+        self._dd = 0  # scratch of _out_dma
+        self._dz = 0
         self._reset_session()
         self._off = 0  # scratch: current transfer position / non-blocking descriptor
         self._end = 0
@@ -598,6 +610,13 @@ class _I2S(_io.IOBase):
         if cap < fb:
             cap = fb  # (the real ports would stall forever on such a buffer)
         self._cap = cap
+        if mode == TX and fam in ("rp2", "stm32", "mimxrt"):
+            # the DMA buffer holds stereo frames (mono samples doubled): 128 bytes a half
+            self._hf = 128 // (4 if bits == 16 else 8)
+            self._hb = self._hf * fb
+        else:
+            self._hf = 0
+            self._hb = 0
         ch = (cap // 4 // fb) * fb
         self._chunk = ch if ch >= fb else fb
         self._reset_session()
@@ -673,6 +692,9 @@ class _I2S(_io.IOBase):
             return
         self._clk += n
         if self._tx:
+            if self._hf:
+                self._out_dma(n)
+                return
             h = self._ring // self._fb
             if n <= h:
                 self._ring -= n * self._fb
@@ -688,6 +710,57 @@ class _I2S(_io.IOBase):
                 self._rx_lost(n)
                 return
             self._rx_fill(n)
+
+    def _out_dma(self, n):
+        """n frames clocked out of the two DMA halves (rp2, stm32, mimxrt). At the end of each
+        half the port refills it (feed_dma): the ring's next half if the ring holds at least
+        128 bytes (SIZEOF_HALF_DMA_BUFFER_IN_BYTES, also for mono), else zeros; it plays after
+        the other half. (_dd, _dz: data then zero frames to report, as scratch registers.)"""
+        p = self._clk - n  # first frame of this tick
+        self._dd = 0
+        self._dz = 0
+        while n > 0:
+            if self._h0 <= 0 and self._h1 <= 0 and self._ring < 128:
+                # nothing left to play: zeros to the end of the tick
+                if self._h0 < 0 or self._h1 < 0:
+                    self._underrun(n)
+                self._dz += n
+                self._h0 = self._h1 = -1 if self._first >= 0 else 0
+                break
+            k = self._hf - p % self._hf
+            if k > n:
+                k = n
+            self._play(k)
+            p += k
+            n -= k
+            if p % self._hf == 0:
+                self._h0 = self._h1
+                self._h1 = self._feed(p)
+        if self._dd or self._dz:
+            _chan.clock(self._sid, self._dd, self._dz)
+
+    def _play(self, k):
+        """k frames of the half playing now."""
+        if self._h0 > 0:
+            self._under = False
+            if self._dz:
+                _chan.clock(self._sid, self._dd, self._dz)
+                self._dd = 0
+                self._dz = 0
+            self._dd += k
+        else:
+            if self._h0 < 0:
+                self._underrun(k)
+            self._dz += k
+
+    def _feed(self, p):
+        """The half that starts playing one half after frame p (feed_dma at p)."""
+        if self._ring >= 128:
+            self._ring -= self._hb
+            if self._first < 0:
+                self._first = p + self._hf
+            return 1
+        return -1 if self._first >= 0 else 0
 
     def _rx_fill(self, n):
         """n frames clocked on RX enter the ring while there is room."""
@@ -761,6 +834,8 @@ class _I2S(_io.IOBase):
         rem -= self._cap - self._ring  # bytes still missing
         if rem <= 0:
             return 0
+        if self._hf:  # the ring drains a half at the end of each DMA half
+            return (self._clk // self._hf + (rem + self._hb - 1) // self._hb) * self._hf - self._clk
         return (rem + self._fb - 1) // self._fb
 
     def _rx_wait_frames(self, need):
@@ -790,7 +865,8 @@ class _I2S(_io.IOBase):
         self._ring += k
         self._off += k
         self._started = True
-        self._under = False
+        if not self._hf:  # (with DMA halves the spell ends when audio reaches the pins)
+            self._under = False
 
     def _take(self, buf, k):
         """Read k bytes (whole frames) from the ring head into buf[0:k]."""
@@ -1001,6 +1077,7 @@ class _I2S(_io.IOBase):
             "underruns": self._n_under, "underrun_frames": self._n_under_f,
             "overruns": self._n_over, "overrun_frames": self._n_over_f,
             "discarded_frames": self._discarded,
+            "dma_half": self._hf, "first_frame": self._first,
         }
 
     @staticmethod
