@@ -44,8 +44,11 @@ class Loop:
         """Both buses once, so that a board without them says so before READY; RX then waits
         closed until the first TX write, so its ring cannot overflow while the host starts."""
         cfg = self.s.cfg
-        self.t_tx = time.ticks_us()
+        t = time.ticks_us()
         self.tx = _open_i2s(cfg, "tx", _pins(cfg["tx"]))
+        # the ports start the DMA at the end of init: the clock started within the call
+        self.t_tx = time.ticks_us()
+        self.sync["tx_init_us"] = time.ticks_diff(self.t_tx, t)
         self.s.audio = self.tx  # closed by main's way out, as the one-bus modes' audio
         self.s.mark("tx_init")
         self.rx_pins = _pins(cfg["rx"])
@@ -59,13 +62,33 @@ class Loop:
 
     def open_rx(self):
         """RX from now on: frame 0 of the recording is the first one clocked after this."""
-        self.t_rx = time.ticks_us()
+        t = time.ticks_us()
         self.rx = _open_i2s(self.s.cfg, "rx", self.rx_pins)
+        self.t_rx = time.ticks_us()
+        self.sync["rx_open_us"] = time.ticks_diff(self.t_rx, t)
         self.s.mark("rx_init")
         st = getattr(self.rx, "_sim_stats", None)
         if st is not None:
             self.t_rx = st()["t0"]
         self.sync["rx_init_us"] = time.ticks_diff(self.t_rx, self.t_tx)
+
+    def align(self):
+        """Before the first write: wait until TX is an eighth into a DMA half (cfg "tx_half",
+        frames), so the half boundary where the port takes the audio is known (docs/test.md):
+        the clock started at most the init call's time before it was read, which moves the
+        true place later in the half, not past its end."""
+        h = self.s.cfg.get("tx_half", 0)
+        if not h:
+            return
+        r = self.s.cfg["rate"]
+        lo = h // 8
+        while True:
+            f = time.ticks_diff(time.ticks_us(), self.t_tx) * r // 1000000 % h
+            if lo <= f < 2 * lo:
+                break
+            w = ((lo - f) % h) * 1000000 // r
+            if w > 50:
+                time.sleep_us(w - 20)
 
     def close(self):
         self.port_xruns()
@@ -120,26 +143,35 @@ class Loop:
             n = decode_data(s, s.coder, s.link.pbuf, n, self.dst)
             if n <= 0:
                 return 0  # damaged: counted, never played (and nothing read back for it)
-            s.meter.tx(s.frames)
+            self.first_or_meter()
             self.tx.write(self.dview if n == s.payload else self.dview[:n])
         else:
-            s.meter.tx(s.frames)
+            self.first_or_meter()
             self.tx.write(s.link.pfull if n == s.payload else memoryview(s.link.pbuf)[:n])
         if s.frames == 0:
             self.first_tx(n)
         s.frames += n // s.fb
         return n
 
+    def first_or_meter(self):
+        if self.s.frames == 0:
+            self.align()
+            self.sync["tx_write_us"] = time.ticks_diff(time.ticks_us(), self.t_tx)
+        self.s.meter.tx(self.s.frames)
+
     def first_tx(self, n):
-        """Where the first written frame goes out, in TX frames since TX's init."""
+        """Where the first written frame goes out, in TX frames since TX's clock started."""
         s = self.s
-        now = time.ticks_us()
         s.mark("first_audio")
-        self.sync["tx_write_us"] = time.ticks_diff(now, self.t_tx)
         st = getattr(self.tx, "_sim_stats", None)
-        if st is not None:  # clocked + still in the ring - just written = where it started
+        if st is not None:
             d = st()
-            self.sync["tx_first_frame"] = d["frames"] + d["ring_bytes"] // s.fb - n // s.fb
+            h = d.get("dma_half", 0)
+            if h:  # taken into a DMA half already, or at the next half's end: plays a half later
+                f = d["first_frame"]
+                self.sync["tx_first_frame"] = f if f >= 0 else (d["frames"] // h + 2) * h
+            else:  # clocked + still in the ring - just written = where it started
+                self.sync["tx_first_frame"] = d["frames"] + d["ring_bytes"] // s.fb - n // s.fb
 
     def get(self, n):
         s = self.s

@@ -69,6 +69,21 @@ def detect(hello: dict) -> Board | None:
     return None
 
 
+# rp2, stm32 (pyboard) and mimxrt feed TX through a 256-byte DMA buffer in two halves, stereo
+# frames whatever the format (ports/*/machine_i2s.c SIZEOF_DMA_BUFFER_IN_BYTES, feed_dma); the
+# virtual board imitates rp2's. Other ports (esp32: ESP-IDF's DMA descriptors) are not modelled.
+TX_DMA_HALF_BYTES = {"rp2": 128, "pyboard": 128, "mimxrt": 128}
+
+
+def tx_dma_half(hello: dict, bits: int) -> int:
+    """Frames in one TX DMA half on this board's port, 0 when not known."""
+    platform = hello.get("platform", "")
+    if platform == "linux" and "Virtual" in hello.get("machine", ""):
+        platform = "rp2"
+    half = TX_DMA_HALF_BYTES.get(platform, 0)
+    return half // (4 if bits == 16 else 8)
+
+
 def parse_pin(text: str | None):
     """Pin names as the port spells them: digits are numbers (GPIO 18), else names (P0, Y6)."""
     if text is None:

@@ -62,14 +62,33 @@ def loop_buses(agent: Agent, opts: BusOptions, tx: dict, rx: dict) -> tuple[Pins
     return t, r
 
 
-def board_frames(sync: dict, rate: int) -> int:
-    """The board's own part of a loopback's latency, in frames: where the first written frame went
-    out on TX, less the TX frame that was on the wire when RX clocked its frame 0 (docs/protocol.md)."""
+def board_frames(sync: dict, rate: int, half: int = 0) -> tuple[int, float | None]:
+    """The board's own part of a loopback's latency, in frames, and how far off it may be: where
+    the first written frame went out on TX, less the TX frame on the wire when RX clocked its
+    frame 0 (docs/protocol.md, docs/test.md). `half`: the port's TX DMA half in frames (the agent
+    was asked to write first an eighth into one), 0 when not known.
+
+    With the port's own clock report (the virtual board) both are exact. On a real board they
+    come from ticks_us around the calls: each clock started inside its init call (the ports start
+    the DMA at its end); the first write goes into the ring, the port takes it into the DMA half
+    that ends next, and it plays after the other half. The uncertainty is the longer of the two
+    init calls, a frame of rounding, and a whole half if the write could have been near the
+    boundary; None when the port's DMA is not known (the write's own time is used: it reads low
+    by whatever the DMA holds)."""
     off = sync["rx_init_us"] * rate // 1_000_000
     first = sync.get("tx_first_frame")
-    if first is None:  # no port clock: the write's own time, good to about a DMA buffer
-        first = round(sync["tx_write_us"] * rate / 1_000_000)
-    return first - off
+    if first is not None:
+        return first - off, 0.0
+    x = sync["tx_write_us"] * rate // 1_000_000
+    window = max(sync.get("tx_init_us", 0), sync.get("rx_open_us", 0)) * rate / 1e6
+    if not half:
+        return round(sync["tx_write_us"] * rate / 1_000_000) - off, None
+    first = (x // half + 2) * half
+    phase = x % half
+    # the TX clock may have started up to tx_init_us before the reference: later in the half,
+    # and still in it unless that reaches its end
+    sure = phase + sync.get("tx_init_us", 0) * rate / 1e6 < half
+    return first - off, round(window + 1 + (0 if sure else half), 2)
 
 
 def _to_bytes(samples: np.ndarray, bits: int) -> bytes:
@@ -124,6 +143,9 @@ def run(agent: Agent, port: str, bus: audio.BusFormat, opts: BusOptions, tx: dic
     played = _to_bytes(samples, bus.bits) + bytes((extra + ring) * bus.frame_bytes)  # TX outlasts RX
     cfg = {k: base[k] for k in ("bits", "format", "rate", "ibuf", "payload", "timeout_ms")}
     cfg.update(frames=frames, tx=asdict(t), rx=asdict(r))
+    half = boards.tx_dma_half(agent.hello or agent.identity, bus.bits)
+    if half:
+        cfg["tx_half"] = half  # the agent's first write lands an eighth into a DMA half
     if choice.ratio is not None:  # coded both ways: the board needs both coder parts
         why = _load_coder(agent, "up", {"mode": "loop"}) or _load_coder(agent, "down", {"mode": "loop"})
         if why is not None:
@@ -141,12 +163,14 @@ def run(agent: Agent, port: str, bus: audio.BusFormat, opts: BusOptions, tx: dic
     n = len(got) // bus.frame_bytes * bus.frame_bytes
     recorded = np.frombuffer(bytes(got[:n]), dtype=dtype).reshape(-1, bus.channels)
     measures = analysis.analyse(samples, recorded, bus.rate, bus.bits, info)
-    board = board_frames(summary["sync"], bus.rate)
+    board, unsure = board_frames(summary["sync"], bus.rate, half)
     for c in measures["channels"]:
         if c.get("latency_samples") is not None:
             total = c["latency_samples"]
             c.update(latency_total_samples=total, latency_board_samples=board, latency_samples=total - board,
-                     latency_ms=round(1000 * (total - board) / bus.rate, 4))
+                     latency_ms=round(1000 * (total - board) / bus.rate, 4),
+                     latency_uncertainty_frames=unsure,
+                     latency_uncertainty_ms=None if unsure is None else round(1000 * unsure / bus.rate, 4))
     checks = analysis.check(measures, limits)
     sync = summary["sync"]
     under = max(summary.get("underruns") or 0, 1 if sync.get("tx_underrun_frames") else 0)
@@ -169,6 +193,8 @@ def run(agent: Agent, port: str, bus: audio.BusFormat, opts: BusOptions, tx: dic
         "rate": bus.rate, "bits": bus.bits, "channels": bus.channels, "format": choice.to_dict(),
         "tx": asdict(t), "rx": asdict(r),
         "signal": info.to_dict(), "limits": asdict(limits), "board_latency_frames": board,
+        "latency_uncertainty_frames": unsure,
+        "latency_uncertainty_ms": None if unsure is None else round(1000 * unsure / bus.rate, 4),
         "played_frames": len(samples), "recorded_frames": len(recorded),
         "measures": measures, "checks": [asdict(c) for c in checks], "board_summary": summary,
     }

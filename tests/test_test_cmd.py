@@ -10,6 +10,8 @@ import xml.etree.ElementTree as ET
 import pytest
 from conftest import ENV, i2s
 
+from i2scli import looptest
+
 
 def url(spec, profile="fast"):
     return f"sim://{profile}?loopback={spec.replace('>', '%3E')}"
@@ -30,6 +32,51 @@ def test_clean_loopback_passes_and_latency_is_the_delay_exactly(delay, frames):
         assert c["freq_hz"] == pytest.approx(997, abs=0.01)
     assert res["board_summary"]["sync"]["clock"] == "port"
     assert all(ln.startswith(("PASS", "testing", "format: ")) for ln in r.stderr.splitlines())
+
+
+# -- the latency on a real board: no port clock ----------------------------------------------
+
+def _no_clock(profile, spec, rate, delay_ms, tries=3):
+    """i2s test with the simulator's clock report hidden from the agent (as on a real board).
+    A loaded machine can stretch an init call and with it the stated uncertainty: run again."""
+    for _ in range(tries):
+        port = f"sim://{profile}?loopback={spec.replace('>', '%3E')},delay={delay_ms}ms&sim_stats=no"
+        r = i2s("test", "-p", port, "-r", str(rate), "-b", "16", "-c", "1", "-d", "1s", "--json", check=None)
+        res = json.loads(r.stdout.splitlines()[0])
+        if res["latency_uncertainty_ms"] is not None and res["latency_uncertainty_ms"] <= max(1.0, 4000 / rate):
+            break
+    return res
+
+
+@pytest.mark.parametrize("profile,spec,rate", [("rp2", "0>1", 4000), ("rp2", "0>1", 16000), ("rp2", "0>1", 48000),
+                                               ("stm32", "1>2", 16000), ("mimxrt", "2>1", 48000)])
+@pytest.mark.parametrize("delay_ms", [4, 16])
+def test_latency_without_the_port_clock_is_the_delay_within_its_uncertainty(profile, spec, rate, delay_ms):
+    res = _no_clock(profile, spec, rate, delay_ms)
+    sync = res["board_summary"]["sync"]
+    assert sync["clock"] == "ticks" and "tx_first_frame" not in sync  # the real-board branch
+    truth = delay_ms * rate // 1000
+    unsure = res["latency_uncertainty_frames"]
+    assert unsure is not None and res["latency_uncertainty_ms"] <= max(1.0, 4000 / rate)
+    for c in res["measures"]["channels"]:
+        assert abs(c["latency_samples"] - truth) <= unsure, (c["latency_samples"], truth, unsure, sync)
+        assert c["latency_uncertainty_frames"] == unsure
+    # the write's own time, without the DMA halves, would be off by more than that
+    naive = round(sync["tx_write_us"] * rate / 1e6) - sync["rx_init_us"] * rate // 1_000_000
+    total = res["measures"]["channels"][0]["latency_total_samples"]
+    assert abs(total - naive - truth) > unsure
+
+
+def test_board_frames_from_ticks():
+    sync = {"clock": "ticks", "tx_init_us": 100, "rx_open_us": 200, "tx_write_us": 3000, "rx_init_us": 50_000}
+    # 4 kHz, 32-frame halves: the write 12 frames in, taken at frame 32, on the wire at 64; RX at 200
+    assert looptest.board_frames(sync, 4000, 32) == (64 - 200, 1.8)
+    # a write 31 frames in, the clock maybe 1.6 frames older: perhaps in the next half, a half more uncertain
+    assert looptest.board_frames({**sync, "tx_write_us": 7900, "tx_init_us": 400}, 4000, 32) == (64 - 200, 34.6)
+    # no DMA known for the port: the write's time, no uncertainty to state
+    assert looptest.board_frames(sync, 4000, 0) == (12 - 200, None)
+    # the port's own report (the virtual board) is exact
+    assert looptest.board_frames({**sync, "tx_first_frame": 70}, 4000, 32) == (70 - 200, 0.0)
 
 
 # -- a board no preset knows ------------------------------------------------------------------
