@@ -4,6 +4,7 @@ skipped, with the reason, where labgrid (the extra i2scli[labgrid]) or ser2net i
 
 from __future__ import annotations
 
+import json
 import shutil
 import signal
 import socket
@@ -145,6 +146,33 @@ def test_play_record_test_through_labgrid(lab, tmp_path):
     assert r.returncode == 0, r.stderr
     assert lab.holder() != "None"
     lab.client("-p", "rig1", "release")
+
+
+def test_the_port_moves_and_the_next_command_follows(lab):
+    """The exporter serves a place's port on a new TCP port each time it is acquired (and again
+    when a reset board comes back): every command asks the coordinator anew."""
+    def served():  # where the coordinator says the place's port is now
+        place = lgplace.Place(lgplace.parse(lab.url))
+        try:
+            return place.serial_url()
+        finally:
+            place.close()
+
+    lab.client("-p", "rig1", "acquire")  # a CI job holds the place across its steps
+    try:
+        before = served()
+        r = _run(lab, "info", "-p", lab.url, "--json")
+        assert r.returncode == 0, r.stderr
+        lab.client("-p", "rig1", "release")
+        lab.client("-p", "rig1", "acquire")
+        after = served()
+        assert before != after and after.startswith("rfc2217://127.0.0.1:")
+        r = _run(lab, "info", "-p", lab.url, "--json")  # the old port is gone: only a fresh resolve works
+        assert r.returncode == 0, r.stderr
+        assert json.loads(r.stdout)["i2s"] is True
+        assert lab.holder() != "None"  # ours before, ours after
+    finally:
+        lab.client("-p", "rig1", "release")
 
 
 def test_two_places_in_parallel_one_junit_file(lab, tmp_path):
