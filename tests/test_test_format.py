@@ -7,7 +7,7 @@ import pytest
 from conftest import i2s
 
 from i2scli.busformat import BusFormat
-from i2scli.loopfit import candidates
+from i2scli.loopfit import LOOP_MARGIN, candidates
 
 LOOPBACK = {"rp2": "0%3E1", "stm32": "1%3E2", "esp32": "0%3E1"}
 
@@ -25,7 +25,9 @@ def test_default_test_fits_and_passes(profile):
         fmt = res["format"]
         assert fmt["chosen"] is True
         assert (res["rate"], res["bits"], res["channels"]) == (fmt["rate"], fmt["bits"], fmt["channels"])
-        assert 0 < fmt["link_share"] <= 0.5
+        assert 0 < fmt["link_share"] <= fmt["link_margin"] == LOOP_MARGIN
+        probe = fmt["two_way_probe"]  # what it was judged against: the two-way probe
+        assert probe["up"] > 0 and probe["down"] > 0
         said = [ln for ln in r.stderr.splitlines() if ln.startswith("format: ")]
         assert len(said) == 1 and BusFormat(fmt["rate"], fmt["bits"], fmt["channels"]).describe() in said[0]
         checks = {c["name"]: c for c in res["checks"]}
