@@ -3,11 +3,11 @@ busy at once, or the one the user gave, refused when it cannot fit (docs/test.md
 
 The loop mode sends the test signal to the board and brings the recording back at the same
 time, so it is checked against the two-way probe (Agent.loop_rates: both directions measured
-while both stream, as the loop keeps them), not the one-way one: what a board's USB bus, its
-UART and its one CPU leave each direction with the other busy is in those figures. The probe
-answers each frame with one as long, so its way back is measured at the way in's rate: a loop
-whose recording needs more (coded TX, raw RX) is judged against that, which errs on the safe
-side (the way back of a USB board carries more).
+while both stream, as the loop keeps them): what a board's USB bus, its UART and its one CPU
+leave each direction with the other busy is in those figures. The probe answers each frame with
+one as long, so it measures the 1:1 load; a coded loop's way back carries more than its way in
+(the recording is not counted on to code as well), and for that the one-way probes say how far
+each direction reaches alone (load_share).
 """
 
 from __future__ import annotations
@@ -65,14 +65,27 @@ def candidates(rate: int | None, bits: int | None, channels: int | None) -> list
 
 
 def link_share(agent: Agent, bus: BusFormat, payload: int, fresh: bool = False, ratio: float = 1.0) -> float:
-    """The share of the two-way probe a loop at `bus` takes in its busier direction (see the
-    module); coded at `ratio`, which the recording is counted on only as far as any recording
-    is (the RX side codes what the loopback brings back: its noise too)."""
-    rates = agent.loop_rates(fresh)
+    """The share of what the link carries with both directions busy that a loop at `bus` takes
+    (see the module); coded at `ratio`, which the recording is counted on only as far as any
+    recording is (the RX side codes what the loopback brings back: its noise too)."""
     wire = protocol.stream_rate(bus.rate, bus.bits, bus.channels, payload)
-    up = wire / ratio / rates["up"]
-    down = wire / min(ratio, RX_RATIO_FLOOR.get(bus.bits, 1.0)) / rates["down"]
-    return max(up, down)
+    return load_share(agent.link_rates(fresh), agent.loop_rates(fresh), wire / ratio,
+                      wire / min(ratio, RX_RATIO_FLOOR.get(bus.bits, 1.0)))
+
+
+def load_share(one_way: dict, both: dict, up: float, down: float) -> float:
+    """How much of the link a load of `up` and `down` bytes/s at once takes: 1.0 on the edge of
+    what it carries. The link is known at three points: each way alone (one-way probe: U, D) and
+    both at once at the loop's 1:1 load (two-way probe: Ru, Rd). What shares a bus, a UART or a
+    CPU carries a convex set of loads, so the polygon (0,0)-(U,0)-(Ru,Rd)-(0,D) is inside it: the
+    share is the load's gauge in that polygon, the larger of its two upper edges' (equal loads:
+    the larger of up/Ru and down/Rd; a coded loop, whose way back carries more than its way in,
+    leans toward D)."""
+    u_max, d_max = one_way["up"], one_way["down"]
+    ru, rd = min(both["up"], u_max), min(both["down"], d_max)  # a probe's noise: never out of the polygon
+    toward_u = up / u_max + down * (1 - ru / u_max) / rd  # the edge (U,0)-(Ru,Rd)
+    toward_d = up * (1 - rd / d_max) / ru + down / d_max  # the edge (Ru,Rd)-(0,D)
+    return max(toward_u, toward_d)
 
 
 def _fits(agent: Agent, bus: BusFormat, payload: int, fresh: bool, ratio_for) -> tuple[float, float | None]:
@@ -87,7 +100,7 @@ def _fits(agent: Agent, bus: BusFormat, payload: int, fresh: bool, ratio_for) ->
 
 
 def _said(share: float, ratio: float | None) -> str:
-    return f"{share:.0%} of what it carried both ways at once" + (f", coded about {ratio:.1f}:1" if ratio else "")
+    return f"{share:.0%} of it" + (f", coded about {ratio:.1f}:1" if ratio else "")
 
 
 def choose(agent: Agent, payload_for, given: tuple[int | None, int | None, int | None],
