@@ -196,35 +196,48 @@ class Stream:
 
     # -- probe: measure the link ------------------------------------------------------------------
     def probe(self):
+        """One way (probe_up bytes in, then probe_down out), or with probe_both both at once:
+        each PROBE frame read is answered by one as long, until END (the loop's load)."""
         link = self.link
+        both = self.cfg.get("probe_both", 0)
         up = self.cfg.get("probe_up", 0)
+        buf, view = link.frame_buffer(self.payload)
         got = 0
         t0 = None
-        while got < up:
+        t1 = 0
+        while both or got < up:
             t = link.read_frame(self.timeout)
             link.grant()
             if t == _TIMEOUT:
                 self.reason = "timeout"
                 return {}
+            if t == _END and both:
+                break
             if t == _PROBE:
                 if t0 is None:
                     t0 = time.ticks_us()
+                t1 = time.ticks_us()
                 got += link.plen
-        up_us = time.ticks_diff(time.ticks_us(), t0) if t0 is not None else 0
-        down = self.cfg.get("probe_down", 0)
-        chunk = self.payload
-        buf, view = link.frame_buffer(chunk)
-        sent = 0
+                if both:
+                    self._probe_frame(buf, view, link.plen)
+        up_us = time.ticks_diff(t1, t0) if t0 is not None else 0
+        down = got if both else self.cfg.get("probe_down", 0)
+        sent = got if both else 0
         while sent < down:
-            n = min(chunk, down - sent)
-            link._head(buf, _PROBE, n)
-            if link.crc:
-                link._trailer(buf, _HDR + n, crc32(view if n == chunk else memoryview(view)[:n]))
-                link.out.write(buf, 0, _HDR + n + 4)
-            else:
-                link.out.write(buf, 0, _HDR + n)
+            n = min(self.payload, down - sent)
+            self._probe_frame(buf, view, n)
             sent += n
         return {"up_bytes": got, "up_us": up_us, "down_bytes": sent}
+
+    def _probe_frame(self, buf, view, n):
+        """A PROBE frame of n filler bytes, built in place (a slice only for a short last one)."""
+        link = self.link
+        link._head(buf, _PROBE, n)
+        if link.crc:
+            link._trailer(buf, _HDR + n, crc32(view if n == len(view) else memoryview(view)[:n]))
+            link.out.write(buf, 0, _HDR + n + 4)
+        else:
+            link.out.write(buf, 0, _HDR + n)
 
 
 # -- wire coding, shared by the blocking streams (i2s_play, i2s_record) and the irq/asyncio styles

@@ -62,8 +62,8 @@ HELLO_KEYS = ("proto", "agent", "source", "platform", "machine", "micropython", 
               "crc", "io", "vcp", "codec", "native")
 # what the agent reads from START: every mode's, duplex's and loop's
 START_KEYS = ("mode", "id", "sck", "ws", "sd", "mck", "bits", "format", "rate", "ibuf", "payload", "crc", "io",
-              "timeout_ms", "shift", "frames", "discard_frames", "probe_up", "probe_down", "window", "code",
-              "order", "rx", "tx", "dir", "dir_rx_level", "switch_delay_us", "lead_in_frames", "rx_frames",
+              "timeout_ms", "shift", "frames", "discard_frames", "probe_up", "probe_down", "probe_both", "window",
+              "code", "order", "rx", "tx", "dir", "dir_rx_level", "switch_delay_us", "lead_in_frames", "rx_frames",
               "prefill")
 READY_KEYS = ("window", "payload", "frame_bytes", "prefill", "code")
 # every stream's SUMMARY (`overrun_at` RX, `port_xruns` where the port counts, `code` coded streams) ...

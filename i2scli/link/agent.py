@@ -28,6 +28,7 @@ class Agent:
         self.serial = transport.serial
         self.launcher = Launcher(self.link, baud, warn, expect)
         self.rates: dict | None = None
+        self.both_rates: dict | None = None  # the two-way probe's (loop_rates)
 
     @property
     def baud(self) -> int | None:
@@ -76,13 +77,30 @@ class Agent:
                 probe_cache.store(k, self.rates)
         return self.rates
 
+    def loop_rates(self, fresh: bool = False) -> dict:
+        """What the link carries each way (bytes/s) with both directions busy at once, as the
+        loop mode keeps them (the two-way probe): measured once per connection and remembered
+        beside the one-way rates (its own probe_cache entry) unless `fresh`."""
+        if self.both_rates is None or (fresh and self.both_rates.get("cached")):
+            if not self.hello:
+                self.launch()
+            k = self._cache_key(two_way=True)
+            cached = None if fresh else probe_cache.load(k)
+            if cached is not None:
+                self.both_rates = {**cached, "cached": True}
+            else:
+                self.both_rates = self.probe_both()
+                probe_cache.store(k, self.both_rates)
+        return self.both_rates
+
     def forget_rates(self) -> None:
         """The stream under- or overran: the remembered rates may be wrong; probe next time."""
         if self.identity:
             probe_cache.drop(self._cache_key())
+            probe_cache.drop(self._cache_key(two_way=True))
 
-    def _cache_key(self) -> str:
-        return probe_cache.key(self.port, self.identity, self.baud)
+    def _cache_key(self, two_way: bool = False) -> str:
+        return probe_cache.key(self.port, self.identity, self.baud, two_way)
 
     def check_fit(self, wire_rate: float, direction: str, what: str, fresh: bool = False,
                   advice: Callable[[], str] | None = None) -> dict:
@@ -117,6 +135,10 @@ class Agent:
 
     def probe(self, up: int = 8192, down: int = 16384) -> dict:
         return modes.probe(self.launcher, up, down)
+
+    def probe_both(self, seconds: float = modes.TWO_WAY_SECONDS) -> dict:
+        """The two-way probe: both directions streaming at once (modes.probe_both)."""
+        return modes.probe_both(self.launcher, seconds)
 
     def close(self) -> None:
         self.launcher.stop()

@@ -114,3 +114,50 @@ def probe(launcher: Launcher, up: int = 8192, down: int = 16384) -> dict:
     up_rate = summary["up_bytes"] / max(summary["up_us"], 1) * 1e6
     down_rate = got / max(t_last - (t_first or t_last), 1e-6)
     return {"up": up_rate, "down": down_rate, "up_bytes": summary["up_bytes"], "down_bytes": got}
+
+
+TWO_WAY_SECONDS = 0.5  # long enough for a loaded machine's hiccups to be part of the figure
+
+
+def probe_both(launcher: Launcher, seconds: float = TWO_WAY_SECONDS) -> dict:
+    """Measure what the link carries with both directions busy at once, in bytes/s each way:
+    the host streams PROBE frames as credits allow for `seconds`, the agent answers each with
+    one as long (the loop mode's load: stdin in, stdout out), then END. Each rate is taken
+    after the first frame's arrival, so the burst that starts a stream does not count."""
+    if not launcher.hello:
+        launcher.launch()
+    cfg = {"mode": "probe", "probe_both": 1, "bits": 16, "format": "mono",
+           "rate": 8000, "ibuf": 0, "payload": min(4096, launcher.hello.get("inbuf", 256))}
+    s = Stream(launcher, cfg)
+    payload = max(16, s.gate.available // 2 - proto.HEADER_SIZE - proto.CRC_SIZE)
+    payload = min(payload, s.ready["payload"])
+    filler = bytes(payload)
+    size = s.enc.size(payload)
+    sent, got, first, t_first, t_last, summary = 0, 0, 0, None, None, None
+    t0 = time.monotonic()
+    end_sent = False
+    while summary is None:
+        now = time.monotonic()
+        if not end_sent and now - t0 >= seconds:
+            end_sent = s.control(T.END)  # (when the credit allows; echoes keep arriving meanwhile)
+        while not end_sent and s.gate.can_send(size + s.overhead):  # room for END behind it
+            s.send(s.enc.frame(T.PROBE, filler))
+            sent += payload
+        frames = s.next_frames()
+        arrived = sum(len(f.payload) for f in frames if f.type == T.PROBE)
+        if arrived:
+            t_last = time.monotonic()
+            if t_first is None:
+                t_first, first = t_last, arrived
+            got += arrived
+        summary = s.collect(frames)
+        if time.monotonic() - t0 > seconds + 30:
+            raise LinkError("the two-way link probe did not finish")
+    s.summarise(summary)
+    if not summary.get("up_us") or t_first is None or t_last <= t_first:
+        raise LinkError("the two-way link probe measured nothing")
+    # the board timed from its first PROBE frame's arrival: the bytes after it
+    up_rate = (summary["up_bytes"] - payload) / summary["up_us"] * 1e6
+    down_rate = (got - first) / (t_last - t_first)
+    return {"up": up_rate, "down": down_rate, "up_bytes": summary["up_bytes"], "down_bytes": got,
+            "payload": payload, "seconds": round(t_last - t0, 3)}

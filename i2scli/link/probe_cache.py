@@ -2,9 +2,10 @@
 call in a loop should not spend a probe on every run (issue 13).
 
 One small JSON file in the user's cache directory (`I2S_CACHE_DIR` overrides it). An entry is
-keyed on the port and what the board said it is (agent version, platform, machine) and the
-baud rate in use, so a different board, agent or rate is probed again; a stream that under-
-or overran drops its entry, and `--probe` ignores it.
+keyed on the port and what the board said it is (agent version, platform, machine), the baud
+rate in use and the kind of probe (one-way, or two-way: both directions at once), so a
+different board, agent or rate is probed again; a stream that under- or overran drops its
+entries, and `--probe` ignores them.
 """
 
 from __future__ import annotations
@@ -28,9 +29,11 @@ def cache_file() -> Path:
     return Path(base) / "link-probe.json"
 
 
-def key(port: str, identity: dict, baud: int | None) -> str:
+def key(port: str, identity: dict, baud: int | None, two_way: bool = False) -> str:
+    """The entry of one board on one port at one rate; `two_way`: the two-way probe's (both
+    directions measured at once, for the loop mode), which sits beside the one-way one."""
     who = "|".join(str(identity.get(k)) for k in ("agent", "platform", "machine"))
-    return f"{port}|{who}|{baud}"
+    return f"{port}|{who}|{baud}" + ("|two-way" if two_way else "")
 
 
 def _read() -> dict:

@@ -128,6 +128,28 @@ class Pacer:
             time.sleep(delay)
 
 
+class SharedPacer(Pacer):
+    """A Pacer two threads charge at once: one resource both directions use (a native-USB
+    board's full-speed bus, docs/sim.md *Both directions at once*). Each caller's bytes take
+    their turn on one schedule, so the directions' rates add up to at most `rate`."""
+
+    def __init__(self, rate: int | None, burst: float = 0.002):
+        super().__init__(rate, burst)
+        self._lock = threading.Lock()
+
+    def wait(self, n: int) -> None:
+        if not self.rate:
+            return
+        with self._lock:  # reserve under the lock, sleep outside it
+            now = time.monotonic()
+            if self._next < now - self.burst:
+                self._next = now - self.burst
+            self._next += n / self.rate
+            delay = self._next - now
+        if delay > 0.0005:
+            time.sleep(delay)
+
+
 @dataclass
 class SessionState:
     """The model's half of one I2S session: ring contents and counters."""
@@ -248,6 +270,9 @@ class VirtualBoard:
         self._link = self.profile.link
         self._in_pacer = Pacer(self._link.in_rate)
         self._out_pacer = Pacer(self._link.out_rate)
+        # native USB: one full-speed bus carries both directions' packets (None: a UART, whose
+        # two wires are independent)
+        self._bus = SharedPacer(self._link.usb_bus) if self._link.usb_bus else None
         # UART links: the board's UART rate, the host's (as pyserial set it on the pty), the
         # bridge's line rate for it; bytes between the wire and the board's stdin path
         self._uart = self._link.uart
@@ -857,6 +882,8 @@ class VirtualBoard:
             self._stalled()
             piece = data[i:i + step]
             self._in_pacer.wait(len(piece))
+            if self._bus is not None:
+                self._bus.wait(len(piece))
             self._buffer_in(piece)
 
     def _host_stalled(self, need: int) -> bool:
@@ -975,6 +1002,8 @@ class VirtualBoard:
         self._out_offset += len(data)
         self._stalled()
         self._out_pacer.wait(len(data))
+        if self._bus is not None:
+            self._bus.wait(len(data))
         if self._uart:
             self._poll_host_baud()
             data = garble(data, self.board_baud, self.line_baud)

@@ -10,6 +10,9 @@ from dataclasses import asdict, dataclass
 from i2scli.sim import pins as pin_tables
 
 USB_FS_OUT = 1_000_000  # board -> host over USB full speed CDC, bytes/s (12 Mbit/s bus, shared)
+# The full-speed bus both directions share: at most 19 bulk transactions of 64 bytes in a 1 ms
+# frame (USB 2.0 spec, 5.8.4, Table 5-9), in and out together
+USB_FS_BULK = 19 * 64 * 1000
 STDIN_IN = 180_000  # host -> board through sys.stdin.buffer (byte-at-a-time in C), bytes/s
 VCP_IN = 450_000  # host -> board through pyb.USB_VCP.readinto, ~2.5x the stdin path
 UART_115200 = 11_520  # 115200 baud, 8N1: 10 bits per byte
@@ -35,6 +38,9 @@ class Link:
     # in_rate then caps what the board's stdin path takes per second whatever the baud.
     uart: bool = False
     power_on_baud: int = REPL_BAUD
+    # native USB: the full-speed bus's bulk bytes/s, shared by both directions (None: a UART's
+    # two wires, or no limit)
+    usb_bus: int | None = None
 
 
 @dataclass(frozen=True)
@@ -86,7 +92,7 @@ PROFILES: dict[str, Profile] = {
         machine="OpenMV4P-H7 with STM32H743",
         release="1.28.0",
         pins=pin_tables.OPENMV4P,
-        link=Link(STDIN_IN, USB_FS_OUT, 1024, "drop", vcp_in_rate=VCP_IN),
+        link=Link(STDIN_IN, USB_FS_OUT, 1024, "drop", vcp_in_rate=VCP_IN, usb_bus=USB_FS_BULK),
         i2s=I2SRules(ids=(2,)),
         vcp=True,
         dir_pin="P4",
@@ -101,7 +107,7 @@ PROFILES: dict[str, Profile] = {
         machine="PYBv1.1 with STM32F405RG",
         release="1.28.0",
         pins=pin_tables.PYBV11,
-        link=Link(STDIN_IN, USB_FS_OUT, 1024, "drop", vcp_in_rate=VCP_IN),
+        link=Link(STDIN_IN, USB_FS_OUT, 1024, "drop", vcp_in_rate=VCP_IN, usb_bus=USB_FS_BULK),
         i2s=I2SRules(ids=(1, 2)),
         vcp=True,
         dir_pin="Y4",
@@ -115,7 +121,7 @@ PROFILES: dict[str, Profile] = {
         machine="Raspberry Pi Pico with RP2040",
         release="1.28.0",
         pins=pin_tables.RPI_PICO,
-        link=Link(STDIN_IN, USB_FS_OUT, 512, "block", ctrl_c_wipes_input=True),
+        link=Link(STDIN_IN, USB_FS_OUT, 512, "block", ctrl_c_wipes_input=True, usb_bus=USB_FS_BULK),
         i2s=I2SRules(ids=(0, 1), ws_is_sck_plus_1=True),
         dir_pin=15,
         heap=192 * 1024,
@@ -142,7 +148,7 @@ PROFILES: dict[str, Profile] = {
         machine="Generic ESP32S3 module with ESP32-S3",
         release="1.28.0",
         pins=pin_tables.ESP32S3_GENERIC,
-        link=Link(STDIN_IN, USB_FS_OUT, 260 + 256, "block", ctrl_c_wipes_input=True),
+        link=Link(STDIN_IN, USB_FS_OUT, 260 + 256, "block", ctrl_c_wipes_input=True, usb_bus=USB_FS_BULK),
         i2s=I2SRules(ids=(0, 1)),
         dir_pin=4,
         heap=110 * 1024,
@@ -156,7 +162,7 @@ PROFILES: dict[str, Profile] = {
         machine="Teensy 4.1 with MIMXRT1062DVJ6A",
         release="1.28.0",
         pins=pin_tables.TEENSY41,
-        link=Link(STDIN_IN, USB_FS_OUT, 512, "block", ctrl_c_wipes_input=True),
+        link=Link(STDIN_IN, USB_FS_OUT, 512, "block", ctrl_c_wipes_input=True, usb_bus=USB_FS_BULK),
         i2s=I2SRules(
             ids=(1, 2),
             mck=True,
@@ -178,7 +184,7 @@ PROFILES: dict[str, Profile] = {
         machine="OpenMV AE3 with AE302F80F55D5AE",
         release="1.28.0",
         pins=pin_tables.OPENMV_AE3,
-        link=Link(STDIN_IN, USB_FS_OUT, 512, "block", ctrl_c_wipes_input=True),
+        link=Link(STDIN_IN, USB_FS_OUT, 512, "block", ctrl_c_wipes_input=True, usb_bus=USB_FS_BULK),
         i2s=None,
         heap=256 * 1024,
         usb_id=(0x37C5, 0x16E3),
