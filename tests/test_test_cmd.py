@@ -187,7 +187,7 @@ def test_limits_file(tmp_path):
     assert "unknown limit 'wobble'" in r.stderr
     good = tmp_path / "g.toml"
     good.write_text("[limits]\nmin_snr = 60\n")
-    res, _ = run_json("0>1,delay=1ms,noise=-40", "--limits", good, check=7)
+    res, _ = run_steady("0>1,delay=1ms,noise=-40", "--limits", good, check=7)
     assert {c["name"] for c in res["checks"] if not c["passed"]} == {"ch0.snr", "ch1.snr"}
 
 
