@@ -52,16 +52,19 @@ __all__ = [
     "fit_tones",
     "frequency_response",
     "full_scale",
+    "glitch_period",
     "junit_xml",
     "level_dbfs",
     "load_limits",
     "log_sweep",
     "marker",
+    "match_buffers",
     "multitone",
     "significant_bits",
     "sine",
     "test_signal",
     "to_float",
+    "window_snr",
 ]
 
 #: Octave-band centre frequencies (IEC 61260 nominal values) at which the sweep response is given.
@@ -70,6 +73,8 @@ OCTAVES = (31.5, 63.0, 125.0, 250.0, 500.0, 1000.0, 2000.0, 4000.0, 8000.0, 1600
 _DB_FLOOR = -400.0  # dB values are clamped here so that a perfect path stays JSON-able (no -inf)
 _MARKER_MIN_CORRELATION = 0.3  # below this the marker is "not found": noise alone gives under 0.1
 _GUARD_S = 0.1  # settling time skipped at each end of the stimulus (AC-coupling high-pass, filters)
+WINDOW_S = 0.02  # the short windows of the window SNR (at least two periods of the lowest tone)
+IGNORE_START_S = 0.03  # the start of the stimulus the main checks leave to the `start` check
 
 
 class AnalysisError(ValueError):
@@ -651,6 +656,74 @@ def significant_bits(samples: np.ndarray, bits: int) -> int:
     return bits - ((ored & -ored).bit_length() - 1)
 
 
+def window_snr(
+    x: np.ndarray, basis: np.ndarray, signal: list[int], length: int, lo: int = 0, hi: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """SNR (dB) of `x` in windows of `length` frames, every half window from `lo` while they end
+    by `hi`: (window starts, SNRs). In each window `x` is fitted by least squares with the
+    columns of `basis`; the SNR is the mean square of the fitted `signal` columns over that of
+    the residual (the other columns, harmonics and DC, count as neither). A window whose fit
+    holds no signal reads -400 dB; a perfect one +400 dB."""
+    hi = len(x) if hi is None else hi
+    starts = np.arange(lo, hi - length + 1, max(1, length // 2))
+    out = np.empty(len(starts))
+    for i, a in enumerate(starts):
+        b, y = basis[a : a + length], x[a : a + length]
+        coef = np.linalg.lstsq(b, y, rcond=None)[0]
+        ps = float(np.mean((b[:, signal] @ coef[signal]) ** 2))
+        pn = float(np.mean((y - b @ coef) ** 2))
+        out[i] = _db(ps / pn) if pn > 0 else (-_DB_FLOOR if ps > 0 else _DB_FLOOR)
+    return starts, out
+
+
+def glitch_period(positions: list[int] | np.ndarray, tolerance: float = 4.0) -> dict[str, Any] | None:
+    """Whether glitches at `positions` (frames) recur with a period: None, or ``frames`` (the
+    period, fitted by least squares), ``count`` (glitches on it) and ``first`` (the first one).
+
+    Each spacing of two neighbours is a candidate; a glitch is on a candidate's grid when it
+    lies within `tolerance` frames (or 0.5 %) of a whole number of periods from the others.
+    The period found puts 3 glitches or more, and at least half of them, on the grid and fills
+    at least half of its slots from the first to the last; the most glitches win, then the
+    shortest period."""
+    pos = np.unique(np.asarray(positions, dtype=np.int64))[:256]
+    if len(pos) < 3:
+        return None
+    d = np.diff(pos)
+    cands, counts = np.unique(d[d >= 8], return_counts=True)
+    best: tuple[int, float, np.ndarray] | None = None
+    for c in cands[np.argsort(-counts, kind="stable")][:32].astype(float):
+        tol = max(tolerance, 0.005 * c)
+        rho = pos % c
+        near = np.abs((rho[:, None] - rho[None, :] + c / 2) % c - c / 2) <= tol  # circular distance
+        on = near[int(np.argmax(near.sum(axis=1)))]
+        k = np.rint((pos[on] - pos[on][0]) / c)
+        n_on = int(on.sum())
+        if n_on < max(3, len(pos) / 2) or n_on < 0.5 * (k[-1] + 1):
+            continue
+        if best is None or n_on > best[0] or (n_on == best[0] and c < best[1]):
+            best = (n_on, c, on)
+    if best is None:
+        return None
+    on = best[2]
+    k = np.rint((pos[on] - pos[on][0]) / best[1])
+    slope = float(np.polyfit(k, pos[on].astype(float), 1)[0])
+    return {"frames": round(slope, 2), "count": best[0], "first": int(pos[on][0])}
+
+
+def match_buffers(period: float, buffers: dict[str, int], tolerance: float = 4.0) -> list[dict[str, Any]]:
+    """The buffers of a session (name: frames) whose size, once to four times, is `period`
+    frames within `tolerance` (or 0.5 %): [{``buffer``, ``frames``, ``multiple``}]. A dropout
+    of a whole buffer every k buffers shows as k-1 of them (the recording lacks the lost one)."""
+    tol = max(tolerance, 0.005 * period)
+    return [
+        {"buffer": name, "frames": int(size), "multiple": k}
+        for name, size in buffers.items()
+        if size > 0
+        for k in range(1, 5)
+        if abs(period - k * size) <= tol
+    ]
+
+
 # --------------------------------------------------------------------------- frequency response
 
 
@@ -708,15 +781,13 @@ def _windows(info: SignalInfo, latency: int, n_rec: int) -> tuple[slice, slice]:
     return slice(start, start + (rec_stop - rec_start)), slice(rec_start, rec_stop)
 
 
-def _sine_measures(p: np.ndarray, r: np.ndarray, rate: int, offset: int) -> dict[str, Any]:
-    """Frequency, gain, SNR, THD, THD+N, hum, DC and glitches of a recorded sine `r` against `p`."""
+def _sine_measures(p: np.ndarray, r: np.ndarray, rate: int, fr: SineFit) -> dict[str, Any]:
+    """Frequency, gain, SNR, THD, THD+N, hum and DC of a recorded sine `r` (fitted: `fr`) against `p`."""
     fp = fit_sine(p, rate)
-    fr = fit_sine(r, rate)
     fund = float(fr.amplitudes[0]) ** 2 / 2
     harm = float(np.sum(fr.amplitudes[1:] ** 2)) / 2
     noise = float(np.mean(fr.residual**2))
     hum = find_hum(fr.residual, rate) if not 40 <= fr.freq <= 70 else None
-    glitches = find_glitches(r, rate, fr)
     return {
         "freq_hz": _r(fr.freq),
         "played_freq_hz": _r(fp.freq),
@@ -729,9 +800,106 @@ def _sine_measures(p: np.ndarray, r: np.ndarray, rate: int, offset: int) -> dict
         "hum_hz": None if hum is None else _r(hum[0], 2),
         "hum_dbfs": None if hum is None else _r(hum[1], 2),
         "dc": _r(fr.dc, 8),
-        "glitches": [{**asdict(g), "position": g.position + offset} for g in glitches],
-        "glitch_count": len(glitches),
     }
+
+
+def _window_frames(info: SignalInfo) -> int:
+    """Frames of a window-SNR window: 20 ms, or two periods of the lowest tone if longer."""
+    if info.kind == "sweep":
+        return round(WINDOW_S * info.rate)
+    return round(max(WINDOW_S, 2 / min(info.freqs)) * info.rate)
+
+
+def _hilbert(x: np.ndarray) -> np.ndarray:
+    """The quadrature of `x` (its Hilbert transform, by FFT): `x` shifted 90 degrees at every frequency."""
+    n = len(x)
+    h = np.zeros(n)
+    h[0] = 1
+    h[1 : (n + 1) // 2] = 2
+    if n % 2 == 0:
+        h[n // 2] = 1
+    return np.fft.ifft(np.fft.fft(x) * h).imag
+
+
+def _scan_basis(info: SignalInfo, p: np.ndarray, fr: SineFit | None) -> tuple[np.ndarray, list[int]]:
+    """The reference fitted in each window, and which of its columns are the signal (window_snr)."""
+    t = np.arange(len(p), dtype=np.float64)
+    if info.kind == "sine":
+        ks = np.arange(1, len(fr.amplitudes) + 1)
+        return _harmonic_basis(t, 2 * np.pi * fr.freq / info.rate, ks), [0, len(ks)]
+    if info.kind == "multitone":
+        ph = np.outer(t, 2 * np.pi * np.asarray(info.freqs) / info.rate)
+        k = len(info.freqs)
+        return np.hstack([np.cos(ph), np.sin(ph), np.ones((len(t), 1))]), list(range(2 * k))
+    return np.column_stack([p, _hilbert(p), np.ones(len(p))]), [0, 1]
+
+
+def _worst(starts: np.ndarray, snr: np.ndarray, offset: int, rate: int, length: int,
+           glitches: list[int]) -> dict[str, Any]:
+    """The window of least SNR: its SNR, first frame (in the recording), time and whether it holds a glitch."""
+    if not len(snr):
+        return {"min_window_snr_db": None, "min_window_snr_frame": None, "min_window_snr_s": None,
+                "min_window_snr_glitch": None}
+    i = int(np.argmin(snr))
+    a = int(starts[i]) + offset
+    return {
+        "min_window_snr_db": _r(snr[i], 2),
+        "min_window_snr_frame": a,
+        "min_window_snr_s": _r(a / rate, 4),
+        "min_window_snr_glitch": any(a <= g < a + length for g in glitches),
+    }
+
+
+def _scan_measures(info: SignalInfo, p: np.ndarray, x: np.ndarray, offset: int, fr: SineFit | None,
+                   fit_start: int, ignore: int, buffers: dict[str, int] | None) -> dict[str, Any]:
+    """Window SNR, glitches and their period over the stimulus `x` (played: `p`) from its first
+    frame (`offset` in the recording) to its end guard; the first `ignore` frames apart (``start``).
+    `fr`: a sine's whole-file fit, of the recording from frame `fit_start`."""
+    rate = info.rate
+    length = _window_frames(info)
+    if len(x) - ignore < length:
+        raise AnalysisError(
+            f"ignoring the first {1000 * ignore / rate:g} ms of the stimulus leaves less than a"
+            f" {1000 * length / rate:g} ms window of it: ignore less (--ignore-start) or play longer"
+        )
+    out: dict[str, Any] = {}
+    main: list[Glitch] = []
+    early: list[Glitch] = []
+    if info.kind == "sine":
+        # the whole-file fit (on the guarded window) moved to this array's first frame
+        d = offset - fit_start
+        ks = np.arange(1, len(fr.amplitudes) + 1)
+        phases = fr.phases + ks * 2 * np.pi * fr.freq / rate * d
+        fit = SineFit(fr.freq, fr.amplitudes, phases, fr.dc, np.empty(0))
+        for g in find_glitches(x, rate, fit):
+            (early if g.position < ignore else main).append(Glitch(g.kind, g.position + offset, g.length, g.samples))
+        out["glitches"] = [asdict(g) for g in main]
+        out["glitch_count"] = len(main)
+        period = glitch_period([g.position for g in early + main])
+        out["glitch_period_frames"] = None if period is None else period["frames"]
+        out["glitch_period_ms"] = None if period is None else _r(1000 * period["frames"] / rate, 3)
+        out["glitch_period_count"] = None if period is None else period["count"]
+        out["glitch_period_matches"] = (
+            None if period is None or buffers is None else match_buffers(period["frames"], buffers)
+        )
+        if early or main:  # phase jumps pull the whole-file frequency: take it where nothing broke
+            edges = [0] + [v for g in early + main for v in (g.position - offset, g.position - offset + g.length)]
+            edges.append(len(x))
+            a, b = max(zip(edges[::2], edges[1::2]), key=lambda ab: ab[1] - ab[0])
+            if b - a >= 2 * length:
+                fr = fit_sine(x[a:b], rate, fr.freq)
+    basis, signal = _scan_basis(info, p, fr)
+    starts, snr = window_snr(x, basis, signal, length, ignore)
+    out.update(_worst(starts, snr, offset, rate, length, [g.position for g in main]))
+    if ignore:
+        starts, snr = window_snr(x, basis, signal, min(length, ignore), 0, ignore)
+        w = _worst(starts, snr, offset, rate, min(length, ignore), [g.position for g in early])
+        out["start"] = {
+            "ms": _r(1000 * ignore / rate, 3),
+            **({"glitches": [asdict(g) for g in early], "glitch_count": len(early)} if info.kind == "sine" else {}),
+            **w,
+        }
+    return out
 
 
 def _multitone_measures(p: np.ndarray, r: np.ndarray, rate: int, freqs: tuple[float, ...]) -> dict[str, Any]:
@@ -770,7 +938,14 @@ def _silent_reason(x: np.ndarray, channel: int) -> str | None:
 
 
 def _channel(
-    played: np.ndarray, recorded: np.ndarray, info: SignalInfo, ch: int, source: int, match: MarkerMatch
+    played: np.ndarray,
+    recorded: np.ndarray,
+    info: SignalInfo,
+    ch: int,
+    source: int,
+    match: MarkerMatch,
+    ignore: int,
+    buffers: dict[str, int] | None,
 ) -> dict[str, Any]:
     """All measures of recorded channel `ch`, whose marker came from played channel `source`."""
     fs = full_scale(info.bits)
@@ -803,12 +978,20 @@ def _channel(
         r = sign * rec_i[rw] / fs
         out["level_dbfs"] = _r(level_dbfs(r))
         out["played_level_dbfs"] = _r(level_dbfs(p))
+        fr = None
         if info.kind == "sine":
-            out.update(_sine_measures(p, r, info.rate, rw.start))
+            fr = fit_sine(r, info.rate)
+            out.update(_sine_measures(p, r, info.rate, fr))
         elif info.kind == "multitone":
             out.update(_multitone_measures(p, r, info.rate, info.freqs))
         else:
             out.update(_sweep_measures(played[:, source] / fs, sign * rec_i / fs, info, latency))
+        # the scan: from the stimulus's first frame (as far as the recording holds it) to the end guard
+        a = max(info.stimulus_start + latency, 0)
+        skipped = a - (info.stimulus_start + latency)
+        x = sign * rec_i[a : rw.stop] / fs
+        ps = played[a - latency : rw.stop - latency, source] / fs
+        out.update(_scan_measures(info, ps, x, a, fr, rw.start, max(0, ignore - skipped), buffers))
     except AnalysisError as e:
         out["error"] = str(e)
     return out
@@ -820,6 +1003,9 @@ def analyse(
     rate: int,
     bits: int,
     signal_info: SignalInfo | dict[str, Any],
+    *,
+    ignore_start: float = IGNORE_START_S,
+    buffers: dict[str, int] | None = None,
 ) -> dict[str, Any]:
     """Measure every recorded channel against what was played; the result is JSON-able.
 
@@ -832,6 +1018,10 @@ def analyse(
         The bus format of both.
     signal_info : SignalInfo or dict
         From `test_signal` (or its `to_dict`).
+    ignore_start : float
+        Seconds at the start of the stimulus that glitches and the window SNR leave to ``start``.
+    buffers : dict, optional
+        The session's buffer sizes in frames (name: frames), to name the one a glitch period matches.
 
     Returns
     -------
@@ -841,15 +1031,24 @@ def analyse(
         measured, e.g. "the loopback carries nothing"), ``source`` (played channel), ``inverted``,
         ``latency_samples``, ``latency_ms``, ``level_dbfs``, ``significant_bits``, ``dc`` and,
         by stimulus: sine: ``freq_hz``, ``gain_db``, ``snr_db``, ``thd_db``, ``thd_n_db``,
-        ``harmonics_db``, ``hum_hz``, ``hum_dbfs``, ``glitches``, ``glitch_count``; multitone:
-        ``tones``, ``gain_db``, ``snr_db``; sweep: ``response_db`` (dB at octave points), ``gain_db``.
+        ``harmonics_db``, ``hum_hz``, ``hum_dbfs``, ``glitches``, ``glitch_count``,
+        ``glitch_period_frames``, ``glitch_period_ms``, ``glitch_period_count``,
+        ``glitch_period_matches``; multitone: ``tones``, ``gain_db``, ``snr_db``; sweep:
+        ``response_db`` (dB at octave points), ``gain_db``; every kind: ``min_window_snr_db``,
+        ``min_window_snr_frame``, ``min_window_snr_s``, ``min_window_snr_glitch`` and ``start``
+        (the same for the first `ignore_start`, with its glitches for a sine).
     """
+    if not 0 <= ignore_start <= 10:
+        raise ValueError(f"ignore_start is in seconds between 0 and 10, not {ignore_start!r}")
+    ignore = round(ignore_start * rate)
     info = signal_info if isinstance(signal_info, SignalInfo) else SignalInfo.from_dict(signal_info)
     info = SignalInfo(**{**asdict(info), "rate": rate, "bits": bits})
     played, recorded = _as_2d(played), _as_2d(recorded)
     mark = played[info.marker_start : info.marker_start + info.marker_length].astype(np.float64)
     matches = _match_channels(recorded.astype(np.float64), mark)
-    channels = [_channel(played, recorded, info, ch, src, m) for ch, (src, m) in enumerate(matches)]
+    channels = [
+        _channel(played, recorded, info, ch, src, m, ignore, buffers) for ch, (src, m) in enumerate(matches)
+    ]
     sources = [c.get("source") for c in channels]
     return {
         "kind": info.kind,
@@ -857,6 +1056,9 @@ def analyse(
         "bits": bits,
         "freqs": list(info.freqs),
         "swapped": len(sources) > 1 and sources == list(range(len(sources)))[::-1],
+        "window_ms": _r(1000 * _window_frames(info) / rate, 3),
+        "ignore_start_ms": _r(1000 * ignore / rate, 3),
+        "buffers": buffers,
         "channels": channels,
     }
 
@@ -880,6 +1082,14 @@ class Limits:
         Dropouts + repeats + discontinuities allowed.
     min_level, max_level : float
         dBFS (AES17 level of the recorded stimulus).
+    min_window_snr : float
+        dB: the least SNR of any short window (``min_window_snr_db``).
+    max_start_glitches : int
+        Glitches allowed in the first `ignore_start` of the stimulus (the ``start`` check).
+    ignore_start : float
+        Seconds at the start of the stimulus that the glitch and window-SNR checks leave to the
+        ``start`` check (None: IGNORE_START_S, 30 ms). A setting rather than a limit, kept here so
+        that one limits file says how a rig is judged.
     allow_swap, allow_inversion : bool
         Whether crossed channels or an inverted polarity pass the wiring check.
     """
@@ -891,6 +1101,9 @@ class Limits:
     max_glitches: int | None = None
     min_level: float | None = None
     max_level: float | None = None
+    min_window_snr: float | None = None
+    max_start_glitches: int | None = None
+    ignore_start: float | None = None
     allow_swap: bool = False
     allow_inversion: bool = False
 
@@ -920,8 +1133,13 @@ class Limits:
             self.max_latency is not None and self.max_latency <= 0,
             f"max_latency is in seconds and must be positive, not {self.max_latency}",
         )
-        g = self.max_glitches
-        bad(g is not None and (g < 0 or g != int(g)), f"max_glitches must be a whole number >= 0, not {g}")
+        for name in ("max_glitches", "max_start_glitches"):
+            g = getattr(self, name)
+            bad(g is not None and (g < 0 or g != int(g)), f"{name} must be a whole number >= 0, not {g}")
+        w = self.min_window_snr
+        bad(w is not None and w < 0, f"min_window_snr must not be negative ({w} dB)")
+        i = self.ignore_start
+        bad(i is not None and not 0 <= i <= 10, f"ignore_start is in seconds between 0 and 10, not {i}")
         for name in ("min_level", "max_level"):
             v = getattr(self, name)
             bad(v is not None and v > 3.02, f"{name} {v} dBFS is above what a full-scale signal reaches (+3 dBFS)")
@@ -988,12 +1206,55 @@ class Check:
     message: str
 
 
-def _threshold(name: str, value: float | None, limit: float, *, minimum: bool, unit: str) -> Check:
+def _threshold(name: str, value: float | None, limit: float, *, minimum: bool, unit: str, note: str = "") -> Check:
     if value is None:
         return Check(name, None, limit, False, f"{name}: not measured")
     ok = value >= limit if minimum else value <= limit
     word = ("at least" if minimum else "at most") if ok else ("below the minimum" if minimum else "above the maximum")
-    return Check(name, value, limit, ok, f"{name} is {value:g}{unit}, {word} {limit:g}{unit}")
+    return Check(name, value, limit, ok, f"{name} is {value:g}{unit}, {word} {limit:g}{unit}{note}")
+
+
+def _period_note(c: dict[str, Any]) -> str:
+    """``; every N frames (M ms) in the recording: ...`` when the glitches recur, else nothing."""
+    if c.get("glitch_period_frames") is None:
+        return ""
+    note = (f"; {c['glitch_period_count']} of them every {c['glitch_period_frames']:g} frames"
+            f" ({c['glitch_period_ms']:g} ms) in the recording")
+    matches = c.get("glitch_period_matches")
+    if matches:
+        return note + ": " + ", ".join(
+            (f"{m['multiple']} x " if m["multiple"] > 1 else "") + f"the {m['buffer']} ({m['frames']} frames)"
+            for m in matches
+        )
+    return note + ("" if matches is None else ": no buffer of the session is that long")
+
+
+def _where(c: dict[str, Any], prefix: str = "min_window_snr") -> str:
+    if c.get(f"{prefix}_frame") is None:
+        return ""
+    held = ", a glitch in it" if c.get(f"{prefix}_glitch") else ""
+    return f", at {c[f'{prefix}_s']:g} s (the window from frame {c[f'{prefix}_frame']}{held})"
+
+
+def _start_check(p: str, c: dict[str, Any], limits: Limits) -> Check:
+    """What the first ignore_start of the stimulus holds, judged by max_start_glitches if given."""
+    st = c["start"]
+    n, limit = st.get("glitch_count"), limits.max_start_glitches
+    head = f"{p}.start: the first {st['ms']:g} ms hold"
+    if n is None:
+        what = " no glitch measure (not a sine)"
+    else:
+        what = f" {n} glitch{'es' if n != 1 else ''}"
+        if st["glitches"]:
+            g = st["glitches"][0]
+            what += f" (the first a {g['kind']} at frame {g['position']})"
+    if st.get("min_window_snr_db") is not None:
+        what += f", least window SNR {st['min_window_snr_db']:g} dB"
+    if limit is None or n is None:
+        return Check(f"{p}.start", n, None, True, head + what + "; not judged (max_start_glitches)")
+    ok = n <= limit
+    word = ", at most " if ok else ", above the maximum "
+    return Check(f"{p}.start", n, limit, ok, f"{head}{what}{word}{limit}")
 
 
 def _channel_checks(c: dict[str, Any], target: float | None, limits: Limits) -> list[Check]:
@@ -1019,12 +1280,18 @@ def _channel_checks(c: dict[str, Any], target: float | None, limits: Limits) -> 
         ("glitches", c.get("glitch_count"), limits.max_glitches, False, ""),
         ("min_level", c.get("level_dbfs"), limits.min_level, True, " dBFS"),
         ("max_level", c.get("level_dbfs"), limits.max_level, False, " dBFS"),
+        ("window_snr", c.get("min_window_snr_db"), limits.min_window_snr, True, " dB"),
     ]
+    notes = {"glitches": _period_note(c), "window_snr": _where(c)}
     for name, value, limit, minimum, unit in specs:
         if limit is not None and (
-            value is not None or (name in ("snr", "thd_n", "glitches") and c.get("kind") == "sine")
+            value is not None
+            or (name in ("snr", "thd_n", "glitches") and c.get("kind") == "sine")
+            or name == "window_snr"
         ):
-            out.append(_threshold(f"{p}.{name}", value, limit, minimum=minimum, unit=unit))
+            out.append(_threshold(f"{p}.{name}", value, limit, minimum=minimum, unit=unit, note=notes.get(name, "")))
+    if "start" in c and c.get("kind") == "sine":
+        out.append(_start_check(p, c, limits))
     problems = []
     if c.get("source") != c["channel"] and not limits.allow_swap:
         problems.append(f"carries played channel {c.get('source')}")
@@ -1035,30 +1302,36 @@ def _channel_checks(c: dict[str, Any], target: float | None, limits: Limits) -> 
     return out
 
 
-def _failed_channel_checks(c: dict[str, Any], limits: Limits) -> list[Check]:
-    """The same check names as a measured channel, all failed: CI dashboards keep their history."""
-    names = ["frequency", "snr", "thd_n", "latency", "glitches", "min_level", "max_level"]
+def _failed_channel_checks(c: dict[str, Any], limits: Limits, start: bool) -> list[Check]:
+    """The same check names as a measured channel, all failed: CI dashboards keep their history.
+    `start`: a measured channel would have a ``start`` check."""
+    names = ["frequency", "snr", "thd_n", "latency", "glitches", "min_level", "max_level", "window_snr"]
     given = [limits.freq_tolerance, limits.min_snr, limits.max_thd_n, limits.max_latency, limits.max_glitches]
-    given += [limits.min_level, limits.max_level]
+    given += [limits.min_level, limits.max_level, limits.min_window_snr]
+    if start:
+        names.append("start")
+        given.append(limits.max_start_glitches)
     p = f"ch{c['channel']}"
     return [
         Check(f"{p}.{n}", None, v, False, f"{p}.{n} not measured: {c['error']}")
         for n, v in zip(names, given)
-        if v is not None
+        if v is not None or n == "start"
     ]
 
 
 def check(measures: dict[str, Any], limits: Limits) -> list[Check]:
     """Verdicts of `analyse`'s `measures` against `limits`: for each channel a ``signal`` check
     (fails with the reason when the channel could not be measured, e.g. "the loopback carries
-    nothing"), one check per limit given, and a ``wiring`` check (swap, polarity)."""
+    nothing"), one check per limit given, a ``start`` check for a sine when the start of the
+    stimulus was set apart (`ignore_start`), and a ``wiring`` check (swap, polarity)."""
     target = measures["freqs"][0] if measures.get("kind") == "sine" and measures.get("freqs") else None
     out = []
     for c in measures["channels"]:
         p = f"ch{c['channel']}"
         if c.get("error"):
             out.append(Check(f"{p}.signal", None, None, False, c["error"]))
-            out += _failed_channel_checks(c, limits)
+            out += _failed_channel_checks(c, limits, measures.get("kind") == "sine"
+                                          and bool(measures.get("ignore_start_ms")))
             continue
         out.append(
             Check(

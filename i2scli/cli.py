@@ -384,6 +384,11 @@ def _wav_path(ctx, param, value):
 @click.option("--max-glitches", type=int, callback=_nonneg, metavar="N", help="Default 0.")
 @click.option("--min-level", type=float, metavar="DBFS")
 @click.option("--max-level", type=float, metavar="DBFS")
+@click.option("--min-window-snr", type=float, metavar="DB", help="Least SNR of any 20 ms window.")
+@click.option("--ignore-start", type=DURATION, callback=_nonneg, metavar="DUR",
+              help="Start of the stimulus judged apart, by the start check (default 30ms).")
+@click.option("--max-start-glitches", type=int, callback=_nonneg, metavar="N",
+              help="Glitches allowed in that start (default: reported, not judged).")
 @click.option("--json", "as_json", is_flag=True, help="Every measure and verdict as JSON on stdout.")
 @click.option("--junit", type=click.Path(), metavar="FILE.xml", help="Write a JUnit XML report.")
 @click.option("--plot", type=click.Path(), callback=_plot_path, metavar="FILE.png|.svg",
@@ -415,7 +420,8 @@ def test_cmd(ctx, kind, freq, level, duration, rate, bits, channels, board, ibuf
     if freq >= top / 2 and kind == "sine":
         raise click.BadParameter(f"{freq:g} Hz is not below the Nyquist frequency of {top} Hz ({top / 2:g} Hz)"
                                  + ("" if rate else ", the highest rate i2s test chooses"), param_hint="--freq")
-    names = ("freq_tolerance", "min_snr", "max_thd_n", "max_latency", "max_glitches", "min_level", "max_level")
+    names = ("freq_tolerance", "min_snr", "max_thd_n", "max_latency", "max_glitches", "min_level", "max_level",
+             "min_window_snr", "ignore_start", "max_start_glitches")
     given = {k: kw.pop(k) for k in names}
     # the files first, before any board is touched: a limits file that is missing or wrong is a
     # usage error (exit 2), an output that cannot be written a file error (exit 1); one line each
@@ -425,6 +431,12 @@ def test_cmd(ctx, kind, freq, level, duration, rate, bits, channels, board, ibuf
         limits = dataclasses.replace(limits, **{k: v for k, v in given.items() if v is not None})
     except ValueError as e:
         raise click.UsageError(str(e)) from None
+    ignore = analysis.IGNORE_START_S if limits.ignore_start is None else limits.ignore_start
+    window = max(analysis.WINDOW_S, 2 / freq if kind == "sine" else analysis.WINDOW_S)
+    if ignore + window > duration - min(0.1, duration / 4):  # the scan ends 0.1 s before the stimulus does
+        raise click.BadParameter(f"{ignore * 1000:g} ms leaves less than a {window * 1000:g} ms window of the "
+                                 f"{duration:g} s stimulus to judge: ignore less or play longer (-d)",
+                                 param_hint="--ignore-start")
     buses = {d: {k: (parse_pin(kw[f"{d}_{k}"]) if k != "id" else kw[f"{d}_{k}"])
                  for k in ("id", "sck", "ws", "sd", "mck")} for d in ("tx", "rx")}
     given = (rate, int(bits) if bits else None, int(channels) if channels else None)

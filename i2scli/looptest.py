@@ -162,7 +162,10 @@ def run(agent: Agent, port: str, bus: audio.BusFormat, opts: BusOptions, tx: dic
     dtype = "<i2" if bus.bits == 16 else "<i4"
     n = len(got) // bus.frame_bytes * bus.frame_bytes
     recorded = np.frombuffer(bytes(got[:n]), dtype=dtype).reshape(-1, bus.channels)
-    measures = analysis.analyse(samples, recorded, bus.rate, bus.bits, info)
+    # the buffers a glitch period may point to, in frames: a DATA frame is the loop's block both ways
+    buffers = {"DATA payload": cfg["payload"] // bus.frame_bytes, "I2S ring (ibuf)": ring}
+    ignore = analysis.IGNORE_START_S if limits.ignore_start is None else limits.ignore_start
+    measures = analysis.analyse(samples, recorded, bus.rate, bus.bits, info, ignore_start=ignore, buffers=buffers)
     board, unsure = board_frames(summary["sync"], bus.rate, half)
     for c in measures["channels"]:
         if c.get("latency_samples") is not None:

@@ -266,6 +266,105 @@ def test_dropout_property(at, n, freq):
         assert len(g) == 1 and abs(g[0].position - at) <= 2 and g[0].kind in ("dropout", "repeat")
 
 
+def test_window_snr_finds_a_short_noise_burst_where_it_is(sine_test):
+    s, info = sine_test
+    rec = record(s, delay=100, noise_dbfs=-100)
+    at, n = info.stimulus_start + 100 + 30000, 240  # 5 ms of noise at -40 dBFS
+    burst = np.random.default_rng(5).standard_normal((n, 2)) * 10 ** (-40 / 20) / np.sqrt(2)
+    rec[at : at + n] += np.rint(burst * FS32).astype(np.int32)
+    m = measure(s, info, rec)
+    assert m["window_ms"] == 20
+    for c in m["channels"]:
+        # the whole file spreads the burst's power over its 48000 frames (57 dB); a 20 ms window
+        # over 960 frames (40 dB, the -6 dBFS sine against it)
+        assert c["snr_db"] == pytest.approx(57.0, abs=1.0)
+        assert c["min_window_snr_db"] == pytest.approx(40.0, abs=1.0)
+        a = c["min_window_snr_frame"]
+        assert a <= at and at + n <= a + 960 and c["min_window_snr_s"] == pytest.approx(a / RATE, abs=1e-4)
+    # a clean path's windows are all the sine against -100 dBFS: 94 dB, a little less at the worst
+    c = measure(s, info, record(s, delay=100, noise_dbfs=-100))["channels"][0]
+    assert 92 < c["min_window_snr_db"] < 94.2 and c["min_window_snr_glitch"] is False
+
+
+@pytest.mark.parametrize("kind,truth", [("multitone", 66.0), ("sweep", 60.0)])
+def test_window_snr_of_multitone_and_sweep(kind, truth):
+    s, info = A.test_signal(kind, rate=RATE, bits=32, channels=1, dbfs=-20)
+    rec = record(s, delay=7, noise_dbfs=-80)
+    c = measure(s, info, rec)["channels"][0]
+    # noise at -80 dBFS under four tones at -20 dBFS each (66 dB), or one sweep at -20 dBFS (60 dB)
+    assert truth - 1.5 < c["min_window_snr_db"] < truth + 0.2
+    rec[info.stimulus_start + 7 + 25000, 0] += FS32 // 20  # a click
+    c = measure(s, info, rec)["channels"][0]
+    assert c["min_window_snr_db"] < truth - 10
+    assert c["min_window_snr_frame"] <= info.stimulus_start + 7 + 25000 < c["min_window_snr_frame"] + 960
+
+
+def test_periodic_dropouts_give_their_period_and_the_buffer_it_matches(sine_test):
+    s, info = sine_test
+    rec = record(s, delay=100, noise_dbfs=-90)
+    first = info.stimulus_start + 100 + 2000
+    for k in range(12):  # 64 frames lost every 4800 bus frames: 4736 apart in the recording
+        rec = _drop(rec, first + k * 4736, 64)
+    m = A.analyse(s, rec, RATE, 32, info, buffers={"DATA payload": 1184, "I2S ring (ibuf)": 4736, "other": 1000})
+    for c in m["channels"]:
+        assert c["glitch_count"] == 11  # the twelfth is past the end guard
+        assert c["glitch_period_frames"] == pytest.approx(4736, abs=0.5)
+        assert c["glitch_period_ms"] == pytest.approx(98.667, abs=0.01)
+        assert c["glitch_period_count"] == 11
+        assert c["glitch_period_matches"] == [
+            {"buffer": "DATA payload", "frames": 1184, "multiple": 4},
+            {"buffer": "I2S ring (ibuf)", "frames": 4736, "multiple": 1},
+        ]
+    check = {c.name: c for c in A.check(m, A.Limits(max_glitches=0))}["ch0.glitches"]
+    assert check.message == (
+        "ch0.glitches is 11, above the maximum 0; 11 of them every 4736 frames (98.667 ms) in the recording:"
+        " 4 x the DATA payload (1184 frames), the I2S ring (ibuf) (4736 frames)"
+    )
+
+
+def test_glitch_period_finder():
+    assert A.glitch_period([100, 1100, 2100, 3100])["frames"] == 1000
+    # one missing (a loss of whole sine periods is invisible) and one off the grid: still 1000
+    p = A.glitch_period([100, 1101, 3099, 4100, 2500])
+    assert (p["frames"], p["count"], p["first"]) == (pytest.approx(1000, abs=0.5), 4, 100)
+    assert A.glitch_period([100, 1100]) is None  # two glitches make no period
+    assert A.glitch_period([100, 1100, 2600, 4800, 9000]) is None  # no recurrence
+    assert A.glitch_period([0, 1000, 7000]) is None  # 3 on a 1000 grid, but 7 of its 8 slots empty
+    assert A.match_buffers(1000, {"payload": 250, "ring": 1000, "chunk": 3}) == [
+        {"buffer": "payload", "frames": 250, "multiple": 4},
+        {"buffer": "ring", "frames": 1000, "multiple": 1},
+    ]
+
+
+def test_ignore_start_sets_a_start_up_glitch_apart(sine_test):
+    s, info = sine_test
+    rec = record(s, delay=100, noise_dbfs=-90)
+    click = info.stimulus_start + 100 + 480  # 10 ms into the stimulus
+    rec[click, 0] += FS32 // 10  # on the left channel only
+    m = A.analyse(s, rec, RATE, 32, info)  # the first 30 ms apart, by default
+    c = m["channels"][0]
+    assert m["ignore_start_ms"] == 30 and c["glitch_count"] == 0
+    assert [(g["kind"], g["position"]) for g in c["start"]["glitches"]] == [("discontinuity", click)]
+    assert c["min_window_snr_db"] > 80 and c["start"]["min_window_snr_db"] < 60
+    checks = {x.name: x for x in A.check(m, A.Limits(max_glitches=0, min_window_snr=60))}
+    assert checks["ch0.glitches"].passed and checks["ch0.window_snr"].passed and checks["ch0.start"].passed
+    assert checks["ch0.start"].message.startswith(
+        f"ch0.start: the first 30 ms hold 1 glitch (the first a discontinuity at frame {click})"
+    )
+    checks = {x.name: x for x in A.check(m, A.Limits(max_glitches=0, max_start_glitches=0))}
+    assert not checks["ch0.start"].passed and checks["ch1.start"].passed
+    m = A.analyse(s, rec, RATE, 32, info, ignore_start=0)  # judged with the rest
+    c = m["channels"][0]
+    assert [g["position"] for g in c["glitches"]] == [click] and "start" not in c
+    assert c["min_window_snr_frame"] <= click < c["min_window_snr_frame"] + 960
+    checks = {x.name: x for x in A.check(m, A.Limits(max_glitches=0, min_window_snr=60))}
+    assert not checks["ch0.glitches"].passed and not checks["ch0.window_snr"].passed and "ch0.start" not in checks
+    with pytest.raises(ValueError, match="ignore_start"):
+        A.analyse(s, rec, RATE, 32, info, ignore_start=-1)
+    c = A.analyse(s, rec, RATE, 32, info, ignore_start=1.5)["channels"][0]
+    assert "ignore less (--ignore-start)" in c["error"]
+
+
 def test_no_false_glitches_with_distortion_and_noise(sine_test):
     s, info = sine_test
     rec = record(s, shape=lambda x: x + 0.05 * x**2 + 0.05 * x**3, noise_dbfs=-50)
@@ -365,6 +464,10 @@ def test_short_recording_is_a_clear_error(sine_test):
         ({"min_snr": "60"}, "number"),
         ({"min_snr": float("nan")}, "number"),
         ({"allow_swap": 1}, "true or false"),
+        ({"min_window_snr": -1}, "min_window_snr must not be negative"),
+        ({"max_start_glitches": 0.5}, "max_start_glitches must be a whole number"),
+        ({"ignore_start": 11}, "ignore_start is in seconds between 0 and 10"),
+        ({"ignore_start": "30ms"}, "ignore_start must be a number"),
     ],
 )
 def test_limits_validation(kwargs, message):
@@ -377,6 +480,11 @@ def test_load_limits(tmp_path):
     p = tmp_path / "limits.toml"
     p.write_text("[limits]\nfreq_tolerance = 0.005\nmin_snr = 80\nmax_thd_n = -60\nmax_latency = 0.05\n")
     assert A.load_limits(p) == A.Limits(freq_tolerance=0.005, min_snr=80, max_thd_n=-60, max_latency=0.05)
+    p.write_text("min_window_snr = 50\nmax_start_glitches = 1\nignore_start = 0.05\n")
+    assert A.load_limits(p) == A.Limits(min_window_snr=50, max_start_glitches=1, ignore_start=0.05)
+    p.write_text("min_window_snr = -5\n")
+    with pytest.raises(ValueError, match=r"limits.toml: min_window_snr must not be negative \(-5 dB\)$"):
+        A.load_limits(p)
     p.write_text("min_snrr = 80\n")
     with pytest.raises(ValueError, match="unknown limit 'min_snrr'"):
         A.load_limits(p)
@@ -418,8 +526,9 @@ def test_checks_pass_and_fail(sine_test):
     assert set(checks) == {
         f"ch{i}.{n}"
         for i in (0, 1)
-        for n in ("signal", "frequency", "snr", "thd_n", "latency", "glitches", "min_level", "wiring")
+        for n in ("signal", "frequency", "snr", "thd_n", "latency", "glitches", "min_level", "start", "wiring")
     }
+    assert "not judged" in checks["ch0.start"].message  # no max_start_glitches: reported, not judged
     strict = A.Limits(min_snr=70, max_latency=0.005, max_level=-10)
     failed = {c.name: c for c in A.check(m, strict) if not c.passed}
     assert set(failed) == {"ch0.snr", "ch1.snr", "ch0.latency", "ch1.latency", "ch0.max_level", "ch1.max_level"}

@@ -114,6 +114,24 @@ def test_drop_loses_exactly_n_frames_at_that_frame(sim, transport):
     assert (done["overruns"], done["overrun_frames"]) == (1, lost)
 
 
+@pytest.mark.parametrize("every,period", [("1000smp", 1000), ("10ms", 480)])
+def test_drop_every_loses_n_frames_each_period_from_that_frame(sim, transport, every, period):
+    frame, lost = 2000, 64
+    rx, ideal, events = run(sim, transport, f"0>1,delay=1ms,drop={frame}:{lost},drop_every={every}")
+    j = np.arange(len(ideal))
+    kept = ideal[(j < frame) | ((j - frame) % period >= lost)]
+    np.testing.assert_array_equal(rx, kept[:len(rx)])
+    # RX had clocked c frames when the last read was taken: len(rx) kept, the rest lost
+    lost_mask = (j >= frame) & ((j - frame) % period < lost)
+    c = int(np.flatnonzero(~lost_mask)[len(rx) - 1]) + 1
+    assert c > frame + 9 * period  # ten losses and more, well inside what RX read
+    rx_sid = [e for e in events if e["ev"] == "i2s_init" and e["id"] == 1][0]["sid"]
+    (done,) = [e for e in events if e["ev"] == "i2s_deinit" and e["sid"] == rx_sid]
+    begun = len(range(frame, c, period))  # (RX clocks on a little until deinit: one more at most)
+    assert begun <= done["overruns"] <= begun + 1
+    assert int(lost_mask[:c].sum()) <= done["overrun_frames"] <= int(lost_mask[:c].sum()) + lost
+
+
 def sine_part(rx, ideal, n=4800):
     """n frames (100 periods of 1 kHz) where RX reads the steady sine."""
     nz = np.flatnonzero(ideal[:len(rx), 0])
@@ -171,6 +189,9 @@ def test_spec_parses_and_rounds_the_delay_to_frames():
     lb = parse_loopback("0>1,delay=1ms,gain=-3,noise=-80,thd=-60,hum=50:-70,drop=10:2,swap,invert,seed=3")
     assert (lb.tx, lb.rx, lb.gain_db, lb.noise_dbfs, lb.thd_db) == (0, 1, -3, -80, -60)
     assert (lb.hum_hz, lb.hum_dbfs, lb.drop_frame, lb.drop_frames, lb.seed) == (50, -70, 10, 2, 3)
+    assert lb.drop_period(48000) is None
+    assert parse_loopback("0>1,drop=10:64,drop_every=100ms").drop_period(44100) == 4410
+    assert parse_loopback("0>1,drop=10:64,drop_every=1ms").drop_period(8000) == 65  # at least N + 1
     assert lb.swap and lb.invert and not lb.exact
     assert [lb.delay_frames(r) for r in (48000, 44100, 8000)] == [48, 44, 8]
     assert parse_loopback("2>1,delay=10.5us").delay_frames(48000) == 1  # 0.504 frames -> 1
@@ -195,6 +216,9 @@ def test_thd_coefficient_gives_that_thd():
     ("0>1,delay=1 fortnight", "not a duration"),
     ("0>1,wobble=3", "unknown loopback option 'wobble'"),
     ("0>1,drop=5", "drop=FRAME:N"),
+    ("0>1,drop_every=10ms", "drop_every needs drop=FRAME:N"),
+    ("0>1,drop=5:64,drop_every=64smp", "longer than the 64 frames"),
+    ("0>1,drop=5:64,drop_every=soon", "drop_every='soon' is not a duration"),
     ("0>1,hum=50", "hum=FREQ:DBFS"),
 ])
 def test_bad_spec_is_one_clear_line(spec, words):

@@ -22,6 +22,21 @@ def run_json(spec, *args, check=0, profile="fast"):
     return json.loads(r.stdout.splitlines()[0]), r
 
 
+def xruns_passed(res):
+    return next(c for c in res["checks"] if c["name"] == "board.xruns")["passed"]
+
+
+def run_steady(spec, *args, check=0, steady=xruns_passed):
+    """run_json, run again (up to three times) while the run is not `steady`: a loaded machine
+    makes the virtual board's TX underrun (counted, and its silence found as glitches)."""
+    for _ in range(3):
+        res, r = run_json(spec, *args, check=None)
+        if steady(res):
+            break
+    assert r.returncode == check, (r.returncode, r.stderr)
+    return res, r
+
+
 @pytest.mark.parametrize("delay,frames", [("1ms", 48), ("37smp", 37)])
 def test_clean_loopback_passes_and_latency_is_the_delay_exactly(delay, frames):
     res, r = run_json(f"0>1,delay={delay}")
@@ -128,6 +143,58 @@ def test_dropped_frames_are_found_where_they_were_dropped():
     for c in res["measures"]["channels"]:
         assert c["glitch_count"] >= 1
         assert any(abs(g["position"] - 40000) <= 5 for g in c["glitches"]), c["glitches"]
+        # the least SNR of a 20 ms window is the one that holds the drop
+        a = c["min_window_snr_frame"]
+        assert a <= 40000 < a + 960 and c["min_window_snr_glitch"] is True
+        assert c["min_window_snr_s"] == pytest.approx(a / 48000, abs=1e-4)
+        assert c["min_window_snr_db"] < 30 < c["start"]["min_window_snr_db"]
+
+
+@pytest.mark.parametrize("drop,period,matches", [
+    # a block of 32 frames dropped every 100 ms of the RX clock: the recording lacks them, so
+    # its glitches are 4800 - 32 frames apart, which no buffer of the session is
+    ("32,drop_every=100ms", 4768, []),
+    # 8 every 2056 frames: 2048 apart in the recording, the I2S ring (16384 bytes of 8-byte
+    # frames) and four DATA payloads (4096 bytes). (The loop runs at the pace RX delivers:
+    # losing 1 % or more makes TX underrun within the test, and those glitches are not periodic.)
+    ("8,drop_every=2056smp", 2048, [{"buffer": "DATA payload", "frames": 512, "multiple": 4},
+                                    {"buffer": "I2S ring (ibuf)", "frames": 2048, "multiple": 1}]),
+])
+def test_a_block_dropped_periodically_reports_the_period_and_the_buffer(drop, period, matches):
+    res, r = run_steady(f"0>1,drop=24000:{drop}", "-r", "48000", "-b", "32", "-c", "2", check=7,
+                        steady=lambda res: all(c["glitch_period_count"] == c["glitch_count"]
+                                               for c in res["measures"]["channels"]))
+    assert res["measures"]["buffers"] == {"DATA payload": 512, "I2S ring (ibuf)": 2048}
+    for c in res["measures"]["channels"]:
+        pos = [g["position"] for g in c["glitches"]]
+        assert pos[0] == pytest.approx(24000, abs=2) and len(pos) == c["glitch_count"] >= 10
+        assert c["glitch_period_frames"] == pytest.approx(period, abs=0.5)
+        assert c["glitch_period_ms"] == pytest.approx(1000 * period / 48000, abs=0.02)
+        assert c["glitch_period_count"] == len(pos)
+        assert c["glitch_period_matches"] == matches
+    line = next(ln for ln in r.stderr.splitlines() if ln.startswith("FAIL ch0.glitches"))
+    assert f"of them every {period} frames ({round(1000 * period / 48000, 3):g} ms) in the recording" in line
+    assert ("the I2S ring (ibuf) (2048 frames)" in line) == bool(matches)
+
+
+def test_a_start_up_glitch_is_judged_apart_unless_ignore_start_is_0():
+    # 20 frames dropped 10 ms into the stimulus (it starts at frame 20896 of the signal, a few
+    # frames either way in the recording): the first 30 ms are the start check's
+    spec = "0>1,drop=21376:20"
+    res, r = run_steady(spec, "-c", "1", "--min-window-snr", "60")
+    (c,) = res["measures"]["channels"]
+    assert c["glitch_count"] == 0 and c["min_window_snr_db"] > 60
+    (g,) = c["start"]["glitches"]
+    assert g["position"] == pytest.approx(21376, abs=2) and c["start"]["min_window_snr_db"] < 40
+    start = next(x for x in res["checks"] if x["name"] == "ch0.start")
+    assert start["passed"] and start["value"] == 1 and "not judged" in start["message"]
+    res, r = run_steady(spec, "-c", "1", "--max-start-glitches", "0", check=7)
+    assert [x["name"] for x in res["checks"] if not x["passed"]] == ["ch0.start"]
+    res, r = run_steady(spec, "-c", "1", "--ignore-start", "0", "--min-window-snr", "60", check=7)
+    (c,) = res["measures"]["channels"]
+    assert [g["position"] for g in c["glitches"]] == [pytest.approx(21376, abs=2)] and "start" not in c
+    assert [x["name"] for x in res["checks"] if not x["passed"]] == ["ch0.glitches", "ch0.window_snr"]
+    assert res["measures"]["ignore_start_ms"] == 0
 
 
 def test_a_loopback_that_carries_nothing_fails_with_the_reason():
@@ -167,8 +234,40 @@ def test_limits_file(tmp_path):
     assert "unknown limit 'wobble'" in r.stderr
     good = tmp_path / "g.toml"
     good.write_text("[limits]\nmin_snr = 60\n")
-    res, _ = run_json("0>1,delay=1ms,noise=-40", "--limits", good, check=7)
+    res, _ = run_steady("0>1,delay=1ms,noise=-40", "--limits", good, check=7)
     assert {c["name"] for c in res["checks"] if not c["passed"]} == {"ch0.snr", "ch1.snr"}
+
+
+def test_limits_file_with_the_window_snr_and_the_start(tmp_path):
+    path = tmp_path / "rig.toml"
+    path.write_text("[limits]\nmin_window_snr = 200\nignore_start = 0.05\nmax_start_glitches = 0\n")
+    res, r = run_steady("0>1,delay=1ms", "-c", "1", "-b", "16", "--limits", path, check=7)
+    assert res["limits"]["min_window_snr"] == 200 and res["limits"]["ignore_start"] == 0.05
+    assert res["measures"]["ignore_start_ms"] == 50
+    checks = {x["name"]: x for x in res["checks"]}
+    # a clean 16-bit path: a -6 dBFS sine over 16-bit rounding, about 92 dB in every window
+    assert not checks["ch0.window_snr"]["passed"] and 90 < checks["ch0.window_snr"]["value"] < 93
+    assert checks["ch0.start"]["passed"] and checks["ch0.start"]["limit"] == 0
+    res, r = run_steady("0>1,delay=1ms", "-c", "1", "-b", "16", "--limits", path, "--min-window-snr", "85")
+    assert res["passed"] and res["limits"]["min_window_snr"] == 85  # the option overrides the file
+
+
+@pytest.mark.parametrize("text,words", [
+    ("min_window_snr = -3\n", "min_window_snr must not be negative (-3 dB)"),
+    ("max_start_glitches = 1.5\n", "max_start_glitches must be a whole number >= 0, not 1.5"),
+    ("ignore_start = \"30ms\"\n", "ignore_start must be a number, not '30ms'"),
+    ("ignore_start = 20\n", "ignore_start is in seconds between 0 and 10, not 20"),
+])
+def test_bad_new_limits_in_a_file_are_one_line_exit_2(tmp_path, text, words):
+    path = tmp_path / "rig.toml"
+    path.write_text(text)
+    r = i2s("test", "-p", _no_board(tmp_path), "--limits", path, check=2)
+    _path_error(r, path, words)
+
+
+def test_ignore_start_longer_than_the_stimulus_is_a_usage_error():
+    r = i2s("test", "-p", "sim://fast", "-d", "0.3s", "--ignore-start", "210ms", check=2)
+    assert "--ignore-start" in r.stderr and "leaves less than a 20 ms window of the 0.3 s stimulus" in r.stderr
 
 
 def test_two_boards_at_once_a_verdict_each_exit_7_and_a_testsuite_each(tmp_path):
@@ -389,7 +488,7 @@ def test_a_frame_lost_to_a_damaged_header_fails_link_errors(tmp_path, kind):
     assert (link["value"], link["passed"]) == (2, False)
     assert link["message"] == "link.errors: 0 CRC errors, 1 resyncs, 1 sequence gaps on the link"
     failed = [c["name"] for c in res["checks"] if not c["passed"]]
-    assert r.stderr.splitlines()[-1] == f"FAIL: {len(failed)} of 10 checks failed ({', '.join(failed)})"
+    assert r.stderr.splitlines()[-1] == f"FAIL: {len(failed)} of 12 checks failed ({', '.join(failed)})"
     if "board.xruns" not in failed:  # (the sim runs in real time: a loaded machine can starve it)
         assert failed == ["link.errors"]  # nothing else would have failed the test
     else:

@@ -9,8 +9,8 @@ SD `delay` earlier: RX frame j of a session started at t0_rx reads TX frame
 of the TX session started at t0_tx (silence where no TX session was clocking), transformed by
 swap, the THD polynomial, gain, invert, hum and noise. Samples stay integers (bit-exact) while
 the path is clean (no gain, noise, thd or hum); otherwise the path is float math, rounded and
-clipped to the slot width. A drop is made by the board's RX itself (frames never reach its
-ring, as in an RX DMA overflow): see machine.py `_rx_lost`.
+clipped to the slot width. A drop (once, or every `drop_every`) is made by the board's RX
+itself (frames never reach its ring, as in an RX DMA overflow): see machine.py `_rx_lost`.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ _DELAY = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*(us|µs|ms|s|smp|samples?)?\s*
 _DELAY_SCALE = {"us": Fraction(1, 10**6), "µs": Fraction(1, 10**6), "ms": Fraction(1, 1000),
                 "s": Fraction(1), None: Fraction(1)}
 USAGE = ("TXID>RXID[,delay=DUR][,gain=DB][,noise=DBFS][,thd=DB][,hum=FREQ:DBFS]"
-         "[,drop=FRAME:N][,swap][,invert][,seed=N]")
+         "[,drop=FRAME:N[,drop_every=DUR]][,swap][,invert][,seed=N]")
 
 
 def _float(key: str, text: str) -> float:
@@ -67,6 +67,8 @@ class Loopback:
     hum_dbfs: float | None = None
     drop_frame: int | None = None
     drop_frames: int = 0
+    drop_every: Fraction | None = None  # seconds between the starts of two losses (drop_every=)
+    drop_every_samples: int | None = None  # the same given in frames (smp)
     swap: bool = False
     invert: bool = False
     seed: int = 0
@@ -88,6 +90,17 @@ class Loopback:
         if self.delay_samples is not None:
             return self.delay_samples
         return math.floor(self.delay * rate + Fraction(1, 2))
+
+    def drop_period(self, rate: int) -> int | None:
+        """Frames from the start of one loss to the start of the next (drop_every=), rounded as
+        the delay, at least drop_frames + 1; None: one loss only."""
+        if self.drop_every_samples is not None:
+            p = self.drop_every_samples
+        elif self.drop_every is not None:
+            p = math.floor(self.drop_every * rate + Fraction(1, 2))
+        else:
+            return None
+        return max(p, self.drop_frames + 1)
 
     def check_profile(self, profile) -> None:
         """ValueError unless both buses exist on the board (and are two)."""
@@ -111,13 +124,20 @@ class Loopback:
             "thd_k": self.thd_k if self.thd_db is not None else None,
             "hum_hz": self.hum_hz, "hum_dbfs": self.hum_dbfs,
             "drop_frame": self.drop_frame, "drop_frames": self.drop_frames,
+            "drop_every_s": None if self.drop_every is None else float(self.drop_every),
+            "drop_every_samples": self.drop_every_samples,
             "swap": self.swap, "invert": self.invert, "seed": self.seed, "exact": self.exact,
         }
 
     def board_config(self) -> dict:
-        """What the board's machine.I2S needs: the RX bus and its drop."""
-        return {"rx": self.rx, "drop": [self.drop_frame, self.drop_frames]
-                if self.drop_frame is not None else None}
+        """What the board's machine.I2S needs: the RX bus and its drop, [FRAME, N, EVERY] with
+        EVERY None, ["smp", frames] or ["s", numerator, denominator] (the rate is the session's)."""
+        if self.drop_frame is None:
+            return {"rx": self.rx, "drop": None}
+        every = (["smp", self.drop_every_samples] if self.drop_every_samples is not None else
+                 ["s", self.drop_every.numerator, self.drop_every.denominator] if self.drop_every is not None
+                 else None)
+        return {"rx": self.rx, "drop": [self.drop_frame, self.drop_frames, every]}
 
     # -- the analog path -------------------------------------------------------------------
     def transform(self, x: np.ndarray, bits: int, pos: int, times_us: np.ndarray) -> np.ndarray:
@@ -187,7 +207,8 @@ def parse_loopback(spec: str | None) -> Loopback | None:
         key = key.strip().lower()
         value = value.strip()
         if key in kw or (key == "hum" and "hum_hz" in kw) or (key == "drop" and "drop_frame" in kw) \
-                or (key == "delay" and ("delay" in kw or "delay_samples" in kw)):
+                or (key == "delay" and ("delay" in kw or "delay_samples" in kw)) \
+                or (key == "drop_every" and ("drop_every" in kw or "drop_every_samples" in kw)):
             raise ValueError(f"loopback option {key!r} given twice in {text!r}")
         if key in ("swap", "invert"):
             if eq:
@@ -196,20 +217,22 @@ def parse_loopback(spec: str | None) -> Loopback | None:
         elif not eq or not value:
             raise ValueError(f"loopback option {opt!r} needs a value, or is unknown "
                              f"(in {text!r}; use {USAGE})")
-        elif key == "delay":
+        elif key in ("delay", "drop_every"):
             d = _DELAY.match(value)
             if not d:
-                raise ValueError(f"loopback delay={value!r} is not a duration (e.g. 1ms, 250us, "
+                raise ValueError(f"loopback {key}={value!r} is not a duration (e.g. 1ms, 250us, "
                                  f"37smp)")
             unit = d.group(2)
             if unit and unit.startswith(("smp", "sample")):
                 if not d.group(1).isdigit():
-                    raise ValueError(f"loopback delay={value!r}: samples must be a whole number")
-                kw["delay_samples"] = int(d.group(1))
+                    raise ValueError(f"loopback {key}={value!r}: samples must be a whole number")
+                kw[f"{key}_samples"] = int(d.group(1))
             else:
-                kw["delay"] = Fraction(d.group(1)) * _DELAY_SCALE[unit]
-                if kw["delay"] > MAX_DELAY_S:
-                    raise ValueError(f"loopback delay={value!r} is longer than {MAX_DELAY_S} s")
+                kw[key] = Fraction(d.group(1)) * _DELAY_SCALE[unit]
+                if kw[key] > MAX_DELAY_S:
+                    raise ValueError(f"loopback {key}={value!r} is longer than {MAX_DELAY_S} s")
+            if key == "drop_every" and not kw.get("drop_every_samples", kw.get("drop_every")):
+                raise ValueError(f"loopback drop_every={value!r} must be longer than 0")
         elif key == "gain":
             kw["gain_db"] = _float(key, value)
         elif key == "noise":
@@ -237,6 +260,11 @@ def parse_loopback(spec: str | None) -> Loopback | None:
             kw["seed"] = int(value)
         else:
             raise ValueError(f"unknown loopback option {key!r} in {text!r} (use {USAGE})")
+    if ("drop_every" in kw or "drop_every_samples" in kw) and "drop_frame" not in kw:
+        raise ValueError(f"loopback drop_every needs drop=FRAME:N, the first loss (in {text!r})")
+    if kw.get("drop_every_samples") is not None and kw["drop_every_samples"] <= kw["drop_frames"]:
+        raise ValueError(f"loopback drop_every={kw['drop_every_samples']}smp must be longer than the "
+                         f"{kw['drop_frames']} frames each drop loses (in {text!r})")
     if kw.get("delay_samples", 0) > MAX_DELAY_S * 384000:
         raise ValueError(f"loopback delay in {text!r} is too long")
     return Loopback(text, tx, rx, **kw)

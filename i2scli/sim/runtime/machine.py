@@ -339,7 +339,7 @@ _active = []  # initialised I2S objects
 _by_id = {}  # bus id -> object (the ports keep one object per bus)
 _npend = 0  # objects with non-blocking work pending
 _next_sid = 0
-_lost = None  # sim --loopback drop=FRAME:N: (RX bus id, FRAME, N), set by _configure
+_lost = None  # sim --loopback drop=FRAME:N[,drop_every=]: (RX bus id, FRAME, N, EVERY), set by _configure
 _ppm = 0  # sim --clock-ppm N: every I2S clock runs N ppm fast (negative: slow), set by _configure
 _stats = True  # I2S._sim_stats exists (sim --sim-stats no takes it away), set by _configure
 
@@ -454,6 +454,7 @@ class _I2S(_io.IOBase):
         self._discarded = 0
         self._lost_at = 0  # loopback drop: RX frame where _lost_n frames are lost
         self._lost_n = 0
+        self._lost_every = 0  # frames from one loss to the next (0: one loss)
         self._io = _BLOCKING
         self._cb = None
         self._nb = False
@@ -623,6 +624,10 @@ class _I2S(_io.IOBase):
         if _lost is not None and mode == RX and i2s_id == _lost[0]:
             self._lost_at = _lost[1]
             self._lost_n = _lost[2]
+            e = _lost[3]
+            if e:  # ["smp", N] or ["s", num, den]: frames at this rate, halves up
+                p = e[1] if e[0] == "smp" else (2 * e[1] * rate + e[2]) // (2 * e[2])
+                self._lost_every = p if p > _lost[2] else _lost[2] + 1
         self._pins = (sck, ws, sd)
         self._mck = mck
         self._sid = _next_sid & 0xFF
@@ -776,31 +781,34 @@ class _I2S(_io.IOBase):
 
     def _rx_lost(self, n):
         """n frames clocked on RX while frames _lost_at.._lost_at+_lost_n-1 are to
-        be lost (sim --loopback drop=): they never enter the ring, as in an RX DMA
-        overflow. Counted as one overrun spell."""
+        be lost (sim --loopback drop=; again every _lost_every frames): they never
+        enter the ring, as in an RX DMA overflow. Each loss counts as one overrun."""
         a = self._clk - n  # first frame of this tick
-        if a + n <= self._lost_at:
-            self._rx_fill(n)
-            return
-        if a < self._lost_at:
-            self._rx_fill(self._lost_at - a)
-            n -= self._lost_at - a
-            a = self._lost_at
-        k = self._lost_at + self._lost_n - a  # frames of the loss still to come
-        if k > n:
-            k = n
-        if k > 0:
-            if a == self._lost_at:
-                self._n_over += 1
-            self._n_over_f += k
-            self._pdrop += k
-            n -= k
-        if n > 0:  # past the loss: fill and drop records keep their order
-            self._lost_n = 0
-            if self._pdrop:
-                _chan.rx(self._sid, self._pfill, self._pdrop, None, 0)
-                self._pfill = 0
-                self._pdrop = 0
+        while n > 0 and self._lost_n and a + n > self._lost_at:
+            if a < self._lost_at:
+                self._rx_fill(self._lost_at - a)
+                n -= self._lost_at - a
+                a = self._lost_at
+            k = self._lost_at + self._lost_n - a  # frames of the loss still to come
+            if k > n:
+                k = n
+            if k > 0:
+                if a == self._lost_at:
+                    self._n_over += 1
+                self._n_over_f += k
+                self._pdrop += k
+                n -= k
+                a += k
+            if n > 0:  # past the loss: fill and drop records keep their order
+                if self._lost_every:
+                    self._lost_at += self._lost_every
+                else:
+                    self._lost_n = 0
+                if self._pdrop:
+                    _chan.rx(self._sid, self._pfill, self._pdrop, None, 0)
+                    self._pfill = 0
+                    self._pdrop = 0
+        if n > 0:
             self._rx_fill(n)
 
     def _underrun(self, z):
@@ -1393,7 +1401,8 @@ def _configure(profile):
         _ppm = int((_simcfg.cfg or {}).get("clock_ppm") or 0)
         lb = (_simcfg.cfg or {}).get("loopback") or {}
         if lb.get("drop"):
-            _lost = (lb["rx"], lb["drop"][0], lb["drop"][1])
+            d = lb["drop"]
+            _lost = (lb["rx"], d[0], d[1], d[2] if len(d) > 2 else None)
         _stats = (_simcfg.cfg or {}).get("sim_stats", True)
     except ImportError:
         pass
