@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import click
 
-from i2scli import __version__
+from i2scli import __version__, targets
 from i2scli.units import DURATION
+
+BOARD_NAMES = targets.names()  # i2scli/targets/: a new board is one module there
+LOOP_NAMES = sorted(t.NAME for t in targets.all_targets() if t.LOOP)
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -62,7 +65,7 @@ def _baud_option(f):
 def _bus_options(f):
     opts = [
         click.option("--board", metavar="NAME", envvar="I2S_BOARD",
-                     help="Pin preset: openmv, pyboard, pico, esp32, esp32s3, teensy41 (default: detected)."),
+                     help=f"Pin preset: {', '.join(BOARD_NAMES)} (default: detected)."),
         click.option("--id", "bus_id", type=int, metavar="N", help="I2S bus id (overrides the preset)."),
         click.option("--sck", metavar="PIN", help="Bit clock pin."),
         click.option("--ws", metavar="PIN", help="Word select pin."),
@@ -368,7 +371,7 @@ def _wav_path(ctx, param, value):
 @click.option("--rx-sd", metavar="PIN")
 @click.option("--rx-mck", metavar="PIN")
 @click.option("--board", metavar="NAME", envvar="I2S_BOARD",
-              help="Two-bus preset: virtual, pico, esp32, esp32s3, teensy41, pyboard (default: detected).")
+              help=f"Two-bus preset: {', '.join(LOOP_NAMES)} (default: detected).")
 @click.option("--ibuf", type=click.IntRange(min=64), metavar="BYTES", help="I2S DMA ring size of each bus.")
 @click.option("--timeout", type=DURATION, default="3s", show_default=True, metavar="DUR",
               help="Board gives up if the host is silent this long.")

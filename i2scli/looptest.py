@@ -9,20 +9,14 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from i2scli import analysis, audio, boards, loopfit, wirecode
+from i2scli import analysis, audio, boards, loopfit, targets, wirecode
 from i2scli.boards import Pins
 from i2scli.link import Agent, BoardError
 from i2scli.session import BusOptions, _board_counts, _load_coder, _preset, _why_not_code, stream_sizes
 
-#: Two-bus presets: (TX pins, RX pins). The RX bus of each is wired to the TX bus's SD by the rig.
-LOOP_PRESETS: dict[str, tuple[Pins, Pins]] = {
-    "virtual": (Pins(0, 16, 17, 18), Pins(1, 20, 21, 19)),
-    "pico": (Pins(0, 16, 17, 18), Pins(1, 20, 21, 19)),  # two PIO state machines
-    "esp32": (Pins(0, 32, 25, 33), Pins(1, 14, 27, 26)),
-    "esp32s3": (Pins(0, 5, 6, 7), Pins(1, 15, 16, 17)),
-    "teensy41": (boards.BOARDS["teensy41"].tx, boards.BOARDS["teensy41"].rx),  # SAI2 TX, SAI1 RX
-    "pyboard": (Pins(1, "X6", "X5", "X8"), Pins(2, "Y6", "Y5", "Y8")),
-}
+#: Two-bus presets (i2scli/targets/: each target's LOOP): (TX pins, RX pins). The RX bus of
+#: each is wired to the TX bus's SD by the rig.
+LOOP_PRESETS: dict[str, tuple[Pins, Pins]] = {t.NAME: t.LOOP for t in targets.all_targets() if t.LOOP}
 
 
 @dataclass

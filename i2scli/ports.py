@@ -10,21 +10,12 @@ from dataclasses import asdict, dataclass
 
 from serial.tools import list_ports
 
+from i2scli import targets
 from i2scli.link.errors import NoDevice
 
-# USB vendor (and product) ids seen on MicroPython boards and the UART bridges they sit behind.
-MICROPYTHON_IDS = {
-    (0xF055, None): "MicroPython (pyboard and generic ports)",
-    (0x2E8A, None): "Raspberry Pi (RP2040/RP2350)",
-    (0x1209, 0xABD1): "OpenMV Cam",
-    (0x37C5, None): "OpenMV Cam",
-    (0x16C0, 0x0483): "Teensy",
-    (0x303A, None): "Espressif native USB",
-    (0x239A, None): "Adafruit",
-    (0x10C4, 0xEA60): "Silicon Labs CP210x UART bridge",
-    (0x1A86, None): "WCH CH340/CH9102 UART bridge",
-    (0x0403, None): "FTDI UART bridge",
-}
+# USB vendor (and product) ids seen on MicroPython boards and the UART bridges they sit behind
+# (i2scli/targets/: each board family's module names its own)
+MICROPYTHON_IDS = targets.usb_ids()
 
 
 @dataclass

@@ -11,44 +11,28 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import serial
 
 from i2scli import protocol as proto
+from i2scli import targets
 from i2scli.link.errors import LinkError, frame_json
 from i2scli.link.port import Port
 from i2scli.protocol import FrameType as T
+from i2scli.targets import Bridge
+from i2scli.targets import esp32 as esp32_target
 
 REPL_BAUD = 115200  # every MicroPython UART REPL starts here (and mpremote stays here)
 CONFIRM_S = 0.5  # the agent's window for the confirmation at the new rate
 SETTLE_S = 0.03  # after the agent's answer: its TX FIFO drains and its UART re-times
 
 
-@dataclass(frozen=True)
-class Bridge:
-    name: str
-    max_baud: int
-    source: str
-
-
-# USB-UART bridges by VID:PID (and product string where one PID covers two chips). The rates
-# are each datasheet's maximum that Linux/macOS/Windows drivers set exactly.
-BRIDGES: dict[tuple[int, int], Bridge] = {
-    (0x10C4, 0xEA60): Bridge("CP2102/CP2104", 921600, "Silicon Labs CP2102 datasheet: 300 bps to 1 Mbps; "
-                             "921600 is its highest standard rate (AN205 baud table)"),
-    (0x10C4, 0xEA70): Bridge("CP2105", 2000000, "CP2105 datasheet: ECI up to 2 Mbps"),
-    (0x1A86, 0x7523): Bridge("CH340", 2000000, "WCH CH340 datasheet: 50 bps to 2 Mbps"),
-    (0x1A86, 0x55D4): Bridge("CH9102", 3000000, "WCH CH9102 datasheet: 50 bps to 4 Mbps"),
-    (0x0403, 0x6001): Bridge("FT232R", 3000000, "FTDI FT232R datasheet: 300 baud to 3 Mbaud"),
-    (0x0403, 0x6010): Bridge("FT2232H", 3000000, "FTDI FT2232H datasheet: up to 12 Mbaud; ESP32 boards "
-                             "(ESP-Prog) run it at 3 Mbaud or less"),
-    (0x0403, 0x6015): Bridge("FT231X", 3000000, "FTDI FT231X datasheet: up to 3 Mbaud"),
-}
-CP2102N = Bridge("CP2102N", 3000000, "Silicon Labs CP2102N datasheet: up to 3 Mbaud (same VID:PID as CP2102; "
-                 "told apart by its product string)")
+# USB-UART bridges by VID:PID, and the native-USB vendors: from i2scli/targets/ (each board
+# family's module says which bridges its boards come with and sources each rate).
+BRIDGES: dict[tuple[int, int], Bridge] = targets.bridges()
+CP2102N = esp32_target.CP2102N
 # Native USB: the board itself is the USB device, and a baud rate means nothing.
-NATIVE_USB_VIDS = {0xF055, 0x2E8A, 0x303A, 0x16C0, 0x1209, 0x37C5, 0x239A, 0x2341}
+NATIVE_USB_VIDS = targets.native_usb_vids()
 
 
 def bridge_for(vid: int | None, pid: int | None, product: str | None = None) -> Bridge | None:
