@@ -489,6 +489,50 @@ class RecordStop:
     max_frames: int | None = None
 
 
+class StopRule:
+    """A RecordStop applied to the bus samples as they arrive, the one rule record and duplex
+    share: `take(block)` returns what of it the file keeps (sound waited for, cut at the frame
+    limit) and sets `done` once the limit or the silence is reached."""
+
+    def __init__(self, until: RecordStop, bus: audio.BusFormat):
+        self.limit = until.frames if until.frames is not None else until.max_frames
+        self.threshold = 10 ** (until.threshold_dbfs / 20) * (2 ** (bus.bits - 1))
+        self.quiet_needed = int(until.stop_on_silence * bus.rate) if until.stop_on_silence else None
+        self.wait_for_sound = until.wait_for_sound
+        self.sound = not until.wait_for_sound
+        self.kept = 0  # frames kept so far
+        self.quiet = 0  # frames of silence at the end of what was kept
+        self.discarded = 0  # frames before the sound came
+        self.done = False
+
+    def take(self, samples: np.ndarray) -> np.ndarray:
+        """What of `samples` (frames, channels) the file keeps; counted as kept."""
+        if self.done:
+            return samples[:0]
+        if (self.quiet_needed or not self.sound) and len(samples):
+            loud = np.abs(samples.astype(np.int64)).max(axis=1) >= self.threshold
+        else:
+            loud = np.zeros(0, bool)
+        if not self.sound:
+            hits = np.flatnonzero(loud)
+            if not len(hits):
+                self.discarded += len(samples)
+                return samples[:0]
+            self.sound = True
+            self.discarded += int(hits[0])
+            samples, loud = samples[hits[0]:], loud[hits[0]:]
+        if self.limit is not None and self.kept + len(samples) >= self.limit:
+            samples, loud = samples[: self.limit - self.kept], loud[: self.limit - self.kept]
+            self.done = True
+        if self.quiet_needed and len(samples):
+            last_loud = np.flatnonzero(loud)
+            self.quiet = len(samples) - 1 - int(last_loud[-1]) if len(last_loud) else self.quiet + len(samples)
+            if self.quiet >= self.quiet_needed:
+                self.done = True
+        self.kept += len(samples)
+        return samples
+
+
 def record(agent: Agent, port: str, out: audio.Output, bus: audio.BusFormat, opts: BusOptions, until: RecordStop,
            *, stop: threading.Event | None = None, watch: Watch | None = None,
            on_ready: Callable[[dict], None] | None = None,
@@ -507,13 +551,9 @@ def record(agent: Agent, port: str, out: audio.Output, bus: audio.BusFormat, opt
 
     watch.link_rate = _fit(agent, opts, bus, cfg, "down", advise=advise)
     stop = stop or threading.Event()
-    done = threading.Event()  # a stop condition of our own, not a signal
-    limit = until.frames if until.frames is not None else until.max_frames
-    if limit is not None and not until.wait_for_sound:
-        cfg["frames"] = limit  # the board stops by itself, exactly
-    threshold = 10 ** (until.threshold_dbfs / 20) * (2 ** (bus.bits - 1))
-    quiet_frames_needed = int(until.stop_on_silence * bus.rate) if until.stop_on_silence else None
-    state = {"kept": 0, "quiet": 0, "sound": not until.wait_for_sound, "discarded": 0}
+    rule = StopRule(until, bus)
+    if rule.limit is not None and not until.wait_for_sound:
+        cfg["frames"] = rule.limit  # the board stops by itself, exactly
     if on_ready:
         on_ready(cfg)
 
@@ -521,7 +561,6 @@ def record(agent: Agent, port: str, out: audio.Output, bus: audio.BusFormat, opt
     # the samples, was most of the host's work per 4 kB frame (issue 13)
     batch = bytearray()
     batch_bytes = max(bus.frame_bytes, bus.bytes_per_second // 20 // bus.frame_bytes * bus.frame_bytes)
-    needs_level = bool(quiet_frames_needed) or until.wait_for_sound
 
     def on_data(data: bytes) -> None:
         if watch.first_audio is None:
@@ -533,45 +572,22 @@ def record(agent: Agent, port: str, out: audio.Output, bus: audio.BusFormat, opt
     def flush() -> None:
         if not batch:
             return
-        if done.is_set():
+        if rule.done:
             batch.clear()
             return
         samples = audio.wire_to_array(bytes(batch), bus)
         batch.clear()
-        if keep is not None:
-            samples = keep(samples)
-        if needs_level and len(samples):
-            loud = np.abs(samples.astype(np.int64)).max(axis=1) >= threshold
-        else:
-            loud = np.zeros(0, bool)
-        if not state["sound"]:
-            hits = np.flatnonzero(loud)
-            if not len(hits):
-                state["discarded"] += len(samples)
-                return
-            state["sound"] = True
-            state["discarded"] += int(hits[0])
-            samples, loud = samples[hits[0]:], loud[hits[0]:]
-        if limit is not None and state["kept"] + len(samples) >= limit:
-            samples, loud = samples[: limit - state["kept"]], loud[: limit - state["kept"]]
-            done.set()
-        if quiet_frames_needed:
-            last_loud = np.flatnonzero(loud)
-            if len(last_loud):
-                state["quiet"] = len(samples) - 1 - int(last_loud[-1])
-            else:
-                state["quiet"] += len(samples)
-            if state["quiet"] >= quiet_frames_needed:
-                done.set()
+        samples = rule.take(samples if keep is None else keep(samples))
+        if not len(samples):
+            return
         raw = np.ascontiguousarray(samples).tobytes()
         out.write(raw)
         watch.levels.feed(raw)
-        state["kept"] += len(samples)
-        watch.frames = state["kept"]
+        watch.frames = rule.kept
 
     class Either:  # stop when a signal arrives or a stop condition is met
         def is_set(self) -> bool:
-            return stop.is_set() or done.is_set()
+            return stop.is_set() or rule.done
 
     error: LinkError | None = None
     s: dict = {}
@@ -583,15 +599,15 @@ def record(agent: Agent, port: str, out: audio.Output, bus: audio.BusFormat, opt
         flush()  # every sample received is kept, however the stream ended
         out.sync()
     if error is not None:
-        error.partial = {"frames": state["kept"]}
+        error.partial = {"frames": rule.kept}
         raise error
     _xruns_drop_probe(agent, s)
     lv = watch.levels.summary()
     return {
-        "action": "recorded", "file": out.path, "settings": _settings(port, agent, cfg), "frames": state["kept"],
-        "seconds": state["kept"] / bus.rate, "rate": bus.rate, "bits": bus.bits,
+        "action": "recorded", "file": out.path, "settings": _settings(port, agent, cfg), "frames": rule.kept,
+        "seconds": rule.kept / bus.rate, "rate": bus.rate, "bits": bus.bits,
         "channels": out.bus.channels if keep is not None else bus.channels,
-        "subtype": out.subtype, "format": out.format, **_board_counts(s), "discarded_frames": state["discarded"],
+        "subtype": out.subtype, "format": out.format, **_board_counts(s), "discarded_frames": rule.discarded,
         **_levels(lv), "clipped": lv.get("clipped", 0),
         "link_rate": watch.link_rate, "link_probe": _probe_kind(agent), "compression": _compression(s, bus),
         "start_latency": (watch.first_audio - watch.started) if watch.first_audio else None,
@@ -723,30 +739,20 @@ def duplex(agent: Agent, port: str, out: audio.Output, tx_source, bus: audio.Bus
     if on_ready:
         on_ready(cfg)
     switch = threading.Event()
-    threshold = 10 ** (until.threshold_dbfs / 20) * (2 ** (bus.bits - 1))
-    quiet_needed = int(until.stop_on_silence * bus.rate) if until.stop_on_silence else None
-    limit = until.frames if until.frames else until.max_frames
-    state = {"kept": 0, "quiet": 0}
+    rule = StopRule(until, bus)
 
     def on_rx(data: bytes) -> None:
         if switch.is_set() and not rx_frames:
             return
-        samples = audio.wire_to_array(data, bus)
-        if limit and state["kept"] + len(samples) >= limit:
-            samples = samples[: limit - state["kept"]]
+        samples = rule.take(audio.wire_to_array(data, bus))
+        if rule.done:
             switch.set()
-        if quiet_needed and len(samples):
-            loud = np.flatnonzero(np.abs(samples.astype(np.int64)).max(axis=1) >= threshold)
-            state["quiet"] = len(samples) - 1 - int(loud[-1]) if len(loud) else state["quiet"] + len(samples)
-            if state["quiet"] >= quiet_needed:
-                switch.set()
         raw = np.ascontiguousarray(samples).tobytes()
         out.write(raw)
         watch.levels.feed(raw)
         if echo is not None:
             echo.add(raw)
-        state["kept"] += len(samples)
-        watch.frames = state["kept"]
+        watch.frames = rule.kept
 
     def on_phase(phase: str) -> None:
         if phase == "tx" and echo is not None:
@@ -755,7 +761,7 @@ def duplex(agent: Agent, port: str, out: audio.Output, tx_source, bus: audio.Bus
     try:
         s = agent.duplex(cfg, tx_source, on_rx, switch=switch, stop=stop, on_phase=on_phase)
     except LinkError as e:
-        e.partial = {"frames": state["kept"]}
+        e.partial = {"frames": rule.kept}
         raise
     finally:
         out.sync()
@@ -770,8 +776,8 @@ def duplex(agent: Agent, port: str, out: audio.Output, tx_source, bus: audio.Bus
                                                            "switch_delay_us": cfg["switch_delay_us"],
                                                            "lead_in_frames": cfg["lead_in_frames"],
                                                            "discard_frames": cfg["discard_frames"]},
-        "frames": state["kept"], "recorded_frames": state["kept"], "played_frames": s.get("tx_frames", 0),
-        "seconds": state["kept"] / bus.rate, "rate": bus.rate, "bits": bus.bits, "channels": bus.channels,
+        "frames": rule.kept, "recorded_frames": rule.kept, "played_frames": s.get("tx_frames", 0),
+        "seconds": rule.kept / bus.rate, "rate": bus.rate, "bits": bus.bits, "channels": bus.channels,
         **_board_counts(s), **_levels(lv), "clipped": lv.get("clipped", 0),
         "clock_gaps_us": gaps, "max_clock_gap_us": int(dx.max_clock_gap * 1e6),
         "gap_exceeded": any(g > dx.max_clock_gap * 1e6 for g in gaps),

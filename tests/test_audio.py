@@ -647,3 +647,21 @@ def test_dev_full_as_standard_output():
             out = open_output("-", bus, stdout=stream)
             out.write(np.zeros((100, 2), np.int16))
             out.close()
+
+
+def test_the_stop_rule_record_and_duplex_share():
+    from i2scli.audio import BusFormat
+    from i2scli.session import RecordStop, StopRule
+
+    bus = BusFormat(1000, 16, 1)
+    loud, quiet = np.full((10, 1), 20000, np.int16), np.zeros((10, 1), np.int16)
+    rule = StopRule(RecordStop(stop_on_silence=0.025, wait_for_sound=True), bus)
+    assert len(rule.take(quiet)) == 0 and rule.discarded == 10  # waiting for sound
+    block = np.concatenate([quiet[:4], loud[:6]])
+    assert len(rule.take(block)) == 6 and rule.discarded == 14  # from the first loud frame on
+    assert len(rule.take(quiet)) == 10 and not rule.done  # 10 frames of silence of the 25
+    assert len(rule.take(quiet)) == 10 and not rule.done
+    assert len(rule.take(quiet)) == 10 and rule.done and rule.kept == 36
+    assert len(rule.take(loud)) == 0  # done: nothing more is kept
+    rule = StopRule(RecordStop(frames=15), bus)
+    assert len(rule.take(loud)) == 10 and len(rule.take(loud)) == 5 and rule.done and rule.kept == 15

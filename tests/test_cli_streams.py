@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import io
+import json
 import subprocess
 import sys
 
 import numpy as np
 import soundfile as sf
+from conftest import i2s
 
 from i2scli.sim.wire import ramp_samples
 
@@ -44,3 +46,38 @@ def test_install_and_remove(sim):
     assert '"installed": true' in r.stdout
     r = subprocess.run([*I2S, "install", "--remove", "-p", board.path], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0 and "removed" in r.stderr
+
+
+# -- the stop rule record and duplex share (session.StopRule) ---------------------------------
+
+def _burst_file(path, lead: int, sound: int, rate: int = 16000):
+    """`lead` frames of silence, `sound` frames of a constant -12 dBFS, then silence."""
+    x = np.zeros(lead + sound + 4 * rate, np.int16)
+    x[lead:lead + sound] = 8192
+    sf.write(path, x, rate, subtype="PCM_16")
+
+
+def test_record_waits_for_sound_and_stops_on_silence(tmp_path):
+    src, out = tmp_path / "src.wav", tmp_path / "out.wav"
+    _burst_file(src, 4800, 8000)
+    r = i2s("record", "-p", f"sim://fast?rx_source={src}", "-r", "16000", "-b", "16", "-c", "1", "--wait-for-sound",
+            "--stop-on-silence", "200ms", out, "--json", check=0)
+    s = json.loads(r.stdout)
+    assert s["discarded_frames"] == 4800  # the silence before the sound, to the frame
+    got, _ = sf.read(out, dtype="int16")
+    assert (got[:8000] == 8192).all() and not got[8000:].any()
+    # ends after 200 ms of silence (3200 frames), with the rest of the block that made it so
+    assert 8000 + 3200 <= len(got) <= 8000 + 3200 + 2048, len(got)
+
+
+def test_duplex_stops_recording_on_silence_and_plays(tmp_path):
+    src, out, tone = tmp_path / "src.wav", tmp_path / "rec.wav", tmp_path / "tone.wav"
+    _burst_file(src, 0, 8000)
+    sf.write(tone, np.full(1600, 4096, np.int16), 16000, subtype="PCM_16")
+    r = i2s("duplex", "-p", f"sim://fast?rx_source={src}", "-r", "16000", "-b", "16", "-c", "1", "--stop-on-silence",
+            "200ms", "--max-duration", "3s", "-o", out, tone, "--json", check=0)
+    s = json.loads(r.stdout)
+    assert s["played_frames"] >= 1600
+    got, _ = sf.read(out, dtype="int16")
+    assert (got[got != 0] == 8192).all()
+    assert 3200 <= len(got) - np.count_nonzero(got) <= 3200 + 2048 and len(got) < 16000, len(got)
