@@ -1,0 +1,231 @@
+"""`i2s play`, `i2s record` and `i2s duplex`: the streams."""
+
+from __future__ import annotations
+
+import click
+
+from i2scli.cli import main
+from i2scli.cli.common import (
+    _bus,
+    _bus_options,
+    _finish,
+    _fit_option,
+)
+from i2scli.units import DURATION
+
+
+# -- play ---------------------------------------------------------------------------------------
+@main.command()
+@click.argument("file", required=False, metavar="FILE")
+@click.option("--tone", type=click.FloatRange(min=1), metavar="FREQ", help="Play a sine of FREQ Hz instead of a file.")
+@click.option("--level", type=float, default=-6.0, show_default=True, metavar="DBFS", help="Level of --tone.")
+@click.option("-r", "--rate", type=click.IntRange(min=1), metavar="HZ",
+              help="Bus rate (default: the file's; resampled).")
+@click.option("-b", "--bits", type=click.Choice(["16", "32"]), help="Bus sample size (default: 16 for <=16-bit files).")
+@click.option("-c", "--channels", type=click.Choice(["1", "2"]), help="Bus channels (default: the file's, at most 2).")
+@click.option("--channels-map", metavar="LIST", help="File channels to play, e.g. 0,1 or 2 (0-based).")
+@click.option("-d", "--duration", type=DURATION, metavar="DUR", help="Play only this long.")
+@click.option("-s", "--samples", type=click.IntRange(min=1), metavar="N", help="Play only N frames.")
+@click.option("--gain", type=float, default=0.0, metavar="DB", help="Gain on the host (clipping is counted).")
+@click.option("--shift", type=click.IntRange(-31, 31), default=0, metavar="N",
+              help="Shift samples on the board with I2S.shift (6 dB a bit).")
+@_fit_option
+@_bus_options
+def play(file, tone, level, rate, bits, channels, channels_map, duration, samples, gain, shift, fit, port, as_json,
+         quiet, strict, **bus_kw):
+    """Play an audio file (any format libsndfile reads; - for stdin) on the board's I2S TX."""
+    from i2scli import audio
+    from i2scli.clirun import run_command, run_play
+
+    if (file is None) == (tone is None):
+        raise click.UsageError("give a FILE to play or --tone FREQ")
+    if duration is not None and samples is not None:
+        raise click.UsageError("use -d/--duration or -s/--samples, not both")
+
+    def job(reporter, stop):
+        from i2scli import session
+
+        opts = _bus(**bus_kw, shift=shift, fit=fit, rate=rate, channels=int(channels) if channels else None)
+        stats = audio.ConvertStats()
+        if tone is not None:
+            bus = audio.BusFormat(rate or 48000, int(bits or 16), int(channels or 2))
+            total = samples or int(round((duration if duration is not None else 5.0) * bus.rate))
+            blocks = audio.tone_blocks(tone, bus, frames=total, dbfs=level, stats=stats)
+            what = f"{tone:g} Hz tone"
+            inp = None
+        else:
+            cmap = audio.parse_channels_map(channels_map) if channels_map else None
+            inp = audio.open_input(file, cmap)
+            deep = not inp.integer or (inp.subtype not in ("PCM_16", "PCM_S8", "PCM_U8"))
+            bus = audio.BusFormat(rate or inp.rate, int(bits or (32 if deep else 16)),
+                                  int(channels or min(inp.channels, 2)))
+            max_frames = samples if samples is not None else (
+                int(round(duration * inp.rate)) if duration is not None else None)
+            total = inp.bus_frames(bus, 0, max_frames)
+            blocks = audio.play_blocks(inp, bus, gain_db=gain, max_frames=max_frames, stats=stats)
+            what = file if file != "-" else "stdin"
+        try:
+            with session.board(port, baud=bus_kw["baud"], warn=reporter.warn,
+                               expect={"mode": "tx", "io": opts.io}) as agent:
+                return run_play(agent, reporter, stop, what, blocks, bus, opts, total, stats)
+        finally:
+            if inp is not None:
+                inp.close()
+
+    run_command(job, quiet=quiet, finish=lambda s, r: _finish(s, r, as_json, strict))
+
+
+# -- record -------------------------------------------------------------------------------------
+@main.command()
+@click.argument("file", metavar="FILE")
+@click.option("-r", "--rate", type=click.IntRange(min=1), default=16000, show_default=True, metavar="HZ")
+@click.option("-b", "--bits", type=click.Choice(["16", "32"]), default="32", show_default=True,
+              help="Bus sample size (24-bit microphones send 32-bit slots).")
+@click.option("-c", "--channels", type=click.Choice(["1", "2"]), default="1", show_default=True)
+@click.option("-d", "--duration", type=DURATION, metavar="DUR", help="Record this long.")
+@click.option("-s", "--samples", type=click.IntRange(min=1), metavar="N", help="Record exactly N frames.")
+@click.option("--subtype", type=click.Choice(["PCM_16", "PCM_24", "PCM_32"]),
+              help="File sample format (default: PCM_16 for 16-bit, PCM_32 for 32-bit; FLAC PCM_24).")
+@click.option("--stop-on-silence", type=DURATION, metavar="DUR", help="Stop after this much silence.")
+@click.option("--threshold", type=float, default=-50.0, show_default=True, metavar="DBFS",
+              help="Below this peak level counts as silence.")
+@click.option("--wait-for-sound", is_flag=True, help="Start keeping audio at the first sound over --threshold.")
+@click.option("--max-duration", type=DURATION, metavar="DUR",
+              help="Safety net for --stop-on-silence / --wait-for-sound.")
+@click.option("--slot", type=click.Choice(["left", "right"]),
+              help="A mono microphone on this slot: records both slots on the bus, keeps this one (mono file).")
+@click.option("--shift", "rx_shift", type=click.IntRange(-31, 31), default=0, metavar="N",
+              help="Shift each sample N bits (negative: right, arithmetic), on the host as I2S.shift would; "
+                   "-1 undoes an SPH0645's doubled samples.")
+@_bus_options
+def record(file, rate, bits, channels, duration, samples, subtype, stop_on_silence, threshold, wait_for_sound,
+           max_duration, slot, rx_shift, port, as_json, quiet, strict, **bus_kw):
+    """Record the board's I2S RX into FILE (.wav, .flac, .rf64, .w64; - for WAV on stdout).
+
+    Stops on -d/-s, Ctrl-C, SIGTERM, SIGHUP, --stop-on-silence, or a lost board; the file
+    always holds every sample received, and its header is refreshed about once a second.
+    """
+    from i2scli import audio
+    from i2scli.clirun import run_command, run_record
+
+    if duration is not None and samples is not None:
+        raise click.UsageError("use -d/--duration or -s/--samples, not both")
+    if file == "-" and as_json:
+        raise click.UsageError("--json prints on stdout, which - already uses for audio")
+    if slot and channels == "2":
+        raise click.UsageError("--slot keeps one slot: a mono file (leave out -c 2)")
+    bus = audio.BusFormat(rate, int(bits), 2 if slot else int(channels))
+    file_bus = audio.BusFormat(rate, int(bits), 1) if slot else None
+    keep = audio.slot_keeper(bus, slot, rx_shift) if slot or rx_shift else None
+
+    def job(reporter, stop):
+        from i2scli import session
+
+        audio.check_output_path(file)
+        opts = _bus(**bus_kw)
+        frames = samples if samples is not None else (int(round(duration * rate)) if duration is not None else None)
+        until = session.RecordStop(frames=frames, stop_on_silence=stop_on_silence, threshold_dbfs=threshold,
+                                   wait_for_sound=wait_for_sound,
+                                   max_frames=int(round(max_duration * rate)) if max_duration else None)
+        with session.board(port, baud=bus_kw["baud"], warn=reporter.warn,
+                           expect={"mode": "rx", "io": opts.io}) as agent:
+            return run_record(agent, reporter, stop, file, bus, opts, until, subtype, file_bus, keep)
+
+    run_command(job, quiet=quiet, finish=lambda s, r: _finish(s, r, as_json, strict))
+
+
+# -- duplex -------------------------------------------------------------------------------------
+@main.command()
+@click.argument("play_file", required=False, metavar="[PLAY_FILE]")
+@click.option("-o", "--output", "rec_file", required=True, metavar="REC_FILE",
+              help="Recording file; with --cycles, {n} in the name is the cycle number (take-{n}.wav).")
+@click.option("--order", type=click.Choice(["record-play", "play-record"]), default="record-play", show_default=True)
+@click.option("-r", "--rate", type=click.IntRange(min=1), metavar="HZ",
+              help="Bus rate (default: the file's, else 16000).")
+@click.option("-b", "--bits", type=click.Choice(["16", "32"]), default="32", show_default=True,
+              help="32 keeps the bit clock at one speed across the switch.")
+@click.option("-c", "--channels", type=click.Choice(["1", "2"]), help="Bus channels (default: the file's, else 1).")
+@click.option("-d", "--duration", type=DURATION, metavar="DUR", help="Recording length.")
+@click.option("--stop-on-silence", type=DURATION, metavar="DUR", help="End the recording after this much silence.")
+@click.option("--threshold", type=float, default=-50.0, show_default=True, metavar="DBFS")
+@click.option("--max-duration", type=DURATION, metavar="DUR", help="Safety net for --stop-on-silence.")
+@click.option("--cycles", type=click.IntRange(min=1), default=1, show_default=True, help="Repeat record/play N times.")
+@click.option("--switch-delay", type=DURATION, default="1ms", show_default=True, metavar="DUR",
+              help="Wait between releasing SD and driving it from the other side.")
+@click.option("--dir-pin", metavar="PIN", help="Direction pin telling the codec who drives SD (default: preset's).")
+@click.option("--dir-rx-level", type=click.IntRange(0, 1), default=0, show_default=True,
+              help="DIR level while the codec drives SD (recording).")
+@click.option("--sd-tx", metavar="PIN", help="TX data pad when two pads are tied to one SD line.")
+@click.option("--sd-rx", metavar="PIN", help="RX data pad when two pads are tied to one SD line.")
+@click.option("--lead-in", type=DURATION, default="5ms", show_default=True, metavar="DUR",
+              help="Silence before the TX audio.")
+@click.option("--rx-discard", type=DURATION, default="2ms", show_default=True, metavar="DUR",
+              help="Frames thrown away after RX starts.")
+@click.option("--max-clock-gap", type=DURATION, default="10ms", show_default=True, metavar="DUR",
+              help="Warn (fail under --strict) when the bit clock stops longer at a switch.")
+@click.option("--timeline", "timeline_vcd", metavar="FILE.vcd", type=click.Path(dir_okay=False),
+              help="Write the switch timeline as a VCD trace.")
+@_fit_option
+@_bus_options
+def duplex(play_file, rec_file, order, rate, bits, channels, duration, stop_on_silence, threshold, max_duration,
+           cycles, switch_delay, dir_pin, dir_rx_level, sd_tx, sd_rx, lead_in, rx_discard, max_clock_gap,
+           timeline_vcd, fit, port, as_json, quiet, strict, **bus_kw):
+    """Half-duplex on one shared SD line: record, switch, play (or play, then record).
+
+    Without PLAY_FILE the recording is played back (echo test). The switch runs on the
+    board: release SD, wait --switch-delay, drive it from the other side.
+    """
+    from i2scli import audio
+    from i2scli.boards import parse_pin
+    from i2scli.clirun import run_command, run_duplex
+
+    if duration is None and stop_on_silence is None:
+        raise click.UsageError("give the recording length with -d DURATION (or --stop-on-silence DUR)")
+    if play_file is None and order == "play-record":
+        raise click.UsageError("echo mode (no PLAY_FILE) needs --order record-play")
+    if play_file is None and fit:
+        raise click.UsageError("--fit fits PLAY_FILE to the link: echo mode (no PLAY_FILE) has none")
+    if cycles > 1 and "{n}" not in rec_file:
+        raise click.UsageError("with --cycles, put {n} in the -o name (e.g. -o take-{n}.wav)")
+
+    def job(reporter, stop):
+        from i2scli import session
+        from i2scli.clirun import timeline_path
+
+        for n in range(1, cycles + 1):  # every file it will write, before the board is touched
+            audio.check_output_path(rec_file.replace("{n}", str(n)))
+            if timeline_vcd:
+                audio.check_writable(timeline_path(timeline_vcd, n, cycles))
+        opts = _bus(**bus_kw, fit=fit, rate=rate, channels=int(channels) if channels else None)
+        inp = audio.open_input(play_file) if play_file else None
+        try:
+            bus = audio.BusFormat(rate or (inp.rate if inp else 16000), int(bits),
+                                  int(channels or (min(inp.channels, 2) if inp else 1)))
+        finally:
+            if inp is not None:
+                inp.close()
+        if bus.bits == 16:
+            reporter.warn("with -b 16 the bit clock changes speed at the switch (RX clocks 64 bits a frame, "
+                          "TX 32): use -b 32")
+        dx = session.DuplexOptions(order=order, switch_delay=switch_delay, dir_pin=parse_pin(dir_pin),
+                                   dir_rx_level=dir_rx_level, sd_tx=parse_pin(sd_tx), sd_rx=parse_pin(sd_rx),
+                                   lead_in=lead_in, rx_discard=rx_discard, max_clock_gap=max_clock_gap)
+        until = session.RecordStop(frames=int(round(duration * bus.rate)) if duration else None,
+                                   stop_on_silence=stop_on_silence, threshold_dbfs=threshold,
+                                   max_frames=int(round(max_duration * bus.rate)) if max_duration else None)
+        with session.board(port, baud=bus_kw["baud"], warn=reporter.warn, expect={"mode": "duplex"}) as agent:
+            return run_duplex(agent, reporter, stop, play_file, rec_file, bus, opts, dx, until, cycles,
+                              timeline_vcd)
+
+    def finish(summary, reporter):
+        if summary.get("gap_exceeded"):
+            reporter.warn(f"the bit clock stopped for {max(summary['clock_gaps_us']) / 1000:.2f} ms at a switch, "
+                          f"more than --max-clock-gap {max_clock_gap * 1000:g} ms")
+            if strict:
+                _finish(summary, reporter, as_json, False)
+                from i2scli.errors import Exit
+
+                raise SystemExit(Exit.STRICT)
+        _finish(summary, reporter, as_json, strict)
+
+    run_command(job, quiet=quiet, finish=finish)
