@@ -175,6 +175,35 @@ def test_the_port_moves_and_the_next_command_follows(lab):
         lab.client("-p", "rig1", "release")
 
 
+def test_lg_proxy_goes_through_labgrids_ssh_forward(lab, monkeypatch):
+    """With LG_PROXY the address comes from labgrid's own proxymanager, which asks its SSH
+    manager for a forward to the exporter's port (stubbed here: there is no SSH server)."""
+    from labgrid.util.proxy import proxymanager
+    from labgrid.util.ssh import sshmanager
+
+    asked = []
+
+    def forward(proxy, host, port):
+        asked.append((proxy, host, port))
+        return 40123
+
+    lab.client("-p", "rig1", "acquire")
+    try:
+        place = lgplace.Place(lgplace.parse(lab.url))
+        try:
+            direct = place.serial_url()
+            monkeypatch.setenv("LG_PROXY", "gateway")
+            monkeypatch.setattr(type(proxymanager), "_force_proxy", "gateway")  # read at import, from LG_PROXY
+            monkeypatch.setattr(sshmanager, "request_forward", forward)
+            assert place.serial_url() == "rfc2217://localhost:40123"
+        finally:
+            place.close()
+    finally:
+        lab.client("-p", "rig1", "release")
+    host, port = direct.removeprefix("rfc2217://").rsplit(":", 1)
+    assert asked == [("gateway", host, int(port))]
+
+
 def test_two_places_in_parallel_one_junit_file(lab, tmp_path):
     report = tmp_path / "report.xml"
     r = _run(lab, "test", "-p", lab.url, "-p", lab.url.replace("rig1", "rig2"), "-r", "16000", "-b", "16", "-c", "1",
