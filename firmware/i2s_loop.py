@@ -13,6 +13,21 @@ _ABORT = const(9)
 _TIMEOUT = const(-1)
 
 
+def _align(t0, h, r):
+    """Wait until the TX clock started at ticks `t0` is an eighth into a DMA half of `h` frames
+    at `r` Hz (START's tx_half), so the half boundary where the port takes the first write is
+    known (docs/test.md): the clock started at most the init call's time before `t0` was read,
+    which moves the true place later in the half, not past its end."""
+    lo = h // 8
+    while True:
+        f = time.ticks_diff(time.ticks_us(), t0) * r // 1000000 % h
+        if lo <= f < 2 * lo:
+            return
+        w = ((lo - f) % h) * 1000000 // r
+        if w > 50:
+            time.sleep_us(w - 20)
+
+
 class Loop:
     """Full duplex on two buses (START mode "loop", docs/protocol.md): TX on cfg["tx"]'s I2S,
     RX on cfg["rx"]'s, at once. Each host DATA frame is written to TX, then as many bytes are
@@ -71,24 +86,6 @@ class Loop:
         if st is not None:
             self.t_rx = st()["t0"]
         self.sync["rx_init_us"] = time.ticks_diff(self.t_rx, self.t_tx)
-
-    def align(self):
-        """Before the first write: wait until TX is an eighth into a DMA half (cfg "tx_half",
-        frames), so the half boundary where the port takes the audio is known (docs/test.md):
-        the clock started at most the init call's time before it was read, which moves the
-        true place later in the half, not past its end."""
-        h = self.s.cfg.get("tx_half", 0)
-        if not h:
-            return
-        r = self.s.cfg["rate"]
-        lo = h // 8
-        while True:
-            f = time.ticks_diff(time.ticks_us(), self.t_tx) * r // 1000000 % h
-            if lo <= f < 2 * lo:
-                break
-            w = ((lo - f) % h) * 1000000 // r
-            if w > 50:
-                time.sleep_us(w - 20)
 
     def close(self):
         self.port_xruns()
@@ -155,7 +152,8 @@ class Loop:
 
     def first_or_meter(self):
         if self.s.frames == 0:
-            self.align()
+            if self.s.cfg.get("tx_half"):
+                _align(self.t_tx, self.s.cfg["tx_half"], self.s.cfg["rate"])
             self.sync["tx_write_us"] = time.ticks_diff(time.ticks_us(), self.t_tx)
         self.s.meter.tx(self.s.frames)
 

@@ -64,7 +64,7 @@ HELLO_KEYS = ("proto", "agent", "source", "platform", "machine", "micropython", 
 START_KEYS = ("mode", "id", "sck", "ws", "sd", "mck", "bits", "format", "rate", "ibuf", "payload", "crc", "io",
               "timeout_ms", "shift", "frames", "discard_frames", "probe_up", "probe_down", "probe_both", "window",
               "code", "order", "rx", "tx", "dir", "dir_rx_level", "switch_delay_us", "lead_in_frames", "rx_frames",
-              "prefill")
+              "prefill", "tx_half")
 READY_KEYS = ("window", "payload", "frame_bytes", "prefill", "code")
 # every stream's SUMMARY (`overrun_at` RX, `port_xruns` where the port counts, `code` coded streams) ...
 SUMMARY_KEYS = ("reason", "frames", "bytes", "underruns", "overruns", "crc_errors", "resyncs", "seq_gaps",

@@ -511,10 +511,11 @@ def test_remote_board(sim, bridge, tmp_path, scheme):
     board = sim("fast", "--rx-source", "ramp", events=False)  # fast: the same pins as a Pico
     b = bridge(board.path, rfc2217=scheme == "rfc2217")
     url = f"{scheme}://127.0.0.1:{b.port}"
-    r = i2s("play", "-p", url, "--tone", 440, "-d", "0.3s", "--board", "pico", timeout=60, check=0)
+    # --no-probe: the remote path is under test, not what a loaded machine's probe would refuse
+    r = i2s("play", "-p", url, "--tone", 440, "-d", "0.3s", "--board", "pico", "--no-probe", timeout=60, check=0)
     assert "48000 Hz 16-bit stereo" in r.stderr and "I2S(0) sck=16 ws=17 sd=18" in r.stderr
     out = tmp_path / "remote.wav"
-    i2s("record", "-p", url, "-s", 2000, "--board", "pico", out, timeout=60, check=0)
+    i2s("record", "-p", url, "-s", 2000, "--board", "pico", "--no-probe", out, timeout=60, check=0)
     assert np.array_equal(read_int32(out), ramp(2000, 32, 1, "PCM_32"))
     board.stop()
     data, _ = sf.read(board.files["tx"], dtype="int16", always_2d=True)

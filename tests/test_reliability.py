@@ -437,9 +437,12 @@ def test_signals_at_random_moments(tmp_path):
         results = list(pool.map(lambda s: _signal_run(s, tmp_path), range(1000, 1054)))
     bad, early = [], []
     for seed, cmd, sig, delay, rc, err, out in results:
-        if rc == -getattr(signal, sig) and not err and not out.exists():
+        if (rc == -getattr(signal, sig) and not err or sig == "SIGINT" and rc in (1, -2) and
+                "KeyboardInterrupt" in err and "i2scli" not in err) and not out.exists():
             # the signal came while the interpreter itself was starting (on a loaded machine, well
-            # past 50 ms), before i2s could run a line: it ends by the signal with nothing to lose
+            # past 50 ms; an editable install's import finder runs in site.py), before i2s could
+            # run a line: it ends by the signal, or Python's own KeyboardInterrupt with no i2s
+            # frame in it, with nothing to lose
             early.append((seed, cmd, sig, delay))
             continue
         if rc not in (0, 130) or "Traceback" in err:
