@@ -1026,8 +1026,12 @@ def fig_commands(work: Path, profile: str = "rp2", reps: int = 7) -> dict:
         heavy = med([checked(run([PY, "-c", "import numpy, soundfile"]))["wall"] for _ in range(reps)])
         play = rows["i2s play -q (50 ms file)"]
         rest = play["wall"] - heavy
+        # of which the audio's own time: the 50 ms file, then the ring of silence the agent plays
+        # out so the last audio reaches the pins before play returns (ibuf + 4096 bytes)
+        playout = 0.05 + (16384 + 4096) / (48000 * 4)
         split = {"interpreter": interp, "numpy_soundfile_import": heavy - interp, "rest": rest,
-                 "mpremote_wall": play["mpremote_wall"], "rest_ratio": rest / play["mpremote_wall"]}
+                 "mpremote_wall": play["mpremote_wall"], "rest_ratio": rest / play["mpremote_wall"],
+                 "audio_playout": playout, "rest_less_playout_ratio": (rest - playout) / play["mpremote_wall"]}
         log(f"commands {profile} play split: interpreter {interp * 1000:.0f} ms, numpy+soundfile "
             f"{(heavy - interp) * 1000:.0f} ms, the rest {rest * 1000:.0f} ms ({split['rest_ratio']:.2f}x mpremote)")
     finally:
@@ -1139,8 +1143,9 @@ def report(res: dict) -> str:
             add(9, f"warm `i2s play` in parts, {f['profile']}: interpreter + numpy/soundfile import, and the rest "
                    "/ `mpremote exec pass`",
                 f"{sp['interpreter'] * 1000:.0f} + {sp['numpy_soundfile_import'] * 1000:.0f} ms, the rest "
-                f"{sp['rest'] * 1000:.0f} / {sp['mpremote_wall'] * 1000:.0f} ms = {sp['rest_ratio']:.2f}x",
-                "the rest ≤ 1.0x", sp["rest_ratio"] <= 1.0)
+                f"{sp['rest'] * 1000:.0f} / {sp['mpremote_wall'] * 1000:.0f} ms = {sp['rest_ratio']:.2f}x (of it "
+                f"{sp['audio_playout'] * 1000:.0f} ms the audio playing out; without it "
+                f"{sp['rest_less_playout_ratio']:.2f}x)", "the rest ≤ 1.0x", sp["rest_ratio"] <= 1.0)
     f = res.get("compress")
     if f:
         for p, v in f["profiles"].items():
