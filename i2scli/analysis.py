@@ -1282,7 +1282,9 @@ def _channel_checks(c: dict[str, Any], target: float | None, limits: Limits) -> 
         ("max_level", c.get("level_dbfs"), limits.max_level, False, " dBFS"),
         ("window_snr", c.get("min_window_snr_db"), limits.min_window_snr, True, " dB"),
     ]
-    notes = {"glitches": _period_note(c), "window_snr": _where(c)}
+    notes = {"glitches": _period_note(c), "window_snr": _where(c),
+             "latency": "" if c.get("latency_uncertainty_ms") is None
+             else f" (measured to +-{c['latency_uncertainty_ms']:g} ms)"}
     for name, value, limit, minimum, unit in specs:
         if limit is not None and (
             value is not None
