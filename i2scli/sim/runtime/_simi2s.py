@@ -161,6 +161,7 @@ class _I2S(_io.IOBase):
         self._hb = 0  # ring bytes one half takes
         self._dd = 0  # scratch of _out_dma
         self._dz = 0
+        self._hz = 0  # what a half fed without audio is: -1 an underrun, 0 before any audio
         self._reset_session()
         self._off = 0  # scratch: current transfer position / non-blocking descriptor
         self._end = 0
@@ -396,36 +397,57 @@ class _I2S(_io.IOBase):
             self._rx_fill(n)
 
     def _out_dma(self, n):
-        """n frames clocked out of the two DMA halves (rp2, stm32, mimxrt). At the end of each
-        half the port refills it (feed_dma): the ring's next half if the ring holds at least
-        128 bytes (SIZEOF_HALF_DMA_BUFFER_IN_BYTES, also for mono), else zeros; it plays after
-        the other half. (_dd, _dz: data then zero frames to report, as scratch registers.)"""
-        p = self._clk - n  # first frame of this tick
+        """n frames clocked out of the two DMA halves (rp2, stm32, mimxrt), in constant time
+        however many halves the tick spans (the board's CPU does none of this: its DMA does).
+        At the end of each half the port refills it (feed_dma): the ring's next half if the ring
+        holds at least 128 bytes (SIZEOF_HALF_DMA_BUFFER_IN_BYTES, also for mono), else zeros;
+        it plays after the other half. (_dd, _dz: data then zero frames to report.)"""
         self._dd = 0
         self._dz = 0
-        while n > 0:
-            if self._h0 <= 0 and self._h1 <= 0 and self._ring < 128:
-                # nothing left to play: zeros to the end of the tick
-                if self._h0 < 0 or self._h1 < 0:
-                    self._underrun(n)
-                self._dz += n
-                self._h0 = self._h1 = -1 if self._first >= 0 else 0
-                break
-            k = self._hf - p % self._hf
-            if k > n:
-                k = n
-            self._play(k)
-            p += k
-            n -= k
-            if p % self._hf == 0:
-                self._h0 = self._h1
-                self._h1 = self._feed(p)
+        k = self._hf - (self._clk - n) % self._hf  # frames left of the half playing at the start
+        if n < k:
+            self._play(self._h0, n)
+        else:
+            self._play(self._h0, k)
+            self._halves(n - k)
         if self._dd or self._dz:
             _chan.clock(self._sid, self._dd, self._dz)
 
-    def _play(self, k):
-        """k frames of the half playing now."""
-        if self._h0 > 0:
+    def _halves(self, n):
+        """n frames past the first half boundary of a tick: the next half, then the halves fed
+        at each boundary (data while the ring lasts, then zeros)."""
+        m = n // self._hf  # whole halves after the first boundary: m + 1 boundaries, m + 1 feeds
+        d = self._feeds(m + 1, self._clk - n)  # of them data
+        self._play(self._h1, n if n < self._hf else self._hf)
+        n -= self._hf
+        if n > 0:
+            self._play(1, n if n < d * self._hf else d * self._hf)
+            n -= d * self._hf
+            if n > 0:
+                self._play(self._hz, n)
+        # now playing: half m of (next, feed 1, feed 2, ...); the next after it: half m + 1
+        self._h0 = self._h1 if m == 0 else 1 if m <= d else self._hz
+        self._h1 = 1 if m + 1 <= d else self._hz
+
+    def _feeds(self, b, at):
+        """b feeds at the half boundaries from frame `at` on: how many take a half of the ring
+        (it holds 128 bytes), the rest zeros (_hz: -1 an underrun once audio has played, else 0)."""
+        d = 0
+        if self._ring >= 128:
+            d = (self._ring - 128) // self._hb + 1
+            if d > b:
+                d = b
+            self._ring -= d * self._hb
+            if self._first < 0:
+                self._first = at + self._hf
+        self._hz = -1 if self._first >= 0 else 0
+        return d
+
+    def _play(self, kind, k):
+        """k frames of a half: audio (kind 1) or zeros (an underrun where kind is -1)."""
+        if k <= 0:
+            return
+        if kind > 0:
             self._under = False
             if self._dz:
                 _chan.clock(self._sid, self._dd, self._dz)
@@ -433,18 +455,9 @@ class _I2S(_io.IOBase):
                 self._dz = 0
             self._dd += k
         else:
-            if self._h0 < 0:
+            if kind < 0:
                 self._underrun(k)
             self._dz += k
-
-    def _feed(self, p):
-        """The half that starts playing one half after frame p (feed_dma at p)."""
-        if self._ring >= 128:
-            self._ring -= self._hb
-            if self._first < 0:
-                self._first = p + self._hf
-            return 1
-        return -1 if self._first >= 0 else 0
 
     def _rx_fill(self, n):
         """n frames clocked on RX enter the ring while there is room."""
