@@ -242,17 +242,28 @@ class Stream:
 
 # -- wire coding, shared by the blocking streams (i2s_play, i2s_record) and the irq/asyncio styles
 
+# Each of these keeps its locals and value stack within 11 words: past that MicroPython puts a
+# call's frame on the heap (py/objfun.c, VM_MAX_STATE_ON_STACK; ports without pystack), which
+# on the audio path is an allocation per frame. So: few locals, calls split off.
 def decode_data(s, coder, src, n, dst):
     """One coded DATA payload (src[:n]) into dst: its length, or 0 when damaged (counted as a
     CRC error is: lost audio, never played)."""
     t0 = time.ticks_us()
-    got = coder.decode(src, n, dst)
+    n = coder.decode(src, n, dst)
+    _took(s, t0)
+    return _decoded(s, n, src[0])
+
+
+def _took(s, t0):
     s.code_us += time.ticks_diff(time.ticks_us(), t0)
+
+
+def _decoded(s, got, mode):
     if got < 0:
         s.code_errors += 1
         s.link.crc_errors += 1
         return 0
-    if src[0]:
+    if mode:
         s.coded += 1
     else:
         s.plain += 1
@@ -269,8 +280,12 @@ def coded_buffers(s, P):
 def send_coded(s, coder, view, n):
     """n bytes of audio as one coded DATA frame (raw-escaped, with CRC, when coding does not pay)."""
     t0 = time.ticks_us()
-    m = coder.encode(view, n, s.kv)
-    s.code_us += time.ticks_diff(time.ticks_us(), t0)
+    n = coder.encode(view, n, s.kv)
+    _took(s, t0)
+    _send_coded(s, n)
+
+
+def _send_coded(s, m):
     if s.kb[_HDR]:
         s.coded += 1
         s.link.send_plain(s.kb, m)
