@@ -179,6 +179,8 @@ class Link(Sender):
         self.max_payload = 0
         self.pbuf = None
         self.plen = 0
+        # the VCP's reads of payloads shorter than the buffer (set_payload, _vcp_partial)
+        self.gbuf = self.gbuf2 = self.grid = self.grid2 = self.tails = None
 
     def drain(self, quiet_ms=50):
         """Discard input until the host has been quiet a while, so nothing it sent after our
@@ -230,7 +232,39 @@ class Link(Sender):
         return got
 
     def _vcp_partial(self, buf, n):
-        return self.vcp.recv(memoryview(buf)[:n], timeout=2000)
+        """n bytes into buf, shorter than it (a coded payload): recv reads a whole buffer, so
+        through the preallocated 64-byte views of it (_grid) and a tail view (no slice made)."""
+        g = self.grid if buf is self.gbuf else (self.grid2 if buf is self.gbuf2 else None)
+        if g is None:  # a buffer of no grid's (not a stream's payload buffer): a slice
+            return self.vcp.recv(memoryview(buf)[:n], timeout=2000)
+        g = self._vcp_chunks(g, n >> 6)
+        return self._vcp_tail(buf, g, n & 63)
+
+    def _vcp_chunks(self, g, q):
+        i = 0
+        while i < q:
+            self.vcp.recv(g[i], timeout=2000)
+            i += 1
+        return q << 6
+
+    def _vcp_tail(self, buf, off, r):
+        if r:
+            t = self.tails[r]
+            self.vcp.recv(t, timeout=2000)
+            i = 0
+            while i < r:
+                buf[off + i] = t[i]
+                i += 1
+        return off + r
+
+    def _grid(self, buf):
+        """buf in 64-byte memoryviews, for _vcp_partial (only where the VCP is read)."""
+        if self.vcp is None:
+            return None
+        if self.tails is None:
+            tb = bytearray(64)
+            self.tails = [memoryview(tb)[:r] for r in range(64)]
+        return [memoryview(buf)[i:i + 64] for i in range(0, len(buf) - 63, 64)]
 
     def set_payload(self, size, spare=False):
         """Preallocate the receive buffer: payload + CRC trailer (and a second one for
@@ -238,9 +272,13 @@ class Link(Sender):
         self.max_payload = size
         self.pbuf = bytearray(size + 4)
         self.pfull = memoryview(self.pbuf)[:size]
+        self.gbuf = self.pbuf
+        self.grid = self._grid(self.pbuf)
         if spare:
             self.pbuf2 = bytearray(size + 4)
             self.pfull2 = memoryview(self.pbuf2)[:size]
+            self.gbuf2 = self.pbuf2
+            self.grid2 = self._grid(self.pbuf2)
 
     def swap(self):
         self.pbuf, self.pbuf2 = self.pbuf2, self.pbuf
