@@ -53,6 +53,18 @@ def test_cd_quality_music_plays_bit_exact_through_a_pico(tmp_path):
     assert c["ratio"] >= 1.5 and c["frames_compressed"] > 0
     assert c["board_us_per_audio_s"] > 0  # measured on the board, ticks_us around the decoder
     assert exact_on_the_wire(src, captured(cap))
+    # coded frames allocate nothing in steady state (no call frame on the heap, no slice)
+    assert s["board"]["heap_alloc"] == 0 and s["board"]["heap_frames"] > 0
+
+
+def test_coded_play_through_a_pyboard_vcp_allocates_nothing(tmp_path):
+    # the VCP reads a whole buffer: short coded payloads go through preallocated views
+    music(tmp_path / "music.wav")
+    r = i2s("play", "--json", "--compress", "on", "--no-probe", "-p", "sim://stm32", tmp_path / "music.wav",
+            check=0, timeout=90)
+    s = json.loads(r.stdout)
+    assert s["compression"]["frames_compressed"] > 0
+    assert s["board"]["heap_alloc"] == 0 and s["board"]["heap_frames"] > 0
 
 
 def test_without_compression_the_same_file_is_refused(tmp_path):
@@ -92,6 +104,7 @@ def test_recording_coded_on_the_board_is_exact(tmp_path):
             "-p", "sim://rp2?rx_source=ramp", out, check=0, timeout=90)
     s = json.loads(r.stdout)
     assert s["compression"]["frames_compressed"] > 0 and s["overruns"] == 0
+    assert s["board"]["heap_alloc"] == 0 and s["board"]["heap_frames"] > 0
     x, _ = sf.read(out, dtype="int32")
     assert x.shape == (24000, 2)
     assert np.all(np.diff(x[:, 0].astype(np.int64)) == np.diff(x[:2, 0].astype(np.int64))[0])

@@ -106,6 +106,7 @@ def test_coded_loop_on_stm32_brings_the_signal_back_bit_exact(tmp_path):
     assert fmt["coded"] and (fmt["rate"], fmt["bits"], fmt["channels"]) == (32000, 32, 2)
     code = res["board_summary"]["code"]
     assert code["frames_coded"] > 0 and code["errors"] == 0
+    assert res["board_summary"]["heap_alloc"] == 0  # the coded loop allocates nothing per frame
     played, info = analysis.test_signal("sine", rate=32000, bits=32, channels=2, seconds=0.6)
     got, _ = sf.read(rec, dtype="int32", always_2d=True)
     at = res["measures"]["channels"][0]["latency_total_samples"]  # < 0: RX opened after TX started
