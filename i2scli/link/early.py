@@ -29,8 +29,10 @@ PIECE = 120  # bytes the board takes out of its ring per credit
 WINDOW = 2  # pieces in flight: 240 bytes plus a 5-byte header fit the ESP32's 260-byte ring
 SETTLE_S = 0.01  # after `I2S:UP`: the board's UART re-times (it waits for its TX FIFO first)
 PROBE_EVERY_S = 0.05  # the probe goes again until answered (the first may meet the old rate)
+BACK_MS = 40  # the loader's wait before it goes back to the old rate: the host's own switch comes first
+HOST_DRAIN_S = 0.01  # the host's wait after its last write before it changes its rate
 SYNC = 0xA5
-UP, ANSWER, CREDIT, RAN, RAISED, END = b"I2S:UP", b"\xa5!", 1, 6, 0x15, 4
+UP, ANSWER, BACK, CREDIT, RAN, RAISED, END = b"I2S:UP", b"\xa5!", b"\xa5L", 1, 6, 0x15, 4
 NO = b"I2S:NO "
 
 # The loader, as it goes to the board (kept small: it travels at the old rate). `n` the new
@@ -38,56 +40,53 @@ NO = b"I2S:NO "
 # is off while it runs: a length byte, or noise at the switch, may be 0x03.
 LOADER = """\
 def _i2s_up(n,o,w,z):
- import sys,time,select,micropython,gc
+ import sys,time,select,micropython as M,gc
  x=sys.stdout.buffer.write
- try:
-  from machine import UART
- except ImportError:
-  UART=None
- if sys.platform!='esp32' or UART is None:
+ if sys.platform!='esp32':
   x(b'I2S:NO the REPL of this port is not a UART\\r\\n');return
+ from machine import UART as U
  i=sys.stdin.buffer;q=select.poll();q.register(i,1);b=bytearray(1);r=o;t={confirm};ok=0
  def g():
   for _ in q.ipoll(t):
    i.readinto(b,1);return b[0]
   return -1
- micropython.kbd_intr(-1)
+ M.kbd_intr(-1)
  try:
-  x(b'I2S:UP\\r\\n');time.sleep_ms(160000//o+2);UART(0,baudrate=n);r=n
+  x(b'I2S:UP\\r\\n');time.sleep_ms(3);U(0,baudrate=n);r=n
   while 1:
    c=g()
    if c<0:return
    if c!=165:continue
    k=g()
    if k==63:
-    x(b'\\xa5!');ok=1;t=w;continue
-   if k==81 and ok:return
-   if not ok or k not in(71,88):continue
-   lo=g();hi=g();ck=g()
-   if min(lo,hi,ck)<0:return
-   if ck!=~(k+lo+hi)&255:continue
-   m=lo|hi<<8;s=None;gc.collect();s=bytearray(m);v=memoryview(s);j=0
+    x(b'\\xa5!');ok=t=w;continue
+   if not ok or k not in(71,81,88):continue
+   if k==81:return
+   h=[g(),g(),g()]
+   if min(h)<0:return
+   if h[2]!=~(k+h[0]+h[1])&255:continue
+   m=h[0]|h[1]<<8;s=None;gc.collect();s=bytearray(m);v=memoryview(s);j=0
    while j<m:
     if not q.poll(t):return
     e=min(z,m-j);i.readinto(v[j:j+e]);j+=e;x(b'\\x01')
    v=None
-   if k==71:
-    exec(s,globals());r=o;return
    try:
     exec(s,globals())
    except Exception as e:
+    if k==71:raise
     x(b'\\x15');sys.print_exception(e);x(b'\\x04');continue
-   s=None;x(b'\\x06')
+   x(b'\\xa5L' if k==71 else b'\\x06')
  finally:
   if r!=o:
-   time.sleep_ms(1280000//r+4);UART(0,baudrate=o)
-  micropython.kbd_intr(3)
+   time.sleep_ms(1280000//r+{back});U(0,baudrate=o)
+  M.kbd_intr(3)
 _i2s_up({rate},{old},{watch},{piece})
 """
 
 
 def loader_code(rate: int, old: int) -> str:
-    return LOADER.format(rate=int(rate), old=int(old), watch=WATCH_MS, piece=PIECE, confirm=CONFIRM_MS)
+    return LOADER.format(rate=int(rate), old=int(old), watch=WATCH_MS, piece=PIECE, confirm=CONFIRM_MS,
+                         back=BACK_MS)
 
 
 def header(kind: bytes, n: int) -> bytes:
@@ -97,6 +96,12 @@ def header(kind: bytes, n: int) -> bytes:
 
 class EarlySwitch:
     """The host's half of the loader, on a port whose raw REPL has just started it."""
+
+    # After an agent run the loader waits WATCH_MS for the next command; the host uses it
+    # again only within KEEP_S of hearing it is back (the rest is margin for a slow host),
+    # and past that waits KEEP_MARGIN_S beyond it for the loader's watchdog to end it.
+    KEEP_S = WATCH_MS / 1000 / 2
+    KEEP_MARGIN_S = WATCH_MS / 1000 / 2 + 0.2
 
     def __init__(self, port: Port, rate: int, old: int):
         self.port = port
@@ -160,8 +165,20 @@ class EarlySwitch:
             buf = bytearray(self.port.read_some())
 
     def go(self, code: str) -> None:
-        """Run `code` as the loader's last step (it starts the agent, which answers for itself)."""
+        """Run `code`, which starts the agent (it answers for itself); when the agent ends, the
+        loader says so (`A5 4C`) and waits for the next command."""
         self._send(b"G", code.encode())
+
+    def wait_back(self, seen: bytes, limit: float) -> bool:
+        """After the agent's last frame (and `seen`, what came with it): the loader is back."""
+        buf = bytearray(seen)
+        end = time.monotonic() + limit
+        while BACK not in buf:
+            if time.monotonic() > end:
+                return False
+            buf += self.port.read_some()
+        self._seen = buf[buf.index(BACK) + len(BACK):]
+        return True
 
     def quit(self) -> None:
         """End the loader: the board goes back to the old rate and its REPL; so does the host."""
@@ -199,6 +216,7 @@ class EarlySwitch:
         port = self.port
         try:
             port.serial.flush()
+            time.sleep(HOST_DRAIN_S)  # what we wrote last leaves the bridge at the rate it was meant for
             port.serial.baudrate = self.old
         except (OSError, ValueError):
             pass

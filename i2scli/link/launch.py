@@ -69,11 +69,19 @@ class Launcher:
         self._relaunch: str | None = None
         self._prompt_ready = False
         self._fast_start = False  # this agent run started at the proposed rate (early switch)
+        self._loader: EarlySwitch | None = None  # the loader the agent runs in (early.py), at the raised rate
+        self._loader_until = 0.0  # ... and until when it surely waits for the next command
 
     def launch(self, timeout: float = 10.0, need: Iterable[str] = (), coder: list[str] | None = None) -> dict:
         """Run the agent: the installed copy when its version matches, else upload it (the
         core, what the caller expects, and the modules `need`); first the wire coder's chunks
         `coder`, if given (their error: `coder_error`)."""
+        self._fast_start = False
+        if self._relaunch and self._loader_waits():
+            # the agent's last run ended in the loader, still at the raised rate: start it there
+            self._start(need, self._relaunch, timeout, coder)
+            return self.await_hello(timeout)
+        self._release()
         t = self.port.transport
         for _ in range(3):
             try:
@@ -91,7 +99,6 @@ class Launcher:
                 f"({first_line(e)}); a program that ignores Ctrl-C may be running: reset the board"
             ) from None
         self._prompt_ready = True
-        self._fast_start = False
         if self._relaunch:
             self._start(need, self._relaunch, timeout, coder)
             return self.await_hello(timeout)
@@ -119,9 +126,12 @@ class Launcher:
         """Upload the modules `names` the board lacks (after the wire coder's `coder` chunks,
         whose error goes to `coder_error`), then run `code`: it starts the agent. On a link the
         host raises anyway the upload goes at the raised rate (early.py) and the agent starts
-        there; when that switch fails, one warning, and all at the REPL's rate as before."""
+        there, inside the loader, which waits for the next run when the agent ends; when that
+        switch fails, one warning, and all at the REPL's rate as before."""
         missing = self._missing(names)
-        if (missing or coder) and self.propose:
+        early = self._loader if self._loader_waits() else None
+        chunks = None
+        if early is None and (missing or coder) and self.propose:
             early = EarlySwitch(self.port, self.propose, REPL_BAUD)
             # the pieces are made while the loader travels at the REPL's rate
             made: list = []
@@ -130,31 +140,54 @@ class Launcher:
             self.exec(loader_code(self.propose, REPL_BAUD))
             why = early.switch()
             maker.join()
-            if why is None:
-                for chunk in coder or ():
-                    self.coder_error = early.run(chunk, timeout)
-                    if self.coder_error is not None:
-                        break  # e.g. SyntaxError: invalid micropython decorator
-                for chunk in made[0]:
-                    error = early.run(chunk, timeout)
-                    if error is not None:
-                        early.quit()
-                        raise BoardError(error)
-                self.uploaded.update(missing)
-                # the agent's Link starts at the new rate and puts the old one back as it exits
-                start = code.strip()
-                assert start.endswith(")"), start
-                early.go(f"{start[:-1]},{self.propose},{REPL_BAUD})\n")
-                self.baud = self.propose
-                self._fast_start = True
-                return
-            early_say(self.warn, REPL_BAUD, why)
-            self.propose = None  # the agent's BAUD proposal would fail the same way
-            self.baud = REPL_BAUD
+            chunks = made[0]
+            if why is not None:
+                early = None
+                early_say(self.warn, REPL_BAUD, why)
+                self.propose = None  # the agent's BAUD proposal would fail the same way
+                self.baud = REPL_BAUD
+        if early is not None:
+            self._loader = None  # busy until the agent has ended and the loader said so
+            for chunk in coder or ():
+                self.coder_error = early.run(chunk, timeout)
+                if self.coder_error is not None:
+                    break  # e.g. SyntaxError: invalid micropython decorator
+            for chunk in upload_chunks(missing) if chunks is None else chunks:
+                error = early.run(chunk, timeout)
+                if error is not None:
+                    early.quit()
+                    raise BoardError(error)
+            self.uploaded.update(missing)
+            # the agent's Link starts at the raised rate and leaves it to the loader as it exits
+            start = code.strip()
+            assert start.endswith(")"), start
+            early.go(f"{start[:-1]},{early.rate},0)\n")
+            self._loader = early
+            self.baud = early.rate
+            self._fast_start = True
+            return
         if coder:
             self.coder_error = self._run_chunks(coder, timeout)
         self._upload(names, timeout)
         self.exec(code)
+
+    def _loader_waits(self) -> bool:
+        """The loader is back from the agent's last run and surely still waiting (its watchdog)."""
+        return self._loader is not None and not self.hello and time.monotonic() < self._loader_until
+
+    def _release(self) -> None:
+        """End a loader that waits for another agent run: the board back at its raw REPL at the
+        REPL's rate, and the host too."""
+        early, self._loader = self._loader, None
+        if early is None:
+            return
+        self._prompt_ready = False
+        if time.monotonic() < self._loader_until:
+            early.quit()
+        else:  # it may be timing out now: let its watchdog end it
+            baud_restore(self.port)
+            time.sleep(max(0.0, self._loader_until - time.monotonic() + early.KEEP_MARGIN_S))
+            self.port.serial.reset_input_buffer()
 
     def _upload(self, names: Iterable[str], timeout: float) -> None:
         """Run the modules the board lacks in the raw REPL (the agent is not running)."""
@@ -284,6 +317,13 @@ class Launcher:
         """After the agent's last frame: wait for the raw REPL to come back (its closing bytes
         may already have arrived with the last frame: `seen`). The agent put its UART back at
         the REPL's rate as it exited; so does the host."""
+        if self._loader is not None:
+            if self._loader.wait_back(seen, 3.0):
+                # the agent ended inside the loader, which waits for another run (or the end)
+                self._loader_until = time.monotonic() + self._loader.KEEP_S
+                self.hello = {}
+                return
+            self._loader = None  # it did not come back: its exec ended, the board back at the REPL's rate
         switched = bool(self.baud and self.baud != REPL_BAUD)
         if switched:
             baud_restore(self.port)
@@ -312,6 +352,10 @@ class Launcher:
         try:
             if self.hello:  # the agent is waiting for START: tell it to go back to the REPL
                 self._abort()
+        except (LinkError, OSError):
+            pass
+        try:
+            self._release()
         except (LinkError, OSError):
             pass
         baud_restore(self.port)  # whatever happened, leave the port at the REPL's rate
