@@ -24,6 +24,7 @@ from i2scli.link.port import Port
 
 REPL_TAIL = b"\x04>"
 WATCH_MS = 1000  # the loader's watchdog: longest wait for the host's next byte once confirmed
+AFTER_MS = 700  # ... and for the next command after an agent run (the host is there, or gone)
 CONFIRM_MS = 500  # the window for the host's first probe at the new rate
 PIECE = 120  # bytes the board takes out of its ring per credit
 WINDOW = 2  # pieces in flight: 240 bytes plus a 5-byte header fit the ESP32's 260-byte ring
@@ -39,7 +40,7 @@ NO = b"I2S:NO "
 # rate, `o` the old one, `w` the watchdog, `z` the piece size. The REPL's interrupt character
 # is off while it runs: a length byte, or noise at the switch, may be 0x03.
 LOADER = """\
-def _i2s_up(n,o,w,z):
+def _i2s_up(n,o,w,z,a):
  import sys,time,select,micropython as M,gc
  x=sys.stdout.buffer.write
  if sys.platform!='esp32':
@@ -62,6 +63,7 @@ def _i2s_up(n,o,w,z):
     x(b'\\xa5!');ok=t=w;continue
    if not ok or k not in(71,81,88):continue
    if k==81:return
+   t=w
    h=[g(),g(),g()]
    if min(h)<0:return
    if h[2]!=~(k+h[0]+h[1])&255:continue
@@ -75,18 +77,21 @@ def _i2s_up(n,o,w,z):
    except Exception as e:
     if k==71:raise
     x(b'\\x15');sys.print_exception(e);x(b'\\x04');continue
-   x(b'\\xa5L' if k==71 else b'\\x06')
+   if k==71:
+    M.kbd_intr(-1);x(b'\\xa5L');t=a
+   else:
+    x(b'\\x06')
  finally:
   if r!=o:
    time.sleep_ms(1280000//r+{back});U(0,baudrate=o)
   M.kbd_intr(3)
-_i2s_up({rate},{old},{watch},{piece})
+_i2s_up({rate},{old},{watch},{piece},{after})
 """
 
 
 def loader_code(rate: int, old: int) -> str:
     return LOADER.format(rate=int(rate), old=int(old), watch=WATCH_MS, piece=PIECE, confirm=CONFIRM_MS,
-                         back=BACK_MS)
+                         back=BACK_MS, after=AFTER_MS)
 
 
 def header(kind: bytes, n: int) -> bytes:
@@ -97,11 +102,11 @@ def header(kind: bytes, n: int) -> bytes:
 class EarlySwitch:
     """The host's half of the loader, on a port whose raw REPL has just started it."""
 
-    # After an agent run the loader waits WATCH_MS for the next command; the host uses it
+    # After an agent run the loader waits AFTER_MS for the next command; the host uses it
     # again only within KEEP_S of hearing it is back (the rest is margin for a slow host),
     # and past that waits KEEP_MARGIN_S beyond it for the loader's watchdog to end it.
-    KEEP_S = WATCH_MS / 1000 / 2
-    KEEP_MARGIN_S = WATCH_MS / 1000 / 2 + 0.2
+    KEEP_S = AFTER_MS / 1000 / 2
+    KEEP_MARGIN_S = AFTER_MS / 1000 / 2 + 0.2
 
     def __init__(self, port: Port, rate: int, old: int):
         self.port = port

@@ -79,7 +79,7 @@ class Launcher:
         self._fast_start = False
         if self._relaunch and self._loader_waits():
             # the agent's last run ended in the loader, still at the raised rate: start it there
-            self._start(need, self._relaunch, timeout, coder)
+            self._start(need, self._relaunch, timeout, coder, resident=self._loader)
             return self.await_hello(timeout)
         self._release()
         t = self.port.transport
@@ -122,14 +122,16 @@ class Launcher:
         """Of the agent's modules `names` (and what they import), those the board lacks."""
         return [] if self.installed else upload_order(names, have=self.uploaded)
 
-    def _start(self, names: Iterable[str], code: str, timeout: float, coder: list[str] | None = None) -> None:
+    def _start(self, names: Iterable[str], code: str, timeout: float, coder: list[str] | None = None,
+               resident: EarlySwitch | None = None) -> None:
         """Upload the modules `names` the board lacks (after the wire coder's `coder` chunks,
         whose error goes to `coder_error`), then run `code`: it starts the agent. On a link the
         host raises anyway the upload goes at the raised rate (early.py) and the agent starts
         there, inside the loader, which waits for the next run when the agent ends; when that
-        switch fails, one warning, and all at the REPL's rate as before."""
+        switch fails, one warning, and all at the REPL's rate as before. `resident`: the loader
+        that waits for the next run (launch saw it in time)."""
         missing = self._missing(names)
-        early = self._loader if self._loader_waits() else None
+        early = resident
         chunks = None
         if early is None and (missing or coder) and self.propose:
             early = EarlySwitch(self.port, self.propose, REPL_BAUD)
