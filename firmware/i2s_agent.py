@@ -122,8 +122,11 @@ def _baud(link):
         link.set_baud(old)
 
 
-def main(source="uploaded"):
+def main(source="uploaded", baud=0, baud0=0):
+    """Say HELLO and run one START. `baud`: the REPL UART already runs at that rate (the host's
+    loader moved it before the upload); `baud0` is put back on every way out."""
     link = Link()
+    link.baud, link.baud0 = baud, baud0
     stream = None
     lp = None
     where = "start"

@@ -16,7 +16,7 @@ import serial
 import soundfile as sf
 from conftest import ENV, I2S, i2s, mpremote
 
-from i2scli.link import baud
+from i2scli.link import baud, early
 
 
 def info_json(*args) -> dict:
@@ -209,3 +209,89 @@ def test_ch340_at_2_mbaud_plays_bit_exact_every_time(sim, tmp_path):
     assert rate == 22050
     played = got[np.any(got != 0, axis=1)]  # silence around (and any underrun within) each play
     assert np.array_equal(played, np.concatenate([src] * 5))
+
+
+# -- the early switch: the upload itself at the raised rate (docs/protocol.md, "Early switch") --
+def test_cold_start_raises_the_link_before_the_upload_and_keeps_it(sim, tmp_path):
+    board = sim("esp32")
+    src = _speech_like(tmp_path / "speech.wav", seconds=0.05)
+    r = i2s("play", "--baud", "921600", "-p", board.path, tmp_path / "speech.wav", check=0, timeout=90)
+    assert "baud" not in r.stderr, r.stderr  # no fallback, no warning
+    assert mpremote("connect", board.path, "exec", "print('back')").stdout == b"back\r\n"
+    board.stop()
+    got, _ = sf.read(board.files["tx"], dtype="int16")
+    got = got if got.ndim == 1 else got[:, 0]
+    k = int(np.flatnonzero(got)[0])
+    assert np.array_equal(got[k:k + src.size], src[np.flatnonzero(src)[0]:][: got.size - k])
+    ev = board.events()
+    # one rate change up and one down for the whole command: the upload, the link probe, the
+    # wire coder and the stream all ran in one loader at 921600 ...
+    assert [e["baudrate"] for e in events(board)] == [921600, 115200]
+    # ... which was one raw-REPL exec (after the bootstrap's), not one per piece of the agent
+    execs = [e for e in ev if e.get("ev") == "exec" and e.get("state") == "start"]
+    assert len(execs) <= 3, execs  # bootstrap, loader (and mpremote's)
+
+
+HOST_STOPS = {
+    # after `I2S:UP`: the board has switched, the host never sends its probe
+    "switch": """
+orig = early.EarlySwitch.switch
+def stop_in_switch(self):
+    self.port.read_until(early.UP, 2.0)
+    self.port.serial.baudrate = self.rate
+    print('stopped', flush=True)
+    time.sleep(60)
+early.EarlySwitch.switch = stop_in_switch
+""",
+    # the third piece of code: its header and first window sent, the rest never
+    "upload": """
+orig = early.EarlySwitch._send
+calls = []
+def stop_in_upload(self, kind, body):
+    calls.append(kind)
+    if len(calls) < 3:
+        return orig(self, kind, body)
+    self.port.write(early.header(kind, len(body)) + body[:early.PIECE])
+    print('stopped', flush=True)
+    time.sleep(60)
+early.EarlySwitch._send = stop_in_upload
+""",
+}
+
+
+@pytest.mark.parametrize("moment", sorted(HOST_STOPS))
+def test_killed_host_during_the_early_switch_leaves_the_board_at_115200(sim, moment):
+    board = sim("esp32", capture=False)
+    host = subprocess.Popen([sys.executable, "-c", f"""
+import time
+from i2scli.link import early
+{HOST_STOPS[moment]}
+from i2scli.link import connect
+with connect({board.path!r}, baud=921600, expect={{'mode': 'tx'}}) as a:
+    print('connected', flush=True)
+"""], stdout=subprocess.PIPE, text=True, env=ENV)
+    assert host.stdout.readline().split() == ["stopped"]
+    os.kill(host.pid, signal.SIGKILL)
+    host.wait()
+    killed = time.monotonic()
+    # Listen at 115200 without writing: the loader's watchdog (1 s of quiet) puts the REPL UART
+    # back to 115200 and the raw REPL closes the exec with its prompt
+    port = serial.Serial(board.path, 115200, timeout=0.1)
+    seen = b""
+    while not seen.endswith(b"\x04>") and time.monotonic() - killed < 15:
+        seen += port.read(4096)
+    back = time.monotonic() - killed
+    port.close()
+    assert seen.endswith(b"\x04>"), seen[-200:]
+    assert back < early.WATCH_MS / 1000 + 2.0, back  # within the watchdog plus 2 s
+    assert mpremote("connect", board.path, "exec", "print('back')").stdout == b"back\r\n"
+    board.stop()
+    assert [e["baudrate"] for e in events(board)] == [921600, 115200]
+
+
+def test_board_that_is_no_uart_refuses_the_early_switch_with_one_warning(sim, tmp_path):
+    board = sim("fast")
+    sf.write(tmp_path / "short.wav", np.full(800, 1000, np.int16), 16000, subtype="PCM_16")
+    r = i2s("play", "-q", "--baud", "921600", "-p", board.path, tmp_path / "short.wav", check=0, timeout=90)
+    warnings = [ln for ln in r.stderr.splitlines() if "baud" in ln]
+    assert len(warnings) == 1 and "cannot change its REPL rate" in warnings[0], r.stderr

@@ -25,6 +25,7 @@ from i2scli.targets import esp32 as esp32_target
 REPL_BAUD = 115200  # every MicroPython UART REPL starts here (and mpremote stays here)
 CONFIRM_S = 0.5  # the agent's window for the confirmation at the new rate
 SETTLE_S = 0.03  # after the agent's answer: its TX FIFO drains and its UART re-times
+DRAIN_S = 0.01  # after flush(), before the host's own rate changes: the last bytes leave the bridge
 
 
 # USB-UART bridges by VID:PID, and the native-USB vendors: from i2scli/targets/ (each board
@@ -124,8 +125,11 @@ def restore(port: Port, old: int = REPL_BAUD) -> None:
     """The host's side back at the REPL's rate (the agent restores its own as it exits)."""
     try:
         if port.serial.baudrate != old:
-            # what we wrote last (an ABORT, a STOP) goes out at the rate the agent listens at
+            # what we wrote last (an ABORT, a STOP) goes out at the rate the agent listens at:
+            # flush() empties the driver, not the bridge's FIFO (nor a pseudo-terminal, whose
+            # reader times each byte at the rate it finds): let it leave the wire first
             port.serial.flush()
+            time.sleep(DRAIN_S)
             port.serial.baudrate = old
     except (OSError, ValueError, serial.SerialException):
         pass

@@ -4,6 +4,7 @@ and storing the agent on the board (`i2s install`)."""
 from __future__ import annotations
 
 import re
+import threading
 import time
 from collections.abc import Callable, Iterable
 
@@ -31,6 +32,8 @@ from i2scli.link.baud import REPL_BAUD
 from i2scli.link.baud import plan as baud_plan
 from i2scli.link.baud import restore as baud_restore
 from i2scli.link.baud import switch as baud_switch
+from i2scli.link.early import EarlySwitch, loader_code
+from i2scli.link.early import say as early_say
 from i2scli.link.errors import BoardError, LinkError, board_error, first_line, frame_json, repl_error
 from i2scli.link.port import Port, open_transport, patient
 from i2scli.protocol import FrameType as T
@@ -65,10 +68,20 @@ class Launcher:
         self.hello_decoder: proto.Decoder | None = None
         self._relaunch: str | None = None
         self._prompt_ready = False
+        self._fast_start = False  # this agent run started at the proposed rate (early switch)
+        self._loader: EarlySwitch | None = None  # the loader the agent runs in (early.py), at the raised rate
+        self._loader_until = 0.0  # ... and until when it surely waits for the next command
 
-    def launch(self, timeout: float = 10.0, need: Iterable[str] = ()) -> dict:
+    def launch(self, timeout: float = 10.0, need: Iterable[str] = (), coder: list[str] | None = None) -> dict:
         """Run the agent: the installed copy when its version matches, else upload it (the
-        core, what the caller expects, and the modules `need`)."""
+        core, what the caller expects, and the modules `need`); first the wire coder's chunks
+        `coder`, if given (their error: `coder_error`)."""
+        self._fast_start = False
+        if self._relaunch and self._loader_waits():
+            # the agent's last run ended in the loader, still at the raised rate: start it there
+            self._start(need, self._relaunch, timeout, coder, resident=self._loader)
+            return self.await_hello(timeout)
+        self._release()
         t = self.port.transport
         for _ in range(3):
             try:
@@ -87,16 +100,19 @@ class Launcher:
             ) from None
         self._prompt_ready = True
         if self._relaunch:
-            self._upload(need, timeout)
-            self.exec(self._relaunch)
+            self._start(need, self._relaunch, timeout, coder)
             return self.await_hello(timeout)
         self.exec(bootstrap())
         hello = self.await_hello(timeout, allow_upload=True)
         if hello is None:
-            self._upload([*CORE_MODULES, *self.expect, *need], timeout)
             self._relaunch = "main('uploaded')\n"
-            self.exec(self._relaunch)
+            self._start([*CORE_MODULES, *self.expect, *need], self._relaunch, timeout, coder)
             hello = self.await_hello(timeout)
+        elif coder:  # the installed agent said HELLO before the coder ran: once more
+            self._abort()
+            self.installed = True
+            self._relaunch = "_i2s_a.main('installed')\n"
+            return self.launch(timeout, need, coder)
         else:
             self.installed = True
             self._relaunch = "_i2s_a.main('installed')\n"
@@ -105,6 +121,75 @@ class Launcher:
     def _missing(self, names: Iterable[str]) -> list[str]:
         """Of the agent's modules `names` (and what they import), those the board lacks."""
         return [] if self.installed else upload_order(names, have=self.uploaded)
+
+    def _start(self, names: Iterable[str], code: str, timeout: float, coder: list[str] | None = None,
+               resident: EarlySwitch | None = None) -> None:
+        """Upload the modules `names` the board lacks (after the wire coder's `coder` chunks,
+        whose error goes to `coder_error`), then run `code`: it starts the agent. On a link the
+        host raises anyway the upload goes at the raised rate (early.py) and the agent starts
+        there, inside the loader, which waits for the next run when the agent ends; when that
+        switch fails, one warning, and all at the REPL's rate as before. `resident`: the loader
+        that waits for the next run (launch saw it in time)."""
+        missing = self._missing(names)
+        early = resident
+        chunks = None
+        if early is None and (missing or coder) and self.propose:
+            early = EarlySwitch(self.port, self.propose, REPL_BAUD)
+            # the pieces are made while the loader travels at the REPL's rate
+            made: list = []
+            maker = threading.Thread(target=lambda: made.append(upload_chunks(missing)), daemon=True)
+            maker.start()
+            self.exec(loader_code(self.propose, REPL_BAUD))
+            why = early.switch()
+            maker.join()
+            chunks = made[0]
+            if why is not None:
+                early = None
+                early_say(self.warn, REPL_BAUD, why)
+                self.propose = None  # the agent's BAUD proposal would fail the same way
+                self.baud = REPL_BAUD
+        if early is not None:
+            self._loader = None  # busy until the agent has ended and the loader said so
+            for chunk in coder or ():
+                self.coder_error = early.run(chunk, timeout)
+                if self.coder_error is not None:
+                    break  # e.g. SyntaxError: invalid micropython decorator
+            for chunk in upload_chunks(missing) if chunks is None else chunks:
+                error = early.run(chunk, timeout)
+                if error is not None:
+                    early.quit()
+                    raise BoardError(error)
+            self.uploaded.update(missing)
+            # the agent's Link starts at the raised rate and leaves it to the loader as it exits
+            start = code.strip()
+            assert start.endswith(")"), start
+            early.go(f"{start[:-1]},{early.rate},0)\n")
+            self._loader = early
+            self.baud = early.rate
+            self._fast_start = True
+            return
+        if coder:
+            self.coder_error = self._run_chunks(coder, timeout)
+        self._upload(names, timeout)
+        self.exec(code)
+
+    def _loader_waits(self) -> bool:
+        """The loader is back from the agent's last run and surely still waiting (its watchdog)."""
+        return self._loader is not None and not self.hello and time.monotonic() < self._loader_until
+
+    def _release(self) -> None:
+        """End a loader that waits for another agent run: the board back at its raw REPL at the
+        REPL's rate, and the host too."""
+        early, self._loader = self._loader, None
+        if early is None:
+            return
+        self._prompt_ready = False
+        if time.monotonic() < self._loader_until:
+            early.quit()
+        else:  # it may be timing out now: let its watchdog end it
+            baud_restore(self.port)
+            time.sleep(max(0.0, self._loader_until - time.monotonic() + early.KEEP_MARGIN_S))
+            self.port.serial.reset_input_buffer()
 
     def _upload(self, names: Iterable[str], timeout: float) -> None:
         """Run the modules the board lacks in the raw REPL (the agent is not running)."""
@@ -144,10 +229,9 @@ class Launcher:
             return False
         if self.hello:  # the agent waits for START: send it back to the REPL first
             self._abort()
-        # e.g. SyntaxError: invalid micropython decorator
-        self.coder_error = self._run_chunks(coder_chunks(part), timeout)
         # with the stream that codes: its module too, so that START need not wait again
-        self.launch(timeout, mode_modules(cfg or {"mode": "tx" if part == "Decoder" else "rx"}))
+        self.launch(timeout, mode_modules(cfg or {"mode": "tx" if part == "Decoder" else "rx"}),
+                    coder=coder_chunks(part))
         if not self.hello.get("codec", 0) & bit and self.coder_error is None:
             self.coder_error = "the agent did not find it"
         return self.coder_error is None
@@ -218,6 +302,10 @@ class Launcher:
 
     def _speed_up(self) -> None:
         """The agent just said HELLO at the REPL's rate: move it to the proposed one."""
+        if self._fast_start:
+            # it started at that rate: the loader's last credits came before HELLO, not the stream's
+            self.hello_decoder = proto.Decoder(max_payload=4096)
+            return
         if not self.propose:
             return
         rate = baud_switch(self.port, self.hello, self.hello_decoder, self.propose, self.warn)
@@ -231,6 +319,13 @@ class Launcher:
         """After the agent's last frame: wait for the raw REPL to come back (its closing bytes
         may already have arrived with the last frame: `seen`). The agent put its UART back at
         the REPL's rate as it exited; so does the host."""
+        if self._loader is not None:
+            if self._loader.wait_back(seen, 3.0):
+                # the agent ended inside the loader, which waits for another run (or the end)
+                self._loader_until = time.monotonic() + self._loader.KEEP_S
+                self.hello = {}
+                return
+            self._loader = None  # it did not come back: its exec ended, the board back at the REPL's rate
         switched = bool(self.baud and self.baud != REPL_BAUD)
         if switched:
             baud_restore(self.port)
@@ -259,6 +354,10 @@ class Launcher:
         try:
             if self.hello:  # the agent is waiting for START: tell it to go back to the REPL
                 self._abort()
+        except (LinkError, OSError):
+            pass
+        try:
+            self._release()
         except (LinkError, OSError):
             pass
         baud_restore(self.port)  # whatever happened, leave the port at the REPL's rate
