@@ -140,6 +140,49 @@ class Sender:
             self.out.write(cb, 0, 11)
 
 
+class ShortReads:
+    """The VCP's recv() fills a whole buffer: a payload shorter than its buffer (a coded frame)
+    is read through preallocated 64-byte views of it and a tail view, so no slice is made per
+    frame (only where a VCP is read: pyboard-family ports)."""
+
+    def __init__(self, vcp, buf, buf2):
+        self.vcp = vcp
+        tb = bytearray(64)
+        self.tails = [memoryview(tb)[:r] for r in range(64)]
+        self.gbuf = buf
+        self.grid = self._grid(buf)
+        self.gbuf2 = buf2
+        self.grid2 = None if buf2 is None else self._grid(buf2)
+
+    def _grid(self, buf):
+        return [memoryview(buf)[i:i + 64] for i in range(0, len(buf) - 63, 64)]
+
+    def read(self, buf, n):
+        """n bytes into buf, shorter than it."""
+        g = self.grid if buf is self.gbuf else (self.grid2 if buf is self.gbuf2 else None)
+        if g is None:  # a buffer of no grid's (not a stream's payload buffer): a slice
+            return self.vcp.recv(memoryview(buf)[:n], timeout=2000)
+        g = self._chunks(g, n >> 6)
+        return self._tail(buf, g, n & 63)
+
+    def _chunks(self, g, q):
+        i = 0
+        while i < q:
+            self.vcp.recv(g[i], timeout=2000)
+            i += 1
+        return q << 6
+
+    def _tail(self, buf, off, r):
+        if r:
+            t = self.tails[r]
+            self.vcp.recv(t, timeout=2000)
+            i = 0
+            while i < r:
+                buf[off + i] = t[i]
+                i += 1
+        return off + r
+
+
 class Link(Sender):
     """Frames over the REPL stream: the fastest input path the port has, no allocation."""
 
@@ -179,8 +222,7 @@ class Link(Sender):
         self.max_payload = 0
         self.pbuf = None
         self.plen = 0
-        # the VCP's reads of payloads shorter than the buffer (set_payload, _vcp_partial)
-        self.gbuf = self.gbuf2 = self.grid = self.grid2 = self.tails = None
+        self.short = None  # the VCP's reads of payloads shorter than the buffer (ShortReads)
 
     def drain(self, quiet_ms=50):
         """Discard input until the host has been quiet a while, so nothing it sent after our
@@ -232,39 +274,9 @@ class Link(Sender):
         return got
 
     def _vcp_partial(self, buf, n):
-        """n bytes into buf, shorter than it (a coded payload): recv reads a whole buffer, so
-        through the preallocated 64-byte views of it (_grid) and a tail view (no slice made)."""
-        g = self.grid if buf is self.gbuf else (self.grid2 if buf is self.gbuf2 else None)
-        if g is None:  # a buffer of no grid's (not a stream's payload buffer): a slice
+        if self.short is None:  # a buffer before set_payload (not a stream's): a slice
             return self.vcp.recv(memoryview(buf)[:n], timeout=2000)
-        g = self._vcp_chunks(g, n >> 6)
-        return self._vcp_tail(buf, g, n & 63)
-
-    def _vcp_chunks(self, g, q):
-        i = 0
-        while i < q:
-            self.vcp.recv(g[i], timeout=2000)
-            i += 1
-        return q << 6
-
-    def _vcp_tail(self, buf, off, r):
-        if r:
-            t = self.tails[r]
-            self.vcp.recv(t, timeout=2000)
-            i = 0
-            while i < r:
-                buf[off + i] = t[i]
-                i += 1
-        return off + r
-
-    def _grid(self, buf):
-        """buf in 64-byte memoryviews, for _vcp_partial (only where the VCP is read)."""
-        if self.vcp is None:
-            return None
-        if self.tails is None:
-            tb = bytearray(64)
-            self.tails = [memoryview(tb)[:r] for r in range(64)]
-        return [memoryview(buf)[i:i + 64] for i in range(0, len(buf) - 63, 64)]
+        return self.short.read(buf, n)
 
     def set_payload(self, size, spare=False):
         """Preallocate the receive buffer: payload + CRC trailer (and a second one for
@@ -272,13 +284,11 @@ class Link(Sender):
         self.max_payload = size
         self.pbuf = bytearray(size + 4)
         self.pfull = memoryview(self.pbuf)[:size]
-        self.gbuf = self.pbuf
-        self.grid = self._grid(self.pbuf)
         if spare:
             self.pbuf2 = bytearray(size + 4)
             self.pfull2 = memoryview(self.pbuf2)[:size]
-            self.gbuf2 = self.pbuf2
-            self.grid2 = self._grid(self.pbuf2)
+        if self.vcp is not None:
+            self.short = ShortReads(self.vcp, self.pbuf, self.pbuf2 if spare else None)
 
     def swap(self):
         self.pbuf, self.pbuf2 = self.pbuf2, self.pbuf
