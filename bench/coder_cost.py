@@ -218,7 +218,7 @@ def blob(parts: list[bytes]) -> bytes:
 
 
 def measure(seconds: float = 2.0, sizes=SIZES, coder: Path = ROOT / "firmware" / "wirecode.py",
-            elf: Path = ELF, content: str = "song") -> dict:
+            elf: Path = ELF, content: str = "song", ops: str = "DE") -> dict:
     """Instructions per audio second to decode and encode 48 kHz 16-bit stereo `content`."""
     if not elf.exists():
         raise FileNotFoundError(f"{elf}: build it with bench/qemu/build.sh (bench/README.md)")
@@ -245,6 +245,8 @@ def measure(seconds: float = 2.0, sizes=SIZES, coder: Path = ROOT / "firmware" /
             row = {"frames": len(frames), "audio_s": audio_s,
                    "host_ratio": sum(map(len, frames)) / sum(map(len, coded))}
             for op, parts in (("D", coded), ("E", frames)):
+                if op not in ops:
+                    continue
                 out = q.exec(f"OP = {op!r}\n" + BOARD_RUN, blob(parts))
                 t, t_loop, worst, total, crc, bad, alloc, n = map(int, out.split("RES")[1].split())
                 assert n == len(parts)
@@ -274,6 +276,8 @@ def table(res: dict) -> str:
              "|---|---|---|---|---|---|---|---|"]
     for size, row in res["sizes"].items():
         for op in ("decode", "encode"):
+            if op not in row:
+                continue
             r = row[op]
             ok = r["bit_exact"] if op == "decode" else r["round_trip_bad_frames"] == 0
             ratio = row["host_ratio"] if op == "decode" else r["ratio"]
@@ -291,9 +295,11 @@ def main(argv=None) -> int:
                     help="analysis.plucked_song (default) or the chord of tests/test_wirecode.py")
     ap.add_argument("--coder", type=Path, default=ROOT / "firmware" / "wirecode.py", help="the board coder to time")
     ap.add_argument("--elf", type=Path, default=ELF)
+    ap.add_argument("--only", choices=("decode", "encode"), help="time one direction only")
     ap.add_argument("--json", type=Path, help="write the raw figures here")
     a = ap.parse_args(argv)
-    res = measure(a.seconds, [int(s) for s in a.sizes.split(",")], a.coder, a.elf, a.content)
+    res = measure(a.seconds, [int(s) for s in a.sizes.split(",")], a.coder, a.elf, a.content,
+                  {"decode": "D", "encode": "E"}.get(a.only, "DE"))
     if a.json:
         a.json.write_text(json.dumps(res, indent=1) + "\n")
     print(table(res))
