@@ -44,6 +44,10 @@ for _i in range(1, 256):
         _z -= 1
     _LZ[_i] = _z
 del _i, _z
+_RF = bytearray(33)  # 1 where the decoder's bit reader (nb bits) takes 16 more
+for _i in range(17):
+    _RF[_i] = 1
+del _i
 
 
 class Decoder(_Coder):
@@ -87,6 +91,8 @@ class Decoder(_Coder):
         d16 = ptr16(dst)
         d32 = ptr32(dst)
         lz = ptr8(_LZ)
+        rf = ptr8(_RF)
+        s1 = ptr8(int(s) + 1)
         wide = bps - 2  # non-zero for 32-bit slots
         one = 1
         lim = n_src - 1
@@ -106,10 +112,13 @@ class Decoder(_Coder):
             w = bits - sh
             kmask = (one << k) - 1
             big = k > 9  # the k bits may need a refill after the unary part
-            a1 = order if order < 2 else 2  # prediction a1 * v1 - a2 * v2
-            a2 = 1 if order == 2 else 0
+            k1 = k + 1
+            fast = 0 if big or wide else 1  # 16-bit, k <= 9: the loop below without those cases
+            # prediction: order 2 runs dd += r, v += dd; order 1 v += r; order 0 v = r
+            dm = -1 if order == 2 else 0
+            vm = -1 if order else 0
+            dd = 0
             v1 = 0
-            v2 = 0
             o = c
             first = 1
             m = 1  # sample 0 alone first: its order is 0, and sample 1's at most 1
@@ -117,6 +126,35 @@ class Decoder(_Coder):
             while t:
                 t -= m
                 while m:
+                    if fast:
+                        while m:
+                            if rf[nb]:  # nb <= 16
+                                if pos < lim:
+                                    acc = (acc << 16) | (int(s[pos]) << 8) | int(s1[pos])
+                                else:
+                                    acc = acc << 16
+                                    if pos < n_src:
+                                        acc |= int(s[pos]) << 8
+                                    elif pos > n_src + 8:
+                                        return E_DATA
+                                pos += 2
+                                nb += 16
+                            p8 = (acc >> (nb - 8)) & 0xFF
+                            if not p8:
+                                break  # q >= 8: the general code below takes this sample
+                            q = int(lz[p8])
+                            nb -= q + k1
+                            u = (q << k) | ((acc >> nb) & kmask)
+                            dd = (dd & dm) + ((u >> 1) ^ (0 - (u & 1)))
+                            v1 = (v1 & vm) + dd
+                            x = v1 << sh
+                            d16[o] = x
+                            sa += x & 0xFFFF
+                            sb += sa
+                            o += ch
+                            m -= 1
+                        if not m:
+                            break
                     if not ((nb + 15) >> 5):  # nb <= 16
                         if pos < lim:
                             acc = (acc << 16) | (int(s[pos]) << 8) | int(s[pos + 1])
@@ -201,10 +239,9 @@ class Decoder(_Coder):
                             r = (u >> 1) ^ (0 - (u & 1))
                         else:
                             r = u
-                    v = r + a1 * v1 - a2 * v2
-                    v2 = v1
-                    v1 = v
-                    x = v << sh
+                    dd = (dd & dm) + r
+                    v1 = (v1 & vm) + dd
+                    x = v1 << sh
                     if wide:
                         d32[o] = x
                         sa += x & 0xFFFF
@@ -219,7 +256,7 @@ class Decoder(_Coder):
                 sa %= ADLER  # below 2**31 for 64 samples
                 sb %= ADLER
                 if first:
-                    v2 = v1
+                    dd = 0  # sample 1 is predicted by sample 0 alone
                     first = 0
                 m = t if t < 64 else 64
             c += 1
