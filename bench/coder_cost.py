@@ -81,9 +81,37 @@ def _spin(r0):  # 2 instructions an iteration: the clock's calibration
     label(loop)
     sub(r0, 1)
     bne(loop)
-t0 = time.ticks_us()
-_spin(500000)
-print('CAL', time.ticks_diff(time.ticks_us(), t0))
+if CAL:
+    t0 = time.ticks_us()
+    _spin(500000)
+    print('CAL', time.ticks_diff(time.ticks_us(), t0))
+"""
+
+# traced run (--trace): every frame once, nothing else native runs
+BOARD_TRACE = r"""
+micropython.kbd_intr(-1)
+inp = sys.stdin.buffer
+print('SEND')
+def _rd(n):
+    b = bytearray(n)
+    got = 0
+    while got < n:
+        c = inp.read(n - got)
+        b[got:got + len(c)] = c
+        got += len(c)
+    return b
+h = _rd(4)
+count = h[0] | h[1] << 8 | h[2] << 16 | h[3] << 24
+parts = []
+while len(parts) < count:
+    h = _rd(2)
+    parts.append(bytes(_rd(h[0] | h[1] << 8)))
+micropython.kbd_intr(3)
+dst = bytearray(8200)
+f = wirecode.Decoder(16, 2).decode if OP == 'D' else wirecode.Encoder(16, 2).encode
+for p in parts:
+    f(p, len(p), dst)
+print('DONE')
 """
 
 BOARD_RUN = r"""
@@ -156,9 +184,9 @@ print('RES', t, t_loop, worst, out, crc & 0xFFFFFFFF, bad, alloc, len(parts))
 class Qemu:
     """MicroPython's qemu port on a pipe, driven through its raw REPL."""
 
-    def __init__(self, elf: Path):
+    def __init__(self, elf: Path, extra: tuple = ()):
         cmd = ["qemu-system-arm", "-machine", "mps2-an385", "-nographic", "-monitor", "null", "-semihosting",
-               "-icount", "shift=0", "-serial", "stdio", "-kernel", str(elf)]
+               "-icount", "shift=0", "-serial", "stdio", "-kernel", str(elf), *extra]
         self.p = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                                   bufsize=0)
         self.buf = bytearray()
@@ -234,7 +262,7 @@ def measure(seconds: float = 2.0, sizes=SIZES, coder: Path = ROOT / "firmware" /
            "coder": str(coder), "mpy_bytes": len(code), "cpi": CPI, "mhz": RP2040_HZ / 1e6, "sizes": {}}
     q = Qemu(elf)
     try:
-        setup = f"_MPY = {code!r}\n" + BOARD_SETUP
+        setup = f"_MPY = {code!r}\nCAL = 1\n" + BOARD_SETUP
         out = q.exec(setup)
         cal = int(out.split("CAL")[1].split()[0])
         res["calibration_instr_per_us"] = 2 * 500000 / cal  # the spin loop's instructions / its µs
@@ -264,6 +292,95 @@ def measure(seconds: float = 2.0, sizes=SIZES, coder: Path = ROOT / "firmware" /
     finally:
         q.close()
     return res
+
+
+# Cortex-M0+ cycles (ARM DDI 0484C, 3.3): loads/stores 2, PUSH/POP/LDM/STM 1 + registers (POP with
+# PC 3 + registers), B/BL/BX/BLX and writes to PC 2 (BL 3), a conditional branch 2 taken and 1 not,
+# MULS 1 (the RP2040 has the single-cycle multiplier), the rest 1.
+def _m0_cycles(mnem: str, ops: str) -> tuple[int, bool]:
+    """(cycles if not a taken branch, is a branch); a taken branch costs 2 in all (BL 3)."""
+    m = mnem.split(".")[0]
+    if m in ("push", "pop", "ldm", "stm", "ldmia", "stmia"):
+        n = ops.count(",") + 1 + sum(int(b) - int(a) for a, b in
+                                     (r.strip(" {}r").split("-r") for r in ops.split(",") if "-" in r))
+        return (3 + n, True) if "pc" in ops else (1 + n, False)
+    if m.startswith(("ldr", "str")):
+        return 2, False
+    if m == "bl":
+        return 2, True
+    if m in ("b", "bx", "blx") or (m.startswith("b") and len(m) == 3 and m != "bic"):
+        return 1, True
+    if ops.startswith("pc,") or ops.startswith("pc "):
+        return 2, True
+    return 1, False
+
+
+def trace(op: str, size: int, seconds: float = 0.1, coder: Path = ROOT / "firmware" / "wirecode.py",
+          elf: Path = ELF) -> dict:
+    """The dynamic instruction mix of the coder's own (viper) code, from qemu's execution trace of
+    the code in the heap, and its Cortex-M0+ cycles: the CPI to put on the instruction count."""
+    import struct
+
+    b = elf.read_bytes()
+    phoff, = struct.unpack_from("<I", b, 28)
+    phentsize, phnum = struct.unpack_from("<HH", b, 42)
+    lo, hi = None, 0
+    for i in range(phnum):
+        _, _, va, _, fs, ms, _, _ = struct.unpack_from("<8I", b, phoff + i * phentsize)
+        lo, hi = max(lo or 0, va + fs), max(hi, va + ms)  # .bss, where the heap is
+    x = analysis.plucked_song(RATE, 1.0).tobytes()[: int(seconds * RATE) * 4]
+    frames = [x[i:i + size] for i in range(0, len(x) - len(x) % size, size)]
+    parts = [wc.encode(f, 16, 2) for f in frames] if op == "D" else frames
+    with tempfile.TemporaryDirectory() as d:
+        log = Path(d) / "trace.log"
+        q = Qemu(elf, ("-d", "in_asm,exec,nochain", "-dfilter", f"{lo:#x}..{hi - 1:#x}", "-D", str(log)))
+        try:
+            q.exec(f"_MPY = {mpy(coder)!r}\nCAL = 0\n" + BOARD_SETUP)
+            q.exec(f"OP = {op!r}\n" + BOARD_TRACE, blob(parts))
+        finally:
+            q.close()
+        tbs, counts, nxt = {}, {}, {}
+        cur, prev = None, None
+        with open(log) as fh:
+            for line in fh:
+                if line.startswith("Trace "):
+                    pc = int(line.split("[", 1)[1].split("/")[1], 16)
+                    counts[pc] = counts.get(pc, 0) + 1
+                    if prev is not None:
+                        key = (prev, pc)
+                        nxt[key] = nxt.get(key, 0) + 1
+                    prev = pc
+                elif line.startswith("IN:"):
+                    cur = []
+                elif cur is not None and line.startswith("0x"):
+                    a, rest = line.split(":", 1)
+                    f = rest.split(None, 2)
+                    cur.append((int(a, 16), len(f[0]) // 2, f[1], f[2].strip() if len(f) > 2 else ""))
+                    if cur and len(cur) == 1:
+                        tbs[cur[0][0]] = cur
+                elif cur is not None and not line.strip():
+                    cur = None
+    instr = cycles = mem = taken = branches = 0
+    for pc, n in counts.items():
+        body = tbs.get(pc)
+        if not body:
+            continue
+        instr += n * len(body)
+        for _a, _sz, mnem, ops in body:
+            c, _br = _m0_cycles(mnem, ops)
+            cycles += n * c
+            mem += n * (mnem.startswith(("ldr", "str", "push", "pop", "ldm", "stm")))
+        a, sz, mnem, ops = body[-1]
+        c, br = _m0_cycles(mnem, ops)
+        if br:
+            end = a + sz
+            t = n if mnem in ("b", "bl", "bx", "blx") or ops.startswith("pc") else \
+                n - nxt.get((pc, end), 0)  # a conditional branch not taken runs on at the next instruction
+            branches += n
+            taken += t
+            cycles += t * (1 if not ops.startswith("pc") and "pc" not in ops else 0)
+    return {"op": op, "size": size, "instructions": instr, "m0_cycles": cycles, "cpi": cycles / max(instr, 1),
+            "loads_stores": mem / max(instr, 1), "branches_taken": taken / max(instr, 1)}
 
 
 def table(res: dict) -> str:
@@ -297,7 +414,19 @@ def main(argv=None) -> int:
     ap.add_argument("--elf", type=Path, default=ELF)
     ap.add_argument("--only", choices=("decode", "encode"), help="time one direction only")
     ap.add_argument("--json", type=Path, help="write the raw figures here")
+    ap.add_argument("--trace", action="store_true",
+                    help="instead: the coder's instruction mix and Cortex-M0+ CPI from qemu's execution trace")
     a = ap.parse_args(argv)
+    if a.trace:
+        for size in [int(s) for s in a.sizes.split(",")]:
+            for op in ("D", "E"):
+                if a.only and op != a.only[0].upper():
+                    continue
+                t = trace(op, size, min(a.seconds, 0.1), a.coder, a.elf)
+                print(f"{size} B {'decode' if op == 'D' else 'encode'}: {t['instructions']} instructions of viper "
+                      f"code, {t['loads_stores']:.0%} loads/stores, {t['branches_taken']:.0%} taken branches: "
+                      f"{t['cpi']:.2f} Cortex-M0+ cycles per instruction")
+        return 0
     res = measure(a.seconds, [int(s) for s in a.sizes.split(",")], a.coder, a.elf, a.content,
                   {"decode": "D", "encode": "E"}.get(a.only, "DE"))
     if a.json:
