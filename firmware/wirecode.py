@@ -246,12 +246,12 @@ def _decode(nb: int, u: int, self, src, n_src: int, dst) -> int:
                 sb += sa
                 o += ch
                 m -= 1
-            sa %= ADLER  # below 2**31 for 64 samples
+            sa %= ADLER  # below 2**31 for 120 samples (240 words)
             sb %= ADLER
             if first:
                 dd = 0  # sample 1 is predicted by sample 0 alone
                 first = 0
-            m = t if t < 64 else 64
+            m = t if t < 120 else 120
         c += 1
     left = nb - 8 * (pos - n_src)  # unread bits of the payload
     if left < 0:
@@ -296,76 +296,94 @@ class Encoder(_Coder):
     # that would wrap small is rare and codes as an escape, whose w bits are the same.
     @micropython.viper
     def encode(self, src, n: int, dst) -> int:
+        return int(_encode(0, 0, self, src, n, dst))
+
+    @micropython.viper
+    def raw(self, src, n: int, dst) -> int:
         s = ptr8(src)
-        s1 = ptr8(int(s) + 1)
-        s2 = ptr8(int(s) + 2)
-        s3 = ptr8(int(s) + 3)
         d = ptr8(dst)
-        d1 = ptr8(int(d) + 1)
-        pl = ptr8(self.plan)
-        bits = int(self.bits)
-        ch = int(self.channels)
-        bps = bits >> 3
-        stride = ch * bps
-        if int(len(dst)) < n + 1 or n % stride:
-            return E_SPACE
-        nfr = n // stride
-        head = HEADER + 2 * ch
-        one = 1
-        if nfr == 0 or nfr > 0xFFFF or n <= head + 8:
-            return int(self.raw(src, n, dst))
-        wide = bps - 2
-        sc = 7 if wide else 0  # 32-bit slots sum |residual| >> 7: 64 of them fit a word
-        limit = n - 8  # a code writes at most 7 bytes, the padding 1: coded stays <= n bytes
-        cold = 1 if not pl[16] else 0
-        if cold:  # no plan yet: any will do for the first pass, which only measures
-            c = 0
-            while c < ch:
-                pl[2 * c] = 2
-                pl[2 * c + 1] = 8
-                c += 1
-        runs = 0
-        while True:
-            runs += 1
-            bad = 0  # the plan failed: a shift the audio does not have, or no saving
-            sa = 0
-            sb = 0
-            p = head
-            acc = 0  # bit accumulator: nb pending bits in its low end (at most 15 between codes)
-            nb = 0
-            c = 0
-            while c < ch:
-                ps = int(pl[2 * c])
-                k = int(pl[2 * c + 1])
-                d[HEADER + 2 * c] = ps
-                d[HEADER + 1 + 2 * c] = k
-                order = ps & 3
-                sh = ps >> 2
-                w = bits - sh
-                kmask = (one << k) - 1
-                kbit = one << k
-                k1 = k + 1
-                off = 14 if k1 > 1 else 15  # a code of L bits is a short one when L + off < 32
-                m0 = -1  # sample 0 codes as order 0 in every order
-                m1 = 0
-                m2 = 0
-                ored = 0
-                p1 = 0
-                e1 = 0
-                h0 = 0
-                l0 = 0
-                h1 = 0
-                l1 = 0
-                h2 = 0
-                l2 = 0
-                o = c * bps
-                m = 1
-                t = nfr
-                while t:
-                    t -= m
-                    c0 = 0
-                    c1 = 0
-                    c2 = 0
+        d[0] = RAW
+        i = 0
+        while i < n:
+            d[i + 1] = s[i]
+            i += 1
+        return n + 1
+
+
+@micropython.viper
+def _encode(v: int, e: int, self, src, n: int, dst) -> int:
+    # v and e come first: viper keeps its first two locals in registers (the hottest here)
+    s = ptr8(src)
+    s1 = ptr8(int(s) + 1)
+    s2 = ptr8(int(s) + 2)
+    s3 = ptr8(int(s) + 3)
+    d = ptr8(dst)
+    d1 = ptr8(int(d) + 1)
+    pl = ptr8(self.plan)
+    bits = int(self.bits)
+    ch = int(self.channels)
+    bps = bits >> 3
+    stride = ch * bps
+    if int(len(dst)) < n + 1 or n % stride:
+        return E_SPACE
+    nfr = n // stride
+    head = HEADER + 2 * ch
+    one = 1
+    if nfr == 0 or nfr > 0xFFFF or n <= head + 8:
+        return int(self.raw(src, n, dst))
+    wide = bps - 2
+    sc = 7 if wide else 0  # 32-bit slots sum |residual| >> 7: 64 of them fit a word
+    limit = n - 8  # a code writes at most 7 bytes, the padding 1: coded stays <= n bytes
+    cold = 1 if not pl[16] else 0
+    if cold:  # no plan yet: any will do for the first pass, which only measures
+        c = 0
+        while c < ch:
+            pl[2 * c] = 2
+            pl[2 * c + 1] = 8
+            c += 1
+    runs = 0
+    while True:
+        runs += 1
+        bad = 0  # the plan failed: a shift the audio does not have, or no saving
+        sa = 0
+        sb = 0
+        p = head
+        acc = 0  # bit accumulator: nb pending bits in its low end (at most 15 between codes)
+        nb = 0
+        c = 0
+        while c < ch:
+            ps = int(pl[2 * c])
+            k = int(pl[2 * c + 1])
+            d[HEADER + 2 * c] = ps
+            d[HEADER + 1 + 2 * c] = k
+            order = ps & 3
+            sh = ps >> 2
+            w = bits - sh
+            kmask = (one << k) - 1
+            kbit = one << k
+            k1 = k + 1
+            off = 14 if k1 > 1 else 15  # a code of L bits is a short one when L + off < 32
+            m0 = -1  # sample 0 codes as order 0 in every order
+            m1 = 0
+            m2 = 0
+            ored = 0
+            p1 = 0
+            e1 = 0
+            h0 = 0
+            l0 = 0
+            h1 = 0
+            l1 = 0
+            h2 = 0
+            l2 = 0
+            o = c * bps
+            m = 1
+            t = nfr
+            while t:
+                t -= m
+                c0 = 0
+                c1 = 0
+                c2 = 0
+                if wide:
                     while m:
                         lo = int(s[o]) | (int(s1[o]) << 8)
                         sa += lo
@@ -386,7 +404,12 @@ class Encoder(_Coder):
                         x = e - e1
                         e1 = e
                         c2 += (x ^ (x >> 31)) >> sc
-                        r = (v & m0) + (e & m1) + (x & m2)
+                        if m2:
+                            r = x
+                        elif m1:
+                            r = e
+                        else:
+                            r = v
                         u = (r << 1) ^ (r >> 31)  # zigzag (r fits 32 bits, or it escapes)
                         q = u >> k
                         L = q + k1
@@ -429,103 +452,154 @@ class Encoder(_Coder):
                                 bad = 1
                         o += stride
                         m -= 1
-                    sa %= ADLER
-                    sb %= ADLER
-                    if m0 and order:  # after sample 0: the frame's order, sums from sample 1
-                        m0 = 0
-                        m1 = -1 if order == 1 else 0
-                        m2 = -1 if order == 2 else 0
-                        e1 = 0  # sample 1 is predicted by sample 0 alone
-                    else:
-                        if t == nfr - 1:
-                            e1 = 0
-                            c0 = 0
-                            c1 = 0
-                            c2 = 0
-                        h0 += c0 >> 15
-                        l0 += c0 & 0x7FFF
-                        h1 += c1 >> 15
-                        l1 += c1 & 0x7FFF
-                        h2 += c2 >> 15
-                        l2 += c2 & 0x7FFF
-                    m = t if t < 64 else 64
-                # the plan for the next payload (or for this one, run again)
-                nsh = 0
-                if ored:
-                    while not ((ored >> nsh) & 1):
-                        nsh += 1
-                if (ored >> sh) << sh != ored:
-                    bad = 1  # bits below the shift: the plan cannot code this audio
-                h0 += l0 >> 15
-                l0 &= 0x7FFF
-                h1 += l1 >> 15
-                l1 &= 0x7FFF
-                h2 += l2 >> 15
-                l2 &= 0x7FFF
-                norder = 0
-                bh = h0
-                bl = l0
-                if h1 < bh or (h1 == bh and l1 < bl):
-                    norder = 1
-                    bh = h1
-                    bl = l1
-                if h2 < bh or (h2 == bh and l2 < bl):
-                    norder = 2
-                    bh = h2
-                    bl = l2
-                # Rice k ~ log2(mean |u| * ln 2) ~ log2(1.375 * mean |r|): largest k with nfr << k <= that
-                base = 0
-                if bh < 16384:
-                    tot = (bh << 15) | bl
                 else:
-                    tot = bh
-                    base = 15
-                tot = tot + (tot >> 1) - (tot >> 3)
+                    while m:
+                        lo = int(s[o]) | (int(s1[o]) << 8)
+                        sa += lo
+                        sb += sa
+                        ored |= lo
+                        v = ((lo ^ 0x8000) - 0x8000) >> sh
+                        e = v - p1
+                        p1 = v
+                        c0 += v ^ (v >> 31)
+                        c1 += e ^ (e >> 31)
+                        x = e - e1
+                        e1 = e
+                        c2 += x ^ (x >> 31)
+                        if m2:
+                            r = x
+                        elif m1:
+                            r = e
+                        else:
+                            r = v
+                        u = (r << 1) ^ (r >> 31)  # zigzag (r fits 32 bits, or it escapes)
+                        q = u >> k
+                        L = q + k1
+                        if not ((L + off) >> 5):  # q zeros, the one, k bits: at most 17 bits
+                            acc = (acc << L) | (u & kmask) | kbit
+                            nb += L
+                            while nb >> 4:
+                                nb -= 16
+                                d[p] = acc >> (nb + 8)
+                                d1[p] = acc >> nb
+                                p += 2
+                                if p > limit:
+                                    p = head  # no saving: go on measuring
+                                    bad = 1
+                        else:
+                            if q >> 4:  # escape: ESC zeros, then r mod 2**w in w bits
+                                acc = acc << ESC
+                                nb += ESC
+                                left = w
+                            else:  # q zeros and the one, then k bits
+                                acc = (acc << (q + 1)) | 1
+                                nb += q + 1
+                                left = k
+                                r = u
+                            while nb >= 8:
+                                nb -= 8
+                                d[p] = acc >> nb
+                                p += 1
+                            while left > 0:  # in pieces of at most 16 bits
+                                take = left if left <= 16 else left - 16
+                                left -= take
+                                acc = (acc << take) | ((r >> left) & ((one << take) - 1))
+                                nb += take
+                                while nb >= 8:
+                                    nb -= 8
+                                    d[p] = acc >> nb
+                                    p += 1
+                            if p > limit:
+                                p = head
+                                bad = 1
+                        o += stride
+                        m -= 1
+                sa %= ADLER
+                sb %= ADLER
+                if m0 and order:  # after sample 0: the frame's order, sums from sample 1
+                    m0 = 0
+                    m1 = -1 if order == 1 else 0
+                    m2 = -1 if order == 2 else 0
+                    e1 = 0  # sample 1 is predicted by sample 0 alone
+                else:
+                    if t == nfr - 1:
+                        e1 = 0
+                        c0 = 0
+                        c1 = 0
+                        c2 = 0
+                    h0 += c0 >> 15
+                    l0 += c0 & 0x7FFF
+                    h1 += c1 >> 15
+                    l1 += c1 & 0x7FFF
+                    h2 += c2 >> 15
+                    l2 += c2 & 0x7FFF
+                m = t if t < 120 else 120
+            # the plan for the next payload (or for this one, run again)
+            nsh = 0
+            if ored:
+                while not ((ored >> nsh) & 1):
+                    nsh += 1
+            if (ored >> sh) << sh != ored:
+                bad = 1  # bits below the shift: the plan cannot code this audio
+            h0 += l0 >> 15
+            l0 &= 0x7FFF
+            h1 += l1 >> 15
+            l1 &= 0x7FFF
+            h2 += l2 >> 15
+            l2 &= 0x7FFF
+            norder = 0
+            bh = h0
+            bl = l0
+            if h1 < bh or (h1 == bh and l1 < bl):
+                norder = 1
+                bh = h1
+                bl = l1
+            if h2 < bh or (h2 == bh and l2 < bl):
+                norder = 2
+                bh = h2
+                bl = l2
+            # Rice k ~ log2(mean |u| * ln 2) ~ log2(1.375 * mean |r|): largest k with nfr << k <= that
+            base = 0
+            if bh < 16384:
+                tot = (bh << 15) | bl
+            else:
+                tot = bh
+                base = 15
+            tot = tot + (tot >> 1) - (tot >> 3)
+            kn = 0
+            cnt1 = nfr - 1 if nfr > 1 else 1
+            while kn < 30 and (tot >> (kn + 1)) >= cnt1:
+                kn += 1
+            kn += base + sc + sh - nsh  # the sums are of samples >> sh
+            if kn < 0:
                 kn = 0
-                cnt1 = nfr - 1 if nfr > 1 else 1
-                while kn < 30 and (tot >> (kn + 1)) >= cnt1:
-                    kn += 1
-                kn += base + sc + sh - nsh  # the sums are of samples >> sh
-                if kn < 0:
-                    kn = 0
-                if kn > KMAX:
-                    kn = KMAX
-                pl[2 * c] = norder | (nsh << 2)
-                pl[2 * c + 1] = kn
-                c += 1
-            pl[16] = 1
-            if cold:
-                cold = 0
-                bad = 1
-            if not bad:
-                break
-            if runs == 2:
-                return int(self.raw(src, n, dst))
-        while nb >= 8:
-            nb -= 8
-            d[p] = acc >> nb
-            p += 1
-        if nb:
-            d[p] = acc << (8 - nb)
-            p += 1
-        if p > n:
+            if kn > KMAX:
+                kn = KMAX
+            pl[2 * c] = norder | (nsh << 2)
+            pl[2 * c + 1] = kn
+            c += 1
+        pl[16] = 1
+        if cold:
+            cold = 0
+            bad = 1
+        if not bad:
+            break
+        if runs == 2:
             return int(self.raw(src, n, dst))
-        d[0] = CODED
-        d[1] = nfr
-        d[2] = nfr >> 8
-        d[3] = sa
-        d[4] = sa >> 8
-        d[5] = sb
-        d[6] = sb >> 8
-        return p
-
-    @micropython.viper
-    def raw(self, src, n: int, dst) -> int:
-        s = ptr8(src)
-        d = ptr8(dst)
-        d[0] = RAW
-        i = 0
-        while i < n:
-            d[i + 1] = s[i]
-            i += 1
-        return n + 1
+    while nb >= 8:
+        nb -= 8
+        d[p] = acc >> nb
+        p += 1
+    if nb:
+        d[p] = acc << (8 - nb)
+        p += 1
+    if p > n:
+        return int(self.raw(src, n, dst))
+    d[0] = CODED
+    d[1] = nfr
+    d[2] = nfr >> 8
+    d[3] = sa
+    d[4] = sa >> 8
+    d[5] = sb
+    d[6] = sb >> 8
+    return p
