@@ -146,17 +146,15 @@ class Decoder(_Coder):
                                         return E_DATA
                                 pos += 2
                                 nb += 16
-                            p8 = (acc >> (nb - 8)) & 0xFF
-                            if not p8:
+                            q = int(lz[(acc >> (nb - 8)) & 0xFF])
+                            if q & 8:
                                 break  # q >= 8: the general code below takes this sample
-                            q = int(lz[p8])
                             nb -= q + k1
                             u = (q << k) | ((acc >> nb) & kmask)
                             dd = (dd & dm) + ((u >> 1) ^ (0 - (u & 1)))
                             v1 = (v1 & vm) + dd
-                            x = v1 << sh
-                            d16[o] = x
-                            sa += x & 0xFFFF
+                            d16[o] = v1 << sh
+                            sa += d16[o]  # the stored sample is its checksum word
                             sb += sa
                             o += ch
                             m -= 1
