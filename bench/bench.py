@@ -997,6 +997,29 @@ def test_format_table(f: dict) -> str:
 
 
 # ------------------------------------------------------------------------------------------------
+# 13: the board coder's cost in instructions on bare-metal MicroPython (issue 17.3)
+def fig_coder_cost(seconds: float = 2.0) -> dict:
+    """bench/coder_cost.py: firmware/wirecode.py as armv6m .mpy on MicroPython's qemu port under
+    -icount shift=0, 48 kHz 16-bit stereo song in the payload sizes the profiles use, with the
+    Cortex-M0+ CPI of each coder measured from qemu's execution trace."""
+    import shutil
+
+    import coder_cost
+
+    if not coder_cost.ELF.exists() or not shutil.which("qemu-system-arm"):
+        return {"skipped": "needs qemu-system-arm and bench/qemu/firmware-mps2-an385.elf (bench/README.md)"}
+    res = coder_cost.measure(seconds)
+    res["trace"] = {"decode": coder_cost.trace("D", 244), "encode": coder_cost.trace("E", 4096)}
+    return res
+
+
+def coder_cost_table(f: dict) -> str:
+    import coder_cost
+
+    return coder_cost.table(f)
+
+
+# ------------------------------------------------------------------------------------------------
 # 9: whole commands against `mpremote exec pass`, warm board
 def fig_commands(work: Path, profile: str = "rp2", reps: int = 7) -> dict:
     """Wall and CPU of whole `i2s` commands a script calls in a loop, each paired with an
@@ -1185,7 +1208,23 @@ def report(res: dict) -> str:
                   if v["rc"] == 0 else f"exit {v['rc']}")
         add(11, f"44.1 kHz 16-bit stereo song (noise floor 46 dB under), `i2s play --fit` on {f['spec']}", played,
             "44.1 kHz stereo, 0 xruns, SNR ≥ 45 dB", ok)
+    f = res.get("coder_cost")
+    if f and "sizes" in f:
+        for op, size, target, what in (("decode", 244, 0.15, "rp2 play"), ("decode", 116, None, "esp32 play"),
+                                       ("encode", 4096, 0.30, "every record")):
+            r = f["sizes"][size][op]
+            cpi = f["trace"][op]["cpi"]
+            share = r["instr_per_audio_s"] * cpi / (f["mhz"] * 1e6)
+            add(13, f"board {op}r, 48k/16/st song, {size} B frames ({what}), armv6m on qemu",
+                f"{r['instr_per_audio_s'] / 1e6:.1f} M instructions / audio s = {share:.1%} of a {f['mhz']:.0f} MHz "
+                f"RP2040 at {cpi:.2f} cycles/instruction (traced)",
+                f"≤ {target:.0%}" if target else "—", share <= target if target else None)
+    elif f:
+        add(13, "board coder cost (qemu)", f["skipped"], "—", None)
     out = "\n".join(lines)
+    f = res.get("coder_cost")
+    if f and "sizes" in f:
+        out += "\n\n" + coder_cost_table(f)
     f = res.get("fit")
     if f:
         out += "\n\n" + fit_table(f)
@@ -1232,7 +1271,7 @@ def fits_table(f: dict) -> str:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="bench/run", description=__doc__)
     ap.add_argument("--full", action="store_true", help="figure 8: a real 30 s run of every stream (hours)")
-    ap.add_argument("--only", metavar="N,N", help="only these figures (1-12; 4 comes with 1 and 8, 6 with 5)")
+    ap.add_argument("--only", metavar="N,N", help="only these figures (1-13; 4 comes with 1 and 8, 6 with 5)")
     ap.add_argument("--profiles", metavar="P,P", default=",".join(PROFILE_ORDER), help="profiles for figure 8")
     ap.add_argument("--seconds", type=float, help="figure 8 run length (default 3, --full 30)")
     ap.add_argument("--reps", type=int, default=3, help="repetitions of figures 1 and 3")
@@ -1240,7 +1279,7 @@ def main(argv=None) -> int:
     ap.add_argument("--out", metavar="FILE", default=str(RESULTS / "latest.json"))
     ap.add_argument("--keep", action="store_true", help="keep the work directory (captures, events)")
     a = ap.parse_args(argv)
-    only = {int(x) for x in a.only.split(",")} if a.only else set(range(1, 13))
+    only = {int(x) for x in a.only.split(",")} if a.only else set(range(1, 14))
     profiles = [p for p in a.profiles.split(",") if p]
     seconds = a.seconds or (30.0 if a.full else 3.0)
     work = Path(tempfile.mkdtemp(prefix="i2s-bench-"))
@@ -1258,7 +1297,8 @@ def main(argv=None) -> int:
              (10, "compress", lambda: fig_compress(work, ["rp2", "mimxrt", "esp32:cp2102", "esp32:ch340"],
                                                    seconds)),
              (11, "fit", lambda: fig_fit(work)),
-             (12, "test_format", lambda: fig_test_format(work, a.reps))]
+             (12, "test_format", lambda: fig_test_format(work, a.reps)),
+             (13, "coder_cost", lambda: fig_coder_cost())]
     try:
         for num, key, fn in steps:
             if num not in only and not (num == 1 and 4 in only) and not (num == 5 and 6 in only):

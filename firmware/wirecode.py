@@ -34,13 +34,40 @@ class _Coder:
         self.channels = channels
 
 
+# Leading zero bits of a byte (8 for 0): the decoder reads a Rice code's unary part 8 bits at a
+# time with it (armv6m has no CLZ).
+_LZ = bytearray(256)
+_LZ[0] = 8
+for _i in range(1, 256):
+    _z = 7
+    while _i >> (7 - _z) > 1:
+        _z -= 1
+    _LZ[_i] = _z
+del _i, _z
+_RF = bytearray(33)  # 1 where the decoder's bit reader (nb bits) takes 16 more
+for _i in range(17):
+    _RF[_i] = 1
+del _i
+
+
 class Decoder(_Coder):
-    """decode(src, n_src, dst) -> bytes written to dst, or a negative E_* code."""
+    """decode(src, n_src, dst) -> bytes written to dst, or a negative E_* code. dst must be
+    aligned to the sample width (a bytearray is)."""
+
+    # The bit reader: `acc` holds `nb` unread bits in its low end (stale bits above), 17..32 of
+    # them at the start of a code, refilled 16 bits at a time. Bytes past the payload read as zeros
+    # (`pos` counts them too): the end check finds a code that used one. Comparisons cost viper on
+    # armv6m ~8 instructions (it materialises a bool), so the hot path tests plain values instead.
 
     @micropython.viper
     def decode(self, src, n_src: int, dst) -> int:
+        return int(self._decode(0, 0, self, src, n_src, dst))
+
+    @staticmethod
+    @micropython.viper
+    def _decode(nb: int, u: int, self, src, n_src: int, dst) -> int:
+        # nb and u come first: viper keeps its first two locals in registers (the hottest here)
         s = ptr8(src)
-        d = ptr8(dst)
         bits = int(self.bits)
         ch = int(self.channels)
         cap = int(len(dst))
@@ -50,6 +77,7 @@ class Decoder(_Coder):
             return E_MODE
         mode = int(s[0])
         if mode == RAW:
+            d = ptr8(dst)
             n = n_src - 1
             if n > cap or n % stride:
                 return E_SPACE
@@ -65,12 +93,18 @@ class Decoder(_Coder):
             return E_HEADER
         nfr = int(s[1]) | (int(s[2]) << 8)
         out = nfr * stride
-        if nfr == 0 or out > cap:
+        if nfr == 0 or out > cap or int(ptr8(dst)) & (bps - 1):
             return E_SPACE
+        d16 = ptr16(dst)
+        d32 = ptr32(dst)
+        lz = ptr8(_LZ)
+        rf = ptr8(_RF)
+        s1 = ptr8(int(s) + 1)
+        wide = bps - 2  # non-zero for 32-bit slots
         one = 1
+        lim = n_src - 1
         pos = head
-        cnt = 64  # samples until the checksum sums are reduced
-        acc = 0  # bit accumulator: the next bit is bit nb-1; bits above nb are stale
+        acc = 0
         nb = 0
         sa = 0
         sb = 0
@@ -84,76 +118,159 @@ class Decoder(_Coder):
                 return E_HEADER
             w = bits - sh
             kmask = (one << k) - 1
+            big = k > 9  # the k bits may need a refill after the unary part
+            k1 = k + 1
+            fast = 0 if big or wide else 1  # 16-bit, k <= 9: the loop below without those cases
+            # prediction: order 2 runs dd += r, v += dd; order 1 v += r; order 0 v = r
+            dm = -1 if order == 2 else 0
+            vm = -1 if order else 0
+            dd = 0
             v1 = 0
-            v2 = 0
-            o = c * bps
-            t = 0
-            while t < nfr:
-                q = 0
-                while q < ESC:  # unary: q zero bits, then a one
-                    if nb == 0:
-                        if pos >= n_src:
-                            return E_DATA
-                        acc = (acc << 8) | s[pos]
-                        pos += 1
-                        nb = 8
-                    nb -= 1
-                    if (acc >> nb) & 1:
-                        break
-                    q += 1
-                if q < ESC:
-                    while nb < k:
-                        if pos >= n_src:
-                            return E_DATA
-                        acc = (acc << 8) | s[pos]
-                        pos += 1
-                        nb += 8
-                    nb -= k
-                    u = (q << k) | ((acc >> nb) & kmask)
-                    r = (u >> 1) ^ (0 - (u & 1))
-                else:  # escape: w bits of the residual mod 2**w, in at most two reads of <= 16
-                    r = 0
-                    left = w
-                    while left > 0:
-                        take = left if left <= 16 else left - 16
-                        while nb < take:
-                            if pos >= n_src:
+            o = c
+            first = 1
+            m = 1  # sample 0 alone first: its order is 0, and sample 1's at most 1
+            t = nfr
+            while t:
+                t -= m
+                while m:
+                    if fast:
+                        while m:
+                            if rf[nb]:  # nb <= 16
+                                if pos < lim:
+                                    acc = (acc << 16) | (int(s[pos]) << 8) | int(s1[pos])
+                                else:
+                                    acc = acc << 16
+                                    if pos < n_src:
+                                        acc |= int(s[pos]) << 8
+                                    elif pos > n_src + 8:
+                                        return E_DATA
+                                pos += 2
+                                nb += 16
+                            q = int(lz[(acc >> (nb - 8)) & 0xFF])
+                            if q & 8:
+                                break  # q >= 8: the general code below takes this sample
+                            nb -= q + k1
+                            u = (q << k) | ((acc >> nb) & kmask)
+                            dd = (dd & dm) + ((u >> 1) ^ (0 - (u & 1)))
+                            v1 = (v1 & vm) + dd
+                            d16[o] = v1 << sh
+                            sa += d16[o]  # the stored sample is its checksum word
+                            sb += sa
+                            o += ch
+                            m -= 1
+                        if not m:
+                            break
+                    if not ((nb + 15) >> 5):  # nb <= 16
+                        if pos < lim:
+                            acc = (acc << 16) | (int(s[pos]) << 8) | int(s[pos + 1])
+                        else:
+                            acc = acc << 16
+                            if pos < n_src:
+                                acc |= int(s[pos]) << 8
+                            elif pos > n_src + 8:
                                 return E_DATA
-                            acc = (acc << 8) | s[pos]
-                            pos += 1
-                            nb += 8
-                        nb -= take
-                        r = (r << take) | ((acc >> nb) & ((one << take) - 1))
-                        left -= take
-                if t >= 2 and order == 2:
-                    v = v1 + v1 - v2 + r
-                elif t >= 1 and order >= 1:
-                    v = v1 + r
-                else:
-                    v = r
-                v2 = v1
-                v1 = v
-                x = v << sh
-                d[o] = x
-                d[o + 1] = x >> 8
-                sa += x & 0xFFFF
-                sb += sa
-                if bps == 4:
-                    d[o + 2] = x >> 16
-                    d[o + 3] = x >> 24
-                    sa += (x >> 16) & 0xFFFF
+                        pos += 2
+                        nb += 16
+                    p8 = (acc >> (nb - 8)) & 0xFF
+                    if p8:  # unary part q < 8
+                        q = int(lz[p8])
+                        nb -= q + 1
+                        if big:
+                            u = 0
+                            left = k
+                            while left:
+                                take = left if left <= 16 else left - 16
+                                if nb < take:
+                                    if pos < lim:
+                                        acc = (acc << 16) | (int(s[pos]) << 8) | int(s[pos + 1])
+                                    else:
+                                        acc = acc << 16
+                                        if pos < n_src:
+                                            acc |= int(s[pos]) << 8
+                                        elif pos > n_src + 8:
+                                            return E_DATA
+                                    pos += 2
+                                    nb += 16
+                                nb -= take
+                                u = (u << take) | ((acc >> nb) & ((one << take) - 1))
+                                left -= take
+                            u |= q << k
+                        else:
+                            nb -= k
+                            u = (q << k) | ((acc >> nb) & kmask)
+                        r = (u >> 1) ^ (0 - (u & 1))
+                    else:  # q >= 8: 8 more bits of unary part, or an escape
+                        nb -= 8
+                        if not ((nb + 15) >> 5):
+                            if pos < lim:
+                                acc = (acc << 16) | (int(s[pos]) << 8) | int(s[pos + 1])
+                            else:
+                                acc = acc << 16
+                                if pos < n_src:
+                                    acc |= int(s[pos]) << 8
+                                elif pos > n_src + 8:
+                                    return E_DATA
+                            pos += 2
+                            nb += 16
+                        p8 = (acc >> (nb - 8)) & 0xFF
+                        if p8:
+                            q = int(lz[p8])
+                            nb -= q + 1
+                            q += 8
+                            left = k
+                        else:  # escape: ESC zeros, then r mod 2**w in w bits
+                            nb -= 8
+                            q = 0
+                            left = w
+                        u = 0
+                        while left:  # in pieces of at most 16 bits
+                            take = left if left <= 16 else left - 16
+                            if nb < take:
+                                if pos < lim:
+                                    acc = (acc << 16) | (int(s[pos]) << 8) | int(s[pos + 1])
+                                else:
+                                    acc = acc << 16
+                                    if pos < n_src:
+                                        acc |= int(s[pos]) << 8
+                                    elif pos > n_src + 8:
+                                        return E_DATA
+                                pos += 2
+                                nb += 16
+                            nb -= take
+                            u = (u << take) | ((acc >> nb) & ((one << take) - 1))
+                            left -= take
+                        if p8:
+                            u |= q << k
+                            r = (u >> 1) ^ (0 - (u & 1))
+                        else:
+                            r = u
+                    dd = (dd & dm) + r
+                    v1 = (v1 & vm) + dd
+                    x = v1 << sh
+                    if wide:
+                        d32[o] = x
+                        sa += x & 0xFFFF
+                        sb += sa
+                        sa += (x >> 16) & 0xFFFF
+                    else:
+                        d16[o] = x
+                        sa += x & 0xFFFF
                     sb += sa
-                cnt -= 1
-                if cnt == 0:
-                    sa %= ADLER
-                    sb %= ADLER
-                    cnt = 64
-                o += stride
-                t += 1
+                    o += ch
+                    m -= 1
+                sa %= ADLER  # below 2**31 for 120 samples (240 words)
+                sb %= ADLER
+                if first:
+                    dd = 0  # sample 1 is predicted by sample 0 alone
+                    first = 0
+                m = t if t < 120 else 120
             c += 1
-        if pos != n_src or nb >= 8 or (acc & ((one << nb) - 1)):
+        left = nb - 8 * (pos - n_src)  # unread bits of the payload
+        if left < 0:
+            return E_DATA
+        if left >= 8 or (acc >> (nb - left)) & ((one << left) - 1):
             return E_TRAIL
-        if sa % ADLER != (int(s[3]) | (int(s[4]) << 8)) or sb % ADLER != (int(s[5]) | (int(s[6]) << 8)):
+        if sa != (int(s[3]) | (int(s[4]) << 8)) or sb != (int(s[5]) | (int(s[6]) << 8)):
             return E_CHECK
         return out
 
@@ -162,10 +279,34 @@ class Encoder(_Coder):
     """encode(src, n, dst) -> bytes written to dst (coded, or RAW + the n bytes when coding does
     not save at least a few bytes), or E_SPACE. dst must hold n + 1 bytes."""
 
+    def __init__(self, bits, channels):
+        super().__init__(bits, channels)
+        # per channel the plan (order | shift << 2, k) the last payload's statistics chose for
+        # this one; byte 16: 1 once there is one
+        self.plan = bytearray(17)
+
+    # One pass a payload: each channel is coded with the order, shift and k that the previous
+    # payload's statistics chose, while this payload's own are taken (checksum, wasted bits, sums
+    # of |residual| of the three orders) for the next one. The header carries what was used, so
+    # the format does not change. When the plan does not fit (a shift the audio no longer has, or
+    # a coding no smaller than the audio) the pass runs once more with the plan this payload's
+    # statistics make; only that can still end RAW. Residuals are not wrapped modulo 2**w: one
+    # that would wrap small is rare and codes as an escape, whose w bits are the same.
     @micropython.viper
     def encode(self, src, n: int, dst) -> int:
+        return int(self._encode(0, 0, self, src, n, dst))
+
+    @staticmethod
+    @micropython.viper
+    def _encode(v: int, e: int, self, src, n: int, dst) -> int:
+        # v and e come first: viper keeps its first two locals in registers (the hottest here)
         s = ptr8(src)
+        s1 = ptr8(int(s) + 1)
+        s2 = ptr8(int(s) + 2)
+        s3 = ptr8(int(s) + 3)
         d = ptr8(dst)
+        d1 = ptr8(int(d) + 1)
+        pl = ptr8(self.plan)
         bits = int(self.bits)
         ch = int(self.channels)
         bps = bits >> 3
@@ -177,116 +318,270 @@ class Encoder(_Coder):
         one = 1
         if nfr == 0 or nfr > 0xFFFF or n <= head + 8:
             return int(self.raw(src, n, dst))
-        sa = 0
-        sb = 0
-        cnt = 64
-        c = 0
-        while c < ch:
-            # pass 1: checksum and the bits every sample has zero (wasted bits)
-            ored = 0
-            o = c * bps
-            t = 0
-            while t < nfr:
-                lo = int(s[o]) | (int(s[o + 1]) << 8)
-                sa += lo
-                sb += sa
-                ored |= lo
-                if bps == 4:
-                    hi = int(s[o + 2]) | (int(s[o + 3]) << 8)
-                    sa += hi
-                    sb += sa
-                    ored |= hi << 16
-                cnt -= 1
-                if cnt == 0:
+        wide = bps - 2
+        sc = 7 if wide else 0  # 32-bit slots sum |residual| >> 7: 64 of them fit a word
+        limit = n - 8  # a code writes at most 7 bytes, the padding 1: coded stays <= n bytes
+        cold = 1 if not pl[16] else 0
+        if cold:  # no plan yet: any will do for the first pass, which only measures
+            c = 0
+            while c < ch:
+                pl[2 * c] = 2
+                pl[2 * c + 1] = 8
+                c += 1
+        runs = 0
+        while True:
+            runs += 1
+            bad = 0  # the plan failed: a shift the audio does not have, or no saving
+            sa = 0
+            sb = 0
+            p = head
+            acc = 0  # bit accumulator: nb pending bits in its low end (at most 15 between codes)
+            nb = 0
+            c = 0
+            while c < ch:
+                ps = int(pl[2 * c])
+                k = int(pl[2 * c + 1])
+                d[HEADER + 2 * c] = ps
+                d[HEADER + 1 + 2 * c] = k
+                order = ps & 3
+                sh = ps >> 2
+                w = bits - sh
+                kmask = (one << k) - 1
+                kbit = one << k
+                k1 = k + 1
+                off = 14 if k1 > 1 else 15  # a code of L bits is a short one when L + off < 32
+                m0 = -1  # sample 0 codes as order 0 in every order
+                m1 = 0
+                m2 = 0
+                ored = 0
+                p1 = 0
+                e1 = 0
+                h0 = 0
+                l0 = 0
+                h1 = 0
+                l1 = 0
+                h2 = 0
+                l2 = 0
+                o = c * bps
+                m = 1
+                t = nfr
+                while t:
+                    t -= m
+                    c0 = 0
+                    c1 = 0
+                    c2 = 0
+                    if wide:
+                        while m:
+                            lo = int(s[o]) | (int(s1[o]) << 8)
+                            sa += lo
+                            sb += sa
+                            if wide:
+                                hi = int(s2[o]) | (int(s3[o]) << 8)
+                                sa += hi
+                                sb += sa
+                                ored |= lo | (hi << 16)
+                                v = (lo | (((hi ^ 0x8000) - 0x8000) << 16)) >> sh
+                            else:
+                                ored |= lo
+                                v = ((lo ^ 0x8000) - 0x8000) >> sh
+                            e = v - p1
+                            p1 = v
+                            c0 += (v ^ (v >> 31)) >> sc
+                            c1 += (e ^ (e >> 31)) >> sc
+                            x = e - e1
+                            e1 = e
+                            c2 += (x ^ (x >> 31)) >> sc
+                            if m2:
+                                r = x
+                            elif m1:
+                                r = e
+                            else:
+                                r = v
+                            u = (r << 1) ^ (r >> 31)  # zigzag (r fits 32 bits, or it escapes)
+                            q = u >> k
+                            L = q + k1
+                            if not ((L + off) >> 5):  # q zeros, the one, k bits: at most 17 bits
+                                acc = (acc << L) | (u & kmask) | kbit
+                                nb += L
+                                while nb >> 4:
+                                    nb -= 16
+                                    d[p] = acc >> (nb + 8)
+                                    d1[p] = acc >> nb
+                                    p += 2
+                                    if p > limit:
+                                        p = head  # no saving: go on measuring
+                                        bad = 1
+                            else:
+                                if q >> 4:  # escape: ESC zeros, then r mod 2**w in w bits
+                                    acc = acc << ESC
+                                    nb += ESC
+                                    left = w
+                                else:  # q zeros and the one, then k bits
+                                    acc = (acc << (q + 1)) | 1
+                                    nb += q + 1
+                                    left = k
+                                    r = u
+                                while nb >= 8:
+                                    nb -= 8
+                                    d[p] = acc >> nb
+                                    p += 1
+                                while left > 0:  # in pieces of at most 16 bits
+                                    take = left if left <= 16 else left - 16
+                                    left -= take
+                                    acc = (acc << take) | ((r >> left) & ((one << take) - 1))
+                                    nb += take
+                                    while nb >= 8:
+                                        nb -= 8
+                                        d[p] = acc >> nb
+                                        p += 1
+                                if p > limit:
+                                    p = head
+                                    bad = 1
+                            o += stride
+                            m -= 1
+                    else:
+                        while m:
+                            lo = int(s[o]) | (int(s1[o]) << 8)
+                            sa += lo
+                            sb += sa
+                            ored |= lo
+                            v = ((lo ^ 0x8000) - 0x8000) >> sh
+                            e = v - p1
+                            p1 = v
+                            c0 += v ^ (v >> 31)
+                            c1 += e ^ (e >> 31)
+                            x = e - e1
+                            e1 = e
+                            c2 += x ^ (x >> 31)
+                            if m2:
+                                r = x
+                            elif m1:
+                                r = e
+                            else:
+                                r = v
+                            u = (r << 1) ^ (r >> 31)  # zigzag (r fits 32 bits, or it escapes)
+                            q = u >> k
+                            L = q + k1
+                            if not ((L + off) >> 5):  # q zeros, the one, k bits: at most 17 bits
+                                acc = (acc << L) | (u & kmask) | kbit
+                                nb += L
+                                while nb >> 4:
+                                    nb -= 16
+                                    d[p] = acc >> (nb + 8)
+                                    d1[p] = acc >> nb
+                                    p += 2
+                                    if p > limit:
+                                        p = head  # no saving: go on measuring
+                                        bad = 1
+                            else:
+                                if q >> 4:  # escape: ESC zeros, then r mod 2**w in w bits
+                                    acc = acc << ESC
+                                    nb += ESC
+                                    left = w
+                                else:  # q zeros and the one, then k bits
+                                    acc = (acc << (q + 1)) | 1
+                                    nb += q + 1
+                                    left = k
+                                    r = u
+                                while nb >= 8:
+                                    nb -= 8
+                                    d[p] = acc >> nb
+                                    p += 1
+                                while left > 0:  # in pieces of at most 16 bits
+                                    take = left if left <= 16 else left - 16
+                                    left -= take
+                                    acc = (acc << take) | ((r >> left) & ((one << take) - 1))
+                                    nb += take
+                                    while nb >= 8:
+                                        nb -= 8
+                                        d[p] = acc >> nb
+                                        p += 1
+                                if p > limit:
+                                    p = head
+                                    bad = 1
+                            o += stride
+                            m -= 1
                     sa %= ADLER
                     sb %= ADLER
-                    cnt = 64
-                o += stride
-                t += 1
-            sh = 0
-            if ored:
-                while not ((ored >> sh) & 1):
-                    sh += 1
-            w = bits - sh
-            half = one << (w - 1)
-            wmask = (half << 1) - 1  # all ones at w = 32 on a 32-bit board: fine, mod 2**32 anyway
-            # pass 2: sums of |residual| for orders 0-2, exact in two words each (hi counts 2**15)
-            h0 = 0
-            l0 = 0
-            h1 = 0
-            l1 = 0
-            h2 = 0
-            l2 = 0
-            p1 = 0
-            p2 = 0
-            o = c * bps
-            t = 0
-            while t < nfr:
-                if bps == 4:
-                    b3 = int(s[o + 3])
-                    if b3 & 0x80:
-                        b3 -= 256
-                    x = int(s[o]) | (int(s[o + 1]) << 8) | (int(s[o + 2]) << 16) | (b3 << 24)
+                    if m0 and order:  # after sample 0: the frame's order, sums from sample 1
+                        m0 = 0
+                        m1 = -1 if order == 1 else 0
+                        m2 = -1 if order == 2 else 0
+                        e1 = 0  # sample 1 is predicted by sample 0 alone
+                    else:
+                        if t == nfr - 1:
+                            e1 = 0
+                            c0 = 0
+                            c1 = 0
+                            c2 = 0
+                        h0 += c0 >> 15
+                        l0 += c0 & 0x7FFF
+                        h1 += c1 >> 15
+                        l1 += c1 & 0x7FFF
+                        h2 += c2 >> 15
+                        l2 += c2 & 0x7FFF
+                    m = t if t < 120 else 120
+                # the plan for the next payload (or for this one, run again)
+                nsh = 0
+                if ored:
+                    while not ((ored >> nsh) & 1):
+                        nsh += 1
+                if (ored >> sh) << sh != ored:
+                    bad = 1  # bits below the shift: the plan cannot code this audio
+                h0 += l0 >> 15
+                l0 &= 0x7FFF
+                h1 += l1 >> 15
+                l1 &= 0x7FFF
+                h2 += l2 >> 15
+                l2 &= 0x7FFF
+                norder = 0
+                bh = h0
+                bl = l0
+                if h1 < bh or (h1 == bh and l1 < bl):
+                    norder = 1
+                    bh = h1
+                    bl = l1
+                if h2 < bh or (h2 == bh and l2 < bl):
+                    norder = 2
+                    bh = h2
+                    bl = l2
+                # Rice k ~ log2(mean |u| * ln 2) ~ log2(1.375 * mean |r|): largest k with nfr << k <= that
+                base = 0
+                if bh < 16384:
+                    tot = (bh << 15) | bl
                 else:
-                    b1 = int(s[o + 1])
-                    if b1 & 0x80:
-                        b1 -= 256
-                    x = int(s[o]) | (b1 << 8)
-                v = x >> sh
-                if t >= 1:  # sample 0 is the absolute level in every order: it would only inflate k
-                    a = v if v >= 0 else -1 - v
-                    h0 += a >> 15
-                    l0 += a & 0x7FFF
-                    r = (((v - p1) + half) & wmask) - half
-                    a = r if r >= 0 else -1 - r
-                    h1 += a >> 15
-                    l1 += a & 0x7FFF
-                    if t >= 2:
-                        r = (((v - p1 - p1 + p2) + half) & wmask) - half
-                        a = r if r >= 0 else -1 - r
-                    h2 += a >> 15
-                    l2 += a & 0x7FFF
-                p2 = p1
-                p1 = v
-                o += stride
-                t += 1
-            h0 += l0 >> 15
-            l0 &= 0x7FFF
-            h1 += l1 >> 15
-            l1 &= 0x7FFF
-            h2 += l2 >> 15
-            l2 &= 0x7FFF
-            order = 0
-            bh = h0
-            bl = l0
-            if h1 < bh or (h1 == bh and l1 < bl):
-                order = 1
-                bh = h1
-                bl = l1
-            if h2 < bh or (h2 == bh and l2 < bl):
-                order = 2
-                bh = h2
-                bl = l2
-            # Rice k ~ log2(mean |u| * ln 2) ~ log2(1.375 * mean |r|): largest k with nfr << k <= that
-            base = 0
-            if bh < 16384:
-                tot = (bh << 15) | bl
-            else:
-                tot = bh
-                base = 15
-            tot = tot + (tot >> 1) - (tot >> 3)
-            k = 0
-            cnt1 = nfr - 1 if nfr > 1 else 1
-            while k < KMAX and (tot >> (k + 1)) >= cnt1:
-                k += 1
-            k += base
-            if k > KMAX:
-                k = KMAX
-            d[HEADER + 2 * c] = order | (sh << 2)
-            d[HEADER + 1 + 2 * c] = k
-            c += 1
-        sa %= ADLER
-        sb %= ADLER
+                    tot = bh
+                    base = 15
+                tot = tot + (tot >> 1) - (tot >> 3)
+                kn = 0
+                cnt1 = nfr - 1 if nfr > 1 else 1
+                while kn < 30 and (tot >> (kn + 1)) >= cnt1:
+                    kn += 1
+                kn += base + sc + sh - nsh  # the sums are of samples >> sh
+                if kn < 0:
+                    kn = 0
+                if kn > KMAX:
+                    kn = KMAX
+                pl[2 * c] = norder | (nsh << 2)
+                pl[2 * c + 1] = kn
+                c += 1
+            pl[16] = 1
+            if cold:
+                cold = 0
+                bad = 1
+            if not bad:
+                break
+            if runs == 2:
+                return int(self.raw(src, n, dst))
+        while nb >= 8:
+            nb -= 8
+            d[p] = acc >> nb
+            p += 1
+        if nb:
+            d[p] = acc << (8 - nb)
+            p += 1
+        if p > n:
+            return int(self.raw(src, n, dst))
         d[0] = CODED
         d[1] = nfr
         d[2] = nfr >> 8
@@ -294,92 +589,6 @@ class Encoder(_Coder):
         d[4] = sa >> 8
         d[5] = sb
         d[6] = sb >> 8
-        # pass 3: the bitstream; give up for RAW as soon as it cannot end up smaller
-        limit = n - 8  # a code writes at most 7 bytes, the padding 1: coded stays <= n bytes
-        p = head
-        acc = 0  # bit accumulator: nb pending bits in its low end, stale bits above
-        nb = 0
-        c = 0
-        while c < ch:
-            ps = int(d[HEADER + 2 * c])
-            k = int(d[HEADER + 1 + 2 * c])
-            order = ps & 3
-            sh = ps >> 2
-            w = bits - sh
-            half = one << (w - 1)
-            wmask = (half << 1) - 1
-            kmask = (one << k) - 1
-            p1 = 0
-            p2 = 0
-            o = c * bps
-            t = 0
-            while t < nfr:
-                if p > limit:
-                    return int(self.raw(src, n, dst))
-                if bps == 4:
-                    b3 = int(s[o + 3])
-                    if b3 & 0x80:
-                        b3 -= 256
-                    x = int(s[o]) | (int(s[o + 1]) << 8) | (int(s[o + 2]) << 16) | (b3 << 24)
-                else:
-                    b1 = int(s[o + 1])
-                    if b1 & 0x80:
-                        b1 -= 256
-                    x = int(s[o]) | (b1 << 8)
-                v = x >> sh
-                if t >= 2 and order == 2:
-                    r = v - p1 - p1 + p2
-                elif t >= 1 and order >= 1:
-                    r = v - p1
-                else:
-                    r = v
-                r = ((r + half) & wmask) - half
-                p2 = p1
-                p1 = v
-                a = r if r >= 0 else -1 - r  # |r| without overflow; zigzag u = 2a + (r < 0)
-                q = ESC
-                u = 0
-                if (a >> k) < ESC:  # only then is u < 2**29: safe in a 32-bit word
-                    u = a + a if r >= 0 else a + a + 1
-                    q = u >> k
-                if q < ESC:
-                    acc = (acc << (q + 1)) | 1  # q zeros and the one: at most 16 bits
-                    nb += q + 1
-                    while nb >= 8:
-                        nb -= 8
-                        d[p] = acc >> nb
-                        p += 1
-                    acc = (acc << k) | (u & kmask)  # k <= 24 bits after at most 7 pending
-                    nb += k
-                    while nb >= 8:
-                        nb -= 8
-                        d[p] = acc >> nb
-                        p += 1
-                else:  # escape: ESC zeros, then r mod 2**w in w bits (two pieces of <= 16)
-                    acc = acc << ESC
-                    nb += ESC
-                    while nb >= 8:
-                        nb -= 8
-                        d[p] = acc >> nb
-                        p += 1
-                    left = w
-                    while left > 0:
-                        take = left if left <= 16 else left - 16
-                        left -= take
-                        acc = (acc << take) | ((r >> left) & ((one << take) - 1))
-                        nb += take
-                        while nb >= 8:
-                            nb -= 8
-                            d[p] = acc >> nb
-                            p += 1
-                o += stride
-                t += 1
-            c += 1
-        if nb:
-            d[p] = acc << (8 - nb)
-            p += 1
-        if p > n:
-            return int(self.raw(src, n, dst))
         return p
 
     @micropython.viper
