@@ -2,8 +2,21 @@
 
 A signal that arrives while the rest is imported then ends `i2s` quietly with exit 130
 (nothing has been opened yet, so nothing is lost); the commands install their own handlers
-(clirun.stop_on_signals) before they open a file or a port.
+(clirun.stop_on_signals) before they open a file or a port. The handlers go in as this module
+is imported, with nothing but the built-in `signal`: importing even i2scli.errors first (a
+.pyc to read or compile on a loaded machine) left a window where Ctrl-C printed a traceback.
 """
+
+import signal as _signal
+
+
+def _on_signal(signum, frame):
+    raise SystemExit(130)  # errors.Exit.INTERRUPTED
+
+
+for _sig in (_signal.SIGTERM, _signal.SIGHUP, _signal.SIGINT):
+    if _signal.getsignal(_sig) is not _signal.SIG_IGN:  # a SIGINT ignored at start stays ignored
+        _signal.signal(_sig, _on_signal)
 
 
 def run() -> None:
