@@ -11,6 +11,8 @@ the agent pays per frame, bound-method call included). Decoded audio is checked 
 board (CRC32 against the host's), and each encoded frame is decoded back on the board.
 
     .venv/bin/python bench/coder_cost.py [--seconds 2] [--sizes 116,244,4096] [--coder FILE] [--json OUT]
+    .venv/bin/python bench/coder_cost.py --trace   # instruction mix, Cortex-M0+ CPI
+    .venv/bin/python bench/coder_cost.py --check   # the test corpus on the 32-bit board
 """
 
 from __future__ import annotations
@@ -400,6 +402,72 @@ def trace(op: str, size: int, seconds: float = 0.1, coder: Path = ROOT / "firmwa
             "blocks_unseen": missing / max(sum(counts.values()), 1)}
 
 
+BOARD_CHECK = r"""
+micropython.kbd_intr(-1)
+inp = sys.stdin.buffer
+print('SEND')
+def _rd(n):
+    b = bytearray(n)
+    got = 0
+    while got < n:
+        c = inp.read(n - got)
+        b[got:got + len(c)] = c
+        got += len(c)
+    return b
+h = _rd(4)
+count = h[0] | h[1] << 8 | h[2] << 16 | h[3] << 24
+dst = bytearray(20000)
+for i in range(count):
+    h = _rd(6)
+    op, bits, ch, n = h[0], h[1], h[2], h[3] | h[4] << 8 | h[5] << 16
+    p = bytes(_rd(n))
+    print('J', i)
+    if op == 68:
+        r = wirecode.Decoder(bits, ch).decode(p, n, dst)
+        print('R', r, binascii.crc32(memoryview(dst)[:max(r, 0)]) & 0xFFFFFFFF)
+    else:
+        e = wirecode.Encoder(bits, ch)
+        e.encode(p, n, dst)
+        r = e.encode(p, n, dst)  # warm: the one pass with the plan the first call made
+        print('E', r, binascii.hexlify(memoryview(dst)[:max(r, 0)]).decode())
+micropython.kbd_intr(3)
+"""
+
+
+def check(coder: Path = ROOT / "firmware" / "wirecode.py", elf: Path = ELF) -> int:
+    """The corpus of tests/test_wirecode.py (every named case, 16/32-bit, mono/stereo) through the
+    board coder on the 32-bit board: the suite runs it on the unix port, whose viper ints are 64-bit
+    words. Decoding of the host's coding bit-exact; the board's coding decoded by the host."""
+    sys.path.insert(0, str(ROOT / "tests"))
+    import test_wirecode as tw
+
+    cases = tw.corpus(5)
+    jobs = [(68, b, c, wc.encode(p, b, c)) for b, c, p in cases] + [(69, b, c, p) for b, c, p in cases]
+    data = len(jobs).to_bytes(4, "little") + b"".join(
+        bytes([op, b, c]) + len(x).to_bytes(3, "little") + x for op, b, c, x in jobs)
+    q = Qemu(elf)
+    try:
+        q.exec(f"_MPY = {mpy(coder)!r}\nCAL = 0\n" + BOARD_SETUP)
+        out = q.exec(BOARD_CHECK, data, timeout=1800)
+    finally:
+        q.close()
+    res = [x.split() for x in out.splitlines() if x[:2] in ("R ", "E ")]
+    bad = 0
+    for (bits, ch, p), r in zip(cases + cases, res):
+        if r[0] == "R":
+            ok = int(r[1]) == len(p) and int(r[2]) == zlib.crc32(p)
+        else:
+            try:
+                ok = wc.decode(bytes.fromhex(r[2]) if len(r) > 2 else b"", bits, ch) == p
+            except wc.WireCodeError:
+                ok = False
+        if not ok:
+            bad += 1
+            print(f"{'decode' if r[0] == 'R' else 'encode'} wrong: {bits}-bit, {ch} ch, {len(p)} B")
+    print(f"{len(jobs)} jobs on the board ({len(res)} answered), {bad} wrong")
+    return 0 if bad == 0 and len(res) == len(jobs) else 1
+
+
 def table(res: dict) -> str:
     cal = res["calibration_instr_per_us"]
     lines = [f"Board coder cost (13): firmware/wirecode.py as armv6m .mpy ({res['mpy_bytes']} B) on MicroPython's qemu "
@@ -431,9 +499,13 @@ def main(argv=None) -> int:
     ap.add_argument("--elf", type=Path, default=ELF)
     ap.add_argument("--only", choices=("decode", "encode"), help="time one direction only")
     ap.add_argument("--json", type=Path, help="write the raw figures here")
+    ap.add_argument("--check", action="store_true",
+                    help="instead: the test corpus through the board coder on the 32-bit board (slow: minutes)")
     ap.add_argument("--trace", action="store_true",
                     help="instead: the coder's instruction mix and Cortex-M0+ CPI from qemu's execution trace")
     a = ap.parse_args(argv)
+    if a.check:
+        return check(a.coder, a.elf)
     if a.trace:
         for size in [int(s) for s in a.sizes.split(",")]:
             for op in ("D", "E"):

@@ -135,7 +135,7 @@ class Decoder(_Coder):
                 while m:
                     if fast:
                         while m:
-                            if rf[nb]:  # nb <= 16
+                            while rf[nb]:  # nb <= 16: to 17..32 (twice from 0)
                                 if pos < lim:
                                     acc = (acc << 16) | (int(s[pos]) << 8) | int(s1[pos])
                                 else:
@@ -160,7 +160,7 @@ class Decoder(_Coder):
                             m -= 1
                         if not m:
                             break
-                    if not ((nb + 15) >> 5):  # nb <= 16
+                    while not ((nb + 15) >> 5):  # nb <= 16: to 17..32 (twice from 0)
                         if pos < lim:
                             acc = (acc << 16) | (int(s[pos]) << 8) | int(s[pos + 1])
                         else:
@@ -397,8 +397,10 @@ class Encoder(_Coder):
                                 r = e
                             else:
                                 r = v
-                            u = (r << 1) ^ (r >> 31)  # zigzag (r fits 32 bits, or it escapes)
+                            u = (r << 1) ^ (r >> 31)  # zigzag
                             q = u >> k
+                            if ((r >> 30) + 1) >> 1:  # |r| >= 2**30: u overflows a 32-bit word
+                                q = ESC
                             L = q + k1
                             if not ((L + off) >> 5):  # q zeros, the one, k bits: at most 17 bits
                                 acc = (acc << L) | (u & kmask) | kbit
@@ -459,7 +461,7 @@ class Encoder(_Coder):
                                 r = e
                             else:
                                 r = v
-                            u = (r << 1) ^ (r >> 31)  # zigzag (r fits 32 bits, or it escapes)
+                            u = (r << 1) ^ (r >> 31)  # zigzag (|r| < 2**18 here)
                             q = u >> k
                             L = q + k1
                             if not ((L + off) >> 5):  # q zeros, the one, k bits: at most 17 bits
