@@ -90,8 +90,8 @@ if CAL:
     print('CAL', time.ticks_diff(time.ticks_us(), t0))
 """
 
-# traced run (--trace): every frame once, nothing else native runs
-BOARD_TRACE = r"""
+# the frames from the host (length-prefixed on stdin), and the coder call both runs make
+BOARD_RECEIVE = r"""
 micropython.kbd_intr(-1)
 inp = sys.stdin.buffer
 print('SEND')
@@ -112,32 +112,16 @@ while len(parts) < count:
 micropython.kbd_intr(3)
 dst = bytearray(8200)
 f = wirecode.Decoder(16, 2).decode if OP == 'D' else wirecode.Encoder(16, 2).encode
+"""
+
+# traced run (--trace): every frame once, nothing else native runs
+BOARD_TRACE = BOARD_RECEIVE + r"""
 for p in parts:
     f(p, len(p), dst)
 print('DONE')
 """
 
-BOARD_RUN = r"""
-micropython.kbd_intr(-1)
-inp = sys.stdin.buffer
-print('SEND')
-def _rd(n):
-    b = bytearray(n)
-    got = 0
-    while got < n:
-        c = inp.read(n - got)
-        b[got:got + len(c)] = c
-        got += len(c)
-    return b
-h = _rd(4)
-count = h[0] | h[1] << 8 | h[2] << 16 | h[3] << 24
-parts = []
-while len(parts) < count:
-    h = _rd(2)
-    parts.append(bytes(_rd(h[0] | h[1] << 8)))
-micropython.kbd_intr(3)
-dst = bytearray(8200)
-f = wirecode.Decoder(16, 2).decode if OP == 'D' else wirecode.Encoder(16, 2).encode
+BOARD_RUN = BOARD_RECEIVE + r"""
 def _now():  # qemu's ticks_us can read 1 ms low when SysTick wraps between its two reads
     a = time.ticks_us()
     b = time.ticks_us()
