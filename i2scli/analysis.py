@@ -597,6 +597,20 @@ def _local_phase(x: np.ndarray, n: np.ndarray, w: float) -> float:
     return math.atan2(-b, a)
 
 
+def _spikes(x: np.ndarray, rate: int, fit: SineFit, threshold: float) -> np.ndarray:
+    """Where the prediction error of `x` against the sine of `fit` (its harmonics and DC removed)
+    exceeds the limit `find_glitches` describes: a boolean mask."""
+    w = 2 * np.pi * fit.freq / rate
+    clean = x - fit.dc - fit.model(np.arange(len(x)) / rate, slice(1, None))
+    e = np.zeros(len(x))
+    e[2:] = clean[2:] - 2 * math.cos(w) * clean[1:-1] + clean[:-2]
+    sigma = 1.4826 * float(np.median(np.abs(e[2:] - np.median(e[2:])))) if len(x) > 2 else 0.0
+    limit = max(threshold * sigma, 1e-4 * float(fit.amplitudes[0]))
+    spikes = np.abs(e) > limit
+    spikes[:2] = False
+    return spikes
+
+
 def find_glitches(x: np.ndarray, rate: int, fit: SineFit | None = None, threshold: float = 8.0) -> list[Glitch]:
     """Dropouts, repeats and discontinuities in `x`, a recorded sine (fractions of full scale).
 
@@ -606,44 +620,56 @@ def find_glitches(x: np.ndarray, rate: int, fit: SineFit | None = None, threshol
     robust standard deviations (median absolute deviation), and at least -80 dB of the sine,
     are glitches; runs of exact zeros (4 or more) are silent dropouts. Each glitch is classified
     by the phase of the sine fitted just before and just after it.
+
+    A fit over the whole signal is wrong on both sides of a phase jump (a lost or repeated
+    block): its frequency is pulled and its harmonics pick up the jump's spectrum, and their
+    error through the predictor can cross the -80 dB floor hundreds of times. So the pieces
+    between the phase jumps found first are fitted again on their own, and searched again.
     """
     x = np.asarray(x, dtype=np.float64)
     fit = fit_sine(x, rate) if fit is None else fit
     w = 2 * np.pi * fit.freq / rate
-    n = np.arange(len(x))
-    clean = x - fit.dc - fit.model(n / rate, slice(1, None))
-    e = np.zeros(len(x))
-    e[2:] = clean[2:] - 2 * math.cos(w) * clean[1:-1] + clean[:-2]
-    sigma = 1.4826 * float(np.median(np.abs(e[2:] - np.median(e[2:]))))
-    limit = max(threshold * sigma, 1e-4 * float(fit.amplitudes[0]))
-    spikes = np.abs(e) > limit
-    spikes[:2] = False
-    zero_runs = _runs(x == 0, 1)
-    silent = zero_runs[zero_runs[:, 1] - zero_runs[:, 0] >= 3]
-    for a, b in silent:
-        spikes[a : b + 1] = True
-    events = _runs(spikes, 8)
     period = 2 * np.pi / w
     window = int(min(4 * period, 0.02 * rate)) + 8
-    out = []
-    for i, (a, b) in enumerate(events):
-        lo = events[i - 1, 1] + 1 if i else 0
-        hi = events[i + 1, 0] if i + 1 < len(events) else len(x)
-        before = np.arange(max(lo, a - window), a)
-        after = np.arange(b + 1, min(hi, b + 1 + window))
-        shift = None
-        if len(before) >= 8 and len(after) >= 8:
-            jump = _local_phase(x, after, w) - _local_phase(x, before, w)
-            shift = float((jump + np.pi) % (2 * np.pi) - np.pi) / w
-        is_silent = bool(np.any((silent[:, 0] >= a) & (silent[:, 1] <= b))) if len(silent) else False
-        if is_silent or (shift is not None and shift >= 0.5):
-            kind = "dropout"
-        elif shift is not None and shift <= -0.5:
-            kind = "repeat"
-        else:
-            kind = "discontinuity"
-        out.append(Glitch(kind, int(a), int(b - a + 1), None if shift is None else round(float(shift), 2)))
-    return out
+    zero_runs = _runs(x == 0, 1)
+    silent = zero_runs[zero_runs[:, 1] - zero_runs[:, 0] >= 3]
+
+    def classify(spikes: np.ndarray) -> list[Glitch]:
+        for a, b in silent:
+            spikes[a : b + 1] = True
+        events = _runs(spikes, 8)
+        out = []
+        for i, (a, b) in enumerate(events):
+            lo = events[i - 1, 1] + 1 if i else 0
+            hi = events[i + 1, 0] if i + 1 < len(events) else len(x)
+            before = np.arange(max(lo, a - window), a)
+            after = np.arange(b + 1, min(hi, b + 1 + window))
+            shift = None
+            if len(before) >= 8 and len(after) >= 8:
+                jump = _local_phase(x, after, w) - _local_phase(x, before, w)
+                shift = float((jump + np.pi) % (2 * np.pi) - np.pi) / w
+            is_silent = bool(np.any((silent[:, 0] >= a) & (silent[:, 1] <= b))) if len(silent) else False
+            if is_silent or (shift is not None and shift >= 0.5):
+                kind = "dropout"
+            elif shift is not None and shift <= -0.5:
+                kind = "repeat"
+            else:
+                kind = "discontinuity"
+            out.append(Glitch(kind, int(a), int(b - a + 1), None if shift is None else round(float(shift), 2)))
+        return out
+
+    spikes = _spikes(x, rate, fit, threshold)
+    found = classify(spikes.copy())
+    jumps = [g for g in found if g.kind != "discontinuity"]
+    if not jumps:
+        return found
+    # each piece between two phase jumps, fitted on its own (a piece too short to fit keeps its marks)
+    edges = [0, *[p for g in jumps for p in (g.position, g.position + g.length)], len(x)]
+    for lo, hi in zip(edges[::2], edges[1::2]):
+        if hi - lo >= 4 * window:
+            piece = fit_sine(x[lo:hi], rate, freq=fit.freq)
+            spikes[lo:hi] = _spikes(x[lo:hi], rate, piece, threshold)
+    return classify(spikes)
 
 
 def significant_bits(samples: np.ndarray, bits: int) -> int:
