@@ -23,7 +23,7 @@ from i2s_link import Link
 from i2s_stream import Stream, _codec, _open_i2s
 
 VERSION = "dev"  # the host replaces this with a hash of the firmware when it uploads/installs
-PROTO = const(1)
+PROTO = const(2)
 
 # frame types: copies of i2scli/protocol.py's (tests/test_protocol_source.py holds them to it)
 _HELLO = const(1)
@@ -151,7 +151,7 @@ def main(source="uploaded", baud=0, baud0=0):
         payload = cfg.get("payload", 256)
         # a coded DATA payload is at most the audio plus its mode byte
         link.set_payload(max(payload, 64) + (1 if cfg.get("code") else 0),
-                         spare=cfg.get("io", "blocking") != "blocking")
+                         spare=cfg.get("io", "blocking") != "blocking", long=True)
         stream = _stream(link, cfg)
         mode = cfg["mode"]
         extra = None

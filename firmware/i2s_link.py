@@ -42,6 +42,7 @@ class Sender:
         self.tx_seq = 0
         self.baud = 0  # the REPL UART's rate when we changed it (0: as we found it)
         self.baud0 = 0  # the rate to put back on every way out
+        self.vcp = None  # pyb.USB_VCP where the port has one (Link)
 
     def set_baud(self, rate):
         """Re-time the REPL UART (esp32: machine.UART(0) is the REPL's, since v1.19). Its
@@ -53,6 +54,18 @@ class Sender:
 
         UART(0, baudrate=rate)
         self.baud = rate
+
+    def close(self):
+        try:
+            self.set_baud(self.baud0)  # the REPL, mpremote and the next i2s expect the usual rate
+        except Exception:
+            pass
+        micropython.kbd_intr(3)
+        if self.vcp is not None:
+            try:
+                self.vcp.setinterrupt(3)
+            except Exception:
+                pass
 
     # -- writing ------------------------------------------------------------------------------
     def _head(self, buf, t, n):
@@ -183,6 +196,31 @@ class ShortReads:
         return off + r
 
 
+class Pieces:
+    """Frames longer than half the credit window: the host sends one as credit allows, so it
+    is read a quarter window at a time with a grant before each piece (docs/protocol.md,
+    credits). The first piece goes straight into the receive buffer, the others through one
+    scratch buffer and a slice assignment (which allocates nothing), so no buffer needs views."""
+
+    def __init__(self, piece):
+        self.piece = piece
+        self.scratch = bytearray(piece)
+
+    def read(self, link, n):
+        """n bytes into link.pbuf (whichever buffer it is: a duplex slot too)."""
+        buf = link.pbuf
+        r = n % self.piece or self.piece
+        link.inp.readinto(buf, r)
+        link.consumed += r
+        while r < n:
+            link.grant()
+            link.inp.readinto(self.scratch, self.piece)
+            link.consumed += self.piece
+            buf[r:r + self.piece] = self.scratch
+            r += self.piece
+        return True
+
+
 class Link(Sender):
     """Frames over the REPL stream: the fastest input path the port has, no allocation."""
 
@@ -223,6 +261,8 @@ class Link(Sender):
         self.pbuf = None
         self.plen = 0
         self.short = None  # the VCP's reads of payloads shorter than the buffer (ShortReads)
+        self.window = self.inbuf
+        self.long = None  # Pieces: frames longer than half the window (set_payload)
 
     def drain(self, quiet_ms=50):
         """Discard input until the host has been quiet a while, so nothing it sent after our
@@ -230,18 +270,6 @@ class Link(Sender):
         while self.wait(quiet_ms):
             if not self._read(self.one, 1):
                 return  # end of input (only a virtual board's pipe ends)
-
-    def close(self):
-        try:
-            self.set_baud(self.baud0)  # the REPL, mpremote and the next i2s expect the usual rate
-        except Exception:
-            pass
-        micropython.kbd_intr(3)
-        if self.vcp is not None:
-            try:
-                self.vcp.setinterrupt(3)
-            except Exception:
-                pass
 
     def fresh(self):
         """Counters start again: a failed rate change leaves garbage that is not the stream's."""
@@ -278,9 +306,9 @@ class Link(Sender):
             return self.vcp.recv(memoryview(buf)[:n], timeout=2000)
         return self.short.read(buf, n)
 
-    def set_payload(self, size, spare=False):
-        """Preallocate the receive buffer: payload + CRC trailer (and a second one for
-        double buffering, which swap() exchanges without allocating)."""
+    def set_payload(self, size, spare=False, long=False):
+        """Preallocate the receive buffer: payload + CRC trailer (and a second one for double
+        buffering, swap()ped without allocating). `long`: frames may pass half the window."""
         self.max_payload = size
         self.pbuf = bytearray(size + 4)
         self.pfull = memoryview(self.pbuf)[:size]
@@ -289,10 +317,18 @@ class Link(Sender):
             self.pfull2 = memoryview(self.pbuf2)[:size]
         if self.vcp is not None:
             self.short = ShortReads(self.vcp, self.pbuf, self.pbuf2 if spare else None)
+        self.long = None
+        if long and self.vcp is None and _HDR + size + 4 > self.window >> 1:
+            self.long = Pieces(self.window >> 2)
 
     def swap(self):
         self.pbuf, self.pbuf2 = self.pbuf2, self.pbuf
         self.pfull, self.pfull2 = self.pfull2, self.pfull
+
+    def _read_payload(self, n):
+        if self.long is None or n <= self.long.piece:
+            return self._read(self.pbuf, n)
+        return self.long.read(self, n)
 
     # Per-frame methods stay small: MicroPython puts a call frame on the heap once its
     # locals and stack pass 11 words, so each does one thing with few locals.
@@ -372,12 +408,12 @@ class Link(Sender):
                 self.crc_errors += 1
                 return False
         elif t & _CRC:
-            self._read(self.pbuf, n + 4)
+            self._read_payload(n + 4)
             if self.crc and not self._crc_ok(n):
                 self.crc_errors += 1
                 return False
         elif n:
-            self._read(self.pbuf, n)
+            self._read_payload(n)
         self.plen = n
         self._seq(self.hdr[3])
         return True

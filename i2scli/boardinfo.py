@@ -12,7 +12,7 @@ from i2scli import boards, ports, protocol
 from i2scli.link import Agent, connect
 
 RX_PAYLOAD = 4096  # audio bytes per DATA frame from the board (no credits that way): fewer, cheaper frames
-MAX_TX_PAYLOAD = 4096
+MAX_TX_PAYLOAD = protocol.MAX_TX_PAYLOAD
 
 
 @contextmanager
@@ -47,8 +47,7 @@ def info(agent: Agent, port: str, probe: bool = True) -> dict:
             for bits in (16, 32):
                 for ch in (1, 2):
                     fb = bits // 8 * ch
-                    room = h.get("inbuf", 256) // 2 - protocol.HEADER_SIZE - protocol.CRC_SIZE
-                    tx_payload = min(room, MAX_TX_PAYLOAD) // fb * fb
+                    tx_payload = protocol.tx_payload(h.get("inbuf", 256), fb)
                     play_need = protocol.stream_rate(rate, bits, ch, tx_payload) if tx_payload > 0 else float("inf")
                     rec_need = protocol.stream_rate(rate, bits, ch, RX_PAYLOAD // fb * fb)
                     fits.append({"stream": f"{rate} Hz {bits}-bit {'stereo' if ch == 2 else 'mono'}",

@@ -22,17 +22,31 @@ from enum import IntEnum
 from typing import Any
 
 __all__ = [
-    "SYNC", "PROTO_VERSION", "CRC_FLAG", "HEADER_SIZE", "CRC_SIZE", "MAX_PAYLOAD_LIMIT", "FrameType", "Frame",
+    "SYNC", "PROTO_VERSION", "CRC_FLAG", "HEADER_SIZE", "CRC_SIZE", "MAX_PAYLOAD_LIMIT", "LONG_FRAME",
+    "MAX_TX_PAYLOAD", "tx_payload", "FrameType", "Frame",
     "encode", "encode_json", "frame_size", "Decoder", "Encoder", "CreditGate", "CreditError", "stream_rate",
     "HELLO_KEYS", "START_KEYS", "READY_KEYS", "SUMMARY_KEYS", "SUMMARY_MODE_KEYS", "ERROR_KEYS", "CODER_PARTS",
 ]
 
 SYNC = b"\xa5\x5a"
-PROTO_VERSION = 1
+PROTO_VERSION = 2  # 2: a frame may be longer than half the window and go out in pieces
 CRC_FLAG = 0x80
 HEADER_SIZE = 7
 CRC_SIZE = 4
 MAX_PAYLOAD_LIMIT = 0xFFFF
+# bytes on the wire of the DATA frames to the board, at least: a board whose half window is
+# smaller reads them a piece at a time and grants credit after each (docs/protocol.md, credits),
+# so small input buffers (an ESP32's 256 bytes) no longer mean small frames: ~2 % overhead,
+# not 9 %, and a coded stream keeps most of its ratio
+LONG_FRAME = 512
+MAX_TX_PAYLOAD = 4096
+
+
+def tx_payload(inbuf: int, frame_bytes: int) -> int:
+    """Audio bytes per DATA frame to a board with an input buffer of `inbuf` bytes: half of it,
+    or a LONG_FRAME where that is less, in whole frames of `frame_bytes`."""
+    room = max(inbuf // 2, LONG_FRAME) - HEADER_SIZE - CRC_SIZE
+    return min(room, MAX_TX_PAYLOAD) // frame_bytes * frame_bytes
 
 
 class FrameType(IntEnum):

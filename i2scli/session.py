@@ -88,9 +88,7 @@ def _payload(agent: Agent, mode: str, bus: audio.BusFormat) -> int:
     """Audio bytes per DATA frame of a stream in `mode` (tx: to the board)."""
     fb = bus.frame_bytes
     if mode == "tx":
-        # a DATA frame must fit half the board's input buffer (docs/protocol.md, credits)
-        room = agent.identity.get("inbuf", 256) // 2 - protocol.HEADER_SIZE - protocol.CRC_SIZE
-        return min(room, MAX_TX_PAYLOAD) // fb * fb
+        return protocol.tx_payload(agent.identity.get("inbuf", 256), fb)
     return RX_PAYLOAD // fb * fb
 
 

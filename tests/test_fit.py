@@ -19,6 +19,7 @@ from i2scli import wirecode as wc
 from i2scli.audio import BusFormat
 
 RATE = 44100
+ESP32_PAYLOAD = protocol.tx_payload(256, 4)  # 500 bytes: 125 stereo frames a DATA frame
 LEVEL_DBFS = -18.0  # the song's RMS level
 NOISE_DB = -46.0  # its own noise floor under that level: white noise
 
@@ -185,10 +186,10 @@ def test_snr_of_a_lower_rate_and_of_one_channel_counts_what_they_take_away():
 
 
 def test_song_plays_with_fit_at_its_rate_on_an_esp32(tmp_path):
-    # 32 kHz: coded losslessly it needs ~92 kB/s, more than the link; near-lossless ~53 kB/s, which
-    # fits with room to spare even when other work on the machine slows the link probe down.
-    # (44.1 kHz needs ~70 kB/s of the ~78-86 the probe measures: the next test, and bench fig. 11.)
-    rate = 32000
+    # 44.1 kHz: coded losslessly in the ESP32's 500-byte frames it needs ~98 kB/s, more than the
+    # link's ~90; near-lossless ~44 kB/s, which fits with room to spare even when other work on
+    # the machine slows the link probe down.
+    rate = RATE
     x = write_song(tmp_path / "song.wav", rate=rate)
     cap = tmp_path / "tx.wav"
     r = i2s("play", "--fit", "--json", "-p", f"sim://esp32?tx_capture={cap}", tmp_path / "song.wav", check=0,
@@ -199,9 +200,9 @@ def test_song_plays_with_fit_at_its_rate_on_an_esp32(tmp_path):
     f = s["fit"]
     assert f["method"] == "near-lossless" and (f["rate"], f["channels"]) == (rate, 2)
     assert 4.5 <= f["bits_removed"]["mean"] <= 6.0 and f["bits_removed"]["max"] <= 8
-    # the bus carries exactly what the quantiser makes of the file in the ESP32's 29-frame blocks
+    # the bus carries exactly what the quantiser makes of the file in the ESP32's 125-frame blocks
     bus = BusFormat(rate, 16, 2)
-    fitter = fit.Fitter(bus, bus, 116 // bus.frame_bytes)
+    fitter = fit.Fitter(bus, bus, ESP32_PAYLOAD // bus.frame_bytes)
     sent = np.frombuffer(fitter.feed(x.tobytes()) + fitter.finish(), "<i2").reshape(-1, 2)
     got, _ = sf.read(cap, dtype="int16", always_2d=True)
     measured = snr_db(x, on_the_bus(got, sent))
@@ -212,15 +213,15 @@ def test_song_plays_with_fit_at_its_rate_on_an_esp32(tmp_path):
 
 
 def _near_lossless_need(x: np.ndarray, rate: int) -> float:
-    """What the host estimates near-lossless 16-bit stereo needs on an ESP32 (116-byte payloads)."""
+    """What the host estimates near-lossless 16-bit stereo needs on an ESP32 (500-byte payloads)."""
     src = BusFormat(rate, 16, 2)
-    return fit.estimate(src, src, x[: 2 * rate].tobytes(), 116, near_lossless=True, coded=True).need
+    return fit.estimate(src, src, x[: 2 * rate].tobytes(), ESP32_PAYLOAD, near_lossless=True, coded=True).need
 
 
 def test_a_cd_song_takes_the_least_change_the_measured_link_allows(tmp_path):
     x = write_song(tmp_path / "song.wav", seconds=2.0)
     need = _near_lossless_need(x, RATE)
-    assert 65000 <= need <= 73000  # of the ~86 kB/s a CP2102 at 921600 baud carries
+    assert 40000 <= need <= 48000  # of the ~90 kB/s a CP2102 at 921600 baud carries
     r = i2s("play", "--fit", "--json", "-p", "sim://esp32", tmp_path / "song.wav", check=0, timeout=120)
     s = json.loads(r.stdout)
     if need <= s["link_rate"] * 0.9:  # as on a quiet machine (bench/README.md, figure 11)
@@ -231,7 +232,7 @@ def test_a_cd_song_takes_the_least_change_the_measured_link_allows(tmp_path):
 
 
 def test_without_fit_the_song_is_refused_saying_what_fit_would_cost(tmp_path):
-    write_song(tmp_path / "song.wav", rate=32000)
+    write_song(tmp_path / "song.wav")  # 44.1 kHz: ~98 kB/s coded losslessly
     r = i2s("play", "-p", "sim://esp32", tmp_path / "song.wav", check=4, timeout=120)
     line = r.stderr.strip().splitlines()[-1]
     m = re.search(r", or --fit \(near-lossless, about (\d+) dB SNR\)$", line)

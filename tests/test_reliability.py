@@ -494,7 +494,7 @@ def _frame(ftype: int, seq: int, payload: bytes = b"", crc: bool = True, bad_crc
     return bytes(f)
 
 
-HELLO = {"proto": 1, "agent": "fake", "source": "installed", "platform": "rp2",
+HELLO = {"proto": 2, "agent": "fake", "source": "installed", "platform": "rp2",
          "machine": "Raspberry Pi Pico with RP2040", "micropython": "1.28.0", "mem_free": 100000,
          "i2s": True, "inbuf": 4096, "crc": True, "io": ["blocking"], "vcp": False}
 

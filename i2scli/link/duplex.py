@@ -25,7 +25,7 @@ def duplex(launcher: Launcher, cfg: dict, tx_blocks: Iterable[bytes], on_rx: Cal
     cfg = {**cfg, "mode": "duplex"}
     order = cfg.get("order", "record-play")
     s = Stream(launcher, cfg)
-    enc, gate = s.enc, s.gate
+    enc = s.enc
     payload = s.ready["payload"]
     prefill = s.ready.get("prefill", 0)
     phase = None
@@ -47,7 +47,7 @@ def duplex(launcher: Launcher, cfg: dict, tx_blocks: Iterable[bytes], on_rx: Cal
                     if audio is not None:
                         on_rx(audio)
             elif f.type == T.CREDIT:
-                gate.grant(f.credit())
+                s.credit(f.credit())
             elif f.type == T.PHASE:
                 phase = frame_json(f).get("phase")
                 if on_phase:
@@ -82,7 +82,7 @@ def duplex(launcher: Launcher, cfg: dict, tx_blocks: Iterable[bytes], on_rx: Cal
                         else (len(chunk), *s.coding.encode_many(chunk, payload)[0])
             if out is not None:
                 n, body, crc = out
-                if gate.available >= proto.frame_size(len(body), enc.crc if crc is None else crc) + s.overhead:
+                if s.room(proto.frame_size(len(body), enc.crc if crc is None else crc) + s.overhead):
                     s.send(enc.frame(T.DATA, body, crc=crc))
                     out = None
                     del pending[:n]

@@ -36,7 +36,7 @@ def loop(launcher: Launcher, cfg: dict, played: bytes, on_rx: Callable[[bytes], 
         progressed = False
         while k < len(bodies) and not end_sent:
             _, body, crc = bodies[k]
-            if s.gate.available < frame_size(len(body), s.enc.crc if crc is None else crc) + s.overhead:
+            if not s.room(frame_size(len(body), s.enc.crc if crc is None else crc) + s.overhead):
                 break
             s.send(s.enc.frame(T.DATA, body, crc=crc))
             k += 1

@@ -23,7 +23,7 @@ def play(launcher: Launcher, cfg: dict, blocks: Iterable[bytes],
     sent = 0
 
     def send(frame: bytes) -> None:
-        while not s.gate.can_send(len(frame)):
+        while not s.room(len(frame)):
             summary = s.poll()
             if summary is not None:
                 s.summarise(summary)  # raises for the agent's watchdog
@@ -55,9 +55,9 @@ def play(launcher: Launcher, cfg: dict, blocks: Iterable[bytes],
         for frame in frames(bytes(pending)):
             send(frame)
         sent += len(pending)
-    while not s.gate.can_send(s.overhead):
+    while not s.room(s.overhead):
         s.poll()
-    s.port.write(s.enc.frame(T.END))
+    s.send(s.enc.frame(T.END))
     return s.summarise(s.await_summary())
 
 
@@ -84,17 +84,16 @@ def probe(launcher: Launcher, up: int = 8192, down: int = 16384) -> dict:
     if not launcher.hello:
         launcher.launch()
     cfg = {"mode": "probe", "probe_up": up, "probe_down": down, "bits": 16, "format": "mono",
-           "rate": 8000, "ibuf": 0, "payload": min(4096, launcher.hello.get("inbuf", 256))}
+           "rate": 8000, "ibuf": 0, "payload": proto.tx_payload(launcher.hello.get("inbuf", 256), 1)}
     s = Stream(launcher, cfg)
-    payload = max(16, s.gate.available // 2 - proto.HEADER_SIZE - proto.CRC_SIZE)
-    payload = min(payload, s.ready["payload"])
+    payload = s.ready["payload"]  # PROBE frames as long as the DATA frames a stream sends
     filler = bytes(payload)
     sent = 0
     t0 = time.monotonic()
     while sent < up:
         chunk = filler[: min(payload, up - sent)]
         frame = s.enc.frame(T.PROBE, chunk)
-        while not s.gate.can_send(len(frame)):
+        while not s.room(len(frame)):
             s.poll()
         s.send(frame)
         sent += len(chunk)
@@ -111,7 +110,8 @@ def probe(launcher: Launcher, up: int = 8192, down: int = 16384) -> dict:
             raise LinkError("the link probe did not finish")
     t_last = time.monotonic()
     s.summarise(summary)
-    up_rate = summary["up_bytes"] / max(summary["up_us"], 1) * 1e6
+    # the board timed from its first PROBE frame's arrival: the bytes after it
+    up_rate = (summary["up_bytes"] - min(payload, up)) / max(summary["up_us"], 1) * 1e6
     down_rate = got / max(t_last - (t_first or t_last), 1e-6)
     return {"up": up_rate, "down": down_rate, "up_bytes": summary["up_bytes"], "down_bytes": got}
 
@@ -127,10 +127,9 @@ def probe_both(launcher: Launcher, seconds: float = TWO_WAY_SECONDS) -> dict:
     if not launcher.hello:
         launcher.launch()
     cfg = {"mode": "probe", "probe_both": 1, "bits": 16, "format": "mono",
-           "rate": 8000, "ibuf": 0, "payload": min(4096, launcher.hello.get("inbuf", 256))}
+           "rate": 8000, "ibuf": 0, "payload": proto.tx_payload(launcher.hello.get("inbuf", 256), 1)}
     s = Stream(launcher, cfg)
-    payload = max(16, s.gate.available // 2 - proto.HEADER_SIZE - proto.CRC_SIZE)
-    payload = min(payload, s.ready["payload"])
+    payload = s.ready["payload"]  # PROBE frames as long as the DATA frames a stream sends
     filler = bytes(payload)
     size = s.enc.size(payload)
     sent, got, first, t_first, t_last, summary = 0, 0, 0, None, None, None
@@ -140,7 +139,7 @@ def probe_both(launcher: Launcher, seconds: float = TWO_WAY_SECONDS) -> dict:
         now = time.monotonic()
         if not end_sent and now - t0 >= seconds:
             end_sent = s.control(T.END)  # (when the credit allows; echoes keep arriving meanwhile)
-        while not end_sent and s.gate.can_send(size + s.overhead):  # room for END behind it
+        while not end_sent and s.room(size + s.overhead):  # room for END behind it
             s.send(s.enc.frame(T.PROBE, filler))
             sent += payload
         frames = s.next_frames()

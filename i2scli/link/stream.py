@@ -34,6 +34,8 @@ class Stream:
         self.timeout_s = cfg["timeout_ms"] / 1000
         self.overhead = proto.HEADER_SIZE + (proto.CRC_SIZE if crc else 0)
         self._backlog: list = []
+        self._tail: memoryview | None = None  # the rest of a frame longer than the credit
+        self.long = False  # DATA frames longer than half the window: they go out in pieces
         self.coding = None  # a WireCoding when the agent codes this stream's DATA
         self._silence_limit: float | None = None  # give up after this long without a frame
         self._heard = 0.0
@@ -58,6 +60,8 @@ class Stream:
                     self._watch_silence()
                     self.gate = proto.CreditGate()
                     self.gate.grant(self.ready["window"])
+                    size = proto.frame_size(self.ready["payload"] + 1, crc)
+                    self.long = size > self.ready["window"] // 2
                     # the agent says whether it codes this stream's DATA (it may not, e.g. no viper)
                     if self.ready.get("code"):
                         from i2scli.link.coding import WireCoding
@@ -106,7 +110,7 @@ class Stream:
         """Credits into the gate, DATA to on_data; the SUMMARY when it came."""
         for f in frames:
             if f.type == T.CREDIT:
-                self.gate.grant(int.from_bytes(f.payload[:4], "little"))
+                self.credit(int.from_bytes(f.payload[:4], "little"))
             elif f.type == T.DATA and on_data is not None:
                 if self.coding is None:
                     on_data(f.payload)
@@ -124,14 +128,44 @@ class Stream:
     def poll(self, on_data: Callable[[bytes], None] | None = None) -> dict | None:
         return self.collect(self.next_frames(), on_data)
 
+    def credit(self, nbytes: int) -> None:
+        """Credit from the board; the rest of a long frame goes out as far as it reaches."""
+        self.gate.grant(nbytes)
+        if self._tail is not None:
+            self._pump()
+
+    def _pump(self) -> None:
+        tail = self._tail
+        n = min(len(tail), self.gate.available)
+        if n > 0:
+            self.gate.spend(n)
+            self.port.write(bytes(tail[:n]))
+            self._tail = tail[n:] if n < len(tail) else None
+
+    def room(self, nbytes: int) -> bool:
+        """Whether a frame of `nbytes` (and whatever must fit behind it) may start now: no frame
+        is still going out, and it fits the credit — or, on a stream of long frames, some credit
+        is there and the rest follows as the board grants it (the board reads such a frame a
+        piece at a time, granting after each: docs/protocol.md, credits). Check before encoding:
+        a frame takes a sequence number."""
+        if self._tail is not None:
+            return False
+        return self.gate.can_send(nbytes) or (self.long and self.gate.available > 0)
+
     def send(self, frame: bytes) -> None:
-        """A frame the gate has room for (the caller checked)."""
-        self.gate.spend(len(frame))
-        self.port.write(frame)
+        """A frame `room` allowed: what does not fit the credit yet follows as credit comes."""
+        if self.gate.can_send(len(frame)):
+            self.gate.spend(len(frame))
+            self.port.write(frame)
+            return
+        if not self.long or self._tail is not None:
+            raise proto.CreditError(f"sending {len(frame)} bytes exceeds the credit of {self.gate.available} bytes")
+        self._tail = memoryview(frame)
+        self._pump()
 
     def control(self, ftype: T) -> bool:
         """An empty control frame if the credit allows it now."""
-        if not self.gate.can_send(self.enc.size(0)):  # check before encoding: a frame takes a seq number
+        if not self.room(self.enc.size(0)):  # check before encoding: a frame takes a seq number
             return False
         self.send(self.enc.frame(ftype))
         return True
