@@ -99,6 +99,8 @@ def _count_in(b, n: int) -> tuple[int | None, int, int]:
             "machine.UART(0, baudrate=921600)\n"
             "micropython.kbd_intr(-1)\n"
             "buf = bytearray(1000)\n"
+            "time.sleep_ms(50)\n"  # the host is at 921600 too by then
+            "print('go')\n"  # and waits for this: nothing reaches a board that is not reading yet
             "sys.stdin.buffer.readinto(buf, 1)\n"
             "t0 = time.ticks_us()\n"
             "n = 1\n"
@@ -107,8 +109,8 @@ def _count_in(b, n: int) -> tuple[int | None, int, int]:
             "micropython.kbd_intr(3)\n"
             "print(n, time.ticks_diff(time.ticks_us(), t0))\n")
         t.serial.baudrate = 921600
-        time.sleep(0.05)  # the board's switch has landed (its output before it is garbled to us)
-        t.serial.reset_input_buffer()
+        if not t.serial.read_until(b"go\r\n", 2000).endswith(b"go\r\n"):
+            return None, 0, b.stats.in_dropped
         t.serial.write((bytes(range(256)) * (n // 256 + 1))[:n])
         line = t.serial.read_until(b"\r\n", 2000)
         if not line.endswith(b"\r\n"):
