@@ -806,7 +806,7 @@ def fig_compress(work: Path, profiles: list[str], seconds: float = 3.0) -> dict:
             rows = []
             for rate, bits, ch in STREAMS:
                 fb = bits // 8 * ch
-                payload = min(inbuf // 2 - protocol.HEADER_SIZE - protocol.CRC_SIZE, 4096) // fb * fb
+                payload = protocol.tx_payload(inbuf, fb)  # as the host sizes DATA frames
                 need = protocol.stream_rate(rate, bits, ch, payload)
                 row = {"stream": stream_name(rate, bits, ch), "need": need, "raw": need <= rates["up"] * 0.9}
                 for c in CONTENTS:

@@ -2,6 +2,7 @@
 link's byte rate follows the baud rates of host and board, mismatched rates garble, bridges
 have their limits and USB ids. Real parts only: a VirtualBoard, pyserial, mpremote's transport."""
 
+import sys
 import time
 
 import pytest
@@ -125,8 +126,20 @@ def test_esp32_input_rate_follows_the_baud(board):
     """Host -> board at 921600: the board counts 20 000 bytes as they come (92 160 B/s). The
     board here is a process on a shared machine: a run in which it was descheduled long enough
     for its 260-byte ring to overflow (the drop is counted) is run again on a fresh board, up
-    to three times."""
-    for _ in range(3):
+    to six times (on a quiet 2-core VM, 3 Dec 2026, between a tenth and half of the runs drop
+    16-128 bytes: the board's threads run in this test's process, beside the one that writes;
+    a 0.5 ms GIL switch interval helps here and is kept to this test, as it made `i2s play`
+    on sim://esp32 underrun)."""
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(0.0005)
+    try:
+        _rate_follows_the_baud(board)
+    finally:
+        sys.setswitchinterval(old)
+
+
+def _rate_follows_the_baud(board):
+    for _ in range(6):
         got, us, dropped = _count_in(board("esp32"), 20000)
         if not dropped:
             break

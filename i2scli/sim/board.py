@@ -40,7 +40,6 @@ TCGETS2 = 0x802C542A  # Linux: struct termios2, whose c_ospeed is the rate as a 
 BAUD_POLL_S = 0.005  # the host's baud rate is read from the pty this often (and whenever data moves)
 SIM_RUNTIME_HEAP = 512 * 1024
 HOST_STALL_MAX_S = 1.0  # input held back at most this long for a board this machine descheduled
-SWITCH_INTERVAL_S = 0.0005  # the GIL switch interval while a virtual board runs in this process (start)
 CLOCK_PPM_MAX = 50_000  # --clock-ppm: up to 5 % off (a fractional divider's 48.83 kHz for 48 kHz is +17 361)
 
 # Runs the MicroPython unix port inside a small CPython launcher: puts the record channel on
@@ -306,10 +305,6 @@ class VirtualBoard:
 
     # -- lifecycle ------------------------------------------------------------------------
     def start(self) -> str:
-        # The board's threads (its link pacers, the stdin path) keep deadlines of about 1 ms;
-        # Python's default 5 ms GIL switch interval lets another thread of this process hold
-        # them off longer than an ESP32's 260-byte ring lasts at 921600 baud (2.8 ms).
-        sys.setswitchinterval(min(sys.getswitchinterval(), SWITCH_INTERVAL_S))
         self._master, self._slave = os.openpty()
         tty.setraw(self._slave)
         attrs = termios.tcgetattr(self._slave)
