@@ -205,7 +205,7 @@ def test_ratios():
     assert r["speech-32"] >= 2.5 and r["music-32"] >= 2.5
 
 
-@pytest.mark.parametrize("size", [256, 1024, 4096])
+@pytest.mark.parametrize("size", [256, 500, 1024, 4096])  # 500: the DATA payload of esp32 and rp2 play
 def test_noise_goes_raw(size):
     x = pcm(np.random.default_rng(3).integers(-32768, 32768, 48000), 16)
     coded = [wc.encode(f, 16, 2) for f in frames(x, size)]
@@ -223,7 +223,8 @@ def corpus(seed: int = 5) -> list[tuple[int, int, bytes]]:
     for bits in (16, 32):
         lo, hi = -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
         for ch in (1, 2):
-            for n in (1, 2, 3, 17, int(rng.integers(4, 1200)), 1024):
+            # 500 // frame bytes: the frames of a 500-byte DATA payload (esp32, rp2 play; protocol 2)
+            for n in (1, 2, 3, 17, int(rng.integers(4, 1200)), 500 // (bits // 8 * ch), 1024):
                 size = n * ch
                 up = 0 if bits == 16 else 16
                 for x in (np.zeros(size, np.int64), np.full(size, 1234 << up), np.full(size, lo),
