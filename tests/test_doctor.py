@@ -169,7 +169,9 @@ def test_clock_ppm_is_measured_within_its_uncertainty(tmp_path):
         rep, _ = doctor_json(path, "-d", "8s", ppm=300)
         rx = rep["rx"]
         said = {k: v for k, v in rx.items() if k.startswith("rate")} | {"overruns": rep["summary"]["overruns"]}
-        assert abs(rx["rate_ppm"] - 300) <= rx["rate_ppm_uncertainty"], said
+        # the uncertainty is two standard errors (doctor.fit_rate): about 1 run in 20 lies
+        # outside it by design (CI, 3 Dec 2026: 263.1 +- 34.3 for 300); three are far out
+        assert abs(rx["rate_ppm"] - 300) <= 1.5 * rx["rate_ppm_uncertainty"], said
         if rx["rate_ppm_uncertainty"] <= 60:
             break
     assert rx["rate_ppm_uncertainty"] <= 60, said
