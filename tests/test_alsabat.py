@@ -20,8 +20,12 @@ def test_frequency_agrees_with_alsabat(tmp_path, freq, args):
     if alsabat is None:
         pytest.skip("alsabat is not installed (Debian: apt-get install alsa-utils)")
     wav = tmp_path / "rec.wav"
-    r = i2s("test", "-p", "sim://fast?loopback=0%3E1,delay=1ms,noise=-60", "--freq", freq, *args,
-            "--save-recording", wav, "--json", check=0)
+    for _ in range(3):  # a run with a counted xrun (a loaded machine: board.xruns, exit 7) runs again
+        r = i2s("test", "-p", "sim://fast?loopback=0%3E1,delay=1ms,noise=-60", "--freq", freq, *args,
+                "--save-recording", wav, "--json", check=None)
+        if r.returncode == 0:
+            break
+    assert r.returncode == 0, r.stderr[-2000:]
     res = json.loads(r.stdout.splitlines()[0])
     rec, rate = sf.read(wav, dtype="int32" if res["bits"] == 32 else "int16", always_2d=True)
     assert rec.shape == (res["recorded_frames"], res["channels"]) and rate == res["rate"]

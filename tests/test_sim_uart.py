@@ -260,6 +260,17 @@ def test_uart_argument_errors_are_the_ports(board):
 
 
 def test_esp32s3_ignores_the_baud(board):
+    """Native USB: the same ~1 MB/s at 9600 and 3 Mbaud. The board runs in this process, so
+    other threads here can slow it (a full suite once read 0.70 MB/s): a slow run runs again."""
+    for attempt in range(3):
+        try:
+            return _ignores_the_baud(board)
+        except AssertionError:
+            if attempt == 2:
+                raise
+
+
+def _ignores_the_baud(board):
     b = board("esp32s3")
     t = raw_repl(b.path, baud=9600)
     assert t.eval("__import__('os').uname().machine") == "Generic ESP32S3 module with ESP32-S3"
