@@ -205,6 +205,9 @@ class Stream:
         got = 0
         t0 = None
         t1 = 0
+        half = up >> 1
+        half_bytes = 0  # the bytes and time at the first frame past half way: the host takes
+        half_us = 0  # the faster half, so one stall of the host or the bus is not the figure
         while both or got < up:
             t = link.read_frame(self.timeout)
             link.grant()
@@ -218,6 +221,9 @@ class Stream:
                     t0 = time.ticks_us()
                 t1 = time.ticks_us()
                 got += link.plen
+                if half and not half_bytes and got >= half:
+                    half_bytes = got
+                    half_us = time.ticks_diff(t1, t0)
                 if both:
                     self._probe_frame(buf, view, link.plen)
         up_us = time.ticks_diff(t1, t0) if t0 is not None else 0
@@ -227,7 +233,7 @@ class Stream:
             n = min(self.payload, down - sent)
             self._probe_frame(buf, view, n)
             sent += n
-        return {"up_bytes": got, "up_us": up_us, "down_bytes": sent}
+        return {"up_bytes": got, "up_us": up_us, "down_bytes": sent, "half_bytes": half_bytes, "half_us": half_us}
 
     def _probe_frame(self, buf, view, n):
         """A PROBE frame of n filler bytes, built in place (a slice only for a short last one)."""

@@ -214,6 +214,19 @@ def test_link_probe_measures_each_direction():
     assert 5000 < rates["up"] < 11520 and 8000 < rates["down"] < 11520 * 1.05, rates
 
 
+def test_the_probe_takes_the_faster_half_so_one_stall_is_not_the_links_rate():
+    from i2scli.link.modes import intake_rate
+
+    # 8192 bytes in 256-byte frames at 180 kB/s, the second half with a 25 ms stall in it
+    # (what a loaded host does now and then): the link carries 180 kB/s, not the 113 kB/s average
+    steady = {"up_bytes": 8192, "half_bytes": 4096, "up_us": 44_089, "half_us": 21_333}
+    assert intake_rate(steady, 256) == pytest.approx((8192 - 256) / 0.044089, rel=0.01)
+    stalled = {**steady, "up_us": steady["up_us"] + 25_000}
+    assert (8192 - 256) / 0.069089 < 120_000 and intake_rate(stalled, 256) == pytest.approx(180_000, rel=0.01)
+    # an agent that did not time its halves (or a probe too short to have two): the average
+    assert intake_rate({"up_bytes": 8192, "up_us": 69_089}, 256) == pytest.approx((8192 - 256) / 0.069089)
+
+
 @pytest.mark.parametrize("io", ["irq", "asyncio"])
 def test_the_seeds_other_transfer_styles(io, tmp_path):
     cap = tmp_path / "tx.wav"

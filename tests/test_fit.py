@@ -285,9 +285,13 @@ def test_white_noise_on_a_pico_is_refused_naming_what_fits(tmp_path):
     assert "compression cannot help" in line and "-b 16" not in line
     fits = re.search(r"fits: (-r \d+)", line)
     assert fits, line
-    # what it names really plays
-    s = json.loads(i2s("play", "--json", *fits.group(1).split(), "-p", "sim://rp2", tmp_path / "noise.wav",
-                       check=0, timeout=90).stdout)
+    # what it names really plays (once more after an underrun, which is counted and drops the
+    # probe: a loaded 2-core test machine can starve the board's process for longer than its buffer)
+    for _ in range(2):
+        s = json.loads(i2s("play", "--json", *fits.group(1).split(), "-p", "sim://rp2", tmp_path / "noise.wav",
+                           check=0, timeout=90).stdout)
+        if s["underruns"] == 0:
+            break
     assert s["underruns"] == 0 and s["rate"] == int(fits.group(1).split()[1])
 
 

@@ -110,10 +110,22 @@ def probe(launcher: Launcher, up: int = 8192, down: int = 16384) -> dict:
             raise LinkError("the link probe did not finish")
     t_last = time.monotonic()
     s.summarise(summary)
-    # the board timed from its first PROBE frame's arrival: the bytes after it
-    up_rate = (summary["up_bytes"] - min(payload, up)) / max(summary["up_us"], 1) * 1e6
+    up_rate = intake_rate(summary, min(payload, up))
     down_rate = got / max(t_last - (t_first or t_last), 1e-6)
     return {"up": up_rate, "down": down_rate, "up_bytes": summary["up_bytes"], "down_bytes": got}
+
+
+def intake_rate(summary: dict, first: int) -> float:
+    """The board's intake in bytes/s from a one-way probe's summary: timed on the board from
+    its first PROBE frame's arrival (`first` bytes, not counted), the faster of its two halves
+    when it timed them. One stall of the host, its scheduler or the bus during the probe is a
+    moment the link was not asked to carry anything, not what it carries; the stream's own
+    headroom and buffers are for those."""
+    half_bytes, half_us = summary.get("half_bytes") or 0, summary.get("half_us") or 0
+    if not half_bytes or not 0 < half_us < summary["up_us"]:
+        return (summary["up_bytes"] - first) / max(summary["up_us"], 1) * 1e6
+    return max((half_bytes - first) / half_us * 1e6,
+               (summary["up_bytes"] - half_bytes) / (summary["up_us"] - half_us) * 1e6)
 
 
 TWO_WAY_SECONDS = 0.5  # long enough for a loaded machine's hiccups to be part of the figure
