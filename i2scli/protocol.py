@@ -86,7 +86,7 @@ SUMMARY_KEYS = ("reason", "frames", "bytes", "underruns", "overruns", "crc_error
                 "port_xruns", "code")
 # ... and what a mode adds to it (or sets anew)
 SUMMARY_MODE_KEYS = {
-    "probe": ("up_bytes", "up_us", "down_bytes"),
+    "probe": ("up_bytes", "up_us", "down_bytes", "half_bytes", "half_us"),
     "duplex": ("rx_frames", "tx_frames", "clock_gaps_us", "switch_delay_us", "underruns", "overruns", "lost_frames",
                "overrun_at"),
     "loop": ("rx_frames", "tx_frames", "underruns", "overruns", "lost_frames", "overrun_at", "sync"),
