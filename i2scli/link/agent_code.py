@@ -45,7 +45,7 @@ def agent_version() -> str:
     """One hash over every firmware source (the agent's modules and the wire coder): an
     installed agent is used only when it matches."""
     h = hashlib.sha256()
-    for name in (*AGENT_MODULES, "wirecode"):
+    for name in (*AGENT_MODULES, "wirecode", "wirecode_thumb"):
         h.update(name.encode() + b"\0" + _firmware_text(name).encode() + b"\0")
     return h.hexdigest()[:12]
 
@@ -114,20 +114,33 @@ def upload_chunks(names, have=(), limit: int = 4096) -> list[str]:
 CODER_NAME = "i2s_wirecode"
 
 
-def coder_source() -> str:
+# sys.implementation._mpy architectures that run firmware/wirecode_thumb.py's ARMv6-M code
+# (armv6m, armv7m, armv7em, armv7emsp, armv7emdp: MPY_ARCHS below)
+THUMB_ARCHS = frozenset((4, 5, 6, 7, 8))
+
+
+def coder_source(arch: int = 0) -> str:
     """The board's wire coder (firmware/wirecode.py) as it goes to the board: run in the REPL
     before an uploaded agent, or installed beside it; viper code, so boards without a native
-    emitter refuse it (and get raw frames)."""
-    return _minify(_firmware_text("wirecode"))
+    emitter refuse it (and get raw frames). On an ARM board (`arch`, sys.implementation._mpy
+    >> 10) the decoder's Thumb fast path (firmware/wirecode_thumb.py) goes before it."""
+    thumb = _minify(_firmware_text("wirecode_thumb")) if arch in THUMB_ARCHS else ""
+    return thumb + _minify(_firmware_text("wirecode"))
 
 
-def coder_chunks(part: str, limit: int = 4096) -> list[str]:
+def coder_chunks(part: str, limit: int = 4096, arch: int = 0) -> list[str]:
     """The wire coder's module-level names and one of its classes (each is one large viper
-    piece, and a small heap may take only one), in pieces like the agent's."""
-    tree = ast.parse(coder_source())
+    piece, and a small heap may take only one), in pieces like the agent's. To play on an ARM
+    board, first the Thumb fast path, run so that a firmware without the inline assembler
+    (a SyntaxError there) only goes without it."""
+    tree = ast.parse(_minify(_firmware_text("wirecode")))
     other = set(CODER_PARTS) - {part}
     tree.body = [n for n in tree.body if not (isinstance(n, ast.ClassDef) and n.name in other)]
-    return _chunks([tree], limit)
+    chunks = _chunks([tree], limit)
+    if part == "Decoder" and arch in THUMB_ARCHS:
+        thumb = _minify(_firmware_text("wirecode_thumb"))
+        chunks.insert(0, f"try:\n    exec({thumb!r})\nexcept Exception:\n    pass\n")
+    return chunks
 
 
 def _const(node: ast.stmt) -> str | None:

@@ -231,7 +231,7 @@ class Launcher:
             self._abort()
         # with the stream that codes: its module too, so that START need not wait again
         self.launch(timeout, mode_modules(cfg or {"mode": "tx" if part == "Decoder" else "rx"}),
-                    coder=coder_chunks(part))
+                    coder=coder_chunks(part, arch=(self.hello or self.identity).get("native", 0)))
         if not self.hello.get("codec", 0) & bit and self.coder_error is None:
             self.coder_error = "the agent did not find it"
         return self.coder_error is None
@@ -405,7 +405,7 @@ def install(port: str, remove: bool = False) -> str:
         what = f"compiled, {how}" if compiled is not None else f"source: {how}"
         said = f"installed agent {agent_version()} at {main} ({what}) with {len(others)} modules beside it"
         # the wire coder beside it: viper, so only as a .mpy for the board's architecture
-        coder, _ = compile_agent(mpy, coder_source(), CODER_NAME) if mpy >> 10 else (None, "")
+        coder, _ = compile_agent(mpy, coder_source(mpy >> 10), CODER_NAME) if mpy >> 10 else (None, "")
         if coder is not None:
             t.fs_writefile(f"/{CODER_NAME}.mpy", coder)
             said += f", wire coder at /{CODER_NAME}.mpy"
