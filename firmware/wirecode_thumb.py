@@ -3,8 +3,10 @@
 # armv6m keeps all but two locals on the stack and spends ~190 instructions a sample on it; this
 # loop ~55. Only ARMv6-M instructions and r0-r7 (the RP2040's Cortex-M0+; armv7m runs them too).
 # The host puts this module before firmware/wirecode.py, which finds `fast16`, on boards whose
-# sys.implementation._mpy says armv6m or armv7m*; where the firmware has no inline assembler
-# the decoder is the viper one, as everywhere else.
+# sys.implementation._mpy says armv6m or armv7m*. The function is assembled on the board, from
+# the text below: so this module is bytecode that mpy-cross compiles for any board, and where
+# the firmware has no inline assembler (a SyntaxError) `fast16` is None and the decoder is the
+# viper one, as everywhere else.
 #
 # fast16(st): st is the decoder's state, int32 words, read at entry and written back at exit:
 #   0 acc, 1 nb (the bit reader, as in wirecode.Decoder), 2 p (address of the next source byte),
@@ -16,7 +18,7 @@
 # bits, or when a refill would read at or past word 3: the viper decoder goes on from there.
 import micropython
 
-
+_SOURCE = """
 @micropython.asm_thumb
 def fast16(r0):
     # r1 acc, r2 nb, r3 p, r7 m; r4-r6 scratch
@@ -101,3 +103,10 @@ def fast16(r0):
     str(r3, [r0, 8])
     str(r7, [r0, 28])
     mov(r0, 0)  # the return value: a small int (an address in r0 could need a heap int)
+"""
+
+try:
+    exec(_SOURCE)  # defines fast16 here
+except Exception:
+    fast16 = None
+del _SOURCE

@@ -131,15 +131,13 @@ def coder_source(arch: int = 0) -> str:
 def coder_chunks(part: str, limit: int = 4096, arch: int = 0) -> list[str]:
     """The wire coder's module-level names and one of its classes (each is one large viper
     piece, and a small heap may take only one), in pieces like the agent's. To play on an ARM
-    board, first the Thumb fast path, run so that a firmware without the inline assembler
-    (a SyntaxError there) only goes without it."""
+    board, first the Thumb fast path (which a firmware without the inline assembler goes without)."""
     tree = ast.parse(_minify(_firmware_text("wirecode")))
     other = set(CODER_PARTS) - {part}
     tree.body = [n for n in tree.body if not (isinstance(n, ast.ClassDef) and n.name in other)]
     chunks = _chunks([tree], limit)
     if part == "Decoder" and arch in THUMB_ARCHS:
-        thumb = _minify(_firmware_text("wirecode_thumb"))
-        chunks.insert(0, f"try:\n    exec({thumb!r})\nexcept Exception:\n    pass\n")
+        chunks.insert(0, _minify(_firmware_text("wirecode_thumb")))
     return chunks
 
 
