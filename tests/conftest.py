@@ -17,6 +17,12 @@ I2S = [sys.executable, "-m", "i2scli"]
 ENV = {**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "100"}
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "slow: builds and installs the wheel (tests/test_wheel.py); leave out with -m 'not slow'"
+    )
+
+
 def i2s(*args, timeout=60, check=None) -> subprocess.CompletedProcess:
     """Run the real command line; never a traceback, and the exit code `check` if given."""
     r = subprocess.run([*I2S, *map(str, args)], capture_output=True, text=True, timeout=timeout, env=ENV)
