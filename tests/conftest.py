@@ -150,3 +150,8 @@ def transport():
             t.close()
         except Exception:
             pass
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "firmware: runs a real MicroPython firmware in an emulator (slow; -m 'not firmware' skips)")

@@ -364,13 +364,14 @@ function runPio(until) {
 
 function advanceTo(target) {
   // the clock to `target` ns, alarms and PIO steps in time order; stops early if the core wakes
+  // (tick(0) too: an alarm due now, e.g. a DMA transfer scheduled with no delay, fires)
   while (pioNext <= target) {
     const t = pioNext;
-    if (t > clock.nanos) clock.tick(t - clock.nanos);
+    clock.tick(Math.max(0, t - clock.nanos));
     runPio(t);
     if (!core.waiting) return;
   }
-  if (target > clock.nanos) clock.tick(target - clock.nanos);
+  clock.tick(Math.max(0, target - clock.nanos));
 }
 
 // -- the run loop: the wall clock bounds a sleeping core --------------------------------------
