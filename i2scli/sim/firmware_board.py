@@ -179,7 +179,8 @@ class FirmwareBoard:
         cfg = {**self._cfg, "firmware": ready["firmware"], "bootrom": ready["bootrom"],
                "modules": ready["modules"], "events_fd": ev_w}
         self._log = open(Path(self._tmp.name) / "harness-stderr.log", "wb")
-        self._proc = subprocess.Popen([ready["node"], str(HARNESS / "harness.js"), json.dumps(cfg)],
+        node_args = os.environ.get("I2S_RP2_NODE_ARGS", "").split()  # e.g. --cpu-prof, to see where time goes
+        self._proc = subprocess.Popen([ready["node"], *node_args, str(HARNESS / "harness.js"), json.dumps(cfg)],
                                       stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log,
                                       pass_fds=[ev_w], start_new_session=True)
         os.close(ev_w)

@@ -18,6 +18,10 @@ const { RP2040, USBCDC, ConsoleLogger, LogLevel } = require(path.join(cfg.module
 const CYCLE_NS = 8; // 125 MHz clk_sys, as rp2040js's Simulator assumes
 const FLASH_START = 0x10000000;
 const HOST_QUEUE_MAX = 64 * 1024; // bytes held here before the host is paused
+// A sleeping core's clock may run this far ahead of the wall clock, no further: far enough that the
+// next USB alarm (10 us away) does not cost a timer's millisecond, near enough that no host timeout
+// the board keeps sees the host late.
+const LEAD_NS = 2e6;
 
 function event(obj) {
   obj.t_ns = Math.round(mcu.clock.nanos);
@@ -302,9 +306,11 @@ for (const pio of mcu.pio) {
   });
 }
 let pioNext = Infinity;
+let active = []; // the enabled machines
 
 function refreshMachines() {
   pioNext = Infinity;
+  active = [];
   for (const m of machines) {
     if (m.sm.enabled && !m.on) {
       m.on = true;
@@ -318,7 +324,10 @@ function refreshMachines() {
       if (m.bus) m.bus.end();
       m.bus = null;
     }
-    if (m.on && m.next < pioNext) pioNext = m.next;
+    if (m.on) {
+      active.push(m);
+      if (m.next < pioNext) pioNext = m.next;
+    }
   }
 }
 
@@ -335,8 +344,8 @@ function runPio(until) {
   // step every enabled machine whose time has come, in time order, up to `until` (ns)
   while (pioNext <= until) {
     let best = null;
-    for (const m of machines) {
-      if (m.on && (best === null || m.next < best.next)) best = m;
+    for (const m of active) {
+      if (best === null || m.next < best.next) best = m;
     }
     if (best === null) {
       pioNext = Infinity;
@@ -358,7 +367,7 @@ function runPio(until) {
     }
     best.next += best.period;
     pioNext = Infinity;
-    for (const m of machines) if (m.on && m.next < pioNext) pioNext = m.next;
+    for (const m of active) if (m.next < pioNext) pioNext = m.next;
   }
 }
 
@@ -398,7 +407,7 @@ function run() {
       if (core.waiting) {
         let target = clock.nextAlarm ? clock.nextAlarm.nanos : Infinity;
         if (pioNext < target) target = pioNext;
-        const w = wallNs();
+        const w = wallNs() + LEAD_NS;
         if (target > w) {
           // asleep until later than now: keep level with the wall clock, then wait for it (or for host bytes)
           if (w > clock.nanos) {
