@@ -182,5 +182,5 @@ def test_i2s_test_passes_on_wired_buses(tmp_path):
     # it: the smallest format is given, as a user on a slow link would.
     r = i2s("test", "-p", "sim://rp2-firmware?loopback=0>1", "-r", "8000", "-b", "16", "-c", "1", "--no-probe",
             check=0, timeout=200)
-    assert "TX I2S(0) sck=16 ws=17 sd=18 -> RX I2S(1)" in r.stdout
+    assert "TX I2S(0) sck=16 ws=17 sd=18 -> RX I2S(1)" in r.stderr
     assert "PASS: all 7 checks passed" in r.stdout
