@@ -34,6 +34,7 @@ FIRMWARE_NAMES = ("firmware.uf2", "firmware.bin", "firmware.elf")
 BOOTROM_NAME = "bootrom-b1.bin"
 BOOTROM_SIZE = 16384
 USB_ID = (0x2E8A, 0x0005)  # MicroPython's rp2 boards: Raspberry Pi VID, MicroPython PID
+HOST_STALL_DROP_S = 0.5  # board output the host has not read for this long is dropped
 
 
 class FirmwareUnavailable(Exception):
@@ -162,7 +163,8 @@ class FirmwareBoard:
         self.t_origin = now_us()
         self.t_end: int | None = None
         self.gone_reason: str | None = None
-        self.stats = {"in_bytes": 0, "out_bytes": 0, "tx_frames": 0, "rx_frames": 0, "emulated_s": 0.0}
+        self.stats = {"in_bytes": 0, "out_bytes": 0, "out_dropped": 0, "tx_frames": 0, "rx_frames": 0,
+                      "emulated_s": 0.0}
         self._tx_formats: list[dict] = []
 
     # -- lifecycle --------------------------------------------------------------------------
@@ -254,7 +256,11 @@ class FirmwareBoard:
                 return
 
     def _board_to_host(self) -> None:
+        # A host that does not read holds the board's output up to HOST_STALL_DROP_S, then it is dropped
+        # (counted) until the host reads again: the emulated USB host takes every IN packet at once, and
+        # a Node process blocked on a full pipe would stop the board's clock with it.
         out = self._proc.stdout
+        stalled_since: float | None = None
         while True:
             data = out.read1(65536)
             if not data:
@@ -267,8 +273,14 @@ class FirmwareBoard:
                 try:
                     n = os.write(fd, view)
                     view = view[n:]
+                    stalled_since = None
                 except BlockingIOError:
-                    select.select([], [fd], [], 0.1)  # the host is not reading: the board's output waits
+                    now = time.monotonic()
+                    stalled_since = stalled_since or now
+                    if now - stalled_since >= HOST_STALL_DROP_S:
+                        self.stats["out_dropped"] += len(view)
+                        break
+                    select.select([], [fd], [], 0.05)
                 except OSError:
                     return
         if not self._stopping.is_set():
@@ -334,8 +346,8 @@ class FirmwareBoard:
     def summary_line(self) -> str:
         s = self.summary()
         line = (f"sim: {PROFILE} board ran {s['seconds']:.1f} s ({s['emulated_s']:.1f} s emulated); "
-                f"in {s['in_bytes']} B, out {s['out_bytes']} B; TX {s['tx_frames']} frames on the pins, "
-                f"RX {s['rx_frames']} frames driven")
+                f"in {s['in_bytes']} B, out {s['out_bytes']} B ({s['out_dropped']} dropped: host not reading); "
+                f"TX {s['tx_frames']} frames on the pins, RX {s['rx_frames']} frames driven")
         if s["gone"]:
             line += f"; {s['gone']}"
         return line
