@@ -223,3 +223,9 @@ def test_a_killed_host_leaves_the_firmware_at_its_repl(fw, tmp_path):
     assert seen.endswith(b"\x04\x04>") and b'"reason": "timeout"' in seen, seen[-200:]
     r = mpremote("connect", board.path, "exec", "print('back at the REPL')", timeout=60)
     assert r.stdout == b"back at the REPL\r\n"
+
+
+def test_a_sim_url_with_an_option_it_cannot_honour_is_one_line_exit_3():
+    r = i2s("info", "-p", "sim://rp2-firmware?vcd=x.vcd", check=3)
+    assert r.stderr.strip() == ("i2s: error: the rp2-firmware board cannot honour 'vcd' (it takes tx_capture, "
+                                "rx_source, loopback and events)")

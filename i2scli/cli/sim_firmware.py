@@ -9,13 +9,10 @@ from click.core import ParameterSource
 
 from i2scli.errors import Exit
 
-# What the firmware board honours; every other option given is refused in one line.
-HONOURED = {"profile", "tx_capture", "rx_source", "loopback", "events", "exit_with_stdin"}
-
 
 def run_firmware_board(ctx: click.Context, *, tx_capture, rx_source, loopback, events,
                        exit_with_stdin: bool) -> None:
-    from i2scli.sim.firmware_board import FirmwareBoard, FirmwareUnavailable, check_ready
+    from i2scli.sim.firmware_board import HONOURED, FirmwareBoard, FirmwareUnavailable, check_ready
     from i2scli.sim.serve import serve
 
     for name in ctx.params:

@@ -34,6 +34,8 @@ FIRMWARE_NAMES = ("firmware.uf2", "firmware.bin", "firmware.elf")
 BOOTROM_NAME = "bootrom-b1.bin"
 BOOTROM_SIZE = 16384
 USB_ID = (0x2E8A, 0x0005)  # MicroPython's rp2 boards: Raspberry Pi VID, MicroPython PID
+# The `i2s sim` options the firmware board honours; every other one given is refused in one line.
+HONOURED = {"profile", "tx_capture", "rx_source", "loopback", "events", "exit_with_stdin"}
 HOST_STALL_DROP_S = 0.5  # board output the host has not read for this long is dropped
 
 

@@ -44,7 +44,13 @@ def check_url(url: str) -> None:
             if abs(ppm) > CLOCK_PPM_MAX:
                 raise ValueError(f"clock_ppm must be within ±{CLOCK_PPM_MAX}, not {ppm}")
     profile = (parts.netloc + parts.path).strip("/") or None
-    if profile == FIRMWARE_PROFILE:  # the real firmware: i2s sim checks its options
+    if profile == FIRMWARE_PROFILE:  # the real firmware: what its board honours
+        from i2scli.sim.firmware_board import HONOURED
+
+        for key, _ in urllib.parse.parse_qsl(parts.query, keep_blank_values=True):
+            if key.replace("-", "_") not in HONOURED:
+                raise ValueError(f"the rp2-firmware board cannot honour {key!r} (it takes tx_capture, rx_source, "
+                                 f"loopback and events)")
         return
     usb_id(profile, bridge)  # unknown profile or bridge
     if len(loopbacks) > 1:
