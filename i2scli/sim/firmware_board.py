@@ -286,10 +286,21 @@ class FirmwareBoard:
                 except OSError:
                     return
         if not self._stopping.is_set():
-            self.gone_reason = "the emulator stopped"
+            self.gone_reason = "the emulator stopped" + self._last_words()
             if self.t_end is None:
                 self.t_end = now_us()
             self._gone.set()
+
+    def _last_words(self) -> str:
+        """The last line the emulator wrote on stderr (an exception from rp2040js, say), or ''."""
+        try:
+            self._proc.wait(timeout=2)
+            self._log.flush()
+            lines = (Path(self._tmp.name) / "harness-stderr.log").read_text(errors="replace").split("\n")
+        except (OSError, subprocess.TimeoutExpired):
+            return ""
+        lines = [line.strip() for line in lines if line.strip()]
+        return f": {lines[-1][:200]}" if lines else ""
 
     def _read_events(self, f) -> None:
         for line in f:
