@@ -229,3 +229,15 @@ def test_a_sim_url_with_an_option_it_cannot_honour_is_one_line_exit_3():
     r = i2s("info", "-p", "sim://rp2-firmware?vcd=x.vcd", check=3)
     assert r.stderr.strip() == ("i2s: error: the rp2-firmware board cannot honour 'vcd' (it takes tx_capture, "
                                 "rx_source, loopback and events)")
+
+
+@pytest.mark.firmware
+@needs_firmware
+def test_record_of_the_ramp_counts_slots_from_the_first_frame(fw, tmp_path):
+    board = fw("--rx-source", "ramp", capture=False)
+    out = tmp_path / "rec.wav"
+    i2s("record", "-p", board.path, "-r", "8000", "-c", "1", "-b", "32", "-d", "0.25s", "--no-probe", out, check=0,
+        timeout=180)
+    got = sf.read(out, dtype="int32")[0]
+    n = 2 * np.arange(len(got), dtype=np.int64)  # MONO keeps the left slot: slot 2f of frame f
+    assert np.array_equal(got, ((n & 0xFFFFFF) << 8).astype(np.int32))
