@@ -21,6 +21,9 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "slow: builds and installs the wheel (tests/test_wheel.py); leave out with -m 'not slow'"
     )
+    config.addinivalue_line(
+        "markers", "firmware: runs a real MicroPython firmware in an emulator (slow; -m 'not firmware' skips)"
+    )
 
 
 def i2s(*args, timeout=60, check=None) -> subprocess.CompletedProcess:
@@ -156,3 +159,4 @@ def transport():
             t.close()
         except Exception:
             pass
+

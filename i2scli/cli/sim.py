@@ -43,7 +43,8 @@ def _pin(ctx, param, value):
 
 @main.command()
 @click.option("--profile", default="openmv", show_default=True, metavar="NAME",
-              help="Board to imitate: openmv, stm32, rp2, esp32, esp32s3, mimxrt, no-i2s, fast, custom.")
+              help="Board to imitate: openmv, stm32, rp2, esp32, esp32s3, mimxrt, no-i2s, fast, custom; "
+                   "rp2-firmware runs the real MicroPython rp2 firmware in an RP2040 emulator.")
 @click.option("--bridge", metavar="NAME",
               help="USB-UART bridge of a UART-REPL board (esp32): cp2102 (default), cp2102n, "
                    "ch340, ft232r.")
@@ -90,6 +91,12 @@ def sim(profile, bridge, native, tx_capture, rx_source, codec_release, codec_dri
     """
     import os
 
+    if profile == "rp2-firmware":
+        from i2scli.cli.sim_firmware import run_firmware_board
+
+        run_firmware_board(click.get_current_context(), tx_capture=tx_capture, rx_source=rx_source,
+                           loopback=loopback, events=events, exit_with_stdin=exit_with_stdin)
+        return
     from i2scli.sim.board import VirtualBoard, codec_dir_pin_id
     from i2scli.sim.profiles import get_profile
     from i2scli.sim.serve import serve

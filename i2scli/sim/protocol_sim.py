@@ -16,6 +16,7 @@ from serial.serialutil import SerialException
 
 OPTIONS = {"profile", "bridge", "native", "tx_capture", "rx_source", "codec_release", "codec_drive", "codec_dir_pin",
            "dir_rx_level", "vcd", "events", "fault", "fs", "loopback", "clock_ppm", "sim_stats"}
+FIRMWARE_PROFILE = "rp2-firmware"  # the real rp2 firmware in an emulator (i2scli/sim/firmware_board.py)
 
 
 def check_url(url: str) -> None:
@@ -43,6 +44,14 @@ def check_url(url: str) -> None:
             if abs(ppm) > CLOCK_PPM_MAX:
                 raise ValueError(f"clock_ppm must be within ±{CLOCK_PPM_MAX}, not {ppm}")
     profile = (parts.netloc + parts.path).strip("/") or None
+    if profile == FIRMWARE_PROFILE:  # the real firmware: what its board honours
+        from i2scli.sim.firmware_board import HONOURED
+
+        for key, _ in urllib.parse.parse_qsl(parts.query, keep_blank_values=True):
+            if key.replace("-", "_") not in HONOURED:
+                raise ValueError(f"the rp2-firmware board cannot honour {key!r} (it takes tx_capture, rx_source, "
+                                 f"loopback and events)")
+        return
     usb_id(profile, bridge)  # unknown profile or bridge
     if len(loopbacks) > 1:
         raise ValueError("one loopback per board")
@@ -57,6 +66,10 @@ def url_usb_id(url: str) -> tuple[int, int] | None:
 
     parts = urllib.parse.urlsplit(url)
     query = dict(urllib.parse.parse_qsl(parts.query, keep_blank_values=True))
+    if (parts.netloc + parts.path).strip("/") == FIRMWARE_PROFILE:
+        from i2scli.sim.firmware_board import USB_ID
+
+        return USB_ID
     return usb_id((parts.netloc + parts.path).strip("/") or None, query.get("bridge"))
 
 
@@ -66,6 +79,8 @@ def url_usb_product(url: str) -> str | None:
 
     parts = urllib.parse.urlsplit(url)
     query = dict(urllib.parse.parse_qsl(parts.query, keep_blank_values=True))
+    if (parts.netloc + parts.path).strip("/") == FIRMWARE_PROFILE:
+        return None  # native USB
     profile = get_profile((parts.netloc + parts.path).strip("/") or None)
     if not profile.link.uart:
         return None
