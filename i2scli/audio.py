@@ -243,17 +243,69 @@ def _sf_message(e: BaseException) -> str:
     return " ".join(str(text).split()).rstrip(".")
 
 
-def _spool_stdin(stream: BinaryIO) -> BinaryIO:
-    """Copy a non-seekable stream (stdin, a FIFO) into an anonymous temporary file, in chunks."""
+#: A non-seekable input (stdin, a FIFO, a device) is copied to a temporary file before it plays
+#: (most formats need seeking). Its first SPOOL_SNIFF bytes must open as audio, and it must end
+#: within SPOOL_MAX bytes (the largest WAV): an endless source such as /dev/zero is refused, not
+#: copied until the disk is full.
+SPOOL_SNIFF = 16 << 20
+SPOOL_MAX = 4 << 30
+
+
+def _size_words(n: int) -> str:
+    return f"{n >> 30} GiB" if n >= 1 << 30 else f"{n >> 20} MiB" if n >= 1 << 20 else f"{n} bytes"
+
+
+def _spool_stdin(stream: BinaryIO, name: str = "standard input") -> BinaryIO:
+    """Copy a non-seekable stream (stdin, a FIFO, a device) named `name` into an anonymous
+    temporary file, in chunks, within the bounds above. AudioError naming it otherwise."""
     spool = tempfile.TemporaryFile(prefix="i2s-stdin-")
+    total, sniffed = 0, False
     try:
-        while chunk := stream.read(_SPOOL_CHUNK):
-            spool.write(chunk)
+        while True:
+            try:
+                chunk = stream.read(_SPOOL_CHUNK)
+            except OSError as e:
+                raise AudioError(f"{name}: cannot read: {_sf_message(e)}") from None
+            if not chunk:
+                break
+            try:
+                spool.write(chunk)
+            except OSError as e:
+                raise AudioError(f"{name}: cannot keep a copy in {tempfile.gettempdir()} to play it from "
+                                 f"({_sf_message(e)}): give a regular file, or set TMPDIR") from None
+            total += len(chunk)
+            if not sniffed and total >= SPOOL_SNIFF:
+                sniffed = True
+                _check_head(spool, name)
+            if total > SPOOL_MAX:
+                raise AudioError(f"{name}: more than {_size_words(SPOOL_MAX)} and not ended: a pipe, FIFO or "
+                                 f"device is read to its end before it plays; give a regular file")
         spool.seek(0)
-    except OSError as e:
+    except BaseException:
         spool.close()
-        raise AudioError(f"cannot read standard input: {_sf_message(e)}") from None
+        raise
     return spool
+
+
+def _check_head(spool: BinaryIO, name: str) -> None:
+    """The start of a spooled input opens as audio (libsndfile), or AudioError: a source that
+    never ends and is not audio (/dev/zero, /dev/urandom) is refused after its first bytes."""
+    try:
+        spool.flush()
+        spool.seek(0)
+        try:
+            sf.SoundFile(spool).close()
+        except _SF_ERRORS as e:
+            raise AudioError(f"{name}: not a readable audio file (its first {_size_words(SPOOL_SNIFF)} are "
+                             f"not audio: {_sf_message(e)})") from None
+    finally:
+        spool.seek(0, os.SEEK_END)
+
+
+def _stdin() -> BinaryIO:
+    if sys.stdin is None:  # started with stdin closed (`i2s play - <&-`)
+        raise AudioError("standard input is closed: nothing to play")
+    return sys.stdin.buffer
 
 
 def open_input(path: str, channels_map: list[int] | None = None, *, stdin: BinaryIO | None = None) -> Input:
@@ -261,13 +313,14 @@ def open_input(path: str, channels_map: list[int] | None = None, *, stdin: Binar
 
     ``-`` reads standard input (or `stdin` if given): most formats need seeking, so the
     stream is first copied to a temporary file in chunks (memory stays flat; disk holds a
-    copy). `channels_map` selects and reorders file channels (1 or 2 0-based entries);
+    copy, at most SPOOL_MAX bytes). A FIFO or another special file is copied the same way.
+    `channels_map` selects and reorders file channels (1 or 2 0-based entries);
     files with more than two channels need one. Raises AudioError with a one-line message.
     """
     spool = None
     if path == "-":
         name = "standard input"
-        spool = _spool_stdin(stdin if stdin is not None else sys.stdin.buffer)
+        spool = _spool_stdin(stdin if stdin is not None else _stdin(), name)
     else:
         name = path
         if not os.path.exists(path):
@@ -276,12 +329,13 @@ def open_input(path: str, channels_map: list[int] | None = None, *, stdin: Binar
             raise AudioError(f"{path}: is a directory, not an audio file")
         if not os.access(path, os.R_OK):
             raise AudioError(f"{path}: permission denied")
-        if not stat.S_ISREG(os.stat(path).st_mode):  # a FIFO such as <(ffmpeg ...): spool it like stdin
+        if not stat.S_ISREG(os.stat(path).st_mode):  # a FIFO such as <(ffmpeg ...), a device: spool it like stdin
             try:
-                with open(path, "rb") as fifo:
-                    spool = _spool_stdin(fifo)
+                fifo = open(path, "rb")
             except OSError as e:
                 raise AudioError(f"{path}: cannot read: {_sf_message(e)}") from None
+            with fifo:
+                spool = _spool_stdin(fifo, path)
         elif os.path.getsize(path) == 0:
             raise AudioError(f"{path}: empty file, not audio")
     source: str | BinaryIO = path
@@ -596,6 +650,8 @@ def check_output_path(path: str) -> None:
     """Raise AudioError unless `path` (or ``-``) can take a recording: `check_writable`, then a
     known extension (a directory is said to be one, whatever its name). Nothing is created."""
     if path == "-":
+        if sys.stdout is None:  # started with stdout closed (`i2s record - >&-`)
+            raise AudioError("standard output is closed: nowhere to write the recording")
         return
     check_writable(path)
     _output_format(path)
@@ -828,6 +884,8 @@ def open_output(
     if fmt == "FLAC" and subtype == "PCM_32":
         raise AudioError("FLAC stores at most 24 bits: use PCM_24, or a .wav/.rf64/.w64 file for PCM_32")
     if path == "-":
+        if stdout is None and sys.stdout is None:  # started with stdout closed (`i2s record - >&-`)
+            raise AudioError("standard output is closed: nowhere to write the recording")
         stream = stdout if stdout is not None else sys.stdout.buffer
         return Output("standard output", bus, fmt, subtype, sync_interval=sync_interval, stream=stream)
     try:
