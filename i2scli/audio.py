@@ -49,6 +49,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import BinaryIO
@@ -71,6 +72,7 @@ __all__ = [
     "open_output",
     "parse_channels_map",
     "play_blocks",
+    "replacing",
     "tone_blocks",
     "wire_to_array",
 ]
@@ -655,6 +657,15 @@ def check_output_path(path: str) -> None:
         return
     check_writable(path)
     _output_format(path)
+    target = os.path.realpath(path)
+    try:
+        special = not stat.S_ISREG(os.stat(target).st_mode)
+    except OSError:
+        special = False
+    folder = os.path.dirname(target)
+    if not special and not (os.path.isdir(folder) and os.access(folder, os.W_OK | os.X_OK)):
+        raise AudioError(f"{path}: cannot write in directory {folder} (a recording is made beside its file, "
+                         f"then renamed over it)")
 
 
 def _default_subtype(fmt: str, bus: BusFormat) -> str:
@@ -686,8 +697,11 @@ class Output:
     """
 
     def __init__(self, path: str, bus: BusFormat, fmt: str, subtype: str, *, sync_interval: float = 1.0,
-                 sfile: sf.SoundFile | None = None, stream: BinaryIO | None = None):
+                 sfile: sf.SoundFile | None = None, stream: BinaryIO | None = None,
+                 temp: str | None = None, target: str | None = None):
         self.path = path
+        self._temp = temp  # the recording is made here, beside `target`, until it is put in place
+        self._target = target
         self.bus = bus
         self.format = fmt
         self.subtype = subtype
@@ -739,8 +753,25 @@ class Output:
         else:
             self._stream_write(self._pack(y))
         self._frames += len(x)
-        if time.monotonic() - self._last_sync >= self.sync_interval:
+        if self._temp is not None:  # the recording has really started: it takes the place of what was there
             self.sync()
+            self._commit()
+        elif time.monotonic() - self._last_sync >= self.sync_interval:
+            self.sync()
+
+    @property
+    def in_place(self) -> bool:
+        """Whether the recording is at its path (else still in its temporary file beside it)."""
+        return self._temp is None
+
+    def _commit(self) -> None:
+        if self._temp is None:
+            return
+        try:
+            _publish(self._temp, self._target)
+        except OSError as e:
+            raise AudioError(f"{self.path}: cannot put the recording in place: {_sf_message(e)}") from None
+        self._temp = None
 
     def _write_error(self, e: BaseException) -> AudioError:
         """What a failed libsndfile write means, in words. libsndfile itself only says "System
@@ -777,7 +808,8 @@ class Output:
             self._stream_flush()
 
     def close(self) -> None:
-        """Finish the file (sizes in the header); a trailing partial frame is dropped."""
+        """Finish the file (sizes in the header) and put it in place, empty or not: the
+        recording ended as asked. A trailing partial frame is dropped."""
         if self._closed:
             return
         self._closed = True
@@ -785,17 +817,52 @@ class Output:
             try:
                 self._sf.close()
             except _SF_ERRORS as e:
+                self._remove_temp()
                 raise AudioError(f"{self.path}: cannot finish the file: {_sf_message(e)}") from None
+            try:
+                self._commit()
+            except AudioError:
+                self._remove_temp()
+                raise
         elif self._stream is not None:
             if self._seekable:
                 self._patch_header()
             self._stream_flush()
 
+    def abandon(self) -> None:
+        """The recording failed or was stopped: keep it (finished, in place) if it holds audio;
+        else remove it, and whatever was at its path before stays as it was. Never raises:
+        the caller is already on its way out with the reason."""
+        if self._frames and not self._closed:
+            try:
+                self.close()
+            except AudioError:
+                pass
+            return
+        self._closed = True
+        if self._sf is not None:
+            try:
+                self._sf.close()
+            except _SF_ERRORS:
+                pass
+        self._remove_temp()
+
+    def _remove_temp(self) -> None:
+        if self._temp is not None:
+            try:
+                os.unlink(self._temp)
+            except OSError:
+                pass
+            self._temp = None
+
     def __enter__(self) -> Output:
         return self
 
-    def __exit__(self, *exc) -> None:
-        self.close()
+    def __exit__(self, exc_type, *exc) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abandon()
 
     # -- WAV on a stream (stdout) --------------------------------------------------------
 
@@ -888,8 +955,79 @@ def open_output(
             raise AudioError("standard output is closed: nowhere to write the recording")
         stream = stdout if stdout is not None else sys.stdout.buffer
         return Output("standard output", bus, fmt, subtype, sync_interval=sync_interval, stream=stream)
+    target = os.path.realpath(path)  # through a symlink: the file it points to, the link kept
     try:
-        sfile = sf.SoundFile(path, "w", samplerate=bus.rate, channels=bus.channels, subtype=subtype, format=fmt)
+        special = not stat.S_ISREG(os.stat(target).st_mode)
+    except OSError:
+        special = False
+    temp = None
+    if not special:  # made beside the target, renamed over it when the recording has started
+        temp = _temp_beside(path, target)
+    try:
+        sfile = sf.SoundFile(temp or path, "w", samplerate=bus.rate, channels=bus.channels, subtype=subtype,
+                             format=fmt)
     except _SF_ERRORS as e:
+        if temp is not None:
+            os.unlink(temp)
         raise AudioError(f"{path}: cannot create: {_sf_message(e)}") from None
-    return Output(path, bus, fmt, subtype, sync_interval=sync_interval, sfile=sfile)
+    return Output(path, bus, fmt, subtype, sync_interval=sync_interval, sfile=sfile, temp=temp, target=target)
+
+
+def _temp_beside(path: str, target: str) -> str:
+    """A new empty temporary file in `target`'s directory (so that renaming it over `target`
+    is atomic), named after it and hidden: ``.rec.wav.XXXXXX.part``."""
+    folder, base = os.path.split(target)
+    try:
+        fd, temp = tempfile.mkstemp(dir=folder or ".", prefix=f".{base}.", suffix=".part")
+    except OSError as e:
+        raise AudioError(f"{path}: cannot create: {_sf_message(e)}") from None
+    os.close(fd)
+    return temp
+
+
+def _umask() -> int:
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _publish(temp: str, target: str) -> None:
+    """Rename `temp` over `target` (atomic: same directory), with the permissions `target` had
+    (its owner too, where we may set it), else those a new file gets."""
+    try:
+        st = os.stat(target)
+    except FileNotFoundError:
+        os.chmod(temp, 0o666 & ~_umask())
+    else:
+        os.chmod(temp, stat.S_IMODE(st.st_mode))
+        if (st.st_uid, st.st_gid) != (os.geteuid(), os.getegid()):
+            try:
+                os.chown(temp, st.st_uid, st.st_gid)
+            except OSError:
+                pass
+    os.replace(temp, target)
+
+
+@contextmanager
+def replacing(path: str) -> Iterator[str]:
+    """A temporary path beside `path` (beside its target, through a symlink) to write a whole
+    file at; renamed over `path`'s target when the block ends, removed if it raises, so that
+    a failed write leaves what was there as it was."""
+    target = os.path.realpath(path)
+    temp = _temp_beside(path, target)
+    try:
+        yield temp
+        _publish(temp, target)
+    except BaseException:
+        try:
+            os.unlink(temp)
+        except OSError:
+            pass
+        raise

@@ -6,7 +6,6 @@ Every user-caused failure ends here as one line on stderr and a documented exit 
 
 from __future__ import annotations
 
-import os
 import signal
 import sys
 import threading
@@ -156,26 +155,24 @@ def run_record(agent, reporter, stop, file, bus, opts, until, subtype, file_bus=
             reporter.info(f"recording {file} from {session.describe_config(cfg, agent)}")
 
         with _live(reporter, f"recording {file}", bus, until.frames, watch):
-            return session.record(agent, agent.port, out, bus, opts, until, stop=stop, watch=watch,
-                                  on_ready=on_ready, keep=keep)
-    except BoardError:
-        _discard(out)  # refused before any audio: leave no empty file that looks like a recording
+            summary = session.record(agent, agent.port, out, bus, opts, until, stop=stop, watch=watch,
+                                     on_ready=on_ready, keep=keep)
+    except BaseException:
+        # refused, failed or stopped before any audio: no file, and what was at FILE stays as it
+        # was; once audio arrived the recording is in place and is kept, finished
+        out.abandon()
         raise
-    except LinkError as e:
-        if not getattr(e, "partial", {"frames": 1})["frames"]:
-            _discard(out)  # nothing arrived: no empty file either
-        raise
-    finally:
+    _finish_output(out, summary)
+    return summary
+
+
+def _finish_output(out, summary: dict) -> None:
+    """A recording that ran: finished in place; stopped by a signal before any audio arrived,
+    nothing was recorded, and what was at its path stays as it was."""
+    if summary.get("interrupted") and not out.frames:
+        out.abandon()
+    else:
         out.close()
-
-
-def _discard(out) -> None:
-    out.close()
-    if out.path != "-":
-        try:
-            os.remove(out.path)
-        except OSError:
-            pass
 
 
 def timeline_path(timeline_vcd: str, n: int, cycles: int) -> str:
@@ -235,11 +232,12 @@ def run_duplex(agent, reporter, stop, play_file, rec_template, bus, opts, dx, un
             with _live(reporter, f"duplex {n}/{cycles}: {path}", bus, until.frames, watch):
                 r = session.duplex(agent, agent.port, out, source, bus, opts, dx, until, stop=stop, watch=watch,
                                    echo=echo, on_ready=on_ready, tx_ratio=tx_ratio)
-        except BoardError:
-            _discard(out)
+        except BaseException:
+            out.abandon()  # as record's: kept once audio arrived, else what was there stays
             raise
+        else:
+            _finish_output(out, r)
         finally:
-            out.close()
             if inp is not None:
                 inp.close()
             if n == 1 and play_file:  # the same file plays every cycle: say it once

@@ -190,9 +190,15 @@ def _test_finish(result: dict, reporter, as_json: bool, junit: str | None, plot:
     if save_recording:
         import soundfile
 
-        try:
-            soundfile.write(save_recording, rec.recorded, result["rate"],
-                            subtype="PCM_16" if result["bits"] == 16 else "PCM_32")
+        from i2scli import audio
+
+        try:  # written beside, then renamed over: a write that fails leaves what was there
+            with audio.replacing(save_recording) as temp:
+                soundfile.write(temp, rec.recorded, result["rate"], format="WAV",
+                                subtype="PCM_16" if result["bits"] == 16 else "PCM_32")
+        except audio.AudioError as e:
+            reporter.error(str(e))
+            code = code or Exit.FILE
         except (OSError, RuntimeError, soundfile.LibsndfileError) as e:
             reporter.error(f"cannot write {save_recording}: {getattr(e, 'strerror', None) or e}")
             code = code or Exit.FILE
