@@ -45,7 +45,10 @@ def stop_on_signals(stop: threading.Event):
             signal.signal(sig, h)
 
 
-def run_command(job: Callable, *, quiet: bool, finish: Callable) -> None:
+def run_command(job: Callable, *, quiet: bool, finish: Callable, as_json: bool = False) -> None:
+    """Run `job(reporter, stop)` and `finish(summary, reporter)`; every failure one line and its
+    exit code. With `as_json`, a stream that ran and then failed (its error carries `partial`,
+    the summary of what was done) still prints that summary on stdout, with `error` and `exit`."""
     from i2scli.ui import Reporter
 
     reporter = Reporter(quiet=quiet)
@@ -54,7 +57,7 @@ def run_command(job: Callable, *, quiet: bool, finish: Callable) -> None:
         with stop_on_signals(stop):
             summary = job(reporter, stop)
     except AudioError as e:
-        _fail(reporter, e, Exit.FILE)
+        _fail(reporter, e, Exit.FILE, partial=getattr(e, "partial", None) if as_json else None)
     except NoDevice as e:
         _fail(reporter, e, Exit.NO_DEVICE)
     except TooFast as e:  # our own words, with what would fit: not cut short
@@ -63,9 +66,9 @@ def run_command(job: Callable, *, quiet: bool, finish: Callable) -> None:
         _fail(reporter, e, Exit.BOARD)
     except LinkError as e:
         partial = getattr(e, "partial", None)
-        if partial is not None and partial["frames"]:
+        if partial is not None and partial.get("action") != "played" and partial["frames"]:
             reporter.warn(f"kept {partial['frames']} frames received before the link failed")
-        _fail(reporter, e, Exit.INTERRUPTED if stop.is_set() else Exit.LINK)
+        _fail(reporter, e, Exit.INTERRUPTED if stop.is_set() else Exit.LINK, partial=partial if as_json else None)
     except ValueError as e:
         _fail(reporter, e, Exit.USAGE)
     except KeyboardInterrupt:
@@ -88,11 +91,18 @@ def check_first(fn: Callable, *args):
         _fail(Reporter(), e, Exit.USAGE)
 
 
-def _fail(reporter, e: BaseException, code: Exit, limit: int = 300) -> None:
+def _fail(reporter, e: BaseException, code: Exit, limit: int = 300, partial: dict | None = None) -> None:
     text = str(e).strip().splitlines()
     line = text[0] if text else type(e).__name__
     # board-supplied text may be anything: keep the one line printable and short
-    reporter.error("".join(c if c.isprintable() else "?" for c in line)[:limit])
+    line = "".join(c if c.isprintable() else "?" for c in line)[:limit]
+    reporter.error(line)
+    if partial is not None:  # --json: what the stream did before it failed, and why it stopped
+        import json
+
+        import click
+
+        click.echo(json.dumps({**partial, "error": line, "exit": int(code)}, default=str))
     sys.exit(code)
 
 
@@ -232,8 +242,10 @@ def run_duplex(agent, reporter, stop, play_file, rec_template, bus, opts, dx, un
             with _live(reporter, f"duplex {n}/{cycles}: {path}", bus, until.frames, watch):
                 r = session.duplex(agent, agent.port, out, source, bus, opts, dx, until, stop=stop, watch=watch,
                                    echo=echo, on_ready=on_ready, tx_ratio=tx_ratio)
-        except BaseException:
+        except BaseException as e:
             out.abandon()  # as record's: kept once audio arrived, else what was there stays
+            if cycles > 1 and isinstance(getattr(e, "partial", None), dict):
+                e.partial = {**e.partial, "cycle": n, "cycles_done": len(results)}
             raise
         else:
             _finish_output(out, r)

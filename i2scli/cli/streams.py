@@ -76,7 +76,7 @@ def play(file, tone, level, rate, bits, channels, channels_map, duration, sample
             if inp is not None:
                 inp.close()
 
-    run_command(job, quiet=quiet, finish=lambda s, r: _finish(s, r, as_json, strict))
+    run_command(job, quiet=quiet, finish=lambda s, r: _finish(s, r, as_json, strict), as_json=as_json)
 
 
 # -- record -------------------------------------------------------------------------------------
@@ -135,7 +135,7 @@ def record(file, rate, bits, channels, duration, samples, subtype, stop_on_silen
                            expect={"mode": "rx", "io": opts.io}) as agent:
             return run_record(agent, reporter, stop, file, bus, opts, until, subtype, file_bus, keep)
 
-    run_command(job, quiet=quiet, finish=lambda s, r: _finish(s, r, as_json, strict))
+    run_command(job, quiet=quiet, finish=lambda s, r: _finish(s, r, as_json, strict), as_json=as_json)
 
 
 # -- duplex -------------------------------------------------------------------------------------
@@ -232,4 +232,4 @@ def duplex(play_file, rec_file, order, rate, bits, channels, duration, stop_on_s
                 raise SystemExit(Exit.STRICT)
         _finish(summary, reporter, as_json, strict)
 
-    run_command(job, quiet=quiet, finish=finish)
+    run_command(job, quiet=quiet, finish=finish, as_json=as_json)
