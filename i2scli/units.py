@@ -11,6 +11,7 @@ import click
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*(us|µs|ms|s|min)?\s*$")
 _SCALE = {"us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "min": 60.0, None: 1.0}
+MAX_DURATION_S = 1e9  # about 31 years: any longer is a typing accident (or an infinity)
 
 
 def parse_duration(text: str) -> float:
@@ -21,7 +22,10 @@ def parse_duration(text: str) -> float:
     m = _DURATION.match(str(text))
     if not m:
         raise ValueError(f"invalid duration {text!r} (use a number with us, ms, s or min, e.g. 1ms)")
-    return float(m.group(1)) * _SCALE[m.group(2)]
+    seconds = float(m.group(1)) * _SCALE[m.group(2)]
+    if seconds > MAX_DURATION_S:  # a number of 309 digits is a float infinity
+        raise ValueError(f"invalid duration {text!r}: longer than {MAX_DURATION_S:g} s")
+    return seconds
 
 
 class Duration(click.ParamType):
@@ -69,3 +73,6 @@ GAIN = Finite(min=-DB_RANGE, max=DB_RANGE)
 #: rate only overflows the file formats' and the board's integers.
 MAX_RATE = 1_000_000
 RATE = click.IntRange(1, MAX_RATE)
+
+#: An I2S DMA ring (--ibuf): boards have kilobytes to a few megabytes of RAM.
+RING = click.IntRange(64, 1 << 26)

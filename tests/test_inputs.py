@@ -169,10 +169,16 @@ NUMBERS = [
     (["test", "--max-level", "inf"], "--max-level", "not a finite number"),
     (["test", "--min-window-snr", "nan"], "--min-window-snr", "not a finite number"),
     (["test", "--freq-tolerance", "nan"], "--freq-tolerance", "not a finite number"),
+    # a number of 400 digits is a float infinity; a ring larger than any board's RAM
+    (["play", "--tone", "440", "-d", "9" * 400], "--duration", "longer than"),
+    (["record", "-d", "9" * 400 + "s", "OUT"], "--duration", "longer than"),
+    (["duplex", "-d", "1s", "--switch-delay", "9" * 400, "-o", "OUT"], "--switch-delay", "longer than"),
+    (["record", "--ibuf", "9" * 400, "OUT"], "--ibuf", "range"),
+    (["test", "--ibuf", "9" * 400], "--ibuf", "range"),
 ]
 
 
-@pytest.mark.parametrize("args,option,words", NUMBERS, ids=[" ".join(a) for a, _, _ in NUMBERS])
+@pytest.mark.parametrize("args,option,words", NUMBERS, ids=[" ".join(a)[:60] for a, _, _ in NUMBERS])
 def test_bad_numbers_are_usage_errors_naming_the_option(args, option, words, wav, tmp_path):
     args = [str(wav) if a == "WAV" else str(tmp_path / "out.wav") if a == "OUT" else a for a in args]
     r = i2s(*args, "-q", "-p", NO_PORT, timeout=60)

@@ -9,7 +9,7 @@ from i2scli.cli.common import (
     LOOP_NAMES,
     _baud_option,
 )
-from i2scli.units import DURATION, FINITE, LEVEL, RATE, Finite
+from i2scli.units import DURATION, FINITE, LEVEL, RATE, RING, Finite
 
 
 # -- test ---------------------------------------------------------------------------------------
@@ -56,7 +56,7 @@ def _wav_path(ctx, param, value):
 @click.option("--rx-mck", metavar="PIN")
 @click.option("--board", metavar="NAME", envvar="I2S_BOARD",
               help=f"Two-bus preset: {', '.join(LOOP_NAMES)} (default: detected).")
-@click.option("--ibuf", type=click.IntRange(min=64), metavar="BYTES", help="I2S DMA ring size of each bus.")
+@click.option("--ibuf", type=RING, metavar="BYTES", help="I2S DMA ring size of each bus.")
 @click.option("--timeout", type=DURATION, default="3s", show_default=True, metavar="DUR",
               help="Board gives up if the host is silent this long.")
 @click.option("--no-probe", is_flag=True, help="Skip measuring the link before streaming.")
