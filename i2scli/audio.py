@@ -769,8 +769,9 @@ class Output:
             return
         try:
             _publish(self._temp, self._target)
-        except OSError as e:
-            raise AudioError(f"{self.path}: cannot put the recording in place: {_sf_message(e)}") from None
+        except OSError as e:  # the audio stays where it is: said, never removed
+            raise AudioError(f"{self.path}: cannot put the recording in place ({_sf_message(e)}); "
+                             f"it is in {self._temp}") from None
         self._temp = None
 
     def _write_error(self, e: BaseException) -> AudioError:
@@ -817,13 +818,10 @@ class Output:
             try:
                 self._sf.close()
             except _SF_ERRORS as e:
-                self._remove_temp()
+                if not self._frames:
+                    self._remove_temp()
                 raise AudioError(f"{self.path}: cannot finish the file: {_sf_message(e)}") from None
-            try:
-                self._commit()
-            except AudioError:
-                self._remove_temp()
-                raise
+            self._commit()
         elif self._stream is not None:
             if self._seekable:
                 self._patch_header()

@@ -154,8 +154,8 @@ def test_save_recording_that_cannot_be_written_leaves_the_old_one(small_disk):
     before = old.read_bytes()
     r = i2s("test", "-q", "-p", "sim://fast?loopback=0%3E1", "-r", "48000", "-b", "32", "-c", "2",
             "--save-recording", old, timeout=120)
-    assert r.returncode == 1, r.stderr
-    assert str(old) in r.stderr
+    assert r.returncode in (1, 7), r.stderr  # 7: a check failed too (a loaded machine), which comes first
+    assert f"cannot write {old}" in r.stderr
     assert old.read_bytes() == before
     assert sorted(p.name for p in small_disk.iterdir()) == ["rec.wav"]
 
