@@ -759,11 +759,6 @@ class Output:
         elif time.monotonic() - self._last_sync >= self.sync_interval:
             self.sync()
 
-    @property
-    def in_place(self) -> bool:
-        """Whether the recording is at its path (else still in its temporary file beside it)."""
-        return self._temp is None
-
     def _commit(self) -> None:
         if self._temp is None:
             return

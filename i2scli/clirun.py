@@ -57,7 +57,8 @@ def run_command(job: Callable, *, quiet: bool, finish: Callable, as_json: bool =
         with stop_on_signals(stop):
             summary = job(reporter, stop)
     except AudioError as e:
-        _fail(reporter, e, Exit.FILE, partial=getattr(e, "partial", None) if as_json else None)
+        _print_partial(e, Exit.FILE, as_json)
+        _fail(reporter, e, Exit.FILE)
     except NoDevice as e:
         _fail(reporter, e, Exit.NO_DEVICE)
     except TooFast as e:  # our own words, with what would fit: not cut short
@@ -68,7 +69,9 @@ def run_command(job: Callable, *, quiet: bool, finish: Callable, as_json: bool =
         partial = getattr(e, "partial", None)
         if partial is not None and partial.get("action") != "played" and partial["frames"]:
             reporter.warn(f"kept {partial['frames']} frames received before the link failed")
-        _fail(reporter, e, Exit.INTERRUPTED if stop.is_set() else Exit.LINK, partial=partial if as_json else None)
+        code = Exit.INTERRUPTED if stop.is_set() else Exit.LINK
+        _print_partial(e, code, as_json)
+        _fail(reporter, e, code)
     except ValueError as e:
         _fail(reporter, e, Exit.USAGE)
     except KeyboardInterrupt:
@@ -91,19 +94,27 @@ def check_first(fn: Callable, *args):
         _fail(Reporter(), e, Exit.USAGE)
 
 
-def _fail(reporter, e: BaseException, code: Exit, limit: int = 300, partial: dict | None = None) -> None:
+def _fail(reporter, e: BaseException, code: Exit, limit: int = 300) -> None:
     text = str(e).strip().splitlines()
     line = text[0] if text else type(e).__name__
     # board-supplied text may be anything: keep the one line printable and short
-    line = "".join(c if c.isprintable() else "?" for c in line)[:limit]
-    reporter.error(line)
-    if partial is not None:  # --json: what the stream did before it failed, and why it stopped
-        import json
-
-        import click
-
-        click.echo(json.dumps({**partial, "error": line, "exit": int(code)}, default=str))
+    reporter.error("".join(c if c.isprintable() else "?" for c in line)[:limit])
     sys.exit(code)
+
+
+def _print_partial(e: BaseException, code: Exit, as_json: bool) -> None:
+    """--json: the summary of what a stream that failed did (`e.partial`), with the error's
+    line and the exit code, on stdout."""
+    partial = getattr(e, "partial", None)
+    if not as_json or not isinstance(partial, dict):
+        return
+    import json
+
+    import click
+
+    text = str(e).strip().splitlines()
+    click.echo(json.dumps({**partial, "error": text[0] if text else type(e).__name__, "exit": int(code)},
+                          default=str))
 
 
 @contextmanager

@@ -15,13 +15,13 @@ def _port(fault: str, tmp_path) -> str:
 
 
 CMDS = {
-    "play": lambda port, out: ["play", "--tone", "440", "-d", "4s", "-r", "16000", "-p", port],
-    "record": lambda port, out: ["record", "-r", "16000", "-b", "16", "-c", "2", "-d", "4s", "-p", port, out],
-    "duplex": lambda port, out: ["duplex", "-o", out, "-d", "4s", "-r", "16000", "-c", "2", "-p", port],
+    "play": lambda port, out: ["play", "--tone", "440", "-d", "8s", "-r", "16000", "-p", port],
+    "record": lambda port, out: ["record", "-r", "16000", "-b", "16", "-c", "2", "-d", "8s", "-p", port, out],
+    "duplex": lambda port, out: ["duplex", "-o", out, "-d", "8s", "-r", "16000", "-c", "2", "-p", port],
 }
 
 
-@pytest.mark.parametrize("fault,words", [("unplug:at=1.5s", "lost the board"), ("reboot:at=1.5s", "the board at")],
+@pytest.mark.parametrize("fault,words", [("unplug:at=3s", "lost the board"), ("reboot:at=3s", "the board at")],
                          ids=["unplug", "reboot"])
 @pytest.mark.parametrize("cmd", list(CMDS))
 def test_a_board_killed_mid_stream_still_gets_its_json_summary(tmp_path, cmd, fault, words):
@@ -37,10 +37,10 @@ def test_a_board_killed_mid_stream_still_gets_its_json_summary(tmp_path, cmd, fa
     assert s["settings"]["rate"] == 16000
     if cmd == "play":
         played = sf.info(str(tmp_path / "tx.wav")).frames if (tmp_path / "tx.wav").exists() else 0
-        assert 0 < s["frames"] < 4 * 16000  # sent before the board went; it played no more than that
+        assert 0 < s["frames"] < 8 * 16000  # sent before the board went; it played no more than that
         assert played <= s["frames"] + 16000  # (the capture also holds the lead-in silence)
     else:
-        assert 0 < s["frames"] < 4 * 16000
+        assert 0 < s["frames"] < 8 * 16000
         assert s["frames"] == sf.info(str(out)).frames  # exactly what the file holds
         assert s["file"] == str(out)
         assert f"kept {s['frames']} frames" in r.stderr
