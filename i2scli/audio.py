@@ -971,7 +971,8 @@ def _temp_beside(path: str, target: str) -> str:
     is atomic), named after it and hidden: ``.rec.wav.XXXXXX.part``."""
     folder, base = os.path.split(target)
     try:
-        fd, temp = tempfile.mkstemp(dir=folder or ".", prefix=f".{base}.", suffix=".part")
+        # the name kept short enough for any name the target may have (NAME_MAX is 255)
+        fd, temp = tempfile.mkstemp(dir=folder or ".", prefix=f".{base[:200]}.", suffix=".part")
     except OSError as e:
         raise AudioError(f"{path}: cannot create: {_sf_message(e)}") from None
     os.close(fd)
