@@ -167,3 +167,28 @@ def test_save_recording_through_a_symlink(work):
     assert link.is_symlink()
     assert sf.info(str(target)).samplerate == 16000
     assert sorted(p.name for p in (work / "real").iterdir()) == ["t.wav"]
+
+
+def test_output_takes_the_place_of_the_file_at_its_first_audio(work):
+    """The library's own terms: until audio is written the old file is whole; from then on the
+    recording is at the path (a kill leaves it there, header current); abandon before any
+    audio removes only the temporary file."""
+    from i2scli import audio
+
+    keep, link, target = keepsake(work)
+    before = snapshot(work)
+    bus = audio.BusFormat(8000, 16, 1)
+    out = audio.open_output(str(link), bus)
+    assert snapshot(work).keys() - before.keys()  # the temporary file, beside the target
+    out.abandon()
+    assert snapshot(work) == before
+    out = audio.open_output(str(keep), bus)
+    out.write(b"")  # no whole frame yet: nothing changes
+    out.write(b"\x01")
+    assert keep.read_bytes() == before["keep.wav"][0]
+    out.write(b"\x00\x02\x00")  # two frames: the recording is in place now, its header covering them
+    assert sf.read(str(keep), dtype="int16")[0].tolist() == [1, 2]
+    out.write(np.array([[3]], np.int16))
+    out.close()
+    assert sf.read(str(keep), dtype="int16")[0].tolist() == [1, 2, 3]
+    assert sorted(p.name for p in work.iterdir()) == ["keep.wav", "link.wav", "real"]
