@@ -660,8 +660,10 @@ def check_output_path(path: str) -> None:
     target = os.path.realpath(path)
     try:
         special = not stat.S_ISREG(os.stat(target).st_mode)
-    except OSError:
+    except FileNotFoundError:
         special = False
+    except OSError as e:  # a symlink loop, a name too long...
+        raise AudioError(f"{path}: {_sf_message(e)}") from None
     folder = os.path.dirname(target)
     if not special and not (os.path.isdir(folder) and os.access(folder, os.W_OK | os.X_OK)):
         raise AudioError(f"{path}: cannot write in directory {folder} (a recording is made beside its file, "

@@ -192,3 +192,11 @@ def test_output_takes_the_place_of_the_file_at_its_first_audio(work):
     out.close()
     assert sf.read(str(keep), dtype="int16")[0].tolist() == [1, 2, 3]
     assert sorted(p.name for p in work.iterdir()) == ["keep.wav", "link.wav", "real"]
+
+
+def test_a_symlink_loop_is_refused_before_the_board(work):
+    loop = work / "loop.wav"
+    loop.symlink_to("loop.wav")
+    r = i2s("record", "-q", "-s", "10", "-p", "/dev/i2s-no-such-port", loop, check=1)
+    assert "loop.wav: Too many levels of symbolic links" in r.stderr
+    assert [p.name for p in work.iterdir()] == ["loop.wav"]
