@@ -1175,6 +1175,9 @@ class Limits:
         )
 
 
+LIMITS_MAX_BYTES = 64 << 10  # a limits file is a few lines
+
+
 def load_limits(path: str | Path) -> Limits:
     """Limits from a TOML file: the keys of `Limits` at the top level or in a ``[limits]`` table.
 
@@ -1193,7 +1196,11 @@ def load_limits(path: str | Path) -> Limits:
             ) from None
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        with open(path, "rb") as f:  # bounded: a device or a FIFO that never ends is no limits file
+            raw = f.read(LIMITS_MAX_BYTES + 1)
+        if len(raw) > LIMITS_MAX_BYTES:
+            raise ValueError(f"{path}: more than {LIMITS_MAX_BYTES >> 10} kB: not a limits file")
+        text = raw.decode("utf-8")
     except FileNotFoundError:
         raise ValueError(f"{path}: no such file") from None
     except IsADirectoryError:

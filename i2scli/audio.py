@@ -49,6 +49,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import BinaryIO
@@ -71,6 +72,7 @@ __all__ = [
     "open_output",
     "parse_channels_map",
     "play_blocks",
+    "replacing",
     "tone_blocks",
     "wire_to_array",
 ]
@@ -243,17 +245,69 @@ def _sf_message(e: BaseException) -> str:
     return " ".join(str(text).split()).rstrip(".")
 
 
-def _spool_stdin(stream: BinaryIO) -> BinaryIO:
-    """Copy a non-seekable stream (stdin, a FIFO) into an anonymous temporary file, in chunks."""
+#: A non-seekable input (stdin, a FIFO, a device) is copied to a temporary file before it plays
+#: (most formats need seeking). Its first SPOOL_SNIFF bytes must open as audio, and it must end
+#: within SPOOL_MAX bytes (the largest WAV): an endless source such as /dev/zero is refused, not
+#: copied until the disk is full.
+SPOOL_SNIFF = 16 << 20
+SPOOL_MAX = 4 << 30
+
+
+def _size_words(n: int) -> str:
+    return f"{n >> 30} GiB" if n >= 1 << 30 else f"{n >> 20} MiB" if n >= 1 << 20 else f"{n} bytes"
+
+
+def _spool_stdin(stream: BinaryIO, name: str = "standard input") -> BinaryIO:
+    """Copy a non-seekable stream (stdin, a FIFO, a device) named `name` into an anonymous
+    temporary file, in chunks, within the bounds above. AudioError naming it otherwise."""
     spool = tempfile.TemporaryFile(prefix="i2s-stdin-")
+    total, sniffed = 0, False
     try:
-        while chunk := stream.read(_SPOOL_CHUNK):
-            spool.write(chunk)
+        while True:
+            try:
+                chunk = stream.read(_SPOOL_CHUNK)
+            except OSError as e:
+                raise AudioError(f"{name}: cannot read: {_sf_message(e)}") from None
+            if not chunk:
+                break
+            try:
+                spool.write(chunk)
+            except OSError as e:
+                raise AudioError(f"{name}: cannot keep a copy in {tempfile.gettempdir()} to play it from "
+                                 f"({_sf_message(e)}): give a regular file, or set TMPDIR") from None
+            total += len(chunk)
+            if not sniffed and total >= SPOOL_SNIFF:
+                sniffed = True
+                _check_head(spool, name)
+            if total > SPOOL_MAX:
+                raise AudioError(f"{name}: more than {_size_words(SPOOL_MAX)} and not ended: a pipe, FIFO or "
+                                 f"device is read to its end before it plays; give a regular file")
         spool.seek(0)
-    except OSError as e:
+    except BaseException:
         spool.close()
-        raise AudioError(f"cannot read standard input: {_sf_message(e)}") from None
+        raise
     return spool
+
+
+def _check_head(spool: BinaryIO, name: str) -> None:
+    """The start of a spooled input opens as audio (libsndfile), or AudioError: a source that
+    never ends and is not audio (/dev/zero, /dev/urandom) is refused after its first bytes."""
+    try:
+        spool.flush()
+        spool.seek(0)
+        try:
+            sf.SoundFile(spool).close()
+        except _SF_ERRORS as e:
+            raise AudioError(f"{name}: not a readable audio file (its first {_size_words(SPOOL_SNIFF)} are "
+                             f"not audio: {_sf_message(e)})") from None
+    finally:
+        spool.seek(0, os.SEEK_END)
+
+
+def _stdin() -> BinaryIO:
+    if sys.stdin is None:  # started with stdin closed (`i2s play - <&-`)
+        raise AudioError("standard input is closed: nothing to play")
+    return sys.stdin.buffer
 
 
 def open_input(path: str, channels_map: list[int] | None = None, *, stdin: BinaryIO | None = None) -> Input:
@@ -261,13 +315,14 @@ def open_input(path: str, channels_map: list[int] | None = None, *, stdin: Binar
 
     ``-`` reads standard input (or `stdin` if given): most formats need seeking, so the
     stream is first copied to a temporary file in chunks (memory stays flat; disk holds a
-    copy). `channels_map` selects and reorders file channels (1 or 2 0-based entries);
+    copy, at most SPOOL_MAX bytes). A FIFO or another special file is copied the same way.
+    `channels_map` selects and reorders file channels (1 or 2 0-based entries);
     files with more than two channels need one. Raises AudioError with a one-line message.
     """
     spool = None
     if path == "-":
         name = "standard input"
-        spool = _spool_stdin(stdin if stdin is not None else sys.stdin.buffer)
+        spool = _spool_stdin(stdin if stdin is not None else _stdin(), name)
     else:
         name = path
         if not os.path.exists(path):
@@ -276,12 +331,13 @@ def open_input(path: str, channels_map: list[int] | None = None, *, stdin: Binar
             raise AudioError(f"{path}: is a directory, not an audio file")
         if not os.access(path, os.R_OK):
             raise AudioError(f"{path}: permission denied")
-        if not stat.S_ISREG(os.stat(path).st_mode):  # a FIFO such as <(ffmpeg ...): spool it like stdin
+        if not stat.S_ISREG(os.stat(path).st_mode):  # a FIFO such as <(ffmpeg ...), a device: spool it like stdin
             try:
-                with open(path, "rb") as fifo:
-                    spool = _spool_stdin(fifo)
+                fifo = open(path, "rb")
             except OSError as e:
                 raise AudioError(f"{path}: cannot read: {_sf_message(e)}") from None
+            with fifo:
+                spool = _spool_stdin(fifo, path)
         elif os.path.getsize(path) == 0:
             raise AudioError(f"{path}: empty file, not audio")
     source: str | BinaryIO = path
@@ -596,9 +652,22 @@ def check_output_path(path: str) -> None:
     """Raise AudioError unless `path` (or ``-``) can take a recording: `check_writable`, then a
     known extension (a directory is said to be one, whatever its name). Nothing is created."""
     if path == "-":
+        if sys.stdout is None:  # started with stdout closed (`i2s record - >&-`)
+            raise AudioError("standard output is closed: nowhere to write the recording")
         return
     check_writable(path)
     _output_format(path)
+    target = os.path.realpath(path)
+    try:
+        special = not stat.S_ISREG(os.stat(target).st_mode)
+    except FileNotFoundError:
+        special = False
+    except OSError as e:  # a symlink loop, a name too long...
+        raise AudioError(f"{path}: {_sf_message(e)}") from None
+    folder = os.path.dirname(target)
+    if not special and not (os.path.isdir(folder) and os.access(folder, os.W_OK | os.X_OK)):
+        raise AudioError(f"{path}: cannot write in directory {folder} (a recording is made beside its file, "
+                         f"then renamed over it)")
 
 
 def _default_subtype(fmt: str, bus: BusFormat) -> str:
@@ -630,8 +699,11 @@ class Output:
     """
 
     def __init__(self, path: str, bus: BusFormat, fmt: str, subtype: str, *, sync_interval: float = 1.0,
-                 sfile: sf.SoundFile | None = None, stream: BinaryIO | None = None):
+                 sfile: sf.SoundFile | None = None, stream: BinaryIO | None = None,
+                 temp: str | None = None, target: str | None = None):
         self.path = path
+        self._temp = temp  # the recording is made here, beside `target`, until it is put in place
+        self._target = target
         self.bus = bus
         self.format = fmt
         self.subtype = subtype
@@ -683,8 +755,21 @@ class Output:
         else:
             self._stream_write(self._pack(y))
         self._frames += len(x)
-        if time.monotonic() - self._last_sync >= self.sync_interval:
+        if self._temp is not None:  # the recording has really started: it takes the place of what was there
             self.sync()
+            self._commit()
+        elif time.monotonic() - self._last_sync >= self.sync_interval:
+            self.sync()
+
+    def _commit(self) -> None:
+        if self._temp is None:
+            return
+        try:
+            _publish(self._temp, self._target)
+        except OSError as e:  # the audio stays where it is: said, never removed
+            raise AudioError(f"{self.path}: cannot put the recording in place ({_sf_message(e)}); "
+                             f"it is in {self._temp}") from None
+        self._temp = None
 
     def _write_error(self, e: BaseException) -> AudioError:
         """What a failed libsndfile write means, in words. libsndfile itself only says "System
@@ -721,7 +806,8 @@ class Output:
             self._stream_flush()
 
     def close(self) -> None:
-        """Finish the file (sizes in the header); a trailing partial frame is dropped."""
+        """Finish the file (sizes in the header) and put it in place, empty or not: the
+        recording ended as asked. A trailing partial frame is dropped."""
         if self._closed:
             return
         self._closed = True
@@ -729,17 +815,49 @@ class Output:
             try:
                 self._sf.close()
             except _SF_ERRORS as e:
+                if not self._frames:
+                    self._remove_temp()
                 raise AudioError(f"{self.path}: cannot finish the file: {_sf_message(e)}") from None
+            self._commit()
         elif self._stream is not None:
             if self._seekable:
                 self._patch_header()
             self._stream_flush()
 
+    def abandon(self) -> None:
+        """The recording failed or was stopped: keep it (finished, in place) if it holds audio;
+        else remove it, and whatever was at its path before stays as it was. Never raises:
+        the caller is already on its way out with the reason."""
+        if self._frames and not self._closed:
+            try:
+                self.close()
+            except AudioError:
+                pass
+            return
+        self._closed = True
+        if self._sf is not None:
+            try:
+                self._sf.close()
+            except _SF_ERRORS:
+                pass
+        self._remove_temp()
+
+    def _remove_temp(self) -> None:
+        if self._temp is not None:
+            try:
+                os.unlink(self._temp)
+            except OSError:
+                pass
+            self._temp = None
+
     def __enter__(self) -> Output:
         return self
 
-    def __exit__(self, *exc) -> None:
-        self.close()
+    def __exit__(self, exc_type, *exc) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abandon()
 
     # -- WAV on a stream (stdout) --------------------------------------------------------
 
@@ -828,10 +946,84 @@ def open_output(
     if fmt == "FLAC" and subtype == "PCM_32":
         raise AudioError("FLAC stores at most 24 bits: use PCM_24, or a .wav/.rf64/.w64 file for PCM_32")
     if path == "-":
+        if stdout is None and sys.stdout is None:  # started with stdout closed (`i2s record - >&-`)
+            raise AudioError("standard output is closed: nowhere to write the recording")
         stream = stdout if stdout is not None else sys.stdout.buffer
         return Output("standard output", bus, fmt, subtype, sync_interval=sync_interval, stream=stream)
+    target = os.path.realpath(path)  # through a symlink: the file it points to, the link kept
     try:
-        sfile = sf.SoundFile(path, "w", samplerate=bus.rate, channels=bus.channels, subtype=subtype, format=fmt)
+        special = not stat.S_ISREG(os.stat(target).st_mode)
+    except OSError:
+        special = False
+    temp = None
+    if not special:  # made beside the target, renamed over it when the recording has started
+        temp = _temp_beside(path, target)
+    try:
+        sfile = sf.SoundFile(temp or path, "w", samplerate=bus.rate, channels=bus.channels, subtype=subtype,
+                             format=fmt)
     except _SF_ERRORS as e:
+        if temp is not None:
+            os.unlink(temp)
         raise AudioError(f"{path}: cannot create: {_sf_message(e)}") from None
-    return Output(path, bus, fmt, subtype, sync_interval=sync_interval, sfile=sfile)
+    return Output(path, bus, fmt, subtype, sync_interval=sync_interval, sfile=sfile, temp=temp, target=target)
+
+
+def _temp_beside(path: str, target: str) -> str:
+    """A new empty temporary file in `target`'s directory (so that renaming it over `target`
+    is atomic), named after it and hidden: ``.rec.wav.XXXXXX.part``."""
+    folder, base = os.path.split(target)
+    try:
+        # the name kept short enough for any name the target may have (NAME_MAX is 255)
+        fd, temp = tempfile.mkstemp(dir=folder or ".", prefix=f".{base[:200]}.", suffix=".part")
+    except OSError as e:
+        raise AudioError(f"{path}: cannot create: {_sf_message(e)}") from None
+    os.close(fd)
+    return temp
+
+
+def _umask() -> int:
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _publish(temp: str, target: str) -> None:
+    """Rename `temp` over `target` (atomic: same directory), with the permissions `target` had
+    (its owner too, where we may set it), else those a new file gets."""
+    try:
+        st = os.stat(target)
+    except FileNotFoundError:
+        os.chmod(temp, 0o666 & ~_umask())
+    else:
+        os.chmod(temp, stat.S_IMODE(st.st_mode))
+        if (st.st_uid, st.st_gid) != (os.geteuid(), os.getegid()):
+            try:
+                os.chown(temp, st.st_uid, st.st_gid)
+            except OSError:
+                pass
+    os.replace(temp, target)
+
+
+@contextmanager
+def replacing(path: str) -> Iterator[str]:
+    """A temporary path beside `path` (beside its target, through a symlink) to write a whole
+    file at; renamed over `path`'s target when the block ends, removed if it raises, so that
+    a failed write leaves what was there as it was."""
+    target = os.path.realpath(path)
+    temp = _temp_beside(path, target)
+    try:
+        yield temp
+        _publish(temp, target)
+    except BaseException:
+        try:
+            os.unlink(temp)
+        except OSError:
+            pass
+        raise

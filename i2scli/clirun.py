@@ -6,7 +6,6 @@ Every user-caused failure ends here as one line on stderr and a documented exit 
 
 from __future__ import annotations
 
-import os
 import signal
 import sys
 import threading
@@ -46,7 +45,10 @@ def stop_on_signals(stop: threading.Event):
             signal.signal(sig, h)
 
 
-def run_command(job: Callable, *, quiet: bool, finish: Callable) -> None:
+def run_command(job: Callable, *, quiet: bool, finish: Callable, as_json: bool = False) -> None:
+    """Run `job(reporter, stop)` and `finish(summary, reporter)`; every failure one line and its
+    exit code. With `as_json`, a stream that ran and then failed (its error carries `partial`,
+    the summary of what was done) still prints that summary on stdout, with `error` and `exit`."""
     from i2scli.ui import Reporter
 
     reporter = Reporter(quiet=quiet)
@@ -55,6 +57,7 @@ def run_command(job: Callable, *, quiet: bool, finish: Callable) -> None:
         with stop_on_signals(stop):
             summary = job(reporter, stop)
     except AudioError as e:
+        _print_partial(e, Exit.FILE, as_json)
         _fail(reporter, e, Exit.FILE)
     except NoDevice as e:
         _fail(reporter, e, Exit.NO_DEVICE)
@@ -64,9 +67,11 @@ def run_command(job: Callable, *, quiet: bool, finish: Callable) -> None:
         _fail(reporter, e, Exit.BOARD)
     except LinkError as e:
         partial = getattr(e, "partial", None)
-        if partial is not None and partial["frames"]:
+        if partial is not None and partial.get("action") != "played" and partial["frames"]:
             reporter.warn(f"kept {partial['frames']} frames received before the link failed")
-        _fail(reporter, e, Exit.INTERRUPTED if stop.is_set() else Exit.LINK)
+        code = Exit.INTERRUPTED if stop.is_set() else Exit.LINK
+        _print_partial(e, code, as_json)
+        _fail(reporter, e, code)
     except ValueError as e:
         _fail(reporter, e, Exit.USAGE)
     except KeyboardInterrupt:
@@ -95,6 +100,21 @@ def _fail(reporter, e: BaseException, code: Exit, limit: int = 300) -> None:
     # board-supplied text may be anything: keep the one line printable and short
     reporter.error("".join(c if c.isprintable() else "?" for c in line)[:limit])
     sys.exit(code)
+
+
+def _print_partial(e: BaseException, code: Exit, as_json: bool) -> None:
+    """--json: the summary of what a stream that failed did (`e.partial`), with the error's
+    line and the exit code, on stdout."""
+    partial = getattr(e, "partial", None)
+    if not as_json or not isinstance(partial, dict):
+        return
+    import json
+
+    import click
+
+    text = str(e).strip().splitlines()
+    click.echo(json.dumps({**partial, "error": text[0] if text else type(e).__name__, "exit": int(code)},
+                          default=str))
 
 
 @contextmanager
@@ -156,26 +176,24 @@ def run_record(agent, reporter, stop, file, bus, opts, until, subtype, file_bus=
             reporter.info(f"recording {file} from {session.describe_config(cfg, agent)}")
 
         with _live(reporter, f"recording {file}", bus, until.frames, watch):
-            return session.record(agent, agent.port, out, bus, opts, until, stop=stop, watch=watch,
-                                  on_ready=on_ready, keep=keep)
-    except BoardError:
-        _discard(out)  # refused before any audio: leave no empty file that looks like a recording
+            summary = session.record(agent, agent.port, out, bus, opts, until, stop=stop, watch=watch,
+                                     on_ready=on_ready, keep=keep)
+    except BaseException:
+        # refused, failed or stopped before any audio: no file, and what was at FILE stays as it
+        # was; once audio arrived the recording is in place and is kept, finished
+        out.abandon()
         raise
-    except LinkError as e:
-        if not getattr(e, "partial", {"frames": 1})["frames"]:
-            _discard(out)  # nothing arrived: no empty file either
-        raise
-    finally:
+    _finish_output(out, summary)
+    return summary
+
+
+def _finish_output(out, summary: dict) -> None:
+    """A recording that ran: finished in place; stopped by a signal before any audio arrived,
+    nothing was recorded, and what was at its path stays as it was."""
+    if summary.get("interrupted") and not out.frames:
+        out.abandon()
+    else:
         out.close()
-
-
-def _discard(out) -> None:
-    out.close()
-    if out.path != "-":
-        try:
-            os.remove(out.path)
-        except OSError:
-            pass
 
 
 def timeline_path(timeline_vcd: str, n: int, cycles: int) -> str:
@@ -235,11 +253,14 @@ def run_duplex(agent, reporter, stop, play_file, rec_template, bus, opts, dx, un
             with _live(reporter, f"duplex {n}/{cycles}: {path}", bus, until.frames, watch):
                 r = session.duplex(agent, agent.port, out, source, bus, opts, dx, until, stop=stop, watch=watch,
                                    echo=echo, on_ready=on_ready, tx_ratio=tx_ratio)
-        except BoardError:
-            _discard(out)
+        except BaseException as e:
+            out.abandon()  # as record's: kept once audio arrived, else what was there stays
+            if cycles > 1 and isinstance(getattr(e, "partial", None), dict):
+                e.partial = {**e.partial, "cycle": n, "cycles_done": len(results)}
             raise
+        else:
+            _finish_output(out, r)
         finally:
-            out.close()
             if inp is not None:
                 inp.close()
             if n == 1 and play_file:  # the same file plays every cycle: say it once

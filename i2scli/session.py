@@ -456,24 +456,38 @@ def play(agent: Agent, port: str, source: Iterator[bytes], bus: audio.BusFormat,
                 watch.first_audio = time.monotonic()
             yield block
 
-    def progress(sent: int):  # in frames of the stream as it was asked for (the display's rate)
-        watch.frames = sent // sent_bus.frame_bytes * bus.rate // sent_bus.rate
+    sent_frames = 0
 
-    s = agent.play(cfg, blocks(), progress=progress)
+    def progress(sent: int):  # in frames of the stream as it was asked for (the display's rate)
+        nonlocal sent_frames
+        sent_frames = sent // sent_bus.frame_bytes
+        watch.frames = sent_frames * bus.rate // sent_bus.rate
+
+    def summary(report: dict | None) -> dict:
+        # a stream that failed has no board report: what was sent is what is known
+        frames = report.get("frames", 0) if report is not None else sent_frames
+        clipped = (stats.clipped if stats else 0) + (fitter.clipped if fitter else 0)
+        fitted = fitter.summary() if fitter else _lossless_fit(bus) if opts.fit else None
+        return {
+            "action": "played", "settings": _settings(port, agent, cfg), "frames": frames,
+            "seconds": frames / sent_bus.rate, "rate": sent_bus.rate, "bits": sent_bus.bits,
+            "channels": sent_bus.channels,
+            **(_board_counts(report) if report is not None else {}), **_levels(watch.levels.summary()),
+            "clipped": clipped, "nonfinite": stats.nonfinite if stats else 0,
+            "link_rate": watch.link_rate, "link_probe": _probe_kind(agent),
+            "compression": _compression(report, sent_bus) if report is not None else None, "fit": fitted,
+            "start_latency": (watch.first_audio - watch.started) if watch.first_audio else None,
+            "interrupted": interrupted if report is not None else bool(stop is not None and stop.is_set()),
+            "board": report,
+        }
+
+    try:
+        s = agent.play(cfg, blocks(), progress=progress)
+    except (LinkError, audio.AudioError) as e:
+        e.partial = summary(None)  # what was sent before it failed (--json prints it)
+        raise
     _xruns_drop_probe(agent, s)
-    clipped = (stats.clipped if stats else 0) + (fitter.clipped if fitter else 0)
-    fitted = fitter.summary() if fitter else _lossless_fit(bus) if opts.fit else None
-    return {
-        "action": "played", "settings": _settings(port, agent, cfg), "frames": s.get("frames", 0),
-        "seconds": s.get("frames", 0) / sent_bus.rate, "rate": sent_bus.rate, "bits": sent_bus.bits,
-        "channels": sent_bus.channels,
-        **_board_counts(s), **_levels(watch.levels.summary()),
-        "clipped": clipped, "nonfinite": stats.nonfinite if stats else 0,
-        "link_rate": watch.link_rate, "link_probe": _probe_kind(agent),
-        "compression": _compression(s, sent_bus), "fit": fitted,
-        "start_latency": (watch.first_audio - watch.started) if watch.first_audio else None,
-        "interrupted": interrupted, "board": s,
-    }
+    return summary(s)
 
 
 @dataclass
@@ -587,30 +601,39 @@ def record(agent: Agent, port: str, out: audio.Output, bus: audio.BusFormat, opt
         def is_set(self) -> bool:
             return stop.is_set() or rule.done
 
-    error: LinkError | None = None
+    error: LinkError | audio.AudioError | None = None
     s: dict = {}
+
+    def summary(report: dict | None) -> dict:
+        lv = watch.levels.summary()
+        return {
+            # what the file holds (all that was kept, or what fit on a disk that filled)
+            "action": "recorded", "file": out.path, "settings": _settings(port, agent, cfg), "frames": out.frames,
+            "seconds": out.frames / bus.rate, "rate": bus.rate, "bits": bus.bits,
+            "channels": out.bus.channels if keep is not None else bus.channels,
+            "subtype": out.subtype, "format": out.format, **(_board_counts(report) if report is not None else {}),
+            "discarded_frames": rule.discarded, **_levels(lv), "clipped": lv.get("clipped", 0),
+            "link_rate": watch.link_rate, "link_probe": _probe_kind(agent),
+            "compression": _compression(report, bus) if report is not None else None,
+            "start_latency": (watch.first_audio - watch.started) if watch.first_audio else None,
+            "interrupted": stop.is_set(), "board": report,
+        }
+
     try:
         s = agent.record(cfg, on_data, stop=Either())
-    except LinkError as e:
+    except (LinkError, audio.AudioError) as e:
         error = e
     finally:
-        flush()  # every sample received is kept, however the stream ended
-        out.sync()
+        try:
+            flush()  # every sample received is kept, however the stream ended
+            out.sync()
+        except audio.AudioError as e:  # the disk filled while the last samples were written
+            error = e
     if error is not None:
-        error.partial = {"frames": rule.kept}
+        error.partial = summary(None)  # what was recorded before it failed (--json prints it)
         raise error
     _xruns_drop_probe(agent, s)
-    lv = watch.levels.summary()
-    return {
-        "action": "recorded", "file": out.path, "settings": _settings(port, agent, cfg), "frames": rule.kept,
-        "seconds": rule.kept / bus.rate, "rate": bus.rate, "bits": bus.bits,
-        "channels": out.bus.channels if keep is not None else bus.channels,
-        "subtype": out.subtype, "format": out.format, **_board_counts(s), "discarded_frames": rule.discarded,
-        **_levels(lv), "clipped": lv.get("clipped", 0),
-        "link_rate": watch.link_rate, "link_probe": _probe_kind(agent), "compression": _compression(s, bus),
-        "start_latency": (watch.first_audio - watch.started) if watch.first_audio else None,
-        "interrupted": stop.is_set(), "board": s,
-    }
+    return summary(s)
 
 
 @dataclass
@@ -756,30 +779,36 @@ def duplex(agent: Agent, port: str, out: audio.Output, tx_source, bus: audio.Bus
         if phase == "tx" and echo is not None:
             echo.done = True  # everything recorded is queued by now
 
+    def summary(report: dict | None) -> dict:
+        # a stream that failed has no board report: what was recorded is what is known
+        s = report or {}
+        steps = tl.switches(s.get("timeline", []))
+        gaps = s.get("clock_gaps_us", [])
+        lv = watch.levels.summary()
+        return {
+            "action": "duplex", "file": out.path,
+            "settings": {**_settings(port, agent, {**cfg, **cfg["tx"]}), "rx": cfg["rx"], "tx": cfg["tx"],
+                         "dir": cfg["dir"], "dir_rx_level": cfg["dir_rx_level"], "order": cfg["order"],
+                         "switch_delay_us": cfg["switch_delay_us"], "lead_in_frames": cfg["lead_in_frames"],
+                         "discard_frames": cfg["discard_frames"]},
+            "frames": rule.kept, "recorded_frames": rule.kept,
+            "played_frames": s.get("tx_frames", 0) if report is not None else None,
+            "seconds": rule.kept / bus.rate, "rate": bus.rate, "bits": bus.bits, "channels": bus.channels,
+            **(_board_counts(s) if report is not None else {}), **_levels(lv), "clipped": lv.get("clipped", 0),
+            "clock_gaps_us": gaps, "max_clock_gap_us": int(dx.max_clock_gap * 1e6),
+            "gap_exceeded": any(g > dx.max_clock_gap * 1e6 for g in gaps),
+            "switches": [[{"step": n, "us": t} for n, t in sw] for sw in steps],
+            "timeline": s.get("timeline", []), "link_rate": watch.link_rate, "link_probe": _probe_kind(agent),
+            "compression": _compression(s, bus) if report is not None else None,
+            "interrupted": bool(stop and stop.is_set()), "board": report,
+        }
+
     try:
         s = agent.duplex(cfg, tx_source, on_rx, switch=switch, stop=stop, on_phase=on_phase)
-    except LinkError as e:
-        e.partial = {"frames": rule.kept}
+    except (LinkError, audio.AudioError) as e:
+        e.partial = summary(None)  # what was recorded before it failed (--json prints it)
         raise
     finally:
         out.sync()
     _xruns_drop_probe(agent, s)
-    steps = tl.switches(s.get("timeline", []))
-    gaps = s.get("clock_gaps_us", [])
-    lv = watch.levels.summary()
-    return {
-        "action": "duplex", "file": out.path, "settings": {**_settings(port, agent, {**cfg, **cfg["tx"]}),
-                                                           "rx": cfg["rx"], "tx": cfg["tx"], "dir": cfg["dir"],
-                                                           "dir_rx_level": cfg["dir_rx_level"], "order": cfg["order"],
-                                                           "switch_delay_us": cfg["switch_delay_us"],
-                                                           "lead_in_frames": cfg["lead_in_frames"],
-                                                           "discard_frames": cfg["discard_frames"]},
-        "frames": rule.kept, "recorded_frames": rule.kept, "played_frames": s.get("tx_frames", 0),
-        "seconds": rule.kept / bus.rate, "rate": bus.rate, "bits": bus.bits, "channels": bus.channels,
-        **_board_counts(s), **_levels(lv), "clipped": lv.get("clipped", 0),
-        "clock_gaps_us": gaps, "max_clock_gap_us": int(dx.max_clock_gap * 1e6),
-        "gap_exceeded": any(g > dx.max_clock_gap * 1e6 for g in gaps),
-        "switches": [[{"step": n, "us": t} for n, t in sw] for sw in steps],
-        "timeline": s.get("timeline", []), "link_rate": watch.link_rate, "link_probe": _probe_kind(agent),
-        "compression": _compression(s, bus), "interrupted": bool(stop and stop.is_set()), "board": s,
-    }
+    return summary(s)

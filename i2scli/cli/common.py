@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from i2scli import targets
-from i2scli.units import DURATION
+from i2scli.units import DURATION, RING
 
 BOARD_NAMES = targets.names()  # i2scli/targets/: a new board is one module there
 LOOP_NAMES = sorted(t.NAME for t in targets.all_targets() if t.LOOP)
@@ -41,7 +41,7 @@ def _bus_options(f):
         click.option("--ws", metavar="PIN", help="Word select pin."),
         click.option("--sd", metavar="PIN", help="Serial data pin."),
         click.option("--mck", metavar="PIN", help="Master clock pin (mimxrt only)."),
-        click.option("--ibuf", type=click.IntRange(min=64), metavar="BYTES", help="I2S DMA ring size."),
+        click.option("--ibuf", type=RING, metavar="BYTES", help="I2S DMA ring size."),
         click.option("--io", type=click.Choice(["blocking", "irq", "asyncio"]), default="blocking",
                      show_default=True, help="Transfer style on the board."),
         click.option("--timeout", type=DURATION, default="3s", show_default=True, metavar="DUR",

@@ -9,12 +9,12 @@ from i2scli.cli.common import (
     _bus,
     _bus_options,
 )
-from i2scli.units import DURATION
+from i2scli.units import DURATION, RATE
 
 
 # -- doctor -------------------------------------------------------------------------------------
 @main.command()
-@click.option("-r", "--rate", type=click.IntRange(min=1), default=48000, show_default=True, metavar="HZ")
+@click.option("-r", "--rate", type=RATE, default=48000, show_default=True, metavar="HZ")
 @click.option("-d", "--duration", type=DURATION, default="3s", show_default=True, metavar="DUR",
               help="Record this long (8s or more for a sharper sample rate).")
 @_bus_options

@@ -11,22 +11,23 @@ from i2scli.cli.common import (
     _finish,
     _fit_option,
 )
-from i2scli.units import DURATION
+from i2scli.units import DURATION, GAIN, LEVEL, RATE, Finite
 
 
 # -- play ---------------------------------------------------------------------------------------
 @main.command()
 @click.argument("file", required=False, metavar="FILE")
-@click.option("--tone", type=click.FloatRange(min=1), metavar="FREQ", help="Play a sine of FREQ Hz instead of a file.")
-@click.option("--level", type=float, default=-6.0, show_default=True, metavar="DBFS", help="Level of --tone.")
-@click.option("-r", "--rate", type=click.IntRange(min=1), metavar="HZ",
+@click.option("--tone", type=Finite(min=1), metavar="FREQ", help="Play a sine of FREQ Hz instead of a file.")
+@click.option("--level", type=LEVEL, default=-6.0, show_default=True, metavar="DBFS",
+              help="Peak level of --tone (0 is full scale).")
+@click.option("-r", "--rate", type=RATE, metavar="HZ",
               help="Bus rate (default: the file's; resampled).")
 @click.option("-b", "--bits", type=click.Choice(["16", "32"]), help="Bus sample size (default: 16 for <=16-bit files).")
 @click.option("-c", "--channels", type=click.Choice(["1", "2"]), help="Bus channels (default: the file's, at most 2).")
 @click.option("--channels-map", metavar="LIST", help="File channels to play, e.g. 0,1 or 2 (0-based).")
 @click.option("-d", "--duration", type=DURATION, metavar="DUR", help="Play only this long.")
 @click.option("-s", "--samples", type=click.IntRange(min=1), metavar="N", help="Play only N frames.")
-@click.option("--gain", type=float, default=0.0, metavar="DB", help="Gain on the host (clipping is counted).")
+@click.option("--gain", type=GAIN, default=0.0, metavar="DB", help="Gain on the host (clipping is counted).")
 @click.option("--shift", type=click.IntRange(-31, 31), default=0, metavar="N",
               help="Shift samples on the board with I2S.shift (6 dB a bit).")
 @_fit_option
@@ -41,6 +42,9 @@ def play(file, tone, level, rate, bits, channels, channels_map, duration, sample
         raise click.UsageError("give a FILE to play or --tone FREQ")
     if duration is not None and samples is not None:
         raise click.UsageError("use -d/--duration or -s/--samples, not both")
+    if tone is not None and tone >= (rate or 48000) / 2:
+        raise click.BadParameter(f"{tone:g} Hz is not below the Nyquist frequency of the {rate or 48000} Hz bus "
+                                 f"({(rate or 48000) / 2:g} Hz)", param_hint="--tone")
 
     def job(reporter, stop):
         from i2scli import session
@@ -72,13 +76,13 @@ def play(file, tone, level, rate, bits, channels, channels_map, duration, sample
             if inp is not None:
                 inp.close()
 
-    run_command(job, quiet=quiet, finish=lambda s, r: _finish(s, r, as_json, strict))
+    run_command(job, quiet=quiet, finish=lambda s, r: _finish(s, r, as_json, strict), as_json=as_json)
 
 
 # -- record -------------------------------------------------------------------------------------
 @main.command()
 @click.argument("file", metavar="FILE")
-@click.option("-r", "--rate", type=click.IntRange(min=1), default=16000, show_default=True, metavar="HZ")
+@click.option("-r", "--rate", type=RATE, default=16000, show_default=True, metavar="HZ")
 @click.option("-b", "--bits", type=click.Choice(["16", "32"]), default="32", show_default=True,
               help="Bus sample size (24-bit microphones send 32-bit slots).")
 @click.option("-c", "--channels", type=click.Choice(["1", "2"]), default="1", show_default=True)
@@ -87,7 +91,7 @@ def play(file, tone, level, rate, bits, channels, channels_map, duration, sample
 @click.option("--subtype", type=click.Choice(["PCM_16", "PCM_24", "PCM_32"]),
               help="File sample format (default: PCM_16 for 16-bit, PCM_32 for 32-bit; FLAC PCM_24).")
 @click.option("--stop-on-silence", type=DURATION, metavar="DUR", help="Stop after this much silence.")
-@click.option("--threshold", type=float, default=-50.0, show_default=True, metavar="DBFS",
+@click.option("--threshold", type=LEVEL, default=-50.0, show_default=True, metavar="DBFS",
               help="Below this peak level counts as silence.")
 @click.option("--wait-for-sound", is_flag=True, help="Start keeping audio at the first sound over --threshold.")
 @click.option("--max-duration", type=DURATION, metavar="DUR",
@@ -131,7 +135,7 @@ def record(file, rate, bits, channels, duration, samples, subtype, stop_on_silen
                            expect={"mode": "rx", "io": opts.io}) as agent:
             return run_record(agent, reporter, stop, file, bus, opts, until, subtype, file_bus, keep)
 
-    run_command(job, quiet=quiet, finish=lambda s, r: _finish(s, r, as_json, strict))
+    run_command(job, quiet=quiet, finish=lambda s, r: _finish(s, r, as_json, strict), as_json=as_json)
 
 
 # -- duplex -------------------------------------------------------------------------------------
@@ -140,14 +144,14 @@ def record(file, rate, bits, channels, duration, samples, subtype, stop_on_silen
 @click.option("-o", "--output", "rec_file", required=True, metavar="REC_FILE",
               help="Recording file; with --cycles, {n} in the name is the cycle number (take-{n}.wav).")
 @click.option("--order", type=click.Choice(["record-play", "play-record"]), default="record-play", show_default=True)
-@click.option("-r", "--rate", type=click.IntRange(min=1), metavar="HZ",
+@click.option("-r", "--rate", type=RATE, metavar="HZ",
               help="Bus rate (default: the file's, else 16000).")
 @click.option("-b", "--bits", type=click.Choice(["16", "32"]), default="32", show_default=True,
               help="32 keeps the bit clock at one speed across the switch.")
 @click.option("-c", "--channels", type=click.Choice(["1", "2"]), help="Bus channels (default: the file's, else 1).")
 @click.option("-d", "--duration", type=DURATION, metavar="DUR", help="Recording length.")
 @click.option("--stop-on-silence", type=DURATION, metavar="DUR", help="End the recording after this much silence.")
-@click.option("--threshold", type=float, default=-50.0, show_default=True, metavar="DBFS")
+@click.option("--threshold", type=LEVEL, default=-50.0, show_default=True, metavar="DBFS")
 @click.option("--max-duration", type=DURATION, metavar="DUR", help="Safety net for --stop-on-silence.")
 @click.option("--cycles", type=click.IntRange(min=1), default=1, show_default=True, help="Repeat record/play N times.")
 @click.option("--switch-delay", type=DURATION, default="1ms", show_default=True, metavar="DUR",
@@ -228,4 +232,4 @@ def duplex(play_file, rec_file, order, rate, bits, channels, duration, stop_on_s
                 raise SystemExit(Exit.STRICT)
         _finish(summary, reporter, as_json, strict)
 
-    run_command(job, quiet=quiet, finish=finish)
+    run_command(job, quiet=quiet, finish=finish, as_json=as_json)

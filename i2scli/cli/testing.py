@@ -9,7 +9,7 @@ from i2scli.cli.common import (
     LOOP_NAMES,
     _baud_option,
 )
-from i2scli.units import DURATION
+from i2scli.units import DURATION, FINITE, LEVEL, RATE, RING, Finite
 
 
 # -- test ---------------------------------------------------------------------------------------
@@ -34,13 +34,13 @@ def _wav_path(ctx, param, value):
 @main.command("test")
 @click.option("--signal", "kind", type=click.Choice(["sine", "multitone", "sweep"]), default="sine",
               show_default=True, help="Test signal (the stimulus after the alignment marker).")
-@click.option("--freq", type=click.FloatRange(min=1), default=997.0, show_default=True, metavar="HZ",
+@click.option("--freq", type=Finite(min=1), default=997.0, show_default=True, metavar="HZ",
               help="Frequency of the sine.")
-@click.option("--level", type=click.FloatRange(max=0), default=-6.0, show_default=True, metavar="DBFS",
+@click.option("--level", type=LEVEL, default=-6.0, show_default=True, metavar="DBFS",
               help="Level of the stimulus (per tone for multitone).")
 @click.option("-d", "--duration", type=DURATION, default="1.2s", show_default=True, metavar="DUR",
               help="Length of the stimulus.")
-@click.option("-r", "--rate", type=click.IntRange(min=1), metavar="HZ",
+@click.option("-r", "--rate", type=RATE, metavar="HZ",
               help="Sample rate (default: the best the link carries both ways, 48000 first).")
 @click.option("-b", "--bits", type=click.Choice(["16", "32"]), help="Sample size (default: 32 if it fits, else 16).")
 @click.option("-c", "--channels", type=click.Choice(["1", "2"]), help="Channels (default: 2 if it fits, else 1).")
@@ -56,22 +56,22 @@ def _wav_path(ctx, param, value):
 @click.option("--rx-mck", metavar="PIN")
 @click.option("--board", metavar="NAME", envvar="I2S_BOARD",
               help=f"Two-bus preset: {', '.join(LOOP_NAMES)} (default: detected).")
-@click.option("--ibuf", type=click.IntRange(min=64), metavar="BYTES", help="I2S DMA ring size of each bus.")
+@click.option("--ibuf", type=RING, metavar="BYTES", help="I2S DMA ring size of each bus.")
 @click.option("--timeout", type=DURATION, default="3s", show_default=True, metavar="DUR",
               help="Board gives up if the host is silent this long.")
 @click.option("--no-probe", is_flag=True, help="Skip measuring the link before streaming.")
 @click.option("--probe", "fresh_probe", is_flag=True, help="Measure the link even if remembered.")
 @click.option("--limits", "limits_file", type=click.Path(), metavar="FILE.toml",
               help="Limits from a TOML file (options below override it).")
-@click.option("--freq-tolerance", type=float, callback=_nonneg, metavar="FRACTION",
+@click.option("--freq-tolerance", type=FINITE, callback=_nonneg, metavar="FRACTION",
               help="Largest relative frequency error (default 0.005 = 0.5 %).")
-@click.option("--min-snr", type=float, metavar="DB")
-@click.option("--max-thd-n", type=float, metavar="DB", help="THD+N below the fundamental, e.g. -60.")
+@click.option("--min-snr", type=FINITE, metavar="DB")
+@click.option("--max-thd-n", type=FINITE, metavar="DB", help="THD+N below the fundamental, e.g. -60.")
 @click.option("--max-latency", type=DURATION, metavar="DUR", help="Path latency, board buffering taken out.")
 @click.option("--max-glitches", type=int, callback=_nonneg, metavar="N", help="Default 0.")
-@click.option("--min-level", type=float, metavar="DBFS")
-@click.option("--max-level", type=float, metavar="DBFS")
-@click.option("--min-window-snr", type=float, metavar="DB", help="Least SNR of any 20 ms window.")
+@click.option("--min-level", type=FINITE, metavar="DBFS")
+@click.option("--max-level", type=FINITE, metavar="DBFS")
+@click.option("--min-window-snr", type=FINITE, metavar="DB", help="Least SNR of any 20 ms window.")
 @click.option("--ignore-start", type=DURATION, callback=_nonneg, metavar="DUR",
               help="Start of the stimulus judged apart, by the start check (default 30ms).")
 @click.option("--max-start-glitches", type=int, callback=_nonneg, metavar="N",
@@ -190,9 +190,15 @@ def _test_finish(result: dict, reporter, as_json: bool, junit: str | None, plot:
     if save_recording:
         import soundfile
 
-        try:
-            soundfile.write(save_recording, rec.recorded, result["rate"],
-                            subtype="PCM_16" if result["bits"] == 16 else "PCM_32")
+        from i2scli import audio
+
+        try:  # written beside, then renamed over: a write that fails leaves what was there
+            with audio.replacing(save_recording) as temp:
+                soundfile.write(temp, rec.recorded, result["rate"], format="WAV",
+                                subtype="PCM_16" if result["bits"] == 16 else "PCM_32")
+        except audio.AudioError as e:
+            reporter.error(str(e))
+            code = code or Exit.FILE
         except (OSError, RuntimeError, soundfile.LibsndfileError) as e:
             reporter.error(f"cannot write {save_recording}: {getattr(e, 'strerror', None) or e}")
             code = code or Exit.FILE
