@@ -27,11 +27,14 @@ class Meter:
     def opened(self):
         pass
 
-    def put(self, written):
+    def put(self, written, flight=0):
         pass
 
     def pad(self, frames):
         pass
+
+    def dry(self):
+        return False
 
     def start(self, frames):
         self.t0 = time.ticks_ms()
@@ -65,8 +68,10 @@ class DmaMeter:
     after the first audio: those frames were invented (`lost`), each run of them one underrun
     (`events`). Exact while the board's I2S clock and ticks_us agree; a clock off by N ppm puts
     a boundary N ppm of the elapsed time away, so a count may be one half (hf frames) off per
-    underrun. A write that had to wait for room (longer than a half) finds the ring full:
-    the books are set to it, so drift does not add up. Integer maths on a clock re-anchored
+    underrun. A blocking write that had to wait for room (longer than a half) finds the ring
+    full: the books are set to it, so drift does not add up. Non-blocking (irq) writes give no
+    such sign: there the books drift by the clocks' difference over the stream (50 ppm is
+    about 80 frames a minute at 48 kHz, a ring of 16 kB lasts 85 ms = 4000 frames). Integer maths on a clock re-anchored
     every second: small ints on 32-bit ports, nothing allocated."""
 
     def __init__(self, rate, fb, bits, ring):
@@ -131,15 +136,23 @@ class DmaMeter:
         self.tw = time.ticks_us()
         self._advance(self.tw)
 
-    def put(self, written):
-        """After a write; `written` frames so far, this write's included."""
+    def put(self, written, flight=0):
+        """After a write; `written` frames so far, this write's included (`flight`: bytes of
+        it a non-blocking write may still hold outside the ring)."""
         now = time.ticks_us()
         self._advance(now)
-        self.r += (written - self.w) * self.fb
+        n = (written - self.w) * self.fb
+        self.r += n
         self.w = written
-        if self.r > self.cap or (time.ticks_diff(now, self.tw) > self.half_us and self.r > self.cap >> 1):
+        if self.r > self.cap + flight:
+            self.r = self.cap + flight
+        elif not flight and time.ticks_diff(now, self.tw) > self.half_us and self.r > self.cap >> 1:
             self.r = self.cap  # it waited for room: the ring is full
 
+    def dry(self):
+        """The DMA has run the ring dry since the audio began and it is still short."""
+        self._advance(time.ticks_us())
+        return self.spell and self.r < 128
 
     def pad(self, frames):
         """Frames written that are not the stream's audio (a lead-in of silence)."""

@@ -32,7 +32,7 @@ class Play(Stream):
             src = bytearray(P)
             full = memoryview(src)
         warm = self.warmup()
-        prime = Prime(self)
+        prime = keep = Prime(self)
         counted = 0
         self.mark("tx_start")
         while True:
@@ -44,6 +44,8 @@ class Play(Stream):
                     n = decode_data(self, coder, link.pbuf, n, src)
                     if n <= 0:
                         continue  # damaged: counted, never played
+                if prime is None:
+                    prime = self.dry(keep)
                 if prime is not None:  # held back until the ring can start well fed
                     view = full if n == P else memoryview(src)[:n]
                     if shift:

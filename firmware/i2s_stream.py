@@ -193,6 +193,15 @@ class Stream:
             return True
         return False
 
+    def dry(self, keep):
+        """The prime again (`keep`, emptied) once the DMA has run the ring dry: after a gap the
+        ring starts as full as at the start, so one gap is not followed by more."""
+        if self.meter.dry():
+            keep.n = 0
+            self.heap.stop()  # the prime copies with slices: the window ends here
+            return keep
+        return None
+
     def write_prime(self, prime):
         """The held-back audio into the ring at once; False when there is none."""
         if not prime.n:
@@ -200,7 +209,7 @@ class Stream:
         self.meter.tx(0)
         self.audio.write(prime.audio())
         self.mark("first_audio")
-        self.meter.put(self.frames)
+        self.meter.put(self.frames, prime.n if self.cfg.get("io") == "irq" else 0)
         return True
 
     def _play_out(self):

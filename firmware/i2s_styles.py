@@ -19,11 +19,6 @@ class Styles(Stream):
     def _on_io(self, _):
         self.io_done = True
 
-    def _io_wait(self):
-        while not self.io_done:
-            time.sleep_us(50)  # the callback runs from the scheduler between bytecodes
-        self.io_done = False
-
     def tx_irq(self):
         """Non-blocking writes: the DMA takes one buffer while the next frame is read into
         the other; the callback says when the ring has taken it. Primed as play is."""
@@ -33,7 +28,7 @@ class Styles(Stream):
         if coder is not None:  # decoded after the ring took the last write: one buffer does
             src = bytearray(P)
             full = memoryview(src)
-        prime = Prime(self)
+        prime = keep = Prime(self)
         self.held = prime.buf  # the DMA reads it after write() returns
         self.io_done = False  # set by the callback of the write in progress
         self.cb = self._on_io  # bound once: no allocation per frame
@@ -50,7 +45,7 @@ class Styles(Stream):
                 continue
             n = link.plen
             if busy:
-                self._io_wait()
+                _io_wait(self)
                 busy = False
             if coder is None:
                 view = link.pfull if n == P else memoryview(link.pbuf)[:n]
@@ -59,6 +54,7 @@ class Styles(Stream):
                 if n <= 0:
                     continue  # damaged: counted, never played
                 view = full if n == P else full[:n]
+            prime = prime or self.dry(keep)
             if prime is not None:
                 if self.hold(prime, view, n):
                     prime = None
@@ -70,11 +66,11 @@ class Styles(Stream):
                 link.swap()  # the DMA reads this payload while the next one is read
             busy = True
             self.frames += n // fb
-            meter.put(self.frames)
+            meter.put(self.frames, n)
         if prime is not None and self.reason == "end":
             busy = self.write_prime(prime)  # a short stream's all
         if busy:
-            self._io_wait()
+            _io_wait(self)
         meter.tx(self.frames)
         audio.irq(None)
         self._play_out()
@@ -98,7 +94,7 @@ class Styles(Stream):
         self.last = time.ticks_ms()
         meter = self.meter
         while True:
-            self._io_wait()
+            _io_wait(self)
             meter.after(self.frames + P // fb)
             buf, view = bufs[k]
             k ^= 1
@@ -129,7 +125,7 @@ class Styles(Stream):
         if coder is not None:
             src = bytearray(P)
             full = memoryview(src)
-        prime = Prime(self)
+        prime = keep = Prime(self)
         out = asyncio.StreamWriter(self.audio, {})
         self.mark("tx_start")
         while True:
@@ -144,6 +140,7 @@ class Styles(Stream):
                     if n <= 0:
                         continue  # damaged: counted, never played
                     view = full if n == P else full[:n]
+                prime = prime or self.dry(keep)
                 if prime is not None:
                     if self.hold(prime, view, n, False):
                         await _prime_async(self, out, prime)
@@ -204,3 +201,10 @@ async def _prime_async(s, out, prime):
     await out.drain()
     s.mark("first_audio")
     s.meter.put(s.frames)
+
+
+def _io_wait(s):
+    """Until the write or read in progress is done (its callback)."""
+    while not s.io_done:
+        time.sleep_us(50)  # the callback runs from the scheduler between bytecodes
+    s.io_done = False

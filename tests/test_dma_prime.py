@@ -66,3 +66,33 @@ def test_duplex_play_first_primes_its_ring(tmp_path):
     assert s["tx_frames"] == 4000
     assert np.array_equal(audio_on_wire(cap), p)
     assert (s["underruns"], s["lost_frames"]) == (0, 0)
+
+
+def zero_runs(audio: np.ndarray) -> list[int]:
+    """Lengths (frames) of the runs of silent stereo frames inside the audio."""
+    silent = np.all(audio.reshape(-1, 2) == 0, axis=1).astype(np.int8)
+    edges = np.diff(np.concatenate([[0], silent, [0]]))
+    return list(np.flatnonzero(edges == -1) - np.flatnonzero(edges == 1))
+
+
+def paused_midway(data: bytes, at: int, pause: float):
+    yield data[:at]
+    time.sleep(pause)
+    yield data[at:]
+
+
+@pytest.mark.parametrize("io", ["blocking", "irq", "asyncio"])
+def test_a_host_that_pauses_shows_its_gap_in_the_agents_own_count(io, tmp_path):
+    """No `_sim_stats` on the board: the count is the agent's own, from the DMA's rules and
+    its clock, as on a real board; it matches the zeros on the pins frame for frame."""
+    cap = tmp_path / "tx.wav"
+    p = pattern(12000)  # 1.5 s; a 0.256 s ring, then the host stops for 0.6 s after 1 s of audio
+    with connect(f"sim://rp2?tx_capture={cap}&sim_stats=no") as agent:
+        cfg = bus_cfg("rp2", "tx", rate=RATE, ibuf=8192, payload=PAYLOAD, io=io)
+        s = agent.play(cfg, paused_midway(p.tobytes(), 8000 * 4, 0.6))
+    assert s["reason"] == "end" and s["frames"] == 12000
+    on_wire = audio_on_wire(cap)
+    gaps = zero_runs(on_wire)
+    assert len(gaps) == 1 and gaps[0] >= 0.3 * RATE and gaps[0] % 32 == 0  # whole DMA halves
+    assert np.array_equal(on_wire[on_wire != 0], p)  # every sample, in order, around the gap
+    assert (s["underruns"], s["lost_frames"]) == (1, gaps[0])
