@@ -158,6 +158,8 @@ def main(source="uploaded", baud=0, baud0=0):
         if mode in ("tx", "rx"):
             where = "i2s"
             stream.audio = _open_i2s(cfg, mode)
+            if mode == "tx":
+                stream.meter.opened()  # the DMA runs from here: the meter's clock starts
             stream.mark("i2s_init")
         elif mode == "loop":
             where = "i2s"

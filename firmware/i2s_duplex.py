@@ -3,7 +3,7 @@
 import time
 from micropython import const
 
-from i2s_meter import Meter, RxMeter, rx_ring_frames
+from i2s_meter import RxMeter, rx_ring_frames, tx_meter
 from i2s_stream import _open_i2s, _pins, coded_buffers, decode_data, send_coded
 
 # copies of i2scli/protocol.py's (tests/test_protocol_source.py holds them to it)
@@ -101,14 +101,8 @@ class Switch:
         s.mark("delay_done")
         s.audio = _open_i2s(self.cfg, "tx", self.tx_pins)
         s.mark("tx_init")
+        self.tx_meter.opened()  # the DMA runs from here
         self._gap()
-        lead = self.cfg.get("lead_in_frames", 0) * s.fb
-        silence = bytearray(min(max(lead, 4), 1024))
-        while lead > 0:
-            n = min(lead, len(silence))
-            s.audio.write(silence if n == len(silence) else memoryview(silence)[:n])
-            lead -= n
-        s.mark("lead_in_done")
         self.switching = False
         s.link.send_json(_PHASE, {"phase": "tx"})
 
@@ -142,7 +136,7 @@ class Duplex(Switch):
         self.rx_frames = 0
         # the bus against the clock, as plain tx/rx streams do: an overrun is a gap in the recording
         self.rx_meter = RxMeter(cfg["rate"], rx_ring_frames(cfg["ibuf"]))
-        self.tx_meter = Meter(cfg["rate"], cfg["ibuf"] // stream.fb)
+        self.tx_meter = tx_meter(cfg, stream.fb)
 
     def record(self):
         """RX until rx_frames (or the host's SWITCH); meanwhile park pre-sent TX audio."""
@@ -196,11 +190,30 @@ class Duplex(Switch):
             self.filled.append(link.plen)
         return t
 
+    def _lead_in(self):
+        """Silence before the audio (the codec's settling), written just before it."""
+        s = self.s
+        lead = self.cfg.get("lead_in_frames", 0) * s.fb
+        silence = bytearray(min(max(lead, 4), 1024))
+        self.tx_meter.tx(0)
+        while lead > 0:
+            n = min(lead, len(silence))
+            s.audio.write(silence if n == len(silence) else memoryview(silence)[:n])
+            self.tx_meter.pad(n // s.fb)
+            lead -= n
+        s.mark("lead_in_done")
+
     def play(self):
-        """The parked audio first, then the host's frames until END (or SWITCH)."""
+        """The parked audio first (topped up to half a ring), then the host's frames until END
+        (or SWITCH)."""
         s, link, fb = self.s, self.s.link, self.s.fb
         coder = s.coder
         first = True
+        stop = _top_up(self)
+        if stop == _ABORT or stop == _TIMEOUT:
+            s.reason = "abort" if stop == _ABORT else "timeout"
+            return stop
+        self._lead_in()
         for i in range(len(self.filled)):
             n = self.filled[i]
             b, v = self.slots[i]
@@ -215,7 +228,12 @@ class Duplex(Switch):
                 s.mark("first_audio")
                 first = False
             s.frames += n // fb
+            self.tx_meter.put(s.frames)
         self.filled = []
+        if stop is not None:
+            s.reason = "end"
+            self.tx_meter.tx(s.frames)
+            return stop
         while True:
             t = link.read_frame(s.timeout)
             link.grant()
@@ -234,8 +252,10 @@ class Duplex(Switch):
                     s.mark("first_audio")
                     first = False
                 s.frames += n // fb
+                self.tx_meter.put(s.frames)
             elif t in (_END, _SWITCH, _ABORT, _TIMEOUT):
                 s.reason = {_END: "end", _SWITCH: "end", _ABORT: "abort", _TIMEOUT: "timeout"}[t]
+                self.tx_meter.tx(s.frames)  # the DMA's halves up to the end of the audio
                 return t
 
     def run(self):
@@ -265,3 +285,16 @@ class Duplex(Switch):
                 "switch_delay_us": self.delay, "overruns": self.rx_meter.events,
                 "underruns": self.tx_meter.events, "lost_frames": self.rx_meter.lost + self.tx_meter.lost,
                 "overrun_at": self.rx_meter.where()}
+
+
+def _top_up(dx):
+    """Hold back audio until half the ring's worth is parked (as Prime does for a plain play:
+    the DMA must not find the ring short right after the first write), the slots are full or
+    the host stops: that frame's type, or None."""
+    P = dx.s.payload
+    want = (dx.cfg["ibuf"] // 2 + P - 1) // P
+    while len(dx.filled) < want and len(dx.filled) < len(dx.slots):
+        t = dx._take(dx.s.timeout)
+        if t in (_END, _SWITCH, _ABORT, _TIMEOUT):
+            return t
+    return None

@@ -24,6 +24,18 @@ class Meter:
         self.events = 0
         self.lost = 0
 
+    def opened(self):
+        pass
+
+    def put(self, written, flight=0):
+        pass
+
+    def pad(self, frames):
+        pass
+
+    def dry(self):
+        return False
+
     def start(self, frames):
         self.t0 = time.ticks_ms()
         self.base = frames
@@ -45,6 +57,116 @@ class Meter:
         elif ahead >= self.rate and played >= self.rate:
             self.t0 = time.ticks_add(self.t0, 1000)
             self.base += self.rate
+
+
+class DmaMeter:
+    """TX on the ports whose DMA takes the ring in halves (rp2, stm32, mimxrt; docs/sim.md has
+    the sources): at the end of each DMA half of 128 bytes of stereo frames the port refills
+    it from the ring if the ring holds at least 128 bytes, else with zeros (`feed_dma`). The
+    agent keeps the same books: frames clocked since init by its own clock (ticks_us; half
+    boundaries every `hf` frames), bytes written, so it knows each half the DMA fed with zeros
+    after the first audio: those frames were invented (`lost`), each run of them one underrun
+    (`events`). Exact while the board's I2S clock and ticks_us agree; a clock off by N ppm puts
+    a boundary N ppm of the elapsed time away, so a count may be one half (hf frames) off per
+    underrun. A blocking write that had to wait for room (longer than a half) finds the ring
+    full: the books are set to it, so drift does not add up. Non-blocking (irq) writes give no
+    such sign: there the books drift by the clocks' difference over the stream (50 ppm is
+    about 80 frames a minute at 48 kHz, a ring of 16 kB lasts 85 ms = 4000 frames). Integer maths on a clock re-anchored
+    every second: small ints on 32-bit ports, nothing allocated."""
+
+    def __init__(self, rate, fb, bits, ring):
+        self.rate = rate
+        self.fb = fb
+        self.hf = 128 // (4 if bits == 16 else 8)  # frames a half (stereo in the DMA buffer)
+        self.hb = self.hf * fb  # ring bytes a half takes (mono: half of 128)
+        self.half_us = self.hf * 1000000 // rate
+        self.cap = ring  # bytes the ring holds
+        self.t = 0  # anchor (ticks_us) and frames clocked at it, less whole halves taken off
+        self.f = 0
+        self.b = 0  # half boundaries accounted since init (less the same)
+        self.r = 0  # bytes in the ring
+        self.w = 0  # frames written
+        self.tw = 0  # when the write in progress began
+        self.fed = False  # audio has reached the DMA
+        self.spell = False
+        self.events = 0
+        self.lost = 0
+
+    def opened(self):
+        """Right after the bus was made: its DMA starts at the end of init."""
+        self.t = time.ticks_us()
+        self.f = 0
+        self.b = 0
+
+    def _frames(self, now):
+        d = time.ticks_diff(now, self.t)
+        while d >= 1000000:
+            self.t = time.ticks_add(self.t, 1000000)
+            self.f += self.rate
+            d -= 1000000
+        r = self.rate
+        return self.f + ((d // 1000) * r + (d % 1000) * r // 1000) // 1000
+
+    def _advance(self, now):
+        """The half boundaries up to now: each takes a half of the ring, or invents zeros."""
+        n = self._frames(now) // self.hf - self.b
+        if n <= 0:
+            return
+        self.b += n
+        if self.f >= 0x100000:  # keep the books small: whole halves off both
+            k = self.f // self.hf
+            self.f -= k * self.hf
+            self.b -= k
+        d = 0
+        if self.r >= 128:
+            d = (self.r - 128) // self.hb + 1
+            if d > n:
+                d = n
+            self.r -= d * self.hb
+            self.fed = True
+            self.spell = False
+        if d < n and self.fed:
+            if not self.spell:
+                self.spell = True
+                self.events += 1
+            self.lost += (n - d) * self.hf
+
+    def tx(self, written):
+        """Before a write; `written` frames so far."""
+        self.tw = time.ticks_us()
+        self._advance(self.tw)
+
+    def put(self, written, flight=0):
+        """After a write; `written` frames so far, this write's included (`flight`: bytes of
+        it a non-blocking write may still hold outside the ring)."""
+        now = time.ticks_us()
+        self._advance(now)
+        n = (written - self.w) * self.fb
+        self.r += n
+        self.w = written
+        if self.r > self.cap + flight:
+            self.r = self.cap + flight
+        elif not flight and time.ticks_diff(now, self.tw) > self.half_us and self.r > self.cap >> 1:
+            self.r = self.cap  # it waited for room: the ring is full
+
+    def dry(self):
+        """The DMA has run the ring dry since the audio began and it is still short."""
+        self._advance(time.ticks_us())
+        return self.spell and self.r < 128
+
+    def pad(self, frames):
+        """Frames written that are not the stream's audio (a lead-in of silence)."""
+        self.r += frames * self.fb
+        if self.r > self.cap:
+            self.r = self.cap
+
+
+def tx_meter(cfg, fb):
+    """The TX meter for this port: the DMA's books where the port feeds halves from a ring,
+    else (esp32: ESP-IDF's DMA descriptors) the clock against the frames written."""
+    if sys.platform in ("rp2", "pyboard", "mimxrt", "linux"):
+        return DmaMeter(cfg["rate"], fb, cfg["bits"], cfg["ibuf"] - 1)
+    return Meter(cfg["rate"], cfg["ibuf"] // fb)
 
 
 # RX ring of each port in frames (docs/sim.md has the sources): the rp2, stm32 and mimxrt ring

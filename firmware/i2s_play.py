@@ -2,7 +2,7 @@
 # first when the stream is coded (the wire coder's Decoder). Nothing allocated per frame.
 from micropython import const
 
-from i2s_stream import Stream, decode_data
+from i2s_stream import Prime, Stream, decode_data
 
 # copies of i2scli/protocol.py's (tests/test_protocol_source.py holds them to it)
 _DATA = const(4)
@@ -32,6 +32,7 @@ class Play(Stream):
             src = bytearray(P)
             full = memoryview(src)
         warm = self.warmup()
+        prime = keep = Prime(self)
         counted = 0
         self.mark("tx_start")
         while True:
@@ -43,13 +44,23 @@ class Play(Stream):
                     n = decode_data(self, coder, link.pbuf, n, src)
                     if n <= 0:
                         continue  # damaged: counted, never played
-                if n == P:
+                if prime is None:
+                    prime = self.dry(keep)
+                if prime is not None:  # held back until the ring can start well fed
+                    view = full if n == P else memoryview(src)[:n]
+                    if shift:
+                        audio.shift(buf=view, bits=bits, shift=shift)
+                    if self.hold(prime, view, n):
+                        prime = None
+                elif n == P:
                     if shift:
                         audio.shift(buf=full, bits=bits, shift=shift)
                     meter.tx(self.frames)
                     audio.write(full)
+                    self.frames += n // fb
+                    meter.put(self.frames)
                     heap.mark()
-                    self.heap_last = self.frames + n // fb
+                    self.heap_last = self.frames
                 else:
                     heap.stop()
                     view = memoryview(src)[:n]
@@ -57,9 +68,8 @@ class Play(Stream):
                         audio.shift(buf=view, bits=bits, shift=shift)
                     meter.tx(self.frames)
                     audio.write(view)
-                if self.frames == 0:
-                    self.mark("first_audio")
-                self.frames += n // fb
+                    self.frames += n // fb
+                    meter.put(self.frames)
                 counted += 1
                 if counted == warm:
                     heap.start()
@@ -76,6 +86,9 @@ class Play(Stream):
             elif t == _KEEPALIVE:
                 pass
         heap.stop()
+        if prime is not None and self.reason == "end":
+            self.write_prime(prime)  # all of a short stream
+        meter.tx(self.frames)  # the DMA's halves up to END (a gap before the last bytes counts)
         self.heap_frames = self.heap_last - self.heap_first if heap.bytes or self.heap_last else 0
         if self.reason == "end":
             # play out: a ring of silence pushes the last audio onto the wire before deinit

@@ -6,7 +6,7 @@ import time
 from micropython import const
 
 from i2s_link import crc32
-from i2s_meter import Heap, Meter, RxMeter, rx_ring_frames
+from i2s_meter import Heap, RxMeter, rx_ring_frames, tx_meter
 
 # copies of i2scli/protocol.py's (tests/test_protocol_source.py holds them to it)
 _END = const(6)
@@ -103,7 +103,7 @@ class Stream:
         if cfg["mode"] == "rx":
             self.meter = RxMeter(cfg["rate"], rx_ring_frames(cfg["ibuf"]))
         else:
-            self.meter = Meter(cfg["rate"], cfg["ibuf"] // self.fb)
+            self.meter = tx_meter(cfg, self.fb)
         self.timeline = []
         self.audio = None
         self.t_start = time.ticks_us()
@@ -184,6 +184,34 @@ class Stream:
         has filled (TX) or been drained (RX) twice, after every first-use allocation."""
         return 8 + 2 * self.cfg["ibuf"] // max(self.payload, 1)
 
+    def hold(self, prime, view, n, write=True):
+        """A payload into the prime; True when it is full (and written, if `write`)."""
+        self.frames += n // self.fb
+        if prime.add(view, n):
+            if write:
+                self.write_prime(prime)
+            return True
+        return False
+
+    def dry(self, keep):
+        """The prime again (`keep`, emptied) once the DMA has run the ring dry: after a gap the
+        ring starts as full as at the start, so one gap is not followed by more."""
+        if self.meter.dry():
+            keep.n = 0
+            self.heap.stop()  # the prime copies with slices: the window ends here
+            return keep
+        return None
+
+    def write_prime(self, prime):
+        """The held-back audio into the ring at once; False when there is none."""
+        if not prime.n:
+            return False
+        self.meter.tx(0)
+        self.audio.write(prime.audio())
+        self.mark("first_audio")
+        self.meter.put(self.frames, prime.n if self.cfg.get("io") == "irq" else 0)
+        return True
+
     def _play_out(self):
         if self.reason == "end":
             # a ring of silence pushes the last audio onto the wire before deinit
@@ -244,6 +272,33 @@ class Stream:
             link.out.write(buf, 0, _HDR + n + 4)
         else:
             link.out.write(buf, 0, _HDR + n)
+
+
+class Prime:
+    """The audio a TX stream holds back before its first write. A port's DMA runs from init:
+    rp2, stm32 and mimxrt refill each 128-byte DMA half from the ring only when it holds a
+    whole half, else send a half of zeros (`feed_dma`), and ESP-IDF's DMA plays a cleared
+    buffer when the writer is late. A first write of one payload, with the next one still on
+    the link, would be played out and followed by zeros in the middle of the audio. So the
+    stream keeps its first payloads here until half the ring's worth (whole payloads) is in
+    hand, or the audio ends, and writes them at once: the ring then starts half full and
+    fills from the link, which is faster than the bus for every stream that fits."""
+
+    def __init__(self, s):
+        P = s.payload
+        k = (s.cfg["ibuf"] // 2 + P - 1) // P
+        self.buf = bytearray((k if k > 1 else 1) * P)
+        self.n = 0
+        self.P = P
+
+    def add(self, view, n):
+        """Keep n bytes of view; True when no further payload fits: time to write."""
+        self.buf[self.n:self.n + n] = view if n == len(view) else memoryview(view)[:n]
+        self.n += n
+        return self.n + self.P > len(self.buf)
+
+    def audio(self):
+        return memoryview(self.buf)[:self.n]
 
 
 # -- wire coding, shared by the blocking streams (i2s_play, i2s_record) and the irq/asyncio styles

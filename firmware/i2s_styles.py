@@ -3,7 +3,7 @@
 import time
 from micropython import const
 
-from i2s_stream import Stream, coded_buffers, decode_data, send_coded
+from i2s_stream import Prime, Stream, coded_buffers, decode_data, send_coded
 
 # copies of i2scli/protocol.py's (tests/test_protocol_source.py holds them to it)
 _DATA = const(4)
@@ -19,20 +19,18 @@ class Styles(Stream):
     def _on_io(self, _):
         self.io_done = True
 
-    def _io_wait(self):
-        while not self.io_done:
-            time.sleep_us(50)  # the callback runs from the scheduler between bytecodes
-        self.io_done = False
-
     def tx_irq(self):
         """Non-blocking writes: the DMA takes one buffer while the next frame is read into
-        the other; the callback says when the ring has taken it."""
+        the other; the callback says when the ring has taken it. Primed as play is."""
         link, audio, fb, P = self.link, self.audio, self.fb, self.payload
         coder = self.coder
+        meter = self.meter
         if coder is not None:  # decoded after the ring took the last write: one buffer does
             src = bytearray(P)
             full = memoryview(src)
-        self.io_done = True
+        prime = keep = Prime(self)
+        self.held = prime.buf  # the DMA reads it after write() returns
+        self.io_done = False  # set by the callback of the write in progress
         self.cb = self._on_io  # bound once: no allocation per frame
         audio.irq(self.cb)
         busy = False
@@ -45,24 +43,38 @@ class Styles(Stream):
                 if t in (_END, _ABORT, _TIMEOUT):
                     break
                 continue
-            if busy:
-                self._io_wait()
-                busy = False
             n = link.plen
+            if busy:
+                _io_wait(self)
+                busy = False
             if coder is None:
-                audio.write(link.pfull if n == P else memoryview(link.pbuf)[:n])
-                link.swap()  # the DMA reads this payload while the next one is read
+                view = link.pfull if n == P else memoryview(link.pbuf)[:n]
             else:
                 n = decode_data(self, coder, link.pbuf, n, src)
                 if n <= 0:
                     continue  # damaged: counted, never played
-                audio.write(full if n == P else full[:n])
+                view = full if n == P else full[:n]
+            prime = prime or self.dry(keep)
+            if prime is not None:
+                if self.hold(prime, view, n):
+                    prime = None
+                    busy = True
+                continue
+            meter.tx(self.frames)
+            audio.write(view)
+            if coder is None:
+                link.swap()  # the DMA reads this payload while the next one is read
             busy = True
             self.frames += n // fb
+            meter.put(self.frames, n)
+        if prime is not None and self.reason == "end":
+            busy = self.write_prime(prime)  # a short stream's all
         if busy:
-            self._io_wait()
+            _io_wait(self)
+        meter.tx(self.frames)
         audio.irq(None)
         self._play_out()
+        self.held = None
         self.mark("tx_end")
 
     def rx_irq(self):
@@ -82,7 +94,7 @@ class Styles(Stream):
         self.last = time.ticks_ms()
         meter = self.meter
         while True:
-            self._io_wait()
+            _io_wait(self)
             meter.after(self.frames + P // fb)
             buf, view = bufs[k]
             k ^= 1
@@ -104,14 +116,16 @@ class Styles(Stream):
         self.mark("rx_end")
 
     async def tx_async(self):
-        """asyncio.StreamWriter on the I2S object (frames are read from the host as usual)."""
+        """asyncio.StreamWriter on the I2S object (frames read from the host as usual), primed."""
         import asyncio
 
         link, fb, P = self.link, self.fb, self.payload
         coder = self.coder
+        meter = self.meter
         if coder is not None:
             src = bytearray(P)
             full = memoryview(src)
+        prime = keep = Prime(self)
         out = asyncio.StreamWriter(self.audio, {})
         self.mark("tx_start")
         while True:
@@ -120,17 +134,29 @@ class Styles(Stream):
             if t == _DATA:
                 n = link.plen
                 if coder is None:
-                    out.write(link.pfull if n == P else memoryview(link.pbuf)[:n])
+                    view = link.pfull if n == P else memoryview(link.pbuf)[:n]
                 else:
                     n = decode_data(self, coder, link.pbuf, n, src)
                     if n <= 0:
                         continue  # damaged: counted, never played
-                    out.write(full if n == P else full[:n])
+                    view = full if n == P else full[:n]
+                prime = prime or self.dry(keep)
+                if prime is not None:
+                    if self.hold(prime, view, n, False):
+                        await _prime_async(self, out, prime)
+                        prime = None
+                    continue
+                meter.tx(self.frames)
+                out.write(view)
                 await out.drain()
                 self.frames += n // fb
+                meter.put(self.frames)
             elif t in (_END, _ABORT, _TIMEOUT):
                 self.reason = "end" if t == _END else "abort" if t == _ABORT else "timeout"
                 break
+        if prime is not None and self.reason == "end" and prime.n:
+            await _prime_async(self, out, prime)
+        meter.tx(self.frames)
         self._play_out()
         self.mark("tx_end")
 
@@ -166,3 +192,19 @@ class Styles(Stream):
             if not self.host_poll():
                 break
         self.mark("rx_end")
+
+
+async def _prime_async(s, out, prime):
+    """The held-back audio (Prime) into the ring through the StreamWriter."""
+    s.meter.tx(0)
+    out.write(prime.audio())
+    await out.drain()
+    s.mark("first_audio")
+    s.meter.put(s.frames)
+
+
+def _io_wait(s):
+    """Until the write or read in progress is done (its callback)."""
+    while not s.io_done:
+        time.sleep_us(50)  # the callback runs from the scheduler between bytecodes
+    s.io_done = False

@@ -241,13 +241,8 @@ def test_the_seeds_other_transfer_styles(io, tmp_path):
 
         assert s["frames"] == 8000
         assert np.array_equal(np.frombuffer(b"".join(got), "<i2").reshape(-1, 2), ramp_samples(0, 8000, 16, 2))
-    wire = capture_after_silence(cap)
-    if io == "irq":
-        assert np.array_equal(wire[: len(pattern)], pattern)
-    else:
-        # asyncio polls the I2S stream; on the virtual board its first poll comes late enough
-        # to underrun once, so check that every sample arrived, in order, around the silence
-        assert np.array_equal(wire[wire != 0][: len(pattern)], pattern)
+    # both styles hold their first payloads back until half the ring is in hand: no gap
+    assert np.array_equal(capture_after_silence(cap)[: len(pattern)], pattern)
 
 
 def test_an_installed_agent_imports_each_mode_when_a_start_needs_it(sim, tmp_path):

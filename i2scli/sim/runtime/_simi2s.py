@@ -4,6 +4,7 @@ import utime as _t
 import micropython as _mp
 import io as _io
 import _chan
+import _simdma
 import _simport as _port
 from _simport import _EINVAL, _EPERM, _get_int, _type_name  # noqa: F401
 from _simpin import Pin, _pin_find, _pin_index, _pin_event, _pmode  # noqa: F401
@@ -286,6 +287,8 @@ class _I2S(_io.IOBase):
                 cap = max(ibuf // 2048, 2) * 256 * fb
             else:
                 cap = (ibuf // 8) * fb
+        elif fam in ("rp2", "stm32", "mimxrt"):
+            cap = ibuf - 1  # extmod/machine_i2s.c ringbuf: one byte tells full from empty
         else:
             cap = (ibuf // fb) * fb
         if cap < fb:
@@ -378,7 +381,10 @@ class _I2S(_io.IOBase):
         self._clk += n
         if self._tx:
             if self._hf:
-                self._out_dma(n)
+                if self._nb:  # a non-blocking write moves at the DMA's interrupts
+                    _simdma.tx_steps(self, n)
+                else:
+                    self._out_dma(n)
                 return
             h = self._ring // self._fb
             if n <= h:
@@ -735,7 +741,7 @@ class _I2S(_io.IOBase):
             k = self._cap - self._ring
             if k > self._end - self._off:
                 k = self._end - self._off
-            if k > 0:
+            if k > 0 and not self._hf:  # (with DMA halves: at their interrupts, _simdma)
                 self._accept(self._nb_buf, k)
         else:
             now = self._end - self._off
@@ -755,7 +761,10 @@ class _I2S(_io.IOBase):
     def _nb_wait(self, now):
         """us until this object's non-blocking work can progress."""
         if self._tx:
-            f = self._tx_wait_frames(self._end - self._off)
+            if self._hf:
+                f = _simdma.nb_wait_frames(self) if self._off < self._end else 0
+            else:
+                f = self._tx_wait_frames(self._end - self._off)
         else:
             f = self._end - self._off
             f = self._rx_wait_frames(f if f <= self._cap else self._chunk)
