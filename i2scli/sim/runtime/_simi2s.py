@@ -579,8 +579,9 @@ class _I2S(_io.IOBase):
 
     def _write_blocking(self, buf):
         n = self._end - self._off
+        t = _ticks_us()
         while True:
-            self._tick(_ticks_us())
+            self._tick(t)
             k = self._cap - self._ring
             if k > 0:
                 if k > self._end - self._off:
@@ -590,7 +591,11 @@ class _I2S(_io.IOBase):
                     return n
             k = self._tx_wait_frames(self._end - self._off)
             if k:
-                _sleep_until(self._wake_at(k))
+                # The ring is accounted at the instant room comes, not when the sleep
+                # returned: the port's loop moves the next bytes at once, and whatever
+                # kept this process from running then was the host, not the board.
+                t = self._wake_at(k)
+                _sleep_until(t)
 
     def readinto(self, buf, nb=-1):
         if _port.npend:
@@ -624,11 +629,13 @@ class _I2S(_io.IOBase):
         n = self._end
         self._tick(_ticks_us())  # what came before the call (may overrun)
         while self._ring < n:
-            _sleep_until(self._wake_at((n - self._ring) // self._fb))
-            # A real port copies out of the ring while it waits, so frames
-            # arriving during the call are not lost when the wake-up is late.
+            t = self._wake_at((n - self._ring) // self._fb)
+            _sleep_until(t)
+            # A real port copies out of the ring while it waits, so frames arriving
+            # during the call are not lost; the call ends when the last one came (the
+            # ring's schedule, not when this process ran again: see _write_blocking).
             self._grace = n
-            self._tick(_ticks_us())
+            self._tick(t)
             self._grace = 0
         self._take(buf, n)
         return n
@@ -636,15 +643,21 @@ class _I2S(_io.IOBase):
     def _read_blocking_big(self, buf):
         # the buffer is larger than the ring: read it in pieces (allocates)
         n = self._end
+        self._tick(_ticks_us())  # what came before the call (may overrun)
         while self._off < n:
-            self._tick(_ticks_us())
             rem = n - self._off
             if self._ring >= self._chunk or self._ring >= rem:
                 k = self._ring if self._ring < rem else rem
                 self._take_at(buf, self._off, k)
                 self._off += k
             else:
-                _sleep_until(self._wake_at(self._rx_wait_frames(self._chunk)))
+                rem = self._wake_at(self._rx_wait_frames(self._chunk))
+                _sleep_until(rem)
+                # as in _read_blocking: the port copies out as frames come while it
+                # waits, on the ring's schedule
+                self._grace = n - self._off
+                self._tick(rem)
+                self._grace = 0
         return n
 
     def ioctl(self, req, arg):
