@@ -42,7 +42,7 @@ def upstream(path: str) -> str:
 
 # -- MicroPython's own rate test ----------------------------------------------------------------
 # every profile whose sys.platform the test has pins for ("pyboard", "rp2", "mimxrt", "esp32")
-RATE_TEST_PROFILES = ["stm32", "rp2", "mimxrt", "esp32", "esp32s3"]
+RATE_TEST_PROFILES = ["stm32", "pybd", "rp2", "mimxrt", "esp32", "esp32s3"]
 
 
 @pytest.mark.parametrize("profile", RATE_TEST_PROFILES)
@@ -93,6 +93,7 @@ for mode, sd in ((I2S.TX, {tx_sd}), (I2S.RX, {rx_sd})):
 OWN_PINS = {
     "openmv": (2, "Pin('P2')", "Pin('P3')", "Pin('P0')", "Pin('P1')"),
     "stm32": (2, "Pin('Y6')", "Pin('Y5')", "Pin('Y8')", "Pin('Y8')"),
+    "pybd": (1, "Pin('X6')", "Pin('X5')", "Pin('X8')", "Pin('X8')"),
     "rp2": (1, "Pin(10)", "Pin(11)", "Pin(12)", "Pin(12)"),
     "esp32": (1, "Pin(26)", "Pin(27)", "Pin(25)", "Pin(35)"),
     "esp32s3": (0, "Pin(40)", "Pin(41)", "Pin(42)", "Pin(42)"),
@@ -133,27 +134,33 @@ def test_teensy_i2s_table_is_the_boards():
     assert PROFILES["mimxrt"].i2s.ids == (1, 2)
 
 
-def test_pyboard_i2s_table_is_the_chips_af_table():
-    """i2s_pins.PYBV11 is every I2S2 alternate function that stm32f405_af.csv gives a pad of
-    PYBV11/pins.csv, in the order make-pins.py lists them; PYBV11 builds I2S2 only."""
-    af = upstream("ports/stm32/boards/stm32f405_af.csv")
-    board = upstream("ports/stm32/boards/PYBV11/mpconfigboard.h")
-    assert "MICROPY_HW_I2S2" in board and "MICROPY_HW_I2S1" not in board
-    assert PROFILES["stm32"].i2s.ids == (2,)
-    on_board = {cpu for _, cpu in (row.split(",") for row in pins.PYBV11_CSV.split())}
+@pytest.mark.parametrize("profile,board,af_file,units", [
+    ("stm32", "PYBV11", "stm32f405_af.csv", (2,)),
+    ("pybd", "PYBD_SF2", "stm32f722_af.csv", (1, 2)),
+])
+def test_stm32_i2s_table_is_the_chips_af_table(profile, board, af_file, units):
+    """The profile's pad table is every I2S alternate function of the buses the board builds
+    (MICROPY_HW_I2Sn) that the chip's af.csv gives a pad of the board's pins.csv, in the order
+    make-pins.py lists them (I2S2ext_SD: type EXTSD)."""
+    af = upstream(f"ports/stm32/boards/{af_file}")
+    conf = upstream(f"ports/stm32/boards/{board}/mpconfigboard.h")
+    built = tuple(u for u in (1, 2, 3) if re.search(rf"#define MICROPY_HW_I2S{u}\b", conf))
+    prof = PROFILES[profile]
+    assert built == units == prof.i2s.ids
+    on_board = {cpu.lstrip("-") for cpu in (row.split(",")[1] for row in upstream(
+        f"ports/stm32/boards/{board}/pins.csv").split())}
     want = []
     for line in af.splitlines()[2:]:
         cells = [c.strip() for c in line.split(",")]
-        pad = cells[1]
-        if pad not in on_board:
+        if cells[1] not in on_board:
             continue
         for cell in cells[2:18]:
             for name in cell.split("/"):
                 m = re.fullmatch(r"I2S(\d)(ext)?_(\w+)", name)
-                if m and m[1] == "2":
+                if m and int(m[1]) in built:
                     fn = {"CK": "sck", "WS": "ws", "SD": "sd", "MCK": "mck"}[m[3]]
-                    want.append((2, "ext" + fn if m[2] else fn, None, pins.PYBV11.id_of(pad[1:])))
-    assert i2s_pins.PYBV11 == tuple(want)
+                    want.append((int(m[1]), "ext" + fn if m[2] else fn, None, prof.pins.id_of(cells[1][1:])))
+    assert prof.i2s.pin_map == tuple(want)
 
 
 def test_mimxrt_rates_are_the_ports():
@@ -226,6 +233,21 @@ def test_pyboard_pads_by_the_ports_rules(transport):
         assert error_of(t, code) == f"ValueError: {said}", code
 
 
+def test_pyboard_d_has_both_buses(transport):
+    t = raw(transport, "sim://pybd")
+    ok(t, f"I2S(1, sck=Pin('X6'), ws=Pin('X5'), sd=Pin('X8'), mode=I2S.TX, {ARGS}")
+    ok(t, f"I2S(1, sck=Pin('W29'), ws=Pin('W16'), sd=Pin('Y4'), mode=I2S.RX, {ARGS}")
+    ok(t, f"I2S(2, sck=Pin('Y6'), ws=Pin('Y5'), sd=Pin('Y8'), mode=I2S.RX, {ARGS}")
+    ok(t, f"I2S(2, sck=Pin.cpu.I1, ws=Pin('Y3'), sd=Pin.cpu.I3, mode=I2S.TX, {ARGS}")
+    assert error_of(t, f"I2S(2, sck=Pin('X6'), ws=Pin('Y5'), sd=Pin('Y8'), mode=I2S.TX, {ARGS}") \
+        == "ValueError: invalid SCK pin"  # X6 carries I2S1_CK, not I2S2's
+    assert error_of(t, f"I2S(1, sck=Pin('X6'), ws=Pin('X5'), sd=Pin('X11'), mode=I2S.TX, {ARGS}") \
+        == "ValueError: invalid SD pin"  # X11: I2S1_MCK
+    assert error_of(t, f"I2S(3, sck=Pin('X6'), ws=Pin('X5'), sd=Pin('X8'), mode=I2S.TX, {ARGS}") \
+        == "ValueError: invalid id"
+    assert t.eval("__import__('machine').freq()") == 120_000_000
+
+
 def test_pico_any_gpio_with_ws_after_sck(transport):
     t = raw(transport, "sim://rp2")
     ok(t, f"I2S(0, sck=Pin(0), ws=Pin(1), sd=Pin(2), mode=I2S.TX, {ARGS}")
@@ -260,7 +282,7 @@ def test_sim_facts_agree_with_the_targets():
     from i2scli.targets import esp32 as t_esp32
 
     pairs = {"esp32": "esp32", "esp32s3": "esp32s3", "mimxrt": "teensy41", "rp2": "pico",
-             "stm32": "pyboard", "openmv": "openmv", "fast": "virtual"}
+             "stm32": "pyboard", "pybd": "pybd", "openmv": "openmv", "fast": "virtual"}
     for prof_name, target_name in pairs.items():
         prof = PROFILES[prof_name]
         tgt = targets.detect({"platform": prof.platform, "machine": prof.machine})

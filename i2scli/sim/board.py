@@ -90,7 +90,7 @@ def _pipe_fill(fd: int) -> int:
 
 # The board's clock trails now_us() by at most this (runtime/_simport.py LAG_MAX): the part of
 # a late wake-up of the board process that the host's scheduler caused.
-BOARD_LAG_MAX_US = 50_000
+BOARD_LAG_MAX_US = 250_000
 
 
 def now_us() -> int:

@@ -60,6 +60,35 @@ _PYBV11_CPU = (
 )
 PYBV11 = tuple((i, fn, mode, pin_tables.PYBV11.id_of(pad)) for i, fn, mode, pad in _PYBV11_CPU)
 
+# -- pyboard D SF2W (stm32) ------------------------------------------------------------------
+# ports/stm32/boards/stm32f722_af.csv, the I2S1 and I2S2 cells of the pads
+# ports/stm32/boards/PYBD_SF2/pins.csv names; PYBD_SF2/mpconfigboard.h lines 155-156 build
+# I2S1 and I2S2 (I2S3's cells are left out by make-pins.py).
+_PYBD_SF2_CPU = (
+    (1, "ws", None, "A4"),  # X5, AF5 SPI1_NSS/I2S1_WS
+    (1, "sck", None, "A5"),  # X6, AF5 SPI1_SCK/I2S1_CK
+    (1, "sd", None, "A7"),  # X8, AF5 SPI1_MOSI/I2S1_SD
+    (2, "sck", None, "A9"),  # Y1, AF5 SPI2_SCK/I2S2_CK
+    (1, "ws", None, "A15"),  # W16
+    (1, "sck", None, "B3"),  # W29
+    (2, "ws", None, "B4"),  # Y3, AF7 SPI2_NSS/I2S2_WS
+    (1, "sd", None, "B5"),  # Y4
+    (2, "ws", None, "B9"),  # X10
+    (2, "sck", None, "B10"),  # Y9
+    (2, "ws", None, "B12"),  # Y5
+    (2, "sck", None, "B13"),  # Y6
+    (2, "sd", None, "B15"),  # W72 (USB_HS_DP)
+    (2, "sd", None, "C1"),  # W24
+    (2, "sd", None, "C3"),  # Y8
+    (1, "mck", None, "C4"),  # X11
+    (2, "mck", None, "C6"),  # W27B
+    (2, "sck", None, "D3"),  # W18
+    (2, "ws", None, "I0"),  # W5B
+    (2, "sck", None, "I1"),  # W9B
+    (2, "sd", None, "I3"),  # a CPU name only
+)
+PYBD_SF2 = tuple((i, fn, mode, pin_tables.PYBD_SF2.id_of(pad)) for i, fn, mode, pad in _PYBD_SF2_CPU)
+
 # -- OpenMV Cam H7 Plus (stm32, OpenMV's MicroPython) ------------------------------------------
 # OpenMV's machine.I2S documentation: I2S(2) shares SPI(2)'s pads, SCK on P2 (B13), WS on P3
 # (B12), TX SD on P0 (B15, SPI2_MOSI/I2S2_SDO), RX SD on P1 (B14, SPI2_MISO/I2S2_SDI). The

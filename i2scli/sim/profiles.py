@@ -75,6 +75,7 @@ class Profile:
     heap: int = 256 * 1024  # MicroPython heap, bytes
     native: bool = True  # a native code emitter (viper); False: a build without MICROPY_EMIT_NATIVE
     uart_repl: bool = False  # machine.UART exists and UART(0) is a REPL UART (esp32 port)
+    cpu_hz: int | None = None  # machine.freq() where the port's usual figure is not the board's
     usb_id: tuple[int, int] | None = None  # native USB (VID, PID); bridged boards: the bridge's
     bridge: str | None = None  # default USB-UART bridge (profiles whose link is a UART)
 
@@ -116,6 +117,21 @@ PROFILES: dict[str, Profile] = {
         vcp=True,
         dir_pin="Y4",
         heap=100 * 1024,
+        usb_id=(0xF055, 0x9800),
+    ),
+    "pybd": Profile(
+        name="pybd",
+        description="pyboard D SF2W (stm32 port): I2S(1) on X6 (SCK), X5 (WS), X8 (SD); I2S(2) on Y6, Y5, Y8",
+        platform="pyboard",
+        machine="PYBD-SF2W with STM32F722IEK",
+        release="1.28.0",
+        pins=pin_tables.PYBD_SF2,
+        link=Link(STDIN_IN, USB_FS_OUT, 1024, "drop", vcp_in_rate=VCP_IN, usb_bus=USB_FS_BULK),
+        i2s=I2SRules(ids=(1, 2), pin_map=i2s_pins.PYBD_SF2),
+        vcp=True,
+        dir_pin="Y4",
+        heap=160 * 1024,
+        cpu_hz=120_000_000,
         usb_id=(0xF055, 0x9800),
     ),
     "rp2": Profile(

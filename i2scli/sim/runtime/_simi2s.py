@@ -88,7 +88,6 @@ def _sleep_until(wake):
                 w = 20
             if w < d:
                 d = w
-        _port.accrue()
         lag = _port.lag
         if lag >= d:
             _port.lag = lag - d  # the board's clock catches up without sleeping
@@ -612,9 +611,7 @@ class _I2S(_io.IOBase):
         self._off = 0
         self._end = n
         if self._io == _BLOCKING:
-            if n <= self._cap:
-                return self._read_blocking(buf)
-            return self._read_blocking_big(buf)
+            return self._read_blocking(buf)
         if self._io == _NON_BLOCKING:
             return self._start_nb(buf)
         # asyncio: whatever whole frames are there now
@@ -632,32 +629,14 @@ class _I2S(_io.IOBase):
             t = self._wake_at((n - self._ring) // self._fb)
             _sleep_until(t)
             # A real port copies out of the ring while it waits, so frames arriving
-            # during the call are not lost; the call ends when the last one came (the
-            # ring's schedule, not when this process ran again: see _write_blocking).
+            # during the call are not lost (a buffer larger than the ring too: taken
+            # whole at the end, in one piece, allocating nothing); the call ends when the
+            # last one came (the ring's schedule, not when this process ran again: see
+            # _write_blocking).
             self._grace = n
             self._tick(t)
             self._grace = 0
         self._take(buf, n)
-        return n
-
-    def _read_blocking_big(self, buf):
-        # the buffer is larger than the ring: read it in pieces (allocates)
-        n = self._end
-        self._tick(_ticks_us())  # what came before the call (may overrun)
-        while self._off < n:
-            rem = n - self._off
-            if self._ring >= self._chunk or self._ring >= rem:
-                k = self._ring if self._ring < rem else rem
-                self._take_at(buf, self._off, k)
-                self._off += k
-            else:
-                rem = self._wake_at(self._rx_wait_frames(self._chunk))
-                _sleep_until(rem)
-                # as in _read_blocking: the port copies out as frames come while it
-                # waits, on the ring's schedule
-                self._grace = n - self._off
-                self._tick(rem)
-                self._grace = 0
         return n
 
     def ioctl(self, req, arg):

@@ -15,33 +15,28 @@ _EPERM = 1
 _EINVAL = 22
 
 # -- the board's clock ---------------------------------------------------------------------------
-# A real board wakes from a sleep on time; the board process wakes when the host's scheduler runs
-# it, up to tens of ms late on a loaded machine. That delay is the host's, not the board's: the
-# board's clock (ticks_us and everything timed by it: I2S rings, events) trails the host's
-# monotonic clock by `lag` µs, the part of the last wake-up's lateness the host caused (the rise
-# of the process's run-queue wait, /proc/self/schedstat, during the sleep), and the run-queue
-# wait while it had work to do, and its waits for the simulator's own model; at most LAG_MAX.
-# The next sleeps take it back before sleeping on the host, so it never adds up: over any stretch
-# that has sleeps the board's clock runs at the host's rate. A stopped process (a `hang` fault)
-# or one busy on its own work is not waiting in the run queue: that time stays the board's.
+# A real board runs whenever it has work: nothing takes its CPU away, and it wakes from a sleep
+# on time. The board process waits whenever the host's scheduler runs others, up to tens of ms
+# on a loaded machine; that time is the host's, not the board's. So the board's clock (ticks_us,
+# and everything timed by it: I2S rings, events) trails the host's monotonic clock by `lag` µs:
+# the process's waits for a CPU (its run-queue wait, /proc/self/schedstat, looked at whenever
+# the board reads its clock) and its waits for the simulator's own model (_chan), at most
+# LAG_MAX. The board's sleeps take the lag back before sleeping on the host (_simi2s.py
+# _sleep_until), so it never adds up: over any stretch with sleeps, the board's clock runs at
+# the host's rate. A stopped process (a `hang` fault) is not waiting for a CPU: that time, like
+# the time the board spends on its own work, stays the board's.
 _ticks_us = _t.ticks_us
 _ticks_add = _t.ticks_add
 _ticks_diff = _t.ticks_diff
-_sleep_us = _t.sleep_us
+sleep_host = _t.sleep_us  # sleep on the host's clock (its lateness is accounted by accrue)
 lag = 0
-LAG_MAX = 50000  # µs; i2scli/sim/board.py keeps loopback frames this much longer
-_SLOP = 100  # µs of lateness any sleep has (timer slack): not worth asking the kernel about
+LAG_MAX = 250000  # µs; i2scli/sim/board.py keeps loopback frames this much longer
 try:
     _sched = open("/proc/self/schedstat", "rb")  # before the board's filesystem hides /proc
 except OSError:  # pragma: no cover
     _sched = None
 _sbuf = bytearray(64)
 _w_last = -1  # the run-queue wait (µs) at the last look
-
-
-def now():
-    """The board's ticks_us(): the host's, less the lag."""
-    return _ticks_add(_ticks_us(), -lag)
 
 
 def _run_wait_us():
@@ -65,15 +60,8 @@ def _run_wait_us():
     return v // 1000
 
 
-def host_us():
-    """The host's clock (µs), for timing a wait that is the simulator's and not the board's."""
-    return _ticks_us()
-
-
-def waited(t0):
-    """The host's time since t0 was spent on the simulator's work: the board's clock skips it."""
+def _add(d):
     global lag
-    d = _ticks_diff(_ticks_us(), t0)
     if d > LAG_MAX - lag:
         d = LAG_MAX - lag
     if d > 0:
@@ -81,36 +69,34 @@ def waited(t0):
 
 
 def accrue():
-    """The run-queue wait since the last look (the host ran others while the board had work)
-    becomes lag."""
-    global lag, _w_last
+    """The run-queue wait since the last look becomes lag."""
+    global _w_last
     w = _run_wait_us()
     if w < 0:
         return
-    d = w - _w_last if _w_last >= 0 else 0
+    if _w_last >= 0:
+        _add(w - _w_last)
     _w_last = w
-    if d > LAG_MAX - lag:
-        d = LAG_MAX - lag
-    if d > 0:
-        lag += d
 
 
-def sleep_host(us):
-    """Sleep `us` µs of the host's time; the host-caused part of a late wake-up becomes lag."""
-    global lag, _w_last
-    t = _ticks_us()
-    _sleep_us(us)
-    late = _ticks_diff(_ticks_us(), t) - us
-    if late > _SLOP and _w_last >= 0:
-        w = _run_wait_us()
-        host = w - _w_last
-        _w_last = w
-        if late > host:
-            late = host
-        if late > LAG_MAX - lag:
-            late = LAG_MAX - lag
-        if late > 0:
-            lag += late
+def now():
+    """The board's ticks_us(): the host's, less the lag."""
+    accrue()
+    return _ticks_add(_ticks_us(), -lag)
+
+
+def host_us():
+    """The host's clock (µs), for timing a wait that is the simulator's and not the board's."""
+    return _ticks_us()
+
+
+def waited(t0):
+    """The host's time since t0 was spent on the simulator's work: the board's clock skips it
+    (the run-queue wait in it counted once)."""
+    global _w_last
+    _add(_ticks_diff(_ticks_us(), t0))
+    if _w_last >= 0:
+        _w_last = _run_wait_us()
 
 
 def _type_name(x):
@@ -136,6 +122,6 @@ def configure(prof):
     else:
         family = "rp2"
     rules = prof.get("i2s")
-    freq = {"stm32": 480000000 if "H7" in machine_str else 168000000,
+    freq = prof.get("cpu_hz") or {"stm32": 480000000 if "H7" in machine_str else 168000000,
             "rp2": 125000000, "esp32": 160000000, "mimxrt": 600000000,
             "alif": 400000000}[family]
