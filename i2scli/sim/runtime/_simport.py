@@ -33,6 +33,8 @@ lag = 0
 LAG_MAX = 250000  # µs; i2scli/sim/board.py keeps loopback frames this much longer
 try:
     _sched = open("/proc/self/schedstat", "rb")  # before the board's filesystem hides /proc
+    _sched.seek(0)
+    _sched.readinto(bytearray(64))
 except OSError:  # pragma: no cover
     _sched = None
 _sbuf = bytearray(64)
@@ -40,22 +42,27 @@ _w_last = -1  # the run-queue wait (µs) at the last look
 
 
 def _run_wait_us():
-    """The process's total run-queue wait so far (µs), or -1 when the kernel does not say."""
+    """The process's total run-queue wait so far (µs), or -1 when the kernel does not say.
+    (No try/except and few locals: a bigger call frame is heap-allocated on every call.)"""
     f = _sched
     if f is None:
         return -1
-    try:
-        f.seek(0)
-        n = f.readinto(_sbuf)
-    except OSError:
-        return -1
+    f.seek(0)
+    return _parse(f.readinto(_sbuf))
+
+
+def _parse(n):
+    b = _sbuf
     i = 0
-    while i < n and _sbuf[i] != 32:  # the first field: time on the CPU
+    while i < n and b[i] != 32:  # the first field: time on the CPU
         i += 1
     i += 1
     v = 0
-    while i < n and 48 <= _sbuf[i] <= 57:
-        v = v * 10 + _sbuf[i] - 48
+    while i < n:
+        c = b[i]
+        if c < 48 or c > 57:
+            break
+        v = v * 10 + c - 48
         i += 1
     return v // 1000
 
