@@ -85,7 +85,7 @@ def test_coded_loop_on_stm32_brings_the_signal_back_bit_exact(tmp_path):
     from i2scli import analysis
     from i2scli.link import probe_cache
 
-    url = "sim://stm32?loopback=1%3E2,delay=37smp"
+    url = "sim://pybd?loopback=1%3E2,delay=37smp"  # the pyboard D: two buses (a v1.1 has one)
     # the probes remembered at the model's figures (docs/sim.md): a loaded machine's probe would
     # move the format between raw and coded; this one must be coded (raw: 0.59 of it)
     i2s("test", "-p", url, "-r", "8000", "-b", "16", "-c", "1", "-d", "0.2s", check=None, timeout=120)

@@ -88,8 +88,14 @@ def _pipe_fill(fd: int) -> int:
     return buf[0]
 
 
+# The board's clock trails now_us() by at most this (runtime/_simport.py LAG_MAX): the part of
+# a late wake-up of the board process that the host's scheduler caused.
+BOARD_LAG_MAX_US = 250_000
+
+
 def now_us() -> int:
-    """The board's clock: MicroPython's ticks_us on the unix port is CLOCK_MONOTONIC in µs."""
+    """The host's clock in the board's units: MicroPython's ticks_us on the unix port is
+    CLOCK_MONOTONIC in µs; the board's own clock trails it by up to BOARD_LAG_MAX_US."""
     return time.monotonic_ns() // 1000
 
 
@@ -641,7 +647,9 @@ class VirtualBoard:
             if s.bus == lb.rx and s.info.mode == "rx":
                 j = s.rx_ring[0][1] if s.rx_ring else s.clocked
                 keep = min(keep, s.info.t0 + j * 1_000_000 // s.info.rate)
-        keep -= 1000  # margin for the instants' rounding
+        # margin for the instants' rounding, and for the board's clock, which trails ours by up
+        # to LAG_MAX µs after a wake-up this host delayed (runtime/_simport.py)
+        keep -= 1000 + BOARD_LAG_MAX_US
         for run in list(self._tx_runs):
             run.trim((keep - run.t0) * run.rate // 1_000_000 - lb.delay_frames(run.rate) - 2)
             if run.live is None and not run.chunks:

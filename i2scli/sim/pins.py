@@ -308,6 +308,210 @@ USB_DP,PA12
 PYBV11 = from_csv("micropython ports/stm32/boards/PYBV11/pins.csv",
                   "\n".join(r.replace(",P", ",").replace(",-P", ",-") for r in PYBV11_CSV.split()))
 
+# -- pyboard D SF2W (stm32) ------------------------------------------------------------------
+# ports/stm32/boards/PYBD_SF2/pins.csv. Only pins in the file exist (stm32 make-pins.py); no
+# numbers. Rows with no board name (",PD1") give a CPU name only.
+PYBD_SF2_CSV = """
+W3,PE3
+W5,PA11
+W5B,PI0
+W6,PA5
+W7,PA4
+W7B,PG7
+W8,PB11
+W9,PA12
+W9B,PI1
+W10,PA6
+W11,PA3
+W12,PB10
+W14,PA7
+W15,PA2
+W16,PA15
+W17,PA1
+W18,PD3
+W19,PA0
+W20,PD0
+W21,PC14
+W22,PE12
+W22B,PF6
+W22C,PF7
+W22D,PF10
+W23,PE1
+W24,PC1
+W25,PE0
+W26,PC13
+W27,PA8
+W27B,PC6
+W28,PE6
+W29,PB3
+W30,PE5
+W32,PE4
+W33,PH2
+W34,PH3
+W43,PB0
+W43B,PC0
+W43C,PF9
+W43D,PF11
+W45,PB12
+W45B,PE14
+W45C,PH8
+W46,PB5
+W47,PC5
+W47B,PF14
+W49,PB13
+W50,PB4
+W51,PC4
+W51B,PF15
+W52,PA10
+W53,PC2
+W53B,PF8
+W54,PA9
+W55,PB9
+W56,PA14
+W57,PC3
+W57B,PF13
+W58,PG11
+W59,PB8
+W60,PG12
+W61,PB7
+W62,PD7
+W63,PB1
+W63B,PD9
+W64,PD6
+W65,PD8
+W66,PG9
+W67,PA13
+W68,PG10
+W70,PB14
+W71,PE15
+W72,PB15
+W73,PH6
+W74,PH7
+X1,PA0
+X2,PA1
+X3,PA2
+X4,PA3
+X5,PA4
+X5B,PG7
+X6,PA5
+X7,PA6
+X8,PA7
+X9,PB8
+X10,PB9
+X11,PC4
+X11B,PF15
+X12,PC5
+X12B,PF14
+Y1,PA9
+Y2,PA10
+Y3,PB4
+Y4,PB5
+Y5,PB12
+Y5B,PE14
+Y5C,PH8
+Y6,PB13
+Y7,PC2
+Y7B,PF8
+Y8,PC3
+Y8B,PF13
+Y9,PB10
+Y10,PB11
+Y11,PB0
+Y11B,PC0
+Y11C,PF9
+Y11D,PF11
+Y12,PB1
+Y12B,PD9
+EN_3V3,PF2
+PULL_SCL,PF1
+PULL_SDA,PH5
+LED_RED,PF3
+LED_GREEN,PF4
+LED_BLUE,PF5
+USR,PA13
+USB_DM,PA11
+USB_DP,PA12
+USB_HS_DM,PB14
+USB_HS_DP,PB15
+-QSPI1_CS,PE13
+-QSPI1_CLK,PE11
+-QSPI1_D0,PE7
+-QSPI1_D1,PE8
+-QSPI1_D2,PE9
+-QSPI1_D3,PE10
+-QSPI2_CS,PB6
+-QSPI2_CLK,PB2
+-QSPI2_D0,PD11
+-QSPI2_D1,PD12
+-QSPI2_D2,PE2
+-QSPI2_D3,PD13
+-SD_D0,PG9
+-SD_D1,PG10
+-SD_D2,PG11
+-SD_D3,PG12
+-SD_CMD,PD7
+-SD_CK,PD6
+SD_SW,PA14
+-WL_REG_ON,PD4
+-WL_HOST_WAKE,PI8
+-WL_RFSW_VDD,PI9
+-WL_GPIO_1,PI11
+-WL_GPIO_2,PI7
+-WL_GPIO_4,PI9
+-WL_SDIO_0,PC8
+-WL_SDIO_1,PC9
+-WL_SDIO_2,PC10
+-WL_SDIO_3,PC11
+-WL_SDIO_CMD,PD2
+-WL_SDIO_CLK,PC12
+-BT_RXD,PC7
+-BT_TXD,PG14
+-BT_CTS,PG13
+-BT_RTS,PG8
+-BT_GPIO_3,PG15
+-BT_GPIO_4,PI5
+-BT_GPIO_5,PI4
+-BT_PCM_SYNC,PE4
+-BT_PCM_IN,PE6
+-BT_PCM_OUT,PE3
+-BT_PCM_CLK,PE5
+-BT_I2C_D0,PI10
+-BT_REG_ON,PI6
+-BT_HOST_WAKE,PD10
+-BT_DEV_WAKE,PD5
+,PD1
+,PD14
+,PD15
+,PF0
+,PF12
+,PG0
+,PG1
+,PG2
+,PG3
+,PG4
+,PG5
+,PG6
+,PH4
+,PH9
+,PH10
+,PH11
+,PH12
+,PH13
+,PH14
+,PH15
+,PI2
+,PI3
+"""
+PYBD_SF2 = from_csv("micropython ports/stm32/boards/PYBD_SF2/pins.csv",
+                    "\n".join(r.replace(",P", ",").replace(",-P", ",-") for r in PYBD_SF2_CSV.split()))
+# The pyboard-compatible header (X1.., Y1..) names the pads its I2S presets use: make those
+# names come first, so a pad's id is its X/Y name (X5, not the W7 row before it).
+PYBD_SF2 = PinTable(
+    PYBD_SF2.source,
+    tuple(sorted(PYBD_SF2.board, key=lambda r: r[0][:1] not in ("X", "Y"))),
+    PYBD_SF2.cpu, PYBD_SF2.ints, PYBD_SF2.pads,
+)
+
 # -- OpenMV Cam H7 Plus (stm32) --------------------------------------------------------------
 # openmv/micropython, branch openmv-1.25.0 (03775bdcbe1a), ports/stm32/boards/OPENMV4P/pins.csv
 # (the firmware's MicroPython; openmv/openmv pulls it in as lib/micropython).
@@ -461,6 +665,7 @@ ESP32S3_GENERIC = _gpio_table("micropython ports/esp32/machine_pin.h (ESP32S3)",
 TABLES = {
     "openmv": OPENMV4P,
     "stm32": PYBV11,
+    "pybd": PYBD_SF2,
     "rp2": RPI_PICO,
     "esp32": ESP32_GENERIC,
     "esp32s3": ESP32S3_GENERIC,

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+from i2scli.sim import i2s_pins
 from i2scli.sim import pins as pin_tables
 
 USB_FS_OUT = 1_000_000  # board -> host over USB full speed CDC, bytes/s (12 Mbit/s bus, shared)
@@ -51,8 +52,11 @@ class I2SRules:
     ws_is_sck_plus_1: bool = False  # rp2: PIO needs ws on the pin after sck
     mck: bool = False  # mck= accepted (mimxrt only)
     rates: tuple[int, ...] | None = None  # accepted rates; None = any positive rate
-    # mimxrt: fixed pads per (id, mode), by pad id: {"2": {"tx": {"sck": "D4", "ws": "D3", "sd": "D2"}}}
-    pads: dict | None = None
+    # the port's I2S pad table, ((bus id, function, mode, pad id), ...) in its own order, looked
+    # up with its rules (i2scli/sim/i2s_pins.py); None: any pin the port's Pin takes
+    pin_map: tuple | None = None
+    # pads machine.I2S takes but cannot drive (esp32 GPIO34-39: input only); they stay inputs
+    input_only: tuple = ()
 
 
 @dataclass(frozen=True)
@@ -71,6 +75,7 @@ class Profile:
     heap: int = 256 * 1024  # MicroPython heap, bytes
     native: bool = True  # a native code emitter (viper); False: a build without MICROPY_EMIT_NATIVE
     uart_repl: bool = False  # machine.UART exists and UART(0) is a REPL UART (esp32 port)
+    cpu_hz: int | None = None  # machine.freq() where the port's usual figure is not the board's
     usb_id: tuple[int, int] | None = None  # native USB (VID, PID); bridged boards: the bridge's
     bridge: str | None = None  # default USB-UART bridge (profiles whose link is a UART)
 
@@ -93,7 +98,7 @@ PROFILES: dict[str, Profile] = {
         release="1.28.0",
         pins=pin_tables.OPENMV4P,
         link=Link(STDIN_IN, USB_FS_OUT, 1024, "drop", vcp_in_rate=VCP_IN, usb_bus=USB_FS_BULK),
-        i2s=I2SRules(ids=(2,)),
+        i2s=I2SRules(ids=(2,), pin_map=i2s_pins.OPENMV4P),
         vcp=True,
         dir_pin="P4",
         sd_net=("P0", "P1"),
@@ -108,10 +113,25 @@ PROFILES: dict[str, Profile] = {
         release="1.28.0",
         pins=pin_tables.PYBV11,
         link=Link(STDIN_IN, USB_FS_OUT, 1024, "drop", vcp_in_rate=VCP_IN, usb_bus=USB_FS_BULK),
-        i2s=I2SRules(ids=(1, 2)),
+        i2s=I2SRules(ids=(2,), pin_map=i2s_pins.PYBV11),
         vcp=True,
         dir_pin="Y4",
         heap=100 * 1024,
+        usb_id=(0xF055, 0x9800),
+    ),
+    "pybd": Profile(
+        name="pybd",
+        description="pyboard D SF2W (stm32 port): I2S(1) on X6 (SCK), X5 (WS), X8 (SD); I2S(2) on Y6, Y5, Y8",
+        platform="pyboard",
+        machine="PYBD-SF2W with STM32F722IEK",
+        release="1.28.0",
+        pins=pin_tables.PYBD_SF2,
+        link=Link(STDIN_IN, USB_FS_OUT, 1024, "drop", vcp_in_rate=VCP_IN, usb_bus=USB_FS_BULK),
+        i2s=I2SRules(ids=(1, 2), pin_map=i2s_pins.PYBD_SF2),
+        vcp=True,
+        dir_pin="Y4",
+        heap=160 * 1024,
+        cpu_hz=120_000_000,
         usb_id=(0xF055, 0x9800),
     ),
     "rp2": Profile(
@@ -135,7 +155,7 @@ PROFILES: dict[str, Profile] = {
         release="1.28.0",
         pins=pin_tables.ESP32_GENERIC,
         link=Link(ESP32_STDIN_IN, None, 260, "drop", uart=True),
-        i2s=I2SRules(ids=(0, 1)),
+        i2s=I2SRules(ids=(0, 1), input_only=i2s_pins.ESP32_INPUT_ONLY),
         dir_pin=4,
         heap=110 * 1024,
         uart_repl=True,
@@ -167,10 +187,7 @@ PROFILES: dict[str, Profile] = {
             ids=(1, 2),
             mck=True,
             rates=tuple(MIMXRT_RATES),
-            pads={
-                "1": {"rx": {"sck": "D21", "ws": "D20", "sd": "D8", "mck": "D23"}},
-                "2": {"tx": {"sck": "D4", "ws": "D3", "sd": "D2", "mck": "D33"}},
-            },
+            pin_map=i2s_pins.TEENSY41,
         ),
         dir_pin="D6",
         sd_net=("D2", "D8"),

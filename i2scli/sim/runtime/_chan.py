@@ -6,7 +6,7 @@
 # Everything on the streaming path (tx, zeros, rx, pin) is allocation-free.
 import json
 import struct
-import time
+import _simport
 
 _out = None
 _inp = None
@@ -41,8 +41,8 @@ def open_null():
 
 
 def now_us():
-    # ticks period on the unix port is 2**62 us: no wrap to handle.
-    return time.ticks_us()
+    # the board's clock (_simport.py); ticks period on the unix port is 2**62 us: no wrap.
+    return _simport.now()
 
 
 def _u32(at, v):
@@ -105,10 +105,19 @@ def rx(sid, fill_frames, drop_frames, buf, nbytes):
     _u32(13, nbytes)
     _out.write(_hdr, 0, 17)
     if nbytes:
-        # a blocking FileIO readinto(buf, n) reads exactly n bytes
-        if _inp.readinto(buf, nbytes) != nbytes:
+        if _reply(buf, nbytes) != nbytes:
             raise OSError(5)
     return nbytes
+
+
+def _reply(buf, n):
+    # A blocking FileIO readinto(buf, n) reads exactly n bytes. The wait for the model is the
+    # simulator's, not the board's (a port copies from its ring in microseconds): the board's
+    # clock does not count it (_simport.py).
+    t = _simport.host_us()
+    n = _inp.readinto(buf, n)
+    _simport.waited(t)
+    return n
 
 
 def pin(idx, value, t):

@@ -9,10 +9,9 @@ import _simport as _port
 from _simport import _EINVAL, _EPERM, _get_int, _type_name  # noqa: F401
 from _simpin import Pin, _pin_find, _pin_index, _pin_event, _pmode  # noqa: F401
 
-_ticks_us = _t.ticks_us
+_ticks_us = _port.now  # the board's clock (_simport.py): the host's, less a late wake-up
 _ticks_diff = _t.ticks_diff
 _ticks_add = _t.ticks_add
-_sleep_us = _t.sleep_us
 
 # ---------------------------------------------------------------------------
 # I2S
@@ -28,13 +27,6 @@ _next_sid = 0
 _lost = None  # sim --loopback drop=FRAME:N[,drop_every=]: (RX bus id, FRAME, N, EVERY), set by _configure
 _ppm = 0  # sim --clock-ppm N: every I2S clock runs N ppm fast (negative: slow), set by _configure
 _stats = True  # I2S._sim_stats exists (sim --sim-stats no takes it away), set by _configure
-
-# stm32-based boards: which pads carry which I2S function (pin_find_af).
-# Buses not listed here accept any pin.
-_STM32_AF = {
-    "stm32": {2: {"sck": ("Y6", "Y9"), "ws": ("Y5", "Y4"), "sd": ("Y8", "X22")}},
-    "openmv": {2: {"sck": ("P2",), "ws": ("P3",), "sd": ("P0", "P1")}},
-}
 
 # Port constants for I2S.RX / I2S.TX (MICROPY_PY_MACHINE_I2S_CONSTANT_RX/TX)
 _I2S_MODES = {
@@ -79,8 +71,11 @@ def _min_wait(now):
 
 
 def _sleep_until(wake):
-    """Sleep until ticks_us() reaches wake, servicing non-blocking I2S work at
-    its deadlines meanwhile."""
+    """Sleep until the board's clock reaches wake, servicing non-blocking I2S work at
+    its deadlines meanwhile. The board's clock first takes back what it trails the host's
+    by (_simport.py, lag), then the rest is slept on the host; a wake-up the host delays is
+    not seen by the board, so a blocking write or readinto ends when its ring's schedule
+    says, as on a board."""
     while True:
         now = _ticks_us()
         if _port.npend:
@@ -94,7 +89,12 @@ def _sleep_until(wake):
                 w = 20
             if w < d:
                 d = w
-        _sleep_us(d)
+        lag = _port.lag
+        if lag >= d:
+            _port.lag = lag - d  # the board's clock catches up without sleeping
+            continue
+        _port.lag = 0
+        _port.sleep_host(d - lag)
 
 
 class _I2S(_io.IOBase):
@@ -215,42 +215,7 @@ class _I2S(_io.IOBase):
 
         if fam == "mimxrt":
             check_mode()  # the mimxrt port checks the mode before the pins
-        if fam == "stm32":
-            af = _STM32_AF.get(_port.profile.get("name"), {}).get(i2s_id)
-            pins = []
-            for n, label in (("sck", "SCK"), ("ws", "WS"), ("sd", "SD")):
-                p = vals[n]
-                if not isinstance(p, Pin):
-                    raise ValueError("%s not a Pin type" % label)
-                if af is not None and p._id not in af[n]:
-                    raise ValueError("invalid %s pin" % label)
-                pins.append(p._id)
-            sck, ws, sd = pins
-        else:
-            sck = _pin_find(vals["sck"])
-            ws = _pin_find(vals["ws"])
-            sd = _pin_find(vals["sd"])
-        mck = None
-        if rules.get("ws_is_sck_plus_1"):
-            # rp2: SCK and WS are PIO side-set pins, which must be consecutive
-            if not (isinstance(sck, int) and isinstance(ws, int) and ws == sck + 1):
-                raise ValueError("invalid ws (must be sck+1)")
-        pads = rules.get("pads")
-        if pads is not None:
-            idpads = pads.get(str(i2s_id)) or {}
-            if not any(p.get("sck") == sck for p in idpads.values()):
-                raise ValueError("invalid SCK pin")
-            if not any(p.get("ws") == ws for p in idpads.values()):
-                raise ValueError("invalid WS pin")
-            mp = idpads.get("tx" if mode == TX else "rx")
-            if mp is None or mp.get("sd") != sd:
-                raise ValueError("invalid SD pin")
-        if has_mck and vals.get("mck") is not None:
-            mck = _pin_find(vals["mck"])
-            if pads is not None:
-                idpads = pads.get(str(i2s_id)) or {}
-                if not any(p.get("mck") == mck for p in idpads.values()):
-                    raise ValueError("invalid MCK pin")
+        sck, ws, sd, mck = _check_pins(vals, i2s_id, mode == TX)
         if fam != "mimxrt":
             check_mode()
         if bits != 16 and bits != 32:
@@ -315,11 +280,16 @@ class _I2S(_io.IOBase):
         self._mck = mck
         self._sid = _next_sid & 0xFF
         _next_sid += 1
-        # the pins now belong to the I2S peripheral
+        # the pins now belong to the I2S peripheral; a pad that cannot drive (esp32 GPIO34-39)
+        # stays an input: ESP-IDF logs its refusal and goes on (i2scli/sim/i2s_pins.py)
+        weak = rules.get("input_only") or ()
         for p in (sck, ws, sd, mck):
             if p is not None:
                 i = _pin_index(p)
-                _pmode[i] = 3
+                if p in weak and (p != sd or mode == TX):
+                    _pmode[i] = 0
+                else:
+                    _pmode[i] = 3
                 _pin_event(i)
         self._t0 = _ticks_us()
         self._live = True
@@ -614,8 +584,9 @@ class _I2S(_io.IOBase):
 
     def _write_blocking(self, buf):
         n = self._end - self._off
+        t = _ticks_us()
         while True:
-            self._tick(_ticks_us())
+            self._tick(t)
             k = self._cap - self._ring
             if k > 0:
                 if k > self._end - self._off:
@@ -625,7 +596,11 @@ class _I2S(_io.IOBase):
                     return n
             k = self._tx_wait_frames(self._end - self._off)
             if k:
-                _sleep_until(self._wake_at(k))
+                # The ring is accounted at the instant room comes, not when the sleep
+                # returned: the port's loop moves the next bytes at once, and whatever
+                # kept this process from running then was the host, not the board.
+                t = self._wake_at(k)
+                _sleep_until(t)
 
     def readinto(self, buf, nb=-1):
         if _port.npend:
@@ -642,9 +617,7 @@ class _I2S(_io.IOBase):
         self._off = 0
         self._end = n
         if self._io == _BLOCKING:
-            if n <= self._cap:
-                return self._read_blocking(buf)
-            return self._read_blocking_big(buf)
+            return self._read_blocking(buf)
         if self._io == _NON_BLOCKING:
             return self._start_nb(buf)
         # asyncio: whatever whole frames are there now
@@ -659,27 +632,17 @@ class _I2S(_io.IOBase):
         n = self._end
         self._tick(_ticks_us())  # what came before the call (may overrun)
         while self._ring < n:
-            _sleep_until(self._wake_at((n - self._ring) // self._fb))
-            # A real port copies out of the ring while it waits, so frames
-            # arriving during the call are not lost when the wake-up is late.
+            t = self._wake_at((n - self._ring) // self._fb)
+            _sleep_until(t)
+            # A real port copies out of the ring while it waits, so frames arriving
+            # during the call are not lost (a buffer larger than the ring too: taken
+            # whole at the end, in one piece, allocating nothing); the call ends when the
+            # last one came (the ring's schedule, not when this process ran again: see
+            # _write_blocking).
             self._grace = n
-            self._tick(_ticks_us())
+            self._tick(t)
             self._grace = 0
         self._take(buf, n)
-        return n
-
-    def _read_blocking_big(self, buf):
-        # the buffer is larger than the ring: read it in pieces (allocates)
-        n = self._end
-        while self._off < n:
-            self._tick(_ticks_us())
-            rem = n - self._off
-            if self._ring >= self._chunk or self._ring >= rem:
-                k = self._ring if self._ring < rem else rem
-                self._take_at(buf, self._off, k)
-                self._off += k
-            else:
-                _sleep_until(self._wake_at(self._rx_wait_frames(self._chunk)))
         return n
 
     def ioctl(self, req, arg):
@@ -806,6 +769,76 @@ class _I2S(_io.IOBase):
             _shift32(buf, len(mv) // 4, sh)
         else:
             raise ValueError("invalid bits")
+
+
+_PIN_ARGS = (("sck", "SCK"), ("ws", "WS"), ("sd", "SD"))
+
+
+def _map_find(pmap, pad, fn, i2s_id):
+    """mimxrt lookup_gpio(): the first entry of the board's pad table (I2SRules.pin_map)
+    with this pad, function and bus id; None if there is none."""
+    for e in pmap:
+        if e[3] == pad and e[1] == fn and e[0] == i2s_id:
+            return e
+    return None
+
+
+def _af_type(pmap, pad, i2s_id):
+    """stm32 pin_find_af(pin, AF_FN_I2S, id): the type of the pad's first I2S alternate
+    function on this bus; None where the pad has none (the port then reads its type through
+    a NULL pointer, which never matches)."""
+    for e in pmap:
+        if e[3] == pad and e[0] == i2s_id:
+            return e[1]
+    return None
+
+
+def _check_pins(vals, i2s_id, tx):
+    """The pins of I2S(i2s_id, sck=, ws=, sd=[, mck=]) checked as the port checks them, in
+    its order and words: (sck, ws, sd, mck) pad ids. Sources: i2scli/sim/i2s_pins.py."""
+    rules = _port.rules
+    fam = _port.family
+    pmap = rules.get("pin_map")
+    got = []
+    if fam == "stm32":
+        # ports/stm32/machine_i2s.c: Pin objects only; each pad's first I2S AF on the bus
+        for n, label in _PIN_ARGS:
+            p = vals[n]
+            if not isinstance(p, Pin):
+                raise ValueError("%s not a Pin type" % label)
+            if pmap is not None and _af_type(pmap, p._id, i2s_id) != n:
+                raise ValueError("invalid %s pin" % label)
+            got.append(p._id)
+        got.append(None)
+        return got
+    if fam == "mimxrt" and pmap is not None:
+        # ports/mimxrt/machine_i2s.c: pin_find() then lookup_gpio() per pin; the entry's
+        # mode matters for SD only (for SCK it picks the SAI's sync mode)
+        for n, label in _PIN_ARGS:
+            p = _pin_find(vals[n])
+            e = _map_find(pmap, p, n, i2s_id)
+            if e is None or (n == "sd" and e[2] != ("tx" if tx else "rx")):
+                raise ValueError("invalid %s pin" % label)
+            got.append(p)
+        m = vals.get("mck")
+        if m is not None:
+            m = _pin_find(m)
+            if _map_find(pmap, m, "mck", i2s_id) is None:
+                raise ValueError("invalid MCK pin")
+        got.append(m)
+        return got
+    # rp2, esp32: any pin the port's Pin takes
+    for n, _ in _PIN_ARGS:
+        got.append(_pin_find(vals[n]))
+    if rules.get("ws_is_sck_plus_1"):
+        # rp2: SCK and WS are PIO side-set pins, which must be consecutive
+        sck = got[0]
+        ws = got[1]
+        if not (isinstance(sck, int) and isinstance(ws, int) and ws == sck + 1):
+            raise ValueError("invalid ws (must be sck+1)")
+    m = vals.get("mck")
+    got.append(None if m is None else _pin_find(m))
+    return got
 
 
 def _check_id(i2s_id):

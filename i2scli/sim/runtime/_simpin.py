@@ -11,7 +11,7 @@ except ImportError:  # pragma: no cover
     _bm = None
 _PinRoot = _bm.PinBase if _bm is not None else object
 
-_ticks_us = _t.ticks_us
+_ticks_us = _port.now  # the board's clock (_simport.py)
 _ticks_diff = _t.ticks_diff
 _ticks_add = _t.ticks_add
 _sleep_us = _t.sleep_us

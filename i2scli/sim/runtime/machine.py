@@ -65,7 +65,7 @@ if _bm is not None:
     mem32 = _bm.mem32
     time_pulse_us = _bm.time_pulse_us
 
-_ticks_us = _t.ticks_us
+_ticks_us = _port.now  # the board's clock (_simport.py)
 _ticks_add = _t.ticks_add
 
 

@@ -14,7 +14,7 @@
 import sys
 import select
 import micropython as _mp
-import utime as _t
+import _simtime as _t  # utime with the board's clock (_simport.py)
 import _chan
 
 try:
