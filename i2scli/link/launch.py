@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterable
 import serial
 
 from i2scli import protocol as proto
+from i2scli.link import schema
 from i2scli.link.agent_code import (
     AGENT_MODULES,
     AGENT_NAME,
@@ -278,7 +279,7 @@ class Launcher:
                 continue
             for f in dec.feed(data):
                 if f.type == T.HELLO:
-                    self.hello = frame_json(f, "proto")
+                    self.hello = schema.check("HELLO", frame_json(f), self.port.name)
                     self.identity = dict(self.hello)
                     self.hello_decoder = dec
                     if self.hello.get("proto") != proto.PROTO_VERSION:
