@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable
 
 from i2scli import protocol as proto
-from i2scli.link import schema
+from i2scli.link import halt, schema
 from i2scli.link.errors import LinkError, board_error, frame_json
 from i2scli.link.launch import Launcher
 from i2scli.protocol import FrameType as T
@@ -63,6 +63,7 @@ class Stream:
                     if self.ready.get("code") and not cfg.get("code"):
                         raise schema.BadField(f"the board at {self.port.name} codes a stream the host "
                                               f"did not ask to code (READY `code`)")
+                    halt.keep()  # a signal from here on ends the stream tidily
                     self._watch_silence()
                     self.gate = proto.CreditGate()
                     self.gate.grant(self.ready["window"])
