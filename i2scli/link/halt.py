@@ -2,8 +2,9 @@
 
 The command line's handlers (clirun.stop_on_signals) report each SIGINT, SIGTERM or SIGHUP
 here. Until a stream has started nothing is worth keeping: the signal interrupts at once,
-whatever the command was blocked on (its input, the port, the handshake with the board), as
-a KeyboardInterrupt. Once a stream runs, the signal asks it to end tidily (END, the board's
+whatever the command was blocked on (its input, the port, the handshake with the board): exit
+130, quietly, as a signal during start-up does (start.py); `finally` blocks still close the
+port and leave the board at its REPL. Once a stream runs, the signal asks it to end tidily (END, the board's
 SUMMARY, the recording closed with every sample received); every read from the port looks
 here and gives up (`Interrupted`, a LinkError) once GRACE_S has passed since the signal, so a
 board that does not answer cannot keep the command going. The board is then left to its own
@@ -51,7 +52,7 @@ def signalled() -> None:
     if _at is None:
         _at = time.monotonic()
     if not _keeping:
-        raise KeyboardInterrupt
+        raise SystemExit(130)  # errors.Exit.INTERRUPTED: quietly, as at start-up (start.py)
 
 
 def keep() -> None:

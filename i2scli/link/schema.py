@@ -54,7 +54,7 @@ def pair(first: Check, second: Check) -> Check:
     return lambda v: type(v) is list and len(v) == 2 and first(v[0]) and second(v[1])
 
 
-TICKS = integer(-(2 ** 31), 2 ** 31)  # a ticks_diff: signed, 30 bits on most ports
+TICKS = integer(-(2 ** 63), 2 ** 63)  # ticks and their differences: 30 bits on most ports, 62 on unix
 COUNT = integer()
 
 # name: (check, what it must be, in words)
@@ -108,7 +108,7 @@ SUMMARY: dict[str, _Field] = {
     "lost_frames": (COUNT, "a frame count"),
     "overrun_at": (list_of(COUNT, 64), "a list of frame counts"),
     "port_xruns": (dict_of(COUNT), "counts by name"),
-    "code": (dict_of(integer(-(2 ** 63), 2 ** 63)), "counts by name"),
+    "code": (dict_of(TICKS), "counts by name"),
     # the probe's
     "up_bytes": (COUNT, "a byte count"),
     "up_us": (COUNT, "microseconds"),
