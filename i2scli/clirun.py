@@ -13,7 +13,7 @@ from collections.abc import Callable
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
-from i2scli.errors import AudioError, Exit
+from i2scli.errors import AudioError, Exit, visible
 from i2scli.link.errors import BoardError, LinkError, NoDevice, TooFast
 
 if TYPE_CHECKING:  # numpy comes with audio: only the commands that stream audio import it
@@ -22,7 +22,8 @@ if TYPE_CHECKING:  # numpy comes with audio: only the commands that stream audio
 
 @contextmanager
 def stop_on_signals(stop: threading.Event):
-    """SIGINT, SIGTERM and SIGHUP ask the running command to stop (and keep what it has).
+    """SIGINT, SIGTERM and SIGHUP ask the running command to stop (and keep what it has): at
+    once before a stream has started, tidily within a second once one runs (link/halt.py).
     A SIGINT that was ignored when we started (a background job of a non-interactive shell)
     stays ignored, as the shell intended."""
     handled = [signal.SIGTERM, signal.SIGHUP]
@@ -30,12 +31,16 @@ def stop_on_signals(stop: threading.Event):
         handled.append(signal.SIGINT)
     old = {}
 
+    from i2scli.link import halt
+
     def on_signal(signum, frame):
         if stop.is_set() and signum == signal.SIGINT:
             raise KeyboardInterrupt  # a second Ctrl-C: stop now
         stop.set()
         stop.signal = signum
+        halt.signalled()  # before a stream has started: stop now, whatever we wait on
 
+    halt.arm(stop)
     for sig in handled:
         old[sig] = signal.signal(sig, on_signal)
     try:
@@ -43,6 +48,7 @@ def stop_on_signals(stop: threading.Event):
     finally:
         for sig, h in old.items():
             signal.signal(sig, h)
+        halt.disarm()
 
 
 def run_command(job: Callable, *, quiet: bool, finish: Callable, as_json: bool = False) -> None:
@@ -97,8 +103,8 @@ def check_first(fn: Callable, *args):
 def _fail(reporter, e: BaseException, code: Exit, limit: int = 300) -> None:
     text = str(e).strip().splitlines()
     line = text[0] if text else type(e).__name__
-    # board-supplied text may be anything: keep the one line printable and short
-    reporter.error("".join(c if c.isprintable() else "?" for c in line)[:limit])
+    # board-supplied text may be anything: keep the one line printable (escapes made visible) and short
+    reporter.error(visible(line)[:limit])
     sys.exit(code)
 
 

@@ -22,6 +22,15 @@ class Exit(IntEnum):
     INTERRUPTED = 130  # stopped by SIGINT, SIGTERM or SIGHUP (what was received is kept)
 
 
+def visible(text: str) -> str:
+    """Text from a board (or any endpoint) as it may go to a terminal: every control or escape
+    character, and anything else not printable, shown as a Python escape (``\\x1b``), so that
+    what the board sent cannot set a terminal's title, clear its screen or break a line."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 def exit_on_signals() -> None:
     """Until a command installs its own handlers (clirun.stop_on_signals), SIGINT, SIGTERM and
     SIGHUP end `i2s` quietly with INTERRUPTED: nothing has started that needs keeping, and a

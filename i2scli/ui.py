@@ -23,6 +23,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from i2scli.busformat import describe_format
+from i2scli.errors import visible
 
 if TYPE_CHECKING:  # rich only when stderr is a terminal, numpy only with audio: both imported late
     from rich.console import Console, RenderableType
@@ -153,7 +154,8 @@ def _to_dbfs(value: float, full_scale: float) -> float:
 
 
 def _one_line(msg: object) -> str:
-    return " ".join(str(msg).split())
+    """A message on one line, with any control or escape character a board sent made visible."""
+    return visible(" ".join(str(msg).split()))
 
 
 # --------------------------------------------------------------------------------------------
@@ -228,7 +230,7 @@ class Reporter:
     def summary(self, summary: dict) -> None:
         """The end summary line (`format_summary`), unless quiet."""
         if not self.quiet:
-            self._emit(format_summary(summary))
+            self._emit(visible(format_summary(summary)))
 
     def progress(self, *, title: str, bus: BusFormat, total_frames: int | None,
                  channels_names: Sequence[str] | None = None) -> Progress:
@@ -523,4 +525,4 @@ def format_info(info: dict) -> str:
         lines.append("streams     play  record")
         for f in fits:
             lines.append(f"  {f['stream']:<26} {'yes' if f['play'] else 'no':<5} {'yes' if f['record'] else 'no'}")
-    return "\n".join(lines)
+    return "\n".join(visible(line) for line in lines)  # names and versions as the board sent them

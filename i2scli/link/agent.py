@@ -7,6 +7,7 @@ import threading
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 
+from i2scli.errors import visible
 from i2scli.link import duplex as _duplex
 from i2scli.link import loop as _loop
 from i2scli.link import modes, probe_cache
@@ -54,7 +55,7 @@ class Agent:
     def describe(self) -> str:
         """The board as people know it, e.g. 'Raspberry Pi Pico with RP2040 (rp2)'."""
         who = self.hello or self.identity
-        return f"{who.get('machine', 'board')} ({who.get('platform', '?')})"
+        return visible(f"{who.get('machine', 'board')} ({who.get('platform', '?')})")  # the board's words
 
     def require_i2s(self) -> None:
         if not (self.hello or self.identity).get("i2s"):

@@ -16,6 +16,7 @@ import serial
 
 from i2scli import protocol as proto
 from i2scli import targets
+from i2scli.link import schema
 from i2scli.link.errors import LinkError, frame_json
 from i2scli.link.port import Port
 from i2scli.protocol import FrameType as T
@@ -157,7 +158,7 @@ def _await_baud(port: Port, decoder: proto.Decoder, timeout: float) -> dict | No
     while time.monotonic() < deadline:
         for f in decoder.feed(port.read_some()):
             if f.type == T.BAUD:
-                return frame_json(f)
+                return schema.check("BAUD", frame_json(f), port.name)
     return None
 
 

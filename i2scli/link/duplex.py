@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable, Iterable
 
 from i2scli import protocol as proto
+from i2scli.link import schema
 from i2scli.link.errors import board_error, frame_json
 from i2scli.link.launch import Launcher
 from i2scli.link.stream import DEFAULT_TIMEOUT_MS, Stream
@@ -40,20 +41,17 @@ def duplex(launcher: Launcher, cfg: dict, tx_blocks: Iterable[bytes], on_rx: Cal
     while True:
         for f in s.next_frames():
             if f.type == T.DATA:
-                if s.coding is None:
-                    on_rx(f.payload)
-                else:  # a damaged coded frame is counted there, and never written
-                    audio = s.coding.decode(f.payload)
-                    if audio is not None:
-                        on_rx(audio)
+                audio = s.audio_of(f)  # a damaged coded frame is counted there, and never written
+                if audio is not None:
+                    on_rx(audio)
             elif f.type == T.CREDIT:
-                s.credit(f.credit())
+                s.credit(s.credit_of(f))
             elif f.type == T.PHASE:
-                phase = frame_json(f).get("phase")
+                phase = schema.check("PHASE", frame_json(f), s.port.name).get("phase")
                 if on_phase:
                     on_phase(phase)
             elif f.type == T.SUMMARY:
-                return s.summarise(frame_json(f))
+                return s.summarise(s.summary_of(f))
             elif f.type == T.ERROR:
                 launcher.finish()
                 raise board_error(f)

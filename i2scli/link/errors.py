@@ -26,7 +26,7 @@ def frame_json(f: proto.Frame, *required: str) -> dict:
     LinkError: a board that sends anything else is not (or no longer) running the agent."""
     try:
         obj = f.json()
-    except ValueError:
+    except (ValueError, RecursionError):  # not JSON, not UTF-8, or nested past the parser's depth
         obj = None
     if not isinstance(obj, dict) or any(k not in obj for k in required):
         raise LinkError(f"the board sent a malformed {f.type.name} frame: not the i2s agent, or a damaged link")

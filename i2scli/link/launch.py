@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterable
 import serial
 
 from i2scli import protocol as proto
+from i2scli.link import halt, schema
 from i2scli.link.agent_code import (
     AGENT_MODULES,
     AGENT_NAME,
@@ -90,6 +91,8 @@ class Launcher:
                 with patient(t):
                     t.enter_raw_repl(soft_reset=False, timeout_overall=timeout / 3)
                 break
+            except halt.Interrupted:
+                raise
             except Exception as e:
                 error = e
         else:
@@ -256,14 +259,15 @@ class Launcher:
             deadline = time.monotonic() + 6
             while True:
                 self.port.write(b"\x01")
-                with patient(self.port.transport, 1.0):
-                    got = self.port.serial.read_until(RAW_BANNER)
+                got = self.port.transport.read_until(1, RAW_BANNER, timeout_overall=1.0)
                 if got.endswith(RAW_BANNER) or time.monotonic() > deadline:
                     break
         self._prompt_ready = False
         try:
             with patient(self.port.transport):
                 self.port.transport.exec_raw_no_follow(code)
+        except halt.Interrupted:
+            raise
         except Exception as e:
             raise LinkError(f"could not start code on the board: {first_line(e)}") from None
 
@@ -278,7 +282,7 @@ class Launcher:
                 continue
             for f in dec.feed(data):
                 if f.type == T.HELLO:
-                    self.hello = frame_json(f, "proto")
+                    self.hello = schema.check("HELLO", frame_json(f), self.port.name)
                     self.identity = dict(self.hello)
                     self.hello_decoder = dec
                     if self.hello.get("proto") != proto.PROTO_VERSION:

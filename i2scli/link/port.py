@@ -9,15 +9,23 @@ from contextlib import contextmanager
 
 import serial
 
+from i2scli.link import halt
 from i2scli.link.errors import LinkError, NoDevice, first_line
 
 READ_TIMEOUT = 0.05  # the stream loops' short reads
+READ_MAX = 64 * 1024  # bytes taken from the port in one read
+KEEP_MAX = 64 * 1024  # bytes kept while waiting for a marker
+
+# rfc2217:// with its memory bounded (urls/protocol_rfc2217.py) before pyserial's own
+if "i2scli.link.urls" not in serial.protocol_handler_packages:
+    serial.protocol_handler_packages.insert(0, "i2scli.link.urls")
 
 
 def open_transport(port: str):
     """mpremote's serial transport on any pyserial URL, opened exclusively."""
     from mpremote.transport import TransportError
-    from mpremote.transport_serial import SerialTransport
+
+    from i2scli.link.transport import BoundedTransport
 
     if port.startswith("sim://"):
         import i2scli.sim  # noqa: F401  (registers sim://; numpy and all: only for virtual boards)
@@ -30,7 +38,7 @@ def open_transport(port: str):
     elif "://" not in port and not os.path.exists(port) and not port.upper().startswith("COM"):
         raise NoDevice(f"no such port {port} (`i2s devices` lists ports)")
     try:
-        t = SerialTransport(rfc2217_url(port), baudrate=115200, exclusive=True)
+        t = BoundedTransport(rfc2217_url(port), baudrate=115200, exclusive=True)
     except (OSError, serial.SerialException, ValueError, TransportError) as e:
         msg = first_line(e)
         if "failed to access" in msg and "://" not in port:
@@ -80,21 +88,30 @@ class Port:
         self.name = name
 
     def read_some(self) -> bytes:
-        """What has arrived, or what arrives within READ_TIMEOUT."""
+        """What has arrived (at most READ_MAX bytes), or what arrives within READ_TIMEOUT."""
+        halt.check()
         s = self.serial
         try:
             n = s.in_waiting
             if n:
-                return s.read(n)
+                return s.read(min(n, READ_MAX))
             return s.read(1)  # waits at most READ_TIMEOUT
         except (OSError, serial.SerialException) as e:
             raise LinkError(f"lost the board at {self.name}: {first_line(e)}") from None
 
     def read_until(self, marker: bytes, timeout: float, buf: bytearray | None = None) -> bytes:
+        """What arrives until `marker` has (or `timeout` has passed), after `buf`; of a board that
+        talks on, the last KEEP_MAX bytes."""
         buf = bytearray() if buf is None else buf
         deadline = time.monotonic() + timeout
-        while marker not in buf and time.monotonic() < deadline:
+        start = 0  # where `marker` may begin in what has not been searched yet
+        while buf.find(marker, start) < 0 and time.monotonic() < deadline:
+            start = max(0, len(buf) - len(marker) + 1)
             buf += self.read_some()
+            if len(buf) > KEEP_MAX:
+                cut = len(buf) - KEEP_MAX
+                del buf[:cut]
+                start = max(0, start - cut)
         return bytes(buf)
 
     def write(self, data: bytes) -> None:

@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable
 
 from i2scli import protocol as proto
+from i2scli.link import halt, schema
 from i2scli.link.errors import LinkError, board_error, frame_json
 from i2scli.link.launch import Launcher
 from i2scli.protocol import FrameType as T
@@ -37,6 +38,8 @@ class Stream:
         self._tail: memoryview | None = None  # the rest of a frame longer than the credit
         self.long = False  # DATA frames longer than half the window: they go out in pieces
         self.coding = None  # a WireCoding when the agent codes this stream's DATA
+        # bytes of one audio frame in the DATA the board sends (both buses share the format)
+        self.frame_bytes = cfg.get("bits", 16) // 8 * (2 if cfg.get("format") == "stereo" else 1)
         self._silence_limit: float | None = None  # give up after this long without a frame
         self._heard = 0.0
         self._banner_seen = False
@@ -56,7 +59,11 @@ class Stream:
                 if f.type == T.READY:
                     dec.pending_garbage(clear=True)  # from here on, skipped bytes are this stream's
                     self._backlog = frames[i + 1:]  # the stream's first frames may ride along
-                    self.ready = frame_json(f, "window", "payload")
+                    self.ready = schema.check("READY", frame_json(f), self.port.name)
+                    if self.ready.get("code") and not cfg.get("code"):
+                        raise schema.BadField(f"the board at {self.port.name} codes a stream the host "
+                                              f"did not ask to code (READY `code`)")
+                    halt.keep()  # a signal from here on ends the stream tidily
                     self._watch_silence()
                     self.gate = proto.CreditGate()
                     self.gate.grant(self.ready["window"])
@@ -110,20 +117,40 @@ class Stream:
         """Credits into the gate, DATA to on_data; the SUMMARY when it came."""
         for f in frames:
             if f.type == T.CREDIT:
-                self.credit(int.from_bytes(f.payload[:4], "little"))
+                self.credit(self.credit_of(f))
             elif f.type == T.DATA and on_data is not None:
-                if self.coding is None:
-                    on_data(f.payload)
-                else:
-                    audio = self.coding.decode(f.payload)
-                    if audio is not None:
-                        on_data(audio)
+                audio = self.audio_of(f)
+                if audio is not None:
+                    on_data(audio)
             elif f.type == T.SUMMARY:
-                return frame_json(f)
+                return self.summary_of(f)
             elif f.type == T.ERROR:
                 self.launcher.finish()
                 raise board_error(f)
         return None
+
+    def credit_of(self, f: proto.Frame) -> int:
+        """A CREDIT frame's byte count (a u32: never negative), or the board's fault."""
+        try:
+            return f.credit()
+        except ValueError:
+            raise schema.BadField(f"the board at {self.port.name} sent a CREDIT frame of "
+                                  f"{len(f.payload)} bytes, not 4") from None
+
+    def audio_of(self, f: proto.Frame) -> bytes | None:
+        """A DATA frame's audio: whole audio frames as sent, or decoded (None: a damaged coded
+        frame, counted). A raw payload that is not whole frames is the board's fault."""
+        if self.coding is not None:
+            return self.coding.decode(f.payload)
+        if len(f.payload) % self.frame_bytes:
+            raise schema.BadField(f"the board at {self.port.name} sent a DATA frame of {len(f.payload)} "
+                                  f"bytes, not a whole number of {self.frame_bytes}-byte audio frames")
+        return f.payload
+
+    def summary_of(self, f: proto.Frame) -> dict:
+        """A SUMMARY frame's fields, checked (schema.py)."""
+        return schema.check("SUMMARY", frame_json(f), self.port.name,
+                            schema.SUMMARY_REQUIRED.get(self.cfg.get("mode"), ()))
 
     def poll(self, on_data: Callable[[bytes], None] | None = None) -> dict | None:
         return self.collect(self.next_frames(), on_data)

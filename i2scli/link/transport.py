@@ -1,0 +1,84 @@
+"""mpremote's serial transport, with every read it makes bounded in bytes and in time.
+
+mpremote's `read_until` looks at its overall deadline only when no byte waits, and grows its
+buffer a byte at a time; its `enter_raw_repl` empties the input for as long as bytes keep
+coming. A board that talks forever (a program that turned Ctrl-C off and prints in a loop), or
+an endpoint that sends random bytes, would keep `i2s` there for good. Here the deadline is
+looked at on every byte, what is kept is the last MAX_KEEP bytes (enough for any marker and a
+traceback), and the input is emptied for at most DRAIN_S. mpremote also prints what it read
+when the raw REPL cannot be entered, on our stdout (where `info --json` and `record -` write):
+those prints go nowhere; the error that follows says what failed.
+"""
+
+from __future__ import annotations
+
+import time
+
+from mpremote import transport_serial
+from mpremote.transport import TransportError
+from mpremote.transport_serial import SerialTransport
+
+from i2scli.link import halt
+
+MAX_KEEP = 64 * 1024  # bytes kept while waiting for a marker
+DRAIN_S = 0.25  # the longest time spent throwing away what waits before Ctrl-A
+OVERALL_S = 30.0  # a read_until given no overall deadline ends by this one
+RAW_BANNER = b"raw REPL; CTRL-B to exit\r\n"
+
+
+def _no_print(*args, **kwargs) -> None:
+    """mpremote's diagnostic prints: not on our stdout (it carries JSON or audio)."""
+
+
+# mpremote's module-level name lookup finds this before the built-in print
+transport_serial.print = _no_print  # type: ignore[attr-defined]
+
+
+class BoundedTransport(SerialTransport):
+    def read_until(self, min_num_bytes, ending, timeout=10, data_consumer=None, timeout_overall=None):
+        """mpremote's read_until (the bytes up to and including `ending`, or what came before a
+        timeout), byte by byte so that nothing past `ending` is taken from the next step, but with
+        its deadlines looked at on every byte and at most MAX_KEEP bytes kept."""
+        start = last = time.monotonic()
+        overall = timeout_overall if timeout_overall is not None else max(OVERALL_S, 3 * (timeout or 0))
+        data = bytearray()
+        s = self.serial
+        n = len(ending)
+        while not data.endswith(ending):
+            halt.check()
+            now = time.monotonic()
+            if now - start >= overall or (timeout is not None and now - last >= timeout):
+                break
+            byte = s.read(1) if s.in_waiting else b""
+            if not byte:
+                time.sleep(0.005)
+                continue
+            last = now
+            if data_consumer is not None:
+                data_consumer(byte)
+                data[:] = byte
+                continue
+            data += byte
+            if len(data) > MAX_KEEP:
+                del data[:len(data) - MAX_KEEP + max(n, 1024)]
+        return bytes(data)
+
+    def enter_raw_repl(self, soft_reset=True, timeout_overall=10):
+        """Ctrl-C, what waits thrown away (for at most DRAIN_S), Ctrl-A and the raw REPL's banner,
+        as mpremote does it (no soft reset in i2s), each wait bounded."""
+        if soft_reset:
+            return super().enter_raw_repl(soft_reset, timeout_overall)
+        s = self.serial
+        s.write(b"\r\x03")
+        end = time.monotonic() + DRAIN_S
+        while time.monotonic() < end:
+            halt.check()
+            n = min(s.in_waiting, MAX_KEEP)
+            if not n:
+                break
+            s.read(n)
+        s.write(b"\r\x01")
+        data = self.read_until(1, RAW_BANNER, timeout_overall=timeout_overall)
+        if not data.endswith(RAW_BANNER):
+            raise TransportError("could not enter raw repl")
+        self.in_raw_repl = True
