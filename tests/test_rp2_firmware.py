@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -33,9 +32,6 @@ def _unavailable() -> str | None:
 WHY = _unavailable()
 needs_firmware = pytest.mark.skipif(WHY is not None, reason=f"firmware board unavailable: {WHY}")
 pytestmark = [pytest.mark.timeout(240)]
-# Whether this tree's agent holds its first payloads back until the ring can start half full (its
-# Prime class); until it does, the real port plays a DMA half of zeros early in every stream.
-AGENT_PRIMES = "class Prime" in (Path(__file__).parents[1] / "firmware" / "i2s_stream.py").read_text()
 
 
 @pytest.fixture
@@ -158,9 +154,6 @@ def test_play_reaches_the_pins_bit_exact_through_a_sim_url(tmp_path, rate, chann
 
 @pytest.mark.firmware
 @needs_firmware
-@pytest.mark.xfail(not AGENT_PRIMES, strict=True,
-                   reason="the agent starts the bus with less than a 128-byte half-buffer in the ring: "
-                   "machine_i2s.c feed_dma sends 32 frames of zeros after the first 96 (and counts no underrun)")
 def test_play_8k_has_no_gap_on_the_pins(fw, tmp_path):
     board = fw()
     sent = noise(tmp_path / "in.wav", 2000, 8000, seed=3)
@@ -168,6 +161,21 @@ def test_play_8k_has_no_gap_on_the_pins(fw, tmp_path):
     board.stop()
     _, gaps = on_the_pins(sf.read(board.files["tx"], dtype="int16")[0], sent)
     assert gaps == []
+
+
+@pytest.mark.firmware
+@needs_firmware
+def test_a_stalled_link_shows_its_gap_in_underruns(fw, tmp_path):
+    # The link carries nothing for 0.5 s (emulated) half way through the audio: the host bytes before
+    # it are the agent's upload (about 36 kB) and 16 kB of the 32 kB of audio. The 4 kB ring (128 ms)
+    # runs dry, machine_i2s.c's feed_dma sends halves of zeros, and the agent counts every one of them.
+    board = fw("--fault", "stall:offset=52000,for=0.5s")
+    sent = noise(tmp_path / "in.wav", 8000, 8000, seed=3)
+    r = i2s("play", "-p", board.path, "--no-probe", "--ibuf", "4096", tmp_path / "in.wav", check=0, timeout=180)
+    board.stop()
+    _, gaps = on_the_pins(sf.read(board.files["tx"], dtype="int16")[0], sent)
+    assert len(gaps) == 1 and gaps[0][0] > 0, gaps  # one gap, inside the audio
+    assert f"1 underrun, 0 overruns ({gaps[0][1]} frames lost)" in r.stdout + r.stderr, (r.stderr, gaps)
 
 
 @pytest.mark.firmware
@@ -228,7 +236,7 @@ def test_a_killed_host_leaves_the_firmware_at_its_repl(fw, tmp_path):
 def test_a_sim_url_with_an_option_it_cannot_honour_is_one_line_exit_3():
     r = i2s("info", "-p", "sim://rp2-firmware?vcd=x.vcd", check=3)
     assert r.stderr.strip() == ("i2s: error: the rp2-firmware board cannot honour 'vcd' (it takes tx_capture, "
-                                "rx_source, loopback and events)")
+                                "rx_source, loopback, events and fault=stall:...)")
 
 
 @pytest.mark.firmware

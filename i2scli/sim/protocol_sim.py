@@ -50,7 +50,7 @@ def check_url(url: str) -> None:
         for key, _ in urllib.parse.parse_qsl(parts.query, keep_blank_values=True):
             if key.replace("-", "_") not in HONOURED:
                 raise ValueError(f"the rp2-firmware board cannot honour {key!r} (it takes tx_capture, rx_source, "
-                                 f"loopback and events)")
+                                 f"loopback, events and fault=stall:...)")
         return
     usb_id(profile, bridge)  # unknown profile or bridge
     if len(loopbacks) > 1:
