@@ -135,8 +135,9 @@ def test_the_real_rp2_firmware_puts_the_same_frames_on_sd(sim):
         pytest.skip(f"firmware board unavailable: {e}")
     steps, wire = run_script(sim, "rp2-firmware")
     want, done = expected_pins(steps, len(wire) // FB + 1)
-    # The harness decodes whole frames from the pins: the bus's first frame (zeros, its first slot
-    # without the one-bit I2S delay) is not one, so its capture starts at the bus's frame 1.
+    # The harness decodes whole frames from the pins: the bus's first frame (zeros) is not one (the
+    # PIO program's first rising edge clocks a bit ahead of it, the last bit of no right slot), so
+    # its capture starts at the bus's frame 1.
     assert want[:FB] == bytes(FB)
     assert len(wire) // FB >= 90 * HF - 1
     assert wire == want[FB:]
