@@ -9,6 +9,7 @@ firmware image or the bootrom are missing (docs/sim.md, *The firmware board*).
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 
@@ -157,10 +158,11 @@ def test_play_reaches_the_pins_bit_exact_through_a_sim_url(tmp_path, rate, chann
 def test_play_8k_has_no_gap_on_the_pins(fw, tmp_path):
     board = fw()
     sent = noise(tmp_path / "in.wav", 2000, 8000, seed=3)
-    i2s("play", "-p", board.path, "--no-probe", tmp_path / "in.wav", check=0, timeout=180)
+    r = i2s("play", "-p", board.path, "--no-probe", tmp_path / "in.wav", check=0, timeout=180)
     board.stop()
     _, gaps = on_the_pins(sf.read(board.files["tx"], dtype="int16")[0], sent)
     assert gaps == []
+    assert "; 0 underruns, 0 overruns;" in r.stderr
 
 
 @pytest.mark.firmware
@@ -175,7 +177,12 @@ def test_a_stalled_link_shows_its_gap_in_underruns(fw, tmp_path):
     board.stop()
     _, gaps = on_the_pins(sf.read(board.files["tx"], dtype="int16")[0], sent)
     assert len(gaps) == 1 and gaps[0][0] > 0, gaps  # one gap, inside the audio
-    assert f"1 underrun, 0 overruns ({gaps[0][1]} frames lost)" in r.stdout + r.stderr, (r.stderr, gaps)
+    said = re.search(r"; (\d+) underruns?, 0 overruns \((\d+) frames lost\)", r.stderr)
+    assert said and said[1] == "1", r.stderr
+    # The agent keeps the DMA's books by its own clock from just after init (i2s_meter.DmaMeter: a
+    # count may be one half, 32 frames here, off per underrun). Exact in most runs; one half off
+    # either way seen on a loaded machine.
+    assert abs(int(said[2]) - gaps[0][1]) <= 32, (said[0], gaps)
 
 
 @pytest.mark.firmware
@@ -205,6 +212,21 @@ def test_i2s_test_passes_on_wired_buses(tmp_path):
             check=0, timeout=200)
     assert "TX I2S(0) sck=16 ws=17 sd=18 -> RX I2S(1)" in r.stderr
     assert "PASS: all 7 checks passed" in r.stdout
+
+
+@pytest.mark.firmware
+@needs_firmware
+def test_i2s_test_defaults_fit_or_are_refused_saying_why():
+    # Measured in wall time, the emulated link is slower than a Pico's (docs/sim.md): the probe may
+    # refuse every format. Then the refusal must say what it measured and what to do, in one line.
+    r = i2s("test", "-p", "sim://rp2-firmware?loopback=0>1", "-d", "0.3s", "--probe", check=None, timeout=200)
+    if r.returncode == 4:
+        err = r.stderr.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("i2s: error: the link to Raspberry Pi Pico"), err
+        assert "at most 50%; measured " in err[0] and "kB/s down with both busy" in err[0]
+        assert err[0].endswith("give -r/-b/-c and --no-probe to run one unchecked")
+    else:
+        assert r.returncode == 0 and "PASS" in r.stdout, (r.returncode, r.stdout, r.stderr)
 
 
 @pytest.mark.firmware
