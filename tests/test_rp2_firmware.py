@@ -105,6 +105,10 @@ def test_options_it_cannot_honour_are_refused_in_one_line():
     assert "the rp2-firmware board cannot honour --clock-ppm" in r.stderr
     r = i2s("sim", "--profile", "rp2-firmware", "--loopback", "0>1,gain=-3", check=2)
     assert "no analog options" in r.stderr
+    r = i2s("sim", "--profile", "rp2-firmware", "--fault", "unplug:at=1s", check=2)
+    assert "the rp2-firmware board injects only stall faults, not 'unplug'" in r.stderr
+    r = i2s("info", "-p", "sim://rp2-firmware?fault=hang:at=1s,for=1s", check=3)
+    assert r.stderr.strip() == "i2s: error: the rp2-firmware board injects only stall faults, not 'hang'"
 
 
 @pytest.mark.firmware

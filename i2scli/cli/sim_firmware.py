@@ -12,7 +12,7 @@ from i2scli.errors import Exit
 
 def run_firmware_board(ctx: click.Context, *, tx_capture, rx_source, loopback, events, faults=(),
                        exit_with_stdin: bool) -> None:
-    from i2scli.sim.firmware_board import HONOURED, FirmwareBoard, FirmwareUnavailable, check_ready
+    from i2scli.sim.firmware_board import HONOURED, FirmwareBoard, FirmwareUnavailable, check_ready, stalls
     from i2scli.sim.serve import serve
 
     for name in ctx.params:
@@ -24,6 +24,10 @@ def run_firmware_board(ctx: click.Context, *, tx_capture, rx_source, loopback, e
     if loopback is not None and not re.fullmatch(r"\s*\d+\s*>\s*\d+\s*", loopback.spec):
         raise click.BadParameter("the rp2-firmware board wires TX SD to RX SD as it is: no analog options "
                                  "(delay, gain, noise, ...)", param_hint="--loopback")
+    try:
+        stalls(faults)
+    except ValueError as e:
+        raise click.BadParameter(str(e), param_hint="--fault") from None
     try:
         check_ready()
         board = FirmwareBoard(tx_capture=tx_capture, rx_source=rx_source, loopback=loopback, events=events,
