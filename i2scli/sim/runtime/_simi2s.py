@@ -9,7 +9,7 @@ import _simport as _port
 from _simport import _EINVAL, _EPERM, _get_int, _type_name  # noqa: F401
 from _simpin import Pin, _pin_find, _pin_index, _pin_event, _pmode  # noqa: F401
 
-_ticks_us = _port.now  # the board's clock (_simport.py): the host's, less a late wake-up
+_ticks_us = _port.now  # the board's clock (_simport.py): the host's, less the host's waits
 _ticks_diff = _t.ticks_diff
 _ticks_add = _t.ticks_add
 
@@ -71,11 +71,21 @@ def _min_wait(now):
 
 
 def _sleep_until(wake):
-    """Sleep until the board's clock reaches wake, servicing non-blocking I2S work at
-    its deadlines meanwhile. The board's clock first takes back what it trails the host's
-    by (_simport.py, lag), then the rest is slept on the host; a wake-up the host delays is
-    not seen by the board, so a blocking write or readinto ends when its ring's schedule
-    says, as on a board."""
+    """time.sleep* and the like: sleep until the board's clock reaches wake, servicing
+    non-blocking I2S work at its deadlines meanwhile. It takes the host's time in full (a
+    host may be waiting out the board's sleep, e.g. to switch its baud rate); a wake-up
+    the host delays is not seen by the board (_simport.py, lag)."""
+    _sleep(wake, 0)
+
+
+def _wait_ring(wake):
+    """A blocking write or readinto waiting for its ring: as _sleep_until, but the board's
+    clock first takes back what it trails the host's by (the lag), so a late wake-up never
+    makes the ring over- or underrun, and the call ends when its ring's schedule says."""
+    _sleep(wake, 1)
+
+
+def _sleep(wake, take):
     while True:
         now = _ticks_us()
         if _port.npend:
@@ -89,12 +99,14 @@ def _sleep_until(wake):
                 w = 20
             if w < d:
                 d = w
-        lag = _port.lag
-        if lag >= d:
-            _port.lag = lag - d  # the board's clock catches up without sleeping
-            continue
-        _port.lag = 0
-        _port.sleep_host(d - lag)
+        if take:
+            w = _port.lag
+            if w >= d:
+                _port.lag = w - d  # the board's clock catches up without sleeping
+                continue
+            _port.lag = 0
+            d -= w
+        _port.sleep_host(d)
 
 
 class _I2S(_io.IOBase):
@@ -600,7 +612,7 @@ class _I2S(_io.IOBase):
                 # returned: the port's loop moves the next bytes at once, and whatever
                 # kept this process from running then was the host, not the board.
                 t = self._wake_at(k)
-                _sleep_until(t)
+                _wait_ring(t)
 
     def readinto(self, buf, nb=-1):
         if _port.npend:
@@ -633,7 +645,7 @@ class _I2S(_io.IOBase):
         self._tick(_ticks_us())  # what came before the call (may overrun)
         while self._ring < n:
             t = self._wake_at((n - self._ring) // self._fb)
-            _sleep_until(t)
+            _wait_ring(t)
             # A real port copies out of the ring while it waits, so frames arriving
             # during the call are not lost (a buffer larger than the ring too: taken
             # whole at the end, in one piece, allocating nothing); the call ends when the
