@@ -274,3 +274,18 @@ def test_signal_while_a_stream_waits_on_a_silent_board(board, tmp_path, sig):
     import soundfile as sf
 
     assert sf.info(str(out)).frames > 0
+
+
+def test_a_real_board_printing_forever_with_ctrl_c_off(sim, tmp_path):
+    """The same on the virtual board (real MicroPython): main.py turns Ctrl-C off and prints in
+    a loop. `i2s info` and `i2s record -` give up within their timeout, stdout empty."""
+    from test_reliability import _board_with_main
+
+    b = _board_with_main(sim, tmp_path, "import micropython\nmicropython.kbd_intr(-1)\n"
+                                        "while True:\n    print('tick')\n")
+    for args in (["info", "--json"], ["record", "-q", "-d", "1s", "-"]):
+        r, rss, secs = _peak_rss_run([*args, "-p", b.path])
+        one_line(r, 5, "did not answer Ctrl-C")
+        assert r.stdout == ""
+        assert secs < 40, secs
+        assert rss < 200, f"{rss:.0f} MB"
