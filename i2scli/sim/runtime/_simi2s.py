@@ -172,6 +172,7 @@ class _I2S(_io.IOBase):
         self._t0 = 0
         self._hf = 0  # TX DMA half in frames (0: no DMA stage modelled, esp32)
         self._hb = 0  # ring bytes one half takes
+        self._rxh = 0  # RX DMA half in frames (0: frames enter the ring one by one)
         self._dd = 0  # scratch of _out_dma
         self._dz = 0
         self._hz = 0  # what a half fed without audio is: -1 an underrun, 0 before any audio
@@ -278,6 +279,8 @@ class _I2S(_io.IOBase):
         else:
             self._hf = 0
             self._hb = 0
+        # RX on the ring ports: 128-byte DMA halves of 8-byte frames enter the ring whole (_simdma)
+        self._rxh = 16 if mode == RX and fam in ("rp2", "stm32", "mimxrt") else 0
         ch = (cap // 4 // fb) * fb
         self._chunk = ch if ch >= fb else fb
         self._reset_session()
@@ -288,6 +291,8 @@ class _I2S(_io.IOBase):
             if e:  # ["smp", N] or ["s", num, den]: frames at this rate, halves up
                 p = e[1] if e[0] == "smp" else (2 * e[1] * rate + e[2]) // (2 * e[2])
                 self._lost_every = p if p > _lost[2] else _lost[2] + 1
+        if self._lost_n:
+            self._rxh = 0  # (sim --loopback drop= keeps RX frame by frame)
         self._pins = (sck, ws, sd)
         self._mck = mck
         self._sid = _next_sid & 0xFF
@@ -318,6 +323,8 @@ class _I2S(_io.IOBase):
             return None
         self._tick(_ticks_us())
         self._stop_nb()
+        if self._rxh:  # the half the DMA was filling never reaches the ring
+            self._pdrop += self._clk % self._rxh
         if not self._tx and (self._pfill or self._pdrop):
             _chan.rx(self._sid, self._pfill, self._pdrop, None, 0)
             self._pfill = 0
@@ -379,6 +386,9 @@ class _I2S(_io.IOBase):
                     self._underrun(n)
                 _chan.clock(self._sid, h, n)
         else:
+            if self._rxh:
+                _simdma.rx_halves(self, n)
+                return
             if self._lost_n:
                 self._rx_lost(n)
                 return
@@ -530,6 +540,8 @@ class _I2S(_io.IOBase):
         """Frames to clock before the ring holds `need` bytes (0: it does)."""
         if self._ring >= need:
             return 0
+        if self._rxh:
+            return _simdma.rx_wait_frames(self, need)
         return (need - self._ring) // self._fb
 
     def _span(self, ln, a, b):
@@ -644,7 +656,7 @@ class _I2S(_io.IOBase):
         n = self._end
         self._tick(_ticks_us())  # what came before the call (may overrun)
         while self._ring < n:
-            t = self._wake_at((n - self._ring) // self._fb)
+            t = self._wake_at(self._rx_wait_frames(n))
             _wait_ring(t)
             # A real port copies out of the ring while it waits, so frames arriving
             # during the call are not lost (a buffer larger than the ring too: taken
