@@ -63,6 +63,7 @@ class Loop:
         self.tx = _open_i2s(cfg, "tx", _pins(cfg["tx"]))
         # the ports start the DMA at the end of init: the clock started within the call
         self.t_tx = time.ticks_us()
+        self.s.meter.opened()
         self.sync["tx_init_us"] = time.ticks_diff(self.t_tx, t)
         self.s.audio = self.tx  # closed by main's way out, as the one-bus modes' audio
         self.s.mark("tx_init")
@@ -148,6 +149,7 @@ class Loop:
         if s.frames == 0:
             self.first_tx(n)
         s.frames += n // s.fb
+        s.meter.put(s.frames)
         return n
 
     def first_or_meter(self):

@@ -170,13 +170,14 @@ def tx_meter(cfg, fb):
 
 
 # RX ring of each port in frames (docs/sim.md has the sources): the rp2, stm32 and mimxrt ring
-# holds ibuf bytes of 8-byte frames whatever the format; esp32 keeps ibuf // 2048 (at least 2)
-# DMA buffers of 256 frames. _RX_SLACK: frames a port holds beyond that in flight (a DMA half
-# of 128 bytes; an esp32 DMA buffer), which an overrun check must allow for.
+# holds ibuf - 1 bytes of 8-byte frames whatever the format, and takes the DMA's 16-frame
+# halves (128 bytes) only while it has room for a whole one; esp32 keeps ibuf // 2048 (at
+# least 2) DMA buffers of 256 frames. Frames a port holds beyond that in flight (a DMA half; an
+# esp32 DMA buffer) are what an overrun check must allow for.
 def rx_ring_frames(ibuf):
     if sys.platform == "esp32":
         return max(ibuf // 2048, 2) * 256
-    return ibuf // 8
+    return (ibuf - 129) // 8 + 16 if ibuf > 128 else 0  # the most it holds: a half past the last room
 
 
 class RxMeter:
@@ -195,6 +196,7 @@ class RxMeter:
         self.rate = rate
         self.ring = ring
         self.tol = (256 if sys.platform == "esp32" else 16) + rate // 2000 + 2
+        self.fly = 0 if sys.platform == "esp32" else 16  # a DMA half not yet in the ring
         self.t = 0  # anchor (ticks_us)
         self.e = 0  # frames the bus had put in the ring by the anchor, less those lost
         self.started = False
@@ -217,6 +219,8 @@ class RxMeter:
 
     def _settle(self):
         f = self.floor
+        if f < _BIG:
+            f -= self.fly
         if 0 < f < _BIG:
             m = self.rate // 200
             self.e -= f if f < m else m

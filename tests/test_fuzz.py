@@ -108,3 +108,11 @@ def test_the_decoder_takes_any_bytes_in_any_pieces(parts, max_payload, cuts):
     # whole frames among the noise are found whatever the pieces: the same as in one piece
     one = proto.Decoder(max_payload=max_payload)
     assert [x.encode() for x in one.feed(data) + one.flush()] == [x.encode() for x in out]
+
+
+def test_the_schema_covers_every_field_the_protocol_defines():
+    """A field the protocol defines but the schema does not know would be dropped unread."""
+    assert set(proto.HELLO_KEYS) == set(schema.HELLO)
+    assert set(proto.READY_KEYS) == set(schema.READY)
+    summary = set(proto.SUMMARY_KEYS).union(*map(set, proto.SUMMARY_MODE_KEYS.values()))
+    assert summary == set(schema.SUMMARY)

@@ -274,3 +274,38 @@ def test_signal_while_a_stream_waits_on_a_silent_board(board, tmp_path, sig):
     import soundfile as sf
 
     assert sf.info(str(out)).frames > 0
+
+
+def test_a_real_board_printing_forever_with_ctrl_c_off(sim, tmp_path):
+    """The same on the virtual board (real MicroPython): main.py turns Ctrl-C off and prints in
+    a loop. `i2s info` and `i2s record -` give up within their timeout, stdout empty."""
+    from test_reliability import _board_with_main
+
+    b = _board_with_main(sim, tmp_path, "import micropython\nmicropython.kbd_intr(-1)\n"
+                                        "while True:\n    print('tick')\n")
+    for args in (["info", "--json"], ["record", "-q", "-d", "1s", "-"]):
+        r, rss, secs = _peak_rss_run([*args, "-p", b.path])
+        one_line(r, 5, "did not answer Ctrl-C")
+        assert r.stdout == ""
+        assert secs < 40, secs
+        assert rss < 200, f"{rss:.0f} MB"
+
+
+def test_signal_while_the_real_board_stalls_leaves_it_usable(sim, tmp_path):
+    """The virtual board stops answering mid-recording (a stall): SIGTERM still ends i2s at once,
+    with what arrived kept, and once the stall is over mpremote and i2s find the board as usual."""
+    b = sim("fast", "--rx-source", "ramp", "--fault", "stall:at=2s,for=8s", capture=False, events=False)
+    out = tmp_path / "r.wav"
+    r, secs = _signalled(["record", "-q", "-r", 16000, "-b", 16, "-c", 2, "-d", "20s", "--timeout", "10s",
+                          "-p", b.path, out], signal.SIGTERM, 3.0)
+    assert r.returncode == 130, (r.returncode, r.stderr)
+    assert "Traceback" not in r.stderr
+    assert secs < 3, secs
+    import soundfile as sf
+
+    assert sf.info(str(out)).frames > 0
+    time.sleep(8)  # the stall ends (and the agent's watchdog sends it back to the REPL)
+    assert "ok" in mpremote("connect", b.path, "exec", "print('ok')").stdout.decode()
+    r, _ = run("record", "-q", "-s", 1000, "-p", b.path, tmp_path / "after.wav")
+    assert r.returncode == 0, r.stderr
+    assert sf.info(str(tmp_path / "after.wav")).frames == 1000

@@ -43,7 +43,7 @@ def _pin(ctx, param, value):
 
 @main.command()
 @click.option("--profile", default="openmv", show_default=True, metavar="NAME",
-              help="Board to imitate: openmv, stm32, rp2, esp32, esp32s3, mimxrt, no-i2s, fast, custom; "
+              help="Board to imitate: openmv, stm32, pybd, rp2, esp32, esp32s3, mimxrt, no-i2s, fast, custom; "
                    "rp2-firmware runs the real MicroPython rp2 firmware in an RP2040 emulator.")
 @click.option("--bridge", metavar="NAME",
               help="USB-UART bridge of a UART-REPL board (esp32): cp2102 (default), cp2102n, "

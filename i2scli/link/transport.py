@@ -65,12 +65,13 @@ class BoundedTransport(SerialTransport):
 
     def enter_raw_repl(self, soft_reset=True, timeout_overall=10):
         """Ctrl-C, what waits thrown away (for at most DRAIN_S), Ctrl-A and the raw REPL's banner,
-        as mpremote does it (no soft reset in i2s), each wait bounded."""
+        as mpremote does it (no soft reset in i2s), all within `timeout_overall`."""
         if soft_reset:
             return super().enter_raw_repl(soft_reset, timeout_overall)
         s = self.serial
+        start = time.monotonic()
         s.write(b"\r\x03")
-        end = time.monotonic() + DRAIN_S
+        end = start + min(DRAIN_S, timeout_overall / 4)
         while time.monotonic() < end:
             halt.check()
             n = min(s.in_waiting, MAX_KEEP)
@@ -78,7 +79,8 @@ class BoundedTransport(SerialTransport):
                 break
             s.read(n)
         s.write(b"\r\x01")
-        data = self.read_until(1, RAW_BANNER, timeout_overall=timeout_overall)
+        left = max(0.0, timeout_overall - (time.monotonic() - start))  # the drain is part of the budget
+        data = self.read_until(1, RAW_BANNER, timeout_overall=left)
         if not data.endswith(RAW_BANNER):
             raise TransportError("could not enter raw repl")
         self.in_raw_repl = True

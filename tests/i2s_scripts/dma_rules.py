@@ -9,8 +9,8 @@ import time
 
 from machine import I2S, Pin
 
-RATE = 8000  # 16-bit stereo: a DMA half of 128 bytes is 32 frames, 4 ms
-HALF_US = 4000
+RATE = 4000  # 16-bit stereo: a DMA half of 128 bytes is 32 frames, 8 ms
+HALF_US = 8000
 IBUF = 1024
 
 

@@ -48,3 +48,46 @@ def _copy(o):
 def nb_wait_frames(o):
     """Frames until the pending write can move: the next half boundary."""
     return o._hf - o._clk % o._hf
+
+
+# RX on the same ports: the DMA fills 128-byte halves of 8-byte frames (32-bit stereo whatever
+# the format: 16 frames); at the end of each, its interrupt pushes the half into the ring if the
+# ring has room for all 128 bytes, else drops the whole half (empty_dma). The ring holds
+# ibuf - 1 bytes. A blocking readinto in progress takes bytes as they come (_grace).
+def rx_halves(o, n):
+    """n frames clocked on RX: each half boundary crossed fills or drops a half. (Each function
+    here keeps its locals and stack within 11 words: no call frame on the heap.)"""
+    b = o._clk // o._rxh - (o._clk - n) // o._rxh
+    if b > 0:
+        d = _room(o, b)
+        if d:
+            _fill(o, d * o._rxh)
+        if d < b:
+            o._overrun((b - d) * o._rxh)
+
+
+def _room(o, b):
+    """How many of b halves the ring takes: while it holds at most (ibuf - 1 - 128) // 8 frames
+    (those a read in progress takes do not count)."""
+    rf = (o._ring - o._grace) // o._fb  # (below 0: the read takes more than the ring holds)
+    top = (o._ibuf - 129) // 8
+    if rf > top:
+        return 0
+    d = (top - rf) // o._rxh + 1
+    return d if d < b else b
+
+
+def _fill(o, f):
+    if o._pdrop:  # fill and drop records keep their order
+        _chan.rx(o._sid, o._pfill, o._pdrop, None, 0)
+        o._pfill = 0
+        o._pdrop = 0
+    o._ring += f * o._fb
+    o._pfill += f
+
+
+def rx_wait_frames(o, need):
+    """Frames to clock before the ring holds `need` bytes, at a half boundary."""
+    h = o._rxh
+    f = (need - o._ring + o._fb - 1) // o._fb
+    return (o._clk // h + (f + h - 1) // h) * h - o._clk

@@ -9,7 +9,7 @@ import _simport as _port
 from _simport import _EINVAL, _EPERM, _get_int, _type_name  # noqa: F401
 from _simpin import Pin, _pin_find, _pin_index, _pin_event, _pmode  # noqa: F401
 
-_ticks_us = _port.now  # the board's clock (_simport.py): the host's, less a late wake-up
+_ticks_us = _port.now  # the board's clock (_simport.py): the host's, less the host's waits
 _ticks_diff = _t.ticks_diff
 _ticks_add = _t.ticks_add
 
@@ -71,11 +71,21 @@ def _min_wait(now):
 
 
 def _sleep_until(wake):
-    """Sleep until the board's clock reaches wake, servicing non-blocking I2S work at
-    its deadlines meanwhile. The board's clock first takes back what it trails the host's
-    by (_simport.py, lag), then the rest is slept on the host; a wake-up the host delays is
-    not seen by the board, so a blocking write or readinto ends when its ring's schedule
-    says, as on a board."""
+    """time.sleep* and the like: sleep until the board's clock reaches wake, servicing
+    non-blocking I2S work at its deadlines meanwhile. It takes the host's time in full (a
+    host may be waiting out the board's sleep, e.g. to switch its baud rate); a wake-up
+    the host delays is not seen by the board (_simport.py, lag)."""
+    _sleep(wake, 0)
+
+
+def _wait_ring(wake):
+    """A blocking write or readinto waiting for its ring: as _sleep_until, but the board's
+    clock first takes back what it trails the host's by (the lag), so a late wake-up never
+    makes the ring over- or underrun, and the call ends when its ring's schedule says."""
+    _sleep(wake, 1)
+
+
+def _sleep(wake, take):
     while True:
         now = _ticks_us()
         if _port.npend:
@@ -89,12 +99,14 @@ def _sleep_until(wake):
                 w = 20
             if w < d:
                 d = w
-        lag = _port.lag
-        if lag >= d:
-            _port.lag = lag - d  # the board's clock catches up without sleeping
-            continue
-        _port.lag = 0
-        _port.sleep_host(d - lag)
+        if take:
+            w = _port.lag
+            if w >= d:
+                _port.lag = w - d  # the board's clock catches up without sleeping
+                continue
+            _port.lag = 0
+            d -= w
+        _port.sleep_host(d)
 
 
 class _I2S(_io.IOBase):
@@ -160,6 +172,7 @@ class _I2S(_io.IOBase):
         self._t0 = 0
         self._hf = 0  # TX DMA half in frames (0: no DMA stage modelled, esp32)
         self._hb = 0  # ring bytes one half takes
+        self._rxh = 0  # RX DMA half in frames (0: frames enter the ring one by one)
         self._dd = 0  # scratch of _out_dma
         self._dz = 0
         self._hz = 0  # what a half fed without audio is: -1 an underrun, 0 before any audio
@@ -266,6 +279,8 @@ class _I2S(_io.IOBase):
         else:
             self._hf = 0
             self._hb = 0
+        # RX on the ring ports: 128-byte DMA halves of 8-byte frames enter the ring whole (_simdma)
+        self._rxh = 16 if mode == RX and fam in ("rp2", "stm32", "mimxrt") else 0
         ch = (cap // 4 // fb) * fb
         self._chunk = ch if ch >= fb else fb
         self._reset_session()
@@ -276,6 +291,8 @@ class _I2S(_io.IOBase):
             if e:  # ["smp", N] or ["s", num, den]: frames at this rate, halves up
                 p = e[1] if e[0] == "smp" else (2 * e[1] * rate + e[2]) // (2 * e[2])
                 self._lost_every = p if p > _lost[2] else _lost[2] + 1
+        if self._lost_n:
+            self._rxh = 0  # (sim --loopback drop= keeps RX frame by frame)
         self._pins = (sck, ws, sd)
         self._mck = mck
         self._sid = _next_sid & 0xFF
@@ -306,6 +323,8 @@ class _I2S(_io.IOBase):
             return None
         self._tick(_ticks_us())
         self._stop_nb()
+        if self._rxh:  # the half the DMA was filling never reaches the ring
+            self._pdrop += self._clk % self._rxh
         if not self._tx and (self._pfill or self._pdrop):
             _chan.rx(self._sid, self._pfill, self._pdrop, None, 0)
             self._pfill = 0
@@ -367,6 +386,9 @@ class _I2S(_io.IOBase):
                     self._underrun(n)
                 _chan.clock(self._sid, h, n)
         else:
+            if self._rxh:
+                _simdma.rx_halves(self, n)
+                return
             if self._lost_n:
                 self._rx_lost(n)
                 return
@@ -518,6 +540,8 @@ class _I2S(_io.IOBase):
         """Frames to clock before the ring holds `need` bytes (0: it does)."""
         if self._ring >= need:
             return 0
+        if self._rxh:
+            return _simdma.rx_wait_frames(self, need)
         return (need - self._ring) // self._fb
 
     def _span(self, ln, a, b):
@@ -600,7 +624,7 @@ class _I2S(_io.IOBase):
                 # returned: the port's loop moves the next bytes at once, and whatever
                 # kept this process from running then was the host, not the board.
                 t = self._wake_at(k)
-                _sleep_until(t)
+                _wait_ring(t)
 
     def readinto(self, buf, nb=-1):
         if _port.npend:
@@ -632,8 +656,8 @@ class _I2S(_io.IOBase):
         n = self._end
         self._tick(_ticks_us())  # what came before the call (may overrun)
         while self._ring < n:
-            t = self._wake_at((n - self._ring) // self._fb)
-            _sleep_until(t)
+            t = self._wake_at(self._rx_wait_frames(n))
+            _wait_ring(t)
             # A real port copies out of the ring while it waits, so frames arriving
             # during the call are not lost (a buffer larger than the ring too: taken
             # whole at the end, in one piece, allocating nothing); the call ends when the

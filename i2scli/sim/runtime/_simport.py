@@ -21,9 +21,9 @@ _EINVAL = 22
 # and everything timed by it: I2S rings, events) trails the host's monotonic clock by `lag` µs:
 # the process's waits for a CPU (its run-queue wait, /proc/self/schedstat, looked at whenever
 # the board reads its clock) and its waits for the simulator's own model (_chan), at most
-# LAG_MAX. The board's sleeps take the lag back before sleeping on the host (_simi2s.py
-# _sleep_until), so it never adds up: over any stretch with sleeps, the board's clock runs at
-# the host's rate. A stopped process (a `hang` fault) is not waiting for a CPU: that time, like
+# LAG_MAX. A blocking I2S call waiting for its ring takes the lag back before sleeping on the
+# host (_simi2s.py _wait_ring), so it does not add up: a board streaming audio keeps the host's
+# rate. time.sleep* takes the host's time in full (a host may be waiting it out). A stopped process (a `hang` fault) is not waiting for a CPU: that time, like
 # the time the board spends on its own work, stays the board's.
 _ticks_us = _t.ticks_us
 _ticks_add = _t.ticks_add
@@ -39,6 +39,8 @@ except OSError:  # pragma: no cover
     _sched = None
 _sbuf = bytearray(64)
 _w_last = -1  # the run-queue wait (µs) at the last look
+_t_look = 0  # the host's ticks_us() at the last look
+_LOOK_US = 300
 
 
 def _run_wait_us():
@@ -76,8 +78,13 @@ def _add(d):
 
 
 def accrue():
-    """The run-queue wait since the last look becomes lag."""
-    global _w_last
+    """The run-queue wait since the last look becomes lag. (A look costs ~15 µs; within
+    _LOOK_US of the last one there can be no wait worth it, and none is taken.)"""
+    global _w_last, _t_look
+    t = _ticks_us()
+    if _ticks_diff(t, _t_look) < _LOOK_US:
+        return
+    _t_look = t
     w = _run_wait_us()
     if w < 0:
         return
