@@ -137,10 +137,18 @@ def choose(agent: Agent, payload_for, given: tuple[int | None, int | None, int |
                 why += f"; {tried[0].describe()} would need {first[1]:.0%}"
             return Choice(bus, True, share, why, ratio, agent.loop_rates())
     what = describe_format(rate, bits, channels) or "any standard format"
+    if not tried:
+        raise TooFast(f"no standard format above {min_rate:g} Hz for this signal")
     raise TooFast(f"the link to {agent.describe()} cannot carry a loop test at {what} with TX and RX at once "
                   f"(the least, {tried[-1].describe()}, needs "
-                  f"{link_share(agent, tried[-1], payload_for(tried[-1])):.0%} of it)" if tried else
-                  f"no standard format above {min_rate:g} Hz for this signal")
+                  f"{link_share(agent, tried[-1], payload_for(tried[-1])):.0%} of it, at most {LOOP_MARGIN:.0%}; "
+                  f"{_measured(agent.loop_rates())}); give -r/-b/-c and --no-probe to run one unchecked")
+
+
+def _measured(both: dict) -> str:
+    """What the two-way probe measured, for a refusal: the figures and whether remembered."""
+    said = f"measured {both['up'] / 1000:.1f} kB/s up, {both['down'] / 1000:.1f} kB/s down with both busy"
+    return said + (" (remembered: --probe measures again)" if both.get("cached") else "")
 
 
 def _alternatives(agent: Agent, payload_for, bus: BusFormat, ratio_for=None) -> str:

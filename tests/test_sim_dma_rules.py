@@ -8,6 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 import soundfile as sf
 from conftest import mpremote
 
@@ -88,11 +89,11 @@ def expected_pins(steps, frames: int) -> tuple[bytes, list[int]]:
     return bytes(out[:frames * FB]), done
 
 
-def run_script(sim):
-    """The script on a fresh virtual rp2: its steps and the pins' capture. Each step must start
+def run_script(sim, profile: str = "rp2"):
+    """The script on a fresh board: its steps and the pins' capture. Each step must start
     inside the DMA half it aimed at, as on a board; a machine too loaded for that runs it again."""
     for _ in range(5):
-        board = sim("rp2", events=False)
+        board = sim(profile, events=False)
         out = mpremote("connect", board.path, "run", str(SCRIPT), timeout=60).stdout.decode()
         board.stop()
         steps, end = parse(out)
@@ -119,3 +120,27 @@ def test_virtual_rp2_puts_the_ports_frames_on_sd(sim):
     assert silent[:12 * HF].all()  # the first audio waits for the half after its write's
     assert not silent[12 * HF:15 * HF].any() and silent[15 * HF:21 * HF].all()  # 96 frames, then zeros
     assert wire.count(b"\0") >= (90 - 60) * HF * FB  # the end: the ring ran dry for good
+
+
+@pytest.mark.firmware
+@pytest.mark.timeout(240)
+def test_the_real_rp2_firmware_puts_the_same_frames_on_sd(sim):
+    # MicroPython's own rp2 port in the RP2040 emulator (tests/test_rp2_firmware.py): the script's
+    # frames on its pins are the reference's, so the virtual rp2's (test above) are the port's.
+    from i2scli.sim.firmware_board import FirmwareUnavailable, check_ready
+
+    try:
+        check_ready()
+    except FirmwareUnavailable as e:
+        pytest.skip(f"firmware board unavailable: {e}")
+    steps, wire = run_script(sim, "rp2-firmware")
+    want, done = expected_pins(steps, len(wire) // FB + 1)
+    # The harness decodes whole frames from the pins: the bus's first frame (zeros) is not one (the
+    # PIO program's first rising edge clocks a bit ahead of it, the last bit of no right slot), so
+    # its capture starts at the bus's frame 1.
+    assert want[:FB] == bytes(FB)
+    assert len(wire) // FB >= 90 * HF - 1
+    assert wire == want[FB:]
+    # The callback: the interrupt that copied the last piece ends half 31 (it may be seen a
+    # little before that half's last frame leaves the pins: the DMA runs ahead by the PIO FIFO).
+    assert done == [31] and frame(steps[3][4]) // HF in (31, 32)

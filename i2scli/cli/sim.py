@@ -95,7 +95,8 @@ def sim(profile, bridge, native, tx_capture, rx_source, codec_release, codec_dri
         from i2scli.cli.sim_firmware import run_firmware_board
 
         run_firmware_board(click.get_current_context(), tx_capture=tx_capture, rx_source=rx_source,
-                           loopback=loopback, events=events, exit_with_stdin=exit_with_stdin)
+                           loopback=loopback, events=events, faults=faults,
+                           exit_with_stdin=exit_with_stdin)
         return
     from i2scli.sim.board import VirtualBoard, codec_dir_pin_id
     from i2scli.sim.profiles import get_profile

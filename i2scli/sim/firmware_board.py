@@ -35,7 +35,7 @@ BOOTROM_NAME = "bootrom-b1.bin"
 BOOTROM_SIZE = 16384
 USB_ID = (0x2E8A, 0x0005)  # MicroPython's rp2 boards: Raspberry Pi VID, MicroPython PID
 # The `i2s sim` options the firmware board honours; every other one given is refused in one line.
-HONOURED = {"profile", "tx_capture", "rx_source", "loopback", "events", "exit_with_stdin"}
+HONOURED = {"profile", "tx_capture", "rx_source", "loopback", "events", "exit_with_stdin", "faults", "fault"}
 HOST_STALL_DROP_S = 0.5  # board output the host has not read for this long is dropped
 
 
@@ -125,6 +125,20 @@ def check_ready(install: bool = True) -> dict:
     return {"node": node, "modules": modules, "firmware": str(find_firmware()), "bootrom": str(find_bootrom())}
 
 
+def stalls(faults) -> list[dict]:
+    """The harness's stall faults (the link carries nothing either way for a while, in emulated
+    time); ValueError for a fault the firmware board cannot inject."""
+    out = []
+    for f in faults:
+        if f.kind != "stall":
+            raise ValueError(f"the rp2-firmware board injects only stall faults, not {f.kind!r}")
+        if f.offset is not None and f.direction != "in":
+            raise ValueError("the rp2-firmware board counts a stall's offset in host-to-board bytes only")
+        where = {"offset": f.offset} if f.offset is not None else {"at_ns": round(f.at * 1e9)}
+        out.append({**where, "for_ns": round(f.duration * 1e9)})
+    return out
+
+
 def now_us() -> int:
     return time.monotonic_ns() // 1000
 
@@ -133,7 +147,7 @@ class FirmwareBoard:
     """One firmware board: the emulator in a Node process, its USB CDC behind a pty."""
 
     def __init__(self, *, tx_capture: str | None = None, rx_source: str | None = None, loopback=None,
-                 events: str | None = None) -> None:
+                 events: str | None = None, faults=()) -> None:
         from i2scli.sim.wire import FileSource, Ramp, Silence, Sine, parse_source
 
         self.tx_capture = tx_capture
@@ -155,6 +169,7 @@ class FirmwareBoard:
             self._cfg["rx_raw"] = str(raw)
         elif not isinstance(source, Silence):
             raise ValueError(f"the firmware board cannot use RX source {rx_source!r}")
+        self._cfg["stalls"] = stalls(faults)
         self.path: str | None = None
         self._proc: subprocess.Popen | None = None
         self._gone = threading.Event()

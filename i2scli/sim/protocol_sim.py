@@ -45,12 +45,15 @@ def check_url(url: str) -> None:
                 raise ValueError(f"clock_ppm must be within ±{CLOCK_PPM_MAX}, not {ppm}")
     profile = (parts.netloc + parts.path).strip("/") or None
     if profile == FIRMWARE_PROFILE:  # the real firmware: what its board honours
-        from i2scli.sim.firmware_board import HONOURED
+        from i2scli.sim.faults import parse_fault
+        from i2scli.sim.firmware_board import HONOURED, stalls
 
-        for key, _ in urllib.parse.parse_qsl(parts.query, keep_blank_values=True):
+        for key, value in urllib.parse.parse_qsl(parts.query, keep_blank_values=True):
             if key.replace("-", "_") not in HONOURED:
                 raise ValueError(f"the rp2-firmware board cannot honour {key!r} (it takes tx_capture, rx_source, "
-                                 f"loopback and events)")
+                                 f"loopback, events and fault=stall:...)")
+            if key == "fault":
+                stalls([parse_fault(value)])
         return
     usb_id(profile, bridge)  # unknown profile or bridge
     if len(loopbacks) > 1:

@@ -84,11 +84,45 @@ let inBytes = 0;
 let outBytes = 0;
 let connected = false;
 
+// -- stall faults: the link carries nothing either way for a while (emulated time) --------------
+// {offset: host bytes delivered before it, or at_ns: emulated time, for_ns}; the board's output
+// written meanwhile is held and reaches the host when the stall ends.
+const stalls = (cfg.stalls || []).map((f) => ({ ...f, fired: false }));
+let stallUntil = 0;
+const outHeld = [];
+
+function startStall(f) {
+  f.fired = true;
+  stallUntil = clock.nanos + f.for_ns;
+  event({ ev: 'fault', kind: 'stall', in_bytes: inBytes, for_ns: f.for_ns });
+}
+
+function checkStalls() {
+  // from the run loop: a stall due by time begins, one that is over ends
+  if (stallUntil && clock.nanos >= stallUntil) {
+    stallUntil = 0;
+    event({ ev: 'fault_end', kind: 'stall', in_bytes: inBytes });
+    while (outHeld.length) writeOut(outHeld.shift());
+    deliver();
+  }
+  for (const f of stalls) {
+    if (!f.fired && f.at_ns !== undefined && clock.nanos >= f.at_ns && !stallUntil) startStall(f);
+  }
+}
+
 function deliver() {
-  if (!pendingRead || hostQueued === 0) return;
-  const { endpoint, size } = pendingRead;
+  if (!pendingRead || hostQueued === 0 || stallUntil) return;
+  let n = Math.min(pendingRead.size, hostQueued);
+  for (const f of stalls) {
+    if (f.fired || f.offset === undefined) continue;
+    if (inBytes >= f.offset) {
+      startStall(f);
+      return;
+    }
+    n = Math.min(n, f.offset - inBytes); // the bytes before the stall, not one more
+  }
+  const { endpoint } = pendingRead;
   pendingRead = null;
-  const n = Math.min(size, hostQueued);
   const buf = new Uint8Array(n);
   let got = 0;
   while (got < n) {
@@ -116,13 +150,20 @@ cdc.onDeviceConnected = () => {
 };
 cdc.onSerialData = (data) => {
   outBytes += data.length;
+  if (stallUntil) {
+    outHeld.push(Uint8Array.from(data));
+    return;
+  }
+  writeOut(data);
+};
+function writeOut(data) {
   try {
     fs.writeSync(1, data);
   } catch (e) {
     if (e.code !== 'EAGAIN') shutdown('stdout closed');
     else fs.writeSync(1, data); // a full pipe: wait for the host side to read
   }
-};
+}
 
 process.stdin.on('data', (chunk) => {
   hostQueue.push(new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.length));
@@ -403,6 +444,7 @@ function run() {
   if (stopping) return;
   const sliceEnd = wallNs() + 10e6; // 10 ms, then let I/O in
   for (;;) {
+    if (stalls.length) checkStalls();
     for (let i = 0; i < 2000; i++) {
       if (core.waiting) {
         let target = clock.nextAlarm ? clock.nextAlarm.nanos : Infinity;
