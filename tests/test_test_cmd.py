@@ -67,7 +67,7 @@ def _no_clock(profile, spec, rate, delay_ms, tries=6):
 
 
 @pytest.mark.parametrize("profile,spec,rate", [("rp2", "0>1", 4000), ("rp2", "0>1", 16000), ("rp2", "0>1", 48000),
-                                               ("stm32", "1>2", 16000), ("mimxrt", "2>1", 48000)])
+                                               ("pybd", "1>2", 16000), ("mimxrt", "2>1", 48000)])
 @pytest.mark.parametrize("delay_ms", [4, 16])
 def test_latency_without_the_port_clock_is_the_delay_within_its_uncertainty(profile, spec, rate, delay_ms):
     res = _no_clock(profile, spec, rate, delay_ms)

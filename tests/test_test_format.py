@@ -9,10 +9,10 @@ from conftest import i2s
 from i2scli.busformat import BusFormat
 from i2scli.loopfit import LOOP_MARGIN, candidates
 
-LOOPBACK = {"rp2": "0%3E1", "stm32": "1%3E2", "esp32": "0%3E1"}
+LOOPBACK = {"rp2": "0%3E1", "pybd": "1%3E2", "esp32": "0%3E1"}
 
 
-@pytest.mark.parametrize("profile", ["rp2", "stm32", "esp32"])
+@pytest.mark.parametrize("profile", ["rp2", "pybd", "esp32"])
 def test_default_test_fits_and_passes(profile):
     """Exit 0 with 0 xruns on a clean loopback. The board here is a process on a shared
     machine: a run it was descheduled in long enough to underrun (exit 7, the xrun counted) is
