@@ -11,6 +11,54 @@ BOARD_NAMES = targets.names()  # i2scli/targets/: a new board is one module ther
 LOOP_NAMES = sorted(t.NAME for t in targets.all_targets() if t.LOOP)
 
 
+def _rig_known(ctx: click.Context) -> set[str]:
+    """Every long option name of every command: what a rig file may set."""
+    root = ctx.find_root().command
+    cmds = root.commands.values() if isinstance(root, click.Group) else [root]
+    return {o[2:] for c in cmds for p in c.params for o in p.opts if o.startswith("--")} - {"rig", "board-name"}
+
+
+def _apply_rig(ctx: click.Context, param: click.Parameter, value):
+    """--rig FILE and --board-name NAME (both eager): the rig's options for that board become
+    this command's defaults, below the command line and I2S_* variables."""
+    meta = ctx.meta.setdefault("i2s.rig", {})
+    meta[param.name] = value
+    if len(meta) < 2:
+        return value
+    path, name = meta["rig"], meta["board_name"]
+    if path is None:
+        if name is not None:
+            raise click.UsageError("--board-name needs a rig file: --rig FILE.toml or I2S_RIG")
+        return value
+    from i2scli import rig
+
+    try:
+        board = rig.pick(path, name)
+    except ValueError as e:
+        raise click.BadParameter(str(e), ctx, param_hint="--rig") from None
+    known = _rig_known(ctx)
+    here = {o[2:]: p for p in ctx.command.params for o in p.opts if o.startswith("--")}
+    defaults = {}
+    for key, v in board.options.items():
+        if key not in known:
+            raise click.BadParameter(f"{path}: boards.{board.name}: no command has an option --{key}", ctx,
+                                     param_hint="--rig")
+        p = here.get(key)
+        if p is not None:
+            v = v if isinstance(v, bool) else str(v)
+            defaults[p.name] = [v] if getattr(p, "multiple", False) else v
+    ctx.default_map = {**(ctx.default_map or {}), **defaults}
+    return value
+
+
+def _rig_options(f):
+    f = click.option("--board-name", envvar="I2S_BOARD_NAME", metavar="NAME", is_eager=True, expose_value=False,
+                     callback=_apply_rig, help="The board of the rig file to use (env I2S_BOARD_NAME).")(f)
+    return click.option("--rig", envvar="I2S_RIG", metavar="FILE.toml", is_eager=True, expose_value=False,
+                        callback=_apply_rig, help="Rig file: boards by name with their port and options "
+                                                  "(env I2S_RIG).")(f)
+
+
 def _port_option(f):
     return click.option("-p", "--port", envvar="I2S_PORT", default="auto", show_default=True, metavar="PORT",
                         help="Serial port or URL (env I2S_PORT).")(f)
@@ -57,6 +105,7 @@ def _bus_options(f):
         click.option("--strict", is_flag=True, help="Underruns, overruns or clipping fail the run (exit 6)."),
         _port_option,
         _baud_option,
+        _rig_options,
     ]
     for o in reversed(opts):
         f = o(f)

@@ -8,6 +8,7 @@ from i2scli.cli import main
 from i2scli.cli.common import (
     LOOP_NAMES,
     _baud_option,
+    _rig_options,
 )
 from i2scli.units import DURATION, FINITE, LEVEL, RATE, RING, Finite
 
@@ -86,6 +87,7 @@ def _wav_path(ctx, param, value):
 @click.option("-p", "--port", "ports", envvar="I2S_PORT", multiple=True, default=["auto"], show_default=True,
               metavar="PORT", help="Serial port or URL (env I2S_PORT); repeat it to test several boards at once.")
 @_baud_option
+@_rig_options
 @click.pass_context
 def test_cmd(ctx, kind, freq, level, duration, rate, bits, channels, board, ibuf, timeout, no_probe, fresh_probe,
              limits_file, as_json, junit, plot, save_recording, quiet, ports, baud, **kw):
