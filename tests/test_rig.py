@@ -54,3 +54,18 @@ def test_a_wrong_rig_is_a_usage_error_in_one_line(tmp_path):
         r = i2s("info", "--no-probe", *args, check=2)
         err = [line for line in r.stderr.splitlines() if line.startswith("Error:")]
         assert len(err) == 1 and err[0].endswith(said), r.stderr
+
+
+def test_several_boards_of_a_rig_are_tested_at_once_each_with_its_own_settings(tmp_path):
+    (tmp_path / "strict.toml").write_text("min_snr = 200\n")
+    rig = _rig(tmp_path, '[boards.a]\nport = "sim://rp2?loopback=0>1"\nrate = 16000\nduration = "0.3s"\n'
+                         '[boards.b]\nport = "sim://esp32s3?loopback=0>1"\nrate = 8000\nduration = "0.3s"\n'
+                         'limits = "strict.toml"\n')
+    r = i2s("test", "--rig", rig, "--board-name", "a", "--board-name", "b", "--json", timeout=180, check=7)
+    res = json.loads(r.stdout)
+    assert list(res) == ["a", "b"] and (res["a"]["rate"], res["b"]["rate"]) == (16000, 8000)
+    assert res["a"]["passed"] and res["a"]["exit"] == 0
+    failed = [c["name"] for c in res["b"]["checks"] if not c["passed"]]
+    assert not res["b"]["passed"] and res["b"]["exit"] == 7
+    assert failed == [f"ch{i}.snr" for i in range(res["b"]["channels"])]
+    assert res["b"]["board"].startswith("Generic ESP32S3")

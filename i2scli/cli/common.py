@@ -26,6 +26,12 @@ def _apply_rig(ctx: click.Context, param: click.Parameter, value):
     if len(meta) < 2:
         return value
     path, name = meta["rig"], meta["board_name"]
+    if isinstance(name, tuple):  # i2s test: several boards, each by its own process (multitest)
+        if len(name) > 1:
+            if path is None:
+                raise click.UsageError("--board-name needs a rig file: --rig FILE.toml or I2S_RIG")
+            return value
+        name = name[0] if name else None
     if path is None:
         if name is not None:
             raise click.UsageError("--board-name needs a rig file: --rig FILE.toml or I2S_RIG")
@@ -51,12 +57,36 @@ def _apply_rig(ctx: click.Context, param: click.Parameter, value):
     return value
 
 
-def _rig_options(f):
+def _rig_options(f, many: bool = False):
     f = click.option("--board-name", envvar="I2S_BOARD_NAME", metavar="NAME", is_eager=True, expose_value=False,
-                     callback=_apply_rig, help="The board of the rig file to use (env I2S_BOARD_NAME).")(f)
+                     callback=_apply_rig, multiple=many,
+                     help="The board of the rig file to use (env I2S_BOARD_NAME)"
+                          + ("; repeat it to test several boards at once, each with its own settings." if many
+                             else "."))(f)
     return click.option("--rig", envvar="I2S_RIG", metavar="FILE.toml", is_eager=True, expose_value=False,
                         callback=_apply_rig, help="Rig file: boards by name with their port and options "
                                                   "(env I2S_RIG).")(f)
+
+
+def rig_boards(ctx: click.Context) -> dict[str, list[str]] | None:
+    """i2s test --board-name A --board-name B: {name: the options that select it}; else None."""
+    meta = ctx.meta.get("i2s.rig", {})
+    names = meta.get("board_name")
+    if not isinstance(names, tuple) or len(names) < 2:
+        return None
+    if len(set(names)) < len(names):
+        raise click.BadParameter("the same board given twice", param_hint="--board-name")
+    from i2scli import rig
+
+    try:
+        known = rig.load(meta["rig"])
+    except ValueError as e:
+        raise click.BadParameter(str(e), ctx, param_hint="--rig") from None
+    for n in names:
+        if n not in known:
+            raise click.BadParameter(f"{meta['rig']}: no board named {n!r} (it has {', '.join(known)})", ctx,
+                                     param_hint="--rig")
+    return {n: ["--rig", str(meta["rig"]), "--board-name", n] for n in names}
 
 
 def _port_option(f):
