@@ -14,7 +14,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tests"))
+sys.path[:0] = [str(ROOT / "tests" / "unit"), str(ROOT / "tests")]  # test_wirecode, its conftest
 
 from test_wirecode import music, pcm, speech, stereo  # noqa: E402
 

@@ -1414,7 +1414,7 @@ def plucked_song(rate: int, seconds: float, seed: int = 1, level_dbfs: float = -
     """A song-like test signal: plucked chords, one every half second, each note a decaying
     harmonic tone (higher harmonics die faster, a 2 ms attack) panned across the stereo field,
     at `level_dbfs` RMS, plus white noise `noise_db` under it (a recording's noise floor).
-    int16, shape (frames, 2). Used by tests/test_fit.py and bench figure 11."""
+    int16, shape (frames, 2). Used by tests/e2e/test_fit.py and bench figure 11."""
     n = int(rate * seconds)
     y = np.zeros((n, 2))
     chords = [(220.0, 277.18, 329.63), (196.0, 246.94, 293.66), (174.61, 220.0, 261.63), (196.0, 246.94, 311.13)]

@@ -9,12 +9,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import ROOT
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from i2scli import wirecode as wc
 
-ROOT = Path(__file__).resolve().parent.parent
 MICROPYTHON = Path(sys.executable).parent / "micropython"
 
 # Runs on the board side: records "<op><bits><channels><u32 len><bytes>" on stdin, op D (decode)

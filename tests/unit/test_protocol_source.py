@@ -7,14 +7,13 @@ from __future__ import annotations
 
 import ast
 import re
-from pathlib import Path
 
 import pytest
+from conftest import ROOT
 
 from i2scli import protocol as proto
 from i2scli.link import agent_code as ac
 
-ROOT = Path(__file__).resolve().parent.parent
 FIRMWARE = ROOT / "firmware"
 DOCS = (ROOT / "docs" / "protocol.md").read_text()
 # consts of the agent's own, not the protocol's: read_frame's returns, a small-int bound
@@ -211,6 +210,7 @@ def test_a_drifted_copy_is_caught(monkeypatch):
         test_each_modules_consts_are_the_protocols("i2s_duplex")
 
 
+@pytest.mark.e2e  # starts a virtual board
 def test_what_the_virtual_board_says_is_what_the_host_expects():
     """The agent as it runs (uploaded, on the real MicroPython): its HELLO has exactly the
     protocol's keys, and its SUMMARY every key every stream has."""

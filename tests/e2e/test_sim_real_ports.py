@@ -19,7 +19,7 @@ import re
 import subprocess
 
 import pytest
-from conftest import mpremote
+from conftest import ROOT, mpremote
 from mpremote.transport import TransportExecError
 
 from i2scli.sim import i2s_pins, pins
@@ -323,9 +323,7 @@ def test_sim_facts_agree_with_the_targets():
 
 def test_sim_does_not_import_the_targets():
     """The virtual board is an independent model: nothing under i2scli/sim reads i2scli.targets."""
-    import pathlib
-
-    root = pathlib.Path(__file__).parent.parent / "i2scli" / "sim"
+    root = ROOT / "i2scli" / "sim"
     hits = [str(p) for p in root.rglob("*.py") if re.search(r"i2scli\.targets|from i2scli import targets",
                                                             p.read_text())]
     assert hits == []

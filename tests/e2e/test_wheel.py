@@ -23,12 +23,12 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from conftest import ROOT
 
 import i2scli
 
 pytestmark = pytest.mark.slow
 
-ROOT = Path(__file__).resolve().parents[1]
 # Folders of the product, as they sit in the tree and where they go in the wheel.
 SHIPPED = {"i2scli/": "i2scli/", "firmware/": "i2scli/firmware/"}
 NOT_PRODUCT_DIRS = {"__pycache__", "node_modules"}

@@ -1,4 +1,4 @@
-"""The virtual rp2 puts on SD what MicroPython's rp2 port does: tests/i2s_scripts/dma_rules.py
+"""The virtual rp2 puts on SD what MicroPython's rp2 port does: tests/e2e/i2s_scripts/dma_rules.py
 (a starved ring, odd-sized writes, an irq write, a blocking write into a full ring) against a
 reference written from the port's C source, byte for byte. The same script is for the rp2
 firmware board: run there, its capture must give the same frames (`expected_pins` below)."""
@@ -125,7 +125,7 @@ def test_virtual_rp2_puts_the_ports_frames_on_sd(sim):
 @pytest.mark.firmware
 @pytest.mark.timeout(240)
 def test_the_real_rp2_firmware_puts_the_same_frames_on_sd(sim):
-    # MicroPython's own rp2 port in the RP2040 emulator (tests/test_rp2_firmware.py): the script's
+    # MicroPython's own rp2 port in the RP2040 emulator (tests/firmware/test_rp2_firmware.py): the script's
     # frames on its pins are the reference's, so the virtual rp2's (test above) are the port's.
     from i2scli.sim.firmware_board import FirmwareUnavailable, check_ready
 

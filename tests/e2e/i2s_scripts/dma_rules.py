@@ -4,7 +4,7 @@
 # one line per step, "step kind bytes t_before t_after t_done" (µs since the bus was made;
 # t_done: when an irq write's callback was seen), then
 # "end t_deinit": with the pins' capture that is all a test needs to check the frames against
-# the port's rules (tests/test_sim_dma_rules.py). Run: mpremote connect PORT run dma_rules.py
+# the port's rules (tests/e2e/test_sim_dma_rules.py). Run: mpremote connect PORT run dma_rules.py
 import time
 
 from machine import I2S, Pin

@@ -247,7 +247,7 @@ def test_a_killed_host_leaves_the_firmware_at_its_repl(fw, tmp_path):
     host.kill()
     host.wait()
     # Listen without writing: the agent's watchdog ends the stream and the raw REPL shows its prompt
-    # (as tests/test_agent.py checks on the virtual board); then the next client just works.
+    # (as tests/e2e/test_agent.py checks on the virtual board); then the next client just works.
     seen = b""
     with serial.Serial(board.path, timeout=0.1) as port:
         for _ in range(300):

@@ -9,10 +9,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import ROOT
 
 from i2scli.link import agent_code as ac
 
-FIRMWARE = Path(__file__).resolve().parent.parent / "firmware"
+FIRMWARE = ROOT / "firmware"
 
 
 def tree(name: str) -> ast.Module:

@@ -6,12 +6,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import ENV
+import pytest
+from conftest import ENV, ROOT
 
 from i2scli import boards, looptest, targets
 from i2scli.link import baud
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_every_target_is_complete_and_named_once():
@@ -77,6 +76,7 @@ def _cli_with(extra: Path, *args: str) -> subprocess.CompletedProcess:
                           timeout=120, env=ENV)
 
 
+@pytest.mark.e2e  # starts a virtual board
 def test_a_new_board_is_one_target_module(tmp_path):
     (tmp_path / "myrig.py").write_text(RIG)
     port = "sim://custom?loopback=0%3E1,delay=1ms"

@@ -1,4 +1,4 @@
-"""The real `i2s` command line against boards and endpoints that lie (tests/hostile_board.py):
+"""The real `i2s` command line against boards and endpoints that lie (tests/e2e/hostile_board.py):
 every field they send is checked (exit 5, one line naming the field and the board), their
 text reaches the terminal with its control characters made visible, endless output ends in
 a bounded time and memory, signals end any command at once, and nothing but i2s's own output
