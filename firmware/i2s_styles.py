@@ -1,4 +1,4 @@
-# i2s agent, the seed's other transfer styles (START "io": "irq" or "asyncio"): non-blocking
+# i2s agent, the other transfer styles (START "io": "irq" or "asyncio"): non-blocking
 # I2S with a callback and two buffers, or asyncio streams on the I2S object.
 import time
 from micropython import const

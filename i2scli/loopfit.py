@@ -31,7 +31,7 @@ DEFAULT = BusFormat(48000, 32, 2)  # with --no-probe: nothing to measure against
 #: 0.62-0.70 about half the runs had a few, at 0.47-0.50 most ran clean. The probe and the loop
 #: are both one frame in flight on a 512-byte window, so a loaded host's latency moves both; the
 #: loop's board side also pays the simulator's I2S model, which the probe does not. 0.5 holds; a
-#: real board, never descheduled, may carry more (the issue's target is 0.9), unmeasured here.
+#: real board, never descheduled, may carry more (0.9 was the aim), unmeasured here.
 LOOP_MARGIN = 0.5
 
 

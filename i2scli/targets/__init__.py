@@ -1,4 +1,4 @@
-"""Board targets: one module per board family (as esptool keeps its chips under targets/).
+"""Board targets: one module per board family.
 
 Each module lists its boards in TARGETS, subclasses of base.Target whose class constants say
 everything the host assumes of a board: how to detect it, its one-bus and two-bus presets, its

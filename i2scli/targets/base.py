@@ -1,4 +1,4 @@
-"""What every board target says about itself (class constants, as esptool's targets do)."""
+"""What every board target says about itself: class constants, read without an instance."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Acceptance tests of issue 4: the real `i2s` command line against the virtual board.
+"""The real `i2s` command line against the virtual board: play, record, devices, info, signals and bad input.
 
 Every test runs `python -m i2scli ...` in a subprocess, as a user does, and checks exact
 results: the TX capture sample for sample, recordings against the board's RX ramp, exit

@@ -155,7 +155,7 @@ def test_a_board_without_viper_gets_raw_frames_and_works(tmp_path):
     assert "cannot compress" in r.stderr
 
 
-# -- the irq and asyncio styles code as the blocking streams do (issue 16.3) ------------------
+# -- the irq and asyncio styles code as the blocking streams do -------------------------------
 
 @pytest.mark.parametrize("io", ["irq", "asyncio"])
 def test_cd_quality_music_plays_bit_exact_in_every_io_style(tmp_path, io):

@@ -156,7 +156,7 @@ def test_sixteen_bits_warns_about_the_clock(tmp_path):
     assert "-b 32" in r.stderr
 
 
-# -- coded on the wire (issue 16.3) ---------------------------------------------------------------
+# -- coded on the wire ----------------------------------------------------------------------------
 
 def test_duplex_at_48k_16_bit_stereo_on_a_pico_is_coded_and_exact(tmp_path):
     """200 kB/s each way does not fit the Pico's 180 kB/s stdin raw: both halves go coded,

@@ -1,4 +1,4 @@
-"""--fit (issue 17) and refusals that name what fits (issue 16): near-lossless on a link narrower
+"""--fit and refusals that name what fits: near-lossless on a link narrower
 than the coded stream, checked on the bus (the virtual board's TX capture) and in the coders,
 the board's own decoder in MicroPython included."""
 
@@ -274,7 +274,7 @@ def test_what_cannot_fit_even_at_8_khz_mono_is_refused(tmp_path):
     assert "--fit cannot make 44100 Hz 16-bit stereo fit" in line and "not even at 8000 Hz mono" in line
 
 
-# ---- refusals name what fits (issue 16) ---------------------------------------------------
+# ---- refusals name what fits ----------------------------------------------------------------
 
 
 def test_white_noise_on_a_pico_is_refused_naming_what_fits(tmp_path):

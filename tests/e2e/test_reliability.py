@@ -1,4 +1,4 @@
-"""Issue 7: reliability of the real `i2s` command line on the virtual board (docs/reliability.md).
+"""Reliability of the real `i2s` command line on the virtual board (docs/reliability.md).
 
 Bad input, faults during play/record/duplex, signals at random moments, and a hostile board.
 Every case runs `python -m i2scli ...` in a subprocess and checks the exit code (README), that

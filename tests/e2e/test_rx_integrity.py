@@ -1,4 +1,4 @@
-"""A recording is what it says it is (issue 23): every gap, repeat or stale block in the RX
+"""A recording is what it says it is: every gap, repeat or stale block in the RX
 stream shows up in a counter.
 
 The cause of the silent 4 KiB discontinuity: when the board fell behind its bus for longer

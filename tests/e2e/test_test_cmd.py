@@ -344,7 +344,7 @@ def test_plot_needs_png_or_svg():
     assert "neither .png nor .svg" in r.stderr
 
 
-# -- bad paths: said before the board is touched (issue 22) -------------------------------------
+# -- bad paths: said before the board is touched -----------------------------------------------
 # The port does not exist: had the board been touched, the run would end with exit 3 ("no such
 # port"). Each case must instead be one line naming the path, with its own exit code.
 
@@ -431,7 +431,7 @@ def test_many_boards_bad_outputs_are_said_before_any_board_is_tested(tmp_path):
                 "no such file")
 
 
-# -- link.errors counts the host's resyncs and sequence gaps too (issue 16, item 5) -------------
+# -- link.errors counts the host's resyncs and sequence gaps too --------------------------------
 
 
 RECORD_BOARD_OUTPUT = """

@@ -1,4 +1,4 @@
-"""`i2s test` picks a format the link carries with TX and RX at once (issue 16.1): end to end on
+"""`i2s test` picks a format the link carries with TX and RX at once: end to end on
 the virtual boards people own, and the refusal of an explicit format that cannot fit."""
 
 import json

@@ -1,4 +1,4 @@
-"""The two-way link probe (issue 16.2): both directions streaming at once, as the loop mode
+"""The two-way link probe: both directions streaming at once, as the loop mode
 keeps them, on the virtual boards, against the link model of docs/sim.md ("Both directions at
 once"); and its own entry in the probe cache."""
 

@@ -1,4 +1,4 @@
-"""The wire decoder's Thumb fast path (firmware/wirecode_thumb.py, issue 17.3): it goes only to
+"""The wire decoder's Thumb fast path (firmware/wirecode_thumb.py): it goes only to
 ARM boards, a firmware that cannot assemble it still decodes (with the viper loop), and on a
 bare-metal 32-bit MicroPython (qemu, when installed) it decodes the coder's corpus bit-exact."""
 

@@ -1,7 +1,7 @@
 """One protocol source: i2scli/protocol.py. The board agent keeps copies (MicroPython consts
 exist at compile time only, and the board has no i2scli), and so does docs/protocol.md; these
 tests fail when a frame type, a JSON key or a coder constant differs between host, board and
-docs — as python-soundfile tests the tables it copies from libsndfile."""
+docs."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Start-up (issue 13): the commands scripts call in a loop import only what they need."""
+"""Start-up: the commands scripts call in a loop import only what they need."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The wire coder (issue 11): host coder round trips, and the board coder in real MicroPython."""
+"""The wire coder: host coder round trips, and the board coder in real MicroPython."""
 
 from __future__ import annotations
 
