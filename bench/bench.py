@@ -1,4 +1,4 @@
-"""The i2s benchmark on the virtual board (issue 6). Run it as `bench/run`; see bench/README.md.
+"""The i2s benchmark on the virtual board. Run it as `bench/run`; see bench/README.md.
 
 Every figure is a ratio or a count, taken in one run with its reference measured side by side
 (interleaved where it repeats): absolute times on a shared machine drift, ratios much less.
@@ -492,8 +492,8 @@ def breakdown(work: Path, profile: str, warm: bool, wav: Path) -> dict:
 
 def import_cost(reps: int = 3) -> dict:
     base = med([checked(run([PY, "-c", "pass"]))["wall"] for _ in range(reps)])
-    imp = med([checked(run([PY, "-c", "import i2scli.cli, i2scli.clirun, i2scli.session, i2scli.audio, "
-                                      "i2scli.ui, mpremote.transport_serial"]))["wall"] for _ in range(reps)])
+    imp = med([checked(run([PY, "-c", "import i2scli.cli, i2scli.cli.run, i2scli.session, i2scli.audio, "
+                                      "i2scli.cli.ui, mpremote.transport_serial"]))["wall"] for _ in range(reps)])
     help_ = med([checked(run([*I2S, "play", "--help"]))["wall"] for _ in range(reps)])
     return {"python_start_s": base, "imports_s": imp, "i2s_play_help_s": help_}
 
@@ -864,10 +864,10 @@ def _run_cell(r: dict) -> str:
 
 
 # ------------------------------------------------------------------------------------------------
-# 11: --fit, near-lossless on a link narrower than the coded stream (issue 17)
+# 11: --fit, near-lossless on a link narrower than the coded stream
 def song(rate: int, seconds: float, seed: int = 1) -> np.ndarray:
-    """The song of tests/test_fit.py (analysis.plucked_song): -18 dBFS RMS, noise 46 dB under."""
-    from i2scli import analysis
+    """The song of tests/e2e/test_fit.py (analysis.plucked_song): -18 dBFS RMS, noise 46 dB under."""
+    from i2scli.loopback import analysis
 
     return analysis.plucked_song(rate, seconds, seed)
 
@@ -954,7 +954,7 @@ def fit_table(f: dict) -> str:
 
 
 # ------------------------------------------------------------------------------------------------
-# 12: the format `i2s test` chooses on each board (issue 16)
+# 12: the format `i2s test` chooses on each board
 LOOPBACKS = {"rp2": "0>1", "stm32": "1>2", "mimxrt": "2>1", "esp32s3": "0>1", "esp32": "0>1"}
 
 
@@ -997,7 +997,7 @@ def test_format_table(f: dict) -> str:
 
 
 # ------------------------------------------------------------------------------------------------
-# 13: the board coder's cost in instructions on bare-metal MicroPython (issue 17.3)
+# 13: the board coder's cost in instructions on bare-metal MicroPython
 def fig_coder_cost(seconds: float = 2.0) -> dict:
     """bench/coder_cost.py: firmware/wirecode.py as armv6m .mpy on MicroPython's qemu port under
     -icount shift=0, 48 kHz 16-bit stereo song in the payload sizes the profiles use, with the
@@ -1060,7 +1060,7 @@ def fig_commands(work: Path, profile: str = "rp2", reps: int = 7) -> dict:
             log(f"commands {profile} {name}: wall {rows[name]['wall'] * 1000:.0f} ms "
                 f"({rows[name]['wall_ratio']:.2f}x), CPU {rows[name]['cpu'] * 1000:.0f} ms "
                 f"({rows[name]['cpu_ratio']:.2f}x)")
-        # a warm play in parts (issue 18.7): the interpreter, numpy + soundfile's import (soundfile
+        # a warm play in parts: the interpreter, numpy + soundfile's import (soundfile
         # imports numpy whatever it is asked), and the rest: i2s's own work, against mpremote's
         interp = med([checked(run([PY, "-c", "pass"]))["wall"] for _ in range(reps)])
         heavy = med([checked(run([PY, "-c", "import numpy, soundfile"]))["wall"] for _ in range(reps)])
@@ -1116,7 +1116,7 @@ def report(res: dict) -> str:
     if f:
         for p, v in f["profiles"].items():
             base = v["mpremote_exec_pass_s"] * 1000
-            uart = ttfs_baud(p) is not None  # issue 18.2: the upload at the raised rate
+            uart = ttfs_baud(p) is not None  # a UART board: the upload at the raised rate
             add(3, f"time to first sample, cold, {p} / mpremote exec pass",
                 f"{v['cold_ratio']:.1f}x ({v['cold_ttfs_s'] * 1000:.0f} ms / {base:.0f} ms)",
                 "≤ 6" if uart else "—", v["cold_ratio"] <= 6 if uart else None)

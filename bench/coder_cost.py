@@ -1,4 +1,4 @@
-"""The board coder's cost in instructions, on bare-metal MicroPython (issue 17.3; bench/README.md,
+"""The board coder's cost in instructions, on bare-metal MicroPython (bench/README.md,
 "Board coder cost"). Prints a table; asserts nothing; the test suite never runs it.
 
 firmware/wirecode.py, compiled with mpy-cross for armv6m (the RP2040's Cortex-M0+ code, which the
@@ -33,8 +33,8 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
 
-from i2scli import analysis  # noqa: E402
 from i2scli import wirecode as wc  # noqa: E402
+from i2scli.loopback import analysis  # noqa: E402
 
 ELF = HERE / "qemu" / "firmware-mps2-an385.elf"
 RATE = 48000
@@ -261,7 +261,7 @@ def measure(seconds: float = 2.0, sizes=SIZES, coder: Path = PRODUCT,
     if content == "song":
         x = analysis.plucked_song(RATE, seconds).tobytes()
     else:
-        sys.path.insert(0, str(ROOT / "tests"))
+        sys.path[:0] = [str(ROOT / "tests" / "unit"), str(ROOT / "tests")]  # test_wirecode, its conftest
         import test_wirecode as tw
 
         x = tw.pcm(tw.stereo(tw.music(seconds)), 16)
@@ -438,10 +438,10 @@ def thumb_on_board(q: Qemu) -> bool:
 
 
 def check(coder: Path = PRODUCT, elf: Path = ELF) -> int:
-    """The corpus of tests/test_wirecode.py (every named case, 16/32-bit, mono/stereo) through the
+    """The corpus of tests/unit/test_wirecode.py (every named case, 16/32-bit, mono/stereo) through the
     board coder on the 32-bit board: the suite runs it on the unix port, whose viper ints are 64-bit
     words. Decoding of the host's coding bit-exact; the board's coding decoded by the host."""
-    sys.path.insert(0, str(ROOT / "tests"))
+    sys.path[:0] = [str(ROOT / "tests" / "unit"), str(ROOT / "tests")]  # test_wirecode, its conftest
     import test_wirecode as tw
 
     cases = tw.corpus(5)
@@ -499,7 +499,7 @@ def main(argv=None) -> int:
     ap.add_argument("--seconds", type=float, default=2.0, help="audio to code (default 2 s)")
     ap.add_argument("--sizes", default=",".join(map(str, SIZES)), help="DATA payload sizes, bytes")
     ap.add_argument("--content", choices=("song", "music"), default="song",
-                    help="analysis.plucked_song (default) or the chord of tests/test_wirecode.py")
+                    help="analysis.plucked_song (default) or the chord of tests/unit/test_wirecode.py")
     ap.add_argument("--coder", type=Path, default=PRODUCT, help="the board coder to time")
     ap.add_argument("--no-thumb", action="store_true",
                     help="the product coder without its Thumb fast path (firmware/wirecode_thumb.py)")

@@ -15,7 +15,7 @@ counters. `--load N` runs N busy processes beside it (a loaded machine).
 Exit 0 when the recording is what it says it is: every frame there, none garbled or repeated,
 every loss seen by a counter and equal to what the model dropped, host RSS flat (less than
 10 MB growth after warm-up) and no board allocation (heap_alloc 0). Not part of the test suite
-(tests/test_rx_integrity.py runs a short one under load).
+(tests/e2e/test_rx_integrity.py runs a short one under load).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Wire coder speed (issue 11): host CPU to code 10 s of 48 kHz 16-bit stereo, and the board
+"""Wire coder speed: host CPU to code 10 s of 48 kHz 16-bit stereo, and the board
 coder's cost per second of audio under the MicroPython unix port. Prints; asserts nothing.
 
     .venv/bin/python bench/wirecode_speed.py [--payload 4096]
@@ -14,7 +14,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tests"))
+sys.path[:0] = [str(ROOT / "tests" / "unit"), str(ROOT / "tests")]  # test_wirecode, its conftest
 
 from test_wirecode import music, pcm, speech, stereo  # noqa: E402
 

@@ -25,7 +25,7 @@ from i2s_stream import Stream, _codec, _open_i2s
 VERSION = "dev"  # the host replaces this with a hash of the firmware when it uploads/installs
 PROTO = const(2)
 
-# frame types: copies of i2scli/protocol.py's (tests/test_protocol_source.py holds them to it)
+# frame types: copies of i2scli/protocol.py's (tests/unit/test_protocol_source.py holds them to it)
 _HELLO = const(1)
 _START = const(2)
 _READY = const(3)

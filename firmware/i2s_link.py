@@ -11,7 +11,7 @@ try:
 except ImportError:
     import json
 
-# i2scli/protocol.py defines these; tests/test_protocol_source.py holds every module's copy to it
+# i2scli/protocol.py defines these; tests/unit/test_protocol_source.py holds every module's copy to it
 _S0 = const(0xA5)
 _S1 = const(0x5A)
 _CRC = const(0x80)

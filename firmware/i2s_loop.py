@@ -6,7 +6,7 @@ from micropython import const
 from i2s_meter import RxMeter, rx_ring_frames
 from i2s_stream import _open_i2s, _pins, coded_buffers, decode_data, send_coded
 
-# copies of i2scli/protocol.py's (tests/test_protocol_source.py holds them to it)
+# copies of i2scli/protocol.py's (tests/unit/test_protocol_source.py holds them to it)
 _DATA = const(4)
 _END = const(6)
 _ABORT = const(9)

@@ -4,7 +4,7 @@ from micropython import const
 
 from i2s_stream import Prime, Stream, decode_data
 
-# copies of i2scli/protocol.py's (tests/test_protocol_source.py holds them to it)
+# copies of i2scli/protocol.py's (tests/unit/test_protocol_source.py holds them to it)
 _DATA = const(4)
 _END = const(6)
 _ABORT = const(9)

@@ -5,7 +5,7 @@ from micropython import const
 
 from i2s_stream import Stream, coded_buffers, send_coded
 
-# copies of i2scli/protocol.py's (tests/test_protocol_source.py holds them to it)
+# copies of i2scli/protocol.py's (tests/unit/test_protocol_source.py holds them to it)
 _HDR = const(7)
 
 

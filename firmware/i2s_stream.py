@@ -8,7 +8,7 @@ from micropython import const
 from i2s_link import crc32
 from i2s_meter import Heap, RxMeter, rx_ring_frames, tx_meter
 
-# copies of i2scli/protocol.py's (tests/test_protocol_source.py holds them to it)
+# copies of i2scli/protocol.py's (tests/unit/test_protocol_source.py holds them to it)
 _END = const(6)
 _ABORT = const(9)
 _PROBE = const(10)

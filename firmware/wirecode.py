@@ -1,4 +1,4 @@
-# Lossless wire coder for DATA payloads, board side (issue 11). Format: docs/protocol.md,
+# Lossless wire coder for DATA payloads, board side. Format: docs/protocol.md,
 # "Wire compression (coded DATA)"; the host side is i2scli/wirecode.py.
 # Viper only, integer only, no allocation per call: every value stays exact in 32-bit machine
 # words (residuals are taken modulo 2**w, which word arithmetic wraps for free; Rice values

@@ -1,4 +1,4 @@
-# The wire decoder's hot loop in Thumb code, for ARM boards (issue 17.3): 16-bit samples whose
+# The wire decoder's hot loop in Thumb code, for ARM boards: 16-bit samples whose
 # Rice code has a unary part under 8 bits and k <= 9 (nearly every sample of music). Viper on
 # armv6m keeps all but two locals on the stack and spends ~190 instructions a sample on it; this
 # loop ~55. Only ARMv6-M instructions and r0-r7 (the RP2040's Cortex-M0+; armv7m runs them too).

@@ -26,10 +26,11 @@ from typing import Any
 
 import numpy as np
 
-from i2scli import audio, boardinfo
+from i2scli import audio
 from i2scli.errors import AudioError, Exit
 from i2scli.link import Agent, BoardError, LinkError, TooFast
 from i2scli.link.errors import NoDevice
+from i2scli.targets import boardinfo
 
 __all__ = ["Device", "LoopResult", "open", "EXIT_CODES", "NoDevice", "BoardError", "TooFast", "LinkError",
            "AudioError"]
@@ -96,7 +97,7 @@ def _bits_for(data: np.ndarray, bits: int | None) -> int:
 
 def _pins(given: dict | None) -> dict:
     """A bus's id and pins as looptest takes them: every key, None where the preset decides."""
-    from i2scli.boards import parse_pin
+    from i2scli.targets.boards import parse_pin
 
     given = dict(given or {})
     unknown = set(given) - {"id", "sck", "ws", "sd", "mck"}
@@ -202,9 +203,9 @@ class Device:
         board's buffering taken out, `frames` long (default: as long as `data`). On a wire,
         that is `data` delayed by the wire's latency. `tx`/`rx`: the buses' id and pins when
         the board's two-bus preset is not what is wired."""
-        from i2scli import boards as presets
-        from i2scli import looptest
+        from i2scli.loopback import looptest
         from i2scli.session import _preset, stream_sizes
+        from i2scli.targets import boards as presets
 
         bits = _bits_for(data, bits)
         ints = _as_int(data, bits)
@@ -245,7 +246,7 @@ class Device:
         a path to a limits file, or None; keywords such as `min_snr=90` set single limits."""
         import dataclasses
 
-        from i2scli import analysis, looptest
+        from i2scli.loopback import analysis, looptest
 
         if limits is None:
             lim = analysis.Limits(freq_tolerance=0.005, max_glitches=0)

@@ -1,7 +1,7 @@
-"""--fit (issue 17): make a stream that the link cannot carry, even coded, fit with the least
+"""--fit: make a stream that the link cannot carry, even coded, fit with the least
 audible change, and measure what that change cost.
 
-First **near-lossless** (lossyWAV's principle): per block (one coded DATA payload) and channel, the
+First **near-lossless**: per block (one coded DATA payload) and channel, the
 low bits that lie under the block's own noise floor are rounded away, so the lossless wire coder's
 wasted-bits shift drops them and the board's decoder restores the rounded samples as they are: the
 board needs no new code. Only when that is not enough, a lower standard rate (soxr, HQ) or one

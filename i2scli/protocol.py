@@ -71,7 +71,7 @@ class FrameType(IntEnum):
 # The JSON frames' keys (docs/protocol.md). The board agent (firmware/i2s_*.py) keeps its own
 # copies (MicroPython consts are compile-time only, and the board has no i2scli): the frame
 # types as `_NAME = const(n)` in each module that uses them, these keys in the dicts it sends
-# and reads. tests/test_protocol_source.py holds the board's copies and the docs to these.
+# and reads. tests/unit/test_protocol_source.py holds the board's copies and the docs to these.
 HELLO_KEYS = ("proto", "agent", "source", "platform", "machine", "micropython", "mem_free", "i2s", "inbuf",
               "crc", "io", "vcp", "codec", "native")
 # what the agent reads from START: every mode's, duplex's and loop's

@@ -15,9 +15,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from i2scli import audio, boards, fit, protocol, wirecode
-from i2scli.boardinfo import MAX_TX_PAYLOAD, RX_PAYLOAD, board, info  # noqa: F401  (session's API)
+from i2scli import audio, fit, protocol, wirecode
 from i2scli.link import LINK_HEADROOM, Agent, BoardError, LinkError, TooFast
+from i2scli.targets import boards
+from i2scli.targets.boardinfo import MAX_TX_PAYLOAD, RX_PAYLOAD, board, info  # noqa: F401  (session's API)
 
 
 @dataclass
@@ -181,7 +182,7 @@ def _fit(agent: Agent, opts: BusOptions, bus: audio.BusFormat, cfg: dict, direct
     return have
 
 
-# -- what would fit (issue 16), and --fit (issue 17) --------------------------------------------
+# -- what would fit, and --fit -------------------------------------------------------------------
 GENERIC_ADVICE = "use a lower rate (-r), fewer bits (-b 16) or one channel (-c 1)"
 FIT_MAX_RATIO = 12.0  # no coding (near-lossless of 16-bit audio in 32-bit slots included) does better
 
@@ -570,7 +571,7 @@ def record(agent: Agent, port: str, out: audio.Output, bus: audio.BusFormat, opt
         on_ready(cfg)
 
     # DATA frames are gathered and handled ~50 ms at a time: numpy's fixed cost per call, not
-    # the samples, was most of the host's work per 4 kB frame (issue 13)
+    # the samples, was most of the host's work per 4 kB frame
     batch = bytearray()
     batch_bytes = max(bus.frame_bytes, bus.bytes_per_second // 20 // bus.frame_bytes * bus.frame_bytes)
 

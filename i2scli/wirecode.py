@@ -1,4 +1,4 @@
-"""Lossless wire coder for DATA payloads (issue 11), host side, numpy-vectorised.
+"""Lossless wire coder for DATA payloads, host side, numpy-vectorised.
 
 Format: docs/protocol.md, "Wire compression (coded DATA)". The board side is firmware/wirecode.py.
 Per channel: wasted-bits shift, fixed predictor of order 0-2, residuals modulo 2**w (so

@@ -1,4 +1,11 @@
-"""Fixtures: virtual boards started the way users start them, and real clients on them."""
+"""The suite's one module of shared helpers: fixtures (virtual boards started the way users start
+them, real clients on them), the command line as a subprocess, and the markers.
+
+The tests sit by kind: tests/unit needs no board, tests/e2e starts virtual boards (the MicroPython
+unix port behind a pty), tests/firmware runs a real MicroPython firmware in an emulator (qemu, the
+RP2040 emulator). A test is marked `e2e` or `firmware` by its folder; a test elsewhere that starts a
+board says so with the marker itself. `slow` marks what a quick run (-m "not slow") leaves out.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +19,8 @@ from pathlib import Path
 
 import pytest
 
+ROOT = Path(__file__).resolve().parent.parent  # the checkout
+TESTS = ROOT / "tests"
 BIN = Path(sys.executable).parent
 I2S = [sys.executable, "-m", "i2scli"]
 ENV = {**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "100"}
@@ -19,11 +28,27 @@ ENV = {**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "100"}
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
-        "markers", "slow: builds and installs the wheel (tests/test_wheel.py); leave out with -m 'not slow'"
+        "markers", "slow: takes long (the wheel build, long streams, the firmware board); -m 'not slow' leaves it out"
     )
     config.addinivalue_line(
-        "markers", "firmware: runs a real MicroPython firmware in an emulator (slow; -m 'not firmware' skips)"
+        "markers", "e2e: starts a virtual board (tests/e2e marks all of its tests); -m 'not e2e' leaves it out"
     )
+    config.addinivalue_line(
+        "markers", "firmware: runs a real MicroPython firmware in an emulator (tests/firmware); -m 'not firmware' skips"
+    )
+
+
+KINDS = {"e2e": pytest.mark.e2e, "firmware": pytest.mark.firmware}  # folder under tests/ -> marker
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Each test carries the marker of the folder it sits in, so -m selects by kind."""
+    for item in items:
+        path = Path(str(item.path))
+        if TESTS in path.parents:
+            kind = path.relative_to(TESTS).parts[0]
+            if kind in KINDS:
+                item.add_marker(KINDS[kind])
 
 
 def i2s(*args, timeout=60, check=None) -> subprocess.CompletedProcess:

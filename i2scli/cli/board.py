@@ -40,11 +40,11 @@ def devices(as_json):
 @click.option("--no-probe", is_flag=True, help="Skip measuring the link.")
 def info(port, baud, as_json, no_probe):
     """Show the board: identity, machine.I2S, memory, agent, link rate and which streams fit."""
-    from i2scli.clirun import run_command
+    from i2scli.cli.run import run_command
 
     def job(reporter, stop):
-        from i2scli import boardinfo
         from i2scli.link import BoardError
+        from i2scli.targets import boardinfo
 
         with boardinfo.board(port, baud=baud, warn=reporter.warn) as agent:
             summary = boardinfo.info(agent, agent.port, probe=not no_probe)
@@ -60,7 +60,7 @@ def info(port, baud, as_json, no_probe):
         if as_json:
             click.echo(json.dumps(summary))
         else:
-            from i2scli.ui import format_info
+            from i2scli.cli.ui import format_info
 
             click.echo(format_info(summary))
         if summary.get("error"):  # shown, but the board cannot do I2S: exit 4 like play/record
@@ -78,11 +78,10 @@ def info(port, baud, as_json, no_probe):
 @click.option("--remove", is_flag=True, help="Take the agent off the board instead.")
 def install(port, remove):
     """Store the agent on the board's filesystem so runs start faster."""
-    from i2scli.clirun import run_command
+    from i2scli.cli.run import run_command
 
     def job(reporter, stop):
         from i2scli import link, ports
-
         return {"message": link.install(ports.resolve(port), remove=remove)}
 
     run_command(job, quiet=False, finish=lambda s, r: click.echo(s["message"], err=True))

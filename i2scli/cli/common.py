@@ -143,8 +143,8 @@ def _bus_options(f):
 
 
 def _bus(board, bus_id, sck, ws, sd, mck, ibuf, io, timeout, no_probe, fresh_probe=False, baud=None, **extra):
-    from i2scli.boards import parse_pin
     from i2scli.session import BusOptions
+    from i2scli.targets.boards import parse_pin
 
     if no_probe and fresh_probe:
         raise click.UsageError("use --probe or --no-probe, not both")
@@ -157,8 +157,8 @@ def _bus(board, bus_id, sck, ws, sd, mck, ibuf, io, timeout, no_probe, fresh_pro
 def _finish(summary: dict, reporter, as_json: bool, strict: bool) -> None:
     import json
 
+    from i2scli.cli.ui import format_summary
     from i2scli.errors import Exit
-    from i2scli.ui import format_summary
 
     if as_json:
         click.echo(json.dumps(summary, default=str))

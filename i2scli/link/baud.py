@@ -1,6 +1,6 @@
 """Faster UART links: which rate a port's USB-serial bridge can take, and the switch itself.
 
-Like esptool's `change_baud`: after HELLO the host proposes a rate, the agent answers at the
+After HELLO the host proposes a rate, the agent answers at the
 old rate and re-times its REPL UART, both confirm at the new rate within 0.5 s, or both go
 back to the old one (docs/protocol.md, "BAUD"). The agent puts the old rate back on every
 way out, so the REPL, mpremote and the next `i2s` find the board as usual.

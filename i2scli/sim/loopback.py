@@ -182,7 +182,7 @@ class Loopback:
 
 @functools.lru_cache(maxsize=4)
 def _noise_block(seed: int, block: int) -> np.ndarray:
-    """Block `block` of the seed's noise (reads of a few hundred frames share a block)."""
+    """Block `block` of the noise drawn from `seed` (reads of a few hundred frames share a block)."""
     a = np.random.default_rng([seed, block]).standard_normal((NOISE_BLOCK, 2))
     a.setflags(write=False)
     return a

@@ -1,4 +1,4 @@
-"""What every board target says about itself (class constants, as esptool's targets do)."""
+"""What every board target says about itself: class constants, read without an instance."""
 
 from __future__ import annotations
 
@@ -40,7 +40,7 @@ class Bridge:
 
 class Target:
     """One board. A new board is a subclass in a module of i2scli/targets/, listed in that
-    module's TARGETS; nothing else needs to change (tests/test_targets.py)."""
+    module's TARGETS; nothing else needs to change (tests/unit/test_targets.py)."""
 
     NAME = ""  # --board NAME
     DESCRIPTION = ""
@@ -52,7 +52,7 @@ class Target:
     LOOP: tuple[Pins, Pins] | None = None  # two-bus preset for `i2s test`: (TX bus, RX bus)
     DIR_PIN: object = None
     IBUF = 16384
-    # port facts (the same for every target of a PLATFORM; tests/test_targets.py holds them so)
+    # port facts (the same for every target of a PLATFORM; tests/unit/test_targets.py holds them so)
     TX_DMA_HALF_BYTES = 0  # the TX DMA half between ring and pins (0: not known)
     STDIN_RING = 256  # bytes the REPL's stdin buffers (the agent's own copy: firmware/i2s_link.py _INBUF)
     # the board is its own USB device (no baud rate): (VID, PID or None for any) -> what it is
