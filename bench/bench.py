@@ -492,8 +492,8 @@ def breakdown(work: Path, profile: str, warm: bool, wav: Path) -> dict:
 
 def import_cost(reps: int = 3) -> dict:
     base = med([checked(run([PY, "-c", "pass"]))["wall"] for _ in range(reps)])
-    imp = med([checked(run([PY, "-c", "import i2scli.cli, i2scli.clirun, i2scli.session, i2scli.audio, "
-                                      "i2scli.ui, mpremote.transport_serial"]))["wall"] for _ in range(reps)])
+    imp = med([checked(run([PY, "-c", "import i2scli.cli, i2scli.cli.run, i2scli.session, i2scli.audio, "
+                                      "i2scli.cli.ui, mpremote.transport_serial"]))["wall"] for _ in range(reps)])
     help_ = med([checked(run([*I2S, "play", "--help"]))["wall"] for _ in range(reps)])
     return {"python_start_s": base, "imports_s": imp, "i2s_play_help_s": help_}
 

@@ -32,7 +32,7 @@ def visible(text: str) -> str:
 
 
 def exit_on_signals() -> None:
-    """Until a command installs its own handlers (clirun.stop_on_signals), SIGINT, SIGTERM and
+    """Until a command installs its own handlers (cli.run.stop_on_signals), SIGINT, SIGTERM and
     SIGHUP end `i2s` quietly with INTERRUPTED: nothing has started that needs keeping, and a
     signal during start-up must not print a traceback or die by the signal. A SIGINT ignored
     at start (a background job) stays ignored."""

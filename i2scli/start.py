@@ -2,7 +2,7 @@
 
 A signal that arrives while the rest is imported then ends `i2s` quietly with exit 130
 (nothing has been opened yet, so nothing is lost); the commands install their own handlers
-(clirun.stop_on_signals) before they open a file or a port. The handlers go in as this module
+(cli.run.stop_on_signals) before they open a file or a port. The handlers go in as this module
 is imported, with nothing but the built-in `signal`: importing even i2scli.errors first (a
 .pyc to read or compile on a loaded machine) left a window where Ctrl-C printed a traceback.
 """

@@ -38,7 +38,7 @@ def devices(as_json):
 @click.option("--no-probe", is_flag=True, help="Skip measuring the link.")
 def info(port, baud, as_json, no_probe):
     """Show the board: identity, machine.I2S, memory, agent, link rate and which streams fit."""
-    from i2scli.clirun import run_command
+    from i2scli.cli.run import run_command
 
     def job(reporter, stop):
         from i2scli import boardinfo
@@ -58,7 +58,7 @@ def info(port, baud, as_json, no_probe):
         if as_json:
             click.echo(json.dumps(summary))
         else:
-            from i2scli.ui import format_info
+            from i2scli.cli.ui import format_info
 
             click.echo(format_info(summary))
         if summary.get("error"):  # shown, but the board cannot do I2S: exit 4 like play/record
@@ -75,7 +75,7 @@ def info(port, baud, as_json, no_probe):
 @click.option("--remove", is_flag=True, help="Take the agent off the board instead.")
 def install(port, remove):
     """Store the agent on the board's filesystem so runs start faster."""
-    from i2scli.clirun import run_command
+    from i2scli.cli.run import run_command
 
     def job(reporter, stop):
         from i2scli import link, ports

@@ -78,8 +78,8 @@ def _bus(board, bus_id, sck, ws, sd, mck, ibuf, io, timeout, no_probe, fresh_pro
 def _finish(summary: dict, reporter, as_json: bool, strict: bool) -> None:
     import json
 
+    from i2scli.cli.ui import format_summary
     from i2scli.errors import Exit
-    from i2scli.ui import format_summary
 
     if as_json:
         click.echo(json.dumps(summary, default=str))

@@ -26,7 +26,7 @@ def doctor(rate, duration, port, as_json, quiet, strict, **bus_kw):
     sample rate against the host's clock, and the `i2s record` line that suits the microphone.
     Exit 0 when all looks right, 7 when something is wrong. docs/doctor.md.
     """
-    from i2scli.clirun import run_command
+    from i2scli.cli.run import run_command
 
     def job(reporter, stop):
         from i2scli import audio, doctor, session

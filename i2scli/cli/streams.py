@@ -36,7 +36,7 @@ def play(file, tone, level, rate, bits, channels, channels_map, duration, sample
          quiet, strict, **bus_kw):
     """Play an audio file (any format libsndfile reads; - for stdin) on the board's I2S TX."""
     from i2scli import audio
-    from i2scli.clirun import run_command, run_play
+    from i2scli.cli.run import run_command, run_play
 
     if (file is None) == (tone is None):
         raise click.UsageError("give a FILE to play or --tone FREQ")
@@ -110,7 +110,7 @@ def record(file, rate, bits, channels, duration, samples, subtype, stop_on_silen
     always holds every sample received, and its header is refreshed about once a second.
     """
     from i2scli import audio
-    from i2scli.clirun import run_command, run_record
+    from i2scli.cli.run import run_command, run_record
 
     if duration is not None and samples is not None:
         raise click.UsageError("use -d/--duration or -s/--samples, not both")
@@ -181,7 +181,7 @@ def duplex(play_file, rec_file, order, rate, bits, channels, duration, stop_on_s
     """
     from i2scli import audio
     from i2scli.boards import parse_pin
-    from i2scli.clirun import run_command, run_duplex
+    from i2scli.cli.run import run_command, run_duplex
 
     if duration is None and stop_on_silence is None:
         raise click.UsageError("give the recording length with -d DURATION (or --stop-on-silence DUR)")
@@ -194,7 +194,7 @@ def duplex(play_file, rec_file, order, rate, bits, channels, duration, stop_on_s
 
     def job(reporter, stop):
         from i2scli import session
-        from i2scli.clirun import timeline_path
+        from i2scli.cli.run import timeline_path
 
         for n in range(1, cycles + 1):  # every file it will write, before the board is touched
             audio.check_output_path(rec_file.replace("{n}", str(n)))

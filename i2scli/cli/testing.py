@@ -101,7 +101,7 @@ def test_cmd(ctx, kind, freq, level, duration, rate, bits, channels, board, ibuf
 
     from i2scli import analysis
     from i2scli.boards import parse_pin
-    from i2scli.clirun import check_first, run_command
+    from i2scli.cli.run import check_first, run_command
 
     top = rate or 48000  # the highest rate i2s test chooses (loopfit.RATES)
     if freq >= top / 2 and kind == "sine":
@@ -271,7 +271,7 @@ def _test_many(ctx, ports: list[str], as_json: bool, junit: str | None, quiet: b
     import json
 
     from i2scli import analysis, multitest
-    from i2scli.ui import Reporter
+    from i2scli.cli.ui import Reporter
 
     reporter = Reporter(quiet=quiet)
     per_board = {"--plot": ctx.params.get("plot"), "--save-recording": ctx.params.get("save_recording")}

@@ -1,6 +1,6 @@
 """A signal ends a command within a second, whatever it is waiting on.
 
-The command line's handlers (clirun.stop_on_signals) report each SIGINT, SIGTERM or SIGHUP
+The command line's handlers (cli.run.stop_on_signals) report each SIGINT, SIGTERM or SIGHUP
 here. Until a stream has started nothing is worth keeping: the signal interrupts at once,
 whatever the command was blocked on (its input, the port, the handshake with the board): exit
 130, quietly, as a signal during start-up does (start.py); `finally` blocks still close the

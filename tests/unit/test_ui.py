@@ -13,7 +13,7 @@ import pytest
 from rich.console import Console
 
 from i2scli.audio import BusFormat, Levels
-from i2scli.ui import Reporter, format_dbfs, format_rate, format_summary, format_time
+from i2scli.cli.ui import Reporter, format_dbfs, format_rate, format_summary, format_time
 
 BUS = BusFormat(48000, 32, 2)
 ANSI = re.compile(r"\x1b")

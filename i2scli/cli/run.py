@@ -55,7 +55,7 @@ def run_command(job: Callable, *, quiet: bool, finish: Callable, as_json: bool =
     """Run `job(reporter, stop)` and `finish(summary, reporter)`; every failure one line and its
     exit code. With `as_json`, a stream that ran and then failed (its error carries `partial`,
     the summary of what was done) still prints that summary on stdout, with `error` and `exit`."""
-    from i2scli.ui import Reporter
+    from i2scli.cli.ui import Reporter
 
     reporter = Reporter(quiet=quiet)
     stop = threading.Event()
@@ -90,7 +90,7 @@ def check_first(fn: Callable, *args):
     """`fn(*args)` before anything runs (no board touched, no process started), said as
     `run_command` says it: an AudioError (a file that cannot be used) is exit 1, a ValueError
     (a usage error) exit 2, each one line on stderr. Returns what `fn` returns."""
-    from i2scli.ui import Reporter
+    from i2scli.cli.ui import Reporter
 
     try:
         return fn(*args)
