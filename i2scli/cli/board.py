@@ -79,7 +79,6 @@ def install(port, remove):
 
     def job(reporter, stop):
         from i2scli import link, ports
-
         return {"message": link.install(ports.resolve(port), remove=remove)}
 
     run_command(job, quiet=False, finish=lambda s, r: click.echo(s["message"], err=True))

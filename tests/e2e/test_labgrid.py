@@ -16,22 +16,22 @@ from pathlib import Path
 import pytest
 from conftest import ENV, I2S
 
-from i2scli import lgplace
 from i2scli.link.errors import NoDevice
+from i2scli.ports import labgrid_place
 
 BIN = Path(sys.executable).parent
 
 
 def test_url_parsing():
     env = {"LG_PLACE": "envplace", "LG_COORDINATOR": "coord:1"}
-    assert lgplace.parse("labgrid://rig1", env) == lgplace.PlaceURL("rig1", "coord:1")
-    assert lgplace.parse("labgrid://", env) == lgplace.PlaceURL("envplace", "coord:1")
-    assert lgplace.parse("labgrid://rig1?coordinator=h:2", env) == lgplace.PlaceURL("rig1", "h:2")
-    assert lgplace.parse("labgrid://rig1", {}).coordinator == "127.0.0.1:20408"
+    assert labgrid_place.parse("labgrid://rig1", env) == labgrid_place.PlaceURL("rig1", "coord:1")
+    assert labgrid_place.parse("labgrid://", env) == labgrid_place.PlaceURL("envplace", "coord:1")
+    assert labgrid_place.parse("labgrid://rig1?coordinator=h:2", env) == labgrid_place.PlaceURL("rig1", "h:2")
+    assert labgrid_place.parse("labgrid://rig1", {}).coordinator == "127.0.0.1:20408"
     with pytest.raises(NoDevice, match="LG_PLACE"):
-        lgplace.parse("labgrid://", {})
+        labgrid_place.parse("labgrid://", {})
     with pytest.raises(NoDevice, match="unknown option"):
-        lgplace.parse("labgrid://rig1?speed=9", {})
+        labgrid_place.parse("labgrid://rig1?speed=9", {})
 
 
 @pytest.mark.slow
@@ -155,7 +155,7 @@ def test_the_port_moves_and_the_next_command_follows(lab):
     """The exporter serves a place's port on a new TCP port each time it is acquired (and again
     when a reset board comes back): every command asks the coordinator anew."""
     def served():  # where the coordinator says the place's port is now
-        place = lgplace.Place(lgplace.parse(lab.url))
+        place = labgrid_place.Place(labgrid_place.parse(lab.url))
         try:
             return place.serial_url()
         finally:
@@ -193,7 +193,7 @@ def test_lg_proxy_goes_through_labgrids_ssh_forward(lab, monkeypatch):
 
     lab.client("-p", "rig1", "acquire")
     try:
-        place = lgplace.Place(lgplace.parse(lab.url))
+        place = labgrid_place.Place(labgrid_place.parse(lab.url))
         try:
             direct = place.serial_url()
             monkeypatch.setenv("LG_PROXY", "gateway")

@@ -63,9 +63,9 @@ def expand(port: str) -> str:
 def resolve(port: str | None) -> str:
     """The port to open. `auto` (the default) needs exactly one MicroPython-looking board."""
     if port and port.startswith("labgrid://"):
-        from i2scli import lgplace  # labgrid (the optional extra) only for labgrid:// ports
+        from i2scli.ports import labgrid_place  # labgrid (the optional extra) only for labgrid:// ports
 
-        return lgplace.resolve(port)
+        return labgrid_place.resolve(port)
     if port and port != "auto":
         return expand(port)
     boards = [d for d in list_devices() if d.micropython]
