@@ -1,6 +1,6 @@
-"""Board targets: one module per board family.
+"""Board targets: one module per board family, and the boards a command uses (boards, boardinfo).
 
-Each module lists its boards in TARGETS, subclasses of base.Target whose class constants say
+Each family's module lists its boards in TARGETS, subclasses of base.Target whose class constants say
 everything the host assumes of a board: how to detect it, its one-bus and two-bus presets, its
 DIR pin habit, and its port's facts (TX DMA, native USB or a USB-UART bridge). boards.py,
 looptest's two-bus presets, link/baud.py's tables and the help texts read from here, so a new
@@ -25,12 +25,17 @@ OTHER_USB_IDS = {(0x239A, None): "Adafruit"}
 OTHER_NATIVE_VIDS = frozenset({0x2341})
 
 
+# Modules of this package that hold no board family: the base class, and the host's use of the
+# targets (a command's pins, opening a board), which import more than a target may
+NOT_FAMILIES = frozenset({"base", "boards", "boardinfo"})
+
+
 @cache
 def all_targets() -> tuple[type[Target], ...]:
-    """Every target of every module in this package, the more specific first."""
+    """Every target of every board family's module in this package, the more specific first."""
     found: list[type[Target]] = []
     for mod in sorted(m.name for m in pkgutil.iter_modules(__path__)):
-        if mod == "base":
+        if mod in NOT_FAMILIES:
             continue
         for t in getattr(importlib.import_module(f"{__name__}.{mod}"), "TARGETS", ()):
             if t not in found:
