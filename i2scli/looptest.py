@@ -9,10 +9,11 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from i2scli import analysis, audio, boards, loopfit, targets, wirecode
-from i2scli.boards import Pins
+from i2scli import analysis, audio, loopfit, targets, wirecode
 from i2scli.link import Agent, BoardError
 from i2scli.session import BusOptions, _board_counts, _load_coder, _preset, _why_not_code, stream_sizes
+from i2scli.targets import boards
+from i2scli.targets.boards import Pins
 
 #: Two-bus presets (i2scli/targets/: each target's LOOP): (TX pins, RX pins). The RX bus of
 #: each is wired to the TX bus's SD by the rig.

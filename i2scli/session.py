@@ -15,9 +15,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from i2scli import audio, boards, fit, protocol, wirecode
-from i2scli.boardinfo import MAX_TX_PAYLOAD, RX_PAYLOAD, board, info  # noqa: F401  (session's API)
+from i2scli import audio, fit, protocol, wirecode
 from i2scli.link import LINK_HEADROOM, Agent, BoardError, LinkError, TooFast
+from i2scli.targets import boards
+from i2scli.targets.boardinfo import MAX_TX_PAYLOAD, RX_PAYLOAD, board, info  # noqa: F401  (session's API)
 
 
 @dataclass

@@ -41,8 +41,8 @@ def info(port, baud, as_json, no_probe):
     from i2scli.cli.run import run_command
 
     def job(reporter, stop):
-        from i2scli import boardinfo
         from i2scli.link import BoardError
+        from i2scli.targets import boardinfo
 
         with boardinfo.board(port, baud=baud, warn=reporter.warn) as agent:
             summary = boardinfo.info(agent, agent.port, probe=not no_probe)

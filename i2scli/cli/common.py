@@ -64,8 +64,8 @@ def _bus_options(f):
 
 
 def _bus(board, bus_id, sck, ws, sd, mck, ibuf, io, timeout, no_probe, fresh_probe=False, baud=None, **extra):
-    from i2scli.boards import parse_pin
     from i2scli.session import BusOptions
+    from i2scli.targets.boards import parse_pin
 
     if no_probe and fresh_probe:
         raise click.UsageError("use --probe or --no-probe, not both")

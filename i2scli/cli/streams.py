@@ -180,8 +180,8 @@ def duplex(play_file, rec_file, order, rate, bits, channels, duration, stop_on_s
     board: release SD, wait --switch-delay, drive it from the other side.
     """
     from i2scli import audio
-    from i2scli.boards import parse_pin
     from i2scli.cli.run import run_command, run_duplex
+    from i2scli.targets.boards import parse_pin
 
     if duration is None and stop_on_silence is None:
         raise click.UsageError("give the recording length with -d DURATION (or --stop-on-silence DUR)")

@@ -100,8 +100,8 @@ def test_cmd(ctx, kind, freq, level, duration, rate, bits, channels, board, ibuf
     import dataclasses
 
     from i2scli import analysis
-    from i2scli.boards import parse_pin
     from i2scli.cli.run import check_first, run_command
+    from i2scli.targets.boards import parse_pin
 
     top = rate or 48000  # the highest rate i2s test chooses (loopfit.RATES)
     if freq >= top / 2 and kind == "sine":

@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 from conftest import ENV, ROOT
 
-from i2scli import boards, looptest, targets
+from i2scli import looptest, targets
 from i2scli.link import baud
+from i2scli.targets import boards
 
 
 def test_every_target_is_complete_and_named_once():

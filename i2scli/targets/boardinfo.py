@@ -8,8 +8,9 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-from i2scli import boards, ports, protocol
+from i2scli import ports, protocol
 from i2scli.link import Agent, connect
+from i2scli.targets import boards
 
 RX_PAYLOAD = 4096  # audio bytes per DATA frame from the board (no credits that way): fewer, cheaper frames
 MAX_TX_PAYLOAD = protocol.MAX_TX_PAYLOAD
