@@ -867,7 +867,7 @@ def _run_cell(r: dict) -> str:
 # 11: --fit, near-lossless on a link narrower than the coded stream
 def song(rate: int, seconds: float, seed: int = 1) -> np.ndarray:
     """The song of tests/e2e/test_fit.py (analysis.plucked_song): -18 dBFS RMS, noise 46 dB under."""
-    from i2scli import analysis
+    from i2scli.loopback import analysis
 
     return analysis.plucked_song(rate, seconds, seed)
 

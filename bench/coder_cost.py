@@ -33,8 +33,8 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
 
-from i2scli import analysis  # noqa: E402
 from i2scli import wirecode as wc  # noqa: E402
+from i2scli.loopback import analysis  # noqa: E402
 
 ELF = HERE / "qemu" / "firmware-mps2-an385.elf"
 RATE = 48000

@@ -29,8 +29,8 @@ def doctor(rate, duration, port, as_json, quiet, strict, **bus_kw):
     from i2scli.cli.run import run_command
 
     def job(reporter, stop):
-        from i2scli import audio, doctor, session
-
+        from i2scli import audio, session
+        from i2scli.loopback import doctor
         bus = audio.BusFormat(rate, 32, 2)
         # a deep ring (85 ms at 48 kHz) rides out a busy host: an overrun would cost frames and bend the rate fit
         opts = _bus(**{**bus_kw, "ibuf": bus_kw.get("ibuf") or doctor.IBUF})
@@ -61,8 +61,8 @@ def doctor(rate, duration, port, as_json, quiet, strict, **bus_kw):
     def finish(report, reporter):
         import json
 
-        from i2scli import doctor
         from i2scli.errors import Exit
+        from i2scli.loopback import doctor
 
         if as_json:
             click.echo(json.dumps(report, default=str))

@@ -99,11 +99,11 @@ def test_cmd(ctx, kind, freq, level, duration, rate, bits, channels, board, ibuf
     """
     import dataclasses
 
-    from i2scli import analysis
     from i2scli.cli.run import check_first, run_command
+    from i2scli.loopback import analysis
     from i2scli.targets.boards import parse_pin
 
-    top = rate or 48000  # the highest rate i2s test chooses (loopfit.RATES)
+    top = rate or 48000  # the highest rate i2s test chooses (format_choice.RATES)
     if freq >= top / 2 and kind == "sine":
         raise click.BadParameter(f"{freq:g} Hz is not below the Nyquist frequency of {top} Hz ({top / 2:g} Hz)"
                                  + ("" if rate else ", the highest rate i2s test chooses"), param_hint="--freq")
@@ -136,7 +136,8 @@ def test_cmd(ctx, kind, freq, level, duration, rate, bits, channels, board, ibuf
     port = ports[0]
 
     def job(reporter, stop):
-        from i2scli import looptest, session
+        from i2scli import session
+        from i2scli.loopback import looptest
         from i2scli.session import BusOptions
 
         if no_probe and fresh_probe:
@@ -161,7 +162,7 @@ def _check_test_outputs(junit: str | None, plot: str | None, save_recording: str
     """Every file `i2s test` will write can be written (audio.check_writable, as record's and
     duplex's recordings): with several boards, each board's own --plot and --save-recording."""
     from i2scli import audio
-    from i2scli.multitest import board_path
+    from i2scli.loopback.many_boards import board_path
 
     per_board = [p for p in (plot, save_recording) if p]
     paths = [junit] if junit else []
@@ -179,7 +180,7 @@ def _test_finish(result: dict, reporter, as_json: bool, junit: str | None, plot:
     rec = result.pop("_recording", None)
     checks = result["checks"]
     if junit:
-        from i2scli import analysis
+        from i2scli.loopback import analysis
 
         _write_junit({result["board"]: [analysis.Check(**c) for c in checks]}, junit, reporter)
     if as_json:
@@ -203,7 +204,7 @@ def _test_finish(result: dict, reporter, as_json: bool, junit: str | None, plot:
             reporter.error(f"cannot write {save_recording}: {getattr(e, 'strerror', None) or e}")
             code = code or Exit.FILE
     if plot:  # after the verdict: a missing matplotlib must not hide it
-        from i2scli import plot as plotting
+        from i2scli.loopback import plot as plotting
 
         try:
             plotting.write(plot, result, rec)
@@ -219,8 +220,8 @@ def _test_finish(result: dict, reporter, as_json: bool, junit: str | None, plot:
 
 def _write_junit(suites: dict, path: str, reporter) -> None:
     """One JUnit file, a testsuite per board; an unwritable path is exit 1."""
-    from i2scli import analysis
     from i2scli.errors import Exit
+    from i2scli.loopback import analysis
 
     try:
         analysis.junit_xml(suites, path)
@@ -267,18 +268,18 @@ def _child_args(ctx, skip: set[str]) -> list[str]:
 
 
 def _test_many(ctx, ports: list[str], as_json: bool, junit: str | None, quiet: bool) -> None:
-    """Every board at once, each by its own `i2s test` process (multitest.py); then a block per board."""
+    """Every board at once, each by its own `i2s test` process (many_boards.py); then a block per board."""
     import json
 
-    from i2scli import analysis, multitest
     from i2scli.cli.ui import Reporter
+    from i2scli.loopback import analysis, many_boards
 
     reporter = Reporter(quiet=quiet)
     per_board = {"--plot": ctx.params.get("plot"), "--save-recording": ctx.params.get("save_recording")}
     per_board = {k: v for k, v in per_board.items() if v}
     args = _child_args(ctx, {"ports", "as_json", "junit", "quiet", "plot", "save_recording"})
     reporter.info(f"testing {len(ports)} boards at once: {', '.join(ports)}")
-    results, code = multitest.run(ports, args, per_board)
+    results, code = many_boards.run(ports, args, per_board)
     if junit:
         suites = {port: ([analysis.Check(**c) for c in r["checks"]] if "checks" in r else
                          [analysis.Check("board.run", r["exit"], 0, False, f"board.run: {r['error']} "

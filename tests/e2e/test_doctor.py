@@ -9,7 +9,7 @@ import pytest
 import soundfile as sf
 from conftest import i2s
 
-from i2scli import doctor
+from i2scli.loopback import doctor
 
 RATE = 48000
 N = RATE * 4  # longer than the recording and the start-up together: no zeros after the file's end

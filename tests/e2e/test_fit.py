@@ -14,9 +14,10 @@ import soundfile as sf
 from conftest import ENV, i2s
 from test_wirecode import board
 
-from i2scli import analysis, fit, protocol
+from i2scli import fit, protocol
 from i2scli import wirecode as wc
 from i2scli.audio import BusFormat
+from i2scli.loopback import analysis
 
 RATE = 44100
 ESP32_PAYLOAD = protocol.tx_payload(256, 4)  # 500 bytes: 125 stereo frames a DATA frame

@@ -10,7 +10,7 @@ import xml.etree.ElementTree as ET
 import pytest
 from conftest import ENV, i2s
 
-from i2scli import looptest
+from i2scli.loopback import looptest
 
 
 def url(spec, profile="fast"):

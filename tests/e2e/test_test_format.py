@@ -7,7 +7,7 @@ import pytest
 from conftest import i2s
 
 from i2scli.busformat import BusFormat
-from i2scli.loopfit import LOOP_MARGIN, candidates
+from i2scli.loopback.format_choice import LOOP_MARGIN, candidates
 
 pytestmark = pytest.mark.slow  # every test here takes 1 s or more on a loaded 2-core machine
 
@@ -84,8 +84,8 @@ def test_coded_loop_on_stm32_brings_the_signal_back_bit_exact(tmp_path):
     import numpy as np
     import soundfile as sf
 
-    from i2scli import analysis
     from i2scli.link import probe_cache
+    from i2scli.loopback import analysis
 
     url = "sim://pybd?loopback=1%3E2,delay=37smp"  # the pyboard D: two buses (a v1.1 has one)
     # the probes remembered at the model's figures (docs/sim.md): a loaded machine's probe would

@@ -1,4 +1,4 @@
-"""i2scli.analysis against synthetic recordings whose truth is known: each "recording" is made
+"""i2scli.loopback.analysis against synthetic recordings whose truth is known: each "recording" is made
 with numpy from the played signal (delay, gain, noise, distortion, hum, lost frames...)."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from i2scli import analysis as A
+from i2scli.loopback import analysis as A
 
 RATE = 48000
 FS32 = 2**31

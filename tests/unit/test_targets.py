@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 from conftest import ENV, ROOT
 
-from i2scli import looptest, targets
+from i2scli import targets
 from i2scli.link import baud
+from i2scli.loopback import looptest
 from i2scli.targets import boards
 
 

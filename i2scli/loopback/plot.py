@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from i2scli import analysis
+from i2scli.loopback import analysis
 
 HINT = "--plot needs matplotlib: pip install 'i2scli[plot]'"
 MAX_GLITCHES = 3  # waveforms drawn; the rest are counted

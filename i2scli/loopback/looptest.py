@@ -9,8 +9,9 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from i2scli import analysis, audio, loopfit, targets, wirecode
+from i2scli import audio, targets, wirecode
 from i2scli.link import Agent, BoardError
+from i2scli.loopback import analysis, format_choice
 from i2scli.session import BusOptions, _board_counts, _load_coder, _preset, _why_not_code, stream_sizes
 from i2scli.targets import boards
 from i2scli.targets.boards import Pins
@@ -96,8 +97,8 @@ def payload_for(agent: Agent, opts: BusOptions):
 
 
 def choose_format(agent: Agent, opts: BusOptions, given: tuple[int | None, int | None, int | None],
-                  sig: Signal, tx: dict, rx: dict) -> loopfit.Choice:
-    """The test's format (loopfit.choose), for a sine kept under Nyquist; the buses are checked
+                  sig: Signal, tx: dict, rx: dict) -> format_choice.Choice:
+    """The test's format (format_choice.choose), for a sine kept under Nyquist; the buses are checked
     first (a one-bus board is refused before the link is measured)."""
     agent.require_i2s()
     loop_buses(agent, opts, tx, rx)
@@ -112,21 +113,21 @@ def choose_format(agent: Agent, opts: BusOptions, given: tuple[int | None, int |
         return ratios[bus]
 
     can_code = _why_not_code(agent, opts) is None
-    return loopfit.choose(agent, sizes, given, probe=opts.probe, fresh=opts.fresh_probe,
+    return format_choice.choose(agent, sizes, given, probe=opts.probe, fresh=opts.fresh_probe,
                           min_rate=2 * sig.freq if sig.kind == "sine" else 0.0,
                           ratio_for=ratio_for if can_code else None)
 
 
 def run(agent: Agent, port: str, bus: audio.BusFormat, opts: BusOptions, tx: dict, rx: dict, sig: Signal,
         limits: analysis.Limits, stop: threading.Event | None = None, on_ready=None,
-        choice: loopfit.Choice | None = None) -> dict:
+        choice: format_choice.Choice | None = None) -> dict:
     """Play the test signal on TX, record RX at once, measure and judge. The result is JSON-able
     but for `_recording` (what was played and recorded, a plot.Recording: pop it first);
     `passed` says whether every check passed. `choice`: how `bus` was picked (choose_format;
     None: check it against the link here)."""
     agent.require_i2s()
     if choice is None:
-        choice = loopfit.choose(agent, payload_for(agent, opts), (bus.rate, bus.bits, bus.channels),
+        choice = format_choice.choose(agent, payload_for(agent, opts), (bus.rate, bus.bits, bus.channels),
                                 probe=opts.probe, fresh=opts.fresh_probe)
     t, r = loop_buses(agent, opts, tx, rx)
     samples, info = analysis.test_signal(sig.kind, rate=bus.rate, bits=bus.bits, channels=bus.channels,
@@ -183,7 +184,7 @@ def run(agent: Agent, port: str, bus: audio.BusFormat, opts: BusOptions, tx: dic
     checks.insert(1, analysis.Check("link.errors", damaged, 0, damaged == 0,
                                     f"link.errors: {link['crc_errors']} CRC errors, {link['resyncs']} resyncs, "
                                     f"{link['seq_gaps']} sequence gaps on the link"))
-    from i2scli.plot import Recording
+    from i2scli.loopback.plot import Recording
 
     return {
         "_recording": Recording(samples, recorded, info),  # for --plot and --save-recording; not JSON
