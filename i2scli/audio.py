@@ -91,7 +91,7 @@ from i2scli.busformat import BusFormat  # noqa: E402,F401  (re-exported: audio.B
 from i2scli.errors import AudioError  # noqa: E402,F401  (re-exported: audio.AudioError)
 
 # --------------------------------------------------------------------------------------------
-# The bus format: i2scli/busformat.py (numpy-free, for ui.py and the commands that do not stream)
+# The bus format: i2scli/busformat.py (numpy-free, for cli/ui.py and the commands that do not stream)
 
 
 def wire_to_array(data: bytes | bytearray | memoryview, bus: BusFormat) -> np.ndarray:

@@ -1,6 +1,6 @@
 """A board as an audio device, in-process: numpy arrays in and out, one connection for many calls.
 
-Shaped like python-sounddevice's `play`/`rec`/`playrec`, on a board the command line would use:
+`play`, `rec` and `playrec` on numpy arrays, on a board the command line would use:
 
     import numpy as np
     import i2scli

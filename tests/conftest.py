@@ -28,7 +28,7 @@ ENV = {**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "100"}
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
-        "markers", "slow: takes long (the wheel build, long streams, the firmware board); -m 'not slow' leaves it out"
+        "markers", "slow: took 1 s or more on a loaded 2-core machine (--durations); -m 'not slow' is the quick run"
     )
     config.addinivalue_line(
         "markers", "e2e: starts a virtual board (tests/e2e marks all of its tests); -m 'not e2e' leaves it out"

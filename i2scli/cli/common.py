@@ -26,7 +26,7 @@ def _apply_rig(ctx: click.Context, param: click.Parameter, value):
     if len(meta) < 2:
         return value
     path, name = meta["rig"], meta["board_name"]
-    if isinstance(name, tuple):  # i2s test: several boards, each by its own process (multitest)
+    if isinstance(name, tuple):  # i2s test: several boards, each by its own process (loopback.many_boards)
         if len(name) > 1:
             if path is None:
                 raise click.UsageError("--board-name needs a rig file: --rig FILE.toml or I2S_RIG")

@@ -46,6 +46,7 @@ def capture_after_silence(path) -> np.ndarray:
     return flat[np.flatnonzero(flat)[0]:]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("profile", ["fast", "rp2", "openmv", "stm32"])
 def test_streams_both_ways_bit_exact_with_no_heap_allocation(profile, tmp_path):
     cap = tmp_path / "tx.wav"
@@ -70,6 +71,7 @@ def test_streams_both_ways_bit_exact_with_no_heap_allocation(profile, tmp_path):
     assert np.array_equal(capture_after_silence(cap)[: len(pattern)], pattern)
 
 
+@pytest.mark.slow
 def test_zero_heap_allocation_over_a_thousand_frames():
     with connect("sim://fast") as agent:
         payload = 128  # small frames: many of them
@@ -79,6 +81,7 @@ def test_zero_heap_allocation_over_a_thousand_frames():
         assert s["heap_alloc"] == 0 and s["heap_method"] == "mem_total"
 
 
+@pytest.mark.slow
 def test_esp32_small_dropping_buffer_loses_nothing(tmp_path):
     """115200 baud cannot keep up with the bus: the board underruns, but every byte sent
     arrives, in order, through a 260-byte input buffer that drops what does not fit."""
@@ -95,6 +98,7 @@ def test_esp32_small_dropping_buffer_loses_nothing(tmp_path):
     assert np.array_equal(left[left != 0], pattern)  # the underrun gaps are silence
 
 
+@pytest.mark.slow
 def test_board_without_i2s_gets_one_clear_line():
     with connect("sim://no-i2s") as agent:
         assert agent.hello["i2s"] is False
@@ -104,6 +108,7 @@ def test_board_without_i2s_gets_one_clear_line():
     assert "\n" not in msg and "OpenMV AE3" in msg and "machine.I2S" in msg
 
 
+@pytest.mark.slow
 def test_board_error_text_comes_back():
     with connect("sim://rp2") as agent:
         with pytest.raises(BoardError, match="invalid ws"):
@@ -113,6 +118,7 @@ def test_board_error_text_comes_back():
         assert s["frames"] == 100
 
 
+@pytest.mark.slow
 def test_killed_host_leaves_board_at_its_repl(sim):
     board = sim("rp2")
     host = subprocess.Popen([sys.executable, "-c", f"""
@@ -150,6 +156,7 @@ with connect({board.path!r}, expect={{'mode': 'tx'}}) as a:
         assert s["frames"] == 1000
 
 
+@pytest.mark.slow
 def test_installed_agent_is_used_and_a_stale_one_is_not(sim, tmp_path):
     board = sim("rp2")
     said = link.install(board.path)
@@ -179,6 +186,7 @@ def test_installed_agent_is_used_and_a_stale_one_is_not(sim, tmp_path):
     assert r.stdout == b"[]\r\n"
 
 
+@pytest.mark.slow
 def test_install_replaces_source_with_mpy_and_back(sim, tmp_path):
     board = sim("rp2", capture=False)
     src = tmp_path / "i2s_agent.py"
@@ -205,6 +213,7 @@ def test_agent_compiles_for_each_bytecode_version(mpy, compiled):
         assert "version 5" in how
 
 
+@pytest.mark.slow
 def test_link_probe_measures_each_direction():
     with connect("sim://esp32", baud="off") as agent:
         rates = agent.probe(up=4096, down=8192)
@@ -227,6 +236,7 @@ def test_the_probe_takes_the_faster_half_so_one_stall_is_not_the_links_rate():
     assert intake_rate({"up_bytes": 8192, "up_us": 69_089}, 256) == pytest.approx((8192 - 256) / 0.069089)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("io", ["irq", "asyncio"])
 def test_the_seeds_other_transfer_styles(io, tmp_path):
     cap = tmp_path / "tx.wav"
@@ -245,6 +255,7 @@ def test_the_seeds_other_transfer_styles(io, tmp_path):
     assert np.array_equal(capture_after_silence(cap)[: len(pattern)], pattern)
 
 
+@pytest.mark.slow
 def test_an_installed_agent_imports_each_mode_when_a_start_needs_it(sim, tmp_path):
     """Installed, the agent is a main module and its modules beside it as .mpy files; a mode's
     module is imported only for the START that needs it: every mode works that way."""
@@ -270,6 +281,7 @@ def test_an_installed_agent_imports_each_mode_when_a_start_needs_it(sim, tmp_pat
     assert json.loads(r.stdout.splitlines()[0])["checks"]
 
 
+@pytest.mark.slow
 def test_an_uploaded_agent_comes_in_parts_as_streams_need_them(sim):
     """The core (framing, meters, one stream, main) at launch: enough for HELLO and the probe;
     each mode's module before the first START that needs it, once per connection."""

@@ -14,6 +14,7 @@ import soundfile as sf
 from conftest import i2s
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("freq,args", [(997, []), (440, ["-r", "16000", "-b", "16", "-c", "1"])])
 def test_frequency_agrees_with_alsabat(tmp_path, freq, args):
     alsabat = shutil.which("alsabat")

@@ -28,6 +28,7 @@ def events(board) -> list[dict]:
     return [e for e in board.events() if e.get("ev") == "uart"]
 
 
+@pytest.mark.slow
 def test_auto_takes_the_bridge_maximum_and_the_link_gets_faster():
     slow = info_json("-p", "sim://esp32", "--baud", "off")
     fast = info_json("-p", "sim://esp32")  # auto: the CP2102 of an ESP32 DevKitC
@@ -40,6 +41,7 @@ def test_auto_takes_the_bridge_maximum_and_the_link_gets_faster():
     assert not any(f["play"] for f in slow["fits"])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("bridge, rate", [("ch340", 2000000), ("cp2102n", 3000000), ("ft232r", 3000000)])
 def test_faster_bridges_get_their_own_maximum(bridge, rate):
     # CP2102N shares the CP2102's VID:PID: its product string tells them apart
@@ -55,6 +57,7 @@ def _speech_like(path, rate=16000, seconds=1.5):
     return x
 
 
+@pytest.mark.slow
 def test_play_and_record_at_high_rate_then_mpremote_at_115200(sim, tmp_path):
     board = sim("esp32", "--rx-source", "ramp")
     src = _speech_like(tmp_path / "speech.wav")
@@ -79,6 +82,7 @@ def test_play_and_record_at_high_rate_then_mpremote_at_115200(sim, tmp_path):
     assert ev[-1]["baudrate"] == 115200  # …and put the REPL's rate back
 
 
+@pytest.mark.slow
 def test_killed_host_at_high_rate_leaves_the_board_at_115200(sim):
     board = sim("esp32", capture=False)
     host = subprocess.Popen([sys.executable, "-c", f"""
@@ -111,6 +115,7 @@ with connect({board.path!r}, baud=921600, expect={{'mode': 'tx'}}) as a:
     assert events(board)[-1]["baudrate"] == 115200
 
 
+@pytest.mark.slow
 def test_rate_the_bridge_cannot_reach_falls_back_with_one_warning():
     r = i2s("info", "--json", "-p", "sim://esp32", "--baud", "2000000", check=0, timeout=90)  # a CP2102 tops out below
     warnings = [ln for ln in r.stderr.splitlines() if "baud" in ln]
@@ -128,6 +133,7 @@ def uart_events(path) -> list[dict]:
     return [e for e in map(json.loads, open(path).read().splitlines()) if e.get("ev") == "uart"]
 
 
+@pytest.mark.slow
 def test_baud_off_never_switches(tmp_path):
     ev = tmp_path / "ev.jsonl"
     info = info_json("-p", f"sim://esp32?events={ev}", "--baud", "off")
@@ -135,6 +141,7 @@ def test_baud_off_never_switches(tmp_path):
     assert uart_events(ev) == []
 
 
+@pytest.mark.slow
 def test_unknown_device_is_not_switched_by_auto(sim):
     board = sim("esp32", capture=False)  # a bare pty: no USB ids, no bridge to go by
     assert info_json("-p", board.path, "--no-probe")["link"]["baud"] is None
@@ -142,6 +149,7 @@ def test_unknown_device_is_not_switched_by_auto(sim):
     assert events(board) == []
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("profile", ["esp32s3", "rp2"])
 def test_native_usb_boards_are_not_switched(tmp_path, profile):
     ev = tmp_path / "ev.jsonl"
@@ -151,6 +159,7 @@ def test_native_usb_boards_are_not_switched(tmp_path, profile):
     assert uart_events(ev) == []
 
 
+@pytest.mark.slow
 def test_board_that_cannot_retime_its_repl_warns_and_goes_on(sim):
     board = sim("fast", capture=False)  # a unix board: its REPL is no UART
     r = i2s("info", "--json", "--no-probe", "-p", board.path, "--baud", "921600", check=0)
@@ -164,6 +173,7 @@ def test_bad_baud_is_a_usage_error(bad):
     assert "--baud" in r.stderr and "Traceback" not in r.stderr
 
 
+@pytest.mark.slow
 def test_i2s_baud_environment_variable():
     r = subprocess.run([*I2S, "info", "--json", "--no-probe", "-p", "sim://esp32"], capture_output=True, text=True,
                        env={**ENV, "I2S_BAUD": "off"}, timeout=60)
@@ -192,6 +202,7 @@ def test_pyserial_sees_the_board_as_the_bridge_it_models():
         s.close()
 
 
+@pytest.mark.slow
 def test_ch340_at_2_mbaud_plays_bit_exact_every_time(sim, tmp_path):
     # The line (200 kB/s) outruns the ESP32's stdin path (180 kB/s), so the 260-byte input ring
     # runs as full as the agent's credits allow (256 bytes): any byte the sim counts twice there
@@ -212,6 +223,7 @@ def test_ch340_at_2_mbaud_plays_bit_exact_every_time(sim, tmp_path):
 
 
 # -- the early switch: the upload itself at the raised rate (docs/protocol.md, "Early switch") --
+@pytest.mark.slow
 def test_cold_start_raises_the_link_before_the_upload_and_keeps_it(sim, tmp_path):
     board = sim("esp32")
     src = _speech_like(tmp_path / "speech.wav", seconds=0.05)
@@ -259,6 +271,7 @@ early.EarlySwitch._send = stop_in_upload
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("moment", sorted(HOST_STOPS))
 def test_killed_host_during_the_early_switch_leaves_the_board_at_115200(sim, moment):
     board = sim("esp32", capture=False)
@@ -289,6 +302,7 @@ with connect({board.path!r}, baud=921600, expect={{'mode': 'tx'}}) as a:
     assert [e["baudrate"] for e in events(board)] == [921600, 115200]
 
 
+@pytest.mark.slow
 def test_board_that_is_no_uart_refuses_the_early_switch_with_one_warning(sim, tmp_path):
     board = sim("fast")
     sf.write(tmp_path / "short.wav", np.full(800, 1000, np.int16), 16000, subtype="PCM_16")

@@ -139,6 +139,7 @@ PLAY_CASES = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind,subtype,channels,bits_opt,bits", PLAY_CASES,
                          ids=[f"{c[1]}-{c[2]}ch-b{c[3] or 'default'}" for c in PLAY_CASES])
 def test_play_is_bit_exact(tmp_path, kind, subtype, channels, bits_opt, bits):
@@ -159,6 +160,7 @@ def test_play_is_bit_exact(tmp_path, kind, subtype, channels, bits_opt, bits):
     assert np.array_equal(got, want), np.flatnonzero(np.any(got != want, axis=1))[:10]
 
 
+@pytest.mark.slow
 def test_mono_file_on_a_stereo_bus_and_stereo_file_on_a_mono_bus(tmp_path):
     rate, frames = 16000, 4000
     mono = source("s16", frames, 1, seed=1)
@@ -171,6 +173,7 @@ def test_mono_file_on_a_stereo_bus_and_stereo_file_on_a_mono_bus(tmp_path):
     assert np.array_equal(tx_audio(tmp_path / "b.wav", frames), np.repeat(stereo[:, :1], 2, axis=1))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind,subtype", [("s16", "PCM_16"), ("s24", "PCM_24")])
 def test_flac_plays_exactly_as_its_wav(tmp_path, kind, subtype):
     rate, frames = 16000, 4800
@@ -193,6 +196,7 @@ def test_flac_plays_exactly_as_its_wav(tmp_path, kind, subtype):
 # 2. record: exactly the board's samples, exactly as many as asked
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("subtype", ["PCM_16", "PCM_24", "PCM_32"])
 @pytest.mark.parametrize("channels", [1, 2])
 @pytest.mark.parametrize("bits", [16, 32])
@@ -208,6 +212,7 @@ def test_record_ramp_is_exact(tmp_path, bits, channels, subtype):
     assert np.array_equal(got, want), np.flatnonzero(np.any(got != want, axis=1))[:10]
 
 
+@pytest.mark.slow
 def test_record_duration_gives_exact_frame_count(tmp_path):
     out = tmp_path / "two.wav"
     i2s("record", "-p", "sim://fast?rx_source=ramp", "-d", "2s", "-r", 22050, "-b", 16, "-c", 1, out, check=0)
@@ -215,6 +220,7 @@ def test_record_duration_gives_exact_frame_count(tmp_path):
     assert np.array_equal(read_int32(out), ramp(44100, 16, 1, "PCM_16"))
 
 
+@pytest.mark.slow
 def test_record_samples_and_flac_default(tmp_path):
     out = tmp_path / "n.flac"
     i2s("record", "-p", "sim://fast?rx_source=ramp", "-s", 777, "-b", 32, "-c", 2, out, check=0)
@@ -223,6 +229,7 @@ def test_record_samples_and_flac_default(tmp_path):
     assert np.array_equal(read_int32(out), ramp(777, 32, 2, "PCM_24"))  # 24-bit ramp: nothing lost
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind,channels,bits,subtype", [("s16", 2, 16, "PCM_16"), ("s24", 1, 32, "PCM_24")])
 def test_record_file_source_comes_back_exactly(tmp_path, kind, channels, bits, subtype):
     rate, frames = 16000, 5000
@@ -267,6 +274,7 @@ def _check_ramp_prefix(out: Path, channels: int = 2) -> int:
     return info.frames
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP], ids=lambda s: s.name)
 def test_signal_keeps_a_valid_recording(tmp_path, sig):
     out = tmp_path / "sig.wav"
@@ -280,6 +288,7 @@ def test_signal_keeps_a_valid_recording(tmp_path, sig):
     assert f"({frames} frames)" in err, err  # the summary tells what was kept
 
 
+@pytest.mark.slow
 def test_ctrl_c_in_a_terminal_reaches_the_board_process_too(tmp_path):
     """A terminal's Ctrl-C goes to the whole process group: sim:// board included."""
     out = tmp_path / "pg.wav"
@@ -292,6 +301,7 @@ def test_ctrl_c_in_a_terminal_reaches_the_board_process_too(tmp_path):
     _check_ramp_prefix(out)
 
 
+@pytest.mark.slow
 def test_lost_board_keeps_what_arrived(tmp_path):
     out = tmp_path / "lost.wav"
     r = i2s("record", "-p", "sim://rp2?rx_source=ramp&fault=unplug:at=1.5s", "-r", 16000, "-b", 16, "-c", 2,
@@ -301,6 +311,7 @@ def test_lost_board_keeps_what_arrived(tmp_path):
     assert f"kept {frames} frames" in r.stderr, r.stderr
 
 
+@pytest.mark.slow
 def test_background_job_ignores_sigint_and_stops_on_sigterm(tmp_path):
     """`cmd &` in a non-interactive shell starts with SIGINT ignored; i2s keeps it that way."""
     out = tmp_path / "bg.wav"
@@ -327,6 +338,7 @@ def test_background_job_ignores_sigint_and_stops_on_sigterm(tmp_path):
 # 4. --json
 
 
+@pytest.mark.slow
 def test_play_json_counts(tmp_path):
     rate, frames = 8000, 4000
     wav = write_wav(tmp_path / "in.wav", rate, source("s16", frames, 2), "s16")
@@ -344,6 +356,7 @@ def test_play_json_counts(tmp_path):
     assert np.array_equal(tx_audio(cap, frames), source("s16", frames, 2))
 
 
+@pytest.mark.slow
 def test_record_json_counts(tmp_path):
     out = tmp_path / "rec.wav"
     r = i2s("record", "--json", "-p", "sim://fast?rx_source=ramp", "-r", 8000, "-b", 16, "-c", 2, "-s", 3000, out,
@@ -369,6 +382,7 @@ def test_devices_json():
         assert {"path", "vid_pid", "serial_number", "description", "micropython"} <= set(d)
 
 
+@pytest.mark.slow
 def test_info_json_on_rp2():
     r = i2s("info", "--json", "-p", "sim://rp2", check=0)
     s = json.loads(r.stdout)
@@ -379,6 +393,7 @@ def test_info_json_on_rp2():
     assert all(isinstance(f["play"], bool) and isinstance(f["record"], bool) for f in s["fits"])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("cmd", [["info"], ["play", "--tone", "440", "-d", "0.2s"]], ids=["info", "play"])
 def test_board_without_i2s(cmd):
     r = i2s(*cmd, "-p", "sim://no-i2s", check=4)
@@ -506,6 +521,7 @@ def _tone(freq_num: int, rate: int, frames: int, dbfs: float = -6.0, bits: int =
     return np.rint(10 ** (dbfs / 20) * (2 ** (bits - 1) - 1) * np.sin(2 * np.pi * phase / step.denominator))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("scheme", ["rfc2217", "socket"])
 def test_remote_board(sim, bridge, tmp_path, scheme):
     board = sim("fast", "--rx-source", "ramp", events=False)  # fast: the same pins as a Pico
@@ -538,14 +554,17 @@ def _one_error(r, *words):
         assert w in lines[0], lines
 
 
+@pytest.mark.slow
 def test_missing_file(tmp_path):
     _one_error(i2s("play", tmp_path / "nope.wav", "-p", "sim://fast", check=1), "nope.wav", "no such file")
 
 
+@pytest.mark.slow
 def test_directory_as_input(tmp_path):
     _one_error(i2s("play", tmp_path, "-p", "sim://fast", check=1), str(tmp_path), "directory")
 
 
+@pytest.mark.slow
 def test_not_audio(tmp_path):
     f = tmp_path / "notes.wav"
     f.write_text("these are not the samples you are looking for\n")
@@ -568,6 +587,7 @@ def test_output_in_missing_directory(tmp_path):
     assert not out.parent.exists()
 
 
+@pytest.mark.slow
 def test_output_is_a_directory(tmp_path):
     d = tmp_path / "d.wav"
     d.mkdir()
@@ -585,6 +605,7 @@ def test_output_directory_without_an_extension_is_said_to_be_a_directory(tmp_pat
     assert error_lines(r.stderr) == [f"i2s: error: {d}: is a directory"], r.stderr  # the one line
 
 
+@pytest.mark.slow
 def test_duplex_files_are_checked_before_the_board(tmp_path):
     """Every recording of --cycles and the --timeline trace(s), before the board is touched."""
     nope = tmp_path / "ttyNOPE"
@@ -599,10 +620,12 @@ def test_duplex_files_are_checked_before_the_board(tmp_path):
     assert [p.name for p in tmp_path.glob("*.wav")] == ["take-2.wav"]  # nothing was recorded
 
 
+@pytest.mark.slow
 def test_port_that_does_not_exist(tmp_path):
     _one_error(i2s("play", "--tone", 440, "-d", "0.2s", "-p", tmp_path / "ttyNOPE", check=3), "ttyNOPE")
 
 
+@pytest.mark.slow
 def test_teensy_preset_uses_the_firmwares_pin_names(tmp_path):
     """mimxrt firmware takes pin names only (no Pin(n) since v1.22): the teensy41 preset says
     D4/D3/D2 and D21/D20/D8, and a number given by hand gets the board's own error."""

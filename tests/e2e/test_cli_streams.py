@@ -8,10 +8,13 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 import soundfile as sf
 from conftest import i2s
 
 from i2scli.sim.wire import ramp_samples
+
+pytestmark = pytest.mark.slow  # every test here takes 1 s or more on a loaded 2-core machine
 
 I2S = [sys.executable, "-m", "i2scli"]
 

@@ -13,6 +13,8 @@ from conftest import i2s
 
 from i2scli import protocol
 
+pytestmark = pytest.mark.slow  # every test here takes 1 s or more on a loaded 2-core machine
+
 
 def music(path, rate=48000, seconds=2.0, channels=2):
     t = np.arange(int(rate * seconds)) / rate

@@ -9,6 +9,8 @@ import soundfile as sf
 import i2scli
 from i2scli import device
 
+pytestmark = pytest.mark.slow  # every test here takes 1 s or more on a loaded 2-core machine
+
 
 def _noise(frames, channels, seed=1, amp=20000):
     return np.random.default_rng(seed).integers(-amp, amp, (frames, channels)).astype(np.int16)

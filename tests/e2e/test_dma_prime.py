@@ -14,6 +14,8 @@ from test_agent import bus_cfg
 
 from i2scli.link import connect
 
+pytestmark = pytest.mark.slow  # every test here takes 1 s or more on a loaded 2-core machine
+
 RATE = 8000
 PAYLOAD = 500  # the payload rp2 plays in (the 512-byte USB input buffer less the frame)
 

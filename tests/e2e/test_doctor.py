@@ -68,6 +68,7 @@ def doctor_json(path, *args, check=None, ppm=0):
     return json.loads(r.stdout), r
 
 
+@pytest.mark.slow
 def test_clean_24_bit_mic_passes_with_exit_0(mic_files):
     rep, r = doctor_json(mic_files["clean"], check=0)
     rx = rep["rx"]
@@ -80,12 +81,14 @@ def test_clean_24_bit_mic_passes_with_exit_0(mic_files):
     assert rep["advice"] == [f"Record this microphone with: {rep['record']}"]
 
 
+@pytest.mark.slow
 def test_16_bit_mic_is_16_bits_and_passes(mic_files):
     rep, _ = doctor_json(mic_files["m16"], check=0)
     assert rep["rx"]["significant_bits"] == 16
     assert "-b 16" in rep["record"]
 
 
+@pytest.mark.slow
 def test_right_slot_mic_is_found_on_the_right(mic_files):
     rep, r = doctor_json(mic_files["right"], check=7)
     assert rep["rx"]["active_slot"] == "right"
@@ -93,6 +96,7 @@ def test_right_slot_mic_is_found_on_the_right(mic_files):
     assert "--slot right" in rep["record"]
 
 
+@pytest.mark.slow
 def test_junk_low_bits_like_ics43432(mic_files):
     rep, _ = doctor_json(mic_files["junk"], check=7)
     rx = rep["rx"]
@@ -102,6 +106,7 @@ def test_junk_low_bits_like_ics43432(mic_files):
     assert any("0xc0" in a and "ICS-43432" in a for a in rep["advice"])
 
 
+@pytest.mark.slow
 def test_sph0645_one_bit_offset(mic_files):
     rep, _ = doctor_json(mic_files["sph0645"], check=7)
     left = rep["rx"]["slots"]["left"]
@@ -111,6 +116,7 @@ def test_sph0645_one_bit_offset(mic_files):
     assert "--shift -1" in rep["record"]
 
 
+@pytest.mark.slow
 def test_dc_offset(mic_files):
     rep, _ = doctor_json(mic_files["dc"], check=7)
     assert rep["rx"]["dc_dbfs"] == pytest.approx(20 * np.log10(1000 / 2 ** 23 * (2 ** 23 - 1) / 2 ** 23), abs=0.05)
@@ -120,12 +126,14 @@ def test_dc_offset(mic_files):
     assert abs(counts - 1000) <= 5  # the noise's own mean over a second: about a count
 
 
+@pytest.mark.slow
 def test_a_stereo_pair_passes_and_is_recorded_in_stereo(mic_files):
     rep, _ = doctor_json(mic_files["pair"], check=0)
     assert rep["rx"]["active_slot"] == "both"
     assert "-c 2" in rep["record"]
 
 
+@pytest.mark.slow
 def test_a_mic_hopping_between_slots_is_a_floating_lr_pin(mic_files):
     rep, _ = doctor_json(mic_files["hopping"], check=7)
     slots = rep["rx"]["slots"]
@@ -133,6 +141,7 @@ def test_a_mic_hopping_between_slots_is_a_floating_lr_pin(mic_files):
     assert sum("L/R pin floats" in a for a in rep["advice"]) == 2
 
 
+@pytest.mark.slow
 def test_dead_line(mic_files):
     rep, r = doctor_json(mic_files["dead"], check=7)
     assert rep["rx"]["active_slot"] == "none" and rep["record"] is None
@@ -140,6 +149,7 @@ def test_dead_line(mic_files):
     assert "all zeros" in rep["advice"][0] and "SD reads 0" in rep["advice"][0]
 
 
+@pytest.mark.slow
 def test_constant_line(mic_files):
     rep, _ = doctor_json(mic_files["constant"], check=7)
     assert rep["rx"]["active_slot"] == "none"
@@ -147,6 +157,7 @@ def test_constant_line(mic_files):
     assert "0xffffffff" in rep["advice"][0] and "held at one level" in rep["advice"][0]
 
 
+@pytest.mark.slow
 def test_human_output_says_it_in_sentences(mic_files):
     r = i2s("doctor", "-p", f"sim://fast?rx_source={mic_files['right']}", "-d", "0.5s", check=7)
     out = r.stdout.splitlines()
@@ -155,6 +166,7 @@ def test_human_output_says_it_in_sentences(mic_files):
     assert "listening for 0.5 s" in r.stderr
 
 
+@pytest.mark.slow
 def test_clock_ppm_is_measured_within_its_uncertainty(tmp_path):
     # a file longer than the run: where it ends the board's work changes, and so would the timing
     n = RATE * 12
@@ -201,6 +213,7 @@ def test_fit_rate_on_exact_arrivals_with_late_ones():
 
 
 # -- record --slot / --shift: what doctor suggests, bit-exact against the source file ------------
+@pytest.mark.slow
 @pytest.mark.parametrize("slot,col", [("right", 1), ("left", 0)])
 def test_record_slot_keeps_that_slot_bit_exact(mic_files, tmp_path, slot, col):
     src = mic_files["right"] if slot == "right" else mic_files["clean"]
@@ -214,6 +227,7 @@ def test_record_slot_keeps_that_slot_bit_exact(mic_files, tmp_path, slot, col):
     assert np.array_equal(got, want[:24000, col])
 
 
+@pytest.mark.slow
 def test_record_shift_undoes_the_sph0645_doubling(mic_files, tmp_path):
     out = tmp_path / "sph.wav"
     i2s("record", "-p", f"sim://fast?rx_source={mic_files['sph0645']}", "-r", RATE, "--shift", "-1",
@@ -224,6 +238,7 @@ def test_record_shift_undoes_the_sph0645_doubling(mic_files, tmp_path):
     assert np.array_equal(got >> 14 << 14, got)  # 18 bits again: the low 14 zero
 
 
+@pytest.mark.slow
 def test_record_slot_with_two_channels_is_a_usage_error(tmp_path):
     r = i2s("record", "-p", "sim://fast", "--slot", "right", "-c", "2", "-s", 10, tmp_path / "x.wav", check=2)
     assert "--slot keeps one slot" in r.stderr
@@ -239,6 +254,7 @@ def test_slot_keeper_shifts_as_i2s_shift():
     assert audio.slot_keeper(bus, "left", -1)(x).tolist() == [[0x2000], [-0x4000]]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("value,said", [("99999", "within ±50000"), ("1.5", "a whole number of ppm")])
 def test_bad_clock_ppm_in_a_sim_url_is_one_line(value, said):
     r = i2s("doctor", "-p", f"sim://fast?clock_ppm={value}", "-d", "0.1s", check=3)

@@ -12,6 +12,8 @@ import soundfile as sf
 
 from i2scli.sim.wire import ramp_samples
 
+pytestmark = pytest.mark.slow  # every test here takes 1 s or more on a loaded 2-core machine
+
 RATE = 8000  # 8 kHz 32-bit stereo: 64 kB/s, inside what every virtual USB link carries
 
 

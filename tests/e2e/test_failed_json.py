@@ -9,6 +9,8 @@ import pytest
 import soundfile as sf
 from conftest import i2s
 
+pytestmark = pytest.mark.slow  # every test here takes 1 s or more on a loaded 2-core machine
+
 
 def _port(fault: str, tmp_path) -> str:
     return f"sim://fast?rx_source=ramp&tx_capture={tmp_path / 'tx.wav'}&fault={fault}"

@@ -73,6 +73,7 @@ def _quantised(x: np.ndarray, bus: BusFormat, block: int, feed: int = 3000):
     return np.concatenate(parts), floors, bits, nl
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("block", [29, 1024])  # an ESP32's DATA payload (116 bytes), a Pico 2's (4096)
 def test_added_noise_stays_under_each_blocks_floor_by_the_margin(block):
     x = song(2.0).astype(np.int64)
@@ -117,6 +118,7 @@ def test_digital_silence_and_a_pure_tone_keep_their_bits():
         assert bits.max() == 0 and np.array_equal(y[:, 0], x)
 
 
+@pytest.mark.slow
 def test_streaming_in_any_pieces_gives_the_same_audio():
     x = song(1.0)
     src = BusFormat(RATE, 16, 2)
@@ -128,6 +130,7 @@ def test_streaming_in_any_pieces_gives_the_same_audio():
     assert outs[0] == outs[1] == outs[2] and len(outs[0]) == x.nbytes
 
 
+@pytest.mark.slow
 def test_what_the_fitter_holds_does_not_grow_with_the_stream():
     piece = song(0.5).tobytes()
     src = BusFormat(RATE, 16, 2)
@@ -142,6 +145,7 @@ def test_what_the_fitter_holds_does_not_grow_with_the_stream():
         assert max(q for _, q in held) <= 8192
 
 
+@pytest.mark.slow
 def test_coded_frames_decode_to_the_quantised_audio_on_the_host_and_on_the_board():
     x = song(1.0)
     bus = BusFormat(RATE, 16, 2)
@@ -186,6 +190,7 @@ def test_snr_of_a_lower_rate_and_of_one_channel_counts_what_they_take_away():
 # ---- on the virtual ESP32 (CP2102 bridge, 921600 baud: ~86 kB/s) ----------------------------
 
 
+@pytest.mark.slow
 def test_song_plays_with_fit_at_its_rate_on_an_esp32(tmp_path):
     # 44.1 kHz: coded losslessly in the ESP32's 500-byte frames it needs ~98 kB/s, more than the
     # link's ~90; near-lossless ~44 kB/s, which fits with room to spare even when other work on
@@ -222,6 +227,7 @@ def _near_lossless_need(x: np.ndarray, rate: int) -> float:
     return fit.estimate(src, src, x[: 2 * rate].tobytes(), ESP32_PAYLOAD, near_lossless=True, coded=True).need
 
 
+@pytest.mark.slow
 def test_a_cd_song_takes_the_least_change_the_measured_link_allows(tmp_path):
     x = write_song(tmp_path / "song.wav", seconds=2.0)
     need = _near_lossless_need(x, RATE)
@@ -235,6 +241,7 @@ def test_a_cd_song_takes_the_least_change_the_measured_link_allows(tmp_path):
     assert s["channels"] == 2 and s["fit"]["snr_db"] >= 45
 
 
+@pytest.mark.slow
 def test_without_fit_the_song_is_refused_saying_what_fit_would_cost(tmp_path):
     write_song(tmp_path / "song.wav")  # 44.1 kHz: ~98 kB/s coded losslessly
     r = i2s("play", "-p", "sim://esp32", tmp_path / "song.wav", check=4, timeout=120)
@@ -244,6 +251,7 @@ def test_without_fit_the_song_is_refused_saying_what_fit_would_cost(tmp_path):
     assert "-b 16" not in line and re.search(r"fits: -r \d+ \(coded about [\d.]+:1\), -c 1", line)
 
 
+@pytest.mark.slow
 def test_fit_on_a_stream_that_fits_changes_nothing(tmp_path, monkeypatch):
     x = write_song(tmp_path / "song.wav", rate=16000, seconds=1.0)
     cap = tmp_path / "tx.wav"
@@ -267,6 +275,7 @@ def notched_noise(seconds: float = 2.0, rate: int = RATE) -> np.ndarray:
     return np.clip(np.round(np.fft.irfft(spec, n, axis=0)), -32768, 32767).astype(np.int16)
 
 
+@pytest.mark.slow
 def test_what_cannot_fit_even_at_8_khz_mono_is_refused(tmp_path):
     sf.write(tmp_path / "n.wav", notched_noise(), RATE, subtype="PCM_16")
     # the ESP32's REPL UART left at 115200 baud: about 11 kB/s, less than 8 kHz 16-bit mono raw
@@ -278,6 +287,7 @@ def test_what_cannot_fit_even_at_8_khz_mono_is_refused(tmp_path):
 # ---- refusals name what fits ----------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_white_noise_on_a_pico_is_refused_naming_what_fits(tmp_path):
     x = np.random.default_rng(2).integers(-32768, 32768, (RATE * 2, 2)).astype(np.int16)
     sf.write(tmp_path / "noise.wav", x, RATE, subtype="PCM_16")
@@ -296,6 +306,7 @@ def test_white_noise_on_a_pico_is_refused_naming_what_fits(tmp_path):
     assert s["underruns"] == 0 and s["rate"] == int(fits.group(1).split()[1])
 
 
+@pytest.mark.slow
 def test_a_16_bit_streams_refusal_never_proposes_16_bits(tmp_path):
     out = tmp_path / "rec.wav"
     r = i2s("record", "-r", "48000", "-b", "16", "-c", "2", "-d", "1s", "-p", "sim://esp32", out, check=4,
@@ -308,6 +319,7 @@ def test_a_16_bit_streams_refusal_never_proposes_16_bits(tmp_path):
     assert "-b 16" in r.stderr.strip().splitlines()[-1]
 
 
+@pytest.mark.slow
 def test_what_fits_is_never_an_option_in_effect(tmp_path):
     # mono 16-bit at 48 kHz from an ESP32: only a lower rate can help
     r = i2s("record", "-r", "48000", "-b", "16", "-c", "1", "-d", "1s", "-p", "sim://esp32", tmp_path / "r.wav",
@@ -326,6 +338,7 @@ def test_what_fits_is_never_an_option_in_effect(tmp_path):
 # ---- duplex: its streams are never coded, so --fit changes the rate or the channels --------
 
 
+@pytest.mark.slow
 def test_duplex_fit_lowers_the_shared_bus_and_says_so(tmp_path):
     write_song(tmp_path / "song.wav", seconds=1.0)
     r = i2s("duplex", "-p", "sim://esp32", tmp_path / "song.wav", "-o", tmp_path / "rec.wav", "-d", "0.5s",

@@ -17,6 +17,8 @@ import pytest
 from conftest import ENV, I2S, mpremote
 from hostile_board import DROP, FloodingRfc2217, HostileBoard, NoiseServer
 
+pytestmark = pytest.mark.slow  # every test here takes 1 s or more on a loaded 2-core machine
+
 RECORD = ["record", "-q", "--no-probe", "-r", "16000", "-b", "16", "-c", "2", "-s", "3000"]
 PLAY = ["play", "-q", "--no-probe", "--tone", "440", "-d", "0.3s"]
 

@@ -34,6 +34,7 @@ def test_url_parsing():
         labgrid_place.parse("labgrid://rig1?speed=9", {})
 
 
+@pytest.mark.slow
 def test_pyserial_survives_the_extra():
     """labgrid pulls in pyserial-labgrid, which installs its own `serial` over pyserial's: what
     is imported must still be a whole pyserial (every file both distributions list is there)."""
@@ -133,6 +134,7 @@ def _run(lab, *args, timeout=90):
     return r
 
 
+@pytest.mark.slow
 def test_play_record_test_through_labgrid(lab, tmp_path):
     r = _run(lab, "play", "-p", lab.url, "--tone", "440", "-d", "0.5s", "-r", "16000", "-b", "16", "-c", "1")
     assert r.returncode == 0, r.stderr
@@ -148,6 +150,7 @@ def test_play_record_test_through_labgrid(lab, tmp_path):
     lab.client("-p", "rig1", "release")
 
 
+@pytest.mark.slow
 def test_the_port_moves_and_the_next_command_follows(lab):
     """The exporter serves a place's port on a new TCP port each time it is acquired (and again
     when a reset board comes back): every command asks the coordinator anew."""
@@ -175,6 +178,7 @@ def test_the_port_moves_and_the_next_command_follows(lab):
         lab.client("-p", "rig1", "release")
 
 
+@pytest.mark.slow
 def test_lg_proxy_goes_through_labgrids_ssh_forward(lab, monkeypatch):
     """With LG_PROXY the address comes from labgrid's own proxymanager, which asks its SSH
     manager for a forward to the exporter's port (stubbed here: there is no SSH server)."""
@@ -204,6 +208,7 @@ def test_lg_proxy_goes_through_labgrids_ssh_forward(lab, monkeypatch):
     assert asked == [("gateway", host, int(port))]
 
 
+@pytest.mark.slow
 def test_two_places_in_parallel_one_junit_file(lab, tmp_path):
     report = tmp_path / "report.xml"
     r = _run(lab, "test", "-p", lab.url, "-p", lab.url.replace("rig1", "rig2"), "-r", "16000", "-b", "16", "-c", "1",
@@ -216,6 +221,7 @@ def test_two_places_in_parallel_one_junit_file(lab, tmp_path):
     assert lab.holder("rig1") == "None" and lab.holder("rig2") == "None"
 
 
+@pytest.mark.slow
 def test_a_place_held_by_someone_else_is_refused(lab):
     lab.client("-p", "rig1", "acquire", user="alice")
     r = _run(lab, "info", "-p", lab.url)
@@ -225,6 +231,7 @@ def test_a_place_held_by_someone_else_is_refused(lab):
     lab.client("-p", "rig1", "release", user="alice")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_a_signal_releases_the_place(lab, tmp_path, sig):
     p = subprocess.Popen([*I2S, "record", "-p", lab.url, "-d", "60s", "-r", "16000", "-b", "16", "-c", "1",
@@ -245,6 +252,7 @@ def test_a_signal_releases_the_place(lab, tmp_path, sig):
     assert lab.holder() == "None"
 
 
+@pytest.mark.slow
 def test_labgrid_pytest_plugin_drives_i2s(lab, tmp_path):
     """labgrid's own pytest plugin, an env YAML importing i2scli.labgrid, the I2SDriver's calls."""
     (tmp_path / "env.yaml").write_text(
@@ -267,6 +275,7 @@ def test_labgrid_pytest_plugin_drives_i2s(lab, tmp_path):
         lab.client("-p", "rig1", "release")
 
 
+@pytest.mark.slow
 def test_python_api_on_a_plain_port_url(sim):
     from i2scli.api import Board, I2SError
 
@@ -279,6 +288,7 @@ def test_python_api_on_a_plain_port_url(sim):
     assert e.value.exit_code == 3
 
 
+@pytest.mark.slow
 def test_no_coordinator_is_one_line_exit_3():
     pytest.importorskip("labgrid.remote.client", reason="labgrid is not installed (pip install 'i2scli[labgrid]')")
     r = subprocess.run([*I2S, "info", "-p", f"labgrid://rig1?coordinator=127.0.0.1:{_free_port()}"],

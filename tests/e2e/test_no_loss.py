@@ -68,6 +68,7 @@ REFUSALS = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", list(REFUSALS))
 def test_a_refusal_leaves_the_file_the_link_and_its_target_as_they_were(work, case):
     keep, link, _ = keepsake(work)
@@ -79,6 +80,7 @@ def test_a_refusal_leaves_the_file_the_link_and_its_target_as_they_were(work, ca
         assert snapshot(work) == before, f"{out.name} changed (or a temporary file was left)"
 
 
+@pytest.mark.slow
 def test_duplex_cycles_refused_leave_every_take(work):
     takes = [work / f"take-{n}.wav" for n in (1, 2)]
     for n, t in enumerate(takes):
@@ -89,6 +91,7 @@ def test_duplex_cycles_refused_leave_every_take(work):
     assert snapshot(work) == before
 
 
+@pytest.mark.slow
 def test_a_recording_through_a_symlink_replaces_the_target_and_keeps_the_link(work):
     keep, link, target = keepsake(work)
     i2s("record", "-q", "-p", "sim://fast?rx_source=ramp", "-r", "16000", "-b", "16", "-c", "1", "-s", "1234",
@@ -103,6 +106,7 @@ def test_a_recording_through_a_symlink_replaces_the_target_and_keeps_the_link(wo
     assert sorted(p.name for p in work.iterdir()) == ["keep.wav", "link.wav", "real"]
 
 
+@pytest.mark.slow
 def test_a_new_file_gets_the_permissions_of_a_new_file(work):
     out = work / "new.wav"
     old = os.umask(0o027)
@@ -113,6 +117,7 @@ def test_a_new_file_gets_the_permissions_of_a_new_file(work):
     assert out.stat().st_mode & 0o777 == 0o640
 
 
+@pytest.mark.slow
 def test_a_lost_board_keeps_every_sample_in_the_file_a_link_points_to(work):
     """The recording started, then the board went: it is in place (the target replaced, the
     link kept), a valid file holding what arrived."""
@@ -126,6 +131,7 @@ def test_a_lost_board_keeps_every_sample_in_the_file_a_link_points_to(work):
     assert target.stat().st_size == 44 + info.frames * 4
 
 
+@pytest.mark.slow
 def test_a_signal_before_any_audio_leaves_the_file(work):
     """Stopped (SIGTERM) while waiting for a sound that never comes: nothing was recorded, and
     keep.wav is as it was (exit 130)."""
@@ -146,6 +152,7 @@ def test_a_signal_before_any_audio_leaves_the_file(work):
     assert snapshot(work) == before
 
 
+@pytest.mark.slow
 def test_save_recording_that_cannot_be_written_leaves_the_old_one(small_disk):
     """`i2s test --save-recording` on a disk too small for it: exit 1 naming the file, and the
     recording saved by an earlier run is whole."""
@@ -160,6 +167,7 @@ def test_save_recording_that_cannot_be_written_leaves_the_old_one(small_disk):
     assert sorted(p.name for p in small_disk.iterdir()) == ["rec.wav"]
 
 
+@pytest.mark.slow
 def test_save_recording_through_a_symlink(work):
     _, link, target = keepsake(work)
     i2s("test", "-q", "-p", "sim://fast?loopback=0%3E1", "-r", "16000", "-b", "16", "-c", "1",
@@ -194,6 +202,7 @@ def test_output_takes_the_place_of_the_file_at_its_first_audio(work):
     assert sorted(p.name for p in work.iterdir()) == ["keep.wav", "link.wav", "real"]
 
 
+@pytest.mark.slow
 def test_a_symlink_loop_is_refused_before_the_board(work):
     loop = work / "loop.wav"
     loop.symlink_to("loop.wav")

@@ -68,6 +68,7 @@ def test_pyserial_reads_the_serial_numbers(tmp_path, sim):
         ("/dev/ttyACM0", "E6614C311B4F8E2A", "2e8a:0005")]
 
 
+@pytest.mark.slow
 def test_id_picks_the_board_with_that_serial_among_two(tmp_path, sim):
     a, b = sim("rp2", capture=False, events=False), sim("esp32s3", capture=False, events=False)
     ports = {"ttyACM0": (a.path, "AAAA0001"), "ttyACM1": (b.path, "BBBB0002")}
@@ -88,6 +89,7 @@ def test_auto_refuses_two_boards_and_names_their_serials(tmp_path, sim):
         "choose one with -p PORT, -p id:SERIAL or I2S_PORT"]
 
 
+@pytest.mark.slow
 def test_id_refuses_in_one_line_when_none_or_two_match(tmp_path, sim):
     a, b = sim("rp2", capture=False, events=False), sim("rp2", capture=False, events=False)
     ports = {"ttyACM0": (a.path, "SAME"), "ttyACM1": (b.path, "SAME")}

@@ -7,9 +7,12 @@ import json
 import os
 from pathlib import Path
 
+import pytest
 from conftest import i2s
 
 from i2scli.link import probe_cache
+
+pytestmark = pytest.mark.slow  # every test here takes 1 s or more on a loaded 2-core machine
 
 
 def play(port, *extra, check=0):

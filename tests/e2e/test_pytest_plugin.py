@@ -6,7 +6,10 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
 from conftest import ENV
+
+pytestmark = pytest.mark.slow  # every test here takes 1 s or more on a loaded 2-core machine
 
 RIG_TESTS = '''
 import numpy as np

@@ -95,10 +95,12 @@ def wav16(path: Path, frames: int, channels: int = 2, rate: int = 16000) -> Path
 # 1. bad input: one line, the documented exit code, no traceback, no file that looks valid
 
 
+@pytest.mark.slow
 def test_missing_file(tmp_path):
     one_error(i2s("play", "-q", tmp_path / "nope.wav", "-p", "sim://fast", check=1), "nope.wav", "no such file")
 
 
+@pytest.mark.slow
 def test_directory(tmp_path):
     one_error(i2s("play", "-q", tmp_path, "-p", "sim://fast", check=1), "directory")
 
@@ -109,6 +111,7 @@ def test_not_audio(tmp_path):
     one_error(i2s("play", "-q", f, "-p", "sim://fast", check=1), "notes.wav", "not a readable audio file")
 
 
+@pytest.mark.slow
 def test_truncated_wav_plays_what_is_there(tmp_path):
     """The header promises 1 s; 250 frames are there. libsndfile reads what exists: i2s plays
     exactly that and says so (exit 0), no traceback."""
@@ -120,11 +123,13 @@ def test_truncated_wav_plays_what_is_there(tmp_path):
     assert r.stderr == ""
 
 
+@pytest.mark.slow
 def test_empty_wav(tmp_path):
     f = wav16(tmp_path / "empty.wav", 0)
     one_error(i2s("play", "-q", f, "-p", "sim://fast", check=1), "no audio", "0 frames")
 
 
+@pytest.mark.slow
 def test_more_channels_than_the_bus(tmp_path):
     f = wav16(tmp_path / "four.wav", 8000, channels=4)
     one_error(i2s("play", "-q", f, "-p", "sim://fast", check=1), "4 channels", "--channels-map")
@@ -146,6 +151,7 @@ def float_wav_with_nonfinite(path: Path, rate: int, frames: int) -> tuple[Path, 
     return write_wav(path, rate, x, "f32"), x, bad
 
 
+@pytest.mark.slow
 def test_nan_and_inf_in_a_float_file_play_as_silence(tmp_path):
     """NaN/±inf reach the bus as 0 (not what a cast makes of them, not full scale), every other
     sample exactly; one warning counts them, --json too; no Python warning on stderr."""
@@ -164,6 +170,7 @@ def test_nan_and_inf_in_a_float_file_play_as_silence(tmp_path):
     assert not got[bad].any() and got[~bad].any()
 
 
+@pytest.mark.slow
 def test_nan_in_the_file_duplex_plays(tmp_path):
     frames = 1600
     wav, x, bad = float_wav_with_nonfinite(tmp_path / "nan.wav", 8000, frames)
@@ -177,6 +184,7 @@ def test_nan_in_the_file_duplex_plays(tmp_path):
     assert np.array_equal(tx_audio(cap, frames), expected_wire("f32", np.where(bad, np.float32(0), x), 32))
 
 
+@pytest.mark.slow
 def test_rate_the_port_rejects():
     r = i2s("play", "-q", "--tone", 440, "-d", "0.2s", "-r", 44000, "-c", 1, "-p", "sim://mimxrt", check=4)
     one_error(r, "invalid rate")
@@ -187,6 +195,7 @@ def test_bits_other_than_16_32():
     assert "Invalid value for '-b' / '--bits'" in r.stderr and "24" in r.stderr
 
 
+@pytest.mark.slow
 def test_pins_the_port_rejects():
     one_error(i2s("play", "-q", "--tone", 440, "-d", "0.2s", "-r", 16000, "--ws", 20, "-p", "sim://rp2", check=4),
               "invalid ws (must be sck+1)")
@@ -201,6 +210,7 @@ def test_garbage_durations(args, option):
     assert f"Invalid value for {option}" in r.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("where", ["missing-dir", "under-a-file"])
 def test_output_cannot_be_written(tmp_path, where):
     out = tmp_path / "missing" / "x.wav" if where == "missing-dir" else Path("/etc/hostname/x.wav")
@@ -225,6 +235,7 @@ BAD_PATHS = {  # case: (command line with {d} a scratch directory, the file name
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", list(BAD_PATHS))
 def test_bad_path_is_said_before_the_board_is_touched(tmp_path, case):
     """One line naming the file and what is wrong, its exit code (1: a file that cannot be used,
@@ -239,10 +250,12 @@ def test_bad_path_is_said_before_the_board_is_touched(tmp_path, case):
     assert not (tmp_path / "missing").exists() and not (tmp_path / "r.wav").exists()
 
 
+@pytest.mark.slow
 def test_port_that_does_not_exist(tmp_path):
     one_error(i2s("play", "-q", "--tone", 440, "-d", "0.2s", "-p", tmp_path / "ttyNOPE", check=3), "ttyNOPE")
 
 
+@pytest.mark.slow
 def test_port_in_use(sim):
     board = sim("fast", capture=False, events=False)
     held = serial.Serial(board.path, exclusive=True)
@@ -253,10 +266,12 @@ def test_port_in_use(sim):
     i2s("play", "-q", "--tone", 440, "-d", "0.2s", "-p", board.path, check=0)  # free again: works
 
 
+@pytest.mark.slow
 def test_board_without_i2s():
     one_error(i2s("play", "-q", "--tone", 440, "-d", "0.2s", "-p", "sim://no-i2s", check=4), "machine.I2S")
 
 
+@pytest.mark.slow
 def test_stream_too_fast_for_the_link(tmp_path):
     out = tmp_path / "x.wav"
     r = i2s("record", "-q", "-r", 48000, "-b", 32, "-c", 2, "-d", "1s", "-p", "sim://esp32", out, check=4)
@@ -277,12 +292,14 @@ def _board_with_main(sim, tmp_path, source: str):
     return board
 
 
+@pytest.mark.slow
 def test_board_running_a_user_program(sim, tmp_path):
     """A main.py looping forever: Ctrl-C stops it and i2s works."""
     board = _board_with_main(sim, tmp_path, "while True:\n    pass\n")
     i2s("play", "-q", "--tone", 440, "-d", "0.2s", "-p", board.path, check=0)
 
 
+@pytest.mark.slow
 def test_board_running_a_program_that_ignores_ctrl_c(sim, tmp_path):
     """kbd_intr(-1) then a loop: i2s gives up within a bounded time, exit 5, one line."""
     board = _board_with_main(sim, tmp_path, "import micropython\nmicropython.kbd_intr(-1)\nwhile True:\n    pass\n")
@@ -315,6 +332,7 @@ FAULTS = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("cmd", list(CMDS))
 @pytest.mark.parametrize("fault,words", FAULTS, ids=[f[0].split(":")[0] + f[0][-4:] for f in FAULTS])
 def test_fault_during_a_stream(tmp_path, cmd, fault, words):
@@ -341,6 +359,7 @@ def test_fault_during_a_stream(tmp_path, cmd, fault, words):
         assert f"kept {frames} frames" in others[0]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fault", ["reboot:at=2.5s", "stall:at=2.5s,for=3s"])
 def test_board_usable_after_a_fault(sim, tmp_path, fault):
     board = sim("fast", "--rx-source", "ramp", "--fault", fault, capture=False, events=False)
@@ -354,6 +373,7 @@ def test_board_usable_after_a_fault(sim, tmp_path, fault):
     assert sf.info(str(tmp_path / "b.wav")).frames == 1000
 
 
+@pytest.mark.slow
 def test_full_disk_while_recording(small_disk, sim, tmp_path):
     """A real full filesystem (a 64 kB tmpfs; skipped without mount privileges): the error says
     so with the path, exit 1 (a file that cannot be used), the file is valid and holds every
@@ -369,6 +389,7 @@ def test_full_disk_while_recording(small_disk, sim, tmp_path):
     assert sf.info(str(tmp_path / "b.wav")).frames == 1000
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["drop", "corrupt"])
 def test_damaged_byte_during_play_fails_the_run(tmp_path, kind):
     """The agent upload is ~20 kB in; offset 60000 lands in the audio. Detected, counted, exit 5."""
@@ -381,6 +402,7 @@ def test_damaged_byte_during_play_fails_the_run(tmp_path, kind):
     one_error(r, "the link damaged the stream", "CRC")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["drop", "corrupt"])
 def test_damaged_byte_during_record_keeps_every_good_sample(tmp_path, kind):
     """Offset 100000 out is in the audio (after HELLO and the probe). The frame carrying it is
@@ -402,6 +424,7 @@ def test_damaged_byte_during_record_keeps_every_good_sample(tmp_path, kind):
     assert np.array_equal(x[:k], ramp16(k)) and np.array_equal(x[k:], ramp16(len(x) - k, k + per_frame))
 
 
+@pytest.mark.slow
 def test_damaged_byte_during_duplex_fails_the_run(tmp_path):
     out = tmp_path / "rec.wav"
     r = i2s("duplex", "--json", "-q", "-o", out, "-d", "2s", "-r", 16000, "-c", 2,
@@ -434,6 +457,7 @@ def _signal_run(seed: int, tmp: Path) -> tuple:
     return seed, cmd, sig.name, round(delay, 3), p.returncode, err, out
 
 
+@pytest.mark.slow
 def test_signals_at_random_moments(tmp_path):
     with ThreadPoolExecutor(3) as pool:
         results = list(pool.map(lambda s: _signal_run(s, tmp_path), range(1000, 1054)))
@@ -465,6 +489,7 @@ def test_signals_at_random_moments(tmp_path):
         print(f"ended by the signal before start-up: {early}")
 
 
+@pytest.mark.slow
 def test_killed_runs_never_wedge_the_board(sim, tmp_path):
     board = sim("fast", "--rx-source", "ramp", capture=False, events=False)
     rng = random.Random(7)
@@ -629,6 +654,7 @@ def _max_rss_run(args, timeout=60):
     return subprocess.CompletedProcess(args, p.returncode, stdout, stderr), peak / 1024, time.monotonic() - t0
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode,cmd,words", [
     ("garbage", "record", ["not the i2s agent"]),
     ("garbage-no-eot", "record", ["no answer from the agent"]),

@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import soundfile as sf
 from conftest import ENV, i2s
+
+pytestmark = pytest.mark.slow  # every test here takes 1 s or more on a loaded 2-core machine
 
 
 def _rig(tmp_path, text: str):

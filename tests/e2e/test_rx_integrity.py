@@ -100,6 +100,7 @@ def record_with_hangs(profile: str, seconds: float, hangs: list[tuple[float, flo
         return check, s, board.stats
 
 
+@pytest.mark.slow
 def test_board_hangs_lose_frames_and_every_loss_is_counted():
     """Three hangs longer than the 42.7 ms the RX ring lasts (ibuf 16384 = 2048 frames):
     the ring drops what it cannot hold; the recording keeps its length, the ramp jumps, and
@@ -119,6 +120,7 @@ def test_board_hangs_lose_frames_and_every_loss_is_counted():
     assert s["overruns"] >= 1 and s["lost_frames"] >= stats.overrun_frames  # the port's count too
 
 
+@pytest.mark.slow
 def test_no_loss_no_overrun():
     """The estimate never cries wolf: where the board lost nothing (by the model's count and the
     ramp), the agent counts no overrun. (On a loaded machine the board may lose frames without a
@@ -132,6 +134,7 @@ def test_no_loss_no_overrun():
         assert all(a["seen_by"] for a in account(check, s, SLACK))
 
 
+@pytest.mark.slow
 def test_strict_fails_a_recording_that_lost_frames(tmp_path):
     """`i2s record --strict` exits 6 when the board hung and dropped frames, and says how many."""
     out = tmp_path / "r.wav"
@@ -143,6 +146,7 @@ def test_strict_fails_a_recording_that_lost_frames(tmp_path):
     assert "overrun" in p.stderr and "frames lost" in p.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(os.cpu_count() is None, reason="needs a CPU count")
 def test_short_soak_under_cpu_load():
     """bench/soak's check, for 12 s, with a busy process per core beside it: whatever the load

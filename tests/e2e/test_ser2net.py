@@ -66,6 +66,7 @@ def ser2net(tmp_path):
         log.close()
 
 
+@pytest.mark.slow
 def test_i2s_test_through_ser2net_rfc2217(sim, ser2net):
     board = sim("fast", "--loopback", "0>1,delay=1ms", capture=False, events=False)
     port = ser2net(board.path)

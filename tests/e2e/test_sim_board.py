@@ -42,6 +42,7 @@ def first_nonzero(frames):
 
 # -- TX: what board code writes stands on SD bit-exact ----------------------------------------
 
+@pytest.mark.slow
 @pytest.mark.parametrize("bits, fmt", [(16, "STEREO"), (32, "MONO")])
 def test_tx_capture_is_bit_exact(sim, transport, bits, fmt):
     n = 600
@@ -76,6 +77,7 @@ def test_tx_capture_is_bit_exact(sim, transport, bits, fmt):
     assert done["underruns"] == 0 and done["frames"] == len(got)
 
 
+@pytest.mark.slow
 def test_writing_takes_real_time(sim, transport):
     board = sim("rp2")
     t = raw(transport, board.path)
@@ -93,6 +95,7 @@ def test_writing_takes_real_time(sim, transport):
     assert int(out) >= (total - ibuf) * 1_000_000 // (RATE * 4)
 
 
+@pytest.mark.slow
 def test_sim_stats_no_leaves_board_code_without_the_clock_report(sim, transport):
     for flag, has in (("yes", "True"), ("no", "False")):
         board = sim("fast", "--sim-stats", flag, capture=False, events=False)
@@ -109,6 +112,7 @@ def test_sim_stats_no_leaves_board_code_without_the_clock_report(sim, transport)
 
 # -- RX: the source comes back bit-exact ----------------------------------------------------
 
+@pytest.mark.slow
 @pytest.mark.parametrize("bits, fmt", [(16, "STEREO"), (16, "MONO"), (32, "STEREO"), (32, "MONO")])
 def test_rx_ramp_is_bit_exact(sim, transport, bits, fmt):
     n = 500
@@ -125,6 +129,7 @@ def test_rx_ramp_is_bit_exact(sim, transport, bits, fmt):
     np.testing.assert_array_equal(got, ramp_samples(0, n, bits, channels))
 
 
+@pytest.mark.slow
 def test_rx_ramp_continues_across_sessions(sim, transport):
     """The microphone keeps running: a second session starts where the first one's clock stopped."""
     n = 100
@@ -142,6 +147,7 @@ def test_rx_ramp_continues_across_sessions(sim, transport):
         np.testing.assert_array_equal(got, ramp_samples(start, n, 16, 2))
 
 
+@pytest.mark.slow
 def test_rx_from_a_wav_file(sim, transport, tmp_path):
     n = 700
     rng = np.random.default_rng(7)
@@ -162,6 +168,7 @@ def test_rx_from_a_wav_file(sim, transport, tmp_path):
 
 # -- underruns and overruns ------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_tx_underrun_is_counted(sim, transport):
     board = sim("rp2")
     t = raw(transport, board.path)
@@ -193,6 +200,7 @@ def test_tx_underrun_is_counted(sim, transport):
     assert (got[k + ring + gap:] == 0x1111).all()
 
 
+@pytest.mark.slow
 def test_rx_overrun_is_counted_and_leaves_the_exact_gap(sim, transport):
     board = sim("rp2", "--rx-source", "ramp")
     t = raw(transport, board.path)
@@ -261,6 +269,7 @@ QUIRKS = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("profile", sorted({p for p, _, _ in QUIRKS}))
 def test_port_quirks_raise_the_ports_errors(sim, transport, profile):
     board = sim(profile, capture=False, events=False)
@@ -301,6 +310,7 @@ COUNT_INPUT = (
 )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("profile, expected", [("esp32", PROFILES["esp32"].link.in_buffer), ("rp2", 2000)])
 def test_input_buffer_drops_or_holds_back(sim, transport, profile, expected):
     """Nothing reads for 1 s while the host sends 2000 bytes: esp32's UART REPL keeps what
@@ -344,6 +354,7 @@ DIR_THEN_TX = (
 )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("wait", ["", "time.sleep_ms(1)\n"], ids=["immediately", "after-1ms"])
 def test_driving_sd_before_the_codec_lets_go_is_a_conflict(sim, transport, wait):
     import vcdvcd
@@ -379,6 +390,7 @@ def test_driving_sd_before_the_codec_lets_go_is_a_conflict(sim, transport, wait)
 
 # -- the board filesystem --------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_fs_dir_keeps_files_between_runs(sim, transport, tmp_path):
     fs = tmp_path / "boardfs"
     first = sim("rp2", "--fs", str(fs), capture=False, events=False)
@@ -394,6 +406,7 @@ def test_fs_dir_keeps_files_between_runs(sim, transport, tmp_path):
 
 # -- faults ----------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_reboot_fault_restarts_the_board(sim, transport):
     board = sim("rp2", "--fault", "reboot:at=1500ms", capture=False)
     t = raw(transport, board.path)
@@ -413,6 +426,7 @@ def test_reboot_fault_restarts_the_board(sim, transport):
     assert [e["fault"] for e in events_of(board, "fault")] == ["reboot:at=1.5s"]
 
 
+@pytest.mark.slow
 def test_unplug_fault_takes_the_port_away(sim):
     board = sim("rp2", "--fault", "unplug:at=1s", capture=False)
     port = serial.Serial(board.path, timeout=0.2)

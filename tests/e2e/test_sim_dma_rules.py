@@ -12,6 +12,8 @@ import pytest
 import soundfile as sf
 from conftest import mpremote
 
+pytestmark = pytest.mark.slow  # every test here takes 1 s or more on a loaded 2-core machine
+
 SCRIPT = Path(__file__).parent / "i2s_scripts" / "dma_rules.py"
 RATE, FB, HF, IBUF = 4000, 4, 32, 1024  # the script's bus: 16-bit stereo, 32 frames a DMA half
 HALF = 128  # SIZEOF_HALF_DMA_BUFFER_IN_BYTES (ports/rp2/machine_i2s.c)

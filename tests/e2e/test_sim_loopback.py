@@ -78,6 +78,7 @@ def expected(board, events, m):
     return ideal
 
 
+@pytest.mark.slow
 def test_two_buses_run_at_once_and_clean_loopback_is_tx_delayed_bit_exact(sim, transport):
     rx, ideal, events = run(sim, transport, "0>1,delay=1ms")
     (lb,) = [e for e in events if e["ev"] == "loopback"]
@@ -94,6 +95,7 @@ def test_two_buses_run_at_once_and_clean_loopback_is_tx_delayed_bit_exact(sim, t
     assert done[init[1]["sid"]]["overruns"] == 0
 
 
+@pytest.mark.slow
 def test_delay_in_samples_swap_and_invert_are_exact(sim, transport):
     rx, ideal, events = run(sim, transport, "0>1,delay=37smp,swap,invert")
     (lrx,) = [e for e in events if e["ev"] == "loopback_rx"]
@@ -103,6 +105,7 @@ def test_delay_in_samples_swap_and_invert_are_exact(sim, transport):
     assert rx.any()
 
 
+@pytest.mark.slow
 def test_drop_loses_exactly_n_frames_at_that_frame(sim, transport):
     frame, lost = 5000, 64
     rx, ideal, events = run(sim, transport, f"0>1,delay=1ms,drop={frame}:{lost}")
@@ -114,6 +117,7 @@ def test_drop_loses_exactly_n_frames_at_that_frame(sim, transport):
     assert (done["overruns"], done["overrun_frames"]) == (1, lost)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("every,period", [("1000smp", 1000), ("10ms", 480)])
 def test_drop_every_loses_n_frames_each_period_from_that_frame(sim, transport, every, period):
     frame, lost = 2000, 64
@@ -140,6 +144,7 @@ def sine_part(rx, ideal, n=4800):
     return rx[a:a + n, 0].astype(float), ideal[a:a + n, 0].astype(float)
 
 
+@pytest.mark.slow
 def test_gain_scales_by_the_decibels(sim, transport):
     rx, ideal, _ = run(sim, transport, "0>1,delay=1ms,gain=-6", sig=SINE_SIG)
     y, x = sine_part(rx, ideal)
@@ -148,6 +153,7 @@ def test_gain_scales_by_the_decibels(sim, transport):
     np.testing.assert_allclose(y, np.round(x * 10 ** (-6 / 20)), atol=1)
 
 
+@pytest.mark.slow
 def test_noise_level_is_rms_against_a_full_scale_sine(sim, transport):
     rx, ideal, events = run(sim, transport, "0>1,delay=1ms,noise=-60")
     err = (rx - ideal[:len(rx)]).astype(float)
@@ -158,6 +164,7 @@ def test_noise_level_is_rms_against_a_full_scale_sine(sim, transport):
     assert lb["noise_dbfs"] == -60 and not lb["exact"]
 
 
+@pytest.mark.slow
 def test_thd_of_a_minus_6_dbfs_sine(sim, transport):
     rx, ideal, _ = run(sim, transport, "0>1,delay=1ms,thd=-40", sig=SINE_SIG)
     y, _ = sine_part(rx, ideal)
@@ -168,6 +175,7 @@ def test_thd_of_a_minus_6_dbfs_sine(sim, transport):
     assert thd == pytest.approx(-40, abs=1)
 
 
+@pytest.mark.slow
 def test_rx_at_another_rate_reads_silence_and_says_why(sim, transport):
     board = sim("fast", "--loopback", "0>1")
     t = transport(board.path)
@@ -226,6 +234,7 @@ def test_bad_spec_is_one_clear_line(spec, words):
         parse_loopback(spec)
 
 
+@pytest.mark.slow
 def test_bad_spec_on_the_command_line_exits_2(tmp_path):
     r = i2s("sim", "--profile", "fast", "--loopback", "0>1,gain=loud", check=2)
     assert "--loopback" in r.stderr and "gain='loud' is not a number" in r.stderr

@@ -85,6 +85,7 @@ def test_codec_dir_pin_option_refuses_a_pin_the_board_lacks():
 
 # -- on the board -----------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_teensy_names(sim, transport):
     board = sim("mimxrt", capture=False)
     t = raw(transport, board.path)
@@ -116,6 +117,7 @@ def test_teensy_names(sim, transport):
     assert {e["name"] for e in events_of(board, "pin") if e["mode"] == "out"} == {"D6"}
 
 
+@pytest.mark.slow
 def test_teensy_takes_no_numbers(sim, transport):
     """mimxrt firmware since v1.22 (micropython c0b64a3f23, ports/mimxrt/pin.c) has no Pin(n):
     Pin(4) and an I2S given numbers fail as on the real board."""
@@ -129,6 +131,7 @@ def test_teensy_takes_no_numbers(sim, transport):
             == "ValueError: Pin doesn't exist", (sck, ws, sd)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("dir_pin", ["D6", "GPIO_B0_10"])
 def test_teensy_codec_dir_pin_by_any_name(sim, transport, dir_pin):
     """--codec-dir-pin goes through the pin table: D6 and GPIO_B0_10 are the pad board code
@@ -144,6 +147,7 @@ def test_teensy_codec_dir_pin_by_any_name(sim, transport, dir_pin):
     assert levels[-2:] == ["1", "0"], levels
 
 
+@pytest.mark.slow
 def test_pico_names(sim, transport):
     board = sim("rp2", capture=False)
     t = raw(transport, board.path)
@@ -172,6 +176,7 @@ def test_pico_names(sim, transport):
     assert {e["name"] for e in events_of(board, "pin") if e["mode"] == "out"} == {15}
 
 
+@pytest.mark.slow
 def test_pyboard_names(sim, transport):
     board = sim("stm32", capture=False, events=False)
     t = raw(transport, board.path)
@@ -194,6 +199,7 @@ def test_pyboard_names(sim, transport):
         == "ValueError: invalid SCK pin"
 
 
+@pytest.mark.slow
 def test_openmv_names(sim, transport):
     board = sim("openmv", capture=False, events=False)
     t = raw(transport, board.path)
@@ -208,6 +214,7 @@ def test_openmv_names(sim, transport):
            "a.deinit()\n")
 
 
+@pytest.mark.slow
 def test_esp32_numbers_only(sim, transport):
     board = sim("esp32", capture=False, events=False)
     t = raw(transport, board.path)
@@ -217,6 +224,7 @@ def test_esp32_numbers_only(sim, transport):
         assert error_of(t, f"Pin({bad})") == "ValueError: invalid pin", bad
 
 
+@pytest.mark.slow
 @pytest.mark.skipif("esp32s3" not in PROFILES, reason="no esp32s3 profile")
 def test_esp32s3_numbers(sim, transport):
     board = sim("esp32s3", capture=False, events=False)
@@ -226,6 +234,7 @@ def test_esp32s3_numbers(sim, transport):
         assert error_of(t, f"Pin({bad})") == "ValueError: invalid pin", bad
 
 
+@pytest.mark.slow
 def test_ae3_names(sim, transport):
     board = sim("no-i2s", capture=False, events=False)
     t = raw(transport, board.path)

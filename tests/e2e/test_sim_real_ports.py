@@ -45,6 +45,7 @@ def upstream(path: str) -> str:
 RATE_TEST_PROFILES = ["stm32", "pybd", "rp2", "mimxrt", "esp32", "esp32s3"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("profile", RATE_TEST_PROFILES)
 def test_micropython_i2s_rate_test(sim, tmp_path, profile):
     script = upstream("tests/extmod/machine_i2s_rate.py")
@@ -102,6 +103,7 @@ OWN_PINS = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("profile", sorted(OWN_PINS))
 def test_blocking_calls_take_the_audio_s_own_time(transport, profile):
     """Three blocking writes (reads) of 100 ms of audio each, after one that filled (emptied)
@@ -189,6 +191,7 @@ def ok(t, code):
 ARGS = "bits=16, format=I2S.STEREO, rate=8000, ibuf=1000)"
 
 
+@pytest.mark.slow
 def test_teensy_pads_by_the_ports_rules(transport):
     """lookup_gpio() matches pad, function and bus, not the mode: I2S(1) takes SCK D26 (a TX
     row) and D21 (an RX row) in either mode; only SD must be a row of the mode asked for."""
@@ -215,6 +218,7 @@ def test_teensy_pads_by_the_ports_rules(transport):
         assert error_of(t, code) == f"ValueError: {said}", code
 
 
+@pytest.mark.slow
 def test_pyboard_pads_by_the_ports_rules(transport):
     """pin_find_af(pin, I2S, 2): the pad's first I2S2 function must be the one asked for; the
     pyboard builds no I2S(1)."""
@@ -233,6 +237,7 @@ def test_pyboard_pads_by_the_ports_rules(transport):
         assert error_of(t, code) == f"ValueError: {said}", code
 
 
+@pytest.mark.slow
 def test_pyboard_d_has_both_buses(transport):
     t = raw(transport, "sim://pybd")
     ok(t, f"I2S(1, sck=Pin('X6'), ws=Pin('X5'), sd=Pin('X8'), mode=I2S.TX, {ARGS}")

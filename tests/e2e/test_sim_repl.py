@@ -7,6 +7,7 @@ import serial
 from conftest import mpremote
 
 
+@pytest.mark.slow
 def test_mpremote_exec_eval_run_soft_reset(sim, tmp_path):
     board = sim("rp2")
     r = mpremote("connect", board.path, "exec", "import sys; print(sys.implementation.name, sys.platform)")
@@ -23,6 +24,7 @@ def test_mpremote_exec_eval_run_soft_reset(sim, tmp_path):
     assert "rp2 board ran" in board.stop()
 
 
+@pytest.mark.slow
 def test_errors_come_back_as_tracebacks(sim):
     board = sim("openmv")
     r = mpremote("connect", board.path, "exec", "1/0", check=False)
@@ -30,6 +32,7 @@ def test_errors_come_back_as_tracebacks(sim):
     assert b"ZeroDivisionError" in r.stdout + r.stderr
 
 
+@pytest.mark.slow
 def test_sim_url_through_pyserial(transport):
     t = transport("sim://esp32")
     t.enter_raw_repl()
@@ -38,6 +41,7 @@ def test_sim_url_through_pyserial(transport):
     assert t.eval("1+1") == 2
 
 
+@pytest.mark.slow
 def test_ctrl_c_interrupts_running_code(transport, sim):
     board = sim("rp2")
     t = transport(board.path)
@@ -50,6 +54,7 @@ def test_ctrl_c_interrupts_running_code(transport, sim):
     assert b"KeyboardInterrupt" in err and b"Traceback" in err
 
 
+@pytest.mark.slow
 def test_ctrl_c_is_data_once_kbd_intr_is_off(transport, sim):
     board = sim("rp2")
     t = transport(board.path)
@@ -66,6 +71,7 @@ def test_ctrl_c_is_data_once_kbd_intr_is_off(transport, sim):
     assert (out, err) == (b"[3, 3, 3]\r\n", b"")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("profile", ["fast", "openmv"])
 def test_all_byte_values_pass_both_ways(transport, sim, profile):
     board = sim(profile)
@@ -87,6 +93,7 @@ def test_all_byte_values_pass_both_ways(transport, sim, profile):
     assert t.serial.read(3) == b"\x04\x04>"
 
 
+@pytest.mark.slow
 def test_board_filesystem_survives_soft_reset(sim, tmp_path):
     board = sim("rp2")
     mod = tmp_path / "blink.py"

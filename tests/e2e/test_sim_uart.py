@@ -80,6 +80,7 @@ def measure_out(t, baud, n):
     return n / (t1 - t0)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("baud, n", [(115200, 4000), (921600, 30000)])
 def test_esp32_output_rate_follows_the_baud(board, baud, n):
     b = board("esp32")
@@ -122,6 +123,7 @@ def _count_in(b, n: int) -> tuple[int | None, int, int]:
         t.close()
 
 
+@pytest.mark.slow
 def test_esp32_input_rate_follows_the_baud(board):
     """Host -> board at 921600: the board counts 20 000 bytes as they come (92 160 B/s). The
     board here is a process on a shared machine: a run in which it was descheduled long enough
@@ -147,6 +149,7 @@ def _rate_follows_the_baud(board):
     assert (got - 1) / (us / 1e6) == pytest.approx(92160, rel=0.12)
 
 
+@pytest.mark.slow
 def test_mismatched_rates_garble_both_ways(board):
     b = board("esp32")
     t = raw_repl(b.path)
@@ -173,6 +176,7 @@ def test_a_few_percent_apart_is_still_clean():
     assert garble(data, 115200, 115200 * 110 // 100) != data
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("bridge, clean", [("cp2102", False), ("cp2102n", True), ("ft232r", True)])
 def test_bridge_maximum_baud(board, bridge, clean):
     """3 Mbaud on both ends: a CP2102 cannot (its line stays at 921600), a CP2102N and an FT232R can."""
@@ -203,6 +207,7 @@ def test_ch340_above_its_maximum_is_dead(board):
     assert b.line_baud is None
 
 
+@pytest.mark.slow
 def test_ftdi_latency_timer_holds_short_reads(board):
     """A short reply waits for the FT232R's 16 ms latency timer; a CP2102's about 1 ms."""
     delays = {}
@@ -221,6 +226,7 @@ def test_ftdi_latency_timer_holds_short_reads(board):
     assert delays["cp2102"] < 0.010
 
 
+@pytest.mark.slow
 def test_power_on_puts_the_board_back_at_115200(board):
     b = board("esp32")
     t = raw_repl(b.path)
@@ -233,6 +239,7 @@ def test_power_on_puts_the_board_back_at_115200(board):
     assert b.board_baud == 115200
 
 
+@pytest.mark.slow
 def test_soft_reset_keeps_the_rate(board):
     b = board("esp32")
     t = raw_repl(b.path)
@@ -244,6 +251,7 @@ def test_soft_reset_keeps_the_rate(board):
     assert b.board_baud == 460800
 
 
+@pytest.mark.slow
 def test_uart_argument_errors_are_the_ports(board):
     b = board("esp32")
     t = raw_repl(b.path)
@@ -284,6 +292,7 @@ def _ignores_the_baud(board):
         assert t.follow(timeout=5) == (b"", b"")
 
 
+@pytest.mark.slow
 def test_usb_ids():
     assert usb_id("esp32") == (0x10C4, 0xEA60)
     assert usb_id("esp32", "ch340") == (0x1A86, 0x7523)
@@ -299,6 +308,7 @@ def test_usb_ids():
         assert s.usb_vid_pid == (0x303A, 0x4001)
 
 
+@pytest.mark.slow
 def test_unknown_bridge_is_a_clear_error():
     with pytest.raises(serial.SerialException, match="unknown USB-UART bridge 'pl2303'.*cp2102"):
         serial.serial_for_url("sim://esp32?bridge=pl2303")

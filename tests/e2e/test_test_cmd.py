@@ -37,6 +37,7 @@ def run_steady(spec, *args, check=0, steady=xruns_passed):
     return res, r
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("delay,frames", [("1ms", 48), ("37smp", 37)])
 def test_clean_loopback_passes_and_latency_is_the_delay_exactly(delay, frames):
     res, r = run_json(f"0>1,delay={delay}")
@@ -71,6 +72,7 @@ def _no_clock(profile, spec, rate, delay_ms, tries=6):
     return res
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("profile,spec,rate", [("rp2", "0>1", 4000), ("rp2", "0>1", 16000), ("rp2", "0>1", 48000),
                                                ("pybd", "1>2", 16000), ("mimxrt", "2>1", 48000)])
 @pytest.mark.parametrize("delay_ms", [4, 16])
@@ -108,6 +110,7 @@ PINS = ["--tx-id", "0", "--tx-sck", "1", "--tx-ws", "2", "--tx-sd", "3",
         "--rx-id", "1", "--rx-sck", "5", "--rx-ws", "6", "--rx-sd", "7"]
 
 
+@pytest.mark.slow
 def test_a_board_no_preset_knows_runs_with_every_pin_given():
     port = url("0>1,delay=1ms", "custom")
     r = i2s("test", "-p", port, "-d", "0.5s", check=2)
@@ -122,6 +125,7 @@ def test_a_board_no_preset_knows_runs_with_every_pin_given():
     assert [c["latency_samples"] for c in res["measures"]["channels"]] == [48, 48]
 
 
+@pytest.mark.slow
 def test_human_output_one_line_per_check_and_a_verdict():
     r = i2s("test", "-p", url("0>1,delay=1ms"), "-c", "1", "-b", "16", "--max-latency", "2ms", check=0)
     lines = r.stdout.splitlines()
@@ -130,6 +134,7 @@ def test_human_output_one_line_per_check_and_a_verdict():
     assert all(ln.startswith(("PASS ", "FAIL ", "PASS:", "FAIL:")) for ln in lines)
 
 
+@pytest.mark.slow
 def test_noise_fails_min_snr_with_exit_7_and_the_json_names_the_check(tmp_path):
     junit = tmp_path / "report.xml"
     res, r = run_json("0>1,delay=1ms,noise=-40", "--min-snr", "60", "--junit", junit, check=7)
@@ -143,6 +148,7 @@ def test_noise_fails_min_snr_with_exit_7_and_the_json_names_the_check(tmp_path):
     assert {c.get("name") for c in cases if c.find("failure") is not None} == set(failed)
 
 
+@pytest.mark.slow
 def test_dropped_frames_are_found_where_they_were_dropped():
     # the stimulus starts about 0.44 s in; frame 40000 is well inside it
     res, _ = run_json("0>1,drop=40000:50", check=7)
@@ -158,6 +164,7 @@ def test_dropped_frames_are_found_where_they_were_dropped():
         assert c["min_window_snr_db"] < 30 < c["start"]["min_window_snr_db"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("drop,period,matches", [
     # a block of 32 frames dropped every 100 ms of the RX clock: the recording lacks them, so
     # its glitches are 4800 - 32 frames apart, which no buffer of the session is
@@ -185,6 +192,7 @@ def test_a_block_dropped_periodically_reports_the_period_and_the_buffer(drop, pe
     assert ("the I2S ring (ibuf) (2048 frames)" in line) == bool(matches)
 
 
+@pytest.mark.slow
 def test_a_start_up_glitch_is_judged_apart_unless_ignore_start_is_0():
     # 20 frames dropped 10 ms into the stimulus (it starts at frame 20896 of the signal, a few
     # frames either way in the recording): the first 30 ms are the start check's
@@ -205,12 +213,14 @@ def test_a_start_up_glitch_is_judged_apart_unless_ignore_start_is_0():
     assert res["measures"]["ignore_start_ms"] == 0
 
 
+@pytest.mark.slow
 def test_a_loopback_that_carries_nothing_fails_with_the_reason():
     # no loopback wired: RX reads silence
     r = i2s("test", "-p", "sim://fast", check=7)
     assert "the loopback carries nothing" in r.stdout
 
 
+@pytest.mark.slow
 def test_rp2_two_pio_buses():
     res, _ = run_json("0>1,delay=10smp", "-r", "16000", "-b", "16", "-c", "1", "-d", "0.6s", profile="rp2")
     assert res["passed"]
@@ -218,11 +228,13 @@ def test_rp2_two_pio_buses():
     assert res["measures"]["channels"][0]["latency_samples"] == 10
 
 
+@pytest.mark.slow
 def test_one_bus_board_is_refused_with_exit_4():
     r = i2s("test", "-p", "sim://openmv", check=4)
     assert "has one I2S bus" in r.stderr and "needs a board with two" in r.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("args,words", [
     (["--freq-tolerance", "-0.1"], "must not be negative"),
     (["--freq", "30000"], "Nyquist"),
@@ -235,6 +247,7 @@ def test_bad_thresholds_are_usage_errors(args, words):
     assert words in r.stderr
 
 
+@pytest.mark.slow
 def test_limits_file(tmp_path):
     bad = tmp_path / "l.toml"
     bad.write_text("min_snr = 60\nwobble = 1\n")
@@ -246,6 +259,7 @@ def test_limits_file(tmp_path):
     assert {c["name"] for c in res["checks"] if not c["passed"]} == {"ch0.snr", "ch1.snr"}
 
 
+@pytest.mark.slow
 def test_limits_file_with_the_window_snr_and_the_start(tmp_path):
     path = tmp_path / "rig.toml"
     path.write_text("[limits]\nmin_window_snr = 200\nignore_start = 0.05\nmax_start_glitches = 0\n")
@@ -260,6 +274,7 @@ def test_limits_file_with_the_window_snr_and_the_start(tmp_path):
     assert res["passed"] and res["limits"]["min_window_snr"] == 85  # the option overrides the file
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("text,words", [
     ("min_window_snr = -3\n", "min_window_snr must not be negative (-3 dB)"),
     ("max_start_glitches = 1.5\n", "max_start_glitches must be a whole number >= 0, not 1.5"),
@@ -273,11 +288,13 @@ def test_bad_new_limits_in_a_file_are_one_line_exit_2(tmp_path, text, words):
     _path_error(r, path, words)
 
 
+@pytest.mark.slow
 def test_ignore_start_longer_than_the_stimulus_is_a_usage_error():
     r = i2s("test", "-p", "sim://fast", "-d", "0.3s", "--ignore-start", "210ms", check=2)
     assert "--ignore-start" in r.stderr and "leaves less than a 20 ms window of the 0.3 s stimulus" in r.stderr
 
 
+@pytest.mark.slow
 def test_two_boards_at_once_a_verdict_each_exit_7_and_a_testsuite_each(tmp_path):
     clean, noisy = url("0>1,delay=1ms"), url("0>1,delay=1ms,noise=-40")
     junit = tmp_path / "report.xml"
@@ -297,6 +314,7 @@ def test_two_boards_at_once_a_verdict_each_exit_7_and_a_testsuite_each(tmp_path)
     assert sorted(f.name for f in tmp_path.glob("p*.png")) == ["p-1.png", "p-2.png"]  # a plot per board
 
 
+@pytest.mark.slow
 def test_many_boards_human_blocks_and_a_board_that_fails_to_start():
     ok = url("0>1,delay=1ms")
     r = i2s("test", "-p", ok, "-p", "sim://openmv", "-c", "1", "-b", "16", "-d", "0.5s", check=4, timeout=120)
@@ -307,6 +325,7 @@ def test_many_boards_human_blocks_and_a_board_that_fails_to_start():
     assert "[sim://openmv] i2s: error:" in r.stderr  # the board's own error, said which board
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("spec,suffix", [("0>1,delay=1ms,drop=40000:50", ".png"), ("0>1,gain=-3", ".svg")])
 def test_plot_png_and_svg(tmp_path, spec, suffix):
     pytest.importorskip("matplotlib")
@@ -330,6 +349,7 @@ def _without_matplotlib(*args):
     return r
 
 
+@pytest.mark.slow
 def test_plot_without_matplotlib_is_a_hint_after_the_verdict(tmp_path):
     out = tmp_path / "p.png"
     r = _without_matplotlib("test", "-p", url("0>1,delay=1ms"), "-c", "1", "-d", "0.5s", "--plot", out)
@@ -344,6 +364,7 @@ def test_plot_without_matplotlib_is_a_hint_after_the_verdict(tmp_path):
     assert "--plot needs matplotlib" in r.stderr
 
 
+@pytest.mark.slow
 def test_plot_needs_png_or_svg():
     r = i2s("test", "-p", "sim://fast", "--plot", "x.pdf", check=2)
     assert "neither .png nor .svg" in r.stderr
@@ -366,6 +387,7 @@ def _no_board(tmp_path):
     return str(tmp_path / "ttyNOPE")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case,words", [
     ("missing", "no such file"),
     ("directory", "is a directory, not a limits file"),
@@ -387,6 +409,7 @@ def test_bad_limits_file_is_a_usage_error_before_the_board(tmp_path, case, words
     _path_error(r, path, words)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(os.geteuid() == 0, reason="root reads any file")
 def test_unreadable_limits_file(tmp_path):
     path = tmp_path / "limits.toml"
@@ -395,6 +418,7 @@ def test_unreadable_limits_file(tmp_path):
     _path_error(i2s("test", "-p", _no_board(tmp_path), "--limits", path, check=2), path, "permission denied")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("option,name", [("--junit", "r.xml"), ("--save-recording", "r.wav"), ("--plot", "p.png")])
 @pytest.mark.parametrize("where,words", [
     ("missing-dir", "does not exist"),
@@ -415,6 +439,7 @@ def test_output_that_cannot_be_written_is_exit_1_before_the_board(tmp_path, opti
     assert not (tmp_path / "missing").exists()
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(os.geteuid() == 0, reason="root writes in any directory")
 def test_output_in_a_read_only_directory(tmp_path):
     ro = tmp_path / "ro"
@@ -424,6 +449,7 @@ def test_output_in_a_read_only_directory(tmp_path):
                 "cannot write in directory")
 
 
+@pytest.mark.slow
 def test_many_boards_bad_outputs_are_said_before_any_board_is_tested(tmp_path):
     """With -p repeated, the parent checks its JUnit file and each board's --plot file before it
     starts a process per board: no `[PORT] i2s: error: no such port` lines."""
@@ -472,6 +498,7 @@ def deep_data_header(tmp_path, args: list[str], n: int = 74) -> int:
     return starts[n]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["corrupt", "drop"])
 def test_a_frame_lost_to_a_damaged_header_fails_link_errors(tmp_path, kind):
     """A byte damaged in the header of a DATA frame from the board: the host's decoder never

@@ -9,6 +9,8 @@ from conftest import i2s
 from i2scli.busformat import BusFormat
 from i2scli.loopback.format_choice import LOOP_MARGIN, candidates
 
+pytestmark = pytest.mark.slow  # every test here takes 1 s or more on a loaded 2-core machine
+
 LOOPBACK = {"rp2": "0%3E1", "pybd": "1%3E2", "esp32": "0%3E1"}
 
 

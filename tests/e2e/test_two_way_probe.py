@@ -17,6 +17,8 @@ from i2scli.link import connect, probe_cache
 from i2scli.sim.board import VirtualBoard
 from i2scli.sim.profiles import PROFILES, STDIN_IN, USB_FS_BULK
 
+pytestmark = pytest.mark.slow  # every test here takes 1 s or more on a loaded 2-core machine
+
 # A loaded machine runs the virtual board slower, never faster (each frame of the probe waits for
 # the credit of the one before: a round trip through three processes): the model's figure is an
 # upper bound that holds exactly (plus the pacers' 2 ms burst over the half-second probe); the

@@ -32,7 +32,7 @@ def _unavailable() -> str | None:
 
 WHY = _unavailable()
 needs_firmware = pytest.mark.skipif(WHY is not None, reason=f"firmware board unavailable: {WHY}")
-pytestmark = [pytest.mark.timeout(240)]
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 
 
 @pytest.fixture

@@ -18,6 +18,8 @@ from test_compress import captured, exact_on_the_wire, music
 
 from i2scli.link.agent_code import MPY_ARCHS, THUMB_ARCHS, coder_chunks, coder_source
 
+pytestmark = pytest.mark.slow  # every test here takes 1 s or more on a loaded 2-core machine
+
 ARCH = {name: code for code, name in MPY_ARCHS.items()}
 
 

@@ -103,6 +103,7 @@ def test_log_sweep_covers_its_range():
 # --------------------------------------------------------------------------- frequency, level, gain
 
 
+@pytest.mark.slow
 def test_frequency_within_0_1_hz_at_997():
     n = np.arange(RATE)
     rng = np.random.default_rng(3)
@@ -118,6 +119,7 @@ def test_frequency_property(freq, phase):
     assert abs(A.detect_frequency(x, RATE) - freq) < 0.1
 
 
+@pytest.mark.slow
 def test_identity_path(sine_test):
     s, info = sine_test
     m = measure(s, info, record(s, delay=0))
@@ -131,6 +133,7 @@ def test_identity_path(sine_test):
         assert c["snr_db"] > 150 and c["glitch_count"] == 0
 
 
+@pytest.mark.slow
 def test_gain_minus_3_db(sine_test):
     s, info = sine_test
     m = measure(s, info, record(s, delay=77, gain_db=-3, noise_dbfs=-70))
@@ -150,6 +153,7 @@ def test_multitone_gain_per_tone():
 # --------------------------------------------------------------------------- SNR, THD, hum
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("noise_dbfs", [-40, -60, -80])
 def test_snr_against_white_noise(sine_test, noise_dbfs):
     s, info = sine_test
@@ -161,6 +165,7 @@ def test_snr_against_white_noise(sine_test, noise_dbfs):
         assert c["freq_hz"] == pytest.approx(997, abs=0.1)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("a2, a3", [(0.01, 0.0), (0.0, 0.02), (0.05, 0.1)])
 def test_thd_of_a_known_polynomial(sine_test, a2, a3):
     s, info = sine_test
@@ -175,6 +180,7 @@ def test_thd_of_a_known_polynomial(sine_test, a2, a3):
         assert c["dc"] == pytest.approx(a2 * amp**2 / 2, rel=0.01)
 
 
+@pytest.mark.slow
 def test_hum_found(sine_test):
     s, info = sine_test
     hum = lambda x: x + 10 ** (-50 / 20) * np.sin(2 * np.pi * 50 / RATE * np.arange(len(x)))[:, None]  # noqa: E731
@@ -188,6 +194,7 @@ def test_hum_found(sine_test):
 # --------------------------------------------------------------------------- latency, wiring
 
 
+@pytest.mark.slow
 @settings(max_examples=12, deadline=None)
 @given(delay=st.integers(-300, 20000), channels=st.integers(1, 2))
 def test_latency_exact(delay, channels):
@@ -198,6 +205,7 @@ def test_latency_exact(delay, channels):
         assert c["latency_ms"] == pytest.approx(1000 * delay / RATE, abs=1e-3)
 
 
+@pytest.mark.slow
 def test_swap_and_polarity(sine_test):
     s, info = sine_test
     rec = record(s, delay=33, noise_dbfs=-60)
@@ -221,6 +229,7 @@ def _drop(rec: np.ndarray, at: int, n: int) -> np.ndarray:
     return np.concatenate([rec[:at], rec[at + n :]])
 
 
+@pytest.mark.slow
 def test_dropped_frames_found_at_their_position(sine_test):
     s, info = sine_test
     rec = record(s, delay=100, noise_dbfs=-70)
@@ -236,6 +245,7 @@ def test_dropped_frames_found_at_their_position(sine_test):
         assert g[0]["samples"] == pytest.approx(20, abs=0.5) and g[1]["samples"] == pytest.approx(7, abs=0.5)
 
 
+@pytest.mark.slow
 def test_repeat_silence_and_click(sine_test):
     s, info = sine_test
     rec = record(s, delay=0, noise_dbfs=-80)
@@ -255,6 +265,7 @@ def test_repeat_silence_and_click(sine_test):
     assert right["glitch_count"] == 2
 
 
+@pytest.mark.slow
 @settings(max_examples=15, deadline=None)
 @given(at=st.integers(2000, 20000), n=st.integers(3, 20), freq=st.floats(300, 3000))
 def test_dropout_property(at, n, freq):
@@ -266,6 +277,7 @@ def test_dropout_property(at, n, freq):
         assert len(g) == 1 and abs(g[0].position - at) <= 2 and g[0].kind in ("dropout", "repeat")
 
 
+@pytest.mark.slow
 def test_window_snr_finds_a_short_noise_burst_where_it_is(sine_test):
     s, info = sine_test
     rec = record(s, delay=100, noise_dbfs=-100)
@@ -299,6 +311,7 @@ def test_window_snr_of_multitone_and_sweep(kind, truth):
     assert c["min_window_snr_frame"] <= info.stimulus_start + 7 + 25000 < c["min_window_snr_frame"] + 960
 
 
+@pytest.mark.slow
 def test_periodic_dropouts_give_their_period_and_the_buffer_it_matches(sine_test):
     s, info = sine_test
     rec = record(s, delay=100, noise_dbfs=-90)
@@ -336,6 +349,7 @@ def test_glitch_period_finder():
     ]
 
 
+@pytest.mark.slow
 def test_ignore_start_sets_a_start_up_glitch_apart(sine_test):
     s, info = sine_test
     rec = record(s, delay=100, noise_dbfs=-90)
@@ -365,6 +379,7 @@ def test_ignore_start_sets_a_start_up_glitch_apart(sine_test):
     assert "ignore less (--ignore-start)" in c["error"]
 
 
+@pytest.mark.slow
 def test_no_false_glitches_with_distortion_and_noise(sine_test):
     s, info = sine_test
     rec = record(s, shape=lambda x: x + 0.05 * x**2 + 0.05 * x**3, noise_dbfs=-50)
@@ -374,6 +389,7 @@ def test_no_false_glitches_with_distortion_and_noise(sine_test):
 # --------------------------------------------------------------------------- bits, sweep, silence
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("depth", [24, 18])
 def test_significant_bits(sine_test, depth):
     s, info = sine_test
@@ -517,6 +533,7 @@ def test_load_limits_without_toml_support(tmp_path, monkeypatch):
         A.load_limits(tmp_path / "limits.toml")
 
 
+@pytest.mark.slow
 def test_checks_pass_and_fail(sine_test):
     s, info = sine_test
     m = measure(s, info, record(s, delay=480, noise_dbfs=-60))
@@ -535,6 +552,7 @@ def test_checks_pass_and_fail(sine_test):
     assert "below the minimum 70 dB" in failed["ch0.snr"].message
 
 
+@pytest.mark.slow
 def test_frequency_check_catches_a_wrong_rate(sine_test):
     s, info = sine_test
     m = measure(s, info, record(s))
@@ -543,6 +561,7 @@ def test_frequency_check_catches_a_wrong_rate(sine_test):
     assert not checks["ch0.frequency"].passed and checks["ch1.frequency"].passed
 
 
+@pytest.mark.slow
 def test_junit_parses_with_one_testcase_per_check(sine_test, tmp_path):
     s, info = sine_test
     good = A.check(measure(s, info, record(s, noise_dbfs=-60)), A.Limits(min_snr=50, max_latency=0.01))
@@ -558,6 +577,7 @@ def test_junit_parses_with_one_testcase_per_check(sine_test, tmp_path):
     assert "carries nothing" in failure.get("message")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("start", [217, 224, 273, 329, 413, 420, 469])
 def test_a_lost_block_in_a_clean_32_bit_sine_is_one_glitch(start):
     """One 512-frame DATA block lost from a clean 32-bit loopback (the sim's `i2s test` with a

@@ -225,6 +225,7 @@ def test_flac_gives_the_same_wire_bytes_as_wav(tmp_path):
             assert b"".join(play_blocks(a, bus)) == b"".join(play_blocks(b, bus))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["int", "float", "gain"])
 def test_blocks_concatenate_regardless_of_block_size(tmp_path, kind):
     path = tmp_path / "x.wav"
@@ -553,6 +554,7 @@ print('finished', flush=True)
 """
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("ext", ["wav", "rf64"])
 def test_sigkilled_recording_is_readable(tmp_path, ext):
     path = tmp_path / f"killed.{ext}"

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -48,6 +49,7 @@ def _parse(kind: str, f: proto.Frame) -> None:
         assert ok(value), (name, value)
 
 
+@pytest.mark.slow
 @FUZZ
 @given(st.sampled_from(sorted(KINDS)), st.one_of(
     st.builds(lambda k, o: json.dumps(o).encode(), st.just(None), json_values),
@@ -58,6 +60,7 @@ def test_any_payload_of_a_json_frame(kind, payload):
     _parse(kind, proto.Frame(T.SUMMARY, 0, payload))
 
 
+@pytest.mark.slow
 @FUZZ
 @given(st.sampled_from(sorted(KINDS)).flatmap(lambda k: st.tuples(st.just(k), _fields(k))))
 def test_any_fields_of_a_json_frame(kind_obj):
@@ -65,6 +68,7 @@ def test_any_fields_of_a_json_frame(kind_obj):
     _parse(kind, proto.Frame(T.HELLO, 0, json.dumps(obj).encode()))
 
 
+@pytest.mark.slow
 @FUZZ
 @given(json_values)
 def test_any_error_frame_is_one_exception(obj):
@@ -84,6 +88,7 @@ def _frames_and_noise():
     return st.lists(frame | headers | st.binary(max_size=200) | st.just(proto.SYNC), max_size=30)
 
 
+@pytest.mark.slow
 @FUZZ
 @given(_frames_and_noise(), st.integers(0, 4096), st.lists(st.integers(1, 700), min_size=1, max_size=8))
 def test_the_decoder_takes_any_bytes_in_any_pieces(parts, max_payload, cuts):

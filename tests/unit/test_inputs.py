@@ -52,6 +52,7 @@ def one_line(r, code: int, *words) -> str:
 # -- closed standard streams --------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_play_with_stdin_closed():
     one_line(run(["play", "-q", "-p", NO_PORT, "-"], close=[0]), 1, "standard input is closed")
 
@@ -77,6 +78,7 @@ def test_endless_stdin_that_is_not_audio():
     one_line(r, 1, "standard input", "not a readable audio file")
 
 
+@pytest.mark.slow
 def test_spool_that_cannot_be_written_names_the_input_and_tmpdir(tmp_path):
     """A copy the OS refuses (a file-size limit: EFBIG, as a full TMPDIR's ENOSPC) names the
     input and where the copy was going."""
@@ -117,6 +119,7 @@ def test_an_endless_valid_stream_is_bounded(tmp_path, monkeypatch):
     assert str(e.value).startswith(f"{fifo}: more than 24 MiB and not ended")
 
 
+@pytest.mark.slow
 def test_a_long_stdin_past_the_sniff_still_plays():
     """Real audio longer than the first bytes checked opens whole, every frame there."""
     frames = (audio.SPOOL_SNIFF // 4) + 12345
@@ -178,6 +181,7 @@ NUMBERS = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("args,option,words", NUMBERS, ids=[" ".join(a)[:60] for a, _, _ in NUMBERS])
 def test_bad_numbers_are_usage_errors_naming_the_option(args, option, words, wav, tmp_path):
     args = [str(wav) if a == "WAV" else str(tmp_path / "out.wav") if a == "OUT" else a for a in args]

@@ -70,6 +70,7 @@ def test_garbage_file_reads_as_empty_and_is_rewritten(text):
     assert probe_cache.load("p|k") == GOOD
 
 
+@pytest.mark.slow
 @pytest.mark.e2e  # starts a virtual board
 def test_a_foreign_entry_does_not_stop_a_stream():
     """The command a user runs, on a port whose cache entry holds a string time: it probes
@@ -129,6 +130,7 @@ def test_a_full_disk_leaves_no_temporary_file(small_disk, monkeypatch):
     assert leftovers() == []
 
 
+@pytest.mark.slow
 def test_concurrent_writers_keep_every_key():
     """Three processes, each storing 20 keys of its own at the same moment: all 60 are there."""
     start = time.time() + 1.5  # every process imported and waiting by then

@@ -192,6 +192,7 @@ def test_json_frames():
     assert "HELLO" in repr(hello) and len(repr(Frame(FrameType.DATA, 0, bytes(4000)))) < 200
 
 
+@pytest.mark.slow
 @SETTINGS
 @given(st.lists(frames(), max_size=6), st.booleans())
 def test_encoder_numbers_frames(fs, crc):
@@ -225,6 +226,7 @@ def test_round_trip_at_the_limit(crc):
     assert small.feed(data) + small.flush() == [] and small.skipped_bytes == len(data)
 
 
+@pytest.mark.slow
 @SETTINGS
 @given(st.lists(frames(), min_size=1, max_size=8), st.lists(st.integers(0, 10**6), max_size=12))
 def test_chunking_does_not_matter(fs, cuts):
@@ -236,6 +238,7 @@ def test_chunking_does_not_matter(fs, cuts):
     assert dec.buffered == 0 and dec.skipped_bytes == dec.resyncs == dec.seq_gaps == dec.crc_errors == 0
 
 
+@pytest.mark.slow
 @SETTINGS
 @given(st.lists(st.one_of(frames().map(lambda f: f.encode()), garbage()), max_size=8),
        st.lists(st.integers(0, 10**6), max_size=12))
@@ -251,6 +254,7 @@ def test_decoder_matches_the_reference(parts, cuts):
     assert dec.pending_garbage() == skipped[-512:]
 
 
+@pytest.mark.slow
 @SETTINGS
 @given(st.lists(st.tuples(garbage(), frames()), min_size=1, max_size=5), st.lists(st.integers(0, 10**6), max_size=8))
 def test_resync_finds_every_frame_after_garbage(pairs, cuts):
@@ -344,12 +348,14 @@ def test_every_single_bit_flip_in_a_crc_frame_is_detected(payload):
         _check_flip_detected(f, bit)
 
 
+@pytest.mark.slow
 @SETTINGS
 @given(frames().filter(lambda f: f.crc and f.payload), st.data())
 def test_single_bit_flips_in_crc_frames_are_detected(f, data):
     _check_flip_detected(f, data.draw(st.integers(0, (len(f.payload) + CRC_SIZE) * 8 - 1)))
 
 
+@pytest.mark.slow
 @SETTINGS
 @given(frames(), st.integers(0, HEADER_SIZE * 8 - 1))
 def test_single_bit_flips_in_the_header_are_detected(f, bit):
@@ -403,6 +409,7 @@ def reference_free_of_frames(data: bytes, max_payload: int) -> bool:
     return True
 
 
+@pytest.mark.slow
 def test_ten_megabytes_of_adversarial_headers():
     """Valid-looking headers claiming 0xFFFF bytes, back to back and interleaved with stray syncs."""
     rng = random.Random(3)
@@ -448,6 +455,7 @@ def test_seq_gap_from_a_dropped_crc_frame():
 # -- flow control and rates ----------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 @SETTINGS
 @given(st.lists(st.tuples(st.sampled_from(["grant", "spend"]), st.integers(-5, 5000)), max_size=40))
 def test_credit_gate_never_overspends(ops):

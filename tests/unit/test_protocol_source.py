@@ -210,6 +210,7 @@ def test_a_drifted_copy_is_caught(monkeypatch):
         test_each_modules_consts_are_the_protocols("i2s_duplex")
 
 
+@pytest.mark.slow
 @pytest.mark.e2e  # starts a virtual board
 def test_what_the_virtual_board_says_is_what_the_host_expects():
     """The agent as it runs (uploaded, on the real MicroPython): its HELLO has exactly the

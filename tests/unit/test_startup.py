@@ -25,6 +25,7 @@ def test_commands_without_a_board_import_nothing_heavy(args):
     assert not imported(*args) & set(HEAVY)
 
 
+@pytest.mark.slow
 @pytest.mark.e2e  # starts a virtual board
 def test_info_imports_nothing_heavy(sim):
     board = sim("rp2", capture=False, events=False)

@@ -78,6 +78,7 @@ def _cli_with(extra: Path, *args: str) -> subprocess.CompletedProcess:
                           timeout=120, env=ENV)
 
 
+@pytest.mark.slow
 @pytest.mark.e2e  # starts a virtual board
 def test_a_new_board_is_one_target_module(tmp_path):
     (tmp_path / "myrig.py").write_text(RIG)

@@ -156,6 +156,7 @@ def blocks(draw):
     return bits, ch, pcm(x, bits)
 
 
+@pytest.mark.slow
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(blocks())
 def test_host_roundtrip(block):
@@ -165,6 +166,7 @@ def test_host_roundtrip(block):
     assert wc.decode(coded, bits, ch) == p
 
 
+@pytest.mark.slow
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(blocks(), st.integers(1, 300))
 def test_batch_encoder_codes_each_frame_as_the_single_one(block, frame_len):
@@ -176,6 +178,7 @@ def test_batch_encoder_codes_each_frame_as_the_single_one(block, frame_len):
     assert b"".join(wc.decode(c, bits, ch) for c in got) == p
 
 
+@pytest.mark.slow
 def test_host_rejects_damage():
     p = pcm(speech(0.05), 16)
     coded = bytearray(wc.encode(p, 16, 1))
@@ -195,6 +198,7 @@ def ratio(x: bytes, bits: int, ch: int) -> float:
     return wc.estimate_ratio(x, bits, ch, 4096)
 
 
+@pytest.mark.slow
 def test_ratios():
     sp, mu = pcm(stereo(speech()), 16), pcm(stereo(music()), 16)
     r = {"speech": ratio(sp, 16, 2), "music": ratio(mu, 16, 2),
@@ -256,6 +260,7 @@ def test_host_decodes_board_coding():
     assert n_coded > len(cases) // 3
 
 
+@pytest.mark.slow
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(blocks(), min_size=8, max_size=8))
 def test_property_host_board(batch):
@@ -276,6 +281,7 @@ def test_board_ratio_close_to_host():
     assert board_ratio >= 1.5
 
 
+@pytest.mark.slow
 def test_board_rejects_damage():
     p = pcm(stereo(speech(0.05)), 16)
     coded = wc.encode(p, 16, 2)
