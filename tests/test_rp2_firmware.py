@@ -297,7 +297,8 @@ def test_a_loop_that_drops_rx_frames_counts_them():
     # plays (the probe refuses it; run here as if chosen): the RX ring fills and the port drops
     # whole 16-frame DMA halves (machine_i2s.c, empty_dma), which no port reports. The agent's
     # RxMeter must count what the recording lost, to within its tolerance (a DMA half, 0.5 ms and
-    # 2 frames: 26 at 16 kHz); a run that lost nothing must count nothing.
+    # 2 frames: 26 at 16 kHz; docs/protocol.md: a loss that small may go unseen, and runs here
+    # lost 16, 32 or 48); a run that lost nothing must count nothing.
     from i2scli import analysis, loopfit, looptest, session
     from i2scli.busformat import BusFormat
     from i2scli.session import BusOptions
@@ -313,8 +314,10 @@ def test_a_loop_that_drops_rx_frames_counts_them():
     missing = _frames_missing(rec.played[:, 0], rec.recorded[:, 0])
     s = r["board_summary"]
     assert missing % 16 == 0, missing  # what the port drops: whole DMA halves
+    tol = 16 + 16000 // 2000 + 2
     if missing > 0:
-        assert s["overruns"] >= 1 and abs(s["lost_frames"] - missing) <= 16 + 16000 // 2000 + 2, (missing, s)
+        assert abs(s["lost_frames"] - missing) <= tol, (missing, s)
+        assert s["overruns"] >= 1 or missing <= tol, (missing, s)
     elif missing == 0:
         assert s["overruns"] == 0, s
     else:  # frames added: TX's DMA fed zeros (feed_dma), which the agent counts as underruns
