@@ -86,6 +86,7 @@ class Loop:
         st = getattr(self.rx, "_sim_stats", None)
         if st is not None:
             self.t_rx = st()["t0"]
+        self.rx_meter.opened(self.t_rx)  # the first read waits for the host's next DATA frame
         self.sync["rx_init_us"] = time.ticks_diff(self.t_rx, self.t_tx)
 
     def close(self):

@@ -226,6 +226,16 @@ class RxMeter:
             self.e -= f if f < m else m
         self.floor = _BIG
 
+    def opened(self, t):
+        """The bus's clock started at `t` (ticks_us, at the end of its init: the ports start the
+        DMA there): the books start then, nothing read. Without it they start at the first read,
+        as if the ring were empty then; a stream that reads as soon as it opens (record) finds
+        it so, but one whose reads wait for the host (loop) may find frames gathered since, and
+        a ring short by them hides a loss as large."""
+        self.started = True
+        self.t = t
+        self.e = 0
+
     def before(self, read):
         """Before a read, `read` frames read so far: count what the ring could not hold."""
         now = time.ticks_us()

@@ -256,12 +256,17 @@ class Launcher:
             # Whatever is still unread (a tail garbled by a baud change) would confuse it. A
             # Ctrl-A that reaches an agent still draining its input is eaten: ask again.
             self.port.serial.reset_input_buffer()
-            deadline = time.monotonic() + 6
+            t0 = time.monotonic()
+            deadline = t0 + 6
+            asked = 0
             while True:
                 self.port.write(b"\x01")
+                asked += 1
                 got = self.port.transport.read_until(1, RAW_BANNER, timeout_overall=1.0)
                 if got.endswith(RAW_BANNER) or time.monotonic() > deadline:
                     break
+            if asked > 1 and got.endswith(RAW_BANNER):
+                self._drain_banners(asked - 1, max(1.0, 2 * (time.monotonic() - t0)))
         self._prompt_ready = False
         try:
             with patient(self.port.transport):
@@ -270,6 +275,20 @@ class Launcher:
             raise
         except Exception as e:
             raise LinkError(f"could not start code on the board: {first_line(e)}") from None
+
+    def _drain_banners(self, extra: int, wait: float) -> None:
+        """A board slower than a second to answer Ctrl-A (the firmware board's emulator on a
+        loaded machine) got it again: each one it has not eaten brings its own banner, later.
+        mpremote would read a late one as the answer to its raw-paste request (then send the
+        code the old way, and read the board's real answer, `R\\x01`, as the code's: "could not
+        exec command"). So read them here, each within twice the time the first took, stopping
+        at the first that does not come (eaten)."""
+        deadline = time.monotonic() + wait
+        for _ in range(extra):
+            left = deadline - time.monotonic()
+            if left <= 0 or not self.port.transport.read_until(1, RAW_BANNER, timeout_overall=left).endswith(
+                    RAW_BANNER):
+                return
 
     def await_hello(self, timeout: float, allow_upload: bool = False) -> dict | None:
         """HELLO from the agent (None: it is not installed and wants uploading)."""
