@@ -1,0 +1,107 @@
+# The port's wait loops, for the virtual board (MicroPython code, runs inside the unix port):
+# machine.Timer callbacks and os.dupterm input.
+#
+# On a real port (esp32: ports/esp32/mphalport.c mp_hal_stdin_rx_chr), code blocked in a read
+# of stdin loops in C: it takes a byte from the UART's ring, else one from the dupterm stream
+# (extmod/os_dupterm.c: the interrupt character schedules a KeyboardInterrupt), else runs
+# MICROPY_EVENT_POLL_HOOK, whose mp_handle_pending() runs scheduled callbacks (a Timer's, which
+# its ISR queued with mp_sched_schedule) and raises a pending KeyboardInterrupt. So a Timer
+# callback runs while the main code waits for input, and a Ctrl-C from a dupterm stream breaks
+# that wait. The unix port blocks in read() instead, where nothing runs until a byte comes.
+#
+# So one thread of ours stands in for those loops:
+# - Timers: at each expiry it queues the callback with micropython.schedule (the main code runs
+#   it between bytecodes, as on the port). If the main code has not run it within PICKUP_US, it
+#   is parked in a blocking call (a stdin read, a sleep), where the port's wait loop would have
+#   run it: the thread runs it then, while the main code waits. Each expiry runs once.
+# - dupterm: it reads the attached stream a byte at a time (None: nothing yet) and hands what it
+#   gets to the board model as input, which turns the interrupt character into a
+#   KeyboardInterrupt as it does for the link's (i2scli/sim/board.py, "dupterm_in").
+# The loop allocates nothing (a board's heap figures must not move while it waits).
+import sys
+import micropython
+import utime as _t
+import _chan
+
+PICKUP_US = 20000  # a queued callback the main code has not run by then: it is parked
+STEP_MS = 2  # the loop's period (a Timer fires at most this late)
+
+timers = [None] * 4  # Timer objects by id (machine.Timer, _simtimer.py); fixed: the thread reads it
+dupterm = [None]  # os.dupterm's stream (one slot: MICROPY_PY_OS_DUPTERM 1 on esp32)
+_started = False
+_one = bytearray(1)
+
+
+def start():
+    global _started
+    if not _started:
+        import _thread
+
+        _started = True
+        _thread.start_new_thread(_loop, ())
+
+
+def _run(tim):
+    """The callback of one expiry, once (from the main code's schedule or from the thread)."""
+    n = tim._fired
+    if tim._ran == n:
+        return
+    tim._ran = n
+    cb = tim._callback
+    if cb is not None:
+        try:
+            cb(tim)
+        except Exception as e:  # py/runtime_utils.c mp_call_function_1_protected prints it
+            sys.print_exception(e)
+
+
+def _expire(tim, now):
+    if tim._repeat:
+        tim._due = _t.ticks_add(tim._due, tim._period)
+    else:
+        tim._armed = False
+    if tim._ran != tim._fired:
+        return  # the last expiry still waits to run: the port drops this one (queue full)
+    tim._fired += 1
+    tim._queued = now
+    try:
+        micropython.schedule(_run, tim)
+    except RuntimeError:  # schedule queue full: the thread runs it below
+        pass
+
+
+def _timers(now):
+    for tim in timers:
+        if tim is None:
+            continue
+        if tim._armed and _t.ticks_diff(now, tim._due) >= 0:
+            _expire(tim, now)
+        if tim._ran != tim._fired and _t.ticks_diff(now, tim._queued) >= PICKUP_US:
+            _run(tim)
+
+
+def _dupterm():
+    s = dupterm[0]
+    if s is None:
+        return
+    try:
+        n = s.readinto(_one)
+    except Exception as e:
+        dupterm[0] = None
+        sys.stdout.write("dupterm: Exception in read() method, deactivating: ")
+        sys.print_exception(e)
+        return
+    if n is None:
+        return
+    if n == 0:
+        dupterm[0] = None
+        sys.stdout.write("dupterm: EOF received, deactivating\n")
+        return
+    _chan.event("dupterm_in", byte=_one[0])
+
+
+def _loop():
+    while True:
+        _timers(_t.ticks_us())
+        _dupterm()
+        _t.sleep_ms(STEP_MS)
