@@ -41,18 +41,27 @@ def start():
         _thread.start_new_thread(_loop, ())
 
 
+# Small functions, a try block only where needed: MicroPython puts a call frame on the heap
+# once its locals, stack and exception handlers pass 11 words.
 def _run(tim):
     """The callback of one expiry, once (from the main code's schedule or from the thread)."""
     n = tim._fired
     if tim._ran == n:
         return
     tim._ran = n
-    cb = tim._callback
-    if cb is not None:
-        try:
-            cb(tim)
-        except Exception as e:  # py/runtime_utils.c mp_call_function_1_protected prints it
-            sys.print_exception(e)
+    if tim._callback is not None:
+        _call(tim)
+
+
+def _call(tim):
+    try:
+        tim._callback(tim)
+    except Exception:  # py/runtime_utils.c mp_call_function_1_protected prints it
+        _report()
+
+
+def _report():
+    sys.print_exception(sys.exc_info()[1])
 
 
 def _expire(tim, now):
@@ -82,8 +91,6 @@ def _timers(now):
 
 def _dupterm():
     s = dupterm[0]
-    if s is None:
-        return
     try:
         n = s.readinto(_one)
     except Exception as e:
@@ -103,5 +110,6 @@ def _dupterm():
 def _loop():
     while True:
         _timers(_t.ticks_us())
-        _dupterm()
+        if dupterm[0] is not None:
+            _dupterm()
         _t.sleep_ms(STEP_MS)
