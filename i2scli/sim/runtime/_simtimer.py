@@ -58,7 +58,6 @@ class Timer:
         self._period = max(1, us)
         self._t0 = _t.ticks_us()
         self._due = _t.ticks_add(self._t0, self._period)
-        self._ran = self._fired
         self._set = True
         self._armed = True
         _simwait.timers[self._id] = self
@@ -66,8 +65,7 @@ class Timer:
 
     def deinit(self):
         self._armed = False
-        self._set = False
-        self._ran = self._fired  # an expiry not yet run is dropped with the interrupt
+        self._set = False  # expiries already queued still run (the port's schedule queue keeps them)
 
     __del__ = deinit
 

@@ -13,7 +13,8 @@
 # - Timers: at each expiry it queues the callback with micropython.schedule (the main code runs
 #   it between bytecodes, as on the port). If the main code has not run it within PICKUP_US, it
 #   is parked in a blocking call (a stdin read, a sleep), where the port's wait loop would have
-#   run it: the thread runs it then, while the main code waits. Each expiry runs once.
+#   run it: the thread runs it then, while the main code waits. Each expiry runs once, at most
+#   DEPTH wait (the port's schedule queue drops the rest).
 # - dupterm: it reads the attached stream a byte at a time (None: nothing yet) and hands what it
 #   gets to the board model as input, which turns the interrupt character into a
 #   KeyboardInterrupt as it does for the link's (i2scli/sim/board.py, "dupterm_in").
@@ -25,6 +26,7 @@ import _chan
 
 PICKUP_US = 20000  # a queued callback the main code has not run by then: it is parked
 STEP_MS = 2  # the loop's period (a Timer fires at most this late)
+DEPTH = 8  # expiries waiting to run at most (esp32 MICROPY_SCHEDULER_DEPTH)
 
 timers = [None] * 4  # Timer objects by id (machine.Timer, _simtimer.py); fixed: the thread reads it
 dupterm = [None]  # os.dupterm's stream (one slot: MICROPY_PY_OS_DUPTERM 1 on esp32)
@@ -44,11 +46,11 @@ def start():
 # Small functions, a try block only where needed: MicroPython puts a call frame on the heap
 # once its locals, stack and exception handlers pass 11 words.
 def _run(tim):
-    """The callback of one expiry, once (from the main code's schedule or from the thread)."""
-    n = tim._fired
-    if tim._ran == n:
+    """The callback of the oldest expiry not yet run (from the main code's schedule or from
+    the thread): each expiry runs once."""
+    if tim._ran == tim._fired:
         return
-    tim._ran = n
+    tim._ran += 1
     if tim._callback is not None:
         _call(tim)
 
@@ -69,13 +71,14 @@ def _expire(tim, now):
         tim._due = _t.ticks_add(tim._due, tim._period)
     else:
         tim._armed = False
-    if tim._ran != tim._fired:
-        return  # the last expiry still waits to run: the port drops this one (queue full)
+    if tim._fired - tim._ran >= DEPTH:
+        return  # the port's schedule queue is full: mp_sched_schedule drops this one
+    if tim._ran == tim._fired:
+        tim._queued = now
     tim._fired += 1
-    tim._queued = now
     try:
         micropython.schedule(_run, tim)
-    except RuntimeError:  # schedule queue full: the thread runs it below
+    except RuntimeError:  # the unix port's queue is full: the thread runs it below
         pass
 
 
@@ -86,7 +89,8 @@ def _timers(now):
         if tim._armed and _t.ticks_diff(now, tim._due) >= 0:
             _expire(tim, now)
         if tim._ran != tim._fired and _t.ticks_diff(now, tim._queued) >= PICKUP_US:
-            _run(tim)
+            while tim._ran != tim._fired:
+                _run(tim)
 
 
 def _dupterm():
