@@ -229,7 +229,7 @@ class Pieces:
         return True
 
 
-class _Kick(io.IOBase):
+class _Kick(getattr(io, "IOBase", object)):  # a port without IOBase has no Watch to use it
     """A console of our own (os.dupterm) that types one Ctrl-C: the port's stdin loop reads it
     when its ring is empty and raises KeyboardInterrupt in the read that waits (esp32:
     mp_hal_stdin_rx_chr, extmod/os_dupterm.c). Everything printed meanwhile goes nowhere."""
