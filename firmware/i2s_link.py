@@ -281,9 +281,8 @@ class Watch:
         link = self.link
         if not link.inread:
             return
-        now = time.ticks_ms()
-        if time.ticks_diff(now, link.deadline) > _GRACE_MS and \
-                time.ticks_diff(now, link.since) > self.limit + _GRACE_MS:
+        late = time.ticks_diff(time.ticks_ms(), link.deadline)
+        if late > _GRACE_MS and late + link.wait_ms > self.limit + _GRACE_MS:
             self.fire()
 
     def fire(self):
@@ -350,7 +349,7 @@ class Link(Sender):
         self.one = bytearray(1)
         self.crc4 = bytearray(4)
         self.deadline = 0
-        self.since = 0  # when the read_frame under way began (Watch)
+        self.wait_ms = 0  # the read_frame under way began wait_ms before its deadline (Watch)
         self.inread = False  # a read_frame is under way (Watch)
         self.expired = False  # the Watch ended a read_frame the host never finished
         self.watch = Watch(self) if sys.platform == "esp32" and self.vcp is None else None
@@ -440,23 +439,21 @@ class Link(Sender):
         good frame starts within ms. Sync bytes are read one at a time with a deadline, so
         stray bytes (a terminal's Ctrl-C, REPL chatter) can never leave it blocked; the rest of
         a frame is read blocking, under the Watch."""
-        self.since = time.ticks_ms()
-        self.deadline = time.ticks_add(self.since, ms)
+        self.deadline = time.ticks_add(time.ticks_ms(), ms)
+        self.wait_ms = ms
         self.inread = True
-        t = self._next_frame()
-        self.inread = False
-        return t
-
-    def _next_frame(self):
         if not self._sync():
+            self.inread = False
             return _TIMEOUT
         self._read(self.rest, _HDR - 2)
         while True:
             t = self._frame()
             if t >= 0:
+                self.inread = False
                 return t
             self.resyncs += 1
             if not self._slide():
+                self.inread = False
                 return _TIMEOUT
 
     def _slide(self):
