@@ -137,6 +137,7 @@ def send(self, frame):
         return orig(self, frame)
     self.port.write(frame[:len(frame) // 2])
     self.port.serial.flush()
+    time.sleep(0.5)  # the pty's reader (the board model) takes them: a pty closed by the kill drops what it holds
     print('stopped', flush=True)
     time.sleep(60)
 stream.Stream.send = send
