@@ -147,6 +147,8 @@ def main(source="uploaded", baud=0, baud0=0):
             raise RuntimeError("expected START from host, got %d" % t)
         cfg = json.loads(bytes(memoryview(link.pbuf)[:link.plen]))
         link.crc = link.crc and cfg.get("crc", True)
+        if link.watch is not None:
+            link.watch.limit = cfg.get("timeout_ms", 3000)
         link.window = min(cfg.get("window", link.inbuf), link.inbuf)
         payload = cfg.get("payload", 256)
         # a coded DATA payload is at most the audio plus its mode byte
@@ -220,7 +222,9 @@ def main(source="uploaded", baud=0, baud0=0):
             lp.rx.deinit()
         if stream is not None and stream.audio is not None:
             stream.audio.deinit()
-        # after a clean end the host sends nothing more: a short quiet is enough
-        link.drain(10 if stream is not None and stream.reason in ("end", "frames") else 50)
+        # after a clean end the host sends nothing more: a short quiet is enough. After the
+        # Watch's Ctrl-C the host is gone and what comes next is for the REPL (mpremote's)
+        if not link.expired:
+            link.drain(10 if stream is not None and stream.reason in ("end", "frames") else 50)
         link.close()
         gc.enable()

@@ -1,6 +1,7 @@
 # i2s agent, framing and flow control (docs/protocol.md): frames over the REPL stream, CRCs,
 # resync, sequence numbers, credits. Sender writes frames, Link (a Sender) reads them. No
 # allocation per frame: preallocated buffers, fixed memoryviews, readinto, integer maths.
+import io
 import sys
 import time
 import micropython
@@ -20,6 +21,8 @@ _CREDIT = const(5)
 _TIMEOUT = const(-1)
 _BAD = const(-2)
 _HDR = const(7)
+_TICK_MS = const(100)  # the watch's period (Watch)
+_GRACE_MS = const(500)  # a frame in flight at its deadline finishes within this (Watch)
 
 try:
     from binascii import crc32
@@ -56,11 +59,16 @@ class Sender:
         self.baud = rate
 
     def close(self):
+        watch = getattr(self, "watch", None)
+        if watch is not None:
+            watch.stop()
         try:
             self.set_baud(self.baud0)  # the REPL, mpremote and the next i2s expect the usual rate
         except Exception:
             pass
         micropython.kbd_intr(3)
+        if watch is not None:
+            watch.release()
         if self.vcp is not None:
             try:
                 self.vcp.setinterrupt(3)
@@ -221,6 +229,96 @@ class Pieces:
         return True
 
 
+class _Kick(getattr(io, "IOBase", object)):  # a port without IOBase has no Watch to use it
+    """A console of our own (os.dupterm) that types one Ctrl-C: the port's stdin loop reads it
+    when its ring is empty and raises KeyboardInterrupt in the read that waits (esp32:
+    mp_hal_stdin_rx_chr, extmod/os_dupterm.c). Everything printed meanwhile goes nowhere."""
+
+    def __init__(self):
+        self.n = 1
+
+    def readinto(self, buf):
+        if not self.n:
+            return None  # nothing more (EAGAIN)
+        self.n = 0
+        buf[0] = 3
+        return 1
+
+    def write(self, buf):
+        return len(buf)
+
+    def ioctl(self, req, arg):
+        return arg & 1 if req == 3 and self.n else 0  # MP_STREAM_POLL: readable while it has it
+
+
+class Watch:
+    """The agent's deadline inside a frame. read_frame's own deadline covers the waits between
+    frames (a poll), but once a frame has begun its bytes are read with blocking reads, which
+    nothing but Ctrl-C ends: a host killed mid-frame would leave the agent waiting for the rest
+    with Ctrl-C off and the REPL UART at the raised rate. A hardware timer (soft callback: the
+    port runs it while the read waits) looks every 100 ms; when a read_frame has run past its
+    deadline by the grace and for longer than the stream's timeout, the host is gone: the REPL
+    UART goes back to its rate, Ctrl-C comes back on, and a Ctrl-C typed on a console of our
+    own ends the read (KeyboardInterrupt, which main() lets through after cleaning up).
+    esp32 only: its REPL is the UART whose rate we change, and v1.28 has hardware timers."""
+
+    def __init__(self, link):
+        self.link = link
+        self.limit = 0  # ms a read_frame may take on top of its deadline (the stream's timeout)
+        self.tim = None
+        self.prev = None
+        self.kicked = False
+        self.cb = self._tick
+        try:
+            from machine import Timer
+
+            self.tim = Timer(0)
+            self.tim.init(mode=Timer.PERIODIC, period=_TICK_MS, callback=self.cb)
+        except Exception:
+            self.tim = None
+
+    def _tick(self, _):
+        link = self.link
+        if not link.inread:
+            return
+        late = time.ticks_diff(time.ticks_ms(), link.deadline)
+        if late > _GRACE_MS and late + link.wait_ms > self.limit + _GRACE_MS:
+            self.fire()
+
+    def fire(self):
+        self.stop()
+        link = self.link
+        link.expired = True
+        try:
+            link.set_baud(link.baud0)
+        except Exception:
+            pass
+        micropython.kbd_intr(3)
+        try:
+            import os
+
+            self.prev = os.dupterm(_Kick())
+            self.kicked = True
+        except Exception:
+            pass
+
+    def stop(self):
+        if self.tim is not None:
+            self.tim.deinit()
+            self.tim = None
+
+    def release(self):
+        """The console as it was before our Ctrl-C."""
+        if self.kicked:
+            self.kicked = False
+            try:
+                import os
+
+                os.dupterm(self.prev)
+            except Exception:
+                pass
+
+
 class Link(Sender):
     """Frames over the REPL stream: the fastest input path the port has, no allocation."""
 
@@ -251,6 +349,10 @@ class Link(Sender):
         self.one = bytearray(1)
         self.crc4 = bytearray(4)
         self.deadline = 0
+        self.wait_ms = 0  # the read_frame under way began wait_ms before its deadline (Watch)
+        self.inread = False  # a read_frame is under way (Watch)
+        self.expired = False  # the Watch ended a read_frame the host never finished
+        self.watch = Watch(self) if sys.platform == "esp32" and self.vcp is None else None
         self.skipped = 0
         self.rx_seq = -1
         self.crc_errors = 0
@@ -335,17 +437,23 @@ class Link(Sender):
     def read_frame(self, ms):
         """Next good frame's type (payload in self.pbuf[:self.plen]), or _TIMEOUT when no
         good frame starts within ms. Sync bytes are read one at a time with a deadline, so
-        stray bytes (a terminal's Ctrl-C, REPL chatter) can never leave it blocked."""
+        stray bytes (a terminal's Ctrl-C, REPL chatter) can never leave it blocked; the rest of
+        a frame is read blocking, under the Watch."""
         self.deadline = time.ticks_add(time.ticks_ms(), ms)
+        self.wait_ms = ms
+        self.inread = True
         if not self._sync():
+            self.inread = False
             return _TIMEOUT
         self._read(self.rest, _HDR - 2)
         while True:
             t = self._frame()
             if t >= 0:
+                self.inread = False
                 return t
             self.resyncs += 1
             if not self._slide():
+                self.inread = False
                 return _TIMEOUT
 
     def _slide(self):

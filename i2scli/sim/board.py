@@ -521,6 +521,8 @@ class VirtualBoard:
             self._soft_mode = e.get("mode", "friendly")
         elif ev == "uart":
             self._on_uart(e, t)
+        elif ev == "dupterm_in":
+            self._dupterm_in(int(e["byte"]))
         elif ev == "vcp":
             self._in_pacer.rate = self._link.vcp_in_rate or self._link.in_rate
             self._overflow = "block" if e.get("flow") == "rts" else "drop"
@@ -865,6 +867,15 @@ class VirtualBoard:
             else:
                 self._buffer_in(data)
                 return
+
+    def _dupterm_in(self, byte: int) -> None:
+        """A byte the board's os.dupterm stream gave while it waited for input
+        (runtime/_simwait.py): the interrupt character is Ctrl-C, as from the link; any other
+        byte joins the input (extmod/os_dupterm.c mp_os_dupterm_rx_chr)."""
+        if self.intr == 3 and byte == 3:
+            self._ctrl_c()
+        else:
+            self._buffer_in(bytes((byte,)))
 
     def _ctrl_c(self) -> None:
         self.stats.ctrl_c += 1

@@ -75,6 +75,8 @@ class Profile:
     heap: int = 256 * 1024  # MicroPython heap, bytes
     native: bool = True  # a native code emitter (viper); False: a build without MICROPY_EMIT_NATIVE
     uart_repl: bool = False  # machine.UART exists and UART(0) is a REPL UART (esp32 port)
+    # machine.Timer's hardware timers (esp32 port: SOC_TIMER_GROUP_TOTAL_TIMERS; 0: no Timer)
+    hw_timers: int = 0
     cpu_hz: int | None = None  # machine.freq() where the port's usual figure is not the board's
     usb_id: tuple[int, int] | None = None  # native USB (VID, PID); bridged boards: the bridge's
     bridge: str | None = None  # default USB-UART bridge (profiles whose link is a UART)
@@ -159,6 +161,7 @@ PROFILES: dict[str, Profile] = {
         dir_pin=4,
         heap=110 * 1024,
         uart_repl=True,
+        hw_timers=4,
         bridge="cp2102",
     ),
     "esp32s3": Profile(
@@ -173,6 +176,7 @@ PROFILES: dict[str, Profile] = {
         dir_pin=4,
         heap=110 * 1024,
         uart_repl=True,  # ESP32_GENERIC_S3 also keeps a REPL on UART0 (not the host's link)
+        hw_timers=4,
         usb_id=(0x303A, 0x4001),
     ),
     "mimxrt": Profile(

@@ -47,7 +47,7 @@ def capture_after_silence(path) -> np.ndarray:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("profile", ["fast", "rp2", "openmv", "stm32"])
+@pytest.mark.parametrize("profile", ["fast", "rp2", "openmv", "stm32", "esp32"])
 def test_streams_both_ways_bit_exact_with_no_heap_allocation(profile, tmp_path):
     cap = tmp_path / "tx.wav"
     with connect(f"sim://{profile}?tx_capture={cap}&rx_source=ramp") as agent:

@@ -115,6 +115,80 @@ with connect({board.path!r}, baud=921600, expect={{'mode': 'tx'}}) as a:
     assert events(board)[-1]["baudrate"] == 115200
 
 
+def _prompt_at_115200(path: str, since: float, limit: float = 20.0) -> tuple[bytes, float]:
+    """Listen at 115200 without writing until the raw REPL's `\\x04>`; what came and when."""
+    port = serial.Serial(path, 115200, timeout=0.1)
+    seen = b""
+    while not seen.endswith(b"\x04>") and time.monotonic() - since < limit:
+        seen += port.read(4096)
+    port.close()
+    return seen, time.monotonic() - since
+
+
+def test_killed_host_mid_frame_leaves_the_board_at_115200(sim):
+    # The host dies with half a DATA frame on the wire: the agent waits in a blocking read for
+    # the rest, with Ctrl-C off and its UART at 921600. Its Watch (firmware/i2s_link.py) ends
+    # that read: within the watchdog plus 2 s the board is back at its REPL at 115200.
+    board = sim("esp32", capture=False)
+    host = subprocess.Popen([sys.executable, "-c", f"""
+import itertools, time
+from i2scli.link import connect, stream
+sent = []
+orig = stream.Stream.send
+def send(self, frame):
+    sent.append(1)
+    if len(sent) < 40:
+        return orig(self, frame)
+    self.port.write(frame[:len(frame) // 2])
+    self.port.serial.flush()
+    time.sleep(0.5)  # the pty's reader (the board model) takes them: a pty closed by the kill drops what it holds
+    print('stopped', flush=True)
+    time.sleep(60)
+stream.Stream.send = send
+with connect({board.path!r}, baud=921600, expect={{'mode': 'tx'}}) as a:
+    cfg = dict(id=0, sck=32, ws=25, sd=33, bits=16, format='mono', rate=8000, ibuf=4096, payload=96,
+               timeout_ms=1000)
+    a.play(cfg, itertools.repeat(bytes(960)))
+"""], stdout=subprocess.PIPE, text=True, env=ENV)
+    assert host.stdout.readline().split() == ["stopped"]
+    os.kill(host.pid, signal.SIGKILL)
+    host.wait()
+    seen, back = _prompt_at_115200(board.path, time.monotonic())
+    assert seen.endswith(b"\x04>"), seen[-200:]
+    assert back < 1.0 + 2.0, back  # within the watchdog plus 2 s
+    assert mpremote("connect", board.path, "exec", "print('back')").stdout == b"back\r\n"
+    board.stop()
+    ev = board.events()
+    assert [e["byte"] for e in ev if e["ev"] == "dupterm_in"] == [3]  # the Watch's own Ctrl-C ended the read
+    assert events(board)[-1]["baudrate"] == 115200
+
+
+def test_killed_i2s_play_leaves_the_board_at_115200_for_mpremote(sim, tmp_path):
+    # The command a user runs, with its defaults (--timeout 3s, the early switch, the loader):
+    # a 20 s file at 921600 baud, SIGKILLed 2 s and then 3.5 s into the music. Each time the
+    # board is back at its raw REPL at 115200 within the watchdog (3 s) plus 2 s, where
+    # mpremote (which never leaves 115200) just works. Most kills leave half a frame on the
+    # wire (an ESP32's frames go in credit-sized pieces), which only the agent's Watch ends.
+    board = sim("esp32", capture=False)
+    rate = 22050
+    t = np.arange(rate * 20) / rate
+    sf.write(tmp_path / "long.wav", (8000 * np.sin(2 * np.pi * 440 * t)).astype(np.int16), rate, subtype="PCM_16")
+    for delay in (2.0, 3.5):
+        host = subprocess.Popen([*I2S, "play", "--baud", "921600", "-p", board.path, str(tmp_path / "long.wav")],
+                                stderr=subprocess.PIPE, text=True, env=ENV)
+        assert host.stderr.readline().startswith("playing "), "no stream started"
+        time.sleep(delay)
+        os.kill(host.pid, signal.SIGKILL)
+        host.wait()
+        host.stderr.close()
+        seen, back = _prompt_at_115200(board.path, time.monotonic())
+        assert seen.endswith(b"\x04>"), seen[-200:]
+        assert back < 3.0 + 2.0, back
+        assert mpremote("connect", board.path, "exec", "print('back')").stdout == b"back\r\n"
+    board.stop()
+    assert [e["baudrate"] for e in events(board)][-1] == 115200
+
+
 @pytest.mark.slow
 def test_rate_the_bridge_cannot_reach_falls_back_with_one_warning():
     r = i2s("info", "--json", "-p", "sim://esp32", "--baud", "2000000", check=0, timeout=90)  # a CP2102 tops out below

@@ -42,8 +42,19 @@ def uname():
 
 
 def dupterm(stream=None, index=0):
-    # Accepted and ignored: the board console is the one link.
-    return None
+    """A second console (extmod/os_dupterm.c): the port reads it, a byte at a time, while it
+    waits for input, and takes its interrupt character as Ctrl-C. The simulator hands what the
+    stream gives to the board model as input (_simwait.py); what the board prints is not copied
+    to the stream. Returns the stream it replaces."""
+    import _simwait
+
+    if index != 0:
+        raise ValueError("invalid dupterm index")
+    old = _simwait.dupterm[0]
+    _simwait.dupterm[0] = stream
+    if stream is not None:
+        _simwait.start()
+    return old
 
 
 def ilistdir(path="."):

@@ -1,6 +1,7 @@
 # The virtual board's `machine` module (MicroPython code, runs inside the unix port): the
 # module board code imports. The models live beside it, one concern a module: the port being
-# imitated (_simport.py), Pin (_simpin.py), I2S (_simi2s.py), UART (_simuart.py); this module
+# imitated (_simport.py), Pin (_simpin.py), I2S (_simi2s.py), UART (_simuart.py), Timer
+# (_simtimer.py, with _simwait.py); this module
 # re-exports them and configures them at boot.
 #
 # _board.py puts this module in sys.modules["machine"] and calls
@@ -48,6 +49,7 @@ import _simport as _port
 import _simpin
 import _simi2s
 import _simuart
+import _simtimer
 from _simpin import Pin  # noqa: F401
 from _simi2s import _sleep_until
 
@@ -119,6 +121,15 @@ def _configure(profile):
             _simuart._UART_OBJS[i] = None
     elif "UART" in g:
         del g["UART"]
+
+    # Timer: the esp32 port's hardware timers (_simtimer.py); the simulator has none for
+    # other ports
+    if profile.get("hw_timers"):
+        g["Timer"] = _simtimer.Timer
+        for i in range(_simtimer._NUM):
+            _simtimer._OBJS[i] = None
+    elif "Timer" in g:
+        del g["Timer"]
 
     # time.sleep* wake up for I2S deadlines
     try:
