@@ -655,10 +655,10 @@ def _real_run(agent: Agent, mode: str, bus: audio.BusFormat, seconds: float) -> 
     res["agent"] = _slim(s)
     # Real time: a stream the link cannot carry takes longer than its audio, even when the DMA
     # ring hides the shortfall from the xrun counters in a short run. Play adds its play-out
-    # (a ring of silence) on top.
+    # (at most what the ring holds) on top.
     limit = seconds * 1.05 + 0.5
     if mode == "tx":
-        limit += (cfg["ibuf"] + min(cfg["ibuf"], 4096)) / bus.bytes_per_second
+        limit += cfg["ibuf"] / bus.bytes_per_second
     res["wall_limit"] = limit
     res["kept_up"] = res["wall"] <= limit
     return res
@@ -1066,9 +1066,9 @@ def fig_commands(work: Path, profile: str = "rp2", reps: int = 7) -> dict:
         heavy = med([checked(run([PY, "-c", "import numpy, soundfile"]))["wall"] for _ in range(reps)])
         play = rows["i2s play -q (50 ms file)"]
         rest = play["wall"] - heavy
-        # of which the audio's own time: the 50 ms file, then the ring of silence the agent plays
-        # out so the last audio reaches the pins before play returns (ibuf + 4096 bytes)
-        playout = 0.05 + (16384 + 4096) / (48000 * 4)
+        # of which the audio's own time: the 50 ms file, then the DMA's last halves (docs/protocol.md,
+        # the end of a play: about three halves of 32 frames) before play returns
+        playout = 0.05 + 3 * 32 / 48000
         split = {"interpreter": interp, "numpy_soundfile_import": heavy - interp, "rest": rest,
                  "mpremote_wall": play["mpremote_wall"], "rest_ratio": rest / play["mpremote_wall"],
                  "audio_playout": playout, "rest_less_playout_ratio": (rest - playout) / play["mpremote_wall"]}

@@ -15,15 +15,17 @@ import math
 
 from i2scli.busformat import BusFormat
 
-#: the least audio the ring holds by default: a loaded host's scheduling stalls (tens of ms),
-#: with the TX prime (half the ring) riding out half of it right after the start
-MIN_SECONDS = 0.1
+#: the least audio the ring holds by default: a loaded host's scheduling stalls (tens of ms, and
+#: more on a busy CI machine), with the TX prime (half the ring) riding out half of it right
+#: after the start
+MIN_SECONDS = 0.2
 #: the ring holds this many times the longest stall the link probe saw (docs/protocol.md)
 STALLS = 4
 #: ... but no more than this by default (latency of a live stream; a user asks for more)
 MAX_SECONDS = 0.5
 #: the ring takes at most this share of the RAM the board had free at HELLO (the TX prime holds
-#: half a ring more, the link its buffers), never less than the old fixed ring
+#: half a ring more, the link its buffers), never less than the old fixed ring; a recording's
+#: ring never less than that either (an RX ring costs no time: it is read as it fills)
 RAM_SHARE = 4
 RAM_FLOOR = 16384
 #: the least ring in bytes: room for the DMA's two halves and a payload behind them on every port
@@ -76,7 +78,8 @@ def choose(bus: BusFormat, platform: str, modes: tuple[str, ...], *, ibuf: int |
     """(ibuf, why): the user's `--ibuf` as given; `--buffer-time` as the bytes that hold it;
     else the default time (`default_seconds`), then no more than the board's RAM allows
     (`mem_free // RAM_SHARE`, at least RAM_FLOOR) nor than the stream itself holds, and at
-    least MIN_BYTES. `why` says which rule decided: ibuf, buffer-time, time, ram or stream."""
+    least MIN_BYTES (a recording's, RAM_FLOOR). `why` says which rule decided: ibuf, buffer-time,
+    time, ram or stream."""
     if ibuf:
         return ibuf, "ibuf"
     if buffer_time:
@@ -90,6 +93,7 @@ def choose(bus: BusFormat, platform: str, modes: tuple[str, ...], *, ibuf: int |
         whole = ring_bytes(stream_seconds, bus, platform, modes)
         if whole < b:
             b, why = whole, "stream"
-    if b < MIN_BYTES:
-        b = MIN_BYTES
+    least = MIN_BYTES if "tx" in modes else RAM_FLOOR
+    if b < least:
+        b = least
     return b, why

@@ -12,21 +12,24 @@ CD = BusFormat(44100, 16, 2)
 CUE = BusFormat(16000, 16, 1)
 
 
-def test_the_default_is_100_ms_of_the_stream_in_whole_dma_halves():
+def test_the_default_is_200_ms_of_the_stream_in_whole_dma_halves():
     b, why = ring.choose(CD, "rp2", ("tx",))
     assert why == "time" and b % 128 == 0
-    assert 0.1 <= ring.ring_seconds(b, CD, "rp2") < 0.1 + 128 / CD.bytes_per_second
-    # the same time for a slow stream: far fewer bytes than the old fixed 16 KiB
+    assert 0.2 <= ring.ring_seconds(b, CD, "rp2") < 0.2 + 128 / CD.bytes_per_second
+    # the same time for a slow stream: fewer bytes than the old fixed 16 KiB
     b, _ = ring.choose(CUE, "rp2", ("tx",))
-    assert b == 3328 and 0.1 <= ring.ring_seconds(b, CUE, "rp2") < 0.105
+    assert b == 6528 and 0.2 <= ring.ring_seconds(b, CUE, "rp2") < 0.205
+    # a recording's ring: never less than the old 16 KiB (it costs no time)
+    b, _ = ring.choose(CUE, "rp2", ("rx",), stream_seconds=0.1)
+    assert b == ring.RAM_FLOOR
 
 
 def test_a_link_that_stalls_gets_four_times_its_stall_at_most_half_a_second():
-    assert ring.default_seconds(None) == ring.default_seconds(0.01) == 0.1
-    assert ring.default_seconds(0.05) == pytest.approx(0.2)
+    assert ring.default_seconds(None) == ring.default_seconds(0.01) == 0.2
+    assert ring.default_seconds(0.075) == pytest.approx(0.3)
     assert ring.default_seconds(2.0) == 0.5
-    b, _ = ring.choose(CUE, "rp2", ("tx",), stall=0.05)
-    assert ring.ring_seconds(b, CUE, "rp2") == pytest.approx(0.2, abs=0.005)
+    b, _ = ring.choose(CUE, "rp2", ("tx",), stall=0.075)
+    assert ring.ring_seconds(b, CUE, "rp2") == pytest.approx(0.3, abs=0.005)
 
 
 def test_rx_rings_hold_8_byte_frames_and_duplex_takes_the_larger():
