@@ -59,7 +59,7 @@ class Switch:
         self.switching = True
         s = self.s
         if not first:
-            s._play_out()
+            s._play_out(self.tx_meter)
             s.audio.deinit()
             s.audio = None
             s.mark("tx_deinit")
@@ -267,7 +267,7 @@ class Duplex(Switch):
                 return
             self.to_tx(False)
             self.play()
-            s._play_out()
+            s._play_out(self.tx_meter)
         else:
             self.to_tx(True)
             self.play()

@@ -36,6 +36,17 @@ class Meter:
     def dry(self):
         return False
 
+    def push(self):
+        """Silence that carries the last audio out of the ring: none here (ESP-IDF's DMA plays
+        a buffer however little of it was written, the rest cleared: auto_clear)."""
+        return 0
+
+    def left_ms(self):
+        """How long until the last frame written has left the pins, at most: the writer fills
+        a DMA buffer the DMA has just freed, which plays after the other buffers (the whole
+        ring, `ring` frames), then itself."""
+        return (self.ring * 1000 + self.rate - 1) // self.rate + 1
+
     def start(self, frames):
         self.t0 = time.ticks_ms()
         self.base = frames
@@ -91,12 +102,16 @@ class DmaMeter:
         self.spell = False
         self.events = 0
         self.lost = 0
+        self.tail = 0  # bytes written since init, modulo 128: the DMA takes whole halves
+        self.sync = 0  # frames written when the books were last set to a full ring
 
     def opened(self):
         """Right after the bus was made: its DMA starts at the end of init."""
         self.t = time.ticks_us()
         self.f = 0
         self.b = 0
+        self.r = 0
+        self.tail = 0
 
     def _frames(self, now):
         d = time.ticks_diff(now, self.t)
@@ -143,11 +158,13 @@ class DmaMeter:
         self._advance(now)
         n = (written - self.w) * self.fb
         self.r += n
+        self.tail = (self.tail + n) & 127
         self.w = written
         if self.r > self.cap + flight:
             self.r = self.cap + flight
         elif not flight and time.ticks_diff(now, self.tw) > self.half_us and self.r > self.cap >> 1:
             self.r = self.cap  # it waited for room: the ring is full
+            self.sync = written
 
     def dry(self):
         """The DMA has run the ring dry since the audio began and it is still short."""
@@ -157,8 +174,30 @@ class DmaMeter:
     def pad(self, frames):
         """Frames written that are not the stream's audio (a lead-in of silence)."""
         self.r += frames * self.fb
+        self.tail = (self.tail + frames * self.fb) & 127
         if self.r > self.cap:
             self.r = self.cap
+
+    def push(self):
+        """Bytes of silence that carry the last audio out of the ring, exactly: the DMA takes
+        a half (hb bytes) only while the ring holds 128 bytes (mono: 64 taken, 128 needed), so
+        the ring is filled up to the end of the last half, and for mono one half beyond."""
+        if not self.w:
+            return 0
+        return (-self.tail) % self.hb + 128 - self.hb
+
+    def left_ms(self):
+        """How long until the last byte in the ring has left the pins: the ring's halves go
+        to the DMA one a boundary, and each plays two halves later (the other half plays
+        first); one half more for the port's FIFO and the clocks, and where the books have
+        run on the clock alone (irq writes) since they were last set, 1/4096 of those frames
+        (244 ppm) for the board's I2S clock against ticks_us."""
+        now = time.ticks_us()
+        self._advance(now)
+        hf = self.hf
+        m = (self.r + self.hb - 1) // self.hb
+        f = (self.b + m + 3) * hf - self._frames(now) + ((self.w - self.sync) >> 12)
+        return (f * 1000 + self.rate - 1) // self.rate if f > 0 else 0
 
 
 def tx_meter(cfg, fb):
@@ -166,7 +205,8 @@ def tx_meter(cfg, fb):
     else (esp32: ESP-IDF's DMA descriptors) the clock against the frames written."""
     if sys.platform in ("rp2", "pyboard", "mimxrt", "linux"):
         return DmaMeter(cfg["rate"], fb, cfg["bits"], cfg["ibuf"] - 1)
-    return Meter(cfg["rate"], cfg["ibuf"] // fb)
+    ring = max(cfg["ibuf"] // (256 * fb), 2) * 256  # esp32: DMA buffers of 256 frames, at least 2
+    return Meter(cfg["rate"], max(ring, cfg["ibuf"] // fb))
 
 
 # RX ring of each port in frames (docs/sim.md has the sources): the rp2, stm32 and mimxrt ring

@@ -90,12 +90,5 @@ class Play(Stream):
             self.write_prime(prime)  # all of a short stream
         meter.tx(self.frames)  # the DMA's halves up to END (a gap before the last bytes counts)
         self.heap_frames = self.heap_last - self.heap_first if heap.bytes or self.heap_last else 0
-        if self.reason == "end":
-            # play out: a ring of silence pushes the last audio onto the wire before deinit
-            self.mark("drain")
-            silence = bytearray(min(self.cfg["ibuf"], 4096))
-            left = self.cfg["ibuf"] + len(silence)
-            while left > 0:
-                audio.write(silence)
-                left -= len(silence)
+        self._play_out()
         self.mark("tx_end")

@@ -212,15 +212,32 @@ class Stream:
         self.meter.put(self.frames, prime.n if self.cfg.get("io") == "irq" else 0)
         return True
 
-    def _play_out(self):
-        if self.reason == "end":
-            # a ring of silence pushes the last audio onto the wire before deinit
-            self.mark("drain")
-            silence = bytearray(min(self.cfg["ibuf"], 4096))
-            left = self.cfg["ibuf"] + len(silence)
-            while left > 0:
-                self.audio.write(silence)
-                left -= len(silence)
+    def _play_out(self, meter=None):
+        """At END, before deinit (which discards the ring): the audio still in the ring and
+        the DMA played onto the pins. No port's I2S says when that is done, so: exactly the
+        silence that lets the DMA take the last audio (its halves are taken whole), then the
+        time the meter's books say the ring and the DMA still need. Meanwhile the ring is kept
+        in silence (what the pins carry anyway), so the DMA never finds it dry: a port that
+        counts underruns counts none."""
+        if self.reason != "end":
+            return
+        m = meter or self.meter
+        self.mark("drain")
+        m.tx(self.frames)
+        z = bytearray(128)
+        n = m.push()  # < 128
+        if n:
+            self.audio.write(memoryview(z)[:n])
+            m.pad(n // self.fb)
+        ms = m.left_ms()
+        end = time.ticks_add(time.ticks_ms(), ms)
+        left = (ms * self.cfg["rate"] // 1000) * self.fb + 256
+        while left > 0 and time.ticks_diff(end, time.ticks_ms()) > 0:
+            self.audio.write(z)
+            left -= 128
+        d = time.ticks_diff(end, time.ticks_ms())
+        if d > 0:
+            time.sleep_ms(d)
 
     # -- probe: measure the link ------------------------------------------------------------------
     def probe(self):

@@ -181,7 +181,8 @@ class Device:
         bits = _bits_for(data, bits)
         ints = _as_int(data, bits)
         bus = audio.BusFormat(int(rate), bits, ints.shape[1])
-        self.last = session.play(self.agent, self.port, _blocks(ints, bus), bus, self._opts(), stop=stop)
+        self.last = session.play(self.agent, self.port, _blocks(ints, bus), bus,
+                                 self._opts(stream_seconds=len(ints) / bus.rate), stop=stop)
         return self.last
 
     def rec(self, frames: int, rate: int, channels: int = 1, bits: int = 32,
@@ -192,8 +193,8 @@ class Device:
 
         bus = audio.BusFormat(int(rate), int(bits), int(channels))
         out = _ArrayOutput(bus)
-        self.last = session.record(self.agent, self.port, out, bus, self._opts(), session.RecordStop(frames=frames),
-                                   stop=stop)
+        self.last = session.record(self.agent, self.port, out, bus, self._opts(stream_seconds=frames / bus.rate),
+                                   session.RecordStop(frames=frames), stop=stop)
         return out.array()
 
     def playrec(self, data: np.ndarray, rate: int, *, bits: int | None = None, frames: int | None = None,
@@ -211,7 +212,7 @@ class Device:
         ints = _as_int(data, bits)
         bus = audio.BusFormat(int(rate), bits, ints.shape[1])
         want = len(ints) if frames is None else int(frames)
-        opts = self._opts()
+        opts = self._opts(ibuf=self.options.ibuf or looptest.LOOP_IBUF)  # the loop's fixed ring, as i2s test's
         t, r = looptest.loop_buses(self.agent, opts, _pins(tx), _pins(rx))
         base = stream_sizes(self.agent, opts, "tx", bus, _preset(self.agent, opts))
         ring = base["ibuf"] // bus.frame_bytes

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from i2scli import audio, fit, protocol, wirecode
+from i2scli import audio, fit, protocol, ring, wirecode
 from i2scli.link import LINK_HEADROOM, Agent, BoardError, LinkError, TooFast
 from i2scli.targets import boards
 from i2scli.targets.boardinfo import MAX_TX_PAYLOAD, RX_PAYLOAD, board, info  # noqa: F401  (session's API)
@@ -31,7 +31,9 @@ class BusOptions:
     ws: object = None
     sd: object = None
     mck: object = None
-    ibuf: int | None = None
+    ibuf: int | None = None  # the I2S ring in bytes, as given (--ibuf)
+    buffer_time: float | None = None  # or in seconds of the stream (--buffer-time); neither: by time (ring.py)
+    stream_seconds: float | None = None  # how long the stream is, when known: its ring is never longer
     io: str = "blocking"
     rate: int | None = None
     bits: int | None = None
@@ -64,25 +66,31 @@ def _preset(agent: Agent, opts: BusOptions) -> boards.Board | None:
     return boards.detect(agent.identity or agent.hello)
 
 
-def bus_config(agent: Agent, opts: BusOptions, mode: str, bus: audio.BusFormat) -> dict:
+def bus_config(agent: Agent, opts: BusOptions, mode: str, bus: audio.BusFormat,
+               modes: tuple[str, ...] | None = None) -> dict:
     """The START config for the agent: pins from the preset and overrides, sizes that fit."""
     preset = _preset(agent, opts)
     pins = boards.resolve(preset, mode, id=opts.id, sck=opts.sck, ws=opts.ws, sd=opts.sd, mck=opts.mck)
     return {"id": pins.id, "sck": pins.sck, "ws": pins.ws, "sd": pins.sd, "mck": pins.mck,
-            **stream_sizes(agent, opts, mode, bus, preset)}
+            **stream_sizes(agent, opts, mode, bus, preset, modes)}
 
 
 def stream_sizes(agent: Agent, opts: BusOptions, mode: str, bus: audio.BusFormat,
-                 preset: boards.Board | None) -> dict:
-    """The START config but the pins: format, ring, payload and timeout that fit the board."""
+                 preset: boards.Board | None, modes: tuple[str, ...] | None = None) -> dict:
+    """The START config but the pins: format, ring, payload and timeout that fit the board.
+    `modes`: the directions the ring serves (duplex: both), else `mode`'s."""
     payload = _payload(agent, mode, bus)
     if payload <= 0:
         raise ValueError(f"the board's input buffer ({agent.hello.get('inbuf')} bytes) is too small for "
                          f"{bus.describe()} frames")
-    ibuf = opts.ibuf or (preset.ibuf if preset else 16384)
+    hello = agent.hello or agent.identity
+    ibuf, why = ring.choose(bus, hello.get("platform", ""), modes or (mode,),
+                            ibuf=opts.ibuf or (preset.ibuf if preset else None), buffer_time=opts.buffer_time,
+                            stall=(agent.rates or {}).get("stall"), mem_free=hello.get("mem_free"),
+                            stream_seconds=opts.stream_seconds)
     return {"bits": bus.bits, "format": "stereo" if bus.channels == 2 else "mono", "rate": bus.rate,
             "ibuf": ibuf, "payload": payload, "io": opts.io, "shift": opts.shift or None,
-            "timeout_ms": int(opts.timeout * 1000)}
+            "timeout_ms": int(opts.timeout * 1000), "_ring": why}
 
 
 def _payload(agent: Agent, mode: str, bus: audio.BusFormat) -> int:
@@ -93,12 +101,28 @@ def _payload(agent: Agent, mode: str, bus: audio.BusFormat) -> int:
     return RX_PAYLOAD // fb * fb
 
 
-def describe_config(cfg: dict, agent: Agent) -> str:
+def describe_config(cfg: dict, agent: Agent, mode: str = "tx") -> str:
     pins = f"I2S({cfg['id']}) sck={cfg['sck']} ws={cfg['ws']} sd={cfg['sd']}"
     if cfg.get("mck") is not None:
         pins += f" mck={cfg['mck']}"
     bus = audio.BusFormat(cfg["rate"], cfg["bits"], 2 if cfg["format"] == "stereo" else 1)
-    return f"{agent.describe()}: {bus.describe()}, {pins}, ibuf {cfg['ibuf']}, {cfg['io']} io"
+    return f"{agent.describe()}: {bus.describe()}, {pins}, {describe_ring(cfg, agent, mode)}, {cfg['io']} io"
+
+
+RING_WHY = {"ibuf": "--ibuf", "buffer-time": "--buffer-time", "time": "default", "ram": "the board's RAM",
+            "stream": "the whole stream"}
+
+
+def buffer_time(cfg: dict, agent: Agent, mode: str = "tx") -> float:
+    """Seconds of the stream the ring (cfg's ibuf) holds on this board, in `mode`'s direction."""
+    bus = audio.BusFormat(cfg["rate"], cfg["bits"], 2 if cfg["format"] == "stereo" else 1)
+    return ring.ring_seconds(cfg["ibuf"], bus, (agent.hello or agent.identity).get("platform", ""), mode)
+
+
+def describe_ring(cfg: dict, agent: Agent, mode: str = "tx") -> str:
+    """`ibuf 9728 (50 ms: the whole stream)`: the ring, the audio it holds, and what chose it."""
+    why = RING_WHY.get(cfg.get("_ring", ""), "")
+    return f"ibuf {cfg['ibuf']} ({buffer_time(cfg, agent, mode) * 1000:.0f} ms{': ' + why if why else ''})"
 
 
 CODE_WHEN = 0.5  # auto: code the stream when it needs more than this share of the link
@@ -323,10 +347,18 @@ def _fitted(fitter: fit.Fitter, source: Iterator[bytes]) -> Iterator[bytes]:
         yield tail
 
 
-def _settings(port: str, agent: Agent, cfg: dict) -> dict:
+def _know_link(agent: Agent, opts: BusOptions) -> None:
+    """The link probe (or what is remembered of it) before the ring is sized: its stalls size
+    the ring (ring.py). A stream that gives its ring, or skips the probe, does not ask."""
+    if opts.probe and not opts.ibuf and not opts.buffer_time:
+        agent.link_rates(opts.fresh_probe)
+
+
+def _settings(port: str, agent: Agent, cfg: dict, mode: str = "tx") -> dict:
     return {"port": port, "board": agent.describe(), "agent": agent.identity.get("agent"),
             "agent_source": agent.identity.get("source"),
-            **{k: cfg[k] for k in ("id", "sck", "ws", "sd", "mck", "bits", "format", "rate", "ibuf", "io")}}
+            **{k: cfg[k] for k in ("id", "sck", "ws", "sd", "mck", "bits", "format", "rate", "ibuf", "io")},
+            "buffer_time": round(buffer_time(cfg, agent, mode), 6), "ring_from": cfg.get("_ring")}
 
 
 def _board_counts(s: dict) -> dict:
@@ -381,6 +413,7 @@ def play(agent: Agent, port: str, source: Iterator[bytes], bus: audio.BusFormat,
     A stream the link cannot carry is refused (TooFast) saying what would fit; with opts.fit it
     is made to fit (fit.py) and `on_fit` hears one line saying how."""
     agent.require_i2s()
+    _know_link(agent, opts)
     cfg = bus_config(agent, opts, "tx", bus)
     watch = watch or Watch()
     watch.levels = watch.levels or audio.Levels(bus)
@@ -555,6 +588,7 @@ def record(agent: Agent, port: str, out: audio.Output, bus: audio.BusFormat, opt
     `keep` turns each block of bus samples (frames, channels) into what the file keeps (in
     `out.bus`'s format: e.g. one slot of a stereo bus, `record --slot`)."""
     agent.require_i2s()
+    _know_link(agent, opts)
     cfg = bus_config(agent, opts, "rx", bus)
     watch = watch or Watch()
     watch.levels = watch.levels or audio.Levels(out.bus if keep is not None else bus)
@@ -609,7 +643,7 @@ def record(agent: Agent, port: str, out: audio.Output, bus: audio.BusFormat, opt
         lv = watch.levels.summary()
         return {
             # what the file holds (all that was kept, or what fit on a disk that filled)
-            "action": "recorded", "file": out.path, "settings": _settings(port, agent, cfg), "frames": out.frames,
+            "action": "recorded", "file": out.path, "settings": _settings(port, agent, cfg, "rx"), "frames": out.frames,
             "seconds": out.frames / bus.rate, "rate": bus.rate, "bits": bus.bits,
             "channels": out.bus.channels if keep is not None else bus.channels,
             "subtype": out.subtype, "format": out.format, **(_board_counts(report) if report is not None else {}),
@@ -676,9 +710,9 @@ def duplex_config(agent: Agent, opts: BusOptions, dx: DuplexOptions, bus: audio.
     preset = _preset(agent, opts)
     tx = boards.resolve(preset, "tx", id=opts.id, sck=opts.sck, ws=opts.ws, sd=dx.sd_tx or opts.sd, mck=opts.mck)
     rx = boards.resolve(preset, "rx", id=opts.id, sck=opts.sck, ws=opts.ws, sd=dx.sd_rx or opts.sd, mck=opts.mck)
-    base = bus_config(agent, opts, "tx", bus)
+    base = bus_config(agent, opts, "tx", bus, ("tx", "rx"))
     dir_pin = dx.dir_pin if dx.dir_pin is not None else (preset.dir_pin if preset else None)
-    cfg = {k: base[k] for k in ("bits", "format", "rate", "ibuf", "payload", "io", "timeout_ms")}
+    cfg = {k: base[k] for k in ("bits", "format", "rate", "ibuf", "payload", "io", "timeout_ms", "_ring")}
     cfg.update({
         "tx": {"id": tx.id, "sck": tx.sck, "ws": tx.ws, "sd": tx.sd, "mck": tx.mck},
         "rx": {"id": rx.id, "sck": rx.sck, "ws": rx.ws, "sd": rx.sd, "mck": rx.mck},

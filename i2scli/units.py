@@ -47,6 +47,25 @@ class Duration(click.ParamType):
 DURATION = Duration()
 
 
+class BufferTime(Duration):
+    """aplay's `--buffer-time`: a bare number is microseconds (`-B 50000`, as aplay takes it);
+    with a unit it is that unit (`50ms`). The value is seconds; at least 1 ms, at most 60 s."""
+
+    name = "buffer_time"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, str) and re.fullmatch(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*", value):
+            value = value.strip() + "us"
+        seconds = super().convert(value, param, ctx)
+        if not 0.001 <= seconds <= 60:
+            self.fail(f"{value!r} is out of range: a ring of 1 ms to 60 s (a bare number is microseconds, "
+                      f"as aplay's)", param, ctx)
+        return seconds
+
+
+BUFFER_TIME = BufferTime()
+
+
 class Finite(click.FloatRange):
     """A float option that must be a finite number (not nan, inf or -inf), within [min, max]
     if given: a level, gain or frequency that is not a number would play silence or a

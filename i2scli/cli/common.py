@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from i2scli import targets
-from i2scli.units import DURATION, RING
+from i2scli.units import BUFFER_TIME, DURATION, RING
 
 BOARD_NAMES = targets.names()  # i2scli/targets/: a new board is one module there
 LOOP_NAMES = sorted(t.NAME for t in targets.all_targets() if t.LOOP)
@@ -119,7 +119,12 @@ def _bus_options(f):
         click.option("--ws", metavar="PIN", help="Word select pin."),
         click.option("--sd", metavar="PIN", help="Serial data pin."),
         click.option("--mck", metavar="PIN", help="Master clock pin (mimxrt only)."),
-        click.option("--ibuf", type=RING, metavar="BYTES", help="I2S DMA ring size."),
+        click.option("--ibuf", type=RING, metavar="BYTES",
+                     help="I2S DMA ring size (default: sized by time, see --buffer-time)."),
+        click.option("-B", "--buffer-time", type=BUFFER_TIME, metavar="TIME",
+                     help="I2S DMA ring as a time of the stream, e.g. 200ms (a bare number is microseconds, as "
+                          "aplay's); default: 200 ms or 4x the link's longest stall, at most 500 ms, never "
+                          "longer than the stream nor a quarter of the board's free RAM."),
         click.option("--io", type=click.Choice(["blocking", "irq", "asyncio"]), default="blocking",
                      show_default=True, help="Transfer style on the board."),
         click.option("--timeout", type=DURATION, default="3s", show_default=True, metavar="DUR",
@@ -142,15 +147,19 @@ def _bus_options(f):
     return f
 
 
-def _bus(board, bus_id, sck, ws, sd, mck, ibuf, io, timeout, no_probe, fresh_probe=False, baud=None, **extra):
+def _bus(board, bus_id, sck, ws, sd, mck, ibuf, io, timeout, no_probe, fresh_probe=False, baud=None,
+         buffer_time=None, **extra):
     from i2scli.session import BusOptions
     from i2scli.targets.boards import parse_pin
 
     if no_probe and fresh_probe:
         raise click.UsageError("use --probe or --no-probe, not both")
+    if ibuf and buffer_time:
+        raise click.UsageError("use --ibuf or --buffer-time, not both")
 
     return BusOptions(board=board, id=bus_id, sck=parse_pin(sck), ws=parse_pin(ws), sd=parse_pin(sd),
-                      mck=parse_pin(mck), ibuf=ibuf, io=io, timeout=timeout, probe=not no_probe,
+                      mck=parse_pin(mck), ibuf=ibuf, buffer_time=buffer_time, io=io, timeout=timeout,
+                      probe=not no_probe,
                       fresh_probe=fresh_probe, **extra)
 
 

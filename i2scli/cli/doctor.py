@@ -33,12 +33,12 @@ def doctor(rate, duration, port, as_json, quiet, strict, **bus_kw):
         from i2scli.loopback import doctor
         bus = audio.BusFormat(rate, 32, 2)
         # a deep ring (85 ms at 48 kHz) rides out a busy host: an overrun would cost frames and bend the rate fit
-        opts = _bus(**{**bus_kw, "ibuf": bus_kw.get("ibuf") or doctor.IBUF})
+        opts = _bus(**{**bus_kw, "ibuf": bus_kw.get("ibuf") or (None if bus_kw.get("buffer_time") else doctor.IBUF)})
         out = doctor.ArrivalLog(bus)
         until = session.RecordStop(frames=max(1, int(round(duration * rate))))
 
         def on_ready(cfg):
-            reporter.info(f"listening for {duration:g} s on {session.describe_config(cfg, agent)}")
+            reporter.info(f"listening for {duration:g} s on {session.describe_config(cfg, agent, 'rx')}")
 
         with session.board(port, baud=bus_kw["baud"], warn=reporter.warn,
                            expect={"mode": "rx", "io": "blocking"}) as agent:

@@ -179,7 +179,7 @@ def run_record(agent, reporter, stop, file, bus, opts, until, subtype, file_bus=
     out = audio.open_output(file, fbus, subtype=subtype)
     try:
         def on_ready(cfg):
-            reporter.info(f"recording {file} from {session.describe_config(cfg, agent)}")
+            reporter.info(f"recording {file} from {session.describe_config(cfg, agent, 'rx')}")
 
         with _live(reporter, f"recording {file}", bus, until.frames, watch):
             summary = session.record(agent, agent.port, out, bus, opts, until, stop=stop, watch=watch,

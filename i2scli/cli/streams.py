@@ -68,6 +68,7 @@ def play(file, tone, level, rate, bits, channels, channels_map, duration, sample
             total = inp.bus_frames(bus, 0, max_frames)
             blocks = audio.play_blocks(inp, bus, gain_db=gain, max_frames=max_frames, stats=stats)
             what = file if file != "-" else "stdin"
+        opts.stream_seconds = total / bus.rate if total else None  # a short file: no more ring than it has
         try:
             with session.board(port, baud=bus_kw["baud"], warn=reporter.warn,
                                expect={"mode": "tx", "io": opts.io}) as agent:
@@ -128,6 +129,7 @@ def record(file, rate, bits, channels, duration, samples, subtype, stop_on_silen
         audio.check_output_path(file)
         opts = _bus(**bus_kw)
         frames = samples if samples is not None else (int(round(duration * rate)) if duration is not None else None)
+        opts.stream_seconds = frames / rate if frames and not wait_for_sound else None
         until = session.RecordStop(frames=frames, stop_on_silence=stop_on_silence, threshold_dbfs=threshold,
                                    wait_for_sound=wait_for_sound,
                                    max_frames=int(round(max_duration * rate)) if max_duration else None)

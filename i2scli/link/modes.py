@@ -98,13 +98,20 @@ def probe(launcher: Launcher, up: int = 8192, down: int = 16384) -> dict:
         s.send(frame)
         sent += len(chunk)
     got, t_first, summary = 0, None, None
+    t_prev, gaps = None, []  # (seconds since the last PROBE bytes came, bytes that came then)
     while summary is None:
         frames = s.next_frames()
+        now, n = time.monotonic(), 0
         for f in frames:
             if f.type == T.PROBE:
                 if t_first is None:
-                    t_first = time.monotonic()
+                    t_first = now
                 got += len(f.payload)
+                n += len(f.payload)
+        if n:
+            if t_prev is not None:
+                gaps.append((now - t_prev, n))
+            t_prev = now
         summary = s.collect(frames)
         if time.monotonic() - t0 > 30:
             raise LinkError("the link probe did not finish")
@@ -112,7 +119,12 @@ def probe(launcher: Launcher, up: int = 8192, down: int = 16384) -> dict:
     s.summarise(summary)
     up_rate = intake_rate(summary, min(payload, up))
     down_rate = got / max(t_last - (t_first or t_last), 1e-6)
-    return {"up": up_rate, "down": down_rate, "up_bytes": summary["up_bytes"], "down_bytes": got}
+    # the longest the link or the host stood still: up, what the slower half of the board's intake
+    # lost against the faster; down, the longest wait for the board's bytes beyond their own time
+    down_stall = max((dt - n / down_rate for dt, n in gaps), default=0.0)
+    stall = max(0.0, intake_stall(summary, min(payload, up)), down_stall)
+    return {"up": up_rate, "down": down_rate, "up_bytes": summary["up_bytes"], "down_bytes": got,
+            "stall": round(stall, 6)}
 
 
 def intake_rate(summary: dict, first: int) -> float:
@@ -126,6 +138,18 @@ def intake_rate(summary: dict, first: int) -> float:
         return (summary["up_bytes"] - first) / max(summary["up_us"], 1) * 1e6
     return max((half_bytes - first) / half_us * 1e6,
                (summary["up_bytes"] - half_bytes) / (summary["up_us"] - half_us) * 1e6)
+
+
+def intake_stall(summary: dict, first: int) -> float:
+    """Seconds the slower half of a one-way probe's intake lost against the faster one: at
+    least the longest the host, its scheduler or the link stood still while it ran."""
+    half_bytes, half_us = summary.get("half_bytes") or 0, summary.get("half_us") or 0
+    a, b = half_bytes - first, summary["up_bytes"] - half_bytes
+    if a <= 0 or b <= 0 or not 0 < half_us < summary["up_us"]:
+        return 0.0
+    a_us, b_us = half_us, summary["up_us"] - half_us
+    fast = max(a / a_us, b / b_us)
+    return max(a_us - a / fast, b_us - b / fast) / 1e6
 
 
 TWO_WAY_SECONDS = 0.5  # long enough for a loaded machine's hiccups to be part of the figure

@@ -23,9 +23,7 @@ if "i2scli.link.urls" not in serial.protocol_handler_packages:
 
 def open_transport(port: str):
     """mpremote's serial transport on any pyserial URL, opened exclusively."""
-    from mpremote.transport import TransportError
-
-    from i2scli.link.transport import BoundedTransport
+    from i2scli.link.transport import BoundedTransport, TransportError  # (mpremote imported lightly)
 
     if port.startswith("sim://"):
         import i2scli.sim  # noqa: F401  (registers sim://; numpy and all: only for virtual boards)

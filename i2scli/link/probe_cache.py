@@ -52,13 +52,18 @@ def _rate(v: object) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v > 0
 
 
+def _stall(v: object) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and 0 <= v < 60
+
+
 def _valid(entry: object) -> bool:
-    """An entry as `store` writes it: {"t": seconds, "rates": {"up": B/s, "down": B/s}}."""
+    """An entry as `store` writes it: {"t": seconds, "rates": {"up": B/s, "down": B/s[, "stall": s]}}."""
     if not isinstance(entry, dict):
         return False
     t, rates = entry.get("t"), entry.get("rates")
     return (isinstance(t, (int, float)) and not isinstance(t, bool) and math.isfinite(t)
-            and isinstance(rates, dict) and all(_rate(rates.get(d)) for d in ("up", "down")))
+            and isinstance(rates, dict) and all(_rate(rates.get(d)) for d in ("up", "down"))
+            and ("stall" not in rates or _stall(rates["stall"])))
 
 
 def _read() -> dict:
@@ -137,7 +142,10 @@ def load(k: str) -> dict | None:
 
 def store(k: str, rates: dict) -> None:
     def change(data: dict) -> bool:
-        data[k] = {"t": time.time(), "rates": {d: rates[d] for d in ("up", "down")}}
+        kept = {d: rates[d] for d in ("up", "down")}
+        if _stall(rates.get("stall")):
+            kept["stall"] = rates["stall"]  # the longest stall the probe saw (seconds): sizes rings
+        data[k] = {"t": time.time(), "rates": kept}
         if len(data) > MAX_ENTRIES:  # oldest out
             for old in sorted(data, key=lambda x: data[x]["t"])[: len(data) - MAX_ENTRIES]:
                 del data[old]

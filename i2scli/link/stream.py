@@ -28,7 +28,8 @@ class Stream:
         hello = launcher.hello
         crc = bool(hello.get("crc")) and cfg.get("crc", True)
         cfg = {"timeout_ms": DEFAULT_TIMEOUT_MS, **cfg, "crc": crc}
-        self.cfg = cfg = {k: v for k, v in cfg.items() if v is not None}
+        # keys with a leading _ are the host's own notes (why the ring has its size): not sent
+        self.cfg = cfg = {k: v for k, v in cfg.items() if v is not None and not k.startswith("_")}
         self.enc = enc = proto.Encoder(crc=crc)
         self.dec = dec = launcher.hello_decoder or proto.Decoder(max_payload=4096)
         dec.max_payload = max(4096, cfg.get("payload", 0) + 1)  # + a coded payload's mode byte

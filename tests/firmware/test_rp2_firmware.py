@@ -299,7 +299,9 @@ def test_a_loop_that_drops_rx_frames_counts_them():
     # RxMeter must count what the recording lost, to within its tolerance (a DMA half, 0.5 ms and
     # 2 frames: 26 at 16 kHz; docs/protocol.md: a loss that small may go unseen, and runs here
     # lost 16, 32 or 48); a run that lost nothing must count nothing.
-    from i2scli import analysis, loopfit, looptest, session
+    from i2scli import session
+    from i2scli.loopback import analysis, looptest
+    from i2scli.loopback import format_choice as loopfit
     from i2scli.busformat import BusFormat
     from i2scli.session import BusOptions
 
