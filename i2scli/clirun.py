@@ -144,7 +144,9 @@ def _live(reporter, title: str, bus: audio.BusFormat, total: int | None, watch):
                 prog.update(frames=watch.frames, levels=watch.levels, link_rate=watch.link_rate)
 
 
-def run_play(agent, reporter, stop, what, blocks, bus, opts, total, stats) -> dict:
+def run_play(agent, reporter, stop, what, blocks, bus, opts, total, stats, live=False) -> dict:
+    """`live`: the source is a stream (a pipe): what the compression estimate waits for is kept
+    short (session.STREAM_PEEK_SECONDS), so that it starts as soon as it comes."""
     from i2scli import audio, session
 
     watch = session.Watch(levels=audio.Levels(bus))
@@ -157,7 +159,8 @@ def run_play(agent, reporter, stop, what, blocks, bus, opts, total, stats) -> di
     try:
         with _live(reporter, f"playing {what}", bus, total, watch):
             summary = session.play(agent, agent.port, blocks, bus, opts, stop=stop, watch=watch, stats=stats,
-                                   on_ready=on_ready, on_fit=reporter.info)
+                                   on_ready=on_ready, on_fit=reporter.info,
+                                   peek_seconds=session.STREAM_PEEK_SECONDS if live else session.PEEK_SECONDS)
     finally:  # also when the stream failed: what was played is said
         _warn_nonfinite(reporter, stats, what)
     summary["file"] = what

@@ -102,6 +102,7 @@ def describe_config(cfg: dict, agent: Agent) -> str:
 
 CODE_WHEN = 0.5  # auto: code the stream when it needs more than this share of the link
 PEEK_SECONDS = 2.0  # of a file, to estimate how well it compresses before starting
+STREAM_PEEK_SECONDS = 0.25  # of a stream (a pipe): a live source is not held back for longer
 # what recording can count on, not knowing the sound: the zero bits of 16- or 24-bit audio in 32-bit slots
 RX_RATIO_FLOOR = {16: 1.0, 32: 1.3}
 
@@ -314,9 +315,7 @@ def _lossless_fit(bus: audio.BusFormat) -> dict:
 
 def _fitted(fitter: fit.Fitter, source: Iterator[bytes]) -> Iterator[bytes]:
     for block in source:
-        out = fitter.feed(block)
-        if out:
-            yield out
+        yield fitter.feed(block) or b""  # b"": nothing yet (the link is tended meanwhile)
     tail = fitter.finish()
     if tail:
         yield tail
@@ -374,8 +373,10 @@ def _levels(lv: dict) -> dict:
 
 def play(agent: Agent, port: str, source: Iterator[bytes], bus: audio.BusFormat, opts: BusOptions, *,
          stop: threading.Event | None = None, watch: Watch | None = None, stats: audio.ConvertStats | None = None,
-         on_ready: Callable[[dict], None] | None = None, on_fit: Callable[[str], None] | None = None) -> dict:
-    """Stream wire-format blocks to I2S TX. Stops early (gracefully) when stop is set.
+         on_ready: Callable[[dict], None] | None = None, on_fit: Callable[[str], None] | None = None,
+         peek_seconds: float = PEEK_SECONDS) -> dict:
+    """Stream wire-format blocks to I2S TX. Stops early (gracefully) when stop is set. An empty
+    block means that the source has nothing yet (a pipe): the link is tended meanwhile.
 
     A stream the link cannot carry is refused (TooFast) saying what would fit; with opts.fit it
     is made to fit (fit.py) and `on_fit` hears one line saying how."""
@@ -391,7 +392,7 @@ def play(agent: Agent, port: str, source: Iterator[bytes], bus: audio.BusFormat,
         nonlocal peeked
         if not peeked:
             peeked = True
-            want, got = int(PEEK_SECONDS * bus.bytes_per_second), 0
+            want, got = int(peek_seconds * bus.bytes_per_second), 0
             for block in source:
                 head.append(block)
                 got += len(block)
@@ -451,9 +452,10 @@ def play(agent: Agent, port: str, source: Iterator[bytes], bus: audio.BusFormat,
             if stop is not None and stop.is_set():
                 interrupted = True
                 return
-            watch.levels.feed(block)
-            if watch.first_audio is None:
-                watch.first_audio = time.monotonic()
+            if block:
+                watch.levels.feed(block)
+                if watch.first_audio is None:
+                    watch.first_audio = time.monotonic()
             yield block
 
     sent_frames = 0

@@ -13,6 +13,11 @@ from i2scli.cli.common import (
 )
 from i2scli.units import DURATION, GAIN, LEVEL, RATE, Finite
 
+#: what -t may name besides raw (read from the header whatever is named, as libsndfile knows it)
+READ_TYPES = ["wav", "w64", "rf64", "aiff", "au", "flac", "ogg", "caf", "mp3"]
+#: sox's -e names (and the short forms sox users write)
+RAW_ENCODINGS = ["signed-integer", "unsigned-integer", "floating-point", "signed", "unsigned", "float"]
+
 
 # -- play ---------------------------------------------------------------------------------------
 @main.command()
@@ -22,8 +27,19 @@ from i2scli.units import DURATION, GAIN, LEVEL, RATE, Finite
               help="Peak level of --tone (0 is full scale).")
 @click.option("-r", "--rate", type=RATE, metavar="HZ",
               help="Bus rate (default: the file's; resampled).")
-@click.option("-b", "--bits", type=click.Choice(["16", "32"]), help="Bus sample size (default: 16 for <=16-bit files).")
-@click.option("-c", "--channels", type=click.Choice(["1", "2"]), help="Bus channels (default: the file's, at most 2).")
+@click.option("-b", "--bits", type=click.Choice(["8", "16", "24", "32", "64"]),
+              help="Bus sample size, 16 or 32 (default: 16 for <=16-bit files); with -t raw, the input's.")
+@click.option("-c", "--channels", type=click.Choice(["1", "2"]),
+              help="Bus channels (default: the file's, at most 2); with -t raw, the input's.")
+@click.option("-t", "--type", "file_type", type=click.Choice(["raw", *READ_TYPES], case_sensitive=False),
+              help="raw: headerless PCM, described by -r -c -b [-e] [--endian] or -f (as sox and aplay); "
+                   "other types are read from their header.")
+@click.option("-e", "--encoding", type=click.Choice(list(RAW_ENCODINGS), case_sensitive=False),
+              help="Raw PCM sample encoding (default signed-integer).")
+@click.option("--endian", type=click.Choice(["little", "big"], case_sensitive=False),
+              help="Raw PCM byte order (default little).")
+@click.option("-f", "--format", "aplay_format", metavar="FMT",
+              help="Raw PCM as aplay names it: S16_LE, S24_3LE, S32_LE, FLOAT_LE, U8, ... or cd/dat (implies -t raw).")
 @click.option("--channels-map", metavar="LIST", help="File channels to play, e.g. 0,1 or 2 (0-based).")
 @click.option("-d", "--duration", type=DURATION, metavar="DUR", help="Play only this long.")
 @click.option("-s", "--samples", type=click.IntRange(min=1), metavar="N", help="Play only N frames.")
@@ -32,14 +48,32 @@ from i2scli.units import DURATION, GAIN, LEVEL, RATE, Finite
               help="Shift samples on the board with I2S.shift (6 dB a bit).")
 @_fit_option
 @_bus_options
-def play(file, tone, level, rate, bits, channels, channels_map, duration, samples, gain, shift, fit, port, as_json,
-         quiet, strict, **bus_kw):
-    """Play an audio file (any format libsndfile reads; - for stdin) on the board's I2S TX."""
+def play(file, tone, level, rate, bits, channels, file_type, encoding, endian, aplay_format, channels_map, duration,
+         samples, gain, shift, fit, port, as_json, quiet, strict, **bus_kw):
+    """Play an audio file (any format libsndfile reads, or raw PCM with -t raw; - for stdin) on the
+    board's I2S TX. A pipe or FIFO plays as it comes."""
     from i2scli import audio
     from i2scli.clirun import run_command, run_play
 
     if (file is None) == (tone is None):
         raise click.UsageError("give a FILE to play or --tone FREQ")
+    raw = None
+    if aplay_format is not None and file_type not in (None, "raw"):
+        raise click.UsageError(f"-f describes raw PCM: it cannot be used with -t {file_type}")
+    if file_type == "raw" or aplay_format is not None:
+        if tone is not None:
+            raise click.UsageError("-t raw describes the input FILE: --tone has none")
+        try:
+            raw = audio.raw_format(rate, int(channels) if channels else None, int(bits) if bits else None,
+                                   encoding, endian, aplay_format)
+        except ValueError as e:
+            raise click.UsageError(str(e)) from None
+        rate, channels, bits = raw.rate, str(raw.channels), None  # the bus takes the input's format
+    elif encoding is not None or endian is not None:
+        raise click.UsageError("-e and --endian describe raw PCM: add -t raw")
+    elif bits not in (None, "16", "32"):
+        raise click.BadParameter(f"the bus takes 16 or 32 bits, not {bits} (8, 24 and 64 describe raw PCM input, "
+                                 f"with -t raw)", param_hint="-b/--bits")
     if duration is not None and samples is not None:
         raise click.UsageError("use -d/--duration or -s/--samples, not both")
     if tone is not None and tone >= (rate or 48000) / 2:
@@ -59,7 +93,7 @@ def play(file, tone, level, rate, bits, channels, channels_map, duration, sample
             inp = None
         else:
             cmap = audio.parse_channels_map(channels_map) if channels_map else None
-            inp = audio.open_input(file, cmap)
+            inp = audio.open_input(file, cmap, raw=raw)
             deep = not inp.integer or (inp.subtype not in ("PCM_16", "PCM_S8", "PCM_U8"))
             bus = audio.BusFormat(rate or inp.rate, int(bits or (32 if deep else 16)),
                                   int(channels or min(inp.channels, 2)))
@@ -71,7 +105,8 @@ def play(file, tone, level, rate, bits, channels, channels_map, duration, sample
         try:
             with session.board(port, baud=bus_kw["baud"], warn=reporter.warn,
                                expect={"mode": "tx", "io": opts.io}) as agent:
-                return run_play(agent, reporter, stop, what, blocks, bus, opts, total, stats)
+                return run_play(agent, reporter, stop, what, blocks, bus, opts, total, stats,
+                                live=inp is not None and inp.streaming)
         finally:
             if inp is not None:
                 inp.close()
