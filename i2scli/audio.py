@@ -434,7 +434,10 @@ def _spool_stdin(stream: BinaryIO, name: str = "standard input", head: bytes = b
                                  f"file, or WAV or raw PCM, which play as they come")
         spool.seek(0)
     except BaseException:
-        spool.close()
+        try:
+            spool.close()
+        except OSError:  # what was still buffered cannot be written either: said above
+            pass
         raise
     return spool
 
