@@ -1028,15 +1028,17 @@ def check_writable(path: str) -> None:
         raise AudioError(f"{path}: cannot write in directory {parent}")
 
 
-def check_output_path(path: str) -> None:
+def check_output_path(path: str, raw: bool = False) -> None:
     """Raise AudioError unless `path` (or ``-``) can take a recording: `check_writable`, then a
-    known extension (a directory is said to be one, whatever its name). Nothing is created."""
+    known extension unless `raw` (a directory is said to be one, whatever its name). Nothing is
+    created."""
     if path == "-":
         if sys.stdout is None:  # started with stdout closed (`i2s record - >&-`)
             raise AudioError("standard output is closed: nowhere to write the recording")
         return
     check_writable(path)
-    _output_format(path)
+    if not raw:
+        _output_format(path)
     target = os.path.realpath(path)
     try:
         special = not stat.S_ISREG(os.stat(target).st_mode)
@@ -1081,6 +1083,8 @@ class Output:
     def __init__(self, path: str, bus: BusFormat, fmt: str, subtype: str, *, sync_interval: float = 1.0,
                  sfile: sf.SoundFile | None = None, stream: BinaryIO | None = None,
                  temp: str | None = None, target: str | None = None):
+        self.pipe: _PipeWriter | None = None  # a stream that is not a file: written as it comes, by a thread
+        self._owned: BinaryIO | None = None  # a FIFO opened for this recording, closed with it
         self.path = path
         self._temp = temp  # the recording is made here, beside `target`, until it is put in place
         self._target = target
@@ -1102,7 +1106,21 @@ class Output:
                 self._header_at = stream.tell() if self._seekable else 0
             except OSError:
                 self._seekable = False
-            self._stream_write(self._wav_header(0xFFFFFFFF if not self._seekable else 0))
+            if not self._seekable:
+                try:
+                    fd = stream.fileno()
+                except (OSError, AttributeError, ValueError):
+                    fd = None
+                if fd is not None:
+                    stream.flush()
+                    self.pipe = _PipeWriter(fd, bus.rate * bus.channels * self._file_sample_bytes)
+            if fmt != "RAW":
+                self._stream_write(self._wav_header(0xFFFFFFFF if not self._seekable else 0))
+
+    @property
+    def reader_gone(self) -> bool:
+        """The reader of the pipe went away (`| head -c 1M`): the recording should end."""
+        return self.pipe is not None and self.pipe.gone
 
     @property
     def frames(self) -> int:
@@ -1132,6 +1150,9 @@ class Output:
                 self._sf.write(y)
             except _SF_ERRORS as e:
                 raise self._write_error(e) from None
+        elif self.pipe is not None:
+            if not self.pipe.put(self._pack(y), len(x)):
+                return  # dropped, counted (a reader slower than the stream), or the reader is gone
         else:
             self._stream_write(self._pack(y))
         self._frames += len(x)
@@ -1180,9 +1201,9 @@ class Output:
         if self._sf is not None:
             if self.format != "FLAC":
                 sf._snd.sf_command(self._sf._file, _SFC_UPDATE_HEADER_NOW, sf._ffi.NULL, 0)
-        elif self._seekable:
+        elif self._seekable and self.format != "RAW":
             self._patch_header()
-        elif self._stream is not None:
+        elif self._stream is not None and self.pipe is None:
             self._stream_flush()
 
     def close(self) -> None:
@@ -1199,8 +1220,16 @@ class Output:
                     self._remove_temp()
                 raise AudioError(f"{self.path}: cannot finish the file: {_sf_message(e)}") from None
             self._commit()
+        elif self.pipe is not None:
+            self.pipe.close()
+            self._frames -= self.pipe.unwritten_frames
+            if self._owned is not None:
+                try:
+                    self._owned.close()
+                except OSError:
+                    pass
         elif self._stream is not None:
-            if self._seekable:
+            if self._seekable and self.format != "RAW":
                 self._patch_header()
             self._stream_flush()
 
@@ -1271,6 +1300,9 @@ class Output:
 
     def _stream_write(self, data: bytes) -> None:
         assert self._stream is not None
+        if self.pipe is not None:
+            self.pipe.put(data, 0)
+            return
         try:
             self._stream.write(data)
         except BrokenPipeError:
@@ -1288,6 +1320,99 @@ class Output:
             raise _stdout_error(e) from None
 
 
+#: How much a pipe's reader may fall behind before audio is dropped (counted as overruns).
+PIPE_BACKLOG_S = 2.0
+
+
+class _PipeWriter:
+    """Writes a recording into a pipe (a FIFO, a socket, a terminal) from a thread of its own,
+    as it comes: the link to the board never waits for the reader. A reader slower than the
+    stream fills a bounded backlog (PIPE_BACKLOG_S of audio); past it blocks are dropped and
+    counted (`overruns`, `lost_frames`), never lost silently. A reader that goes away
+    (EPIPE: `| head -c 1M`) sets `gone`; what follows is not written."""
+
+    def __init__(self, fd: int, bytes_per_second: int):
+        import queue
+
+        self.fd = fd
+        self.limit = max(1 << 16, int(PIPE_BACKLOG_S * bytes_per_second))
+        self.queue: queue.Queue = queue.Queue()
+        self.backlog = 0  # bytes queued, not yet written
+        self.overruns = 0  # times the backlog was full (a run of dropped blocks counts once)
+        self.lost_frames = 0
+        self.unwritten_frames = 0  # frames accepted but never written (the reader went away)
+        self.gone = False
+        self.error: AudioError | None = None
+        self._dropping = False
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._run, name="i2s-output", daemon=True)
+        self._thread.start()
+
+    def put(self, data: bytes, frames: int) -> bool:
+        """Queue `data` (`frames` audio frames); False when it was dropped (counted) or the
+        reader is gone."""
+        if self.gone:
+            return False
+        with self._lock:
+            if self.backlog + len(data) > self.limit and frames:
+                if not self._dropping:
+                    self.overruns += 1
+                    self._dropping = True
+                self.lost_frames += frames
+                return False
+            self._dropping = False
+            self.backlog += len(data)
+        self.queue.put((data, frames))
+        return True
+
+    def _run(self) -> None:
+        while True:
+            item = self.queue.get()
+            if item is None:
+                return
+            data, frames = item
+            if not self.gone:
+                try:
+                    view = memoryview(data)
+                    while view:
+                        view = view[os.write(self.fd, view):]
+                except BrokenPipeError:
+                    self._reader_went_away()
+                except OSError as e:
+                    self.error = _stdout_error(e)
+                    self._reader_went_away()
+            if self.gone:
+                self.unwritten_frames += frames
+            with self._lock:
+                self.backlog -= len(data)
+
+    def _reader_went_away(self) -> None:
+        self.gone = True
+        try:  # nothing written later (an exit's flush included) meets the closed pipe
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, self.fd)
+            os.close(devnull)
+        except OSError:
+            pass
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Write what is queued (waiting at most `timeout` s for the reader), then stop; what a
+        reader that stopped reading left in the queue is counted as never written."""
+        self.queue.put(None)
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            self.gone = True  # the thread's write may still finish; nothing more is counted as written
+            import queue
+
+            try:
+                while True:
+                    item = self.queue.get_nowait()
+                    if item is not None:
+                        self.unwritten_frames += item[1]
+            except queue.Empty:
+                pass
+
+
 def _stdout_error(e: OSError) -> AudioError:
     if e.errno in (errno.ENOSPC, errno.EDQUOT):
         words = "no space left on the device" if e.errno == errno.ENOSPC else "disk quota exceeded"
@@ -1302,6 +1427,7 @@ def open_output(
     subtype: str | None = None,
     sync_interval: float = 1.0,
     stdout: BinaryIO | None = None,
+    raw: bool = False,
 ) -> Output:
     """Create a recording of wire audio in format `bus` at `path`.
 
@@ -1309,15 +1435,17 @@ def open_output(
     4 GB), .w64 (Sony Wave64). ``-`` writes a WAV to standard output (or `stdout` if given):
     on a pipe the header can't be rewritten, so it says "unknown length" (0xFFFFFFFF sizes),
     which libsndfile, sox and ffmpeg read to the end of the data; when stdout is a regular
-    file the header is fixed up as for a path.
+    file the header is fixed up as for a path. On a pipe the audio goes out as it comes, from
+    a thread (`_PipeWriter`): a slow reader costs counted overruns, a reader that goes away
+    sets `Output.reader_gone`. `raw`: headerless little-endian PCM of `subtype`, any name.
 
     `subtype` is PCM_16, PCM_24 or PCM_32; the default is PCM_16 for 16-bit buses and PCM_32
     for 32-bit ones, except FLAC, which stores at most 24 bits: PCM_24 (the top 24 bits of
     each slot). Raises AudioError (before any audio moves) for an unsupported extension or
     subtype, a missing or unwritable directory, or a file that can't be created.
     """
-    check_output_path(path)
-    fmt = "WAV" if path == "-" else _output_format(path)
+    check_output_path(path, raw)
+    fmt = "RAW" if raw else "WAV" if path == "-" else _output_format(path)
     if subtype is None:
         subtype = _default_subtype(fmt, bus)
     subtype = subtype.upper()
@@ -1335,12 +1463,20 @@ def open_output(
         special = not stat.S_ISREG(os.stat(target).st_mode)
     except OSError:
         special = False
+    if special and fmt in ("WAV", "RAW") and stat.S_ISFIFO(os.stat(target).st_mode):
+        try:  # a FIFO: written as it comes, as standard output is
+            fifo = open(target, "wb")
+        except OSError as e:
+            raise AudioError(f"{path}: cannot open: {_sf_message(e)}") from None
+        out = Output(path, bus, fmt, subtype, sync_interval=sync_interval, stream=fifo)
+        out._owned = fifo
+        return out
     temp = None
     if not special:  # made beside the target, renamed over it when the recording has started
         temp = _temp_beside(path, target)
     try:
         sfile = sf.SoundFile(temp or path, "w", samplerate=bus.rate, channels=bus.channels, subtype=subtype,
-                             format=fmt)
+                             format=fmt, **({"endian": "LITTLE"} if raw else {}))
     except _SF_ERRORS as e:
         if temp is not None:
             os.unlink(temp)

@@ -599,21 +599,29 @@ def record(agent: Agent, port: str, out: audio.Output, bus: audio.BusFormat, opt
         watch.levels.feed(raw)
         watch.frames = rule.kept
 
-    class Either:  # stop when a signal arrives or a stop condition is met
+    class Either:  # stop when a signal arrives, a stop condition is met, or the pipe's reader went away
         def is_set(self) -> bool:
-            return stop.is_set() or rule.done
+            return stop.is_set() or rule.done or out.reader_gone
 
     error: LinkError | audio.AudioError | None = None
     s: dict = {}
 
     def summary(report: dict | None) -> dict:
         lv = watch.levels.summary()
+        counts = _board_counts(report) if report is not None else {}
+        pipe = out.pipe
+        if pipe is not None and report is not None:  # a reader slower than the stream: overruns of our own
+            counts["overruns"] += pipe.overruns
+            counts["lost_frames"] += pipe.lost_frames
         return {
             # what the file holds (all that was kept, or what fit on a disk that filled)
             "action": "recorded", "file": out.path, "settings": _settings(port, agent, cfg), "frames": out.frames,
             "seconds": out.frames / bus.rate, "rate": bus.rate, "bits": bus.bits,
             "channels": out.bus.channels if keep is not None else bus.channels,
-            "subtype": out.subtype, "format": out.format, **(_board_counts(report) if report is not None else {}),
+            "subtype": out.subtype, "format": out.format, **counts,
+            "output_overruns": pipe.overruns if pipe is not None else None,
+            "output_lost_frames": pipe.lost_frames if pipe is not None else None,
+            "reader_closed": out.reader_gone,
             "discarded_frames": rule.discarded, **_levels(lv), "clipped": lv.get("clipped", 0),
             "link_rate": watch.link_rate, "link_probe": _probe_kind(agent),
             "compression": _compression(report, bus) if report is not None else None,

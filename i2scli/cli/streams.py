@@ -125,6 +125,9 @@ def play(file, tone, level, rate, bits, channels, file_type, encoding, endian, a
 @click.option("-s", "--samples", type=click.IntRange(min=1), metavar="N", help="Record exactly N frames.")
 @click.option("--subtype", type=click.Choice(["PCM_16", "PCM_24", "PCM_32"]),
               help="File sample format (default: PCM_16 for 16-bit, PCM_32 for 32-bit; FLAC PCM_24).")
+@click.option("-t", "--type", "file_type", type=click.Choice(["raw", "wav"], case_sensitive=False),
+              help="raw: headerless little-endian PCM of --subtype (any FILE name, or -); default: from the "
+                   "extension, WAV for -.")
 @click.option("--stop-on-silence", type=DURATION, metavar="DUR", help="Stop after this much silence.")
 @click.option("--threshold", type=LEVEL, default=-50.0, show_default=True, metavar="DBFS",
               help="Below this peak level counts as silence.")
@@ -137,12 +140,15 @@ def play(file, tone, level, rate, bits, channels, file_type, encoding, endian, a
               help="Shift each sample N bits (negative: right, arithmetic), on the host as I2S.shift would; "
                    "-1 undoes an SPH0645's doubled samples.")
 @_bus_options
-def record(file, rate, bits, channels, duration, samples, subtype, stop_on_silence, threshold, wait_for_sound,
-           max_duration, slot, rx_shift, port, as_json, quiet, strict, **bus_kw):
-    """Record the board's I2S RX into FILE (.wav, .flac, .rf64, .w64; - for WAV on stdout).
+def record(file, rate, bits, channels, duration, samples, subtype, file_type, stop_on_silence, threshold,
+           wait_for_sound, max_duration, slot, rx_shift, port, as_json, quiet, strict, **bus_kw):
+    """Record the board's I2S RX into FILE (.wav, .flac, .rf64, .w64; - for WAV on stdout; -t raw
+    for headerless PCM).
 
-    Stops on -d/-s, Ctrl-C, SIGTERM, SIGHUP, --stop-on-silence, or a lost board; the file
-    always holds every sample received, and its header is refreshed about once a second.
+    Stops on -d/-s, Ctrl-C, SIGTERM, SIGHUP, --stop-on-silence, a pipe's reader going away, or
+    a lost board; the file always holds every sample received, and its header is refreshed
+    about once a second. Into a pipe the audio goes as it comes: a reader slower than the
+    stream costs overruns, counted.
     """
     from i2scli import audio
     from i2scli.clirun import run_command, run_record
@@ -160,7 +166,10 @@ def record(file, rate, bits, channels, duration, samples, subtype, stop_on_silen
     def job(reporter, stop):
         from i2scli import session
 
-        audio.check_output_path(file)
+        raw = file_type == "raw"
+        if file_type == "wav" and file != "-" and not file.lower().endswith(".wav"):
+            raise audio.AudioError(f"{file}: -t wav writes a .wav file (or -)")
+        audio.check_output_path(file, raw)
         opts = _bus(**bus_kw)
         frames = samples if samples is not None else (int(round(duration * rate)) if duration is not None else None)
         until = session.RecordStop(frames=frames, stop_on_silence=stop_on_silence, threshold_dbfs=threshold,
@@ -168,7 +177,7 @@ def record(file, rate, bits, channels, duration, samples, subtype, stop_on_silen
                                    max_frames=int(round(max_duration * rate)) if max_duration else None)
         with session.board(port, baud=bus_kw["baud"], warn=reporter.warn,
                            expect={"mode": "rx", "io": opts.io}) as agent:
-            return run_record(agent, reporter, stop, file, bus, opts, until, subtype, file_bus, keep)
+            return run_record(agent, reporter, stop, file, bus, opts, until, subtype, file_bus, keep, raw)
 
     run_command(job, quiet=quiet, finish=lambda s, r: _finish(s, r, as_json, strict), as_json=as_json)
 
