@@ -139,49 +139,42 @@ def _events(path: Path) -> list[dict]:
         return []
 
 
-def test_an_endless_source_plays_before_it_ends(sim, tmp_path):
-    """A source that has not ended (the test holds the pipe open, writing as the pipe takes it)
-    is playing on the board: the TX session starts and its first samples are on the pins
-    while the source still runs; when the source ends, everything it wrote was played."""
+def test_a_live_source_plays_before_it_ends(sim, tmp_path):
+    """A live source (audio written in real time, as a microphone or a synthesiser does, for
+    longer than it takes to start) is on the pins before it has ended: the board's TX session
+    starts, and its first sample is clocked, before the source's last write (the board's
+    clock and the source's are the same monotonic clock). Everything it wrote is played."""
     board = sim("fast")
     proc = subprocess.Popen([*I2S, "play", "-q", "-p", board.path, "-"], stdin=subprocess.PIPE,
-                            stderr=subprocess.PIPE, env=ENV)
-    rate, block = 16000, 1600
+                            stderr=subprocess.PIPE, env=ENV, bufsize=0)
+    rate, block, seconds = 16000, 800, 8
     written: list[np.ndarray] = []
-    ended = threading.Event()
-    failed: list[BaseException] = []
+    times: list[float] = []
 
     def feed():
-        try:
-            proc.stdin.write(_wav_header(rate, 2, 0xFFFFFFFF))
-            k = 0
-            while not ended.is_set():
-                n = np.arange(k, k + block, dtype=np.int64)
-                x = np.stack([n % 30000 + 1, -(n % 20000) - 1], axis=1).astype(np.int16)
-                proc.stdin.write(x.astype("<i2").tobytes())
-                written.append(x)
-                k += block
-            proc.stdin.close()
-        except BaseException as e:  # noqa: BLE001 - reported by the test
-            failed.append(e)
+        proc.stdin.write(_wav_header(rate, 2, 0xFFFFFFFF))
+        t0 = time.monotonic()
+        for k in range(0, rate * seconds, block):
+            time.sleep(max(0.0, t0 + k / rate - time.monotonic()))  # a live source's pace
+            n = np.arange(k, k + block, dtype=np.int64)
+            x = np.stack([n % 30000 + 1, -(n % 20000) - 1], axis=1).astype(np.int16)
+            proc.stdin.write(x.astype("<i2").tobytes())
+            times.append(time.monotonic())
+            written.append(x)
+        proc.stdin.close()
 
     t = threading.Thread(target=feed, daemon=True)
     t.start()
-    deadline = time.monotonic() + 60
-    started = None
-    while time.monotonic() < deadline and started is None:
-        started = next((e for e in _events(Path(board.files["events"]))
-                        if e["ev"] == "i2s_init" and e["mode"] == "tx"), None)
-        if proc.poll() is not None:
-            break
-        time.sleep(0.05)
-    assert started is not None, proc.stderr.read()
-    assert t.is_alive() and not failed  # the source has not ended: it plays as it comes
-    ended.set()
-    t.join(timeout=30)
-    _, err = proc.communicate(timeout=60)
-    assert proc.returncode == 0 and not failed, (err, failed)
+    t.join(timeout=seconds + 60)
+    proc.wait(timeout=60)
+    err = proc.stderr.read()
+    assert proc.returncode == 0, err
     board.stop()
+    tx = next(e for e in board.events() if e["ev"] == "i2s_init" and e["mode"] == "tx")
+    c = sf.read(board.files["tx"], dtype="int16", always_2d=True)[0]
+    first_sample_s = (tx["t_us"] + np.flatnonzero(c.any(axis=1))[0] * 1e6 / rate) / 1e6
+    print(f"first sample on the pins {first_sample_s - times[0]:.3f} s after the first audio written")
+    assert first_sample_s < times[-1] - 1.0, (first_sample_s - times[0], times[-1] - times[0])
     _assert_played(Path(board.files["tx"]), np.concatenate(written))
 
 
