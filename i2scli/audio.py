@@ -1344,6 +1344,8 @@ class _PipeWriter:
         self.gone = False
         self.error: AudioError | None = None
         self._dropping = False
+        self._inflight = 0  # frames of the block being written
+        self._abandoned = False  # close() gave up waiting for the reader
         self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._run, name="i2s-output", daemon=True)
         self._thread.start()
@@ -1371,6 +1373,7 @@ class _PipeWriter:
             if item is None:
                 return
             data, frames = item
+            self._inflight = frames
             if not self.gone:
                 try:
                     view = memoryview(data)
@@ -1381,9 +1384,10 @@ class _PipeWriter:
                 except OSError as e:
                     self.error = _stdout_error(e)
                     self._reader_went_away()
-            if self.gone:
-                self.unwritten_frames += frames
             with self._lock:
+                if self.gone and not self._abandoned:
+                    self.unwritten_frames += frames
+                self._inflight = 0
                 self.backlog -= len(data)
 
     def _reader_went_away(self) -> None:
@@ -1400,17 +1404,21 @@ class _PipeWriter:
         reader that stopped reading left in the queue is counted as never written."""
         self.queue.put(None)
         self._thread.join(timeout)
-        if self._thread.is_alive():
-            self.gone = True  # the thread's write may still finish; nothing more is counted as written
-            import queue
+        with self._lock:
+            if not self._thread.is_alive():
+                return
+            # the reader stopped reading: the write under way and what is queued never reach it
+            self.gone = self._abandoned = True
+            self.unwritten_frames += self._inflight
+        import queue
 
-            try:
-                while True:
-                    item = self.queue.get_nowait()
-                    if item is not None:
-                        self.unwritten_frames += item[1]
-            except queue.Empty:
-                pass
+        try:
+            while True:
+                item = self.queue.get_nowait()
+                if item is not None:
+                    self.unwritten_frames += item[1]
+        except queue.Empty:
+            pass
 
 
 def _stdout_error(e: OSError) -> AudioError:

@@ -220,13 +220,13 @@ def test_a_reader_that_goes_away_ends_the_recording_cleanly(sim):
     assert r.returncode == 0 and r.stdout.strip() == "100000", (r.returncode, r.stdout, r.stderr)
     assert r.stderr == ""
     assert time.monotonic() - t0 < 5 + 30  # it did not wait for -d 5s to pass... nor hang
-    ev = _events(Path(board.files["events"]))
-    rx = [e for e in ev if e["ev"] in ("i2s_init", "i2s_deinit")]
-    assert [e["ev"] for e in rx] == ["i2s_init", "i2s_deinit"]
-    assert rx[1]["frames"] < 48000 * 5  # stopped on the board before its 5 s
-    after = i2s("record", "-q", "-p", board.path, "-r", "16000", "-b", "16", "-c", "1", "-s", "1600", "-t", "raw", "-",
-                check=0)
-    assert len(after.stdout) > 0
+    after = subprocess.run([*I2S, "record", "-q", "-p", board.path, "-r", "16000", "-b", "16", "-c", "1", "-s",
+                            "1600", "-t", "raw", "-"], capture_output=True, timeout=60, env=ENV)
+    assert after.returncode == 0 and len(after.stdout) == 1600 * 2, after.stderr
+    board.stop()
+    rx = [e for e in board.events() if e["ev"] in ("i2s_init", "i2s_deinit")]
+    assert [e["ev"] for e in rx] == ["i2s_init", "i2s_deinit"] * 2
+    assert rx[1]["frames"] < 48000 * 5  # the first stream stopped on the board before its 5 s
 
 
 def test_a_reader_that_goes_away_says_one_line(tmp_path):
@@ -247,17 +247,13 @@ def test_a_slow_reader_costs_counted_overruns(tmp_path, sim):
     board = sim("fast", "--rx-source", "ramp", capture=False)
     fifo = tmp_path / "rec.fifo"
     os.mkfifo(fifo)
-    frames = 16000 * 5
+    frames = 16000 * 6
     proc = subprocess.Popen([*I2S, "record", "-p", board.path, "-r", "16000", "-b", "32", "-c", "2", "-s",
                              str(frames), "--json", "-t", "raw", str(fifo)], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env=ENV)
     with open(fifo, "rb") as reader:
         first = reader.read(8)
-        # the reader stalls until the board has finished the whole recording
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and not any(e["ev"] == "i2s_deinit"
-                                                      for e in _events(Path(board.files["events"]))):
-            time.sleep(0.05)
+        time.sleep(4.5)  # the reader stalls for longer than the backlog (2 s) and the pipe hold
         got = first + reader.read()
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
@@ -270,4 +266,3 @@ def test_a_slow_reader_costs_counted_overruns(tmp_path, sim):
     x = np.frombuffer(got, "<i4").reshape(-1, 2)
     ramp = ramp_samples(0, frames, 32, 2)
     np.testing.assert_array_equal(x[:1000], ramp[:1000])
-    assert "overrun" in err
