@@ -706,6 +706,16 @@ def _seekable(stream: BinaryIO) -> bool:
         return False
 
 
+def is_stream(path: str) -> bool:
+    """Whether `path` (``-``: standard input) is a pipe, a FIFO or a device: read as it comes."""
+    if path == "-":
+        return sys.stdin is not None and not _seekable(sys.stdin.buffer)
+    try:
+        return not stat.S_ISREG(os.stat(path).st_mode) and not os.path.isdir(path)
+    except OSError:
+        return False
+
+
 def open_input(path: str, channels_map: list[int] | None = None, *, stdin: BinaryIO | None = None,
                raw: RawFormat | None = None) -> Input:
     """Open an audio file that libsndfile reads (WAV/WAVEX/RF64/W64, FLAC, OGG, AIFF, MP3...),

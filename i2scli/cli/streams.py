@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import threading
+
 import click
 
 from i2scli.cli import main
@@ -20,6 +23,40 @@ RAW_ENCODINGS = ["signed-integer", "unsigned-integer", "floating-point", "signed
 
 
 # -- play ---------------------------------------------------------------------------------------
+OPENING_GRACE_S = 5.0  # how long a board that failed waits to hear whether the input failed too
+
+
+class Opening:
+    """`fn()` (opening a stream) in a thread while the board is made ready; `result()` waits
+    for it (a signal still ends the wait) and raises what it raised."""
+
+    def __init__(self, fn):
+        self.value = self.error = None
+        self.done = threading.Event()
+
+        def run():
+            try:
+                self.value = fn()
+            except BaseException as e:  # noqa: BLE001 - handed to the command's thread
+                self.error = e
+            finally:
+                self.done.set()
+
+        threading.Thread(target=run, name="i2s-open", daemon=True).start()
+
+    def failure(self, timeout: float) -> BaseException | None:
+        """What opening raised, if it ended within `timeout` s by raising an Exception."""
+        self.done.wait(timeout)
+        return self.error if self.done.is_set() and isinstance(self.error, Exception) else None
+
+    def result(self):
+        while not self.done.wait(0.1):
+            pass
+        if self.error is not None:
+            raise self.error
+        return self.value
+
+
 @main.command()
 @click.argument("file", required=False, metavar="FILE")
 @click.option("--tone", type=Finite(min=1), metavar="FREQ", help="Play a sine of FREQ Hz instead of a file.")
@@ -85,15 +122,9 @@ def play(file, tone, level, rate, bits, channels, file_type, encoding, endian, a
 
         opts = _bus(**bus_kw, shift=shift, fit=fit, rate=rate, channels=int(channels) if channels else None)
         stats = audio.ConvertStats()
-        if tone is not None:
-            bus = audio.BusFormat(rate or 48000, int(bits or 16), int(channels or 2))
-            total = samples or int(round((duration if duration is not None else 5.0) * bus.rate))
-            blocks = audio.tone_blocks(tone, bus, frames=total, dbfs=level, stats=stats)
-            what = f"{tone:g} Hz tone"
-            inp = None
-        else:
-            cmap = audio.parse_channels_map(channels_map) if channels_map else None
-            inp = audio.open_input(file, cmap, raw=raw)
+        cmap = audio.parse_channels_map(channels_map) if channels_map else None
+
+        def prepare(inp):
             deep = not inp.integer or (inp.subtype not in ("PCM_16", "PCM_S8", "PCM_U8"))
             bus = audio.BusFormat(rate or inp.rate, int(bits or (32 if deep else 16)),
                                   int(channels or min(inp.channels, 2)))
@@ -101,10 +132,35 @@ def play(file, tone, level, rate, bits, channels, file_type, encoding, endian, a
                 int(round(duration * inp.rate)) if duration is not None else None)
             total = inp.bus_frames(bus, 0, max_frames)
             blocks = audio.play_blocks(inp, bus, gain_db=gain, max_frames=max_frames, stats=stats)
-            what = file if file != "-" else "stdin"
+            return bus, total, blocks, file if file != "-" else "stdin"
+
+        inp = opening = None
+        if tone is not None:
+            bus = audio.BusFormat(rate or 48000, int(bits or 16), int(channels or 2))
+            total = samples or int(round((duration if duration is not None else 5.0) * bus.rate))
+            blocks = audio.tone_blocks(tone, bus, frames=total, dbfs=level, stats=stats)
+            what = f"{tone:g} Hz tone"
+        elif audio.is_stream(file):
+            # a pipe's header may come late (a source that starts when it is ready): the board is
+            # made ready meanwhile, so that the first block plays as soon as it comes
+            opening = Opening(lambda: audio.open_input(file, cmap, raw=raw))
+        else:
+            inp = audio.open_input(file, cmap, raw=raw)
+            bus, total, blocks, what = prepare(inp)
         try:
-            with session.board(port, baud=bus_kw["baud"], warn=reporter.warn,
-                               expect={"mode": "tx", "io": opts.io}) as agent:
+            with contextlib.ExitStack() as stack:
+                try:
+                    agent = stack.enter_context(session.board(port, baud=bus_kw["baud"], warn=reporter.warn,
+                                                              expect={"mode": "tx", "io": opts.io}))
+                except Exception:
+                    # an input that cannot be used is said first, as when it is opened first
+                    failed = opening.failure(OPENING_GRACE_S) if opening is not None else None
+                    if failed is not None:
+                        raise failed from None
+                    raise
+                if opening is not None:
+                    inp = opening.result()
+                    bus, total, blocks, what = prepare(inp)
                 return run_play(agent, reporter, stop, what, blocks, bus, opts, total, stats,
                                 live=inp is not None and inp.streaming)
         finally:
