@@ -405,6 +405,11 @@ def _spool_stdin(stream: BinaryIO, name: str = "standard input", head: bytes = b
     """Copy a non-seekable stream (stdin, a FIFO, a device) named `name`, after the `head`
     already read from it, into an anonymous temporary file, in chunks, within the bounds
     above. AudioError naming it otherwise."""
+    try:  # the descriptor itself where there is one: no buffer's lock held while a read waits
+        fd = stream.fileno()
+        read = lambda n: os.read(fd, n)  # noqa: E731
+    except (OSError, AttributeError, ValueError):
+        read = stream.read
     spool = tempfile.TemporaryFile(prefix="i2s-stdin-")
     total, sniffed = 0, False
     try:
@@ -414,7 +419,7 @@ def _spool_stdin(stream: BinaryIO, name: str = "standard input", head: bytes = b
                 chunk, first = head, False
             else:
                 try:
-                    chunk = stream.read(_SPOOL_CHUNK)
+                    chunk = read(_SPOOL_CHUNK)
                 except OSError as e:
                     raise AudioError(f"{name}: cannot read: {_sf_message(e)}") from None
             if not chunk:

@@ -266,3 +266,70 @@ def test_a_slow_reader_costs_counted_overruns(tmp_path, sim):
     x = np.frombuffer(got, "<i4").reshape(-1, 2)
     ramp = ramp_samples(0, frames, 32, 2)
     np.testing.assert_array_equal(x[:1000], ramp[:1000])
+
+
+FORMATS = [  # aplay's -f, and the same audio as a file libsndfile writes
+    ("S24_LE", "PCM_24"), ("S24_3BE", "PCM_24"), ("FLOAT_LE", "FLOAT"), ("U8", "PCM_U8"), ("S16_BE", "PCM_16"),
+]
+
+
+def _raw_bytes(x: np.ndarray, fmt: str) -> bytes:
+    """`x` (float in [-1, 1), on the grid of the format) as aplay's `fmt` lays it out."""
+    if fmt == "FLOAT_LE":
+        return x.astype("<f4").tobytes()
+    if fmt == "U8":
+        return (np.round(x * 128) + 128).astype(np.uint8).tobytes()
+    if fmt == "S16_BE":
+        return np.round(x * 32768).astype(">i2").tobytes()
+    v = np.round(x * (1 << 23)).astype(np.int64)
+    if fmt == "S24_LE":  # 24 bits in the low three bytes of four, sign-extended
+        return v.astype("<i4").tobytes()
+    b = (v & 0xFFFFFF).astype(">u4").view(np.uint8).reshape(-1, 4)[:, 1:]  # S24_3BE
+    return b.tobytes()
+
+
+@pytest.mark.parametrize("fmt,subtype", FORMATS)
+def test_raw_formats_play_as_the_same_audio_in_a_file(tmp_path, fmt, subtype):
+    """Each raw layout, from a pipe, puts on the pins exactly what the same audio does from a
+    file of the matching sample format."""
+    k = np.arange(4000)
+    x = np.stack([0.5 * np.sin(k / 7), 0.25 * np.cos(k / 11)], axis=1) + 0.01
+    step = {"U8": 1 / 128, "S16_BE": 1 / 32768}.get(fmt, 1 / (1 << 23))
+    x = np.round(x / step) * step
+    wav = tmp_path / "x.wav"
+    sf.write(str(wav), x, 16000, subtype=subtype)
+    caps = [tmp_path / "file.wav", tmp_path / "pipe.wav"]
+    i2s("play", "-q", "-p", f"sim://fast?tx_capture={caps[0]}", wav, check=0)
+    r = subprocess.run([*I2S, "play", "-q", "-p", f"sim://fast?tx_capture={caps[1]}", "-f", fmt, "-r", "16000",
+                        "-c", "2", "-"], input=_raw_bytes(x.reshape(-1), fmt), capture_output=True, timeout=60,
+                       env=ENV)
+    assert r.returncode == 0, r.stderr
+    dtype = "int16" if subtype in ("PCM_16", "PCM_U8") else "int32"
+    a, b = _played(caps[0], dtype), _played(caps[1], dtype)
+    assert a[:4000].any(axis=1).sum() > 3900  # the audio, then only silence
+    np.testing.assert_array_equal(a[:4000], b[:4000])
+    assert not a[4000:].any() and not b[4000:].any()
+
+
+USAGE = [
+    (["-t", "raw"], "-b BITS"),
+    (["-t", "raw", "-b", "16"], "-r RATE and -c CHANNELS"),
+    (["-t", "raw", "-b", "16", "-r", "8000"], "-c CHANNELS"),
+    (["-t", "raw", "-b", "12", "-r", "8000", "-c", "1"], "'12' is not one of"),
+    (["-t", "raw", "-e", "float", "-b", "16", "-r", "8000", "-c", "1"], "-b 32, 64"),
+    (["-t", "raw", "-e", "unsigned-integer", "-b", "16", "-r", "8000", "-c", "1"], "-b 8"),
+    (["-e", "float"], "add -t raw"),
+    (["--endian", "big"], "add -t raw"),
+    (["-b", "24"], "16 or 32"),
+    (["-f", "S99_LE"], "unknown -f format"),
+    (["-f", "S16_LE", "-b", "16", "-r", "8000", "-c", "1"], "leave out -b"),
+    (["-t", "wav", "-f", "S16_LE"], "-t wav"),
+]
+
+
+@pytest.mark.parametrize("args,words", USAGE, ids=[" ".join(a) for a, _ in USAGE])
+def test_raw_flags_that_do_not_describe_the_input_are_usage_errors(args, words):
+    r = subprocess.run([*I2S, "play", "-q", "-p", "/dev/i2s-no-such-port", *args, "-"], input="",
+                       capture_output=True, text=True, timeout=60, env=ENV)
+    err = [ln for ln in r.stderr.splitlines() if ln.startswith("Error:")]
+    assert r.returncode == 2 and len(err) == 1 and words in err[0], r.stderr

@@ -215,6 +215,8 @@ def record(file, rate, bits, channels, duration, samples, subtype, file_type, st
         raise click.UsageError("--json prints on stdout, which - already uses for audio")
     if slot and channels == "2":
         raise click.UsageError("--slot keeps one slot: a mono file (leave out -c 2)")
+    if file_type == "wav" and file != "-" and not file.lower().endswith(".wav"):
+        raise click.UsageError(f"-t wav writes a .wav file (or -), not {file}")
     bus = audio.BusFormat(rate, int(bits), 2 if slot else int(channels))
     file_bus = audio.BusFormat(rate, int(bits), 1) if slot else None
     keep = audio.slot_keeper(bus, slot, rx_shift) if slot or rx_shift else None
@@ -223,8 +225,6 @@ def record(file, rate, bits, channels, duration, samples, subtype, file_type, st
         from i2scli import session
 
         raw = file_type == "raw"
-        if file_type == "wav" and file != "-" and not file.lower().endswith(".wav"):
-            raise audio.AudioError(f"{file}: -t wav writes a .wav file (or -)")
         audio.check_output_path(file, raw)
         opts = _bus(**bus_kw)
         frames = samples if samples is not None else (int(round(duration * rate)) if duration is not None else None)
