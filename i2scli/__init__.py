@@ -1,3 +1,11 @@
 """i2s: play and record audio over the I2S bus of a MicroPython board."""
 
 __version__ = "0.1.0"
+
+
+def open(port: str = "auto", **options):  # noqa: A001  (as sounddevice users expect: i2scli.open)
+    """The board at `port` as an in-process audio device (i2scli.device.Device): play, rec,
+    playrec, test and info on numpy arrays over one connection. See i2scli.device."""
+    from i2scli.device import open as open_device
+
+    return open_device(port, **options)

@@ -1185,36 +1185,9 @@ def load_limits(path: str | Path) -> Limits:
     read, an unknown key, a wrong type or a nonsense value; on Python 3.10 it needs the `tomli`
     package.
     """
-    try:
-        import tomllib
-    except ModuleNotFoundError:  # Python 3.10
-        try:
-            import tomli as tomllib
-        except ModuleNotFoundError:
-            raise ValueError(
-                f"cannot read {path}: TOML needs Python 3.11 or the tomli package (pip install tomli)"
-            ) from None
-    path = Path(path)
-    try:
-        with open(path, "rb") as f:  # bounded: a device or a FIFO that never ends is no limits file
-            raw = f.read(LIMITS_MAX_BYTES + 1)
-        if len(raw) > LIMITS_MAX_BYTES:
-            raise ValueError(f"{path}: more than {LIMITS_MAX_BYTES >> 10} kB: not a limits file")
-        text = raw.decode("utf-8")
-    except FileNotFoundError:
-        raise ValueError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise ValueError(f"{path}: is a directory, not a limits file") from None
-    except PermissionError:
-        raise ValueError(f"{path}: permission denied") from None
-    except OSError as e:
-        raise ValueError(f"{path}: cannot read: {e.strerror or e}") from None
-    except UnicodeDecodeError:
-        raise ValueError(f"{path}: not valid TOML: not UTF-8 text") from None
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as e:
-        raise ValueError(f"{path}: not valid TOML: {e}") from None
+    from i2scli.tomlfile import read_toml
+
+    data = read_toml(path, "limits file", LIMITS_MAX_BYTES)
     table = data.get("limits", data)
     if not isinstance(table, dict):
         raise ValueError(f"{path}: limits must be a table ([limits]), not {table!r}")

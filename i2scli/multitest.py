@@ -49,13 +49,16 @@ def _result(port: str, code: int, out: str, err: str) -> dict:
     return res
 
 
-def run(ports: list[str], args: list[str], per_board: dict[str, str]) -> tuple[dict, int]:
-    """Run `i2s test --json -q -p PORT *args` for each port at once; `per_board` maps an option
-    (--plot) to a file name made per board (board_path). Returns ({port: result}, exit code)."""
+def run(ports: list[str] | dict[str, list[str]], args: list[str], per_board: dict[str, str]) -> tuple[dict, int]:
+    """Run `i2s test --json -q -p PORT *args` for each port at once (or, for a dict, `i2s test
+    --json -q WHICH *args` for each {name: WHICH}: a rig's board is `--rig FILE --board-name
+    NAME`); `per_board` maps an option (--plot) to a file name made per board (board_path).
+    Returns ({port or name: result}, exit code)."""
+    which = ports if isinstance(ports, dict) else {port: ["-p", port] for port in ports}
     procs = []
     with tempfile.TemporaryDirectory(prefix="i2s-test-") as tmp:
-        for i, port in enumerate(ports, 1):
-            cmd = [sys.executable, "-m", "i2scli", "test", "--json", "-q", "-p", port, *args]
+        for i, (port, selects) in enumerate(which.items(), 1):
+            cmd = [sys.executable, "-m", "i2scli", "test", "--json", "-q", *selects, *args]
             for opt, path in per_board.items():
                 cmd += [opt, board_path(path, i)]
             out, err = Path(tmp, f"{i}.out"), Path(tmp, f"{i}.err")

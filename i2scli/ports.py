@@ -1,7 +1,9 @@
 """Which serial port: -p/--port, I2S_PORT, or `auto` (the one attached MicroPython board).
 
 Ports are anything pyserial opens: device paths, mpremote's shortcuts (a0 = /dev/ttyACM0,
-u0 = /dev/ttyUSB0, c0 = COM0), rfc2217://, socket://, hwgrep://VID:PID, and sim://PROFILE.
+u0 = /dev/ttyUSB0, c0 = COM0), rfc2217://, socket://, hwgrep://VID:PID, and sim://PROFILE;
+and, as mpremote names them, `id:SERIAL`: the port whose USB serial number is SERIAL, which
+stays the same when the board is plugged into another socket and gets another device path.
 """
 
 from __future__ import annotations
@@ -60,8 +62,28 @@ def expand(port: str) -> str:
     return port
 
 
+def by_serial(serial: str) -> str:
+    """The device path of the one port whose USB serial number is `serial` (exactly, as
+    pyserial reads it: on Linux from sysfs, the USB device's `serial`)."""
+    if not serial:
+        raise NoDevice("id: needs a USB serial number (`i2s devices` lists them): -p id:SERIAL")
+    devices = list_devices()
+    hits = [d for d in devices if d.serial_number == serial]
+    if len(hits) == 1:
+        return hits[0].path
+    if hits:
+        raise NoDevice(f"{len(hits)} ports have the serial number {serial!r} "
+                       f"({', '.join(d.path for d in hits)}): choose one with -p PATH")
+    seen = sorted({d.serial_number for d in devices if d.serial_number})
+    listed = f" (attached: {', '.join(seen)})" if seen else " (no attached port reports one)"
+    raise NoDevice(f"no port has the USB serial number {serial!r}{listed}: check `i2s devices`")
+
+
 def resolve(port: str | None) -> str:
-    """The port to open. `auto` (the default) needs exactly one MicroPython-looking board."""
+    """The port to open. `auto` (the default) needs exactly one MicroPython-looking board;
+    `id:SERIAL` the one port with that USB serial number."""
+    if port and port.startswith("id:"):
+        return by_serial(port[3:])
     if port and port.startswith("labgrid://"):
         from i2scli import lgplace  # labgrid (the optional extra) only for labgrid:// ports
 
@@ -74,5 +96,6 @@ def resolve(port: str | None) -> str:
     if not boards:
         raise NoDevice("no MicroPython board found: plug one in, or give -p PORT "
                        "(`i2s devices` lists ports; `i2s sim` starts a virtual board)")
-    names = ", ".join(f"{b.path} ({b.why})" for b in boards)
-    raise NoDevice(f"{len(boards)} boards attached ({names}): choose one with -p PORT or I2S_PORT")
+    names = ", ".join(f"{b.path} ({b.why}{', serial ' + b.serial_number if b.serial_number else ''})"
+                      for b in boards)
+    raise NoDevice(f"{len(boards)} boards attached ({names}): choose one with -p PORT, -p id:SERIAL or I2S_PORT")

@@ -46,10 +46,19 @@ def exact_on_the_wire(src: np.ndarray, cap: np.ndarray) -> bool:
 
 
 def _play_near_the_limit(*args) -> dict:
-    """A coded CD-quality stream takes ~65 % of the Pico's link: a loaded host can starve it,
-    which the board counts (underruns); such a run is run again, up to three times."""
-    for _ in range(3):
-        s = json.loads(i2s(*args, check=0, timeout=90).stdout)
+    """A coded CD-quality stream takes ~65 % of the Pico's link, and the probe measures the
+    virtual link in wall time: a loaded host can starve the stream, which the board counts
+    (underruns), or make the probe measure the link too slow to carry even the coded stream
+    (refused, exit 4, "(measured)"). Either is run again, up to three times; the last try
+    forces the coding without the probe (`--compress on --no-probe`), since what is proven
+    here is the coded path, bit-exact, not the link's speed on a loaded machine."""
+    tries = [args, args, (*args[:1], "--compress", "on", "--no-probe", *args[1:])]
+    for i, a in enumerate(tries):
+        r = i2s(*a, check=None, timeout=90)
+        if r.returncode == 4 and "(measured)" in r.stderr and i < len(tries) - 1:
+            continue
+        assert r.returncode == 0, (r.returncode, r.stdout, r.stderr)
+        s = json.loads(r.stdout)
         if not s["underruns"]:
             break
     return s

@@ -57,12 +57,17 @@ def _no_clock(profile, spec, rate, delay_ms, tries=6):
     (rp2 at 48 kHz 16-bit mono, 8 runs each on a quiet 2-core machine, 3 Dec 2026: the sim's TX
     init took 500-720 us in 2-3 of them, which adds a whole 64-frame DMA half, 1.33 ms, to the
     stated uncertainty, before and after protocol 2; three tries failed a full suite once.)"""
+    res, errors = None, []
     for _ in range(tries):
         port = f"sim://{profile}?loopback={spec.replace('>', '%3E')},delay={delay_ms}ms&sim_stats=no"
         r = i2s("test", "-p", port, "-r", str(rate), "-b", "16", "-c", "1", "-d", "1s", "--json", check=None)
+        if not r.stdout.strip():  # no result at all (a starved virtual link): said, and tried again
+            errors.append((r.returncode, r.stderr.strip().splitlines()[-1:]))
+            continue
         res = json.loads(r.stdout.splitlines()[0])
         if res["latency_uncertainty_ms"] is not None and res["latency_uncertainty_ms"] <= max(1.0, 4000 / rate):
             break
+    assert res is not None, errors
     return res
 
 

@@ -8,6 +8,7 @@ from i2scli.cli import main
 from i2scli.cli.common import (
     _baud_option,
     _port_option,
+    _rig_options,
 )
 
 
@@ -34,6 +35,7 @@ def devices(as_json):
 @main.command()
 @_port_option
 @_baud_option
+@_rig_options
 @click.option("--json", "as_json", is_flag=True, help="Print as JSON on stdout.")
 @click.option("--no-probe", is_flag=True, help="Skip measuring the link.")
 def info(port, baud, as_json, no_probe):
@@ -72,6 +74,7 @@ def info(port, baud, as_json, no_probe):
 
 @main.command()
 @_port_option
+@_rig_options
 @click.option("--remove", is_flag=True, help="Take the agent off the board instead.")
 def install(port, remove):
     """Store the agent on the board's filesystem so runs start faster."""

@@ -11,6 +11,84 @@ BOARD_NAMES = targets.names()  # i2scli/targets/: a new board is one module ther
 LOOP_NAMES = sorted(t.NAME for t in targets.all_targets() if t.LOOP)
 
 
+def _rig_known(ctx: click.Context) -> set[str]:
+    """Every long option name of every command: what a rig file may set."""
+    root = ctx.find_root().command
+    cmds = root.commands.values() if isinstance(root, click.Group) else [root]
+    return {o[2:] for c in cmds for p in c.params for o in p.opts if o.startswith("--")} - {"rig", "board-name"}
+
+
+def _apply_rig(ctx: click.Context, param: click.Parameter, value):
+    """--rig FILE and --board-name NAME (both eager): the rig's options for that board become
+    this command's defaults, below the command line and I2S_* variables."""
+    meta = ctx.meta.setdefault("i2s.rig", {})
+    meta[param.name] = value
+    if len(meta) < 2:
+        return value
+    path, name = meta["rig"], meta["board_name"]
+    if isinstance(name, tuple):  # i2s test: several boards, each by its own process (multitest)
+        if len(name) > 1:
+            if path is None:
+                raise click.UsageError("--board-name needs a rig file: --rig FILE.toml or I2S_RIG")
+            return value
+        name = name[0] if name else None
+    if path is None:
+        if name is not None:
+            raise click.UsageError("--board-name needs a rig file: --rig FILE.toml or I2S_RIG")
+        return value
+    from i2scli import rig
+
+    try:
+        board = rig.pick(path, name)
+    except ValueError as e:
+        raise click.BadParameter(str(e), ctx, param_hint="--rig") from None
+    known = _rig_known(ctx)
+    here = {o[2:]: p for p in ctx.command.params for o in p.opts if o.startswith("--")}
+    defaults = {}
+    for key, v in board.options.items():
+        if key not in known:
+            raise click.BadParameter(f"{path}: boards.{board.name}: no command has an option --{key}", ctx,
+                                     param_hint="--rig")
+        p = here.get(key)
+        if p is not None:
+            v = v if isinstance(v, bool) else str(v)
+            defaults[p.name] = [v] if getattr(p, "multiple", False) else v
+    ctx.default_map = {**(ctx.default_map or {}), **defaults}
+    return value
+
+
+def _rig_options(f, many: bool = False):
+    f = click.option("--board-name", envvar="I2S_BOARD_NAME", metavar="NAME", is_eager=True, expose_value=False,
+                     callback=_apply_rig, multiple=many,
+                     help="The board of the rig file to use (env I2S_BOARD_NAME)"
+                          + ("; repeat it to test several boards at once, each with its own settings." if many
+                             else "."))(f)
+    return click.option("--rig", envvar="I2S_RIG", metavar="FILE.toml", is_eager=True, expose_value=False,
+                        callback=_apply_rig, help="Rig file: boards by name with their port and options "
+                                                  "(env I2S_RIG).")(f)
+
+
+def rig_boards(ctx: click.Context) -> dict[str, list[str]] | None:
+    """i2s test --board-name A --board-name B: {name: the options that select it}; else None."""
+    meta = ctx.meta.get("i2s.rig", {})
+    names = meta.get("board_name")
+    if not isinstance(names, tuple) or len(names) < 2:
+        return None
+    if len(set(names)) < len(names):
+        raise click.BadParameter("the same board given twice", param_hint="--board-name")
+    from i2scli import rig
+
+    try:
+        known = rig.load(meta["rig"])
+    except ValueError as e:
+        raise click.BadParameter(str(e), ctx, param_hint="--rig") from None
+    for n in names:
+        if n not in known:
+            raise click.BadParameter(f"{meta['rig']}: no board named {n!r} (it has {', '.join(known)})", ctx,
+                                     param_hint="--rig")
+    return {n: ["--rig", str(meta["rig"]), "--board-name", n] for n in names}
+
+
 def _port_option(f):
     return click.option("-p", "--port", envvar="I2S_PORT", default="auto", show_default=True, metavar="PORT",
                         help="Serial port or URL (env I2S_PORT).")(f)
@@ -57,6 +135,7 @@ def _bus_options(f):
         click.option("--strict", is_flag=True, help="Underruns, overruns or clipping fail the run (exit 6)."),
         _port_option,
         _baud_option,
+        _rig_options,
     ]
     for o in reversed(opts):
         f = o(f)

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import functools
+
 import click
 
 from i2scli.cli import main
 from i2scli.cli.common import (
     LOOP_NAMES,
     _baud_option,
+    _rig_options,
+    rig_boards,
 )
 from i2scli.units import DURATION, FINITE, LEVEL, RATE, RING, Finite
 
@@ -86,6 +90,7 @@ def _wav_path(ctx, param, value):
 @click.option("-p", "--port", "ports", envvar="I2S_PORT", multiple=True, default=["auto"], show_default=True,
               metavar="PORT", help="Serial port or URL (env I2S_PORT); repeat it to test several boards at once.")
 @_baud_option
+@functools.partial(_rig_options, many=True)
 @click.pass_context
 def test_cmd(ctx, kind, freq, level, duration, rate, bits, channels, board, ibuf, timeout, no_probe, fresh_probe,
              limits_file, as_json, junit, plot, save_recording, quiet, ports, baud, **kw):
@@ -130,6 +135,14 @@ def test_cmd(ctx, kind, freq, level, duration, rate, bits, channels, board, ibuf
     ports = list(ports)
     if len(set(ports)) < len(ports):
         raise click.BadParameter("the same port given twice", param_hint="-p")
+    from click.core import ParameterSource
+
+    named = rig_boards(ctx)
+    if named is not None:  # a rig's boards, each with its own settings; and any -p given beside them
+        if ctx.get_parameter_source("ports") is ParameterSource.COMMANDLINE:
+            named.update({p: ["-p", p] for p in ports})
+        check_first(_check_test_outputs, junit, plot, save_recording, len(named))
+        return _test_many(ctx, named, as_json, junit, quiet)
     check_first(_check_test_outputs, junit, plot, save_recording, len(ports))
     if len(ports) > 1:
         return _test_many(ctx, ports, as_json, junit, quiet)
@@ -252,8 +265,8 @@ def _child_args(ctx, skip: set[str]) -> list[str]:
 
     args: list[str] = []
     for p in ctx.command.params:
-        if not isinstance(p, click.Option) or p.name in skip:
-            continue
+        if not isinstance(p, click.Option) or p.name in skip or not p.expose_value:
+            continue  # (--rig/--board-name: _test_many gives each board its own)
         if ctx.get_parameter_source(p.name) is not ParameterSource.COMMANDLINE:
             continue
         v = ctx.params[p.name]
@@ -266,7 +279,7 @@ def _child_args(ctx, skip: set[str]) -> list[str]:
     return args
 
 
-def _test_many(ctx, ports: list[str], as_json: bool, junit: str | None, quiet: bool) -> None:
+def _test_many(ctx, ports: list[str] | dict[str, list[str]], as_json: bool, junit: str | None, quiet: bool) -> None:
     """Every board at once, each by its own `i2s test` process (multitest.py); then a block per board."""
     import json
 
@@ -277,6 +290,10 @@ def _test_many(ctx, ports: list[str], as_json: bool, junit: str | None, quiet: b
     per_board = {"--plot": ctx.params.get("plot"), "--save-recording": ctx.params.get("save_recording")}
     per_board = {k: v for k, v in per_board.items() if v}
     args = _child_args(ctx, {"ports", "as_json", "junit", "quiet", "plot", "save_recording"})
+    rig = ctx.meta.get("i2s.rig", {})
+    if not isinstance(ports, dict) and rig.get("rig"):  # -p A -p B with one rig board's settings for all
+        name = rig.get("board_name")
+        args += ["--rig", str(rig["rig"]), *(["--board-name", name[0]] if name else [])]
     reporter.info(f"testing {len(ports)} boards at once: {', '.join(ports)}")
     results, code = multitest.run(ports, args, per_board)
     if junit:

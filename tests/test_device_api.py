@@ -1,0 +1,85 @@
+"""i2scli.open(): the board as an in-process audio device, numpy arrays in and out."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+import i2scli
+from i2scli import device
+
+
+def _noise(frames, channels, seed=1, amp=20000):
+    return np.random.default_rng(seed).integers(-amp, amp, (frames, channels)).astype(np.int16)
+
+
+def _sounding(x):
+    return x[x.any(axis=1)]
+
+
+def test_play_sends_an_int16_array_bit_exact_and_twice_on_one_connection(tmp_path):
+    cap = tmp_path / "tx.wav"
+    x = _noise(4800, 2)
+    with i2scli.open(f"sim://rp2?tx_capture={cap}") as board:
+        first = board.play(x, 16000)
+        second = board.play(x[::-1].copy(), 16000)
+    assert first["frames"] == second["frames"] == 4800 and first["underruns"] == second["underruns"] == 0
+    got, rate = sf.read(cap, dtype="int16", always_2d=True)
+    assert rate == 16000 and np.array_equal(_sounding(got), np.concatenate([x, x[::-1]]))
+
+
+def test_float_audio_is_scaled_to_the_bus_as_a_float_file_plays(tmp_path):
+    cap = tmp_path / "tx.wav"
+    x = np.array([0.0, 0.5, -0.5, 0.999, -1.0, 2.0], dtype=np.float32)
+    with i2scli.open(f"sim://rp2?tx_capture={cap}") as board:
+        board.play(x, 16000)
+    got, _ = sf.read(cap, dtype="int16", always_2d=True)
+    played = got[np.flatnonzero(got.any(axis=1))[0] - 1:][:6, 0]  # the leading zero is the first sample
+    assert played.tolist() == [0, 16384, -16384, 32735, -32768, 32767]  # 2.0 clipped
+
+
+def test_rec_returns_exactly_the_frames_asked_for():
+    with i2scli.open("sim://rp2?rx_source=ramp") as board:
+        y = board.rec(12000, 16000, channels=2, bits=32)
+    assert y.shape == (12000, 2) and y.dtype == np.int32
+    steps = np.diff(y[:, 0].astype(np.int64))
+    assert np.all(steps == steps[0])  # the counting source: nothing lost or repeated
+    assert board.last["overruns"] == 0 and board.last["frames"] == 12000
+
+
+def test_playrec_returns_the_played_array_delayed_by_the_wire():
+    x = _noise(9600, 1, seed=2)
+    with i2scli.open("sim://rp2?loopback=0>1") as board:
+        for _ in range(3):  # a loaded host can starve the stream: the board counts it, then it is run again
+            y = board.playrec(x, 48000)
+            if not (board.last.get("underruns") or board.last.get("overruns")):
+                break
+    assert board.last["underruns"] == 0 and board.last["overruns"] == 0
+    assert y.shape == x.shape and np.array_equal(y, x)  # the virtual wire has no delay
+
+
+def test_the_loopback_test_is_a_typed_result_a_failed_check_included():
+    with i2scli.open("sim://rp2?loopback=0>1") as board:
+        good = board.test(rate=16000, duration=0.5)
+        strict = board.test(rate=16000, duration=0.5, min_snr=500)
+    assert good.passed and not good.failed and good.rate == 16000 and len(good.recorded) > 0
+    assert not strict.passed
+    assert [line.split(" is ")[0] for line in strict.failed] == [f"ch{i}.snr" for i in range(good.channels)]
+    assert all("below the minimum 500 dB" in line for line in strict.failed)
+
+
+def test_errors_are_the_command_lines_classes_with_its_exit_codes(tmp_path):
+    with pytest.raises(device.NoDevice) as e:
+        i2scli.open(str(tmp_path / "no-such-port"))
+    assert device.exit_code(e.value) == 3
+    with i2scli.open("sim://rp2") as board:
+        with pytest.raises(device.TooFast) as e:  # noise does not compress; 48 kHz stereo needs 196 kB/s
+            board.play(_noise(48000, 2), 48000)
+        assert device.exit_code(e.value) == 4 and "kB/s" in str(e.value)
+        with pytest.raises(ValueError, match="shape"):
+            board.play(np.zeros((10, 3), np.int16), 16000)
+        with pytest.raises(ValueError, match="NaN"):
+            board.play(np.array([0.0, np.nan]), 16000)
+        with pytest.raises(TypeError, match="unknown option 'pin'"):
+            board.playrec(_noise(10, 1), 16000, tx={"pin": 3})
