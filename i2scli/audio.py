@@ -304,6 +304,7 @@ class _StreamReader:
         import queue
 
         self.sfile, self.name, self.dtype, self.shift = sfile, name, dtype, shift
+        self.channels = sfile.channels
         self.block = max(64, sfile.samplerate * STREAM_BLOCK_MS // 1000)
         self.queue: queue.Queue = queue.Queue(maxsize=max(2, int(STREAM_QUEUE_S * 1000 / STREAM_BLOCK_MS)))
         self.error: AudioError | None = None
@@ -352,7 +353,7 @@ class _StreamReader:
             self.error = AudioError(f"{self.name}: cannot read audio: {_sf_message(e)}")
         finally:
             self._release()
-            self._put(np.zeros((0, self.sfile.channels), self.dtype))
+            self._put(np.zeros((0, self.channels), self.dtype))
 
     def _release(self) -> None:
         try:
