@@ -333,3 +333,30 @@ def test_raw_flags_that_do_not_describe_the_input_are_usage_errors(args, words):
                        capture_output=True, text=True, timeout=60, env=ENV)
     err = [ln for ln in r.stderr.splitlines() if ln.startswith("Error:")]
     assert r.returncode == 2 and len(err) == 1 and words in err[0], r.stderr
+
+
+def test_a_source_that_pauses_longer_than_the_watchdog_goes_on(tmp_path):
+    """A pipe that has nothing for longer than the board's watchdog (--timeout 1s) does not end
+    the stream: the host keeps the board listening, the gap plays as silence and is counted as
+    underruns, and everything the source wrote is on the pins, bit-exact."""
+    cap = tmp_path / "tx.wav"
+    proc = subprocess.Popen([*I2S, "play", "--json", "--timeout", "1s", "-p", f"sim://fast?tx_capture={cap}", "-"],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=ENV)
+    k = np.arange(2 * 16000, dtype=np.int64)
+    x = np.stack([k % 30000 + 1, -(k % 20000) - 1], axis=1).astype(np.int16)
+    proc.stdin.write(_wav_header(16000, 2, 0xFFFFFFFF) + x[:16000].astype("<i2").tobytes())
+    proc.stdin.flush()
+    first = proc.stderr.readline()
+    assert first.startswith(b"playing stdin"), first  # the stream has started
+    time.sleep(2.5)  # the source pauses: 1 s of its audio plays out, then 1.5 s with nothing (> the watchdog)
+    proc.stdin.write(x[16000:].astype("<i2").tobytes())
+    proc.stdin.close()
+    out, err = proc.stdout.read(), proc.stderr.read()
+    proc.wait(timeout=60)
+    assert proc.returncode == 0, err
+    s = json.loads(out)
+    assert s["frames"] == 32000 and s["underruns"] >= 1
+    got = _played(cap, "int16")
+    nz = np.flatnonzero(got.any(axis=1))
+    np.testing.assert_array_equal(got[nz], x)  # every frame, in order
+    assert np.diff(nz).max() > 16000  # with a gap of silence of more than a second where it paused
