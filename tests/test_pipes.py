@@ -360,3 +360,22 @@ def test_a_source_that_pauses_longer_than_the_watchdog_goes_on(tmp_path):
     nz = np.flatnonzero(got.any(axis=1))
     np.testing.assert_array_equal(got[nz], x)  # every frame, in order
     assert np.diff(nz).max() > 16000  # with a gap of silence of more than a second where it paused
+
+
+def test_a_wav_into_a_pipe_comes_as_it_is_recorded():
+    """The reader has the header and the first audio while the recording is still going on
+    (not at its end), and the whole stream is a WAV that libsndfile reads to its end."""
+    import io
+
+    frames = 16000 * 4
+    proc = subprocess.Popen([*I2S, "record", "-q", "-p", "sim://fast?rx_source=ramp", "-r", "16000", "-b", "16", "-c",
+                             "2", "-s", str(frames), "-"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=ENV)
+    head = proc.stdout.read(44 + 4 * 1600)
+    assert proc.poll() is None  # 0.1 s of audio is here while the 4 s recording still runs
+    rest = proc.stdout.read()
+    err = proc.stderr.read()
+    proc.wait(timeout=60)
+    assert proc.returncode == 0, err
+    data, rate = sf.read(io.BytesIO(head + rest), dtype="int16")
+    assert rate == 16000
+    np.testing.assert_array_equal(data, ramp_samples(0, frames, 16, 2))
