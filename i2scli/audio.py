@@ -47,6 +47,7 @@ import stat
 import struct
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -167,19 +168,23 @@ class Input:
     """An audio file open for block reading. Use `open_input` to make one.
 
     Attributes: `rate` (Hz), `channels` (1 or 2: after the channels map), `file_channels`,
-    `frames` (in the file), `subtype` (e.g. ``PCM_24``), `format` (e.g. ``WAV``), `name`.
+    `frames` (in the file; None for a stream read as it comes: a pipe, a FIFO), `subtype`
+    (e.g. ``PCM_24``), `format` (e.g. ``WAV``), `name`, `streaming`.
     """
 
     def __init__(self, sfile: sf.SoundFile, name: str, channels_map: list[int] | None,
-                 spool: BinaryIO | None = None):
+                 spool: BinaryIO | None = None, reader: _StreamReader | None = None,
+                 raw: RawFormat | None = None):
         self._file = sfile
         self._spool = spool
+        self._reader = reader
         self.name = name
         self.rate: int = sfile.samplerate
         self.file_channels: int = sfile.channels
-        self.frames: int = sfile.frames
-        self.subtype: str = sfile.subtype
+        self.frames: int | None = None if reader is not None else sfile.frames
+        self.subtype: str = raw.subtype_name if raw is not None else sfile.subtype
         self.format: str = sfile.format
+        self._shift = raw.shift if raw is not None else 0
         if channels_map is not None:
             self.channels_map: list[int] | None = _check_map(list(channels_map), self.file_channels)
         elif self.file_channels > 2:
@@ -190,31 +195,47 @@ class Input:
         self.channels: int = len(self.channels_map) if self.channels_map else self.file_channels
 
     @property
+    def streaming(self) -> bool:
+        """Read as it comes (a pipe, a FIFO): its length is unknown until it ends."""
+        return self._reader is not None
+
+    @property
     def integer(self) -> bool:
         """True for integer PCM files (read exactly), False for float and lossy ones."""
         return _is_integer_subtype(self.subtype)
 
     @property
-    def seconds(self) -> float:
-        return self.frames / self.rate
+    def seconds(self) -> float | None:
+        return None if self.frames is None else self.frames / self.rate
 
     def describe(self) -> str:
         """E.g. ``song.flac: 44100 Hz PCM_24 stereo FLAC, 12.50 s``."""
         ch = {1: "mono", 2: "stereo"}.get(self.file_channels, f"{self.file_channels}-channel")
-        text = f"{self.name}: {self.rate} Hz {self.subtype} {ch} {self.format}, {self.seconds:.2f} s"
+        length = "a stream" if self.frames is None else f"{self.seconds:.2f} s"
+        text = f"{self.name}: {self.rate} Hz {self.subtype} {ch} {self.format}, {length}"
         if self.channels_map:
             text += f" (channels {','.join(map(str, self.channels_map))})"
         return text
 
-    def bus_frames(self, bus: BusFormat, start_frame: int = 0, max_frames: int | None = None) -> int:
-        """How many wire frames `play_blocks` yields for these arguments (±1 when resampling)."""
-        n = max(0, self.frames - start_frame)
+    def bus_frames(self, bus: BusFormat, start_frame: int = 0, max_frames: int | None = None) -> int | None:
+        """How many wire frames `play_blocks` yields for these arguments (±1 when resampling);
+        None for a stream of unknown length."""
+        if self.frames is None and max_frames is None:
+            return None
+        n = max_frames if self.frames is None else max(0, self.frames - start_frame)
         if max_frames is not None:
             n = min(n, max_frames)
         return n if bus.rate == self.rate else round(n * bus.rate / self.rate)
 
-    def _blocks(self, start: int, count: int, block_frames: int, dtype: str) -> Iterator[np.ndarray]:
-        """Up to `count` frames from `start`, mapped to `self.channels`, as (n, channels) arrays."""
+    def _blocks(self, start: int, count: int | None, block_frames: int, dtype: str) -> Iterator[np.ndarray]:
+        """Up to `count` frames (None: all) from `start`, mapped to `self.channels`, as (n,
+        channels) arrays. A stream yields an empty block whenever nothing has arrived for a
+        moment, so that the caller can tend its link while a pipe is slow."""
+        if self._reader is not None:
+            yield from self._stream_blocks(start, count, dtype)
+            return
+        if count is None:
+            count = max(0, self.frames - start)
         if count <= 0:
             return
         try:
@@ -223,13 +244,40 @@ class Input:
                 data = self._file.read(min(block_frames, count), dtype=dtype, always_2d=True)
                 if len(data) == 0:
                     return
+                if self._shift:  # aplay's S24_LE: 24 bits in the low bytes of 32, read as PCM_32
+                    data <<= self._shift
                 count -= len(data)
                 yield data[:, self.channels_map] if self.channels_map else data
         except (sf.LibsndfileError, RuntimeError) as e:
             raise AudioError(f"{self.name}: cannot read audio: {_sf_message(e)}") from None
 
+    def _stream_blocks(self, start: int, count: int | None, dtype: str) -> Iterator[np.ndarray]:
+        reader = self._reader
+        if start:
+            raise ValueError(f"{self.name} is a stream: it plays from its start")
+        if dtype != reader.dtype:
+            raise ValueError(f"{self.name} is read as {reader.dtype}, not {dtype}")
+        idle = np.zeros((0, self.channels), dtype)
+        reader.start()
+        while count is None or count > 0:
+            data = reader.get()
+            if data is None:  # nothing yet
+                yield idle
+                continue
+            if len(data) == 0:  # the end
+                if reader.error is not None:
+                    raise reader.error
+                return
+            if count is not None:
+                data = data[:count]
+                count -= len(data)
+            yield data[:, self.channels_map] if self.channels_map else data
+
     def close(self) -> None:
-        self._file.close()
+        if self._reader is not None:
+            self._reader.close()  # the file is closed by its reader, once no read is under way
+        else:
+            self._file.close()
         if self._spool is not None:
             self._spool.close()
 
@@ -238,6 +286,103 @@ class Input:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+#: A stream's reader hands over blocks of this many milliseconds of audio (a pipe's first
+#: sample is not held back for more), and holds at most STREAM_QUEUE_S seconds read ahead.
+STREAM_BLOCK_MS = 20
+STREAM_QUEUE_S = 1.0
+
+
+class _StreamReader:
+    """Reads a stream (a pipe, a FIFO) through libsndfile in a thread of its own, a block at a
+    time, into a bounded queue: memory stays flat whatever the stream's length, and the
+    command keeps tending its link (and hears signals) while the source is slow. Owns the
+    SoundFile and closes it (and `closers`) when the stream ends or the reader is closed."""
+
+    def __init__(self, sfile: sf.SoundFile, name: str, dtype: str, shift: int = 0, closers=()):
+        import queue
+
+        self.sfile, self.name, self.dtype, self.shift = sfile, name, dtype, shift
+        self.channels = sfile.channels
+        self.block = max(64, sfile.samplerate * STREAM_BLOCK_MS // 1000)
+        self.queue: queue.Queue = queue.Queue(maxsize=max(2, int(STREAM_QUEUE_S * 1000 / STREAM_BLOCK_MS)))
+        self.error: AudioError | None = None
+        self._closers = list(closers)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def start(self) -> None:
+        with self._lock:
+            if self._thread is None and not self._stop.is_set():
+                self._thread = threading.Thread(target=self._run, name="i2s-input", daemon=True)
+                self._thread.start()
+
+    def get(self, wait: float = 0.02) -> np.ndarray | None:
+        """The next block; an empty one at the end; None when nothing came within `wait` s."""
+        import queue
+
+        try:
+            return self.queue.get(timeout=wait)
+        except queue.Empty:
+            return None
+
+    def _put(self, item: np.ndarray) -> bool:
+        import queue
+
+        while not self._stop.is_set():
+            try:
+                self.queue.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _run(self) -> None:
+        try:
+            while not self._stop.is_set():
+                data = self.sfile.read(self.block, dtype=self.dtype, always_2d=True)
+                if len(data) == 0:
+                    break
+                if self.shift:
+                    data <<= self.shift
+                if not self._put(data):
+                    break
+        except (sf.LibsndfileError, RuntimeError, OSError) as e:
+            self.error = AudioError(f"{self.name}: cannot read audio: {_sf_message(e)}")
+        finally:
+            self._release()
+            self._put(np.zeros((0, self.channels), self.dtype))
+
+    def _release(self) -> None:
+        try:
+            self.sfile.close()
+        except _SF_ERRORS:
+            pass
+        for c in self._closers:
+            try:
+                c()
+            except OSError:
+                pass
+        self._closers = []
+
+    def close(self) -> None:
+        """Stop reading. A read still waiting on the source ends on its own (a daemon thread:
+        it never holds the command up)."""
+        import queue
+
+        with self._lock:
+            self._stop.set()
+            running = self._thread is not None
+        if not running:
+            self._release()
+            return
+        try:
+            while True:
+                self.queue.get_nowait()
+        except queue.Empty:
+            pass
 
 
 def _sf_message(e: BaseException) -> str:
@@ -257,17 +402,27 @@ def _size_words(n: int) -> str:
     return f"{n >> 30} GiB" if n >= 1 << 30 else f"{n >> 20} MiB" if n >= 1 << 20 else f"{n} bytes"
 
 
-def _spool_stdin(stream: BinaryIO, name: str = "standard input") -> BinaryIO:
-    """Copy a non-seekable stream (stdin, a FIFO, a device) named `name` into an anonymous
-    temporary file, in chunks, within the bounds above. AudioError naming it otherwise."""
+def _spool_stdin(stream: BinaryIO, name: str = "standard input", head: bytes = b"") -> BinaryIO:
+    """Copy a non-seekable stream (stdin, a FIFO, a device) named `name`, after the `head`
+    already read from it, into an anonymous temporary file, in chunks, within the bounds
+    above. AudioError naming it otherwise."""
+    try:  # the descriptor itself where there is one: no buffer's lock held while a read waits
+        fd = stream.fileno()
+        read = lambda n: os.read(fd, n)  # noqa: E731
+    except (OSError, AttributeError, ValueError):
+        read = stream.read
     spool = tempfile.TemporaryFile(prefix="i2s-stdin-")
     total, sniffed = 0, False
     try:
+        first = True
         while True:
-            try:
-                chunk = stream.read(_SPOOL_CHUNK)
-            except OSError as e:
-                raise AudioError(f"{name}: cannot read: {_sf_message(e)}") from None
+            if first and head:
+                chunk, first = head, False
+            else:
+                try:
+                    chunk = read(_SPOOL_CHUNK)
+                except OSError as e:
+                    raise AudioError(f"{name}: cannot read: {_sf_message(e)}") from None
             if not chunk:
                 break
             try:
@@ -281,10 +436,14 @@ def _spool_stdin(stream: BinaryIO, name: str = "standard input") -> BinaryIO:
                 _check_head(spool, name)
             if total > SPOOL_MAX:
                 raise AudioError(f"{name}: more than {_size_words(SPOOL_MAX)} and not ended: a pipe, FIFO or "
-                                 f"device is read to its end before it plays; give a regular file")
+                                 f"device in this format is read to its end before it plays; give a regular "
+                                 f"file, or WAV or raw PCM, which play as they come")
         spool.seek(0)
     except BaseException:
-        spool.close()
+        try:
+            spool.close()
+        except OSError:  # what was still buffered cannot be written either: said above
+            pass
         raise
     return spool
 
@@ -310,59 +469,295 @@ def _stdin() -> BinaryIO:
     return sys.stdin.buffer
 
 
-def open_input(path: str, channels_map: list[int] | None = None, *, stdin: BinaryIO | None = None) -> Input:
-    """Open an audio file that libsndfile reads (WAV/WAVEX/RF64/W64, FLAC, OGG, AIFF, MP3...).
+# --------------------------------------------------------------------------------------------
+# Raw PCM (no header): sox's -t raw -r -c -b -e --endian, and aplay's -f
 
-    ``-`` reads standard input (or `stdin` if given): most formats need seeking, so the
-    stream is first copied to a temporary file in chunks (memory stays flat; disk holds a
-    copy, at most SPOOL_MAX bytes). A FIFO or another special file is copied the same way.
-    `channels_map` selects and reorders file channels (1 or 2 0-based entries);
-    files with more than two channels need one. Raises AudioError with a one-line message.
-    """
-    spool = None
-    if path == "-":
-        name = "standard input"
-        spool = _spool_stdin(stdin if stdin is not None else _stdin(), name)
+
+@dataclass(frozen=True)
+class RawFormat:
+    """Headerless PCM: what libsndfile reads it as (`subtype`, `endian`), and `shift` for
+    aplay's S24_LE (24 bits in the low three bytes of four: read as PCM_32, shifted up 8)."""
+
+    rate: int
+    channels: int
+    subtype: str  # PCM_S8, PCM_U8, PCM_16, PCM_24, PCM_32, FLOAT, DOUBLE
+    endian: str = "LITTLE"
+    shift: int = 0
+
+    @property
+    def subtype_name(self) -> str:
+        return "PCM_24" if self.shift else self.subtype
+
+
+#: aplay's -f names: (libsndfile subtype, endianness, shift); and its shorthands
+APLAY_FORMATS = {
+    "S8": ("PCM_S8", "LITTLE", 0), "U8": ("PCM_U8", "LITTLE", 0),
+    "S16_LE": ("PCM_16", "LITTLE", 0), "S16_BE": ("PCM_16", "BIG", 0),
+    "S24_LE": ("PCM_32", "LITTLE", 8), "S24_BE": ("PCM_32", "BIG", 8),
+    "S24_3LE": ("PCM_24", "LITTLE", 0), "S24_3BE": ("PCM_24", "BIG", 0),
+    "S32_LE": ("PCM_32", "LITTLE", 0), "S32_BE": ("PCM_32", "BIG", 0),
+    "FLOAT_LE": ("FLOAT", "LITTLE", 0), "FLOAT_BE": ("FLOAT", "BIG", 0),
+    "FLOAT64_LE": ("DOUBLE", "LITTLE", 0), "FLOAT64_BE": ("DOUBLE", "BIG", 0),
+}
+APLAY_SHORTHANDS = {"cd": ("S16_LE", 44100, 2), "cdr": ("S16_BE", 44100, 2), "dat": ("S16_LE", 48000, 2)}
+#: sox's -e names (and the short forms sox users write)
+SOX_ENCODINGS = {"signed-integer": "signed", "signed": "signed", "unsigned-integer": "unsigned",
+                 "unsigned": "unsigned", "floating-point": "float", "float": "float"}
+
+
+def raw_format(rate: int | None, channels: int | None, bits: int | None, encoding: str | None = None,
+               endian: str | None = None, aplay: str | None = None) -> RawFormat:
+    """A RawFormat from sox's flags (-r -c -b -e --endian) or aplay's -f (with -r -c, or a
+    shorthand: cd, cdr, dat). ValueError (a usage error) saying what is missing or wrong."""
+    if aplay is not None:
+        if bits is not None or encoding is not None or endian is not None:
+            raise ValueError("-f names the sample format: leave out -b, -e and --endian")
+        key = aplay if aplay in APLAY_SHORTHANDS else aplay.upper()
+        if key in APLAY_SHORTHANDS:
+            name, r, c = APLAY_SHORTHANDS[key]
+            rate, channels = rate or r, channels or c
+            key = name
+        if key not in APLAY_FORMATS:
+            raise ValueError(f"unknown -f format {aplay!r} (known: {', '.join([*APLAY_FORMATS, *APLAY_SHORTHANDS])})")
+        subtype, order, shift = APLAY_FORMATS[key]
     else:
-        name = path
-        if not os.path.exists(path):
-            raise AudioError(f"{path}: no such file")
-        if os.path.isdir(path):
-            raise AudioError(f"{path}: is a directory, not an audio file")
-        if not os.access(path, os.R_OK):
-            raise AudioError(f"{path}: permission denied")
-        if not stat.S_ISREG(os.stat(path).st_mode):  # a FIFO such as <(ffmpeg ...), a device: spool it like stdin
-            try:
-                fifo = open(path, "rb")
-            except OSError as e:
-                raise AudioError(f"{path}: cannot read: {_sf_message(e)}") from None
-            with fifo:
-                spool = _spool_stdin(fifo, path)
-        elif os.path.getsize(path) == 0:
-            raise AudioError(f"{path}: empty file, not audio")
-    source: str | BinaryIO = path
-    if spool is not None:
-        if spool.seek(0, os.SEEK_END) == 0:
-            spool.close()
-            raise AudioError(f"{name}: nothing to read (it was empty)")
-        spool.seek(0)
-        source = spool
+        if bits is None:
+            raise ValueError("raw PCM has no header: give its sample size with -b BITS (or -f S16_LE)")
+        enc = SOX_ENCODINGS.get((encoding or "signed-integer").lower())
+        if enc is None:
+            raise ValueError(f"unknown encoding -e {encoding!r} (signed-integer, unsigned-integer or floating-point)")
+        table = {"signed": {8: "PCM_S8", 16: "PCM_16", 24: "PCM_24", 32: "PCM_32"},
+                 "unsigned": {8: "PCM_U8"}, "float": {32: "FLOAT", 64: "DOUBLE"}}[enc]
+        if bits not in table:
+            sizes = ", ".join(map(str, table))
+            raise ValueError(f"-e {encoding or 'signed-integer'} takes -b {sizes}, not {bits}")
+        subtype, order, shift = table[bits], (endian or "little").upper(), 0
+    missing = [flag for flag, v in (("-r RATE", rate), ("-c CHANNELS", channels)) if v is None]
+    if missing:
+        raise ValueError(f"raw PCM has no header: give {' and '.join(missing)}")
+    return RawFormat(int(rate), int(channels), subtype, order, shift)
+
+
+# --------------------------------------------------------------------------------------------
+# Streams: a pipe or a FIFO plays as it comes
+
+
+#: What libsndfile reads from a pipe, as it comes, recognised by the stream's first bytes:
+#: WAV (RIFF/WAVE), Sony Wave64, AIFF, AU, Ogg (Vorbis, Opus). Anything else (FLAC, RF64, CAF,
+#: MP3, ...: libsndfile needs to seek in those) is copied to a temporary file first.
+def _streams(head: bytes) -> bool:
+    return ((head[:4] == b"RIFF" and head[8:12] == b"WAVE") or head[:4] == b"riff"
+            or (head[:4] == b"FORM" and head[8:11] == b"AIF") or head[:4] in (b".snd", b"OggS"))
+
+
+_SNIFF_MAX = 1 << 20  # header bytes read before libsndfile takes over (a WAV's chunks before its data)
+
+
+def _read_head(fd: int, name: str) -> bytes:
+    """The stream's first bytes: enough to know its format and, for a WAV, its chunks up to
+    the data chunk's header (at most about _SNIFF_MAX bytes). b"" when it is empty."""
+    head = b""
+    while len(head) < _SNIFF_MAX:
+        if len(head) >= 12:
+            if not (head[:4] == b"RIFF" and head[8:12] == b"WAVE"):
+                return head
+            at = 12
+            while at + 8 <= len(head):
+                if head[at:at + 4] == b"data":
+                    return head
+                size = struct.unpack_from("<I", head, at + 4)[0]
+                at += 8 + size + (size & 1)
+        try:
+            chunk = os.read(fd, 4096)
+        except OSError as e:
+            raise AudioError(f"{name}: cannot read: {_sf_message(e)}") from None
+        if not chunk:
+            return head
+        head += chunk
+    return head
+
+
+def _unknown_length(head: bytes) -> bytes:
+    """A streaming WAV's header as libsndfile reads it to the end of the stream: a data size of
+    0 (what some writers put when they cannot seek back) made 0xFFFFFFFF ("unknown", as sox and
+    ffmpeg write it), which libsndfile reads until the data ends."""
+    if not (head[:4] == b"RIFF" and head[8:12] == b"WAVE"):
+        return head
+    at = 12
+    while at + 8 <= len(head):
+        size = struct.unpack_from("<I", head, at + 4)[0]
+        if head[at:at + 4] == b"data":
+            if size == 0:
+                head = head[:at + 4] + b"\xff\xff\xff\xff" + head[at + 8:]
+                if struct.unpack_from("<I", head, 4)[0] == 0:
+                    head = head[:4] + b"\xff\xff\xff\xff" + head[8:]
+            return head
+        at += 8 + size + (size & 1)
+    return head
+
+
+def _pump(src: int, dst: int, head: bytes) -> None:
+    """`head`, then everything from `src`, into `dst` (a pipe libsndfile reads); `dst` closed
+    at the end, or when its reader went away."""
     try:
-        sfile = sf.SoundFile(source)
+        view = memoryview(head)
+        while view:
+            view = view[os.write(dst, view):]
+        while True:
+            chunk = os.read(src, 65536)
+            if not chunk:
+                break
+            view = memoryview(chunk)
+            while view:
+                view = view[os.write(dst, view):]
+    except OSError:
+        pass
+    finally:
+        os.close(dst)
+
+
+def _open_stream(stream: BinaryIO, name: str, channels_map: list[int] | None, raw: RawFormat | None,
+                 owned: BinaryIO | None = None) -> Input:
+    """A non-seekable input (a pipe, a FIFO, a device) that plays as it comes: raw PCM, or a
+    format libsndfile reads from a pipe (`_streams`); anything else is copied to a temporary
+    file first, as before. `owned` is closed with the input."""
+    closers = [owned.close] if owned is not None else []
+    try:
+        fd = stream.fileno()
+    except (OSError, AttributeError, ValueError):
+        fd = None
+    try:
+        if fd is None:  # a file-like object without a descriptor: copy it
+            return _open_spooled(_spool_stdin(stream, name), name, channels_map, raw, closers)
+        if raw is not None:
+            try:
+                sfile = sf.SoundFile(fd, "r", samplerate=raw.rate, channels=raw.channels, subtype=raw.subtype,
+                                     endian=raw.endian, format="RAW", closefd=False)
+            except _SF_ERRORS as e:
+                raise AudioError(f"{name}: cannot read raw PCM: {_sf_message(e)}") from None
+            dtype = "int32" if _is_integer_subtype(raw.subtype) else "float64"
+            reader = _StreamReader(sfile, name, dtype, raw.shift, closers)
+            closers = []
+            return _checked_input(sfile, name, channels_map, None, reader, raw)
+        head = _read_head(fd, name)
+        if not head:
+            raise AudioError(f"{name}: nothing to read (it was empty)")
+        if not _streams(head):
+            return _open_spooled(_spool_stdin(stream, name, head), name, channels_map, raw, closers)
+        r, w = os.pipe()
+        threading.Thread(target=_pump, args=(fd, w, _unknown_length(head)), name="i2s-pump", daemon=True).start()
+        try:
+            sfile = sf.SoundFile(r, closefd=False)
+        except _SF_ERRORS as e:
+            os.close(r)  # the pump sees its reader gone and stops
+            raise AudioError(f"{name}: not a readable audio file ({_sf_message(e)})") from None
+        dtype = "int32" if _is_integer_subtype(sfile.subtype) else "float64"
+        reader = _StreamReader(sfile, name, dtype, 0, [lambda: os.close(r), *closers])
+        closers = []
+        return _checked_input(sfile, name, channels_map, None, reader, None)
+    finally:
+        for c in closers:
+            c()
+
+
+def _open_spooled(spool: BinaryIO, name: str, channels_map, raw, closers) -> Input:
+    for c in closers:
+        c()
+    closers.clear()
+    if spool.seek(0, os.SEEK_END) == 0:
+        spool.close()
+        raise AudioError(f"{name}: nothing to read (it was empty)")
+    spool.seek(0)
+    return _open_sf(spool, name, channels_map, raw, spool)
+
+
+def _raw_kw(raw: RawFormat | None) -> dict:
+    if raw is None:
+        return {}
+    return {"samplerate": raw.rate, "channels": raw.channels, "subtype": raw.subtype, "endian": raw.endian,
+            "format": "RAW"}
+
+
+def _open_sf(source, name: str, channels_map, raw: RawFormat | None, spool: BinaryIO | None) -> Input:
+    try:
+        sfile = sf.SoundFile(source, "r", **_raw_kw(raw))
     except _SF_ERRORS as e:
         if spool is not None:
             spool.close()
-        raise AudioError(f"{name}: not a readable audio file ({_sf_message(e)})") from None
+        what = "cannot read raw PCM" if raw is not None else "not a readable audio file"
+        raise AudioError(f"{name}: {what} ({_sf_message(e)})") from None
+    return _checked_input(sfile, name, channels_map, spool, None, raw)
+
+
+def _checked_input(sfile, name, channels_map, spool, reader, raw) -> Input:
     try:
-        inp = Input(sfile, name, channels_map, spool)
-        if inp.frames <= 0:
+        inp = Input(sfile, name, channels_map, spool, reader, raw)
+        if inp.frames is not None and inp.frames <= 0:
             raise AudioError(f"{name}: contains no audio (0 frames; truncated?)")
     except AudioError:
-        sfile.close()
+        if reader is not None:
+            reader.close()
+        else:
+            sfile.close()
         if spool is not None:
             spool.close()
         raise
     return inp
+
+
+def _seekable(stream: BinaryIO) -> bool:
+    try:
+        return bool(stream.seekable())
+    except (OSError, AttributeError, ValueError):
+        return False
+
+
+def is_stream(path: str) -> bool:
+    """Whether `path` (``-``: standard input) is a pipe, a FIFO or a device: read as it comes."""
+    if path == "-":
+        return sys.stdin is not None and not _seekable(sys.stdin.buffer)
+    try:
+        return not stat.S_ISREG(os.stat(path).st_mode) and not os.path.isdir(path)
+    except OSError:
+        return False
+
+
+def open_input(path: str, channels_map: list[int] | None = None, *, stdin: BinaryIO | None = None,
+               raw: RawFormat | None = None) -> Input:
+    """Open an audio file that libsndfile reads (WAV/WAVEX/RF64/W64, FLAC, OGG, AIFF, MP3...),
+    or raw PCM in the format `raw` (no header).
+
+    ``-`` reads standard input (or `stdin` if given). A pipe, a FIFO or a device plays as it
+    comes (`Input.streaming`, `frames` None): raw PCM, and WAV (whatever its header says of
+    the length: 0 and 0xFFFFFFFF are read to the end of the stream), AIFF, AU, W64 and Ogg,
+    which libsndfile reads without seeking; a block of about STREAM_BLOCK_MS is read at a
+    time and at most STREAM_QUEUE_S is held. Other formats (FLAC, RF64, CAF, MP3) need
+    seeking: such a stream is first copied to a temporary file in chunks (at most SPOOL_MAX
+    bytes). `channels_map` selects and reorders file channels (1 or 2 0-based entries); files
+    with more than two channels need one. Raises AudioError with a one-line message.
+    """
+    if path == "-":
+        name = "standard input"
+        stream = stdin if stdin is not None else _stdin()
+        if not _seekable(stream):
+            return _open_stream(stream, name, channels_map, raw)
+        return _open_sf(stream, name, channels_map, raw, None)  # a regular file as stdin: as a file
+    name = path
+    if not os.path.exists(path):
+        raise AudioError(f"{path}: no such file")
+    if os.path.isdir(path):
+        raise AudioError(f"{path}: is a directory, not an audio file")
+    if not os.access(path, os.R_OK):
+        raise AudioError(f"{path}: permission denied")
+    if not stat.S_ISREG(os.stat(path).st_mode):  # a FIFO such as <(ffmpeg ...), a device: a stream
+        try:
+            fifo = open(path, "rb")
+        except OSError as e:
+            raise AudioError(f"{path}: cannot read: {_sf_message(e)}") from None
+        return _open_stream(fifo, path, channels_map, raw, owned=fifo)
+    if os.path.getsize(path) == 0:
+        raise AudioError(f"{path}: empty file, not audio")
+    return _open_sf(path, name, channels_map, raw, None)
 
 
 # --------------------------------------------------------------------------------------------
@@ -473,9 +868,9 @@ def play_blocks(
         raise ValueError("start_frame and max_frames must be >= 0, block_frames > 0")
     stats = stats if stats is not None else ConvertStats()
     stats.bits = bus.bits
-    count = max(0, inp.frames - start_frame)
+    count = None if inp.frames is None else max(0, inp.frames - start_frame)
     if max_frames is not None:
-        count = min(count, max_frames)
+        count = max_frames if count is None else min(count, max_frames)
     src_channels = min(inp.channels, bus.channels)  # a stereo source on a mono bus keeps the left
     resampler = None
     if bus.rate != inp.rate:
@@ -494,6 +889,7 @@ def play_blocks(
             if resampler is not None:
                 x = resampler.resample_chunk(np.ascontiguousarray(x))
                 if len(x) == 0:
+                    yield b""  # nothing out yet (a stream waits for its source): the caller tends its link
                     continue
             ints, clipped = _quantize(x, bus.bits, scale)
         yield from _emit(ints, clipped, bus, stats)
@@ -648,15 +1044,17 @@ def check_writable(path: str) -> None:
         raise AudioError(f"{path}: cannot write in directory {parent}")
 
 
-def check_output_path(path: str) -> None:
+def check_output_path(path: str, raw: bool = False) -> None:
     """Raise AudioError unless `path` (or ``-``) can take a recording: `check_writable`, then a
-    known extension (a directory is said to be one, whatever its name). Nothing is created."""
+    known extension unless `raw` (a directory is said to be one, whatever its name). Nothing is
+    created."""
     if path == "-":
         if sys.stdout is None:  # started with stdout closed (`i2s record - >&-`)
             raise AudioError("standard output is closed: nowhere to write the recording")
         return
     check_writable(path)
-    _output_format(path)
+    if not raw:
+        _output_format(path)
     target = os.path.realpath(path)
     try:
         special = not stat.S_ISREG(os.stat(target).st_mode)
@@ -701,6 +1099,8 @@ class Output:
     def __init__(self, path: str, bus: BusFormat, fmt: str, subtype: str, *, sync_interval: float = 1.0,
                  sfile: sf.SoundFile | None = None, stream: BinaryIO | None = None,
                  temp: str | None = None, target: str | None = None):
+        self.pipe: _PipeWriter | None = None  # a stream that is not a file: written as it comes, by a thread
+        self._owned: BinaryIO | None = None  # a FIFO opened for this recording, closed with it
         self.path = path
         self._temp = temp  # the recording is made here, beside `target`, until it is put in place
         self._target = target
@@ -722,7 +1122,21 @@ class Output:
                 self._header_at = stream.tell() if self._seekable else 0
             except OSError:
                 self._seekable = False
-            self._stream_write(self._wav_header(0xFFFFFFFF if not self._seekable else 0))
+            if not self._seekable:
+                try:
+                    fd = stream.fileno()
+                except (OSError, AttributeError, ValueError):
+                    fd = None
+                if fd is not None:
+                    stream.flush()
+                    self.pipe = _PipeWriter(fd, bus.rate * bus.channels * self._file_sample_bytes)
+            if fmt != "RAW":
+                self._stream_write(self._wav_header(0xFFFFFFFF if not self._seekable else 0))
+
+    @property
+    def reader_gone(self) -> bool:
+        """The reader of the pipe went away (`| head -c 1M`): the recording should end."""
+        return self.pipe is not None and self.pipe.gone
 
     @property
     def frames(self) -> int:
@@ -752,6 +1166,9 @@ class Output:
                 self._sf.write(y)
             except _SF_ERRORS as e:
                 raise self._write_error(e) from None
+        elif self.pipe is not None:
+            if not self.pipe.put(self._pack(y), len(x)):
+                return  # dropped, counted (a reader slower than the stream), or the reader is gone
         else:
             self._stream_write(self._pack(y))
         self._frames += len(x)
@@ -800,9 +1217,9 @@ class Output:
         if self._sf is not None:
             if self.format != "FLAC":
                 sf._snd.sf_command(self._sf._file, _SFC_UPDATE_HEADER_NOW, sf._ffi.NULL, 0)
-        elif self._seekable:
+        elif self._seekable and self.format != "RAW":
             self._patch_header()
-        elif self._stream is not None:
+        elif self._stream is not None and self.pipe is None:
             self._stream_flush()
 
     def close(self) -> None:
@@ -819,8 +1236,16 @@ class Output:
                     self._remove_temp()
                 raise AudioError(f"{self.path}: cannot finish the file: {_sf_message(e)}") from None
             self._commit()
+        elif self.pipe is not None:
+            self.pipe.close()
+            self._frames -= self.pipe.unwritten_frames
+            if self._owned is not None:
+                try:
+                    self._owned.close()
+                except OSError:
+                    pass
         elif self._stream is not None:
-            if self._seekable:
+            if self._seekable and self.format != "RAW":
                 self._patch_header()
             self._stream_flush()
 
@@ -891,6 +1316,9 @@ class Output:
 
     def _stream_write(self, data: bytes) -> None:
         assert self._stream is not None
+        if self.pipe is not None:
+            self.pipe.put(data, 0)
+            return
         try:
             self._stream.write(data)
         except BrokenPipeError:
@@ -908,6 +1336,107 @@ class Output:
             raise _stdout_error(e) from None
 
 
+#: How much a pipe's reader may fall behind before audio is dropped (counted as overruns).
+PIPE_BACKLOG_S = 2.0
+
+
+class _PipeWriter:
+    """Writes a recording into a pipe (a FIFO, a socket, a terminal) from a thread of its own,
+    as it comes: the link to the board never waits for the reader. A reader slower than the
+    stream fills a bounded backlog (PIPE_BACKLOG_S of audio); past it blocks are dropped and
+    counted (`overruns`, `lost_frames`), never lost silently. A reader that goes away
+    (EPIPE: `| head -c 1M`) sets `gone`; what follows is not written."""
+
+    def __init__(self, fd: int, bytes_per_second: int):
+        import queue
+
+        self.fd = fd
+        self.limit = max(1 << 16, int(PIPE_BACKLOG_S * bytes_per_second))
+        self.queue: queue.Queue = queue.Queue()
+        self.backlog = 0  # bytes queued, not yet written
+        self.overruns = 0  # times the backlog was full (a run of dropped blocks counts once)
+        self.lost_frames = 0
+        self.unwritten_frames = 0  # frames accepted but never written (the reader went away)
+        self.gone = False
+        self.error: AudioError | None = None
+        self._dropping = False
+        self._inflight = 0  # frames of the block being written
+        self._abandoned = False  # close() gave up waiting for the reader
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._run, name="i2s-output", daemon=True)
+        self._thread.start()
+
+    def put(self, data: bytes, frames: int) -> bool:
+        """Queue `data` (`frames` audio frames); False when it was dropped (counted) or the
+        reader is gone."""
+        if self.gone:
+            return False
+        with self._lock:
+            if self.backlog + len(data) > self.limit and frames:
+                if not self._dropping:
+                    self.overruns += 1
+                    self._dropping = True
+                self.lost_frames += frames
+                return False
+            self._dropping = False
+            self.backlog += len(data)
+        self.queue.put((data, frames))
+        return True
+
+    def _run(self) -> None:
+        while True:
+            item = self.queue.get()
+            if item is None:
+                return
+            data, frames = item
+            self._inflight = frames
+            if not self.gone:
+                try:
+                    view = memoryview(data)
+                    while view:
+                        view = view[os.write(self.fd, view):]
+                except BrokenPipeError:
+                    self._reader_went_away()
+                except OSError as e:
+                    self.error = _stdout_error(e)
+                    self._reader_went_away()
+            with self._lock:
+                if self.gone and not self._abandoned:
+                    self.unwritten_frames += frames
+                self._inflight = 0
+                self.backlog -= len(data)
+
+    def _reader_went_away(self) -> None:
+        self.gone = True
+        try:  # nothing written later (an exit's flush included) meets the closed pipe
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, self.fd)
+            os.close(devnull)
+        except OSError:
+            pass
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Write what is queued (waiting at most `timeout` s for the reader), then stop; what a
+        reader that stopped reading left in the queue is counted as never written."""
+        self.queue.put(None)
+        self._thread.join(timeout)
+        with self._lock:
+            if not self._thread.is_alive():
+                return
+            # the reader stopped reading: the write under way and what is queued never reach it
+            self.gone = self._abandoned = True
+            self.unwritten_frames += self._inflight
+        import queue
+
+        try:
+            while True:
+                item = self.queue.get_nowait()
+                if item is not None:
+                    self.unwritten_frames += item[1]
+        except queue.Empty:
+            pass
+
+
 def _stdout_error(e: OSError) -> AudioError:
     if e.errno in (errno.ENOSPC, errno.EDQUOT):
         words = "no space left on the device" if e.errno == errno.ENOSPC else "disk quota exceeded"
@@ -922,6 +1451,7 @@ def open_output(
     subtype: str | None = None,
     sync_interval: float = 1.0,
     stdout: BinaryIO | None = None,
+    raw: bool = False,
 ) -> Output:
     """Create a recording of wire audio in format `bus` at `path`.
 
@@ -929,15 +1459,17 @@ def open_output(
     4 GB), .w64 (Sony Wave64). ``-`` writes a WAV to standard output (or `stdout` if given):
     on a pipe the header can't be rewritten, so it says "unknown length" (0xFFFFFFFF sizes),
     which libsndfile, sox and ffmpeg read to the end of the data; when stdout is a regular
-    file the header is fixed up as for a path.
+    file the header is fixed up as for a path. On a pipe the audio goes out as it comes, from
+    a thread (`_PipeWriter`): a slow reader costs counted overruns, a reader that goes away
+    sets `Output.reader_gone`. `raw`: headerless little-endian PCM of `subtype`, any name.
 
     `subtype` is PCM_16, PCM_24 or PCM_32; the default is PCM_16 for 16-bit buses and PCM_32
     for 32-bit ones, except FLAC, which stores at most 24 bits: PCM_24 (the top 24 bits of
     each slot). Raises AudioError (before any audio moves) for an unsupported extension or
     subtype, a missing or unwritable directory, or a file that can't be created.
     """
-    check_output_path(path)
-    fmt = "WAV" if path == "-" else _output_format(path)
+    check_output_path(path, raw)
+    fmt = "RAW" if raw else "WAV" if path == "-" else _output_format(path)
     if subtype is None:
         subtype = _default_subtype(fmt, bus)
     subtype = subtype.upper()
@@ -955,12 +1487,20 @@ def open_output(
         special = not stat.S_ISREG(os.stat(target).st_mode)
     except OSError:
         special = False
+    if special and fmt in ("WAV", "RAW") and stat.S_ISFIFO(os.stat(target).st_mode):
+        try:  # a FIFO: written as it comes, as standard output is
+            fifo = open(target, "wb")
+        except OSError as e:
+            raise AudioError(f"{path}: cannot open: {_sf_message(e)}") from None
+        out = Output(path, bus, fmt, subtype, sync_interval=sync_interval, stream=fifo)
+        out._owned = fifo
+        return out
     temp = None
     if not special:  # made beside the target, renamed over it when the recording has started
         temp = _temp_beside(path, target)
     try:
         sfile = sf.SoundFile(temp or path, "w", samplerate=bus.rate, channels=bus.channels, subtype=subtype,
-                             format=fmt)
+                             format=fmt, **({"endian": "LITTLE"} if raw else {}))
     except _SF_ERRORS as e:
         if temp is not None:
             os.unlink(temp)

@@ -127,6 +127,7 @@ def describe_ring(cfg: dict, agent: Agent, mode: str = "tx") -> str:
 
 CODE_WHEN = 0.5  # auto: code the stream when it needs more than this share of the link
 PEEK_SECONDS = 2.0  # of a file, to estimate how well it compresses before starting
+STREAM_PEEK_SECONDS = 0.25  # of a stream (a pipe): a live source is not held back for longer
 # what recording can count on, not knowing the sound: the zero bits of 16- or 24-bit audio in 32-bit slots
 RX_RATIO_FLOOR = {16: 1.0, 32: 1.3}
 
@@ -339,9 +340,7 @@ def _lossless_fit(bus: audio.BusFormat) -> dict:
 
 def _fitted(fitter: fit.Fitter, source: Iterator[bytes]) -> Iterator[bytes]:
     for block in source:
-        out = fitter.feed(block)
-        if out:
-            yield out
+        yield fitter.feed(block) or b""  # b"": nothing yet (the link is tended meanwhile)
     tail = fitter.finish()
     if tail:
         yield tail
@@ -407,8 +406,10 @@ def _levels(lv: dict) -> dict:
 
 def play(agent: Agent, port: str, source: Iterator[bytes], bus: audio.BusFormat, opts: BusOptions, *,
          stop: threading.Event | None = None, watch: Watch | None = None, stats: audio.ConvertStats | None = None,
-         on_ready: Callable[[dict], None] | None = None, on_fit: Callable[[str], None] | None = None) -> dict:
-    """Stream wire-format blocks to I2S TX. Stops early (gracefully) when stop is set.
+         on_ready: Callable[[dict], None] | None = None, on_fit: Callable[[str], None] | None = None,
+         peek_seconds: float = PEEK_SECONDS) -> dict:
+    """Stream wire-format blocks to I2S TX. Stops early (gracefully) when stop is set. An empty
+    block means that the source has nothing yet (a pipe): the link is tended meanwhile.
 
     A stream the link cannot carry is refused (TooFast) saying what would fit; with opts.fit it
     is made to fit (fit.py) and `on_fit` hears one line saying how."""
@@ -425,7 +426,7 @@ def play(agent: Agent, port: str, source: Iterator[bytes], bus: audio.BusFormat,
         nonlocal peeked
         if not peeked:
             peeked = True
-            want, got = int(PEEK_SECONDS * bus.bytes_per_second), 0
+            want, got = int(peek_seconds * bus.bytes_per_second), 0
             for block in source:
                 head.append(block)
                 got += len(block)
@@ -485,9 +486,10 @@ def play(agent: Agent, port: str, source: Iterator[bytes], bus: audio.BusFormat,
             if stop is not None and stop.is_set():
                 interrupted = True
                 return
-            watch.levels.feed(block)
-            if watch.first_audio is None:
-                watch.first_audio = time.monotonic()
+            if block:
+                watch.levels.feed(block)
+                if watch.first_audio is None:
+                    watch.first_audio = time.monotonic()
             yield block
 
     sent_frames = 0
@@ -632,21 +634,29 @@ def record(agent: Agent, port: str, out: audio.Output, bus: audio.BusFormat, opt
         watch.levels.feed(raw)
         watch.frames = rule.kept
 
-    class Either:  # stop when a signal arrives or a stop condition is met
+    class Either:  # stop when a signal arrives, a stop condition is met, or the pipe's reader went away
         def is_set(self) -> bool:
-            return stop.is_set() or rule.done
+            return stop.is_set() or rule.done or out.reader_gone
 
     error: LinkError | audio.AudioError | None = None
     s: dict = {}
 
     def summary(report: dict | None) -> dict:
         lv = watch.levels.summary()
+        counts = _board_counts(report) if report is not None else {}
+        pipe = out.pipe
+        if pipe is not None and report is not None:  # a reader slower than the stream: overruns of our own
+            counts["overruns"] += pipe.overruns
+            counts["lost_frames"] += pipe.lost_frames
         return {
             # what the file holds (all that was kept, or what fit on a disk that filled)
             "action": "recorded", "file": out.path, "settings": _settings(port, agent, cfg, "rx"), "frames": out.frames,
             "seconds": out.frames / bus.rate, "rate": bus.rate, "bits": bus.bits,
             "channels": out.bus.channels if keep is not None else bus.channels,
-            "subtype": out.subtype, "format": out.format, **(_board_counts(report) if report is not None else {}),
+            "subtype": out.subtype, "format": out.format, **counts,
+            "output_overruns": pipe.overruns if pipe is not None else None,
+            "output_lost_frames": pipe.lost_frames if pipe is not None else None,
+            "reader_closed": out.reader_gone,
             "discarded_frames": rule.discarded, **_levels(lv), "clipped": lv.get("clipped", 0),
             "link_rate": watch.link_rate, "link_probe": _probe_kind(agent),
             "compression": _compression(report, bus) if report is not None else None,

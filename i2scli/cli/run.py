@@ -144,7 +144,9 @@ def _live(reporter, title: str, bus: audio.BusFormat, total: int | None, watch):
                 prog.update(frames=watch.frames, levels=watch.levels, link_rate=watch.link_rate)
 
 
-def run_play(agent, reporter, stop, what, blocks, bus, opts, total, stats) -> dict:
+def run_play(agent, reporter, stop, what, blocks, bus, opts, total, stats, live=False) -> dict:
+    """`live`: the source is a stream (a pipe): what the compression estimate waits for is kept
+    short (session.STREAM_PEEK_SECONDS), so that it starts as soon as it comes."""
     from i2scli import audio, session
 
     watch = session.Watch(levels=audio.Levels(bus))
@@ -157,7 +159,8 @@ def run_play(agent, reporter, stop, what, blocks, bus, opts, total, stats) -> di
     try:
         with _live(reporter, f"playing {what}", bus, total, watch):
             summary = session.play(agent, agent.port, blocks, bus, opts, stop=stop, watch=watch, stats=stats,
-                                   on_ready=on_ready, on_fit=reporter.info)
+                                   on_ready=on_ready, on_fit=reporter.info,
+                                   peek_seconds=session.STREAM_PEEK_SECONDS if live else session.PEEK_SECONDS)
     finally:  # also when the stream failed: what was played is said
         _warn_nonfinite(reporter, stats, what)
     summary["file"] = what
@@ -169,14 +172,14 @@ def _warn_nonfinite(reporter, stats: audio.ConvertStats | None, what: str) -> No
         reporter.warn(f"{stats.nonfinite} non-finite samples (NaN/inf) in {what} were played as silence")
 
 
-def run_record(agent, reporter, stop, file, bus, opts, until, subtype, file_bus=None, keep=None) -> dict:
+def run_record(agent, reporter, stop, file, bus, opts, until, subtype, file_bus=None, keep=None, raw=False) -> dict:
     """`file_bus`/`keep`: the file holds another format than the bus (record --slot/--shift):
     `keep` turns bus samples into it (session.record)."""
     from i2scli import audio, session
 
     fbus = file_bus or bus
     watch = session.Watch(levels=audio.Levels(fbus))
-    out = audio.open_output(file, fbus, subtype=subtype)
+    out = audio.open_output(file, fbus, subtype=subtype, raw=raw)
     try:
         def on_ready(cfg):
             reporter.info(f"recording {file} from {session.describe_config(cfg, agent, 'rx')}")
@@ -190,6 +193,10 @@ def run_record(agent, reporter, stop, file, bus, opts, until, subtype, file_bus=
         out.abandon()
         raise
     _finish_output(out, summary)
+    if out.pipe is not None:  # what reached the pipe, once what was queued is written
+        summary.update(frames=out.frames, seconds=out.frames / fbus.rate, reader_closed=out.reader_gone)
+        if out.pipe.error is not None:
+            raise out.pipe.error
     return summary
 
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import threading
+
 import click
 
 from i2scli.cli import main
@@ -13,8 +16,47 @@ from i2scli.cli.common import (
 )
 from i2scli.units import DURATION, GAIN, LEVEL, RATE, Finite
 
+#: what -t may name besides raw (read from the header whatever is named, as libsndfile knows it)
+READ_TYPES = ["wav", "w64", "rf64", "aiff", "au", "flac", "ogg", "caf", "mp3"]
+#: sox's -e names (and the short forms sox users write)
+RAW_ENCODINGS = ["signed-integer", "unsigned-integer", "floating-point", "signed", "unsigned", "float"]
+
 
 # -- play ---------------------------------------------------------------------------------------
+OPENING_GRACE_S = 5.0  # how long a board that failed waits to hear whether the input failed too
+
+
+class Opening:
+    """`fn()` (opening a stream) in a thread while the board is made ready; `result()` waits
+    for it (a signal still ends the wait) and raises what it raised."""
+
+    def __init__(self, fn):
+        self.value = self.error = None
+        self.done = threading.Event()
+
+        def run():
+            try:
+                self.value = fn()
+            except BaseException as e:  # noqa: BLE001 - handed to the command's thread
+                self.error = e
+            finally:
+                self.done.set()
+
+        threading.Thread(target=run, name="i2s-open", daemon=True).start()
+
+    def failure(self, timeout: float) -> BaseException | None:
+        """What opening raised, if it ended within `timeout` s by raising an Exception."""
+        self.done.wait(timeout)
+        return self.error if self.done.is_set() and isinstance(self.error, Exception) else None
+
+    def result(self):
+        while not self.done.wait(0.1):
+            pass
+        if self.error is not None:
+            raise self.error
+        return self.value
+
+
 @main.command()
 @click.argument("file", required=False, metavar="FILE")
 @click.option("--tone", type=Finite(min=1), metavar="FREQ", help="Play a sine of FREQ Hz instead of a file.")
@@ -22,8 +64,19 @@ from i2scli.units import DURATION, GAIN, LEVEL, RATE, Finite
               help="Peak level of --tone (0 is full scale).")
 @click.option("-r", "--rate", type=RATE, metavar="HZ",
               help="Bus rate (default: the file's; resampled).")
-@click.option("-b", "--bits", type=click.Choice(["16", "32"]), help="Bus sample size (default: 16 for <=16-bit files).")
-@click.option("-c", "--channels", type=click.Choice(["1", "2"]), help="Bus channels (default: the file's, at most 2).")
+@click.option("-b", "--bits", type=click.Choice(["8", "16", "24", "32", "64"]),
+              help="Bus sample size, 16 or 32 (default: 16 for <=16-bit files); with -t raw, the input's.")
+@click.option("-c", "--channels", type=click.Choice(["1", "2"]),
+              help="Bus channels (default: the file's, at most 2); with -t raw, the input's.")
+@click.option("-t", "--type", "file_type", type=click.Choice(["raw", *READ_TYPES], case_sensitive=False),
+              help="raw: headerless PCM, described by -r -c -b [-e] [--endian] or -f (as sox and aplay); "
+                   "other types are read from their header.")
+@click.option("-e", "--encoding", type=click.Choice(list(RAW_ENCODINGS), case_sensitive=False),
+              help="Raw PCM sample encoding (default signed-integer).")
+@click.option("--endian", type=click.Choice(["little", "big"], case_sensitive=False),
+              help="Raw PCM byte order (default little).")
+@click.option("-f", "--format", "aplay_format", metavar="FMT",
+              help="Raw PCM as aplay names it: S16_LE, S24_3LE, S32_LE, FLOAT_LE, U8, ... or cd/dat (implies -t raw).")
 @click.option("--channels-map", metavar="LIST", help="File channels to play, e.g. 0,1 or 2 (0-based).")
 @click.option("-d", "--duration", type=DURATION, metavar="DUR", help="Play only this long.")
 @click.option("-s", "--samples", type=click.IntRange(min=1), metavar="N", help="Play only N frames.")
@@ -32,14 +85,32 @@ from i2scli.units import DURATION, GAIN, LEVEL, RATE, Finite
               help="Shift samples on the board with I2S.shift (6 dB a bit).")
 @_fit_option
 @_bus_options
-def play(file, tone, level, rate, bits, channels, channels_map, duration, samples, gain, shift, fit, port, as_json,
-         quiet, strict, **bus_kw):
-    """Play an audio file (any format libsndfile reads; - for stdin) on the board's I2S TX."""
+def play(file, tone, level, rate, bits, channels, file_type, encoding, endian, aplay_format, channels_map, duration,
+         samples, gain, shift, fit, port, as_json, quiet, strict, **bus_kw):
+    """Play an audio file (any format libsndfile reads, or raw PCM with -t raw; - for stdin) on the
+    board's I2S TX. A pipe or FIFO plays as it comes."""
     from i2scli import audio
     from i2scli.cli.run import run_command, run_play
 
     if (file is None) == (tone is None):
         raise click.UsageError("give a FILE to play or --tone FREQ")
+    raw = None
+    if aplay_format is not None and file_type not in (None, "raw"):
+        raise click.UsageError(f"-f describes raw PCM: it cannot be used with -t {file_type}")
+    if file_type == "raw" or aplay_format is not None:
+        if tone is not None:
+            raise click.UsageError("-t raw describes the input FILE: --tone has none")
+        try:
+            raw = audio.raw_format(rate, int(channels) if channels else None, int(bits) if bits else None,
+                                   encoding, endian, aplay_format)
+        except ValueError as e:
+            raise click.UsageError(str(e)) from None
+        rate, channels, bits = raw.rate, str(raw.channels), None  # the bus takes the input's format
+    elif encoding is not None or endian is not None:
+        raise click.UsageError("-e and --endian describe raw PCM: add -t raw")
+    elif bits not in (None, "16", "32"):
+        raise click.BadParameter(f"the bus takes 16 or 32 bits, not {bits} (8, 24 and 64 describe raw PCM input, "
+                                 f"with -t raw)", param_hint="-b/--bits")
     if duration is not None and samples is not None:
         raise click.UsageError("use -d/--duration or -s/--samples, not both")
     if tone is not None and tone >= (rate or 48000) / 2:
@@ -51,15 +122,9 @@ def play(file, tone, level, rate, bits, channels, channels_map, duration, sample
 
         opts = _bus(**bus_kw, shift=shift, fit=fit, rate=rate, channels=int(channels) if channels else None)
         stats = audio.ConvertStats()
-        if tone is not None:
-            bus = audio.BusFormat(rate or 48000, int(bits or 16), int(channels or 2))
-            total = samples or int(round((duration if duration is not None else 5.0) * bus.rate))
-            blocks = audio.tone_blocks(tone, bus, frames=total, dbfs=level, stats=stats)
-            what = f"{tone:g} Hz tone"
-            inp = None
-        else:
-            cmap = audio.parse_channels_map(channels_map) if channels_map else None
-            inp = audio.open_input(file, cmap)
+        cmap = audio.parse_channels_map(channels_map) if channels_map else None
+
+        def prepare(inp):
             deep = not inp.integer or (inp.subtype not in ("PCM_16", "PCM_S8", "PCM_U8"))
             bus = audio.BusFormat(rate or inp.rate, int(bits or (32 if deep else 16)),
                                   int(channels or min(inp.channels, 2)))
@@ -67,12 +132,38 @@ def play(file, tone, level, rate, bits, channels, channels_map, duration, sample
                 int(round(duration * inp.rate)) if duration is not None else None)
             total = inp.bus_frames(bus, 0, max_frames)
             blocks = audio.play_blocks(inp, bus, gain_db=gain, max_frames=max_frames, stats=stats)
-            what = file if file != "-" else "stdin"
-        opts.stream_seconds = total / bus.rate if total else None  # a short file: no more ring than it has
+            return bus, total, blocks, file if file != "-" else "stdin"
+
+        inp = opening = None
+        if tone is not None:
+            bus = audio.BusFormat(rate or 48000, int(bits or 16), int(channels or 2))
+            total = samples or int(round((duration if duration is not None else 5.0) * bus.rate))
+            blocks = audio.tone_blocks(tone, bus, frames=total, dbfs=level, stats=stats)
+            what = f"{tone:g} Hz tone"
+        elif audio.is_stream(file):
+            # a pipe's header may come late (a source that starts when it is ready): the board is
+            # made ready meanwhile, so that the first block plays as soon as it comes
+            opening = Opening(lambda: audio.open_input(file, cmap, raw=raw))
+        else:
+            inp = audio.open_input(file, cmap, raw=raw)
+            bus, total, blocks, what = prepare(inp)
         try:
-            with session.board(port, baud=bus_kw["baud"], warn=reporter.warn,
-                               expect={"mode": "tx", "io": opts.io}) as agent:
-                return run_play(agent, reporter, stop, what, blocks, bus, opts, total, stats)
+            with contextlib.ExitStack() as stack:
+                try:
+                    agent = stack.enter_context(session.board(port, baud=bus_kw["baud"], warn=reporter.warn,
+                                                              expect={"mode": "tx", "io": opts.io}))
+                except Exception:
+                    # an input that cannot be used is said first, as when it is opened first
+                    failed = opening.failure(OPENING_GRACE_S) if opening is not None else None
+                    if failed is not None:
+                        raise failed from None
+                    raise
+                if opening is not None:
+                    inp = opening.result()
+                    bus, total, blocks, what = prepare(inp)
+                opts.stream_seconds = total / bus.rate if total else None  # a short file: no more ring than it has
+                return run_play(agent, reporter, stop, what, blocks, bus, opts, total, stats,
+                                live=inp is not None and inp.streaming)
         finally:
             if inp is not None:
                 inp.close()
@@ -91,6 +182,9 @@ def play(file, tone, level, rate, bits, channels, channels_map, duration, sample
 @click.option("-s", "--samples", type=click.IntRange(min=1), metavar="N", help="Record exactly N frames.")
 @click.option("--subtype", type=click.Choice(["PCM_16", "PCM_24", "PCM_32"]),
               help="File sample format (default: PCM_16 for 16-bit, PCM_32 for 32-bit; FLAC PCM_24).")
+@click.option("-t", "--type", "file_type", type=click.Choice(["raw", "wav"], case_sensitive=False),
+              help="raw: headerless little-endian PCM of --subtype (any FILE name, or -); default: from the "
+                   "extension, WAV for -.")
 @click.option("--stop-on-silence", type=DURATION, metavar="DUR", help="Stop after this much silence.")
 @click.option("--threshold", type=LEVEL, default=-50.0, show_default=True, metavar="DBFS",
               help="Below this peak level counts as silence.")
@@ -103,12 +197,15 @@ def play(file, tone, level, rate, bits, channels, channels_map, duration, sample
               help="Shift each sample N bits (negative: right, arithmetic), on the host as I2S.shift would; "
                    "-1 undoes an SPH0645's doubled samples.")
 @_bus_options
-def record(file, rate, bits, channels, duration, samples, subtype, stop_on_silence, threshold, wait_for_sound,
-           max_duration, slot, rx_shift, port, as_json, quiet, strict, **bus_kw):
-    """Record the board's I2S RX into FILE (.wav, .flac, .rf64, .w64; - for WAV on stdout).
+def record(file, rate, bits, channels, duration, samples, subtype, file_type, stop_on_silence, threshold,
+           wait_for_sound, max_duration, slot, rx_shift, port, as_json, quiet, strict, **bus_kw):
+    """Record the board's I2S RX into FILE (.wav, .flac, .rf64, .w64; - for WAV on stdout; -t raw
+    for headerless PCM).
 
-    Stops on -d/-s, Ctrl-C, SIGTERM, SIGHUP, --stop-on-silence, or a lost board; the file
-    always holds every sample received, and its header is refreshed about once a second.
+    Stops on -d/-s, Ctrl-C, SIGTERM, SIGHUP, --stop-on-silence, a pipe's reader going away, or
+    a lost board; the file always holds every sample received, and its header is refreshed
+    about once a second. Into a pipe the audio goes as it comes: a reader slower than the
+    stream costs overruns, counted.
     """
     from i2scli import audio
     from i2scli.cli.run import run_command, run_record
@@ -119,6 +216,8 @@ def record(file, rate, bits, channels, duration, samples, subtype, stop_on_silen
         raise click.UsageError("--json prints on stdout, which - already uses for audio")
     if slot and channels == "2":
         raise click.UsageError("--slot keeps one slot: a mono file (leave out -c 2)")
+    if file_type == "wav" and file != "-" and not file.lower().endswith(".wav"):
+        raise click.UsageError(f"-t wav writes a .wav file (or -), not {file}")
     bus = audio.BusFormat(rate, int(bits), 2 if slot else int(channels))
     file_bus = audio.BusFormat(rate, int(bits), 1) if slot else None
     keep = audio.slot_keeper(bus, slot, rx_shift) if slot or rx_shift else None
@@ -126,7 +225,8 @@ def record(file, rate, bits, channels, duration, samples, subtype, stop_on_silen
     def job(reporter, stop):
         from i2scli import session
 
-        audio.check_output_path(file)
+        raw = file_type == "raw"
+        audio.check_output_path(file, raw)
         opts = _bus(**bus_kw)
         frames = samples if samples is not None else (int(round(duration * rate)) if duration is not None else None)
         opts.stream_seconds = frames / rate if frames and not wait_for_sound else None
@@ -135,7 +235,7 @@ def record(file, rate, bits, channels, duration, samples, subtype, stop_on_silen
                                    max_frames=int(round(max_duration * rate)) if max_duration else None)
         with session.board(port, baud=bus_kw["baud"], warn=reporter.warn,
                            expect={"mode": "rx", "io": opts.io}) as agent:
-            return run_record(agent, reporter, stop, file, bus, opts, until, subtype, file_bus, keep)
+            return run_record(agent, reporter, stop, file, bus, opts, until, subtype, file_bus, keep, raw)
 
     run_command(job, quiet=quiet, finish=lambda s, r: _finish(s, r, as_json, strict), as_json=as_json)
 

@@ -142,6 +142,9 @@ def format_summary(summary: dict) -> str:
         snr = fit.get("snr_db")
         groups.append(f"--fit {fit['method']}, " + (f"{snr:.1f} dB SNR" if snr is not None else "bit-exact"))
 
+    if s.get("reader_closed"):
+        groups.append("ended by its reader (standard output closed)")
+
     body = "; ".join(groups)
     if head and body:
         return f"{head}: {body}"

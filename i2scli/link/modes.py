@@ -39,6 +39,10 @@ def play(launcher: Launcher, cfg: dict, blocks: Iterable[bytes],
             for coded, crc in s.coding.encode_many(audio, payload):
                 yield s.enc.frame(T.DATA, coded, crc=crc)
 
+    # a source that has nothing for a while (a pipe: empty blocks) must not look like a host
+    # gone: the board's watchdog hears a KEEPALIVE (and underruns are counted meanwhile)
+    keepalive = cfg.get("timeout_ms", DEFAULT_TIMEOUT_MS) / 4000
+    last_sent = time.monotonic()
     for block in blocks:
         pending += block
         whole = len(pending) // payload * payload
@@ -49,6 +53,9 @@ def play(launcher: Launcher, cfg: dict, blocks: Iterable[bytes],
                 if progress:
                     progress(sent)
             del pending[:whole]
+            last_sent = time.monotonic()
+        elif time.monotonic() - last_sent >= keepalive and s.control(T.KEEPALIVE):
+            last_sent = time.monotonic()
         if s.port.waiting():
             s.poll()
     if pending:

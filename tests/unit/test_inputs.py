@@ -81,10 +81,10 @@ def test_endless_stdin_that_is_not_audio():
 @pytest.mark.slow
 def test_spool_that_cannot_be_written_names_the_input_and_tmpdir(tmp_path):
     """A copy the OS refuses (a file-size limit: EFBIG, as a full TMPDIR's ENOSPC) names the
-    input and where the copy was going."""
+    input and where the copy was going (FLAC from a pipe is copied: libsndfile seeks in it)."""
     fifo = tmp_path / "song.fifo"
     os.mkfifo(fifo)
-    feeder = threading.Thread(target=_feed_wav_forever, args=(fifo,), daemon=True)
+    feeder = threading.Thread(target=_feed_flac_forever, args=(fifo,), daemon=True)
     feeder.start()
     r = run(["play", "-q", "-p", NO_PORT, fifo], fsize=1 << 20)
     one_line(r, 1, str(fifo), "cannot keep a copy in")
@@ -108,15 +108,41 @@ def _feed_wav_forever(path: Path) -> None:
         pass
 
 
-def test_an_endless_valid_stream_is_bounded(tmp_path, monkeypatch):
-    """Audio that never ends is copied up to SPOOL_MAX, then refused naming the FIFO."""
-    monkeypatch.setattr(audio, "SPOOL_MAX", 24 << 20)
+def _feed_flac_forever(path: Path) -> None:
+    """A stream that starts as FLAC does and never ends, until the reader goes."""
+    try:
+        with open(path, "wb") as f:
+            f.write(b"fLaC")
+            block = bytes(range(256)) * 256
+            while True:
+                f.write(block)
+    except OSError:  # the reader closed it
+        pass
+
+
+def test_an_endless_stream_that_must_be_copied_is_bounded(tmp_path, monkeypatch):
+    """A format libsndfile cannot read from a pipe (FLAC) is copied up to SPOOL_MAX, then
+    refused naming the FIFO."""
+    monkeypatch.setattr(audio, "SPOOL_MAX", 4 << 20)
+    fifo = tmp_path / "live.fifo"
+    os.mkfifo(fifo)
+    threading.Thread(target=_feed_flac_forever, args=(fifo,), daemon=True).start()
+    with pytest.raises(AudioError) as e:
+        audio.open_input(str(fifo))
+    assert str(e.value).startswith(f"{fifo}: more than 4 MiB and not ended")
+
+
+def test_an_endless_wav_plays_as_it_comes(tmp_path):
+    """A WAV that never ends (sizes 0xFFFFFFFF, as sox writes to a pipe) is not copied: it opens
+    at once, its length unknown, and its blocks come as they are written."""
     fifo = tmp_path / "live.fifo"
     os.mkfifo(fifo)
     threading.Thread(target=_feed_wav_forever, args=(fifo,), daemon=True).start()
-    with pytest.raises(AudioError) as e:
-        audio.open_input(str(fifo))
-    assert str(e.value).startswith(f"{fifo}: more than 24 MiB and not ended")
+    with audio.open_input(str(fifo)) as inp:
+        assert inp.streaming and inp.frames is None and (inp.rate, inp.channels) == (8000, 1)
+        blocks = audio.play_blocks(inp, audio.BusFormat(8000, 16, 1), max_frames=100_000)
+        got = b"".join(blocks)
+    assert got == b"\x01\x00" * 100_000
 
 
 @pytest.mark.slow
