@@ -118,6 +118,8 @@ class _ArrayOutput:
     format = "array"
     subtype = "array"
     path = None
+    pipe = None  # no reader to fall behind or go away (audio.Output's, for a pipe)
+    reader_gone = False
 
     def __init__(self, bus: audio.BusFormat):
         self.bus = bus

@@ -156,6 +156,9 @@ def _junk_boundary(u: np.ndarray, lo: int) -> int:
 class ArrivalLog:
     """An audio.Output-like sink for session.record that keeps the samples in memory."""
 
+    pipe = None  # no reader to fall behind or go away (audio.Output's, for a pipe)
+    reader_gone = False
+
     def __init__(self, bus):
         self.bus = bus
         self.path = "(doctor)"
