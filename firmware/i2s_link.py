@@ -160,6 +160,40 @@ class Sender:
         else:
             self.out.write(cb, 0, 11)
 
+    def drain(self, quiet_ms=50):
+        """Discard input until the host has been quiet a while, so nothing it sent after our
+        last frame lands in the REPL as code."""
+        while self.wait(quiet_ms):
+            if not self._read(self.one, 1):
+                return  # end of input (only a virtual board's pipe ends)
+
+    def fresh(self):
+        """Counters start again: a failed rate change leaves garbage that is not the stream's."""
+        self.rx_seq = -1
+        self.crc_errors = 0
+        self.resyncs = 0
+        self.seq_gaps = 0
+        self.skipped = 0
+
+    def set_payload(self, size, spare=False, long=False):
+        """Preallocate the receive buffer: payload + CRC trailer (and a second one for double
+        buffering, swap()ped without allocating). `long`: frames may pass half the window."""
+        self.max_payload = size
+        self.pbuf = bytearray(size + 4)
+        self.pfull = memoryview(self.pbuf)[:size]
+        if spare:
+            self.pbuf2 = bytearray(size + 4)
+            self.pfull2 = memoryview(self.pbuf2)[:size]
+        if self.vcp is not None:
+            self.short = ShortReads(self.vcp, self.pbuf, self.pbuf2 if spare else None)
+        self.long = None
+        if long and self.vcp is None and _HDR + size + 4 > self.window >> 1:
+            self.long = Pieces(self.window >> 2)
+
+    def swap(self):
+        self.pbuf, self.pbuf2 = self.pbuf2, self.pbuf
+        self.pfull, self.pfull2 = self.pfull2, self.pfull
+
 
 class ShortReads:
     """The VCP's recv() fills a whole buffer: a payload shorter than its buffer (a coded frame)
@@ -366,21 +400,6 @@ class Link(Sender):
         self.window = self.inbuf
         self.long = None  # Pieces: frames longer than half the window (set_payload)
 
-    def drain(self, quiet_ms=50):
-        """Discard input until the host has been quiet a while, so nothing it sent after our
-        last frame lands in the REPL as code."""
-        while self.wait(quiet_ms):
-            if not self._read(self.one, 1):
-                return  # end of input (only a virtual board's pipe ends)
-
-    def fresh(self):
-        """Counters start again: a failed rate change leaves garbage that is not the stream's."""
-        self.rx_seq = -1
-        self.crc_errors = 0
-        self.resyncs = 0
-        self.seq_gaps = 0
-        self.skipped = 0
-
     # -- waiting and reading --------------------------------------------------------------
     def wait(self, ms):
         """True when input is there, False after ms."""
@@ -407,25 +426,6 @@ class Link(Sender):
         if self.short is None:  # a buffer before set_payload (not a stream's): a slice
             return self.vcp.recv(memoryview(buf)[:n], timeout=2000)
         return self.short.read(buf, n)
-
-    def set_payload(self, size, spare=False, long=False):
-        """Preallocate the receive buffer: payload + CRC trailer (and a second one for double
-        buffering, swap()ped without allocating). `long`: frames may pass half the window."""
-        self.max_payload = size
-        self.pbuf = bytearray(size + 4)
-        self.pfull = memoryview(self.pbuf)[:size]
-        if spare:
-            self.pbuf2 = bytearray(size + 4)
-            self.pfull2 = memoryview(self.pbuf2)[:size]
-        if self.vcp is not None:
-            self.short = ShortReads(self.vcp, self.pbuf, self.pbuf2 if spare else None)
-        self.long = None
-        if long and self.vcp is None and _HDR + size + 4 > self.window >> 1:
-            self.long = Pieces(self.window >> 2)
-
-    def swap(self):
-        self.pbuf, self.pbuf2 = self.pbuf2, self.pbuf
-        self.pfull, self.pfull2 = self.pfull2, self.pfull
 
     def _read_payload(self, n):
         if self.long is None or n <= self.long.piece:

@@ -88,7 +88,62 @@ def _pins(pins):
     return out
 
 
-class Stream:
+class Probing:
+    """The link probe (START mode "probe"): a base of Stream, apart so that each class
+    uploads as one piece a small heap can parse."""
+
+    def probe(self):
+        """One way (probe_up bytes in, then probe_down out), or with probe_both both at once:
+        each PROBE frame read is answered by one as long, until END (the loop's load)."""
+        link = self.link
+        both = self.cfg.get("probe_both", 0)
+        up = self.cfg.get("probe_up", 0)
+        buf, view = link.frame_buffer(self.payload)
+        got = 0
+        t0 = None
+        t1 = 0
+        half = up >> 1
+        half_bytes = 0  # the bytes and time at the first frame past half way: the host takes
+        half_us = 0  # the faster half, so one stall of the host or the bus is not the figure
+        while both or got < up:
+            t = link.read_frame(self.timeout)
+            link.grant()
+            if t == _TIMEOUT:
+                self.reason = "timeout"
+                return {}
+            if t == _END and both:
+                break
+            if t == _PROBE:
+                if t0 is None:
+                    t0 = time.ticks_us()
+                t1 = time.ticks_us()
+                got += link.plen
+                if half and not half_bytes and got >= half:
+                    half_bytes = got
+                    half_us = time.ticks_diff(t1, t0)
+                if both:
+                    self._probe_frame(buf, view, link.plen)
+        up_us = time.ticks_diff(t1, t0) if t0 is not None else 0
+        down = got if both else self.cfg.get("probe_down", 0)
+        sent = got if both else 0
+        while sent < down:
+            n = min(self.payload, down - sent)
+            self._probe_frame(buf, view, n)
+            sent += n
+        return {"up_bytes": got, "up_us": up_us, "down_bytes": sent, "half_bytes": half_bytes, "half_us": half_us}
+
+    def _probe_frame(self, buf, view, n):
+        """A PROBE frame of n filler bytes, built in place (a slice only for a short last one)."""
+        link = self.link
+        link._head(buf, _PROBE, n)
+        if link.crc:
+            link._trailer(buf, _HDR + n, crc32(view if n == len(view) else memoryview(view)[:n]))
+            link.out.write(buf, 0, _HDR + n + 4)
+        else:
+            link.out.write(buf, 0, _HDR + n)
+
+
+class Stream(Probing):
     """One START..SUMMARY exchange."""
 
     def __init__(self, link, cfg):
@@ -240,55 +295,6 @@ class Stream:
             time.sleep_ms(d)
 
     # -- probe: measure the link ------------------------------------------------------------------
-    def probe(self):
-        """One way (probe_up bytes in, then probe_down out), or with probe_both both at once:
-        each PROBE frame read is answered by one as long, until END (the loop's load)."""
-        link = self.link
-        both = self.cfg.get("probe_both", 0)
-        up = self.cfg.get("probe_up", 0)
-        buf, view = link.frame_buffer(self.payload)
-        got = 0
-        t0 = None
-        t1 = 0
-        half = up >> 1
-        half_bytes = 0  # the bytes and time at the first frame past half way: the host takes
-        half_us = 0  # the faster half, so one stall of the host or the bus is not the figure
-        while both or got < up:
-            t = link.read_frame(self.timeout)
-            link.grant()
-            if t == _TIMEOUT:
-                self.reason = "timeout"
-                return {}
-            if t == _END and both:
-                break
-            if t == _PROBE:
-                if t0 is None:
-                    t0 = time.ticks_us()
-                t1 = time.ticks_us()
-                got += link.plen
-                if half and not half_bytes and got >= half:
-                    half_bytes = got
-                    half_us = time.ticks_diff(t1, t0)
-                if both:
-                    self._probe_frame(buf, view, link.plen)
-        up_us = time.ticks_diff(t1, t0) if t0 is not None else 0
-        down = got if both else self.cfg.get("probe_down", 0)
-        sent = got if both else 0
-        while sent < down:
-            n = min(self.payload, down - sent)
-            self._probe_frame(buf, view, n)
-            sent += n
-        return {"up_bytes": got, "up_us": up_us, "down_bytes": sent, "half_bytes": half_bytes, "half_us": half_us}
-
-    def _probe_frame(self, buf, view, n):
-        """A PROBE frame of n filler bytes, built in place (a slice only for a short last one)."""
-        link = self.link
-        link._head(buf, _PROBE, n)
-        if link.crc:
-            link._trailer(buf, _HDR + n, crc32(view if n == len(view) else memoryview(view)[:n]))
-            link.out.write(buf, 0, _HDR + n + 4)
-        else:
-            link.out.write(buf, 0, _HDR + n)
 
 
 class Prime:

@@ -636,7 +636,7 @@ def record(agent: Agent, port: str, out: audio.Output, bus: audio.BusFormat, opt
 
     class Either:  # stop when a signal arrives, a stop condition is met, or the pipe's reader went away
         def is_set(self) -> bool:
-            return stop.is_set() or rule.done or out.reader_gone
+            return stop.is_set() or rule.done or getattr(out, "reader_gone", False)
 
     error: LinkError | audio.AudioError | None = None
     s: dict = {}
@@ -644,7 +644,7 @@ def record(agent: Agent, port: str, out: audio.Output, bus: audio.BusFormat, opt
     def summary(report: dict | None) -> dict:
         lv = watch.levels.summary()
         counts = _board_counts(report) if report is not None else {}
-        pipe = out.pipe
+        pipe = getattr(out, "pipe", None)  # a sink without a reader (in memory) has none
         if pipe is not None and report is not None:  # a reader slower than the stream: overruns of our own
             counts["overruns"] += pipe.overruns
             counts["lost_frames"] += pipe.lost_frames
@@ -656,7 +656,7 @@ def record(agent: Agent, port: str, out: audio.Output, bus: audio.BusFormat, opt
             "subtype": out.subtype, "format": out.format, **counts,
             "output_overruns": pipe.overruns if pipe is not None else None,
             "output_lost_frames": pipe.lost_frames if pipe is not None else None,
-            "reader_closed": out.reader_gone,
+            "reader_closed": getattr(out, "reader_gone", False),
             "discarded_frames": rule.discarded, **_levels(lv), "clipped": lv.get("clipped", 0),
             "link_rate": watch.link_rate, "link_probe": _probe_kind(agent),
             "compression": _compression(report, bus) if report is not None else None,

@@ -92,7 +92,8 @@ def record_with_hangs(profile: str, seconds: float, hangs: list[tuple[float, flo
         th = threading.Thread(target=hang, daemon=True)
         th.start()
         with session.board(board.path) as agent:
-            s = session.record(agent, board.path, check, BUS, session.BusOptions(),
+            # the 16 KiB ring the hangs are sized against (the default ring is sized by time)
+            s = session.record(agent, board.path, check, BUS, session.BusOptions(ibuf=16384),
                                session.RecordStop(frames=int(seconds * RATE)),
                                on_ready=lambda cfg: started.set())
         th.join(5)
@@ -136,11 +137,12 @@ def test_no_loss_no_overrun():
 
 @pytest.mark.slow
 def test_strict_fails_a_recording_that_lost_frames(tmp_path):
-    """`i2s record --strict` exits 6 when the board hung and dropped frames, and says how many."""
+    """`i2s record --strict` exits 6 when the board hung and dropped frames, and says how many
+    (a 90 ms hang against a 16 KiB ring: 42.7 ms of this stream)."""
     out = tmp_path / "r.wav"
     p = subprocess.run([sys.executable, "-m", "i2scli", "record", "-p",
                         "sim://rp2?rx_source=ramp&fault=hang:at=2.5s,for=90ms",
-                        "-r", "48000", "-b", "32", "-d", "3s", "--strict", "--json", str(out)],
+                        "-r", "48000", "-b", "32", "-d", "3s", "--ibuf", "16384", "--strict", "--json", str(out)],
                        capture_output=True, text=True, timeout=60)
     assert p.returncode == 6, p.stderr
     assert "overrun" in p.stderr and "frames lost" in p.stderr

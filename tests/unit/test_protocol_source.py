@@ -17,7 +17,8 @@ from i2scli.link import agent_code as ac
 FIRMWARE = ROOT / "firmware"
 DOCS = (ROOT / "docs" / "protocol.md").read_text()
 # consts of the agent's own, not the protocol's: read_frame's returns, a small-int bound
-INTERNAL = {"_TIMEOUT": -1, "_BAD": -2, "_BIG": 0x3FFFFFFF}
+INTERNAL = {"_TIMEOUT": -1, "_BAD": -2, "_BIG": 0x3FFFFFFF,
+            "_TICK_MS": 100, "_GRACE_MS": 500}  # the Watch's period and grace (docs/protocol.md, *Watchdog*)
 WIRE = {"_S0": proto.SYNC[0], "_S1": proto.SYNC[1], "_CRC": proto.CRC_FLAG, "_HDR": proto.HEADER_SIZE,
         "PROTO": proto.PROTO_VERSION}
 
