@@ -142,7 +142,7 @@ def test_error_keys_host_board_docs():
 def test_summary_keys_host_board_docs():
     assert built_keys(function("i2s_stream", "Stream.summary")) == set(proto.SUMMARY_KEYS)
     assert doc_keys("SUMMARY") == list(proto.SUMMARY_KEYS)
-    modes = {"probe": ("i2s_stream", "Stream.probe"), "duplex": ("i2s_duplex", "Duplex.summary"),
+    modes = {"probe": ("i2s_stream", "Probing.probe"), "duplex": ("i2s_duplex", "Duplex.summary"),
              "loop": ("i2s_loop", "Loop.summary")}
     sections = {"probe": "Link probe", "duplex": "Duplex", "loop": "Loop"}
     for mode, (module, fn) in modes.items():
