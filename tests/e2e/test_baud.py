@@ -101,12 +101,7 @@ with connect({board.path!r}, baud=921600, expect={{'mode': 'tx'}}) as a:
     killed = time.monotonic()
     # Listen at 115200 without writing: the agent's watchdog (1 s) ends the stream, the agent
     # puts the REPL UART back to 115200, and the raw REPL closes the exec and shows its prompt
-    port = serial.Serial(board.path, 115200, timeout=0.1)
-    seen = b""
-    while not seen.endswith(b"\x04>") and time.monotonic() - killed < 15:
-        seen += port.read(4096)
-    back = time.monotonic() - killed
-    port.close()
+    seen, back = _prompt_at_115200(board.path, killed, 15)
     assert seen.endswith(b"\x04>")
     assert back < 1.0 + 2.0, back  # within the watchdog plus 2 s
     # and mpremote, which never leaves 115200, just works
@@ -363,12 +358,7 @@ with connect({board.path!r}, baud=921600, expect={{'mode': 'tx'}}) as a:
     killed = time.monotonic()
     # Listen at 115200 without writing: the loader's watchdog (1 s of quiet) puts the REPL UART
     # back to 115200 and the raw REPL closes the exec with its prompt
-    port = serial.Serial(board.path, 115200, timeout=0.1)
-    seen = b""
-    while not seen.endswith(b"\x04>") and time.monotonic() - killed < 15:
-        seen += port.read(4096)
-    back = time.monotonic() - killed
-    port.close()
+    seen, back = _prompt_at_115200(board.path, killed, 15)
     assert seen.endswith(b"\x04>"), seen[-200:]
     assert back < early.WATCH_MS / 1000 + 2.0, back  # within the watchdog plus 2 s
     assert mpremote("connect", board.path, "exec", "print('back')").stdout == b"back\r\n"
