@@ -20,20 +20,21 @@ with the exit code the command line gives it in `EXIT_CODES`.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 import numpy as np
 
 from i2scli import audio
+from i2scli.device_stream import CallbackStop, Stream
 from i2scli.errors import AudioError, Exit
 from i2scli.link import Agent, BoardError, LinkError, TooFast
 from i2scli.link.errors import NoDevice
 from i2scli.targets import boardinfo
 
-__all__ = ["Device", "LoopResult", "open", "EXIT_CODES", "NoDevice", "BoardError", "TooFast", "LinkError",
-           "AudioError"]
+__all__ = ["Device", "LoopResult", "Stream", "CallbackStop", "open", "EXIT_CODES", "NoDevice", "BoardError",
+           "TooFast", "LinkError", "AudioError"]
 
 #: The command line's exit code for each error class (README's table), most specific first.
 EXIT_CODES: dict[type[Exception], Exit] = {NoDevice: Exit.NO_DEVICE, TooFast: Exit.BOARD, BoardError: Exit.BOARD,
@@ -198,6 +199,19 @@ class Device:
         self.last = session.record(self.agent, self.port, out, bus, self._opts(stream_seconds=frames / bus.rate),
                                    session.RecordStop(frames=frames), stop=stop)
         return out.array()
+
+    def stream(self, mode: str, rate: int, *, channels: int = 2, bits: int = 16,
+               callback: Callable[[np.ndarray], Any] | None = None, blocksize: int | None = None,
+               max_backlog: float = 2.0) -> Stream:
+        """A stream held open (`device_stream.Stream`): `mode` "tx" takes `write(block)`, "rx"
+        gives `read(frames)`; or `callback(block)` is called for each `blocksize` frames (TX:
+        fill the array in place; RX: the frames that came), and raises `CallbackStop` to end.
+
+            with board.stream("tx", 48000) as s:
+                s.write(block)                          # (frames, 2) int16, as often as needed
+        """
+        return Stream(self, mode, rate, channels=channels, bits=bits, callback=callback, blocksize=blocksize,
+                      max_backlog=max_backlog)
 
     def playrec(self, data: np.ndarray, rate: int, *, bits: int | None = None, frames: int | None = None,
                 tx: dict | None = None, rx: dict | None = None) -> np.ndarray:

@@ -85,3 +85,55 @@ def test_errors_are_the_command_lines_classes_with_its_exit_codes(tmp_path):
             board.play(np.array([0.0, np.nan]), 16000)
         with pytest.raises(TypeError, match="unknown option 'pin'"):
             board.playrec(_noise(10, 1), 16000, tx={"pin": 3})
+
+
+def test_a_tx_stream_plays_what_is_written_in_any_block_sizes_bit_exact(tmp_path):
+    cap = tmp_path / "tx.wav"
+    x = _noise(9000, 2, seed=3)
+    with i2scli.open(f"sim://rp2?tx_capture={cap}") as board:
+        with board.stream("tx", 16000, channels=2) as s:
+            for a, b in ((0, 1), (1, 1000), (1000, 1001), (1001, 5555), (5555, 9000)):
+                s.write(x[a:b])
+        summary = s.summary
+    assert summary["frames"] == 9000 and summary["underruns"] == 0
+    got, _ = sf.read(cap, dtype="int16", always_2d=True)
+    assert np.array_equal(_sounding(got), x)
+
+
+def test_a_tx_stream_callback_fills_blocks_until_it_stops(tmp_path):
+    cap = tmp_path / "tx.wav"
+    blocks = []
+
+    def fill(out):
+        if len(blocks) == 12:
+            raise i2scli.CallbackStop
+        out[:] = _noise(len(out), 1, seed=len(blocks) + 10)
+        blocks.append(out.copy())
+
+    with i2scli.open(f"sim://rp2?tx_capture={cap}") as board:
+        with board.stream("tx", 16000, channels=1, callback=fill, blocksize=160) as s:
+            s._thread.join(30)  # the callback ends the stream itself
+    got, _ = sf.read(cap, dtype="int16", always_2d=True)
+    # the block in hand when CallbackStop came is sent as it stands: silence
+    assert s.summary["frames"] == 13 * 160
+    assert np.array_equal(_sounding(got)[:, :1], np.concatenate(blocks))  # mono: on both slots of the bus
+
+
+def test_an_rx_stream_reads_contiguous_frames_and_counts_what_a_late_reader_lost():
+    with i2scli.open("sim://rp2?rx_source=ramp") as board:
+        with board.stream("rx", 16000, channels=1, bits=32, max_backlog=0.1) as s:
+            first, lost_before = s.read(1600)
+            b = s._backlog
+            with b.cond:  # stop reading until the stream has had to drop blocks (board time, not a sleep)
+                assert b.cond.wait_for(lambda: b.lost_frames > 0, timeout=30)
+            rest, overflowed = s.read(4000)
+        tail, _ = s.read(10**6)  # what was left when it stopped
+    assert len(first) == 1600 and len(rest) == 4000 and not lost_before and overflowed
+    y = np.concatenate([first, rest, tail])[:, 0].astype(np.int64)
+    steps = np.diff(y)
+    step = steps[0]
+    missing = int(sum(steps[steps != step] // step - 1))
+    lost = s.summary["lost_frames"]
+    # every frame the board sent is read or counted lost; the ramp skips exactly the lost ones
+    assert lost == b.lost_frames > 0 and s.summary["overruns"] >= 1
+    assert missing == lost and len(y) + lost == s.summary["frames"]
