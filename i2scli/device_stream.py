@@ -176,6 +176,12 @@ class Stream:
                 return
             yield block
 
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait until the stream ends by itself (a callback's CallbackStop, an error); True if it did."""
+        if self._thread is not None:
+            self._thread.join(timeout)
+        return not self.active
+
     def _raise(self) -> None:
         if self._error is not None:
             e, self._error = self._error, None

@@ -112,7 +112,7 @@ def test_a_tx_stream_callback_fills_blocks_until_it_stops(tmp_path):
 
     with i2scli.open(f"sim://rp2?tx_capture={cap}") as board:
         with board.stream("tx", 16000, channels=1, callback=fill, blocksize=160) as s:
-            s._thread.join(30)  # the callback ends the stream itself
+            assert s.wait(30)  # the callback ends the stream itself
     got, _ = sf.read(cap, dtype="int16", always_2d=True)
     # the block in hand when CallbackStop came is sent as it stands: silence
     assert s.summary["frames"] == 13 * 160
