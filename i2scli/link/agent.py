@@ -13,7 +13,7 @@ from i2scli.link import loop as _loop
 from i2scli.link import modes, probe_cache
 from i2scli.link.errors import BoardError, TooFast
 from i2scli.link.launch import Launcher
-from i2scli.link.port import Port, open_transport
+from i2scli.link.port import Port, open_transport, port_name
 
 LINK_HEADROOM = 0.9  # use at most this share of the measured link rate
 
@@ -146,13 +146,14 @@ class Agent:
 
 
 @contextmanager
-def connect(port: str, *, launch: bool = True, timeout: float = 10.0, baud: str | int = "auto",
+def connect(port: object, *, launch: bool = True, timeout: float = 10.0, baud: str | int = "auto",
             warn: Callable[[str], None] | None = None, expect: dict | None = None) -> Iterator[Agent]:
-    """A board at `port` with the agent started (HELLO received), on a UART link at the
+    """A board at `port` (a port URL, or an open pyserial port handed over and handed back open)
+    with the agent started (HELLO received), on a UART link at the
     fastest rate its bridge takes (`baud`: auto, off or a rate; `warn` hears a fallback).
     `expect` ({"mode": ..., "io": ...}): the stream the caller will run, whose part of an
     uploaded agent goes with the first upload (any other is uploaded when it is started)."""
-    agent = Agent(open_transport(port), port, baud=baud, warn=warn, expect=expect)
+    agent = Agent(open_transport(port), port_name(port), baud=baud, warn=warn, expect=expect)
     try:
         if launch:
             agent.launch(timeout)

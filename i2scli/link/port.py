@@ -21,10 +21,20 @@ if "i2scli.link.urls" not in serial.protocol_handler_packages:
     serial.protocol_handler_packages.insert(0, "i2scli.link.urls")
 
 
-def open_transport(port: str):
-    """mpremote's serial transport on any pyserial URL, opened exclusively."""
-    from i2scli.link.transport import BoundedTransport, TransportError  # (mpremote imported lightly)
+def port_name(port) -> str:
+    """What a port is called in messages: its URL, or an open pyserial port's device."""
+    return port if isinstance(port, str) else (getattr(port, "port", None) or "a pyserial port")
 
+
+def open_transport(port):
+    """mpremote's serial transport on any pyserial URL, opened exclusively; or on an open
+    pyserial port handed over (`serial.SerialBase`), which is left open at the end."""
+    from i2scli.link.transport import BorrowedTransport, BoundedTransport, TransportError  # (mpremote lightly)
+
+    if isinstance(port, serial.SerialBase):
+        if not port.is_open:
+            raise NoDevice(f"the serial port {port_name(port)} handed to i2s is not open")
+        return _tuned(BorrowedTransport(port))
     if port.startswith("sim://"):
         import i2scli.sim  # noqa: F401  (registers sim://; numpy and all: only for virtual boards)
         from i2scli.sim.protocol_sim import check_url
@@ -44,6 +54,10 @@ def open_transport(port: str):
         if "lock" in msg.lower() or "busy" in msg.lower() or "exclusive" in msg.lower():
             raise NoDevice(f"{port} is in use by another program (close it, or pick another port)") from None
         raise NoDevice(f"cannot open {port}: {msg}") from None
+    return _tuned(t)
+
+
+def _tuned(t):
     # Short reads for the stream loops, set once: on rfc2217:// every change is renegotiated.
     t.serial.timeout = READ_TIMEOUT
     sock = getattr(t.serial, "_socket", None)

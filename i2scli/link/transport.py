@@ -106,3 +106,22 @@ class BoundedTransport(SerialTransport):
         if not data.endswith(RAW_BANNER):
             raise TransportError("could not enter raw repl")
         self.in_raw_repl = True
+
+
+class BorrowedTransport(BoundedTransport):
+    """The transport on a pyserial port another program opened and hands over (an open
+    `serial.Serial`, pytest-embedded's `dut.serial.proc`): used as it is, and at the end left
+    open with the settings it came with (baud rate, timeouts), for its owner to go on."""
+
+    def __init__(self, ser):
+        self.in_raw_repl = False
+        self.use_raw_paste = True
+        self.mounted = False
+        self.device_name = ser.port or "a pyserial port"
+        self.serial = ser
+        self.is_pty = False
+        self.saved = ser.get_settings()
+
+    def close(self):
+        self.serial.apply_settings(self.saved)
+

@@ -79,9 +79,11 @@ def by_serial(serial: str) -> str:
     raise NoDevice(f"no port has the USB serial number {serial!r}{listed}: check `i2s devices`")
 
 
-def resolve(port: str | None) -> str:
+def resolve(port: object) -> object:
     """The port to open. `auto` (the default) needs exactly one MicroPython-looking board;
     `id:SERIAL` the one port with that USB serial number."""
+    if port is not None and not isinstance(port, str):
+        return port  # an open pyserial port, handed over (link.port.open_transport)
     if port and port.startswith("id:"):
         return by_serial(port[3:])
     if port and port.startswith("labgrid://"):

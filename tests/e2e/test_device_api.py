@@ -137,3 +137,29 @@ def test_an_rx_stream_reads_contiguous_frames_and_counts_what_a_late_reader_lost
     # every frame the board sent is read or counted lost; the ramp skips exactly the lost ones
     assert lost == b.lost_frames > 0 and s.summary["overruns"] >= 1
     assert missing == lost and len(y) + lost == s.summary["frames"]
+
+
+def test_an_open_pyserial_port_is_used_and_handed_back_open_as_it_came(tmp_path):
+    import serial
+
+    import i2scli.sim  # noqa: F401  (registers sim:// with pyserial)
+
+    cap = tmp_path / "tx.wav"
+    x = _noise(1600, 2, seed=4)
+    ser = serial.serial_for_url(f"sim://rp2?tx_capture={cap}", baudrate=115200, timeout=0.7)
+    try:
+        for _ in range(2):  # handed back at the REPL, it can be handed over again
+            with i2scli.open(ser) as board:
+                assert board.play(x, 16000)["underruns"] == 0 and board.port == "sim://rp2?tx_capture=" + str(cap)
+            assert ser.is_open and ser.timeout == 0.7 and ser.baudrate == 115200
+        ser.write(b"print(6*7)\r")  # its owner goes on: the board's REPL answers
+        seen = b""
+        for _ in range(30):
+            seen += ser.read(256)
+            if b"42\r\n" in seen:
+                break
+        assert b"42\r\n" in seen
+    finally:
+        ser.close()
+    got, _ = sf.read(cap, dtype="int16", always_2d=True)
+    assert np.array_equal(_sounding(got), np.concatenate([x, x]))
