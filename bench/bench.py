@@ -1083,6 +1083,47 @@ def fig_commands(work: Path, profile: str = "rp2", reps: int = 7) -> dict:
     return {"profile": profile, "reps": reps, "rows": rows, "play_split": split, "PYTHONDONTWRITEBYTECODE": env_note}
 
 
+INPROC_SCRIPT = """
+import sys, time, json, numpy as np, i2scli
+x = np.zeros((int(0.05 * 48000), 2), np.int16)
+x[:, 0] = 1000
+reps = int(sys.argv[2])
+t0 = time.monotonic()
+with i2scli.open(sys.argv[1]) as board:
+    opened = time.monotonic() - t0
+    walls = []
+    for _ in range(reps):
+        t = time.monotonic()
+        board.play(x, 48000)
+        walls.append(time.monotonic() - t)
+print(json.dumps({"open": opened, "plays": walls}))
+"""
+
+
+def fig_inproc(work: Path, profile: str = "rp2", reps: int = 7) -> dict:
+    """Short plays from Python: `reps` plays of 50 ms on one `i2scli.open` connection against
+    `reps` whole `i2s play -q` commands of the same audio, same warm board, side by side."""
+    d = work / f"inproc-{profile}"
+    sim = Sim(profile, d)
+    wav = d / "short.wav"
+    write_wav(wav, 0.05, 48000, 16, 2)
+    try:
+        link.install(sim.path)
+        cmd = [*I2S, "play", "-q", "-p", sim.path, str(wav)]
+        checked(run(cmd))  # warm: the probe remembered, pages in
+        sub = [checked(run(cmd))["wall"] for _ in range(reps)]
+        r = checked(run([PY, "-c", INPROC_SCRIPT, sim.path, str(reps)]))
+        got = json.loads(r["stdout"].splitlines()[-1])
+    finally:
+        sim.stop()
+    inproc = med(got["plays"][1:] or got["plays"])  # the first pays the coder/probe once
+    out = {"profile": profile, "reps": reps, "subprocess_play_s": med(sub), "inproc_play_s": inproc,
+           "inproc_open_s": got["open"], "inproc_plays_s": got["plays"], "ratio": med(sub) / inproc}
+    log(f"inproc {profile}: a 50 ms play in-process {inproc * 1000:.0f} ms against a whole `i2s play` "
+        f"{med(sub) * 1000:.0f} ms ({out['ratio']:.1f}x faster); open {got['open'] * 1000:.0f} ms")
+    return out
+
+
 # ------------------------------------------------------------------------------------------------
 # the report
 def _fmt_rate(x):
@@ -1197,6 +1238,11 @@ def report(res: dict) -> str:
                 f"{sp['rest'] * 1000:.0f} / {sp['mpremote_wall'] * 1000:.0f} ms = {sp['rest_ratio']:.2f}x (of it "
                 f"{sp['audio_playout'] * 1000:.0f} ms the audio playing out; without it "
                 f"{sp['rest_less_playout_ratio']:.2f}x)", "the rest ≤ 1.0x", sp["rest_ratio"] <= 1.0)
+    f = res.get("inproc")
+    if f:
+        add(14, f"a 50 ms play from Python, warm {f['profile']}: whole `i2s play -q` / `Device.play` on one connection",
+            f"{f['ratio']:.1f}x ({f['subprocess_play_s'] * 1000:.0f} ms / {f['inproc_play_s'] * 1000:.0f} ms; "
+            f"open {f['inproc_open_s'] * 1000:.0f} ms once)", "—", None)
     f = res.get("compress")
     if f:
         for p, v in f["profiles"].items():
@@ -1280,7 +1326,7 @@ def fits_table(f: dict) -> str:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="bench/run", description=__doc__)
     ap.add_argument("--full", action="store_true", help="figure 8: a real 30 s run of every stream (hours)")
-    ap.add_argument("--only", metavar="N,N", help="only these figures (1-13; 4 comes with 1 and 8, 6 with 5)")
+    ap.add_argument("--only", metavar="N,N", help="only these figures (1-14; 4 comes with 1 and 8, 6 with 5)")
     ap.add_argument("--profiles", metavar="P,P", default=",".join(PROFILE_ORDER), help="profiles for figure 8")
     ap.add_argument("--seconds", type=float, help="figure 8 run length (default 3, --full 30)")
     ap.add_argument("--reps", type=int, default=3, help="repetitions of figures 1 and 3")
@@ -1288,7 +1334,7 @@ def main(argv=None) -> int:
     ap.add_argument("--out", metavar="FILE", default=str(RESULTS / "latest.json"))
     ap.add_argument("--keep", action="store_true", help="keep the work directory (captures, events)")
     a = ap.parse_args(argv)
-    only = {int(x) for x in a.only.split(",")} if a.only else set(range(1, 14))
+    only = {int(x) for x in a.only.split(",")} if a.only else set(range(1, 15))
     profiles = [p for p in a.profiles.split(",") if p]
     seconds = a.seconds or (30.0 if a.full else 3.0)
     work = Path(tempfile.mkdtemp(prefix="i2s-bench-"))
@@ -1307,7 +1353,8 @@ def main(argv=None) -> int:
                                                    seconds)),
              (11, "fit", lambda: fig_fit(work)),
              (12, "test_format", lambda: fig_test_format(work, a.reps)),
-             (13, "coder_cost", lambda: fig_coder_cost())]
+             (13, "coder_cost", lambda: fig_coder_cost()),
+             (14, "inproc", lambda: fig_inproc(work, "rp2", max(a.reps, 7)))]
     try:
         for num, key, fn in steps:
             if num not in only and not (num == 1 and 4 in only) and not (num == 5 and 6 in only):
