@@ -11,14 +11,16 @@ def open(port: str = "auto", **options):  # noqa: A001  (as sounddevice users ex
     return open_device(port, **options)
 
 
+_FROM_DEVICE = frozenset({"Device", "LoopResult", "Stream", "CallbackStop", "EXIT_CODES", "NoDevice", "BoardError",
+                          "TooFast", "LinkError", "AudioError"})
+
+
 def __getattr__(name: str):
     """The library's names without importing numpy for `i2s --version`: i2scli.Device, Stream,
-    CallbackStop and the error classes, from i2scli.device."""
-    if name.startswith("__") or name == "device":  # (submodules are found by the import system)
+    CallbackStop and the error classes, from i2scli.device. (Only these: any other name is left
+    to the import system, which asks here before it imports a submodule.)"""
+    if name not in _FROM_DEVICE:
         raise AttributeError(f"module 'i2scli' has no attribute {name!r}")
     import importlib
 
-    device = importlib.import_module("i2scli.device")
-    if name in device.__all__:
-        return getattr(device, name)
-    raise AttributeError(f"module 'i2scli' has no attribute {name!r}")
+    return getattr(importlib.import_module("i2scli.device"), name)

@@ -14,6 +14,8 @@ info), each returning what `--json` prints.
         i2s = target.get_driver("I2SDriver")
         target.activate(i2s)
         assert i2s.test(rate=16000, bits=16, channels=1)["passed"]
+        with i2s.open() as board:                  # in-process: numpy arrays, one connection
+            y = board.rec(1600, 16000, channels=1, bits=16)
 
 Needs the optional extra: pip install 'i2scli[labgrid]'.
 """
@@ -57,6 +59,15 @@ class I2SDriver(Driver):
 
     def on_deactivate(self):
         self.board = None
+
+    @Driver.check_active
+    def open(self, **options):
+        """The board in-process on this target's port: `i2scli.open(...)`, a `Device` (numpy
+        arrays, streams, one connection for many calls; docs/python.md). Close it (or use it in a
+        `with` block) before the driver's other calls, which open the port themselves."""
+        from i2scli.device import open as open_device
+
+        return open_device(self.url(), **options)
 
     @Driver.check_active
     @step()

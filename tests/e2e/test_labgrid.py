@@ -264,7 +264,9 @@ def test_labgrid_pytest_plugin_drives_i2s(lab, tmp_path):
         "    target.activate(i2s)\n"
         "    assert i2s.info()['board']\n"
         "    res = i2s.test(rate=16000, bits=16, channels=1)\n"
-        "    assert res['passed'], res\n")
+        "    assert res['passed'], res\n"
+        "    with i2s.open() as board:\n"
+        "        assert board.rec(1600, 16000, channels=1, bits=16).shape == (1600, 1)\n")
     lab.client("-p", "rig1", "acquire")
     try:
         r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--lg-env",
