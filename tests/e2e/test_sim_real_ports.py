@@ -272,11 +272,12 @@ def test_esp32_input_only_pads_take_the_bus_but_never_drive(sim, transport):
     ok(t, f"I2S(1, sck=Pin(32), ws=Pin(33), sd=Pin(39), mode=I2S.RX, {ARGS}")
     t.close()
     board.stop()
-    modes = {}
-    for e in board.events():
+    seen = {}  # every mode each pad was put in (the deinit that follows each bus gives them back as inputs;
+    for e in board.events():  # its events may sort before the init's, stamped on another clock)
         if e["ev"] == "pin":
-            modes[e["name"]] = e["mode"]
-    assert [modes[p] for p in (34, 35, 36, 32, 33, 39)] == ["in", "in", "in", "alt", "alt", "alt"], modes
+            seen.setdefault(e["name"], set()).add(e["mode"])
+    assert [seen[p] for p in (34, 35, 36)] == [{"in"}] * 3, seen  # never driven
+    assert all("alt" in seen[p] for p in (32, 33, 39)), seen  # taken by the RX bus
 
 
 # -- board facts the sim and the host's targets both hold ----------------------------------------
