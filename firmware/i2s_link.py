@@ -265,7 +265,7 @@ class Pieces:
 
 class _Kick(getattr(io, "IOBase", object)):  # a port without IOBase has no Watch to use it
     """A console of our own (os.dupterm) that types one Ctrl-C: the port's stdin loop reads it
-    when its ring is empty and raises KeyboardInterrupt in the read that waits (esp32:
+    when its ring is empty and raises KeyboardInterrupt in the read that waits (esp32, rp2:
     mp_hal_stdin_rx_chr, extmod/os_dupterm.c). Everything printed meanwhile goes nowhere."""
 
     def __init__(self):
@@ -294,7 +294,8 @@ class Watch:
     deadline by the grace and for longer than the stream's timeout, the host is gone: the REPL
     UART goes back to its rate, Ctrl-C comes back on, and a Ctrl-C typed on a console of our
     own ends the read (KeyboardInterrupt, which main() lets through after cleaning up).
-    esp32 only: its REPL is the UART whose rate we change, and v1.28 has hardware timers."""
+    esp32 (hardware Timer(0)) and rp2 (soft Timer(-1), an alarm): in v1.28 both run soft
+    callbacks and read dupterm in their stdin loop; stm32 has the VCP's own timeout instead."""
 
     def __init__(self, link):
         self.link = link
@@ -306,7 +307,7 @@ class Watch:
         try:
             from machine import Timer
 
-            self.tim = Timer(0)
+            self.tim = Timer(-1 if sys.platform == "rp2" else 0)
             self.tim.init(mode=Timer.PERIODIC, period=_TICK_MS, callback=self.cb)
         except Exception:
             self.tim = None
@@ -386,7 +387,7 @@ class Link(Sender):
         self.wait_ms = 0  # the read_frame under way began wait_ms before its deadline (Watch)
         self.inread = False  # a read_frame is under way (Watch)
         self.expired = False  # the Watch ended a read_frame the host never finished
-        self.watch = Watch(self) if sys.platform == "esp32" and self.vcp is None else None
+        self.watch = Watch(self) if sys.platform in ("esp32", "rp2") and self.vcp is None else None
         self.skipped = 0
         self.rx_seq = -1
         self.crc_errors = 0

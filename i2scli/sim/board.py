@@ -871,15 +871,16 @@ class VirtualBoard:
     def _dupterm_in(self, byte: int) -> None:
         """A byte the board's os.dupterm stream gave while it waited for input
         (runtime/_simwait.py): the interrupt character is Ctrl-C, as from the link; any other
-        byte joins the input (extmod/os_dupterm.c mp_os_dupterm_rx_chr)."""
+        byte joins the input (extmod/os_dupterm.c mp_os_dupterm_rx_chr). That Ctrl-C only
+        schedules the KeyboardInterrupt: the input waiting stays (TinyUSB's clearing is its own)."""
         if self.intr == 3 and byte == 3:
-            self._ctrl_c()
+            self._ctrl_c(wipe=False)
         else:
             self._buffer_in(bytes((byte,)))
 
-    def _ctrl_c(self) -> None:
+    def _ctrl_c(self, wipe: bool = True) -> None:
         self.stats.ctrl_c += 1
-        if self._link.ctrl_c_wipes_input:
+        if wipe and self._link.ctrl_c_wipes_input:
             os.set_blocking(self._in_r, False)
             try:
                 while os.read(self._in_r, 65536):

@@ -77,6 +77,8 @@ class Profile:
     uart_repl: bool = False  # machine.UART exists and UART(0) is a REPL UART (esp32 port)
     # machine.Timer's hardware timers (esp32 port: SOC_TIMER_GROUP_TOTAL_TIMERS; 0: no Timer)
     hw_timers: int = 0
+    # machine.Timer(-1) soft timers in the pico-sdk's alarm pool (rp2 port's machine_timer.c)
+    soft_timers: bool = False
     cpu_hz: int | None = None  # machine.freq() where the port's usual figure is not the board's
     usb_id: tuple[int, int] | None = None  # native USB (VID, PID); bridged boards: the bridge's
     bridge: str | None = None  # default USB-UART bridge (profiles whose link is a UART)
@@ -147,6 +149,7 @@ PROFILES: dict[str, Profile] = {
         i2s=I2SRules(ids=(0, 1), ws_is_sck_plus_1=True),
         dir_pin=15,
         heap=192 * 1024,
+        soft_timers=True,
         usb_id=(0x2E8A, 0x0005),
     ),
     "esp32": Profile(

@@ -1,4 +1,5 @@
-"""The esp32 profile's machine.Timer (v1.28's hardware timers) and os.dupterm input, as the
+"""The esp32 profile's machine.Timer (v1.28's hardware timers), the rp2 profile's (soft timers)
+and os.dupterm input, as the
 agent's Watch uses them: a timer's soft callback runs while the main code waits in a blocking
 stdin read, and a Ctrl-C from a dupterm stream ends that read (docs/sim.md). Real parts only: a
 VirtualBoard and mpremote's transport."""
@@ -61,6 +62,40 @@ except ValueError as e:
     print(e)
 """).splitlines() == ["invalid Timer number", "invalid Timer number", "True 0 1", "hard Timers are not implemented",
                       "Timer(0, mode=ONE_SHOT, period=250)", "timer not set"]
+
+
+def test_timer_api_as_the_rp2_port_has_it(repl):
+    # soft timers in the pico-sdk's alarm pool (16 alarms); a hard callback that raises stops its timer
+    t = repl("rp2")
+    assert run(t, """
+import machine, time
+try:
+    machine.Timer(0)
+except ValueError as e:
+    print(e)
+a = machine.Timer()
+print(a is machine.Timer(-1), machine.Timer.ONE_SHOT, machine.Timer.PERIODIC, hasattr(a, "value"))
+a.init(mode=machine.Timer.ONE_SHOT, period=250)
+print(a)
+a.deinit()
+n = [0]
+def bad(tim):
+    n[0] += 1
+    raise ValueError("bad")
+a.init(period=5, callback=bad, hard=True)
+time.sleep_ms(100)
+ts = [machine.Timer(period=1000) for _ in range(16)]
+try:
+    machine.Timer(period=1000)
+except OSError as e:
+    print(e.errno, n[0])
+for x in ts:
+    x.deinit()
+print(machine.Timer(period=1000))
+""").splitlines() == ["Timer doesn't exist", "False 0 1 False", "Timer(mode=ONE_SHOT, tick_hz=1000000, period=250000)",
+                      "Uncaught exception in IRQ callback handler", "Traceback (most recent call last):",
+                      '  File "<stdin>", line 15, in bad', "ValueError: bad", "12 1",
+                      "Timer(mode=PERIODIC, tick_hz=1000000, period=1000000)"]
 
 
 def test_timer_callbacks_run_while_python_runs_and_while_a_read_waits(repl):

@@ -28,6 +28,7 @@ class Timer:
             self = object.__new__(cls)
             self._id = n
             self._armed = False
+            self._hard = False
             self._set = False
             self._repeat = 1
             self._period = 0

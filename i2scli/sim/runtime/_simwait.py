@@ -1,12 +1,13 @@
 # The port's wait loops, for the virtual board (MicroPython code, runs inside the unix port):
 # machine.Timer callbacks and os.dupterm input.
 #
-# On a real port (esp32: ports/esp32/mphalport.c mp_hal_stdin_rx_chr), code blocked in a read
-# of stdin loops in C: it takes a byte from the UART's ring, else one from the dupterm stream
-# (extmod/os_dupterm.c: the interrupt character schedules a KeyboardInterrupt), else runs
-# MICROPY_EVENT_POLL_HOOK, whose mp_handle_pending() runs scheduled callbacks (a Timer's, which
-# its ISR queued with mp_sched_schedule) and raises a pending KeyboardInterrupt. So a Timer
-# callback runs while the main code waits for input, and a Ctrl-C from a dupterm stream breaks
+# On a real port (esp32, rp2: ports/*/mphalport.c mp_hal_stdin_rx_chr), code blocked in a read
+# of stdin loops in C: it takes a byte from its input ring (the UART's, USB CDC's), else one
+# from the dupterm stream (extmod/os_dupterm.c: the interrupt character schedules a
+# KeyboardInterrupt), else runs MICROPY_EVENT_POLL_HOOK (rp2: mp_event_wait_indefinite), whose
+# mp_handle_pending() runs scheduled callbacks (a Timer's, which its ISR queued with
+# mp_sched_schedule) and raises a pending KeyboardInterrupt. So a Timer callback runs while the
+# main code waits for input, and a Ctrl-C from a dupterm stream breaks
 # that wait. The unix port blocks in read() instead, where nothing runs until a byte comes.
 #
 # So one thread of ours stands in for those loops:
@@ -28,8 +29,10 @@ PICKUP_US = 20000  # a queued callback the main code has not run by then: it is 
 STEP_MS = 2  # the loop's period (a Timer fires at most this late)
 DEPTH = 8  # expiries waiting to run at most (esp32 MICROPY_SCHEDULER_DEPTH)
 
-timers = [None] * 4  # Timer objects by id (machine.Timer, _simtimer.py); fixed: the thread reads it
-dupterm = [None]  # os.dupterm's stream (one slot: MICROPY_PY_OS_DUPTERM 1 on esp32)
+# Timer objects: esp32's by id (_simtimer.py), rp2's in its alarm pool's slots (_simalarm.py);
+# fixed: the thread reads it
+timers = [None] * 16
+dupterm = [None]  # os.dupterm's stream (one slot: MICROPY_PY_OS_DUPTERM 1 on esp32 and rp2)
 _started = False
 _one = bytearray(1)
 
@@ -71,6 +74,9 @@ def _expire(tim, now):
         tim._due = _t.ticks_add(tim._due, tim._period)
     else:
         tim._armed = False
+    if tim._hard:
+        _hard(tim)
+        return
     if tim._fired - tim._ran >= DEPTH:
         return  # the port's schedule queue is full: mp_sched_schedule drops this one
     if tim._ran == tim._fired:
@@ -80,6 +86,19 @@ def _expire(tim, now):
         micropython.schedule(_run, tim)
     except RuntimeError:  # the unix port's queue is full: the thread runs it below
         pass
+
+
+def _hard(tim):
+    """A hard callback (rp2) runs at the alarm; one that raises stops its timer (mpirq.c)."""
+    tim._fired += 1
+    tim._ran += 1
+    if tim._callback is not None:
+        try:
+            tim._callback(tim)
+        except Exception:
+            sys.stdout.write("Uncaught exception in IRQ callback handler\n")
+            _report()
+            tim._armed = False
 
 
 def _timers(now):

@@ -50,6 +50,8 @@ import _simpin
 import _simi2s
 import _simuart
 import _simtimer
+import _simalarm
+import _simwait
 from _simpin import Pin  # noqa: F401
 from _simi2s import _sleep_until
 
@@ -122,9 +124,13 @@ def _configure(profile):
     elif "UART" in g:
         del g["UART"]
 
-    # Timer: the esp32 port's hardware timers (_simtimer.py); the simulator has none for
-    # other ports
-    if profile.get("hw_timers"):
+    # Timer: the esp32 port's hardware timers (_simtimer.py), the rp2 port's soft timers
+    # (_simalarm.py); the simulator has none for other ports
+    for i in range(len(_simwait.timers)):
+        _simwait.timers[i] = None
+    if profile.get("soft_timers"):
+        g["Timer"] = _simalarm.Timer
+    elif profile.get("hw_timers"):
         g["Timer"] = _simtimer.Timer
         for i in range(_simtimer._NUM):
             _simtimer._OBJS[i] = None
