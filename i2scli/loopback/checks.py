@@ -89,25 +89,21 @@ def _channel_checks(c: dict[str, Any], target: float | None, limits: Limits) -> 
                 f"{p}.frequency is {f:g} Hz, {word} {target:g} Hz +-{tol:.3%}",
             )
         )
-    specs = [
-        ("snr", c.get("snr_db"), limits.min_snr, True, " dB"),
-        ("thd_n", c.get("thd_n_db"), limits.max_thd_n, False, " dB"),
-        ("latency", None if c.get("latency_ms") is None else c["latency_ms"] / 1000, limits.max_latency, False, " s"),
-        ("glitches", c.get("glitch_count"), limits.max_glitches, False, ""),
-        ("min_level", c.get("level_dbfs"), limits.min_level, True, " dBFS"),
-        ("max_level", c.get("level_dbfs"), limits.max_level, False, " dBFS"),
-        ("window_snr", c.get("min_window_snr_db"), limits.min_window_snr, True, " dB"),
-    ]
     notes = {"glitches": _period_note(c), "window_snr": _where(c),
              "latency": "" if c.get("latency_uncertainty_ms") is None
              else f" (measured to +-{c['latency_uncertainty_ms']:g} ms)"}
-    for name, value, limit, minimum, unit in specs:
-        if limit is not None and (
-            value is not None
-            or (name in ("snr", "thd_n", "glitches") and c.get("kind") == "sine")
-            or name == "window_snr"
-        ):
-            out.append(_threshold(f"{p}.{name}", value, limit, minimum=minimum, unit=unit, note=notes.get(name, "")))
+    for name, spec in Limits.specs().items():
+        limit = getattr(limits, name)
+        if spec.measure is None or limit is None:
+            continue
+        value = c.get(spec.measure)
+        if value is not None:
+            value = abs(value) if spec.magnitude else value
+            value = value / spec.per if spec.per != 1 else value  # (a count stays an int)
+        elif not (spec.missing_fails == "always" or spec.missing_fails == "sine" and c.get("kind") == "sine"):
+            continue
+        out.append(_threshold(f"{p}.{spec.case}", value, limit, minimum=spec.minimum, unit=spec.unit,
+                              note=notes.get(spec.case, "")))
     if "start" in c and c.get("kind") == "sine":
         out.append(_start_check(p, c, limits))
     problems = []
@@ -123,16 +119,12 @@ def _channel_checks(c: dict[str, Any], target: float | None, limits: Limits) -> 
 def _failed_channel_checks(c: dict[str, Any], limits: Limits, start: bool) -> list[Check]:
     """The same check names as a measured channel, all failed: CI dashboards keep their history.
     `start`: a measured channel would have a ``start`` check."""
-    names = ["frequency", "snr", "thd_n", "latency", "glitches", "min_level", "max_level", "window_snr"]
-    given = [limits.freq_tolerance, limits.min_snr, limits.max_thd_n, limits.max_latency, limits.max_glitches]
-    given += [limits.min_level, limits.max_level, limits.min_window_snr]
-    if start:
-        names.append("start")
-        given.append(limits.max_start_glitches)
+    cases = [(s.case, getattr(limits, name)) for name, s in Limits.specs().items()
+             if s.case is not None and (s.case != "start" or start)]
     p = f"ch{c['channel']}"
     return [
         Check(f"{p}.{n}", None, v, False, f"{p}.{n} not measured: {c['error']}")
-        for n, v in zip(names, given)
+        for n, v in cases
         if v is not None or n == "start"
     ]
 
