@@ -87,6 +87,9 @@ class Limits:
         dBFS (AES17 level of the recorded stimulus).
     min_window_snr : float
         dB: the least SNR of any short window (``min_window_snr_db``).
+    max_dc_offset : float
+        Largest DC offset of the recorded stimulus (``dc``, either sign), a fraction of full
+        scale: a biased ADC or a missing coupling capacitor.
     ignore_start : float
         Seconds at the start of the stimulus that the glitch and window-SNR checks leave to the
         ``start`` check (None: IGNORE_START_S, 30 ms). A setting rather than a limit, kept here so
@@ -117,6 +120,9 @@ class Limits:
     min_window_snr: float | None = _limit(
         metavar="DB", case="window_snr", measure="min_window_snr_db", minimum=True, unit=" dB",
         missing_fails="always", help="Least SNR of any 20 ms window.")
+    max_dc_offset: float | None = _limit(
+        metavar="FRACTION", nonneg=True, case="dc_offset", measure="dc", magnitude=True, unit=" of full scale",
+        bounds=(0, 1), help="Largest DC offset of the recording, a fraction of full scale (0.01 = 1 %).")
     ignore_start: float | None = _limit(
         metavar="DUR", kind="duration", nonneg=True,
         help="Start of the stimulus judged apart, by the start check (default 30ms).")
