@@ -9,10 +9,10 @@
 # Installed (`i2s install`), each is a .mpy and the `from i2s_... import` lines import them,
 # the mode modules only when a START needs them. Uploaded into the raw REPL, all share its
 # one namespace: the host drops those lines and sends each module before a START needs it.
-# `_NAME = const(...)` names exist at compile time only: each module has its own.
+# `_NAME = const(...)` names exist at compile time only: each module has its own, the
+# protocol's generated into it by the host.
 import sys
 import gc
-from micropython import const
 
 try:
     import ujson as json
@@ -23,18 +23,8 @@ from i2s_link import Link
 from i2s_stream import Stream, _codec, _open_i2s
 
 VERSION = "dev"  # the host replaces this with a hash of the firmware when it uploads/installs
-PROTO = const(2)
-
-# frame types: copies of i2scli/protocol.py's (tests/unit/test_protocol_source.py holds them to it)
-_HELLO = const(1)
-_START = const(2)
-_READY = const(3)
-_SUMMARY = const(7)
-_ERROR = const(8)
-_ABORT = const(9)
-_BAUD = const(14)
-_TIMEOUT = const(-1)
-_HDR = const(7)
+# frame types (_DATA, _ABORT, ...), _HDR, _TIMEOUT: the host puts their consts here as it sends it
+# (and PROTO, the protocol version)
 
 
 def _hello(link, source):

@@ -1,18 +1,11 @@
 # i2s agent, duplex (START mode "duplex", docs/half-duplex.md): half-duplex on one SD line,
 # record then play (or the other way round) with the switch done on the board.
 import time
-from micropython import const
 
 from i2s_meter import RxMeter, rx_ring_frames, tx_meter
 from i2s_stream import _open_i2s, _pins, coded_buffers, decode_data, send_coded
 
-# copies of i2scli/protocol.py's (tests/unit/test_protocol_source.py holds them to it)
-_DATA = const(4)
-_END = const(6)
-_ABORT = const(9)
-_SWITCH = const(12)
-_PHASE = const(13)
-_TIMEOUT = const(-1)
+# frame types (_DATA, _ABORT, ...), _HDR, _TIMEOUT: the host puts their consts here as it sends it
 
 
 def dx_prefill(cfg, payload):

@@ -12,15 +12,7 @@ try:
 except ImportError:
     import json
 
-# i2scli/protocol.py defines these; tests/unit/test_protocol_source.py holds every module's copy to it
-_S0 = const(0xA5)
-_S1 = const(0x5A)
-_CRC = const(0x80)
-_DATA = const(4)
-_CREDIT = const(5)
-_TIMEOUT = const(-1)
-_BAD = const(-2)
-_HDR = const(7)
+# frame types (_DATA, _ABORT, ...), _HDR, _TIMEOUT: the host puts their consts here as it sends it
 _TICK_MS = const(100)  # the watch's period (Watch)
 _GRACE_MS = const(500)  # a frame in flight at its deadline finishes within this (Watch)
 

@@ -1,16 +1,11 @@
 # i2s agent, loop (START mode "loop", docs/protocol.md): TX and RX on two buses at once, for a
 # loopback test, with the clock report that takes the board's buffering out of its latency.
 import time
-from micropython import const
 
 from i2s_meter import RxMeter, rx_ring_frames
 from i2s_stream import _open_i2s, _pins, coded_buffers, decode_data, send_coded
 
-# copies of i2scli/protocol.py's (tests/unit/test_protocol_source.py holds them to it)
-_DATA = const(4)
-_END = const(6)
-_ABORT = const(9)
-_TIMEOUT = const(-1)
+# frame types (_DATA, _ABORT, ...), _HDR, _TIMEOUT: the host puts their consts here as it sends it
 
 
 def _align(t0, h, r):

@@ -1,15 +1,8 @@
 # i2s agent, play (START mode "tx", io "blocking"): host DATA frames into I2S TX, decoded
 # first when the stream is coded (the wire coder's Decoder). Nothing allocated per frame.
-from micropython import const
-
 from i2s_stream import Prime, Stream, decode_data
 
-# copies of i2scli/protocol.py's (tests/unit/test_protocol_source.py holds them to it)
-_DATA = const(4)
-_END = const(6)
-_ABORT = const(9)
-_KEEPALIVE = const(11)
-_TIMEOUT = const(-1)
+# frame types (_DATA, _ABORT, ...), _HDR, _TIMEOUT: the host puts their consts here as it sends it
 
 
 class Play(Stream):

@@ -1,12 +1,10 @@
 # i2s agent, record (START mode "rx", io "blocking"): I2S RX into DATA frames, coded on the
 # way out when the stream is coded (the wire coder's Encoder). Nothing allocated per frame.
 import time
-from micropython import const
 
 from i2s_stream import Stream, coded_buffers, send_coded
 
-# copies of i2scli/protocol.py's (tests/unit/test_protocol_source.py holds them to it)
-_HDR = const(7)
+# frame types (_DATA, _ABORT, ...), _HDR, _TIMEOUT: the host puts their consts here as it sends it
 
 
 class Record(Stream):

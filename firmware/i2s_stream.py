@@ -3,17 +3,11 @@
 # (i2s_play, i2s_record, i2s_styles) or drive it (i2s_loop, i2s_duplex). Also here: opening
 # machine.I2S, and finding the wire coder (firmware/wirecode.py) a coded stream needs.
 import time
-from micropython import const
 
 from i2s_link import crc32
 from i2s_meter import Heap, RxMeter, rx_ring_frames, tx_meter
 
-# copies of i2scli/protocol.py's (tests/unit/test_protocol_source.py holds them to it)
-_END = const(6)
-_ABORT = const(9)
-_PROBE = const(10)
-_TIMEOUT = const(-1)
-_HDR = const(7)
+# frame types (_DATA, _ABORT, ...), _HDR, _TIMEOUT: the host puts their consts here as it sends it
 
 
 def _main_globals():

@@ -1,15 +1,10 @@
 # i2s agent, the other transfer styles (START "io": "irq" or "asyncio"): non-blocking
 # I2S with a callback and two buffers, or asyncio streams on the I2S object.
 import time
-from micropython import const
 
 from i2s_stream import Prime, Stream, coded_buffers, decode_data, send_coded
 
-# copies of i2scli/protocol.py's (tests/unit/test_protocol_source.py holds them to it)
-_DATA = const(4)
-_END = const(6)
-_ABORT = const(9)
-_TIMEOUT = const(-1)
+# frame types (_DATA, _ABORT, ...), _HDR, _TIMEOUT: the host puts their consts here as it sends it
 
 
 class Styles(Stream):

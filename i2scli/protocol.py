@@ -23,7 +23,7 @@ from typing import Any
 
 __all__ = [
     "SYNC", "PROTO_VERSION", "CRC_FLAG", "HEADER_SIZE", "CRC_SIZE", "MAX_PAYLOAD_LIMIT", "LONG_FRAME",
-    "MAX_TX_PAYLOAD", "tx_payload", "FrameType", "Frame",
+    "MAX_TX_PAYLOAD", "tx_payload", "FrameType", "Frame", "agent_consts",
     "encode", "encode_json", "frame_size", "Decoder", "Encoder", "CreditGate", "CreditError", "stream_rate",
     "HELLO_KEYS", "START_KEYS", "READY_KEYS", "SUMMARY_KEYS", "SUMMARY_MODE_KEYS", "ERROR_KEYS", "CODER_PARTS",
 ]
@@ -68,10 +68,18 @@ class FrameType(IntEnum):
     BAUD = 14  # host proposes / confirms / asks the UART rate; the agent answers (docs/protocol.md)
 
 
-# The JSON frames' keys (docs/protocol.md). The board agent (firmware/i2s_*.py) keeps its own
-# copies (MicroPython consts are compile-time only, and the board has no i2scli): the frame
-# types as `_NAME = const(n)` in each module that uses them, these keys in the dicts it sends
-# and reads. tests/unit/test_protocol_source.py holds the board's copies and the docs to these.
+def agent_consts() -> dict[str, int]:
+    """The protocol's numbers as the board agent (firmware/i2s_*.py) names them: `_NAME` for each
+    frame type, the sync bytes, CRC flag and header size, and PROTO. The host generates a
+    ``NAME = const(value)`` line for each one a module names into that module when it uploads or
+    installs it (link/agent_code.py): MicroPython consts exist at compile time only and the board
+    has no i2scli, so this is how the board's values stay these."""
+    return {"PROTO": PROTO_VERSION, "_S0": SYNC[0], "_S1": SYNC[1], "_CRC": CRC_FLAG, "_HDR": HEADER_SIZE,
+            **{f"_{t.name}": int(t) for t in FrameType}}
+
+
+# The JSON frames' keys (docs/protocol.md). The board agent keeps its own copies in the dicts it
+# sends and reads; tests/unit/test_protocol_source.py holds them and the docs to these.
 HELLO_KEYS = ("proto", "agent", "source", "platform", "machine", "micropython", "mem_free", "i2s", "inbuf",
               "crc", "io", "vcp", "codec", "native")
 # what the agent reads from START: every mode's, duplex's and loop's

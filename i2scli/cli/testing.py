@@ -35,6 +35,19 @@ def _wav_path(ctx, param, value):
     return value
 
 
+def _limit_options(f):
+    """An option for each limit of `Limits` (loopback/limits.py), in field order: its name with
+    dashes, type, help and value name come from the field's `Spec`; the default is None (the
+    limits file, else `Limits.run_defaults`)."""
+    from i2scli.loopback.limits import Limits
+
+    types = {"number": FINITE, "count": int, "duration": DURATION}
+    for name, spec in reversed(Limits.specs().items()):
+        f = click.option(f"--{name.replace('_', '-')}", type=types[spec.kind], metavar=spec.metavar,
+                         callback=_nonneg if spec.nonneg else None, help=spec.help or None)(f)
+    return f
+
+
 @main.command("test")
 @click.option("--signal", "kind", type=click.Choice(["sine", "multitone", "sweep"]), default="sine",
               show_default=True, help="Test signal (the stimulus after the alignment marker).")
@@ -67,19 +80,7 @@ def _wav_path(ctx, param, value):
 @click.option("--probe", "fresh_probe", is_flag=True, help="Measure the link even if remembered.")
 @click.option("--limits", "limits_file", type=click.Path(), metavar="FILE.toml",
               help="Limits from a TOML file (options below override it).")
-@click.option("--freq-tolerance", type=FINITE, callback=_nonneg, metavar="FRACTION",
-              help="Largest relative frequency error (default 0.005 = 0.5 %).")
-@click.option("--min-snr", type=FINITE, metavar="DB")
-@click.option("--max-thd-n", type=FINITE, metavar="DB", help="THD+N below the fundamental, e.g. -60.")
-@click.option("--max-latency", type=DURATION, metavar="DUR", help="Path latency, board buffering taken out.")
-@click.option("--max-glitches", type=int, callback=_nonneg, metavar="N", help="Default 0.")
-@click.option("--min-level", type=FINITE, metavar="DBFS")
-@click.option("--max-level", type=FINITE, metavar="DBFS")
-@click.option("--min-window-snr", type=FINITE, metavar="DB", help="Least SNR of any 20 ms window.")
-@click.option("--ignore-start", type=DURATION, callback=_nonneg, metavar="DUR",
-              help="Start of the stimulus judged apart, by the start check (default 30ms).")
-@click.option("--max-start-glitches", type=int, callback=_nonneg, metavar="N",
-              help="Glitches allowed in that start (default: reported, not judged).")
+@_limit_options
 @click.option("--json", "as_json", is_flag=True, help="Every measure and verdict as JSON on stdout.")
 @click.option("--junit", type=click.Path(), metavar="FILE.xml", help="Write a JUnit XML report.")
 @click.option("--plot", type=click.Path(), callback=_plot_path, metavar="FILE.png|.svg",
@@ -112,13 +113,11 @@ def test_cmd(ctx, kind, freq, level, duration, rate, bits, channels, board, ibuf
     if freq >= top / 2 and kind == "sine":
         raise click.BadParameter(f"{freq:g} Hz is not below the Nyquist frequency of {top} Hz ({top / 2:g} Hz)"
                                  + ("" if rate else ", the highest rate i2s test chooses"), param_hint="--freq")
-    names = ("freq_tolerance", "min_snr", "max_thd_n", "max_latency", "max_glitches", "min_level", "max_level",
-             "min_window_snr", "ignore_start", "max_start_glitches")
-    given = {k: kw.pop(k) for k in names}
+    given = {k: kw.pop(k) for k in analysis.Limits.specs()}
     # the files first, before any board is touched: a limits file that is missing or wrong is a
     # usage error (exit 2), an output that cannot be written a file error (exit 1); one line each
     limits = (check_first(analysis.load_limits, limits_file) if limits_file
-              else analysis.Limits(freq_tolerance=0.005, max_glitches=0))
+              else analysis.Limits.run_defaults())
     try:
         limits = dataclasses.replace(limits, **{k: v for k, v in given.items() if v is not None})
     except ValueError as e:

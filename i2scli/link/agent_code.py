@@ -10,7 +10,7 @@ import re
 import subprocess
 import tempfile
 
-from i2scli.protocol import CODER_PARTS
+from i2scli.protocol import CODER_PARTS, agent_consts
 
 AGENT_NAME = "i2s_agent"  # the main module: says HELLO, dispatches START
 # The board agent's modules (firmware/<name>.py; installed as /<name>.mpy): the core runs every
@@ -37,8 +37,33 @@ else:
 """
 
 
+# Link.read_frame's answers besides a frame type, which every module that reads frames tells apart
+LINK_CONSTS = {"_TIMEOUT": -1, "_BAD": -2}
+
+
+def generated_consts() -> dict[str, int]:
+    """The constants the host generates into the agent's modules (`with_consts`): the protocol's
+    (protocol.agent_consts) and the link's."""
+    return {**agent_consts(), **LINK_CONSTS}
+
+
 def _firmware_text(name: str) -> str:
     return (importlib.resources.files("i2scli.firmware") / f"{name}.py").read_text()
+
+
+def with_consts(text: str) -> str:
+    """A firmware module's `text` headed by ``NAME = const(value)`` for each generated constant
+    it names (`generated_consts`): the module names them, the host gives their values. A
+    module that defines one itself is refused (two sources)."""
+    table = generated_consts()
+    tree = ast.parse(text)
+    named = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and n.id in table}
+    own = {_const(n) for n in tree.body} & set(table)
+    assert not own, f"the module defines {sorted(own)} itself; protocol.py gives them"
+    if not named:
+        return text
+    head = "".join(f"{k} = const({v})\n" for k, v in table.items() if k in named)
+    return "from micropython import const\n" + head + text
 
 
 def agent_version() -> str:
@@ -47,6 +72,7 @@ def agent_version() -> str:
     h = hashlib.sha256()
     for name in (*AGENT_MODULES, "wirecode", "wirecode_thumb"):
         h.update(name.encode() + b"\0" + _firmware_text(name).encode() + b"\0")
+    h.update(repr(sorted(generated_consts().items())).encode())  # the values the modules get
     return h.hexdigest()[:12]
 
 
@@ -56,10 +82,10 @@ def bootstrap() -> str:
 
 
 def module_source(name: str) -> str:
-    """An agent module as it is installed: VERSION set to the firmware hash (in the main
-    module), comments and docstrings stripped (half the bytes to send, and less RAM for the
-    board to compile it)."""
-    text = _firmware_text(name)
+    """An agent module as it is installed: the protocol's constants it names generated into it
+    (`with_consts`), VERSION set to the firmware hash (in the main module), comments and
+    docstrings stripped (half the bytes to send, and less RAM for the board to compile it)."""
+    text = with_consts(_firmware_text(name))
     if name == AGENT_NAME:
         text, n = re.subn(r'^VERSION = "dev".*$', f'VERSION = "{agent_version()}"', text, count=1, flags=re.M)
         assert n == 1, "firmware/i2s_agent.py lost its VERSION line"

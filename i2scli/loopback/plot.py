@@ -11,6 +11,8 @@ from pathlib import Path
 import numpy as np
 
 from i2scli.loopback import analysis
+from i2scli.loopback.measures import _blackman_harris
+from i2scli.loopback.recording import _windows
 
 HINT = "--plot needs matplotlib: pip install 'i2scli[plot]'"
 MAX_GLITCHES = 3  # waveforms drawn; the rest are counted
@@ -47,7 +49,7 @@ def _window(result: dict, ch: dict, n: int) -> slice:
     if total is None:
         return slice(0, n)
     try:
-        return analysis._windows(analysis.SignalInfo.from_dict(result["signal"]), total, n)[1]
+        return _windows(analysis.SignalInfo.from_dict(result["signal"]), total, n)[1]
     except analysis.AnalysisError:
         return slice(0, n)
 
@@ -55,7 +57,7 @@ def _window(result: dict, ch: dict, n: int) -> slice:
 def spectrum_dbfs(x: np.ndarray, rate: int) -> tuple[np.ndarray, np.ndarray]:
     """Blackman-Harris windowed spectrum of `x` (fractions of full scale), scaled so a sine's
     peak reads its AES17 level: a full-scale sine is 0 dBFS."""
-    w = analysis._blackman_harris(len(x))
+    w = _blackman_harris(len(x))
     mag = np.abs(np.fft.rfft((x - np.mean(x)) * w)) * 2 / np.sum(w)
     return np.fft.rfftfreq(len(x), 1 / rate), 20 * np.log10(np.maximum(mag, 1e-10))
 

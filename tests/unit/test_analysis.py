@@ -484,6 +484,7 @@ def test_short_recording_is_a_clear_error(sine_test):
         ({"max_start_glitches": 0.5}, "max_start_glitches must be a whole number"),
         ({"ignore_start": 11}, "ignore_start is in seconds between 0 and 10"),
         ({"ignore_start": "30ms"}, "ignore_start must be a number"),
+        ({"max_dc_offset": 2}, "max_dc_offset must be between 0 and 1, not 2"),
     ],
 )
 def test_limits_validation(kwargs, message):
@@ -550,6 +551,34 @@ def test_checks_pass_and_fail(sine_test):
     failed = {c.name: c for c in A.check(m, strict) if not c.passed}
     assert set(failed) == {"ch0.snr", "ch1.snr", "ch0.latency", "ch1.latency", "ch0.max_level", "ch1.max_level"}
     assert "below the minimum 70 dB" in failed["ch0.snr"].message
+
+
+def test_dc_offset_check_follows_from_its_limits_field():
+    """A check is a measure and a Limits field: max_dc_offset judges each channel's `dc` (either
+    sign), is named ch<N>.dc_offset, is not judged unless given, and fails by name on a channel
+    that could not be measured."""
+    channels = [{"channel": 0, "source": 0, "dc": -0.02, "level_dbfs": -6.0},
+                {"channel": 1, "source": 1, "dc": 0.001, "level_dbfs": -6.0}]
+    m = {"kind": "multitone", "freqs": [997.0], "channels": channels}
+    assert not any(c.name.endswith(".dc_offset") for c in A.check(m, A.Limits()))
+    checks = {c.name: c for c in A.check(m, A.Limits(max_dc_offset=0.01))}
+    assert not checks["ch0.dc_offset"].passed and checks["ch1.dc_offset"].passed
+    assert checks["ch0.dc_offset"].value == 0.02
+    assert checks["ch0.dc_offset"].message == ("ch0.dc_offset is 0.02 of full scale, above the maximum 0.01"
+                                               " of full scale")
+    m["channels"] = [{"channel": 0, "error": "the loopback carries nothing"}]
+    assert [c.name for c in A.check(m, A.Limits(max_dc_offset=0.01))] == ["ch0.signal", "ch0.dc_offset"]
+
+
+def test_test_options_are_the_limits_fields():
+    """`i2s test` has an option for each limit, named after its field, with no default of its own."""
+    from i2scli.cli import main
+
+    cmd = main.commands["test"]
+    params, given = {p.name: p for p in cmd.params}, cmd.make_context("test", []).params
+    for name in A.Limits.specs():
+        assert params[name].opts == [f"--{name.replace('_', '-')}"] and given[name] is None
+    assert A.Limits.run_defaults() == A.Limits(freq_tolerance=0.005, max_glitches=0)
 
 
 @pytest.mark.slow

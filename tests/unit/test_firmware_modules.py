@@ -69,6 +69,20 @@ def test_each_module_imports_only_names_that_exist_and_no_aliases():
 
 
 @pytest.mark.parametrize("name", ac.AGENT_MODULES)
+def test_each_module_compiles_on_its_own_and_as_sent(name):
+    """mpy-cross compiles a module as it is on disk and as it goes to the board: then headed by
+    the protocol's constants it names, each defined once, with the value protocol.py gives."""
+    sent = ac.module_source(name)
+    generated = ac.generated_consts()
+    got = {ac._const(n): ast.literal_eval(n.value.args[0]) for n in ast.parse(sent).body if ac._const(n) in generated}
+    named = {n.id for n in ast.walk(tree(name)) if isinstance(n, ast.Name)} & set(generated)
+    assert got == {k: generated[k] for k in named}
+    for text in (sent, (FIRMWARE / f"{name}.py").read_text()):
+        mpy, why = ac.compile_agent(6, text, name)
+        assert mpy is not None, why
+
+
+@pytest.mark.parametrize("name", ac.AGENT_MODULES)
 def test_classes_stay_small(name):
     """Each class about 200 lines at most: every one uploads as one piece, no class is taken apart."""
     for node in tree(name).body:

@@ -1,7 +1,8 @@
-"""One protocol source: i2scli/protocol.py. The board agent keeps copies (MicroPython consts
-exist at compile time only, and the board has no i2scli), and so does docs/protocol.md; these
-tests fail when a frame type, a JSON key or a coder constant differs between host, board and
-docs."""
+"""One protocol source: i2scli/protocol.py. The board agent's frame types and framing constants
+are generated into its modules from it when the host uploads or installs them; the JSON keys and
+the coder's constants the board and docs/protocol.md keep as copies. These tests fail when a
+module defines a generated name itself or names one that is not generated, and when a key or a
+coder constant differs between host, board and docs."""
 
 from __future__ import annotations
 
@@ -16,11 +17,8 @@ from i2scli.link import agent_code as ac
 
 FIRMWARE = ROOT / "firmware"
 DOCS = (ROOT / "docs" / "protocol.md").read_text()
-# consts of the agent's own, not the protocol's: read_frame's returns, a small-int bound
-INTERNAL = {"_TIMEOUT": -1, "_BAD": -2, "_BIG": 0x3FFFFFFF,
-            "_TICK_MS": 100, "_GRACE_MS": 500}  # the Watch's period and grace (docs/protocol.md, *Watchdog*)
-WIRE = {"_S0": proto.SYNC[0], "_S1": proto.SYNC[1], "_CRC": proto.CRC_FLAG, "_HDR": proto.HEADER_SIZE,
-        "PROTO": proto.PROTO_VERSION}
+GENERATED = ac.generated_consts()
+UPPER = re.compile(r"^_?[A-Z][A-Z0-9_]*$")  # how the agent spells a constant
 
 
 def source(name: str) -> str:
@@ -101,21 +99,24 @@ def adds(section: str, frame: str) -> list[str]:
     raise AssertionError(f"no full stop after '{frame} adds' in {section}")
 
 
-# -- frame types --------------------------------------------------------------------------------------
+# -- frame types ----------------------------------------------------------------------------------------
 @pytest.mark.parametrize("name", ac.AGENT_MODULES)
-def test_each_modules_consts_are_the_protocols(name):
-    """Every const a module defines is a frame type (`_NAME` as FrameType.NAME), a framing
-    constant, or one of the agent's own, with the value the host has."""
-    want = {f"_{t.name}": int(t) for t in proto.FrameType} | WIRE | INTERNAL
-    got = consts(name)
-    assert got, f"{name} has no const block"
-    for const, value in got.items():
-        assert const in want, f"{name}: {const} is no frame type of i2scli/protocol.py"
-        assert value == want[const], f"{name}: {const} = {value}, the host says {want[const]}"
+def test_each_module_names_constants_it_defines_imports_or_gets(name):
+    """A constant a module names is its own, imported, or generated into it (`with_consts`); a
+    generated one it does not define itself (two sources)."""
+    tree = ast.parse(source(name))
+    own = set(consts(name))
+    assert not own & set(GENERATED), f"{name} defines {sorted(own & set(GENERATED))}: protocol.py gives them"
+    bound = own | {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)}
+    bound |= {n.arg for n in ast.walk(tree) if isinstance(n, ast.arg)}
+    bound |= {a.asname or a.name for n in ast.walk(tree) if isinstance(n, (ast.Import, ast.ImportFrom))
+              for a in n.names}
+    named = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and UPPER.match(n.id)}
+    assert named <= bound | set(GENERATED), f"{name} names {sorted(named - bound - set(GENERATED))}"
 
 
-def test_the_board_knows_every_frame_type_the_host_does():
-    board = {c for name in ac.AGENT_MODULES for c in consts(name)}
+def test_the_board_names_every_frame_type_the_host_has():
+    board = {n.id for name in ac.AGENT_MODULES for n in ast.walk(ast.parse(source(name))) if isinstance(n, ast.Name)}
     assert {f"_{t.name}" for t in proto.FrameType} <= board
 
 
@@ -200,15 +201,9 @@ def test_a_drifted_copy_is_caught(monkeypatch):
     with pytest.raises(AssertionError):
         test_hello_keys_host_board_docs()
     monkeypatch.undo()
-    original = source
-
-    def drifted(name):
-        text = original(name)
-        return text.replace("_SWITCH = const(12)", "_SWITCH = const(15)") if name == "i2s_duplex" else text
-
-    monkeypatch.setattr(__import__(__name__), "source", drifted)
-    with pytest.raises(AssertionError):
-        test_each_modules_consts_are_the_protocols("i2s_duplex")
+    text = source("i2s_duplex").replace("import time\n", "import time\n_SWITCH = const(15)\n", 1)
+    with pytest.raises(AssertionError, match="_SWITCH"):
+        ac.with_consts(text)
 
 
 @pytest.mark.slow
