@@ -83,10 +83,21 @@ class Opening:
 @click.option("--gain", type=GAIN, default=0.0, metavar="DB", help="Gain on the host (clipping is counted).")
 @click.option("--shift", type=click.IntRange(-31, 31), default=0, metavar="N",
               help="Shift samples on the board with I2S.shift (6 dB a bit).")
+@click.option("--live/--no-live", default=None,
+              help="Match a live source's clock to the board's (adaptive resampling that holds the reserve "
+                   "ahead of the board). Default: on for a pipe, a FIFO or standard input, as soon as they drift "
+                   "apart; --live matches from the start, --no-live only measures.")
+@click.option("--live-reserve", type=DURATION, default="100ms", show_default=True, metavar="DUR",
+              help="Live: the source audio held ahead of the board's ring (the latency the match holds).")
+@click.option("--live-max-ppm", type=click.FloatRange(1, 50000), default=2000, show_default=True, metavar="PPM",
+              help="Live: the largest correction, in ppm of the rate.")
+@click.option("--live-loop", type=DURATION, default="10s", show_default=True, metavar="DUR",
+              help="Live: the match's time constant (slower: smoother; faster: settles sooner).")
 @_fit_option
 @_bus_options
 def play(file, tone, level, rate, bits, channels, file_type, encoding, endian, aplay_format, channels_map, duration,
-         samples, gain, shift, fit, port, as_json, quiet, strict, **bus_kw):
+         samples, gain, shift, live, live_reserve, live_max_ppm, live_loop, fit, port, as_json, quiet, strict,
+         **bus_kw):
     """Play an audio file (any format libsndfile reads, or raw PCM with -t raw; - for stdin) on the
     board's I2S TX. A pipe or FIFO plays as it comes."""
     from i2scli import audio
@@ -117,6 +128,13 @@ def play(file, tone, level, rate, bits, channels, file_type, encoding, endian, a
         raise click.BadParameter(f"{tone:g} Hz is not below the Nyquist frequency of the {rate or 48000} Hz bus "
                                  f"({(rate or 48000) / 2:g} Hz)", param_hint="--tone")
 
+    if live and (tone is not None or not audio.is_stream(file)):
+        raise click.UsageError("--live matches a stream's clock (a pipe, a FIFO, standard input): "
+                               "a file or a tone is paced by the board")
+    if not 0 < live_reserve <= 0.8 or live_loop < 0.2:
+        raise click.UsageError("--live-reserve must be within 0..800ms and --live-loop at least 200ms")
+    clock = None
+
     def job(reporter, stop):
         from i2scli import session
 
@@ -124,14 +142,23 @@ def play(file, tone, level, rate, bits, channels, file_type, encoding, endian, a
         stats = audio.ConvertStats()
         cmap = audio.parse_channels_map(channels_map) if channels_map else None
 
+        def matcher(inp):
+            from i2scli.live import LiveMatch, LiveParams, source_kind
+
+            params = LiveParams(target_s=live_reserve, max_ppm=live_max_ppm, loop_s=live_loop)
+            mode = "live" if live else "off" if live is False else "auto"
+            return LiveMatch(inp.rate, inp.channels, inp.backlog, mode, source_kind(file), params)
+
         def prepare(inp):
+            nonlocal clock
+            clock = matcher(inp) if inp.streaming else None
             deep = not inp.integer or (inp.subtype not in ("PCM_16", "PCM_S8", "PCM_U8"))
             bus = audio.BusFormat(rate or inp.rate, int(bits or (32 if deep else 16)),
                                   int(channels or min(inp.channels, 2)))
             max_frames = samples if samples is not None else (
                 int(round(duration * inp.rate)) if duration is not None else None)
             total = inp.bus_frames(bus, 0, max_frames)
-            blocks = audio.play_blocks(inp, bus, gain_db=gain, max_frames=max_frames, stats=stats)
+            blocks = audio.play_blocks(inp, bus, gain_db=gain, max_frames=max_frames, stats=stats, live=clock)
             return bus, total, blocks, file if file != "-" else "stdin"
 
         inp = opening = None
@@ -163,7 +190,7 @@ def play(file, tone, level, rate, bits, channels, file_type, encoding, endian, a
                     bus, total, blocks, what = prepare(inp)
                 opts.stream_seconds = total / bus.rate if total else None  # a short file: no more ring than it has
                 return run_play(agent, reporter, stop, what, blocks, bus, opts, total, stats,
-                                live=inp is not None and inp.streaming)
+                                live=inp is not None and inp.streaming, clock=clock)
         finally:
             if inp is not None:
                 inp.close()
