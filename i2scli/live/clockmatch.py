@@ -42,7 +42,7 @@ class DriftLoop:
         self.integral = 0.0  # the drift estimate (ratio - 1)
         self.u = 0.0  # the ratio applied, less one
 
-    def update(self, fill: float, now: float, hold: bool = False) -> float:
+    def update(self, fill: float, now: float, hold: bool = False, steer: bool = True) -> float:
         """A fill sample at `now` (s); `hold`: the sample says nothing of the clocks (the source
         paused, or it waits for the board): the ratio and the smoothed fill stay as they are."""
         if self.t is None:
@@ -53,9 +53,14 @@ class DriftLoop:
         if hold:  # not smoothed in either: a pause's empty reserve is not a level to return to
             return self.u
         self.fill += (fill - self.fill) * min(1.0, dt / self.tf)
+        if not steer:  # `steer` False: the fill smoothed, the ratio left as it is
+            return self.u
         e = (self.fill - self.target) / self.rate  # seconds too much in the reserve
         b = self.bound
-        self.integral = min(b, max(-b, self.integral - self.ki * e * dt))
+        integral = min(b, max(-b, self.integral - self.ki * e * dt))
+        # while the correction is at its bound, the integral does not wind up beyond it
+        if abs(integral - self.kp * e) <= b or abs(integral) < abs(self.integral):
+            self.integral = integral
         self.u = min(b, max(-b, self.integral - self.kp * e))
         return self.u
 

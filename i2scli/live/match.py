@@ -14,6 +14,7 @@ match; --live takes it as drift and corrects it. "off" (--no-live) only measures
 from __future__ import annotations
 
 import time
+from collections import deque
 from collections.abc import Callable
 
 import numpy as np
@@ -24,8 +25,10 @@ from i2scli.live.resample import TAPS, Resampler
 AUTO_LOW_S = 0.02  # auto: the reserve below which the board is outrunning the source
 DRAIN_S = 0.3  # --live: the source's backlog has come through the pipes this long after the start
 LATCH_S = 1.0  # --live: the ring has filled this long after the skip
+LATCH_MIN_S = 0.04  # --live: the least reserve held (two of a stream's blocks)
 SLOPE_FROM_S = 1.0  # unmatched: the fill's slope is taken from then on
 SETTLE_LOOPS = 3  # the fill band is taken from this many loop times after the first audio on
+END_GUARD_S = 0.5  # the reports leave out the stream's last half second
 
 
 class Slope:
@@ -44,6 +47,12 @@ class Slope:
     def slope(self) -> float | None:
         d = self.n * self.stt - self.st * self.st
         return None if self.n < 20 or d <= 0 else (self.n * self.stf - self.st * self.sf) / d
+
+
+def _slope_of(sums: dict) -> float | None:
+    fit = Slope()
+    vars(fit).update(sums)
+    return fit.slope()
 
 
 class LiveMatch:
@@ -67,6 +76,8 @@ class LiveMatch:
         self.t0: float | None = None  # the first audio taken
         self.band: list[float] | None = None  # smoothed fill, min and max, once settled
         self.slope = Slope()
+        self.held_fit = Slope()  # matched: the fill's slope over the settled time
+        self.snaps: deque = deque()  # (time, the books then): see _snap
         self.watching = False  # unmatched: past the start, the fill is watched
         self.t_settled: float | None = None  # the correction's mean over the settled time
         self.u_sum = self.u_time = 0.0
@@ -130,7 +141,7 @@ class LiveMatch:
         if self.latch_at is not None and now >= self.latch_at and not hold:
             # once the ring has filled: the reserve is held where it settled (near the target)
             self.latch_at = None
-            self.loop.target = min(max(self.loop.fill, target / 2), 2 * target)
+            self.loop.target = min(max(self.loop.fill, LATCH_MIN_S * self.rate), 2 * target)
         if not self.engaged:
             self.loop.update(fill, now, hold=hold)
             self.loop.u = self.loop.integral = 0.0  # the fill smoothed only: the ratio stays exactly 1
@@ -143,17 +154,35 @@ class LiveMatch:
                 if self.mode == "auto" and self.loop.fill < AUTO_LOW_S * self.rate:
                     self.engaged, self.engaged_at = True, now - self.t0
         else:
-            self.loop.update(fill, now, hold=hold or self.latch_at is not None)
+            self.loop.update(fill, now, hold=hold, steer=self.latch_at is None)
         if self.t0 is not None and now - self.t0 >= SETTLE_LOOPS * self.params.loop_s and not hold:
             f = self.loop.fill
             self.band = [min(self.band[0], f), max(self.band[1], f)] if self.band else [f, f]
             if self.engaged and self.t_settled is not None:
                 self.u_sum += self.loop.u * (now - self.t_settled)
                 self.u_time += now - self.t_settled
+                self.held_fit.add(now - self.t0, fill)
             self.t_settled = now
         else:
             self.t_settled = None
+        self._snap(now)
         return block
+
+    def _snap(self, now: float) -> None:
+        """The books as they stood, for END_GUARD_S: a stream's last moments (the source ending,
+        its last audio drained with nothing after it) say nothing of the clocks."""
+        self.snaps.append((now, [list(self.band) if self.band else None, self.u_sum, self.u_time,
+                                 self.loop.integral, vars(self.slope).copy(), self.loop.fill,
+                                 vars(self.held_fit).copy()]))
+        while len(self.snaps) > 1 and self.snaps[1][0] <= now - END_GUARD_S:
+            self.snaps.popleft()
+
+    def _books(self) -> tuple:
+        """What the summary reports: the books END_GUARD_S before the last block."""
+        if not self.snaps:
+            return (self.band, self.u_sum, self.u_time, self.loop.integral, vars(self.slope), self.loop.fill,
+                    vars(self.held_fit))
+        return tuple(self.snaps[0][1])
 
     @property
     def ratio(self) -> float:
@@ -178,25 +207,34 @@ class LiveMatch:
         return self.resampler.flush(self.ratio) if self.resampler is not None else None
 
     def drift_ppm(self) -> float | None:
-        """The board's clock against the source's (+: the board's runs fast)."""
+        """The board's clock against the source's (+: the board's runs fast). Matched: the mean
+        correction over the settled time less what of it moved the reserve (d = u - dfill/dt,
+        the slope a least-squares fit); before that, the loop's integral. Unmatched: the fill's
+        slope."""
+        _, u_sum, u_time, integral, slope, _, held = self._books()
         if self.engaged:
-            return self.loop.integral * 1e6
-        s = self.slope.slope()
+            moved = _slope_of(held)
+            if u_time < 1.0 or moved is None:
+                return integral * 1e6
+            return (u_sum / u_time - moved / self.rate) * 1e6
+        s = _slope_of(slope)
         return None if s is None else -s / self.rate * 1e6
 
     def summary(self) -> dict:
         ms = 1000 / self.rate
         drift = self.drift_ppm()
+        band, u_sum, u_time, integral, _, fill, _ = self._books()
         r = self.resampler
         return {
             "mode": self.mode, "source": self.kind, "engaged": self.engaged,
             "engaged_at_s": None if self.engaged_at is None else round(self.engaged_at, 3),
             "drift_ppm": None if drift is None else round(drift, 1),
-            "correction_ppm": round(self.u_sum / self.u_time * 1e6, 1) if self.u_time else None,
+            "correction_ppm": round(u_sum / u_time * 1e6, 1) if u_time else None,
+            "loop_ppm": round(integral * 1e6, 1),
             "max_ppm": self.params.max_ppm,
             "target_ms": round(self.loop.target * ms, 1), "loop_s": self.params.loop_s,
-            "fill_ms": None if self.loop.fill is None else round(self.loop.fill * ms, 1),
-            "fill_band_ms": None if self.band is None else [round(b * ms, 1) for b in self.band],
+            "fill_ms": None if fill is None else round(fill * ms, 1),
+            "fill_band_ms": None if band is None else [round(b * ms, 1) for b in band],
             "skipped_frames": self.skipped, "source_frames": self.taken,
             "resampled_frames": None if r is None else r.frames_out,
         }
