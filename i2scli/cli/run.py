@@ -186,14 +186,16 @@ def _warn_nonfinite(reporter, stats: audio.ConvertStats | None, what: str) -> No
         reporter.warn(f"{stats.nonfinite} non-finite samples (NaN/inf) in {what} were played as silence")
 
 
-def run_record(agent, reporter, stop, file, bus, opts, until, subtype, file_bus=None, keep=None, raw=False) -> dict:
+def run_record(agent, reporter, stop, file, bus, opts, until, subtype, file_bus=None, keep=None, raw=False,
+               split=None) -> dict:
     """`file_bus`/`keep`: the file holds another format than the bus (record --slot/--shift):
-    `keep` turns bus samples into it (session.record)."""
+    `keep` turns bus samples into it (session.record). `split(bus)`: the recording goes into
+    files of a fixed length (splitfiles.SplitOutput: --max-file-time)."""
     from i2scli import audio, session
 
     fbus = file_bus or bus
     watch = session.Watch(levels=audio.Levels(fbus))
-    out = audio.open_output(file, fbus, subtype=subtype, raw=raw)
+    out = split(fbus) if split is not None else audio.open_output(file, fbus, subtype=subtype, raw=raw)
     try:
         def on_ready(cfg):
             reporter.info(f"recording {file} from {session.describe_config(cfg, agent, 'rx')}")
@@ -207,6 +209,8 @@ def run_record(agent, reporter, stop, file, bus, opts, until, subtype, file_bus=
         out.abandon()
         raise
     _finish_output(out, summary)
+    if split is not None:
+        summary.update(file=out.path, files=out.files, frames_per_file=out.per_file)
     if out.pipe is not None:  # what reached the pipe, once what was queued is written
         summary.update(frames=out.frames, seconds=out.frames / fbus.rate, reader_closed=out.reader_gone)
         if out.pipe.error is not None:

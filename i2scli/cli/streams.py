@@ -223,9 +223,16 @@ def play(file, tone, level, rate, bits, channels, file_type, encoding, endian, a
 @click.option("--shift", "rx_shift", type=click.IntRange(-31, 31), default=0, metavar="N",
               help="Shift each sample N bits (negative: right, arithmetic), on the host as I2S.shift would; "
                    "-1 undoes an SPH0645's doubled samples.")
+@click.option("--max-file-time", type=DURATION, metavar="DUR",
+              help="Start a new file every DUR of audio (exact frame counts, nothing lost or repeated between "
+                   "files): FILE-01.ext, FILE-02.ext, ... as arecord, or where FILE has {n}.")
+@click.option("--use-strftime", is_flag=True,
+              help="FILE is a strftime pattern (%Y-%m-%d_%H%M%S ...), taken as each file starts; %v or {n} is "
+                   "the file number.")
 @_bus_options
 def record(file, rate, bits, channels, duration, samples, subtype, file_type, stop_on_silence, threshold,
-           wait_for_sound, max_duration, slot, rx_shift, port, as_json, quiet, strict, **bus_kw):
+           wait_for_sound, max_duration, slot, rx_shift, max_file_time, use_strftime, port, as_json, quiet, strict,
+           **bus_kw):
     """Record the board's I2S RX into FILE (.wav, .flac, .rf64, .w64; - for WAV on stdout; -t raw
     for headerless PCM).
 
@@ -245,15 +252,27 @@ def record(file, rate, bits, channels, duration, samples, subtype, file_type, st
         raise click.UsageError("--slot keeps one slot: a mono file (leave out -c 2)")
     if file_type == "wav" and file != "-" and not file.lower().endswith(".wav"):
         raise click.UsageError(f"-t wav writes a .wav file (or -), not {file}")
+    if (max_file_time is not None or use_strftime) and file == "-":
+        raise click.UsageError("--max-file-time and --use-strftime name files: not - (a pipe is one stream)")
+    per_file = int(round(max_file_time * rate)) if max_file_time is not None else None
+    if per_file is not None and per_file < 1:
+        raise click.BadParameter(f"{max_file_time:g} s is less than one frame at {rate} Hz",
+                                 param_hint="--max-file-time")
     bus = audio.BusFormat(rate, int(bits), 2 if slot else int(channels))
     file_bus = audio.BusFormat(rate, int(bits), 1) if slot else None
     keep = audio.slot_keeper(bus, slot, rx_shift) if slot or rx_shift else None
 
     def job(reporter, stop):
-        from i2scli import session
+        from i2scli import session, splitfiles
 
         raw = file_type == "raw"
-        audio.check_output_path(file, raw)
+        split = None
+        audio.check_output_path(splitfiles.file_name(file, 1, use_strftime) if use_strftime else file, raw)
+        if per_file is not None or use_strftime:
+            # without --max-file-time, --use-strftime names the one file
+            def split(fbus):
+                return splitfiles.SplitOutput(file, fbus, per_file or (1 << 62), subtype=subtype, raw=raw,
+                                              strftime=use_strftime)
         opts = _bus(**bus_kw)
         frames = samples if samples is not None else (int(round(duration * rate)) if duration is not None else None)
         opts.stream_seconds = frames / rate if frames and not wait_for_sound else None
@@ -262,7 +281,7 @@ def record(file, rate, bits, channels, duration, samples, subtype, file_type, st
                                    max_frames=int(round(max_duration * rate)) if max_duration else None)
         with session.board(port, baud=bus_kw["baud"], warn=reporter.warn,
                            expect={"mode": "rx", "io": opts.io}) as agent:
-            return run_record(agent, reporter, stop, file, bus, opts, until, subtype, file_bus, keep, raw)
+            return run_record(agent, reporter, stop, file, bus, opts, until, subtype, file_bus, keep, raw, split)
 
     run_command(job, quiet=quiet, finish=lambda s, r: _finish(s, r, as_json, strict), as_json=as_json)
 
