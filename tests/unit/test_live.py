@@ -4,8 +4,12 @@ start and bit-exact pass-through, with a clock and a reader queue the test drive
 
 from __future__ import annotations
 
+import subprocess
+
 import numpy as np
 import pytest
+import soundfile as sf
+from conftest import ENV, I2S
 
 from i2scli.live import DriftLoop, LiveMatch, LiveParams, Resampler
 from i2scli.live.resample import TAPS
@@ -163,3 +167,21 @@ def test_live_skips_what_piled_up_before_the_start_then_plays_every_frame():
         f.now += 0.02
         f.arrived = f.now
         assert len(m.take(blk)) == 320
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("args,words", [
+    (["play", "--live", "FILE"], "--live matches a stream"),
+    (["play", "--live", "--tone", "440"], "--live matches a stream"),
+    (["play", "--live-reserve", "2s", "-"], "--live-reserve"),
+    (["record", "--max-file-time", "1s", "-"], "--max-file-time"),
+])
+def test_live_and_split_flags_that_cannot_apply_are_usage_errors(args, words, tmp_path):
+    """One line, exit 2, before any board is looked for."""
+    wav = tmp_path / "a.wav"
+    sf.write(str(wav), np.zeros((100, 2)), 16000)
+    r = subprocess.run([*I2S, *[str(wav) if a == "FILE" else a for a in args], "-p", "/dev/i2s-no-such-port"],
+                       capture_output=True, text=True, env=ENV, timeout=60, stdin=subprocess.DEVNULL)
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert r.returncode == 2 and words in r.stderr and "Traceback" not in r.stderr, r.stderr
+    assert len([ln for ln in lines if "rror" in ln]) == 1
