@@ -133,8 +133,8 @@ class LiveMatch:
             self.t0 = now
         self.taken += len(block)
         full = queued + 2 * len(block) > capacity if len(block) else False
-        # an empty block: the source had nothing for a while (a pause, not a clock)
-        # nothing new from the source for a while (it paused or ended): says nothing of its clock
+        # an empty block, or nothing new for three blocks' time: the source paused or ended, which
+        # says nothing of its clock; a full queue, unless --live: the source waits for the board
         quiet = arrived is None or now - arrived > 3 * len(block) / self.rate
         hold = not len(block) or quiet or (full and self.mode != "live") or self.t0 is None
         fill = queued + since
