@@ -6,7 +6,7 @@ a fixed low-pass just below Nyquist serves both directions.
 
 The kernel is tabulated at PHASES fractional positions and linearly interpolated between them:
 with 32 taps and a Kaiser window, a sine comes out about 100 dB above the error
-(tests/unit/test_live_resample.py measures it)."""
+(tests/unit/test_live_match.py measures it)."""
 
 from __future__ import annotations
 
