@@ -69,7 +69,7 @@ def test_live_holds_the_reserve_and_measures_the_drift():
     on a loaded host), the reserve stays within a band less than half what the drift would have
     moved it meanwhile, the board never runs dry, and every frame that was not skipped at the
     start is played (resampled: as many as the ratio makes)."""
-    ppm, seconds = 20000, 6.0
+    ppm, seconds = 20000, 7.5
     s, total = _live_play(ppm, seconds, "--live", "--live-loop", "1s", "--live-max-ppm", "40000")
     live = s["live"]
     print(live)
