@@ -230,7 +230,7 @@ class LiveMatch:
             "engaged_at_s": None if self.engaged_at is None else round(self.engaged_at, 3),
             "drift_ppm": None if drift is None else round(drift, 1),
             "correction_ppm": round(u_sum / u_time * 1e6, 1) if u_time else None,
-            "loop_ppm": round(integral * 1e6, 1),
+            "loop_ppm": round(integral * 1e6, 1), "settled_s": round(u_time, 2),
             "max_ppm": self.params.max_ppm,
             "target_ms": round(self.loop.target * ms, 1), "loop_s": self.params.loop_s,
             "fill_ms": None if fill is None else round(fill * ms, 1),
