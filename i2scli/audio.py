@@ -194,6 +194,15 @@ class Input:
             self.channels_map = None
         self.channels: int = len(self.channels_map) if self.channels_map else self.file_channels
 
+    def backlog(self) -> tuple[int, int, float | None]:
+        """A stream's frames read from the source and not yet taken, how many it may hold, and
+        when the newest of them came (time.monotonic)."""
+        r = self._reader
+        if r is None:
+            return 0, 0, None
+        with r.queue.mutex:
+            return sum(len(b) for b in r.queue.queue), r.queue.maxsize * r.block, r.arrived
+
     @property
     def streaming(self) -> bool:
         """Read as it comes (a pipe, a FIFO): its length is unknown until it ends."""
@@ -308,6 +317,7 @@ class _StreamReader:
         self.block = max(64, sfile.samplerate * STREAM_BLOCK_MS // 1000)
         self.queue: queue.Queue = queue.Queue(maxsize=max(2, int(STREAM_QUEUE_S * 1000 / STREAM_BLOCK_MS)))
         self.error: AudioError | None = None
+        self.arrived: float | None = None
         self._closers = list(closers)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -347,6 +357,7 @@ class _StreamReader:
                     break
                 if self.shift:
                     data <<= self.shift
+                self.arrived = time.monotonic()  # when the newest block came (live: the reserve's phase)
                 if not self._put(data):
                     break
         except (sf.LibsndfileError, RuntimeError, OSError) as e:
@@ -855,8 +866,11 @@ def play_blocks(
     max_frames: int | None = None,
     block_frames: int = 4096,
     stats: ConvertStats | None = None,
+    live=None,
 ) -> Iterator[bytes]:
     """Yield the file's audio in the wire format of `bus`, block by block (whole frames).
+    `live`: a live.LiveMatch, which sees each block taken and matches the source's clock to the
+    board's (i2scli/live/).
 
     `start_frame` and `max_frames` count file frames (at the file's rate). Blocks hold up to
     about `block_frames` frames (resampling changes the count); their concatenation does not
@@ -880,10 +894,14 @@ def play_blocks(
     exact = inp.integer and gain_db == 0 and resampler is None
     scale = float(1 << (bus.bits - 1)) * 10 ** (gain_db / 20)
     for block in inp._blocks(start_frame, count, block_frames, "int32" if inp.integer else "float64"):
+        if live is not None:  # live: the reserve sampled (and, at its start, what piled up skipped)
+            block = live.take(block)
         stats.input_frames += len(block)
         block = block[:, :src_channels]
-        if exact:
+        if exact and (live is None or not live.engaged):
             ints, clipped = _int32_to_wire(block, bus.bits), 0
+            if live is not None:
+                live.passed(block / 2**31)  # the resampler, once engaged, continues from these
         else:
             x = block / 2**31 if inp.integer else _silence_nonfinite(block, stats)
             if resampler is not None:
@@ -891,13 +909,19 @@ def play_blocks(
                 if len(x) == 0:
                     yield b""  # nothing out yet (a stream waits for its source): the caller tends its link
                     continue
+            if live is not None:
+                x = live.resample(x)  # as it is until the clocks need matching
             ints, clipped = _quantize(x, bus.bits, scale)
         yield from _emit(ints, clipped, bus, stats)
     if resampler is not None:
         tail = resampler.resample_chunk(np.zeros((0, src_channels)), last=True)
         if len(tail):
-            ints, clipped = _quantize(tail, bus.bits, scale)
+            ints, clipped = _quantize(tail if live is None else live.resample(tail), bus.bits, scale)
             yield from _emit(ints, clipped, bus, stats)
+    tail = live.flush() if live is not None else None
+    if tail is not None and len(tail):
+        ints, clipped = _quantize(tail, bus.bits, scale)
+        yield from _emit(ints, clipped, bus, stats)
 
 
 def _emit(ints: np.ndarray, clipped: int, bus: BusFormat, stats: ConvertStats) -> Iterator[bytes]:

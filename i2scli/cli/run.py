@@ -144,9 +144,10 @@ def _live(reporter, title: str, bus: audio.BusFormat, total: int | None, watch):
                 prog.update(frames=watch.frames, levels=watch.levels, link_rate=watch.link_rate)
 
 
-def run_play(agent, reporter, stop, what, blocks, bus, opts, total, stats, live=False) -> dict:
+def run_play(agent, reporter, stop, what, blocks, bus, opts, total, stats, live=False, clock=None) -> dict:
     """`live`: the source is a stream (a pipe): what the compression estimate waits for is kept
-    short (session.STREAM_PEEK_SECONDS), so that it starts as soon as it comes."""
+    short (session.STREAM_PEEK_SECONDS), so that it starts as soon as it comes. `clock`: its
+    live.LiveMatch (the settings line says what it does, the summary's `live` what it measured)."""
     from i2scli import audio, session
 
     watch = session.Watch(levels=audio.Levels(bus))
@@ -154,16 +155,29 @@ def run_play(agent, reporter, stop, what, blocks, bus, opts, total, stats, live=
 
     def on_ready(cfg):
         ready["cfg"] = cfg
-        reporter.info(f"playing {what} on {session.describe_config(cfg, agent)}")
+        reporter.info(f"playing {what} on {session.describe_config(cfg, agent)}"
+                      + (f"; {clock.describe()}" if clock is not None else ""))
+        if clock is not None:  # the ring takes this much at once, at the source's rate
+            clock.start(cfg["ibuf"] // bus.frame_bytes * clock.rate // bus.rate)
 
+    peek = session.STREAM_PEEK_SECONDS if live else session.PEEK_SECONDS
+    if clock is not None and clock.mode == "live":
+        peek = 0.0  # one block: what the estimate would hold back is latency the match then carries
     try:
         with _live(reporter, f"playing {what}", bus, total, watch):
             summary = session.play(agent, agent.port, blocks, bus, opts, stop=stop, watch=watch, stats=stats,
-                                   on_ready=on_ready, on_fit=reporter.info,
-                                   peek_seconds=session.STREAM_PEEK_SECONDS if live else session.PEEK_SECONDS)
+                                   on_ready=on_ready, on_fit=reporter.info, peek_seconds=peek)
     finally:  # also when the stream failed: what was played is said
         _warn_nonfinite(reporter, stats, what)
     summary["file"] = what
+    if clock is not None:
+        summary["live"] = m = clock.summary()
+        if m["drift_ppm"] is not None:
+            band = m["fill_band_ms"]
+            reporter.info(f"live: the board's clock {m['drift_ppm']:+.0f} ppm against the source's"
+                          + (f", corrected ({m['correction_ppm']:+.0f} ppm on average)" if m["correction_ppm"]
+                             is not None else ", corrected" if m["engaged"] else ", not corrected")
+                          + (f", reserve held within {band[0]:.0f}..{band[1]:.0f} ms" if band else ""))
     return summary
 
 
@@ -172,14 +186,16 @@ def _warn_nonfinite(reporter, stats: audio.ConvertStats | None, what: str) -> No
         reporter.warn(f"{stats.nonfinite} non-finite samples (NaN/inf) in {what} were played as silence")
 
 
-def run_record(agent, reporter, stop, file, bus, opts, until, subtype, file_bus=None, keep=None, raw=False) -> dict:
+def run_record(agent, reporter, stop, file, bus, opts, until, subtype, file_bus=None, keep=None, raw=False,
+               split=None) -> dict:
     """`file_bus`/`keep`: the file holds another format than the bus (record --slot/--shift):
-    `keep` turns bus samples into it (session.record)."""
+    `keep` turns bus samples into it (session.record). `split(bus)`: the recording goes into
+    files of a fixed length (splitfiles.SplitOutput: --max-file-time)."""
     from i2scli import audio, session
 
     fbus = file_bus or bus
     watch = session.Watch(levels=audio.Levels(fbus))
-    out = audio.open_output(file, fbus, subtype=subtype, raw=raw)
+    out = split(fbus) if split is not None else audio.open_output(file, fbus, subtype=subtype, raw=raw)
     try:
         def on_ready(cfg):
             reporter.info(f"recording {file} from {session.describe_config(cfg, agent, 'rx')}")
@@ -193,6 +209,8 @@ def run_record(agent, reporter, stop, file, bus, opts, until, subtype, file_bus=
         out.abandon()
         raise
     _finish_output(out, summary)
+    if split is not None:
+        summary.update(file=out.path, files=out.files, frames_per_file=out.per_file)
     if out.pipe is not None:  # what reached the pipe, once what was queued is written
         summary.update(frames=out.frames, seconds=out.frames / fbus.rate, reader_closed=out.reader_gone)
         if out.pipe.error is not None:

@@ -83,10 +83,21 @@ class Opening:
 @click.option("--gain", type=GAIN, default=0.0, metavar="DB", help="Gain on the host (clipping is counted).")
 @click.option("--shift", type=click.IntRange(-31, 31), default=0, metavar="N",
               help="Shift samples on the board with I2S.shift (6 dB a bit).")
+@click.option("--live/--no-live", default=None,
+              help="Match a live source's clock to the board's (adaptive resampling that holds the reserve "
+                   "ahead of the board). Default: on for a pipe, a FIFO or standard input, as soon as they drift "
+                   "apart; --live matches from the start, --no-live only measures.")
+@click.option("--live-reserve", type=DURATION, default="100ms", show_default=True, metavar="DUR",
+              help="Live: the source audio held ahead of the board's ring (the latency the match holds).")
+@click.option("--live-max-ppm", type=click.FloatRange(1, 50000), default=2000, show_default=True, metavar="PPM",
+              help="Live: the largest correction, in ppm of the rate.")
+@click.option("--live-loop", type=DURATION, default="10s", show_default=True, metavar="DUR",
+              help="Live: the match's time constant (slower: smoother; faster: settles sooner).")
 @_fit_option
 @_bus_options
 def play(file, tone, level, rate, bits, channels, file_type, encoding, endian, aplay_format, channels_map, duration,
-         samples, gain, shift, fit, port, as_json, quiet, strict, **bus_kw):
+         samples, gain, shift, live, live_reserve, live_max_ppm, live_loop, fit, port, as_json, quiet, strict,
+         **bus_kw):
     """Play an audio file (any format libsndfile reads, or raw PCM with -t raw; - for stdin) on the
     board's I2S TX. A pipe or FIFO plays as it comes."""
     from i2scli import audio
@@ -117,6 +128,13 @@ def play(file, tone, level, rate, bits, channels, file_type, encoding, endian, a
         raise click.BadParameter(f"{tone:g} Hz is not below the Nyquist frequency of the {rate or 48000} Hz bus "
                                  f"({(rate or 48000) / 2:g} Hz)", param_hint="--tone")
 
+    if live and (tone is not None or not audio.is_stream(file)):
+        raise click.UsageError("--live matches a stream's clock (a pipe, a FIFO, standard input): "
+                               "a file or a tone is paced by the board")
+    if not 0 < live_reserve <= 0.8 or live_loop < 0.2:
+        raise click.UsageError("--live-reserve must be within 0..800ms and --live-loop at least 200ms")
+    clock = None
+
     def job(reporter, stop):
         from i2scli import session
 
@@ -124,14 +142,23 @@ def play(file, tone, level, rate, bits, channels, file_type, encoding, endian, a
         stats = audio.ConvertStats()
         cmap = audio.parse_channels_map(channels_map) if channels_map else None
 
+        def matcher(inp):
+            from i2scli.live import LiveMatch, LiveParams, source_kind
+
+            params = LiveParams(target_s=live_reserve, max_ppm=live_max_ppm, loop_s=live_loop)
+            mode = "live" if live else "off" if live is False else "auto"
+            return LiveMatch(inp.rate, inp.channels, inp.backlog, mode, source_kind(file), params)
+
         def prepare(inp):
+            nonlocal clock
+            clock = matcher(inp) if inp.streaming else None
             deep = not inp.integer or (inp.subtype not in ("PCM_16", "PCM_S8", "PCM_U8"))
             bus = audio.BusFormat(rate or inp.rate, int(bits or (32 if deep else 16)),
                                   int(channels or min(inp.channels, 2)))
             max_frames = samples if samples is not None else (
                 int(round(duration * inp.rate)) if duration is not None else None)
             total = inp.bus_frames(bus, 0, max_frames)
-            blocks = audio.play_blocks(inp, bus, gain_db=gain, max_frames=max_frames, stats=stats)
+            blocks = audio.play_blocks(inp, bus, gain_db=gain, max_frames=max_frames, stats=stats, live=clock)
             return bus, total, blocks, file if file != "-" else "stdin"
 
         inp = opening = None
@@ -163,7 +190,7 @@ def play(file, tone, level, rate, bits, channels, file_type, encoding, endian, a
                     bus, total, blocks, what = prepare(inp)
                 opts.stream_seconds = total / bus.rate if total else None  # a short file: no more ring than it has
                 return run_play(agent, reporter, stop, what, blocks, bus, opts, total, stats,
-                                live=inp is not None and inp.streaming)
+                                live=inp is not None and inp.streaming, clock=clock)
         finally:
             if inp is not None:
                 inp.close()
@@ -196,9 +223,16 @@ def play(file, tone, level, rate, bits, channels, file_type, encoding, endian, a
 @click.option("--shift", "rx_shift", type=click.IntRange(-31, 31), default=0, metavar="N",
               help="Shift each sample N bits (negative: right, arithmetic), on the host as I2S.shift would; "
                    "-1 undoes an SPH0645's doubled samples.")
+@click.option("--max-file-time", type=DURATION, metavar="DUR",
+              help="Start a new file every DUR of audio (exact frame counts, nothing lost or repeated between "
+                   "files): FILE-01.ext, FILE-02.ext, ... as arecord, or where FILE has {n}.")
+@click.option("--use-strftime", is_flag=True,
+              help="FILE is a strftime pattern (%Y-%m-%d_%H%M%S ...), taken as each file starts; %v or {n} is "
+                   "the file number.")
 @_bus_options
 def record(file, rate, bits, channels, duration, samples, subtype, file_type, stop_on_silence, threshold,
-           wait_for_sound, max_duration, slot, rx_shift, port, as_json, quiet, strict, **bus_kw):
+           wait_for_sound, max_duration, slot, rx_shift, max_file_time, use_strftime, port, as_json, quiet, strict,
+           **bus_kw):
     """Record the board's I2S RX into FILE (.wav, .flac, .rf64, .w64; - for WAV on stdout; -t raw
     for headerless PCM).
 
@@ -218,15 +252,27 @@ def record(file, rate, bits, channels, duration, samples, subtype, file_type, st
         raise click.UsageError("--slot keeps one slot: a mono file (leave out -c 2)")
     if file_type == "wav" and file != "-" and not file.lower().endswith(".wav"):
         raise click.UsageError(f"-t wav writes a .wav file (or -), not {file}")
+    if (max_file_time is not None or use_strftime) and file == "-":
+        raise click.UsageError("--max-file-time and --use-strftime name files: not - (a pipe is one stream)")
+    per_file = int(round(max_file_time * rate)) if max_file_time is not None else None
+    if per_file is not None and per_file < 1:
+        raise click.BadParameter(f"{max_file_time:g} s is less than one frame at {rate} Hz",
+                                 param_hint="--max-file-time")
     bus = audio.BusFormat(rate, int(bits), 2 if slot else int(channels))
     file_bus = audio.BusFormat(rate, int(bits), 1) if slot else None
     keep = audio.slot_keeper(bus, slot, rx_shift) if slot or rx_shift else None
 
     def job(reporter, stop):
-        from i2scli import session
+        from i2scli import session, splitfiles
 
         raw = file_type == "raw"
-        audio.check_output_path(file, raw)
+        split = None
+        audio.check_output_path(splitfiles.file_name(file, 1, use_strftime) if use_strftime else file, raw)
+        if per_file is not None or use_strftime:
+            # without --max-file-time, --use-strftime names the one file
+            def split(fbus):
+                return splitfiles.SplitOutput(file, fbus, per_file or (1 << 62), subtype=subtype, raw=raw,
+                                              strftime=use_strftime)
         opts = _bus(**bus_kw)
         frames = samples if samples is not None else (int(round(duration * rate)) if duration is not None else None)
         opts.stream_seconds = frames / rate if frames and not wait_for_sound else None
@@ -235,7 +281,7 @@ def record(file, rate, bits, channels, duration, samples, subtype, file_type, st
                                    max_frames=int(round(max_duration * rate)) if max_duration else None)
         with session.board(port, baud=bus_kw["baud"], warn=reporter.warn,
                            expect={"mode": "rx", "io": opts.io}) as agent:
-            return run_record(agent, reporter, stop, file, bus, opts, until, subtype, file_bus, keep, raw)
+            return run_record(agent, reporter, stop, file, bus, opts, until, subtype, file_bus, keep, raw, split)
 
     run_command(job, quiet=quiet, finish=lambda s, r: _finish(s, r, as_json, strict), as_json=as_json)
 

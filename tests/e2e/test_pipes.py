@@ -379,3 +379,19 @@ def test_a_wav_into_a_pipe_comes_as_it_is_recorded():
     data, rate = sf.read(io.BytesIO(head + rest), dtype="int16")
     assert rate == 16000
     np.testing.assert_array_equal(data, ramp_samples(0, frames, 16, 2))
+
+
+@pytest.mark.slow
+def test_max_file_time_cuts_the_recording_into_files_with_nothing_lost_between(tmp_path):
+    """record --max-file-time 1s of 40000 frames at 16 kHz: arecord's names (rec-01.wav, ...),
+    16000 + 16000 + 8000 frames, and the board's counting ramp continues across them exactly."""
+    r = subprocess.run([*I2S, "record", "--json", "-p", "sim://fast?rx_source=ramp", "-r", "16000", "-b", "32", "-c",
+                        "2", "-s", "40000", "--max-file-time", "1s", str(tmp_path / "rec.wav")],
+                       capture_output=True, text=True, timeout=60, env=ENV)
+    assert r.returncode == 0, r.stderr
+    s = json.loads(r.stdout)
+    names = [str(tmp_path / f"rec-{i:02d}.wav") for i in (1, 2, 3)]
+    assert s["files"] == names and s["frames"] == 40000 and s["frames_per_file"] == 16000
+    parts = [sf.read(f, dtype="int32")[0] for f in names]
+    assert [len(p) for p in parts] == [16000, 16000, 8000]
+    np.testing.assert_array_equal(np.concatenate(parts), ramp_samples(0, 40000, 32, 2))
