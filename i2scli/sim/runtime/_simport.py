@@ -93,10 +93,24 @@ def accrue():
     _w_last = w
 
 
+_shown = None  # the last ticks_us() the board was given
+
+
 def now():
-    """The board's ticks_us(): the host's, less the lag."""
+    """The board's ticks_us(): the host's, less the lag, and never less than it has shown (a
+    wait counted after the board read its clock, e.g. a model call that began before that read,
+    would otherwise turn it back: a probe then measured -6 µs). What it cannot take back from
+    the past, the lag gives up."""
+    global lag, _shown
     accrue()
-    return _ticks_add(_ticks_us(), -lag)
+    t = _ticks_add(_ticks_us(), -lag)
+    if _shown is not None:
+        back = _ticks_diff(_shown, t)
+        if back > 0:
+            lag -= back
+            t = _shown
+    _shown = t
+    return t
 
 
 def host_us():

@@ -19,7 +19,7 @@ def ticks_us():
 
 def ticks_ms():
     # the unix port's ticks period is 2**62: ticks_ms() is ticks_us() // 1000 unwrapped
-    return _ticks_add(0, _ticks_add(_t.ticks_us(), -_port.lag) // 1000)
+    return _ticks_add(0, _port.now() // 1000)
 
 
 def ticks_cpu():
