@@ -5,14 +5,33 @@ module (streams, testing, doctor, board, sim), the options they share in common.
 
 from __future__ import annotations
 
+import importlib
+
 import click
 
 from i2scli import __version__
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
+#: Where each command lives: its module is imported when the command is asked for (its
+#: decorators register it on `main`), so `i2s play` does not import the loopback test's limits.
+COMMANDS = {"devices": "board", "info": "board", "install": "board", "doctor": "doctor", "sim": "sim",
+            "play": "streams", "record": "streams", "duplex": "streams", "test": "testing"}
 
-@click.group(context_settings=CONTEXT)
+
+class LazyGroup(click.Group):
+    """A group whose commands are imported on first use (click's documented lazy-loading pattern)."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(set(super().list_commands(ctx)) | set(COMMANDS))
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name not in self.commands and name in COMMANDS:
+            importlib.import_module(f"{__name__}.{COMMANDS[name]}")
+        return super().get_command(ctx, name)
+
+
+@click.group(cls=LazyGroup, context_settings=CONTEXT)
 @click.version_option(__version__, "-V", "--version", prog_name="i2s")
 def main() -> None:
     """Play and record audio over the I2S bus of a MicroPython board.
@@ -38,6 +57,3 @@ def main() -> None:
 
     exit_on_signals()
 
-
-# the commands register themselves on `main` as they are imported
-from i2scli.cli import board, doctor, sim, streams, testing  # noqa: E402,F401

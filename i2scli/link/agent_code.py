@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import ast
 import hashlib
-import importlib.resources
 import os
 import re
 import subprocess
 import tempfile
+from pathlib import Path
 
 from i2scli.protocol import CODER_PARTS, agent_consts
 
@@ -47,8 +47,16 @@ def generated_consts() -> dict[str, int]:
     return {**agent_consts(), **LINK_CONSTS}
 
 
+def _firmware_dir() -> Path:
+    """Where the firmware sources are: i2scli.firmware, in a wheel or an editable checkout (its
+    path, not importlib.resources: 4 ms of every command's start)."""
+    import i2scli.firmware
+
+    return Path(next(iter(i2scli.firmware.__path__)))
+
+
 def _firmware_text(name: str) -> str:
-    return (importlib.resources.files("i2scli.firmware") / f"{name}.py").read_text()
+    return (_firmware_dir() / f"{name}.py").read_text()
 
 
 def with_consts(text: str) -> str:

@@ -574,7 +574,7 @@ def test_test_options_are_the_limits_fields():
     """`i2s test` has an option for each limit, named after its field, with no default of its own."""
     from i2scli.cli import main
 
-    cmd = main.commands["test"]
+    cmd = main.get_command(None, "test")
     params, given = {p.name: p for p in cmd.params}, cmd.make_context("test", []).params
     for name in A.Limits.specs():
         assert params[name].opts == [f"--{name.replace('_', '-')}"] and given[name] is None
