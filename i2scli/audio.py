@@ -857,6 +857,14 @@ def _to_wire_bytes(ints: np.ndarray, bus: BusFormat) -> bytes:
     return np.ascontiguousarray(ints, dtype=bus.dtype).tobytes()
 
 
+def _then_held(blocks: Iterator[np.ndarray], live) -> Iterator[np.ndarray]:
+    """The source's blocks, then what a live match still held back when it ended."""
+    yield from blocks
+    rest = live.rest() if live is not None else None
+    if rest is not None and len(rest):
+        yield rest
+
+
 def play_blocks(
     inp: Input,
     bus: BusFormat,
@@ -893,7 +901,8 @@ def play_blocks(
         resampler = soxr.ResampleStream(inp.rate, bus.rate, src_channels, dtype="float64", quality="HQ")
     exact = inp.integer and gain_db == 0 and resampler is None
     scale = float(1 << (bus.bits - 1)) * 10 ** (gain_db / 20)
-    for block in inp._blocks(start_frame, count, block_frames, "int32" if inp.integer else "float64"):
+    for block in _then_held(inp._blocks(start_frame, count, block_frames, "int32" if inp.integer else "float64"),
+                            live):
         if live is not None:  # live: the reserve sampled (and, at its start, what piled up skipped)
             block = live.take(block)
         stats.input_frames += len(block)

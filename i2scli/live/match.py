@@ -109,13 +109,26 @@ class LiveMatch:
         keep = self.loop.target + self.ring
         while self.held and queued + sum(map(len, self.held)) - len(self.held[0]) >= keep:
             self.skipped += len(self.held.pop(0))
-        if now < self.drain_until:
+        if now < self.drain_until or queued + sum(map(len, self.held)) < keep:
+            # a source with no backlog (a sound server's monitor is silent until something plays)
+            # is waited for until it has given the reserve and the ring: the latency is built
+            # before the first audio, or the board would take each block as it came, its ring
+            # never filling, and no reserve would ever be there to hold
             return block[:0]
         self.skipping = False
         out = np.concatenate(self.held) if self.held else block
         self.held = []
         self.loop.restart(queued, now)
         self.latch_at = now + LATCH_S
+        return out
+
+    def rest(self) -> np.ndarray | None:
+        """The source has ended: what is still held back (waited for at the start) plays."""
+        if not self.skipping:
+            return None
+        self.skipping = False
+        out = np.concatenate(self.held) if self.held else None
+        self.held = []
         return out
 
     def take(self, block: np.ndarray) -> np.ndarray:

@@ -169,6 +169,27 @@ def test_live_skips_what_piled_up_before_the_start_then_plays_every_frame():
         assert len(m.take(blk)) == 320
 
 
+def test_live_waits_for_a_source_with_no_backlog_and_an_early_end_loses_nothing():
+    """--live on a source that had nothing piled up (a sound server's silent monitor): nothing
+    plays until the reserve and the ring are there, however long that takes; a source that ends
+    before gets all it gave played (`rest`)."""
+    rate = 16000
+    f = FakeReader(rate)
+    m = LiveMatch(rate, 2, f.backlog, "live", "a pipe", LiveParams(target_s=0.1, loop_s=1), clock=f.clock)
+    m.start(1600)  # a ring of 100 ms: 3200 frames wanted before the first audio
+    blk = np.arange(640, dtype=float).reshape(320, 2)
+    given = 0
+    for _ in range(9):  # 2880 frames, 0.18 s apart each: long past the start's drain time
+        f.now += 0.18
+        f.arrived = f.now
+        assert len(m.take(blk)) == 0 and m.skipping
+        given += 320
+    rest = m.rest()
+    assert not m.skipping and m.skipped == 0 and len(rest) == given == 2880
+    f.now += 0.02
+    assert m.rest() is None and len(m.take(blk)) == 320  # past the wait, blocks play as they come
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("args,words", [
     (["play", "--live", "FILE"], "--live matches a stream"),
