@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from i2scli import audio, fit, protocol, ring, wirecode
+from i2scli import audio, protocol, ring
+from i2scli.audio import fit, wirecode
 from i2scli.link import LINK_HEADROOM, Agent, BoardError, LinkError, TooFast
 from i2scli.targets import boards
 from i2scli.targets.boardinfo import MAX_TX_PAYLOAD, RX_PAYLOAD, board, info  # noqa: F401  (session's API)

@@ -217,8 +217,9 @@ def timeline_path(timeline_vcd: str, n: int, cycles: int) -> str:
 def run_duplex(agent, reporter, stop, play_file, rec_template, bus, opts, dx, until, cycles, timeline_vcd) -> dict:
     import dataclasses
 
-    from i2scli import audio, fit, session
+    from i2scli import audio, session
     from i2scli import timeline as tl
+    from i2scli.audio import fit
 
     src_bus, fitted, tx_ratio = bus, None, None
     if opts.probe:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from i2scli import ring
-from i2scli.busformat import BusFormat
+from i2scli.audio.busformat import BusFormat
 
 CD = BusFormat(44100, 16, 2)
 CUE = BusFormat(16000, 16, 1)
