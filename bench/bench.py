@@ -23,7 +23,8 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from i2scli import audio, fit, link, protocol, session, wirecode
+from i2scli import audio, link, protocol, session
+from i2scli.audio import fit, wirecode
 from i2scli.link import Agent, connect, open_transport
 from i2scli.sim.profiles import PROFILES
 

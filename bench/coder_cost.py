@@ -33,7 +33,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
 
-from i2scli import wirecode as wc  # noqa: E402
+from i2scli.audio import wirecode as wc  # noqa: E402
 from i2scli.loopback import analysis  # noqa: E402
 
 ELF = HERE / "qemu" / "firmware-mps2-an385.elf"

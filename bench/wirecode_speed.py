@@ -18,7 +18,7 @@ sys.path[:0] = [str(ROOT / "tests" / "unit"), str(ROOT / "tests")]  # test_wirec
 
 from test_wirecode import music, pcm, speech, stereo  # noqa: E402
 
-from i2scli import wirecode as wc  # noqa: E402
+from i2scli.audio import wirecode as wc  # noqa: E402
 
 SECONDS = 10.0
 BOARD = """

@@ -1,5 +1,5 @@
 # Lossless wire coder for DATA payloads, board side. Format: docs/protocol.md,
-# "Wire compression (coded DATA)"; the host side is i2scli/wirecode.py.
+# "Wire compression (coded DATA)"; the host side is i2scli/audio/wirecode.py.
 # Viper only, integer only, no allocation per call: every value stays exact in 32-bit machine
 # words (residuals are taken modulo 2**w, which word arithmetic wraps for free; Rice values
 # stay below 2**28; the bit accumulators below 2**31). Boards without viper get raw frames.

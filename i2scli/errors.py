@@ -7,7 +7,7 @@ from enum import IntEnum
 
 class AudioError(Exception):
     """A problem with an audio file or format, with a one-line message meant for the user
-    (here, not in audio.py, so that catching it does not import numpy)."""
+    (here, not in the audio package, so that catching it does not import numpy)."""
 
 
 class Exit(IntEnum):

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
+from i2scli.cli import advice
 from i2scli.errors import AudioError, Exit, visible
 from i2scli.link.errors import BoardError, LinkError, NoDevice, TooFast
 
@@ -68,7 +69,7 @@ def run_command(job: Callable, *, quiet: bool, finish: Callable, as_json: bool =
     except NoDevice as e:
         _fail(reporter, e, Exit.NO_DEVICE)
     except TooFast as e:  # our own words, with what would fit: not cut short
-        _fail(reporter, e, Exit.BOARD, limit=600)
+        _fail(reporter, advice.words(e), Exit.BOARD, limit=600)
     except BoardError as e:
         _fail(reporter, e, Exit.BOARD)
     except LinkError as e:
@@ -100,7 +101,7 @@ def check_first(fn: Callable, *args):
         _fail(Reporter(), e, Exit.USAGE)
 
 
-def _fail(reporter, e: BaseException, code: Exit, limit: int = 300) -> None:
+def _fail(reporter, e: BaseException | str, code: Exit, limit: int = 300) -> None:
     text = str(e).strip().splitlines()
     line = text[0] if text else type(e).__name__
     # board-supplied text may be anything: keep the one line printable (escapes made visible) and short
@@ -166,7 +167,9 @@ def run_play(agent, reporter, stop, what, blocks, bus, opts, total, stats, live=
     try:
         with _live(reporter, f"playing {what}", bus, total, watch):
             summary = session.play(agent, agent.port, blocks, bus, opts, stop=stop, watch=watch, stats=stats,
-                                   on_ready=on_ready, on_fit=reporter.info, peek_seconds=peek)
+                                   on_ready=on_ready,
+                                   on_fit=lambda e, src, have: reporter.info(advice.fit_line(e, src, have)),
+                                   peek_seconds=peek)
     finally:  # also when the stream failed: what was played is said
         _warn_nonfinite(reporter, stats, what)
     summary["file"] = what
@@ -235,8 +238,9 @@ def timeline_path(timeline_vcd: str, n: int, cycles: int) -> str:
 def run_duplex(agent, reporter, stop, play_file, rec_template, bus, opts, dx, until, cycles, timeline_vcd) -> dict:
     import dataclasses
 
-    from i2scli import audio, fit, session
+    from i2scli import audio, session
     from i2scli import timeline as tl
+    from i2scli.audio import fit
 
     src_bus, fitted, tx_ratio = bus, None, None
     if opts.probe:
@@ -249,7 +253,7 @@ def run_duplex(agent, reporter, stop, play_file, rec_template, bus, opts, dx, un
             tx_ratio = session.duplex_ratio(agent, bus, head if play_file else None)
         if opts.fit:
             rates = agent.link_rates()
-            reporter.info(session._fit_line(fitted, bus, min(rates["up"], rates["down"])))
+            reporter.info(advice.fit_line(fitted, bus, min(rates["up"], rates["down"])))
         if fitted is not None:  # one bus: the recording takes the new rate and channels too
             bus = fitted.dst
             until = dataclasses.replace(until, **{k: round(getattr(until, k) * bus.rate / src_bus.rate)

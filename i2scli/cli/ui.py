@@ -22,7 +22,7 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from i2scli.busformat import describe_format
+from i2scli.audio.busformat import describe_format
 from i2scli.errors import visible
 
 if TYPE_CHECKING:  # rich only when stderr is a terminal, numpy only with audio: both imported late
@@ -30,7 +30,7 @@ if TYPE_CHECKING:  # rich only when stderr is a terminal, numpy only with audio:
     from rich.text import Text
 
     from i2scli.audio import Levels
-    from i2scli.busformat import BusFormat
+    from i2scli.audio.busformat import BusFormat
 
 __all__ = [
     "METER_FLOOR_DB",

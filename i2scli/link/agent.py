@@ -1,4 +1,4 @@
-"""The agent on a connected board, as the commands use it: connect, check a stream fits, run
+"""The agent on a connected board, as the commands use it: connect, measure the link, run
 one mode at a time. Each concern lives in its own room; this is the thin layer over them."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from i2scli.errors import visible
 from i2scli.link import duplex as _duplex
 from i2scli.link import loop as _loop
 from i2scli.link import modes, probe_cache
-from i2scli.link.errors import BoardError, TooFast
+from i2scli.link.errors import BoardError
 from i2scli.link.launch import Launcher
 from i2scli.link.port import Port, open_transport, port_name
 
@@ -102,20 +102,6 @@ class Agent:
 
     def _cache_key(self, two_way: bool = False) -> str:
         return probe_cache.key(self.port, self.identity, self.baud, two_way)
-
-    def check_fit(self, wire_rate: float, direction: str, what: str, fresh: bool = False,
-                  advice: Callable[[], str] | None = None) -> dict:
-        """Refuse, before starting, a stream of wire_rate bytes/s that the link cannot carry
-        (direction 'up' = to the board, 'down' = from it); `advice()` says what would fit."""
-        have = self.link_rates(fresh)[direction]
-        if wire_rate > have * LINK_HEADROOM:
-            where = "to" if direction == "up" else "from"
-            raise TooFast(
-                f"{what} needs {wire_rate / 1000:.1f} kB/s {where} the board, but the link to "
-                f"{self.describe()} carries {have / 1000:.1f} kB/s (measured): "
-                + (advice() if advice is not None else
-                   "use a lower rate (-r), fewer bits (-b 16) or one channel (-c 1)"))
-        return self.rates
 
     # -- the modes ----------------------------------------------------------------------------
     def play(self, cfg: dict, blocks: Iterable[bytes], progress: Callable[[int], None] | None = None) -> dict:

@@ -1,9 +1,9 @@
 """The wire coder on a stream: DATA payloads coded on the way out, decoded on the way in, and
-counted (docs/protocol.md, "Wire compression"). The coder itself is i2scli/wirecode.py."""
+counted (docs/protocol.md, "Wire compression"). The coder itself is i2scli/audio/wirecode.py."""
 
 from __future__ import annotations
 
-from i2scli import wirecode  # numpy: this module is imported only for a stream that codes
+from i2scli.audio import wirecode  # numpy: this module is imported only for a stream that codes
 
 
 class WireCoding:

@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from i2scli import protocol
-from i2scli.busformat import BusFormat, describe_format
+from i2scli.audio.busformat import BusFormat, describe_format
 from i2scli.link import Agent, TooFast
 from i2scli.session import RX_RATIO_FLOOR
 

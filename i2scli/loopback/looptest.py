@@ -9,7 +9,8 @@ from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 
-from i2scli import audio, targets, wirecode
+from i2scli import audio, targets
+from i2scli.audio import wirecode
 from i2scli.link import Agent, BoardError
 from i2scli.loopback import analysis, format_choice
 from i2scli.session import BusOptions, _board_counts, _load_coder, _preset, _why_not_code, stream_sizes

@@ -23,7 +23,7 @@ class Board:
     tx: Pins
     rx: Pins
     dir_pin: object = None  # the codec's direction pin for half-duplex, when the board has a habit
-    ibuf: int | None = None  # a ring in bytes this board always takes; None: sized by time (i2scli/ring.py)
+    ibuf: int | None = None  # a ring in bytes this board always takes; None: sized by time (i2scli/session/ring.py)
 
     def pins(self, mode: str) -> Pins:
         return self.tx if mode == "tx" else self.rx
@@ -51,7 +51,7 @@ class Target:
     RX: Pins
     LOOP: tuple[Pins, Pins] | None = None  # two-bus preset for `i2s test`: (TX bus, RX bus)
     DIR_PIN: object = None
-    IBUF: int | None = None  # a fixed I2S ring for this board (bytes); None: sized by time (i2scli/ring.py)
+    IBUF: int | None = None  # a fixed I2S ring for this board (bytes); None: sized by time (i2scli/session/ring.py)
     # port facts (the same for every target of a PLATFORM; tests/unit/test_targets.py holds them so)
     TX_DMA_HALF_BYTES = 0  # the TX DMA half between ring and pins (0: not known)
     STDIN_RING = 256  # bytes the REPL's stdin buffers (the agent's own copy: firmware/i2s_link.py _INBUF)

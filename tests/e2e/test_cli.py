@@ -79,7 +79,7 @@ def source(kind: str, frames: int, channels: int, seed: int = 4) -> np.ndarray:
 
 
 def expected_wire(kind: str, x: np.ndarray, bits: int) -> np.ndarray:
-    """The bus samples for file samples `x`, computed from the rules in audio.py's docstring."""
+    """The bus samples for file samples `x`, computed from the rules in audio/convert.py's docstring."""
     if kind == "f32":
         y = np.rint(x.astype(np.float64) * 2.0 ** (bits - 1))
         return np.clip(y, -(2 ** (bits - 1)), 2 ** (bits - 1) - 1).astype(np.int64)

@@ -14,9 +14,9 @@ import soundfile as sf
 from conftest import ENV, i2s
 from test_wirecode import board
 
-from i2scli import fit, protocol
-from i2scli import wirecode as wc
-from i2scli.audio import BusFormat
+from i2scli import protocol
+from i2scli.audio import BusFormat, fit
+from i2scli.audio import wirecode as wc
 from i2scli.loopback import analysis
 
 RATE = 44100

@@ -6,7 +6,7 @@ import json
 import pytest
 from conftest import i2s
 
-from i2scli.busformat import BusFormat
+from i2scli.audio.busformat import BusFormat
 from i2scli.loopback.format_choice import LOOP_MARGIN, candidates
 
 pytestmark = pytest.mark.slow  # every test here takes 1 s or more on a loaded 2-core machine

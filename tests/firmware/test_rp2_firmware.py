@@ -307,7 +307,7 @@ def test_a_loop_that_drops_rx_frames_counts_them():
     from i2scli import session
     from i2scli.loopback import analysis, looptest
     from i2scli.loopback import format_choice as loopfit
-    from i2scli.busformat import BusFormat
+    from i2scli.audio.busformat import BusFormat
     from i2scli.session import BusOptions
 
     bus = BusFormat(16000, 16, 1)

@@ -20,6 +20,7 @@ import soundfile as sf
 from conftest import ENV, I2S, i2s
 
 from i2scli import audio
+from i2scli.audio import spool
 from i2scli.errors import AudioError
 
 NO_PORT = "/dev/i2s-no-such-port"  # a number accepted by mistake would end at exit 3, not 2
@@ -123,7 +124,7 @@ def _feed_flac_forever(path: Path) -> None:
 def test_an_endless_stream_that_must_be_copied_is_bounded(tmp_path, monkeypatch):
     """A format libsndfile cannot read from a pipe (FLAC) is copied up to SPOOL_MAX, then
     refused naming the FIFO."""
-    monkeypatch.setattr(audio, "SPOOL_MAX", 4 << 20)
+    monkeypatch.setattr(spool, "SPOOL_MAX", 4 << 20)
     fifo = tmp_path / "live.fifo"
     os.mkfifo(fifo)
     threading.Thread(target=_feed_flac_forever, args=(fifo,), daemon=True).start()

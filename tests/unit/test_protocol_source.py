@@ -181,7 +181,7 @@ def test_coder_parts_host_board_docs():
 def test_coder_constants_host_and_board():
     """The coded payload's format constants in the host's numpy coder, the board's viper one and
     docs/protocol.md (Wire compression)."""
-    from i2scli import wirecode
+    from i2scli.audio import wirecode
 
     board = consts("wirecode")
     for name in ("RAW", "CODED", "ESC", "KMAX", "HEADER", "ADLER"):

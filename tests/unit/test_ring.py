@@ -1,12 +1,12 @@
-"""The ring a stream gets by default (i2scli/ring.py, docs/protocol.md *The ring*): a time of the
+"""The ring a stream gets by default (i2scli/session/ring.py, docs/protocol.md *The ring*): a time of the
 stream as the port holds it, capped by the board's RAM and by the stream itself."""
 
 from __future__ import annotations
 
 import pytest
 
-from i2scli import ring
-from i2scli.busformat import BusFormat
+from i2scli.audio.busformat import BusFormat
+from i2scli.session import ring
 
 CD = BusFormat(44100, 16, 2)
 CUE = BusFormat(16000, 16, 1)

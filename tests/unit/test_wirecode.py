@@ -13,7 +13,7 @@ from conftest import ROOT
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from i2scli import wirecode as wc
+from i2scli.audio import wirecode as wc
 
 MICROPYTHON = Path(sys.executable).parent / "micropython"
 

@@ -37,8 +37,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from i2scli import protocol, wirecode
-from i2scli.audio import BusFormat
+from i2scli import protocol
+from i2scli.audio import wirecode
+from i2scli.audio.busformat import BusFormat
 
 #: the added noise stays at least this far under the block's noise floor (dB)
 MARGIN_DB = 1.0

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 
-from i2scli.busformat import BusFormat
+from i2scli.audio.busformat import BusFormat
 
 #: the least audio the ring holds by default: a loaded host's scheduling stalls (tens of ms, and
 #: more on a busy CI machine), with the TX prime (half the ring) riding out half of it right
