@@ -93,10 +93,13 @@ class Opening:
               help="Live: the largest correction, in ppm of the rate.")
 @click.option("--live-loop", type=DURATION, default="10s", show_default=True, metavar="DUR",
               help="Live: the match's time constant (slower: smoother; faster: settles sooner).")
+@click.option("--latency", type=DURATION, default=None, metavar="DUR",
+              help="The latency to hold, e.g. 150ms: the I2S ring is what a live source's reserve leaves of it; "
+                   "refused, with the least and most this board and link can do, when it cannot be held.")
 @_fit_option
 @_bus_options
 def play(file, tone, level, rate, bits, channels, file_type, encoding, endian, aplay_format, channels_map, duration,
-         samples, gain, shift, live, live_reserve, live_max_ppm, live_loop, fit, port, as_json, quiet, strict,
+         samples, gain, shift, live, live_reserve, live_max_ppm, live_loop, latency, fit, port, as_json, quiet, strict,
          **bus_kw):
     """Play an audio file (any format libsndfile reads, or raw PCM with -t raw; - for stdin) on the
     board's I2S TX. A pipe or FIFO plays as it comes."""
@@ -133,6 +136,10 @@ def play(file, tone, level, rate, bits, channels, file_type, encoding, endian, a
                                "a file or a tone is paced by the board")
     if not 0 < live_reserve <= 0.8 or live_loop < 0.2:
         raise click.UsageError("--live-reserve must be within 0..800ms and --live-loop at least 200ms")
+    if latency is not None and (bus_kw.get("ibuf") or bus_kw.get("buffer_time")):
+        raise click.UsageError("--latency sizes the ring itself: not with --ibuf or --buffer-time")
+    if latency is not None and not 0 < latency <= 10:
+        raise click.UsageError("--latency must be within 0..10s")
     clock = None
 
     def job(reporter, stop):
@@ -189,6 +196,9 @@ def play(file, tone, level, rate, bits, channels, file_type, encoding, endian, a
                     inp = opening.result()
                     bus, total, blocks, what = prepare(inp)
                 opts.stream_seconds = total / bus.rate if total else None  # a short file: no more ring than it has
+                if latency is not None:  # a live source's reserve is held ahead of the ring: the ring is the rest
+                    opts.latency = latency
+                    opts.latency_reserve = live_reserve if clock is not None and clock.mode != "off" else 0.0
                 return run_play(agent, reporter, stop, what, blocks, bus, opts, total, stats,
                                 live=inp is not None and inp.streaming, clock=clock)
         finally:

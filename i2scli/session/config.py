@@ -91,7 +91,8 @@ def describe_config(cfg: dict, agent: Agent, mode: str = "tx") -> str:
     return f"{agent.describe()}: {bus.describe()}, {pins}, {describe_ring(cfg, agent, mode)}, {cfg['io']} io"
 
 
-RING_WHY = {"ibuf": "--ibuf", "buffer-time": "--buffer-time", "time": "default", "ram": "the board's RAM",
+RING_WHY = {"ibuf": "--ibuf", "buffer-time": "--buffer-time", "latency": "--latency", "time": "default",
+            "ram": "the board's RAM",
             "stream": "the whole stream"}
 
 

@@ -17,6 +17,8 @@ class BusOptions:
     mck: object = None
     ibuf: int | None = None  # the I2S ring in bytes, as given (--ibuf)
     buffer_time: float | None = None  # or in seconds of the stream (--buffer-time); neither: by time (ring.py)
+    latency: float | None = None  # or the latency asked for in all (--latency): the ring is what the reserve leaves
+    latency_reserve: float = 0.0  # what the host holds ahead of the ring then (a live source's reserve)
     stream_seconds: float | None = None  # how long the stream is, when known: its ring is never longer
     io: str = "blocking"
     rate: int | None = None

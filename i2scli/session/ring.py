@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 
 from i2scli.audio.busformat import BusFormat
+from i2scli.link.errors import BoardError
 
 #: the least audio the ring holds by default: a loaded host's scheduling stalls (tens of ms, and
 #: more on a busy CI machine), with the TX prime (half the ring) riding out half of it right
@@ -72,18 +73,50 @@ def default_seconds(stall: float | None) -> float:
     return min(MAX_SECONDS, max(MIN_SECONDS, STALLS * (stall or 0.0)))
 
 
+class LatencyRefused(BoardError):
+    """A latency this board and link cannot hold; the message gives the numbers."""
+
+
+def for_latency(latency: float, reserve: float, bus: BusFormat, platform: str, modes: tuple[str, ...], *,
+                stall: float | None = None, mem_free: int | None = None) -> int:
+    """The `ibuf` that makes `latency` in all behind `reserve` seconds the host holds ahead of
+    the ring: refused (LatencyRefused) when the ring that leaves is shorter than the link's
+    stalls need (STALLS times the longest the probe saw) or longer than the board's RAM allows."""
+    ms = lambda s: f"{s * 1000:.0f} ms"  # noqa: E731
+    ring_s = latency - reserve
+    held = f" after the {ms(reserve)} reserve" if reserve else ""
+    need = STALLS * stall if stall else 0.0
+    if ring_s <= 0 or ring_s < need:
+        why = (f"{STALLS} x the longest stall the link probe saw ({ms(stall)}) = {ms(need)}" if need
+               else "a ring of more than nothing")
+        raise LatencyRefused(f"a latency of {ms(latency)} leaves the I2S ring {ms(max(ring_s, 0))}{held}, "
+                             f"less than this link needs: {why}; the least latency is {ms(need + reserve)}")
+    b = max(MIN_BYTES, ring_bytes(ring_s, bus, platform, modes))
+    if mem_free:
+        ram = max(RAM_FLOOR, mem_free // RAM_SHARE)
+        if b > ram:
+            most = ring_seconds(ram // 128 * 128, bus, platform, modes[0])
+            raise LatencyRefused(f"a latency of {ms(latency)} needs an I2S ring of {b} bytes{held}, more than "
+                                 f"a quarter of the {mem_free} bytes the board has free; the most is "
+                                 f"{ms(most + reserve)}")
+    return b
+
+
 def choose(bus: BusFormat, platform: str, modes: tuple[str, ...], *, ibuf: int | None = None,
            buffer_time: float | None = None, stall: float | None = None, mem_free: int | None = None,
-           stream_seconds: float | None = None) -> tuple[int, str]:
+           stream_seconds: float | None = None, latency: float | None = None,
+           reserve: float = 0.0) -> tuple[int, str]:
     """(ibuf, why): the user's `--ibuf` as given; `--buffer-time` as the bytes that hold it;
     else the default time (`default_seconds`), then no more than the board's RAM allows
     (`mem_free // RAM_SHARE`, at least RAM_FLOOR) nor than the stream itself holds, and at
-    least MIN_BYTES (a recording's, RAM_FLOOR). `why` says which rule decided: ibuf, buffer-time,
-    time, ram or stream."""
+    least MIN_BYTES (a recording's, RAM_FLOOR); `latency`: what `for_latency` says. `why` says
+    which rule decided: ibuf, buffer-time, latency, time, ram or stream."""
     if ibuf:
         return ibuf, "ibuf"
     if buffer_time:
         return max(MIN_BYTES, ring_bytes(buffer_time, bus, platform, modes)), "buffer-time"
+    if latency:
+        return for_latency(latency, reserve, bus, platform, modes, stall=stall, mem_free=mem_free), "latency"
     b, why = ring_bytes(default_seconds(stall), bus, platform, modes), "time"
     if mem_free:
         ram = max(RAM_FLOOR, mem_free // RAM_SHARE)

@@ -55,7 +55,8 @@ def sizes(f: Facts, opts: BusOptions, mode: str, bus: BusFormat, board: boards.B
                          f"{bus.describe()} frames")
     ibuf, why = ring.choose(bus, f.who.get("platform", ""), modes or (mode,),
                             ibuf=opts.ibuf or (board.ibuf if board else None), buffer_time=opts.buffer_time,
-                            stall=f.stall, mem_free=f.who.get("mem_free"), stream_seconds=opts.stream_seconds)
+                            stall=f.stall, mem_free=f.who.get("mem_free"), stream_seconds=opts.stream_seconds,
+                            latency=opts.latency, reserve=opts.latency_reserve)
     return {"bits": bus.bits, "format": "stereo" if bus.channels == 2 else "mono", "rate": bus.rate,
             "ibuf": ibuf, "payload": size, "io": opts.io, "shift": opts.shift or None,
             "timeout_ms": int(opts.timeout * 1000), "_ring": why}

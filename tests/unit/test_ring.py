@@ -62,3 +62,24 @@ def test_what_the_user_gives_is_taken_as_given():
     assert ring.choose(CD, "rp2", ("tx",), ibuf=777, stream_seconds=0.01) == (777, "ibuf")
     b, why = ring.choose(CD, "rp2", ("tx",), buffer_time=2.0, mem_free=10_000, stream_seconds=0.01)
     assert why == "buffer-time" and ring.ring_seconds(b, CD, "rp2") >= 2.0
+
+
+def test_a_latency_is_the_ring_behind_the_reserve():
+    # 150 ms in all, 100 ms of it the live reserve on the host: a ring of 50 ms, whatever the stream's length
+    b, why = ring.choose(CD, "rp2", ("tx",), latency=0.15, reserve=0.1, stall=0.01, stream_seconds=0.01)
+    assert why == "latency" and 0.05 <= ring.ring_seconds(b, CD, "rp2") < 0.05 + 128 / CD.bytes_per_second
+    b, _ = ring.choose(CD, "rp2", ("tx",), latency=0.15)  # a file: the latency is the ring
+    assert 0.15 <= ring.ring_seconds(b, CD, "rp2") < 0.152
+
+
+def test_a_latency_the_link_or_the_ram_cannot_hold_is_refused_with_the_numbers():
+    with pytest.raises(ring.LatencyRefused) as e:  # 4 x a 20 ms stall is 80 ms of ring, and 100 ms reserve
+        ring.choose(CD, "rp2", ("tx",), latency=0.15, reserve=0.1, stall=0.02)
+    assert str(e.value) == ("a latency of 150 ms leaves the I2S ring 50 ms after the 100 ms reserve, less than "
+                            "this link needs: 4 x the longest stall the link probe saw (20 ms) = 80 ms; the least "
+                            "latency is 180 ms")
+    with pytest.raises(ring.LatencyRefused) as e:
+        ring.choose(BusFormat(48000, 32, 2), "rp2", ("tx",), latency=2.0, mem_free=160_000)
+    assert str(e.value) == ("a latency of 2000 ms needs an I2S ring of 768128 bytes, more than a quarter of the "
+                            "160000 bytes the board has free; the most is 104 ms")
+    assert isinstance(e.value, ring.BoardError)  # the board cannot do it: exit 4
