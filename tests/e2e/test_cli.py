@@ -638,3 +638,13 @@ def test_teensy_preset_uses_the_firmwares_pin_names(tmp_path):
     r = i2s("play", "-p", "sim://mimxrt", "--tone", 440, "-d", "0.1s", "-r", 44100, "-c", 1, "--sck", 4,
             check=4)
     assert error_lines(r.stderr)[-1] == "i2s: error: ValueError: Pin doesn't exist", r.stderr
+
+
+@pytest.mark.slow
+def test_a_latency_the_board_cannot_hold_is_one_line_exit_4_and_one_it_can_is_the_ring():
+    r = i2s("play", "--latency", "9s", "--tone", "440", "-d", "0.1s", "-p", "sim://rp2", check=4)
+    assert r.stderr.count("\n") == 1 and r.stderr.startswith("i2s: error: a latency of 9000 ms needs an I2S ring of ")
+    assert "the most is " in r.stderr
+    r = i2s("play", "--latency", "120ms", "--tone", "440", "-d", "0.1s", "-p", "sim://rp2", "--json", check=0)
+    s = json.loads(r.stdout)["settings"]
+    assert s["ring_from"] == "latency" and 0.12 <= s["buffer_time"] < 0.122
