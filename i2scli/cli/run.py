@@ -125,14 +125,16 @@ def _print_partial(e: BaseException, code: Exit, as_json: bool) -> None:
 
 
 @contextmanager
-def _live(reporter, title: str, bus: audio.BusFormat, total: int | None, watch):
-    """A progress view fed from the stream's Watch by a small thread."""
+def _live(reporter, title: str, bus: audio.BusFormat, total: int | None, watch, note: Callable | None = None):
+    """A progress view fed from the stream's Watch by a small thread; `note()`: a line of a live
+    source's clocks (LiveMatch.view)."""
     done = threading.Event()
     with reporter.progress(title=title, bus=bus, total_frames=total) as prog:
         def pump():
             while not done.wait(0.25):
                 if watch.first_audio is not None:  # not while the link is probed or the board refuses
-                    prog.update(frames=watch.frames, levels=watch.levels, link_rate=watch.link_rate)
+                    prog.update(frames=watch.frames, levels=watch.levels, link_rate=watch.link_rate,
+                                note=note() if note is not None else None)
 
         t = threading.Thread(target=pump, daemon=True)
         t.start()
@@ -165,7 +167,7 @@ def run_play(agent, reporter, stop, what, blocks, bus, opts, total, stats, live=
     if clock is not None and clock.mode == "live":
         peek = 0.0  # one block: what the estimate would hold back is latency the match then carries
     try:
-        with _live(reporter, f"playing {what}", bus, total, watch):
+        with _live(reporter, f"playing {what}", bus, total, watch, clock.view if clock is not None else None):
             summary = session.play(agent, agent.port, blocks, bus, opts, stop=stop, watch=watch, stats=stats,
                                    on_ready=on_ready,
                                    on_fit=lambda e, src, have: reporter.info(advice.fit_line(e, src, have)),

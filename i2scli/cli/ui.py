@@ -276,6 +276,7 @@ class Progress:
         self.levels: Levels | None = None
         self.buffer_fill: float | None = None
         self.link_rate: float | None = None
+        self.note: str | None = None  # a live source's clocks: the drift and the reserve held
         self.now: float | None = None
         self._t0: float | None = None
         self._last_draw: float | None = None
@@ -288,7 +289,7 @@ class Progress:
     # -- the per-block call ----------------------------------------------------------------
 
     def update(self, *, frames: int, levels: Levels | None = None, buffer_fill: float | None = None,
-               link_rate: float | None = None, now: float | None = None) -> None:
+               link_rate: float | None = None, note: str | None = None, now: float | None = None) -> None:
         """Record progress: `frames` transferred so far, the `levels` being fed (optional),
         the board buffer fill 0..1 and the link rate in bytes/s (optional). `now` is the
         monotonic clock (`time.monotonic` by default), the same one `Levels.feed` used.
@@ -304,6 +305,8 @@ class Progress:
             self.buffer_fill = buffer_fill
         if link_rate is not None:
             self.link_rate = link_rate
+        if note is not None:
+            self.note = note
         if self._t0 is None:
             self._t0 = now
             if self.mode == "plain":
@@ -385,6 +388,8 @@ class Progress:
             parts.append(f"buffer {self.buffer_fill * 100:.0f}%")
         if self.link_rate is not None:
             parts.append(f"link {format_rate(self.link_rate)}")
+        if self.note:
+            parts.append(self.note)
         return _PREFIX + "  ".join(parts)
 
     def render(self, now: float | None = None) -> RenderableType:
@@ -443,6 +448,8 @@ class Progress:
                                                complete_style="cyan", finished_style="cyan"), rest)
         elif link:
             grid.add_row("link", Text(format_rate(self.link_rate)), "")
+        if self.note:
+            grid.add_row("live", Text(self.note), "")
         return Group(header, grid)
 
     # -- the end -----------------------------------------------------------------------------

@@ -233,6 +233,19 @@ class LiveMatch:
         s = _slope_of(slope)
         return None if s is None else -s / self.rate * 1e6
 
+    def view(self) -> str:
+        """One line for the progress view: the drift measured so far and the reserve held. (Read
+        from the view's thread while the stream's updates the books: a figure read mid-update is
+        only a figure of the moment, and none is better than a traceback.)"""
+        try:
+            drift, fill = self.drift_ppm(), self.loop.fill
+        except (ValueError, ZeroDivisionError, RuntimeError, IndexError):
+            return ""
+        parts = [] if drift is None else [f"drift {drift:+.0f} ppm" + (" (corrected)" if self.engaged else "")]
+        if fill is not None:
+            parts.append(f"reserve {fill * 1000 / self.rate:.0f} ms")
+        return ", ".join(parts)
+
     def summary(self) -> dict:
         ms = 1000 / self.rate
         drift = self.drift_ppm()

@@ -206,3 +206,17 @@ def test_live_and_split_flags_that_cannot_apply_are_usage_errors(args, words, tm
     lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
     assert r.returncode == 2 and words in r.stderr and "Traceback" not in r.stderr, r.stderr
     assert len([ln for ln in lines if "rror" in ln]) == 1
+
+
+def test_the_view_says_the_drift_and_the_reserve():
+    f = FakeReader(16000)
+    m = LiveMatch(16000, 2, f.backlog, "off", "a pipe", LiveParams(loop_s=1), clock=f.clock)
+    m.start(3200)
+    assert m.view() == ""  # nothing measured yet
+    blk = np.ones((320, 2))
+    for i in range(400):  # a reserve that shrinks 1.6 frames a block: -5000 ppm of 16000 frames/s
+        f.now += 0.02
+        f.arrived, f.queued = f.now, 4000 - int(i * 1.6)
+        m.take(blk)
+    v = m.view()
+    assert v.startswith("drift +") and "ppm" in v and v.endswith(" ms") and "reserve" in v

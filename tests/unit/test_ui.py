@@ -314,3 +314,16 @@ def test_no_color(monkeypatch):
     out = output(con)
     assert "i2s: error: boom" in SGR.sub("", out) and "CLIP" in out
     assert color_params(out) == []
+
+
+def test_a_live_sources_clocks_are_on_the_status_line_and_in_the_view():
+    con = plain_console()
+    rep = Reporter(console=con, interval=1.0)
+    with rep.progress(title="playing stdin", bus=BUS, total_frames=None) as p:
+        p.update(frames=0, now=0.0)
+        p.update(frames=48000, link_rate=392_000, note="drift +301 ppm (corrected), reserve 57 ms", now=1.0)
+    assert output(con).splitlines() == ["i2s: 00:01.0  link 392 kB/s  drift +301 ppm (corrected), reserve 57 ms"]
+    con = tty_console()
+    with Reporter(console=con).progress(title="playing stdin", bus=BUS, total_frames=None) as p:
+        p.update(frames=48000, note="drift +301 ppm (corrected), reserve 57 ms", now=1.0)
+    assert "drift +301 ppm (corrected), reserve 57 ms" in output(con)
