@@ -9,6 +9,7 @@ from micropython import const
 
 # the agent's own: the largest small int a clock count may reach
 _BIG = const(0x3FFFFFFF)
+_HEAP_CAP = const(4096)  # bytes a mem_alloc window may see before it lets collection run (Heap)
 
 
 class Meter:
@@ -312,7 +313,9 @@ class RxMeter:
 class Heap:
     """Bytes allocated over the steady-state frames: start() opens the window, mark() after
     each steady frame records where it stands, stop() closes it at the last mark. Uses
-    micropython.mem_total where the port has it, else gc.mem_alloc() with collection held off."""
+    micropython.mem_total where the port has it, else gc.mem_alloc() with collection held off;
+    then the window closes once _HEAP_CAP bytes are seen: on a 32-bit port a CRC above 2**30 is
+    a big int, 32 bytes a frame, and held off for a whole stream the heap ran out (rp2, 6 s)."""
 
     def __init__(self):
         self.total = getattr(micropython, "mem_total", None)
@@ -334,6 +337,8 @@ class Heap:
 
     def mark(self):
         self.b = self.total()
+        if self.b - self.a > _HEAP_CAP and self.method == "mem_alloc":
+            self.stop()
 
     def stop(self):
         if not self.on:
