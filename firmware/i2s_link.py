@@ -21,6 +21,10 @@ try:
     from binascii import crc32
 except ImportError:
     crc32 = None
+try:
+    from struct import pack_into
+except ImportError:
+    pack_into = None
 
 # Input buffer of each port's REPL stream: credits never exceed it (docs/sim.md has sources).
 _INBUF = {"esp32": 256, "esp8266": 128, "rp2": 512, "mimxrt": 512, "samd": 512, "nrf": 256,
@@ -82,6 +86,11 @@ class Sender:
         self.tx_seq = (self.tx_seq + 1) & 0xFF
 
     def _trailer(self, buf, off, c):
+        if pack_into is not None:
+            # no temporaries: on a 32-bit port a CRC of 2**30 or more is a big int, and each
+            # of the byte operations below made another (128 bytes a frame on rp2)
+            pack_into("<I", buf, off, c)
+            return
         buf[off] = c & 0xFF
         buf[off + 1] = (c >> 8) & 0xFF
         buf[off + 2] = (c >> 16) & 0xFF
