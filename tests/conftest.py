@@ -185,3 +185,52 @@ def transport():
         except Exception:
             pass
 
+
+HALF_FRAME_HOST = """
+import itertools, time
+from i2scli.link import connect, stream
+sent = []
+orig = stream.Stream.send
+def send(self, frame):
+    sent.append(1)
+    if len(sent) < 40:
+        return orig(self, frame)
+    self.port.write(frame[:len(frame) // 2])
+    self.port.serial.flush()
+    time.sleep(0.5)  # the pty's reader (the board model) takes them: a pty closed by the kill drops what it holds
+    print('stopped', flush=True)
+    time.sleep(60)
+stream.Stream.send = send
+with connect({path!r}, {baud}expect={{'mode': 'tx'}}) as a:
+    cfg = dict(id=0, sck={sck}, ws={ws}, sd={sd}, bits=16, format='mono', rate=8000, ibuf=4096, payload=96,
+               timeout_ms=1000)
+    a.play(cfg, itertools.repeat(bytes(960)))
+"""
+
+
+def kill_host_mid_frame(path: str, sck: int, ws: int, sd: int, baud: int | None = None) -> float:
+    """A host that plays, sends half of its 40th frame and is SIGKILLed there: the board is left
+    in a blocking read of the rest with Ctrl-C off. When it was killed (time.monotonic)."""
+    import time
+
+    code = HALF_FRAME_HOST.format(path=path, baud=f"baud={baud}, " if baud else "", sck=sck, ws=ws, sd=sd)
+    host = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, env=ENV)
+    assert host.stdout.readline().split() == ["stopped"]
+    os.kill(host.pid, signal.SIGKILL)
+    host.wait()
+    return time.monotonic()
+
+
+def raw_prompt(path: str, since: float, limit: float = 20.0) -> tuple[bytes, float]:
+    """Listen at 115200 without writing until the raw REPL's `\\x04>`; what came and how long after `since`."""
+    import time
+
+    import serial
+
+    port = serial.Serial(path, 115200, timeout=0.1)
+    seen = b""
+    while not seen.endswith(b"\x04>") and time.monotonic() - since < limit:
+        seen += port.read(4096)
+    port.close()
+    return seen, time.monotonic() - since
+

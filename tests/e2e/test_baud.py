@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import serial
 import soundfile as sf
-from conftest import ENV, I2S, i2s, mpremote
+from conftest import ENV, I2S, i2s, kill_host_mid_frame, mpremote, raw_prompt
 
 from i2scli.link import baud, early
 
@@ -101,7 +101,7 @@ with connect({board.path!r}, baud=921600, expect={{'mode': 'tx'}}) as a:
     killed = time.monotonic()
     # Listen at 115200 without writing: the agent's watchdog (1 s) ends the stream, the agent
     # puts the REPL UART back to 115200, and the raw REPL closes the exec and shows its prompt
-    seen, back = _prompt_at_115200(board.path, killed, 15)
+    seen, back = raw_prompt(board.path, killed, 15)
     assert seen.endswith(b"\x04>")
     assert back < 1.0 + 2.0, back  # within the watchdog plus 2 s
     # and mpremote, which never leaves 115200, just works
@@ -110,45 +110,13 @@ with connect({board.path!r}, baud=921600, expect={{'mode': 'tx'}}) as a:
     assert events(board)[-1]["baudrate"] == 115200
 
 
-def _prompt_at_115200(path: str, since: float, limit: float = 20.0) -> tuple[bytes, float]:
-    """Listen at 115200 without writing until the raw REPL's `\\x04>`; what came and when."""
-    port = serial.Serial(path, 115200, timeout=0.1)
-    seen = b""
-    while not seen.endswith(b"\x04>") and time.monotonic() - since < limit:
-        seen += port.read(4096)
-    port.close()
-    return seen, time.monotonic() - since
-
-
 def test_killed_host_mid_frame_leaves_the_board_at_115200(sim):
     # The host dies with half a DATA frame on the wire: the agent waits in a blocking read for
     # the rest, with Ctrl-C off and its UART at 921600. Its Watch (firmware/i2s_link.py) ends
     # that read: within the watchdog plus 2 s the board is back at its REPL at 115200.
     board = sim("esp32", capture=False)
-    host = subprocess.Popen([sys.executable, "-c", f"""
-import itertools, time
-from i2scli.link import connect, stream
-sent = []
-orig = stream.Stream.send
-def send(self, frame):
-    sent.append(1)
-    if len(sent) < 40:
-        return orig(self, frame)
-    self.port.write(frame[:len(frame) // 2])
-    self.port.serial.flush()
-    time.sleep(0.5)  # the pty's reader (the board model) takes them: a pty closed by the kill drops what it holds
-    print('stopped', flush=True)
-    time.sleep(60)
-stream.Stream.send = send
-with connect({board.path!r}, baud=921600, expect={{'mode': 'tx'}}) as a:
-    cfg = dict(id=0, sck=32, ws=25, sd=33, bits=16, format='mono', rate=8000, ibuf=4096, payload=96,
-               timeout_ms=1000)
-    a.play(cfg, itertools.repeat(bytes(960)))
-"""], stdout=subprocess.PIPE, text=True, env=ENV)
-    assert host.stdout.readline().split() == ["stopped"]
-    os.kill(host.pid, signal.SIGKILL)
-    host.wait()
-    seen, back = _prompt_at_115200(board.path, time.monotonic())
+    killed = kill_host_mid_frame(board.path, 32, 25, 33, baud=921600)
+    seen, back = raw_prompt(board.path, killed)
     assert seen.endswith(b"\x04>"), seen[-200:]
     assert back < 1.0 + 2.0, back  # within the watchdog plus 2 s
     assert mpremote("connect", board.path, "exec", "print('back')").stdout == b"back\r\n"
@@ -176,7 +144,7 @@ def test_killed_i2s_play_leaves_the_board_at_115200_for_mpremote(sim, tmp_path):
         os.kill(host.pid, signal.SIGKILL)
         host.wait()
         host.stderr.close()
-        seen, back = _prompt_at_115200(board.path, time.monotonic())
+        seen, back = raw_prompt(board.path, time.monotonic())
         assert seen.endswith(b"\x04>"), seen[-200:]
         assert back < 3.0 + 2.0, back
         assert mpremote("connect", board.path, "exec", "print('back')").stdout == b"back\r\n"
@@ -358,7 +326,7 @@ with connect({board.path!r}, baud=921600, expect={{'mode': 'tx'}}) as a:
     killed = time.monotonic()
     # Listen at 115200 without writing: the loader's watchdog (1 s of quiet) puts the REPL UART
     # back to 115200 and the raw REPL closes the exec with its prompt
-    seen, back = _prompt_at_115200(board.path, killed, 15)
+    seen, back = raw_prompt(board.path, killed, 15)
     assert seen.endswith(b"\x04>"), seen[-200:]
     assert back < early.WATCH_MS / 1000 + 2.0, back  # within the watchdog plus 2 s
     assert mpremote("connect", board.path, "exec", "print('back')").stdout == b"back\r\n"
