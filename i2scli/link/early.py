@@ -17,6 +17,7 @@ switch), `A5 21` (the probe's answer), `01` (a credit: a piece was taken out of 
 from __future__ import annotations
 
 import time
+import zlib
 from collections.abc import Callable
 
 from i2scli.link.errors import LinkError
@@ -34,6 +35,10 @@ BACK_MS = 40  # the loader's wait before it goes back to the old rate: the host'
 HOST_DRAIN_S = 0.01  # the host's wait after its last write before it changes its rate
 SYNC = 0xA5
 UP, ANSWER, BACK, CREDIT, RAN, RAISED, END = b"I2S:UP", b"\xa5!", b"\xa5L", 1, 6, 0x15, 4
+ANSWER_DEFLATE = b"\xa5z"  # the probe's answer from a firmware with the `deflate` module
+# Code pieces go zlib-compressed to a loader that can inflate them (about a third of the bytes:
+# most of a cold start on a UART). A 1 KiB window: the most the board allocates to inflate.
+DEFLATE_WBITS = 10
 NO = b"I2S:NO "
 
 # The loader, as it goes to the board (kept small: it travels at the old rate). `n` the new
@@ -46,6 +51,10 @@ def _i2s_up(n,o,w,z,a):
  if sys.platform!='esp32':
   x(b'I2S:NO the REPL of this port is not a UART\\r\\n');return
  from machine import UART as U
+ try:
+  import deflate as D,io
+ except ImportError:
+  D=None
  i=sys.stdin.buffer;q=select.poll();q.register(i,1);b=bytearray(1);r=o;t={confirm};ok=0
  def g():
   for _ in q.ipoll(t):
@@ -60,8 +69,8 @@ def _i2s_up(n,o,w,z,a):
    if c!=165:continue
    k=g()
    if k==63:
-    x(b'\\xa5!');ok=t=w;continue
-   if not ok or k not in(71,81,88):continue
+    x(b'\\xa5z' if D else b'\\xa5!');ok=t=w;continue
+   if not ok or k not in(71,81,88,90):continue
    if k==81:return
    t=w
    h=[g(),g(),g()]
@@ -73,6 +82,8 @@ def _i2s_up(n,o,w,z,a):
     e=min(z,m-j);i.readinto(v[j:j+e]);j+=e;x(b'\\x01')
    v=None
    try:
+    if k==90:
+     s=D.DeflateIO(io.BytesIO(s),D.ZLIB).read()
     exec(s,globals())
    except Exception as e:
     if k==71:raise
@@ -113,6 +124,7 @@ class EarlySwitch:
         self.rate = rate
         self.old = old
         self._seen = bytearray()  # board bytes read past what a step needed
+        self.deflate = False  # the loader inflates code sent compressed (its probe answer said so)
 
     def switch(self) -> str | None:
         """Both sides at the new rate, confirmed both ways (None); or why not, with the board
@@ -139,16 +151,22 @@ class EarlySwitch:
             step = time.monotonic() + PROBE_EVERY_S
             while time.monotonic() < step:
                 seen += port.read_some()
-                if ANSWER in seen:
-                    self._seen = seen[seen.index(ANSWER) + len(ANSWER):]
-                    return None
+                for answer in (ANSWER, ANSWER_DEFLATE):
+                    if answer in seen:
+                        self.deflate = answer == ANSWER_DEFLATE
+                        self._seen = seen[seen.index(answer) + len(answer):]
+                        return None
         self._back()
         return (f"no answer from the board at {self.rate} baud (the USB-serial bridge or the board "
                 f"cannot run that fast; --baud N picks a rate)")
 
     def run(self, code: str, timeout: float) -> str | None:
         """Run a piece of code in the board's REPL namespace; None, or the board's error line."""
-        self._send(b"X", code.encode())
+        if self.deflate:
+            z = zlib.compressobj(9, zlib.DEFLATED, DEFLATE_WBITS)
+            self._send(b"Z", z.compress(code.encode()) + z.flush())
+        else:
+            self._send(b"X", code.encode())
         deadline = time.monotonic() + timeout
         err: bytearray | None = None
         buf, self._seen = self._seen, bytearray()

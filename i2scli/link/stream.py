@@ -47,11 +47,13 @@ class Stream:
         start = enc.json(T.START, cfg)
         inbuf = hello.get("inbuf", 256)
         # HELLO implies inbuf bytes of credit. A larger START (duplex on an ESP32) goes in
-        # half-buffer slices, paced for a 115200-baud UART, while the agent reads it.
+        # half-buffer slices, paced for the UART's rate in use (115200 unless raised: 8N1
+        # carries baud / 10 bytes a second), while the agent reads it.
         step = max(16, inbuf // 2)
+        line = (launcher.baud or 115200) / 10
         for i in range(0, len(start), step):
             if i:
-                time.sleep(step / 11520)
+                time.sleep(step / line)
             self.port.write(start[i:i + step])
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:

@@ -12,6 +12,7 @@ those prints go nowhere; the error that follows says what failed.
 
 from __future__ import annotations
 
+import select
 import sys
 import time
 
@@ -48,6 +49,18 @@ OVERALL_S = 30.0  # a read_until given no overall deadline ends by this one
 RAW_BANNER = b"raw REPL; CTRL-B to exit\r\n"
 
 
+def _wait_readable(s, seconds: float) -> None:
+    """Wait until the port has bytes, for at most `seconds`: on a port with a file descriptor
+    (posix serial, pty) the wait ends as the first byte arrives, not at the end of a fixed nap,
+    which on a reply-by-reply start (raw REPL, bootstrap, upload) added up to tens of ms."""
+    try:
+        fd = s.fileno()
+    except (AttributeError, OSError, ValueError):  # a URL port (rfc2217://, socket://), a borrowed object
+        time.sleep(seconds)
+        return
+    select.select([fd], [], [], seconds)
+
+
 def _no_print(*args, **kwargs) -> None:
     """mpremote's diagnostic prints: not on our stdout (it carries JSON or audio)."""
 
@@ -73,7 +86,7 @@ class BoundedTransport(SerialTransport):
                 break
             byte = s.read(1) if s.in_waiting else b""
             if not byte:
-                time.sleep(0.005)
+                _wait_readable(s, 0.005)
                 continue
             last = now
             if data_consumer is not None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -16,7 +17,7 @@ import serial
 import soundfile as sf
 from conftest import ENV, I2S, i2s, kill_host_mid_frame, mpremote, raw_prompt
 
-from i2scli.link import baud, early
+from i2scli.link import agent_code, baud, early
 
 
 def info_json(*args) -> dict:
@@ -279,6 +280,35 @@ def test_cold_start_raises_the_link_before_the_upload_and_keeps_it(sim, tmp_path
     # ... which was one raw-REPL exec (after the bootstrap's), not one per piece of the agent
     execs = [e for e in ev if e.get("ev") == "exec" and e.get("state") == "start"]
     assert len(execs) <= 3, execs  # bootstrap, loader (and mpremote's)
+
+
+def _bytes_in(board) -> int:
+    """What the host sent the virtual board in all (its summary line on stop)."""
+    m = re.search(r"\bin (\d+) B", board.summary)
+    assert m, board.summary
+    return int(m.group(1))
+
+
+@pytest.mark.slow
+def test_the_agent_goes_compressed_where_the_firmware_has_deflate(sim, tmp_path):
+    src = _speech_like(tmp_path / "speech.wav", seconds=0.05)
+    took = {}
+    for deflate in (True, False):
+        board = sim("esp32")
+        if not deflate:  # a build without the module (MICROPY_PY_DEFLATE off): the loader's import finds nothing
+            mpremote("connect", board.path, "exec", "import sys; sys.modules['deflate'] = None")
+        r = i2s("play", "--no-probe", "--baud", "921600", "-p", board.path, tmp_path / "speech.wav",
+                check=0, timeout=90)
+        assert "baud" not in r.stderr, r.stderr
+        board.stop()
+        got, _ = sf.read(board.files["tx"], dtype="int16")
+        got = got if got.ndim == 1 else got[:, 0]
+        k = int(np.flatnonzero(got)[0])
+        assert np.array_equal(got[k:k + src.size], src[np.flatnonzero(src)[0]:][: got.size - k])
+        took[deflate] = _bytes_in(board)
+    # the same command and audio: the difference is the agent's modules, a third of their text
+    plain = sum(len(c) for c in agent_code.upload_chunks([*agent_code.CORE_MODULES, "i2s_play"]))
+    assert took[False] - took[True] > 0.5 * plain, (took, plain)
 
 
 HOST_STOPS = {
