@@ -10,6 +10,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+from i2scli.link import code_cache
 from i2scli.protocol import CODER_PARTS, agent_consts
 
 AGENT_NAME = "i2s_agent"  # the main module: says HELLO, dispatches START
@@ -116,9 +117,10 @@ def mode_modules(cfg: dict) -> list[str]:
 
 def module_deps(name: str) -> list[str]:
     """The agent modules `name` imports at its top level (needed before it runs); its imports
-    inside functions are the modes it loads on demand."""
-    tree = ast.parse(_firmware_text(name))
-    return [n.module for n in tree.body if isinstance(n, ast.ImportFrom) and n.module in AGENT_MODULES]
+    inside functions are the modes it loads on demand. (A `from` at column 0 is a top-level
+    statement: read without parsing, which every cold start would pay.)"""
+    found = re.findall(r"^from (\w+) import", _firmware_text(name), flags=re.M)
+    return [m for m in found if m in AGENT_MODULES]
 
 
 def upload_order(names, have=()) -> list[str]:
@@ -141,8 +143,11 @@ def upload_chunks(names, have=(), limit: int = 4096) -> list[str]:
     """The modules `names` (and those they import, bar `have`) as they go into the raw REPL's
     one namespace, in pieces of about `limit` bytes cut at top-level statements: the board
     parses each on its own, so a small heap never holds a whole module's parse tree. Their
-    `from i2s_... import` lines are dropped: the names are already there."""
-    return _chunks([ast.parse(module_source(n)) for n in upload_order(names, have)], limit)
+    `from i2s_... import` lines are dropped: the names are already there. Kept between runs
+    (code_cache)."""
+    order = upload_order(names, have)
+    return code_cache.pieces(agent_version(), f"upload {order} {limit}",
+                             lambda: _chunks([ast.parse(module_source(n)) for n in order], limit))
 
 
 CODER_NAME = "i2s_wirecode"
@@ -165,12 +170,19 @@ def coder_source(arch: int = 0) -> str:
 def coder_chunks(part: str, limit: int = 4096, arch: int = 0) -> list[str]:
     """The wire coder's module-level names and one of its classes (each is one large viper
     piece, and a small heap may take only one), in pieces like the agent's. To play on an ARM
-    board, first the Thumb fast path (which a firmware without the inline assembler goes without)."""
+    board, first the Thumb fast path (which a firmware without the inline assembler goes without).
+    Kept between runs (code_cache)."""
+    thumb = part == "Decoder" and arch in THUMB_ARCHS
+    return code_cache.pieces(agent_version(), f"coder {part} {limit} {thumb}",
+                             lambda: _coder_chunks(part, limit, thumb))
+
+
+def _coder_chunks(part: str, limit: int, thumb: bool) -> list[str]:
     tree = ast.parse(_minify(_firmware_text("wirecode")))
     other = set(CODER_PARTS) - {part}
     tree.body = [n for n in tree.body if not (isinstance(n, ast.ClassDef) and n.name in other)]
     chunks = _chunks([tree], limit)
-    if part == "Decoder" and arch in THUMB_ARCHS:
+    if thumb:
         chunks.insert(0, _minify(_firmware_text("wirecode_thumb")))
     return chunks
 
