@@ -26,6 +26,48 @@ try:
 except ImportError:
     pack_into = None
 
+# The CRC trailer of a frame built in place (payload at _HDR, its n bytes, then 4 for the CRC),
+# in viper where the firmware has it: binascii.crc32's result is a heap int on a 32-bit port
+# whenever it is 2**30 or more (3 frames in 4), and the board sends a frame (a credit, DATA)
+# many times a second. A 256-word table, then 0xFFFFFFFF and the polynomial: little-endian
+# bytes, so no big int is needed to make it.
+_CRCT = bytearray(1024) + b"\xff\xff\xff\xff\x20\x83\xb8\xed"
+_SEAL = """
+@micropython.viper
+def _seal(buf: ptr8, n: int, t: ptr32):
+    c = uint(t[256])
+    s = ptr8(int(buf) + HDR)
+    i = 0
+    while i < n:
+        c = uint(t[(int(c) ^ s[i]) & 0xFF]) ^ (c >> 8)
+        i += 1
+    c = c ^ uint(t[256])
+    s[n] = c
+    s[n + 1] = c >> 8
+    s[n + 2] = c >> 16
+    s[n + 3] = c >> 24
+@micropython.viper
+def _table(t: ptr32):
+    p = uint(t[257])
+    i = 0
+    while i < 256:
+        c = uint(i)
+        k = 0
+        while k < 8:
+            c = (c >> 1) ^ p if c & 1 else c >> 1
+            k += 1
+        t[i] = c
+        i += 1
+"""
+try:
+    if not getattr(sys.implementation, "_mpy", 0) >> 10:  # no native emitter: MPY_FEATURE_ARCH 0
+        raise ImportError
+    exec(_SEAL.replace("HDR", str(_HDR)))  # (a build that has none says SyntaxError here)
+    _table(_CRCT)
+except Exception:
+    _seal = None
+del _SEAL
+
 # Input buffer of each port's REPL stream: credits never exceed it (docs/sim.md has sources).
 _INBUF = {"esp32": 256, "esp8266": 128, "rp2": 512, "mimxrt": 512, "samd": 512, "nrf": 256,
           "pyboard": 1024, "linux": 32768}
@@ -96,6 +138,15 @@ class Sender:
         buf[off + 2] = (c >> 16) & 0xFF
         buf[off + 3] = (c >> 24) & 0xFF
 
+    def seal(self, buf, n, view):
+        """The CRC trailer of the frame built in buf (its payload's n bytes at _HDR, which `view`
+        shows), in place. (Kept small: a call whose frame is more than 11 words has it on the
+        heap, py/objfun.c VM_MAX_STATE_ON_STACK.)"""
+        if _seal is None:
+            self._trailer(buf, _HDR + n, crc32(view))
+        else:
+            _seal(buf, n, _CRCT)
+
     def send(self, t, payload=b""):
         """A control frame (allocates: not for the audio path)."""
         n = len(payload)
@@ -120,7 +171,7 @@ class Sender:
         """Send the DATA frame in buf whose payload (view) holds n bytes."""
         self._head(buf, _DATA, n)
         if self.crc:
-            self._trailer(buf, _HDR + n, crc32(view))
+            self.seal(buf, n, view)
             self.out.write(buf, 0, _HDR + n + 4)
         else:
             self.out.write(buf, 0, _HDR + n)
@@ -157,7 +208,7 @@ class Sender:
         cb[10] = ob[3]
         self._head(cb, _CREDIT, 4)
         if self.crc:
-            self._trailer(cb, 11, crc32(self.cview))
+            self.seal(cb, 4, self.cview)
             self.out.write(cb, 0, 15)
         else:
             self.out.write(cb, 0, 11)

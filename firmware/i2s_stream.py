@@ -4,7 +4,6 @@
 # machine.I2S, and finding the wire coder (firmware/wirecode.py) a coded stream needs.
 import time
 
-from i2s_link import crc32
 from i2s_meter import Heap, RxMeter, rx_ring_frames, tx_meter
 
 # frame types (_DATA, _ABORT, ...), _HDR, _TIMEOUT: the host puts their consts here as it sends it
@@ -131,7 +130,7 @@ class Probing:
         link = self.link
         link._head(buf, _PROBE, n)
         if link.crc:
-            link._trailer(buf, _HDR + n, crc32(view if n == len(view) else memoryview(view)[:n]))
+            link.seal(buf, n, view if n == len(view) else memoryview(view)[:n])
             link.out.write(buf, 0, _HDR + n + 4)
         else:
             link.out.write(buf, 0, _HDR + n)

@@ -270,7 +270,14 @@ MPY_SUB_RELEASES = {0: "v1.19", 1: "v1.20.0", 2: "v1.22.0"}
 
 
 def _has_native(source: str) -> bool:
-    return "@micropython.viper" in source or "@micropython.native" in source
+    """A function of `source` is viper or native code (what a string holds for a later exec is
+    not: the board compiles that itself, where it can)."""
+    for node in ast.walk(ast.parse(source)):
+        for d in getattr(node, "decorator_list", ()):
+            if isinstance(d, ast.Attribute) and getattr(d.value, "id", None) == "micropython" \
+                    and d.attr in ("viper", "native"):
+                return True
+    return False
 
 
 def compile_agent(mpy: int, source: str | None = None, name: str = AGENT_NAME) -> tuple[bytes | None, str]:

@@ -344,7 +344,8 @@ def test_a_source_that_pauses_longer_than_the_watchdog_goes_on(tmp_path):
     underruns, and everything the source wrote is on the pins, bit-exact (`--no-live`: no clock
     matching, which a reserve run low after the pause may start on a loaded host)."""
     cap = tmp_path / "tx.wav"
-    proc = subprocess.Popen([*I2S, "play", "--json", "--no-live", "--timeout", "1s", "-p", f"sim://fast?tx_capture={cap}", "-"],
+    proc = subprocess.Popen([*I2S, "play", "--json", "--no-live", "--timeout", "1s",
+                             "-p", f"sim://fast?tx_capture={cap}", "-"],
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=ENV)
     k = np.arange(2 * 16000, dtype=np.int64)
     x = np.stack([k % 30000 + 1, -(k % 20000) - 1], axis=1).astype(np.int16)

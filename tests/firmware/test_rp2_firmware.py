@@ -8,6 +8,7 @@ firmware image or the bootrom are missing (docs/sim.md, *The firmware board*).
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -167,6 +168,25 @@ def test_play_8k_has_no_gap_on_the_pins(fw, tmp_path):
     _, gaps = on_the_pins(sf.read(board.files["tx"], dtype="int16")[0], sent)
     assert gaps == []
     assert "; 0 underruns, 0 overruns;" in r.stderr
+
+
+@pytest.mark.firmware
+@needs_firmware
+def test_the_agent_allocates_nothing_while_it_streams_on_a_32_bit_port(fw, tmp_path):
+    # On a 32-bit port an int of 2**30 or more is a heap object: binascii.crc32's result is one in
+    # 3 frames of 4. The frames the board sends (credits while it plays, DATA while it records)
+    # get their CRC trailers from a viper routine that writes the bytes in place. The port has no
+    # micropython.mem_total: the agent's meter reads gc.mem_alloc() with collection held off.
+    noise(tmp_path / "in.wav", 8000, 8000, seed=5)
+    board = fw(capture=False)
+    played = json.loads(i2s("play", "-p", board.path, "--no-probe", "--json", tmp_path / "in.wav",
+                            check=0, timeout=180).stdout)
+    recorded = json.loads(i2s("record", "-p", board.path, "-r", "8000", "-c", "2", "-d", "1s", "--no-probe",
+                              "--json", tmp_path / "rec.wav", check=0, timeout=180).stdout)
+    board.stop()
+    for s in (played, recorded):
+        assert s["board"]["heap_method"] == "mem_alloc", s["board"]
+        assert s["board"]["heap_frames"] >= 3000 and s["heap_alloc"] == 0, s["board"]
 
 
 @pytest.mark.firmware

@@ -102,7 +102,7 @@ def test_upload_is_cut_only_at_top_level_statements():
     assert classes == [n.name for m in ac.upload_order(ac.AGENT_MODULES) for n in tree(m).body
                        if isinstance(n, ast.ClassDef)]
     assert ac.upload_order(["i2s_duplex"], have=ac.CORE_MODULES) == ["i2s_duplex"]
-    assert ac.upload_order(["i2s_play"]) == ["i2s_link", "i2s_meter", "i2s_stream", "i2s_play"]
+    assert ac.upload_order(["i2s_play"]) == ["i2s_meter", "i2s_stream", "i2s_play"]
 
 
 def test_the_upload_runs_as_one_namespace_in_micropython(tmp_path):

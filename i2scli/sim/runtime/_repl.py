@@ -35,6 +35,18 @@ AI_ENABLED = 1
 AI_JUST_ADDED = 2
 
 
+def _native_decorated(src):
+    """A line of `src` that starts with a native decorator (the compiler's view; the same text
+    inside a one-line string literal, as a module carries code for a later exec, is not one)."""
+    if isinstance(src, (bytes, bytearray)):
+        src = str(src, "utf-8")
+    for line in src.split("\n"):
+        line = line.lstrip()
+        if line.startswith("@micropython.viper") or line.startswith("@micropython.native"):
+            return True
+    return False
+
+
 class InputClosed(Exception):
     pass
 
@@ -467,10 +479,7 @@ class Repl:
             if kind == "exec":
                 g["__file__"] = filename
             code = None
-            if src is not None and not _simcfg.profile.get("native", True) and (
-                    b"@micropython.viper" in src or b"@micropython.native" in src
-                    if isinstance(src, (bytes, bytearray)) else
-                    "@micropython.viper" in src or "@micropython.native" in src):
+            if src is not None and not _simcfg.profile.get("native", True) and _native_decorated(src):
                 # the compiler of a build without MICROPY_EMIT_NATIVE (py/compile.c)
                 raise SyntaxError("invalid micropython decorator")
             if kind == "paste":
