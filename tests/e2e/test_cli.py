@@ -22,7 +22,7 @@ import pytest
 import serial
 import serial.rfc2217
 import soundfile as sf
-from conftest import ENV, I2S, i2s
+from conftest import ENV, I2S, TcpServer, i2s
 
 
 def error_lines(stderr: str) -> list[str]:
@@ -422,32 +422,14 @@ class PtySerial(serial.Serial):
     cts = dsr = ri = cd = property(lambda self: False)
 
 
-class Bridge:
+class Bridge(TcpServer):
     """A TCP server on loopback in front of a serial device: RFC 2217 (pyserial's PortManager,
     as in its examples/rfc2217_server.py) or raw bytes (for socket://). One client at a time."""
 
     def __init__(self, device: str, rfc2217: bool):
         self.device = device
         self.rfc2217 = rfc2217
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.listener.settimeout(0.2)
-        self.port = self.listener.getsockname()[1]
-        self.alive = True
-        self.thread = threading.Thread(target=self._serve, daemon=True)
-        self.thread.start()
-
-    def _serve(self):
-        while self.alive:
-            try:
-                conn, _ = self.listener.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            try:
-                self._session(conn)
-            finally:
-                conn.close()
+        super().__init__()
 
     def _session(self, conn: socket.socket):
         conn.settimeout(None)
@@ -490,11 +472,6 @@ class Bridge:
             done.set()
             reader.join(2)
             ser.close()
-
-    def close(self):
-        self.alive = False
-        self.listener.close()
-        self.thread.join(5)
 
 
 @pytest.fixture
