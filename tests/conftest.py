@@ -289,6 +289,21 @@ def peak_rss_run(args, timeout: float = 90) -> tuple[subprocess.CompletedProcess
     return subprocess.CompletedProcess(args, p.returncode, stdout, stderr), peak / 1024, time.monotonic() - t0
 
 
+class LockedSender:
+    """A connection's sendall behind a lock: what pyserial's rfc2217.PortManager writes its answers
+    to while another thread sends the data."""
+
+    def __init__(self, conn):
+        import threading
+
+        self.conn = conn
+        self.lock = threading.Lock()
+
+    def write(self, data: bytes) -> None:
+        with self.lock:
+            self.conn.sendall(data)
+
+
 class TcpServer:
     """A TCP server on loopback serving one client at a time in a thread: a subclass says what
     `_session(conn)` does with each; `close()` stops it."""

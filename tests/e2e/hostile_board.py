@@ -23,7 +23,7 @@ import socket
 import threading
 import time
 
-from conftest import TcpServer, raw_pty
+from conftest import LockedSender, TcpServer, raw_pty
 
 from i2scli import protocol as proto
 from i2scli.protocol import FrameType as T
@@ -244,17 +244,10 @@ class FloodingRfc2217(TcpServer):
         import serial
         import serial.rfc2217
 
-        lock = threading.Lock()
-
-        class Out:
-            @staticmethod
-            def write(data):
-                with lock:
-                    conn.sendall(data)
-
+        out = LockedSender(conn)
         conn.settimeout(0.5)  # a client that stopped reading: still look at `alive`
         port = serial.serial_for_url("loop://", timeout=0.05)
-        manager = serial.rfc2217.PortManager(port, Out)
+        manager = serial.rfc2217.PortManager(port, out)
         done = threading.Event()
         opened = threading.Event()
 
@@ -280,7 +273,7 @@ class FloodingRfc2217(TcpServer):
         noise = b"".join(manager.escape(os.urandom(1 << 16)))
         while self.alive and not done.is_set():
             try:
-                Out.write(noise)
+                out.write(noise)
             except TimeoutError:
                 continue
             except OSError:

@@ -22,7 +22,7 @@ import pytest
 import serial
 import serial.rfc2217
 import soundfile as sf
-from conftest import ENV, I2S, TcpServer, i2s
+from conftest import ENV, I2S, LockedSender, TcpServer, i2s
 
 
 def error_lines(stderr: str) -> list[str]:
@@ -435,15 +435,8 @@ class Bridge(TcpServer):
         conn.settimeout(None)
         conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         ser = PtySerial(self.device, timeout=0.05)
-        lock = threading.Lock()
-
-        class Out:
-            @staticmethod
-            def write(data):
-                with lock:
-                    conn.sendall(data)
-
-        manager = serial.rfc2217.PortManager(ser, Out) if self.rfc2217 else None
+        out = LockedSender(conn)
+        manager = serial.rfc2217.PortManager(ser, out) if self.rfc2217 else None
         done = threading.Event()
 
         def to_network():
@@ -454,7 +447,7 @@ class Bridge(TcpServer):
                     break
                 if data:
                     try:
-                        Out.write(b"".join(manager.escape(data)) if manager else data)
+                        out.write(b"".join(manager.escape(data)) if manager else data)
                     except OSError:
                         break
 
