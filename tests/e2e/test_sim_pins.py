@@ -24,9 +24,10 @@ def run(t, code):
     return t.exec("from machine import Pin\n" + code).decode().strip()
 
 
-def error_of(t, code):
+def error_of(t, code, names="Pin"):
+    """The last line of the traceback that board code raises (`names` imported from machine)."""
     with pytest.raises(TransportExecError) as e:
-        t.exec("from machine import Pin\n" + code)
+        t.exec(f"from machine import {names}\n" + code)
     lines = e.value.error_output.splitlines()
     assert lines[0] == "Traceback (most recent call last):", lines
     return lines[-1]
