@@ -22,6 +22,7 @@ import pytest
 from conftest import ROOT, mpremote
 from test_sim_pins import error_of as pin_error_of
 from test_sim_pins import raw
+from test_sim_pins import refused as pin_refused
 
 from i2scli.sim import i2s_pins, pins
 from i2scli.sim.profiles import BRIDGES, PROFILES
@@ -177,8 +178,7 @@ def error_of(t, code):
 
 def refused(t, cases: dict[str, str]) -> None:
     """Each I2S(...) call raises ValueError with the port's words."""
-    for code, said in cases.items():
-        assert error_of(t, code) == f"ValueError: {said}", code
+    pin_refused(t, {code: f"ValueError: {said}" for code, said in cases.items()}, "Pin, I2S")
 
 
 def ok(t, code):
