@@ -13,6 +13,9 @@ from i2scli.sim import pins
 from i2scli.sim.board import codec_dir_pin_id
 from i2scli.sim.profiles import PROFILES
 
+ARGS = "bits=16, format=I2S.STEREO, rate=8000, ibuf=1000)"  # the rest of an I2S(...) the tests make
+I2S_TOO = "Pin, I2S"  # error_of's names for code that makes an I2S
+
 
 def raw(transport, port):
     t = transport(port)
@@ -105,17 +108,13 @@ def test_teensy_names(sim, transport):
         assert error_of(t, bad) == "ValueError: Pin doesn't exist", bad
     # the names of one pad are one pin: the I2S pads accept any of them, events say the id
     run(t, "from machine import I2S\n"
-           "a = I2S(2, sck=Pin('D4'), ws=Pin('WS_TX'), sd=Pin('GPIO_EMC_04'), mck=Pin('D33'), mode=I2S.TX, "
-           "bits=16, format=I2S.STEREO, rate=8000, ibuf=1000)\n"
-           "b = I2S(1, sck=Pin('SCK_RX'), ws=Pin('D20'), sd='D8', mck='MCK', mode=I2S.RX, bits=16, "
-           "format=I2S.STEREO, rate=8000, ibuf=1000)\n"
+           f"a = I2S(2, sck=Pin('D4'), ws=Pin('WS_TX'), sd=Pin('GPIO_EMC_04'), mck=Pin('D33'), mode=I2S.TX, {ARGS}\n"
+           f"b = I2S(1, sck=Pin('SCK_RX'), ws=Pin('D20'), sd='D8', mck='MCK', mode=I2S.RX, {ARGS}\n"
            "a.deinit(); b.deinit()\n"
-           "a = I2S(2, sck='SCK_TX', ws='D3', sd='SD_TX', mck=Pin.cpu.GPIO_EMC_07, mode=I2S.TX, bits=16, "
-           "format=I2S.STEREO, rate=8000, ibuf=1000)\n"
+           f"a = I2S(2, sck='SCK_TX', ws='D3', sd='SD_TX', mck=Pin.cpu.GPIO_EMC_07, mode=I2S.TX, {ARGS}\n"
            "a.deinit()\n"
            "Pin('GPIO_B0_10', Pin.OUT, value=1)\n")
-    assert error_of(t, "from machine import I2S\nI2S(2, sck=Pin('D5'), ws=Pin('D3'), sd=Pin('D2'), "
-                       "mode=I2S.TX, bits=16, format=I2S.STEREO, rate=8000, ibuf=1000)") \
+    assert error_of(t, f"I2S(2, sck=Pin('D5'), ws=Pin('D3'), sd=Pin('D2'), mode=I2S.TX, {ARGS}", I2S_TOO) \
         == "ValueError: invalid SCK pin"
     board.stop()
     inits = events_of(board, "i2s_init")
@@ -133,8 +132,7 @@ def test_teensy_takes_no_numbers(sim, transport):
     for bad in ("Pin(4)", "Pin(0)", "Pin(2)", "Pin(41)", "Pin(6, Pin.OUT)"):
         assert error_of(t, bad) == "ValueError: Pin doesn't exist", bad
     for sck, ws, sd in (("4", "3", "2"), ("Pin('D4')", "3", "Pin('D2')"), ("Pin('D4')", "Pin('D3')", "2")):
-        assert error_of(t, f"from machine import I2S\nI2S(2, sck={sck}, ws={ws}, sd={sd}, mode=I2S.TX, "
-                           "bits=16, format=I2S.STEREO, rate=8000, ibuf=1000)") \
+        assert error_of(t, f"I2S(2, sck={sck}, ws={ws}, sd={sd}, mode=I2S.TX, {ARGS}", I2S_TOO) \
             == "ValueError: Pin doesn't exist", (sck, ws, sd)
 
 
@@ -169,15 +167,12 @@ def test_pico_names(sim, transport):
         "Pin(1.5)": "ValueError: invalid pin",
     })
     run(t, "from machine import I2S\n"
-           "a = I2S(0, sck=Pin('GP16'), ws=Pin('GPIO17'), sd=Pin('GP18'), mode=I2S.TX, bits=16, "
-           "format=I2S.STEREO, rate=8000, ibuf=1000)\n"
+           f"a = I2S(0, sck=Pin('GP16'), ws=Pin('GPIO17'), sd=Pin('GP18'), mode=I2S.TX, {ARGS}\n"
            "a.deinit()\n"
-           "a = I2S(0, sck=Pin(16), ws=Pin(17), sd=Pin(18), mode=I2S.TX, bits=16, format=I2S.STEREO, "
-           "rate=8000, ibuf=1000)\n"
+           f"a = I2S(0, sck=Pin(16), ws=Pin(17), sd=Pin(18), mode=I2S.TX, {ARGS}\n"
            "a.deinit()\n"
            "Pin('GP15', Pin.OUT, value=1)\n")
-    assert error_of(t, "from machine import I2S\nI2S(0, sck=Pin('GP16'), ws=Pin('GP18'), sd=Pin('GP19'), "
-                       "mode=I2S.TX, bits=16, format=I2S.STEREO, rate=8000, ibuf=1000)") \
+    assert error_of(t, f"I2S(0, sck=Pin('GP16'), ws=Pin('GP18'), sd=Pin('GP19'), mode=I2S.TX, {ARGS}", I2S_TOO) \
         == "ValueError: invalid ws (must be sck+1)"
     board.stop()
     inits = events_of(board, "i2s_init")
@@ -201,12 +196,9 @@ def test_pyboard_names(sim, transport):
         "Pin.board.X13": "AttributeError: type object 'board' has no attribute 'X13'",
     })
     # the pyboard's I2S(2) pads by any of their names
-    run(t, "from machine import I2S\n"
-           "a = I2S(2, sck=Pin.cpu.B13, ws=Pin('B12'), sd=Pin.board.Y8, mode=I2S.TX, bits=16, "
-           "format=I2S.STEREO, rate=8000, ibuf=1000)\n"
+    run(t, f"from machine import I2S\na = I2S(2, sck=Pin.cpu.B13, ws=Pin('B12'), sd=Pin.board.Y8, mode=I2S.TX, {ARGS}\n"
            "a.deinit()\n")
-    assert error_of(t, "from machine import I2S\nI2S(2, sck=Pin('X1'), ws=Pin('Y5'), sd=Pin('Y8'), "
-                       "mode=I2S.TX, bits=16, format=I2S.STEREO, rate=8000, ibuf=1000)") \
+    assert error_of(t, f"I2S(2, sck=Pin('X1'), ws=Pin('Y5'), sd=Pin('Y8'), mode=I2S.TX, {ARGS}", I2S_TOO) \
         == "ValueError: invalid SCK pin"
 
 
@@ -219,9 +211,7 @@ def test_openmv_names(sim, transport):
     for bad in ("P17", "A3", "C0", "USB_DM", "X1"):  # P16's and LED_RED's CPU names are hidden
         assert error_of(t, f"Pin('{bad}')") == f"ValueError: Pin({bad}) doesn't exist", bad
     assert error_of(t, "Pin(0)") == "TypeError: can't convert 'int' object to str implicitly"
-    run(t, "from machine import I2S\n"
-           "a = I2S(2, sck=Pin('B13'), ws=Pin('P3'), sd=Pin('P0'), mode=I2S.TX, bits=16, "
-           "format=I2S.STEREO, rate=8000, ibuf=1000)\n"
+    run(t, f"from machine import I2S\na = I2S(2, sck=Pin('B13'), ws=Pin('P3'), sd=Pin('P0'), mode=I2S.TX, {ARGS}\n"
            "a.deinit()\n")
 
 

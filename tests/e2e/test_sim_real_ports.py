@@ -20,8 +20,8 @@ import subprocess
 
 import pytest
 from conftest import ROOT, mpremote
+from test_sim_pins import ARGS, I2S_TOO, raw
 from test_sim_pins import error_of as pin_error_of
-from test_sim_pins import raw
 from test_sim_pins import refused as pin_refused
 
 from i2scli.sim import i2s_pins, pins
@@ -173,19 +173,18 @@ def test_mimxrt_rates_are_the_ports():
 
 
 def error_of(t, code):
-    return pin_error_of(t, code, "Pin, I2S")
+    return pin_error_of(t, code, I2S_TOO)
 
 
 def refused(t, cases: dict[str, str]) -> None:
     """Each I2S(...) call raises ValueError with the port's words."""
-    pin_refused(t, {code: f"ValueError: {said}" for code, said in cases.items()}, "Pin, I2S")
+    pin_refused(t, {code: f"ValueError: {said}" for code, said in cases.items()}, I2S_TOO)
 
 
 def ok(t, code):
     t.exec("from machine import Pin, I2S\n" + code + ".deinit()\n")
 
 
-ARGS = "bits=16, format=I2S.STEREO, rate=8000, ibuf=1000)"
 
 
 @pytest.mark.slow

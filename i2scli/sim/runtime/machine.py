@@ -60,14 +60,10 @@ try:
 except ImportError:  # pragma: no cover
     _bm = None
 
-if _bm is not None:
-    PinBase = _bm.PinBase
-    Signal = _bm.Signal
-    idle = _bm.idle
-    mem8 = _bm.mem8
-    mem16 = _bm.mem16
-    mem32 = _bm.mem32
-    time_pulse_us = _bm.time_pulse_us
+if _bm is not None:  # what the board's port has as the unix port has it
+    for _n in ("PinBase", "Signal", "idle", "mem8", "mem16", "mem32", "time_pulse_us"):
+        globals()[_n] = getattr(_bm, _n)
+    del _n
 
 _ticks_us = _port.now  # the board's clock (_simport.py)
 _ticks_add = _t.ticks_add
