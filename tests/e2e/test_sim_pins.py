@@ -46,6 +46,12 @@ def events_of(board, ev):
     return [e for e in board.events() if e["ev"] == ev]
 
 
+def pads_used(board):
+    """The board stopped: its I2S inits (events) and the pins board code made outputs, by name."""
+    board.stop()
+    return events_of(board, "i2s_init"), {e["name"] for e in events_of(board, "pin") if e["mode"] == "out"}
+
+
 # -- the tables (host side) -------------------------------------------------------------------
 
 def test_tables_give_one_id_per_pad():
@@ -116,11 +122,10 @@ def test_teensy_names(sim, transport):
            "Pin('GPIO_B0_10', Pin.OUT, value=1)\n")
     assert error_of(t, f"I2S(2, sck=Pin('D5'), ws=Pin('D3'), sd=Pin('D2'), mode=I2S.TX, {ARGS}", I2S_TOO) \
         == "ValueError: invalid SCK pin"
-    board.stop()
-    inits = events_of(board, "i2s_init")
+    inits, outputs = pads_used(board)
     assert [(e["sck"], e["ws"], e["sd"], e["mck"]) for e in inits] == [
         ("D4", "D3", "D2", "D33"), ("D21", "D20", "D8", "D23"), ("D4", "D3", "D2", "D33")]
-    assert {e["name"] for e in events_of(board, "pin") if e["mode"] == "out"} == {"D6"}
+    assert outputs == {"D6"}
 
 
 @pytest.mark.slow
@@ -174,10 +179,9 @@ def test_pico_names(sim, transport):
            "Pin('GP15', Pin.OUT, value=1)\n")
     assert error_of(t, f"I2S(0, sck=Pin('GP16'), ws=Pin('GP18'), sd=Pin('GP19'), mode=I2S.TX, {ARGS}", I2S_TOO) \
         == "ValueError: invalid ws (must be sck+1)"
-    board.stop()
-    inits = events_of(board, "i2s_init")
+    inits, outputs = pads_used(board)
     assert [(e["sck"], e["ws"], e["sd"]) for e in inits] == [(16, 17, 18), (16, 17, 18)]
-    assert {e["name"] for e in events_of(board, "pin") if e["mode"] == "out"} == {15}
+    assert outputs == {15}
 
 
 @pytest.mark.slow
