@@ -25,9 +25,9 @@ class Exit(IntEnum):
 def plain_setting(kind: str, value: object = None) -> str:
     """A setting a message advises, in plain words: ("pin", ("tx", "sd")) is "TX sd"; the command
     line names the same settings by its flags (cli/advice.py)."""
-    if kind == "pin":
+    if kind == "pin":  # (bus or None: the one bus of a stream, key)
         bus, key = value
-        return f"{bus.upper()} {key}"
+        return f"{bus.upper()} {key}" if bus else key
     if kind == "rate":
         return f"{value} Hz"
     if kind == "bits":
@@ -37,7 +37,8 @@ def plain_setting(kind: str, value: object = None) -> str:
     if kind == "bus":  # an audio.BusFormat
         return f"rate {value.rate}, bits {value.bits}, channels {value.channels}"
     return {"board": "a board preset", "no_probe": "no link probe", "probe": "a fresh link probe",
-            "format": "rate, bits and channels"}[kind]
+            "format": "rate, bits and channels", "format_part": "rate, bits or channels",
+            "channels_map": "a channels map"}[kind]
 
 
 class Worded:

@@ -12,14 +12,15 @@ GENERIC = "use a lower rate (-r), fewer bits (-b 16) or one channel (-c 1)"
 _FLAGS = {"rate": "-r {}", "bits": "-b {}", "channels": "-c {}"}
 
 
-_SETTING_FLAGS = {"board": "--board NAME", "no_probe": "--no-probe", "probe": "--probe", "format": "-r/-b/-c"}
+_SETTING_FLAGS = {"board": "--board NAME", "no_probe": "--no-probe", "probe": "--probe", "format": "-r/-b/-c",
+                  "format_part": "-r, -b or -c", "channels_map": "--channels-map"}
 
 
 def setting_flag(kind: str, value: object = None) -> str:
     """A setting a library message names (errors.Worded), as the flag that gives it."""
     if kind == "pin":
         bus, key = value
-        return f"--{bus}-{key}"
+        return f"--{bus}-{key}" if bus else f"--{key}"
     if kind in _FLAGS:
         return _FLAGS[kind].format(value)
     if kind == "bus":

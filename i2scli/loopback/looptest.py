@@ -151,7 +151,8 @@ def run(agent: Agent, port: str, bus: audio.BusFormat, opts: BusOptions, tx: dic
     if choice.ratio is not None:  # coded both ways: the board needs both coder parts
         why = _load_coder(agent, "up", {"mode": "loop"}) or _load_coder(agent, "down", {"mode": "loop"})
         if why is not None:
-            raise BoardError(f"{bus.describe()} needs wire coding on this link, but {why}: give a lower -r, -b or -c")
+            raise worded(BoardError, f"{bus.describe()} needs wire coding on this link, but {why}: give a lower ",
+                         ("format_part", None))
         cfg["code"] = 1
     if on_ready:
         on_ready(cfg, t, r)
