@@ -1281,18 +1281,10 @@ def report(res: dict) -> str:
     f = res.get("coder_cost")
     if f and "sizes" in f:
         out += "\n\n" + coder_cost_table(f)
-    f = res.get("fit")
-    if f:
-        out += "\n\n" + fit_table(f)
-    f = res.get("test_format")
-    if f:
-        out += "\n\n" + test_format_table(f)
-    f = res.get("fits")
-    if f:
-        out += "\n\n" + fits_table(f)
-    f = res.get("compress")
-    if f:
-        out += "\n\n" + compress_table(f)
+    for key, table in (("fit", fit_table), ("test_format", test_format_table), ("fits", fits_table),
+                       ("compress", compress_table)):
+        if res.get(key):
+            out += "\n\n" + table(res[key])
     res["targets"] = targets
     return out
 

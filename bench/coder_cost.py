@@ -90,8 +90,8 @@ if CAL:
     print('CAL', time.ticks_diff(time.ticks_us(), t0))
 """
 
-# the frames from the host (length-prefixed on stdin), and the coder call both runs make
-BOARD_RECEIVE = r"""
+# Ctrl-C off and the host's bytes read from stdin: `count`, then what each job says (`_rd`)
+BOARD_READ = r"""
 micropython.kbd_intr(-1)
 inp = sys.stdin.buffer
 print('SEND')
@@ -105,6 +105,10 @@ def _rd(n):
     return b
 h = _rd(4)
 count = h[0] | h[1] << 8 | h[2] << 16 | h[3] << 24
+"""
+
+# the frames from the host (length-prefixed on stdin), and the coder call both runs make
+BOARD_RECEIVE = BOARD_READ + r"""
 parts = []
 while len(parts) < count:
     h = _rd(2)
@@ -399,20 +403,7 @@ def trace(op: str, size: int, seconds: float = 0.1, coder: Path = PRODUCT,
             "blocks_unseen": missing / max(sum(counts.values()), 1)}
 
 
-BOARD_CHECK = r"""
-micropython.kbd_intr(-1)
-inp = sys.stdin.buffer
-print('SEND')
-def _rd(n):
-    b = bytearray(n)
-    got = 0
-    while got < n:
-        c = inp.read(n - got)
-        b[got:got + len(c)] = c
-        got += len(c)
-    return b
-h = _rd(4)
-count = h[0] | h[1] << 8 | h[2] << 16 | h[3] << 24
+BOARD_CHECK = BOARD_READ + r"""
 dst = bytearray(20000)
 for i in range(count):
     h = _rd(6)

@@ -46,18 +46,25 @@ class Switch:
         if self.delay:
             time.sleep_us(self.delay)
 
-    def to_rx(self, first):
+    def _release(self, first, tx):
+        """The bus let go: the I2S of the direction it leaves (`tx`: the TX one, played out)
+        closed unless this is the first phase, its pads inputs."""
         if self.switching:
             raise RuntimeError("switch re-entered")
         self.switching = True
         s = self.s
         if not first:
-            s._play_out(self.tx_meter)
+            if tx:
+                s._play_out(self.tx_meter)
             s.audio.deinit()
             s.audio = None
-            s.mark("tx_deinit")
+            s.mark("tx_deinit" if tx else "rx_deinit")
         self._park()
         s.mark("sd_released")
+        return s
+
+    def to_rx(self, first):
+        s = self._release(first, True)
         self._wait()
         s.mark("delay_done")
         if self.dir is not None:
@@ -77,16 +84,7 @@ class Switch:
         s.link.send_json(_PHASE, {"phase": "rx"})
 
     def to_tx(self, first):
-        if self.switching:
-            raise RuntimeError("switch re-entered")
-        self.switching = True
-        s = self.s
-        if not first:
-            s.audio.deinit()
-            s.audio = None
-            s.mark("rx_deinit")
-        self._park()
-        s.mark("sd_released")
+        s = self._release(first, False)
         if self.dir is not None:
             self.dir.value(1 - self.rx_level)
             s.mark("dir_tx")

@@ -68,10 +68,6 @@ except Exception:
     _seal = None
 del _SEAL
 
-# Input buffer of each port's REPL stream: credits never exceed it (docs/sim.md has sources).
-_INBUF = {"esp32": 256, "esp8266": 128, "rp2": 512, "mimxrt": 512, "samd": 512, "nrf": 256,
-          "pyboard": 1024, "linux": 32768}
-
 
 class Sender:
     """Frames to the host: headers and CRCs built in place, credits granted; the UART rate
@@ -429,7 +425,7 @@ class Link(Sender):
 
             self.poll = select.poll()
             self.poll.register(self.inp, select.POLLIN)
-        self.inbuf = _INBUF.get(sys.platform, 256)
+        self.inbuf = _INBUF.get(sys.platform, 256)  # credits never exceed the port's stdin ring
         self.hdr = bytearray(_HDR)
         self.hdr[0] = _S0
         self.hdr[1] = _S1

@@ -201,12 +201,15 @@ class DmaMeter:
         return (f * 1000 + self.rate - 1) // self.rate if f > 0 else 0
 
 
+# _DMA_HALF (the ports that feed TX DMA halves from a ring) and _IDF_DMA (the frames of an
+# ESP-IDF port's DMA buffer), by sys.platform, come from the host's board targets at upload.
 def tx_meter(cfg, fb):
     """The TX meter for this port: the DMA's books where the port feeds halves from a ring,
     else (esp32: ESP-IDF's DMA descriptors) the clock against the frames written."""
-    if sys.platform in ("rp2", "pyboard", "mimxrt", "linux"):
+    if _DMA_HALF.get(sys.platform):
         return DmaMeter(cfg["rate"], fb, cfg["bits"], cfg["ibuf"] - 1)
-    ring = max(cfg["ibuf"] // (256 * fb), 2) * 256  # esp32: DMA buffers of 256 frames, at least 2
+    n = _IDF_DMA.get(sys.platform, 256)
+    ring = max(cfg["ibuf"] // (n * fb), 2) * n  # esp32: DMA buffers of 256 frames, at least 2
     return Meter(cfg["rate"], max(ring, cfg["ibuf"] // fb))
 
 
@@ -216,8 +219,9 @@ def tx_meter(cfg, fb):
 # least 2) DMA buffers of 256 frames. Frames a port holds beyond that in flight (a DMA half; an
 # esp32 DMA buffer) are what an overrun check must allow for.
 def rx_ring_frames(ibuf):
-    if sys.platform == "esp32":
-        return max(ibuf // 2048, 2) * 256
+    n = _IDF_DMA.get(sys.platform, 0)
+    if n:
+        return max(ibuf // (8 * n), 2) * n
     return (ibuf - 129) // 8 + 16 if ibuf > 128 else 0  # the most it holds: a half past the last room
 
 
@@ -236,8 +240,9 @@ class RxMeter:
     def __init__(self, rate, ring):
         self.rate = rate
         self.ring = ring
-        self.tol = (256 if sys.platform == "esp32" else 16) + rate // 2000 + 2
-        self.fly = 0 if sys.platform == "esp32" else 16  # a DMA half not yet in the ring
+        n = _IDF_DMA.get(sys.platform, 0)  # an ESP-IDF DMA buffer, else a ring's 16-frame halves
+        self.tol = (n or 16) + rate // 2000 + 2
+        self.fly = 0 if n else 16  # a DMA half not yet in the ring
         self.t = 0  # anchor (ticks_us)
         self.e = 0  # frames the bus had put in the ring by the anchor, less those lost
         self.started = False

@@ -97,15 +97,7 @@ class Styles(Stream):
             audio.readinto(bufs[k][1])  # the next one fills while this one goes out
             n = P if not want else min(P, (want - self.frames) * fb)
             part = view if n == P else memoryview(view)[:n]
-            if coder is None:
-                link.send_data(buf, part, n)
-            else:
-                send_coded(self, coder, part, n)
-            self.frames += n // fb
-            if want and self.frames >= want:
-                self.reason = "frames"
-                break
-            if not self.host_poll():
+            if _sent_last(self, coder, buf, part, n, want):
                 break
         audio.irq(None)
         self.mark("rx_end")
@@ -176,15 +168,7 @@ class Styles(Stream):
                 self.meter.before(self.frames + got // fb)
                 got += await inp.readinto(part if not got else memoryview(part)[got:])
             self.meter.after(self.frames + n // fb)
-            if coder is None:
-                link.send_data(buf, part, n)
-            else:
-                send_coded(self, coder, part, n)
-            self.frames += n // fb
-            if want and self.frames >= want:
-                self.reason = "frames"
-                break
-            if not self.host_poll():
+            if _sent_last(self, coder, buf, part, n, want):
                 break
         self.mark("rx_end")
 
@@ -196,6 +180,20 @@ async def _prime_async(s, out, prime):
     await out.drain()
     s.mark("first_audio")
     s.meter.put(s.frames)
+
+
+def _sent_last(s, coder, buf, part, n, want):
+    """Send one recorded payload (`n` bytes of `part`, coded if there is a coder): True when it
+    was the last (all `want` frames sent, or the host stopped the stream)."""
+    if coder is None:
+        s.link.send_data(buf, part, n)
+    else:
+        send_coded(s, coder, part, n)
+    s.frames += n // s.fb
+    if want and s.frames >= want:
+        s.reason = "frames"
+        return True
+    return not s.host_poll()
 
 
 def _io_wait(s):

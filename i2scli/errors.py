@@ -22,6 +22,46 @@ class Exit(IntEnum):
     INTERRUPTED = 130  # stopped by SIGINT, SIGTERM or SIGHUP (what was received is kept)
 
 
+def plain_setting(kind: str, value: object = None) -> str:
+    """A setting a message advises, in plain words: ("pin", ("tx", "sd")) is "TX sd"; the command
+    line names the same settings by its flags (cli/advice.py)."""
+    if kind == "pin":  # (bus or None: the one bus of a stream, key)
+        bus, key = value
+        return f"{bus.upper()} {key}" if bus else key
+    if kind == "rate":
+        return f"{value} Hz"
+    if kind == "bits":
+        return f"{value}-bit"
+    if kind == "channels":
+        return "mono" if value == 1 else f"{value} channels"
+    if kind == "bus":  # an audio.BusFormat
+        return f"rate {value.rate}, bits {value.bits}, channels {value.channels}"
+    return {"board": "a board preset", "no_probe": "no link probe", "probe": "a fresh link probe",
+            "format": "rate, bits and channels", "format_part": "rate, bits or channels",
+            "channels_map": "a channels map"}[kind]
+
+
+class Worded:
+    """A message that names settings as data: its parts, each a piece of text or a setting
+    (kind, value), said in plain words by str() or with `say(name)` (the command line: as flags)."""
+
+    def __init__(self, *parts: str | tuple[str, object]):
+        self.parts = parts
+
+    def say(self, name=plain_setting) -> str:
+        return "".join(p if isinstance(p, str) else name(*p) for p in self.parts)
+
+    __str__ = say
+
+
+def worded(cls: type[Exception], *parts: str | tuple[str, object]) -> Exception:
+    """An exception of `cls` whose message names settings (`e.worded`: a Worded): plain in str(e)."""
+    w = Worded(*parts)
+    e = cls(w.say())
+    e.worded = w
+    return e
+
+
 def visible(text: str) -> str:
     """Text from a board (or any endpoint) as it may go to a terminal: every control or escape
     character, and anything else not printable, shown as a Python escape (``\\x1b``), so that

@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 
 from i2scli import audio
+from i2scli.audio.atomic import Finished
 
 _N = re.compile(r"\{n(?::([0-9]*d))?\}")
 
@@ -38,7 +39,7 @@ def numbered(path: str, n: int) -> str:
     return f"{head}-{n:02d}{ext}"
 
 
-class SplitOutput:
+class SplitOutput(Finished):
     """What session.record writes to (audio.Output's interface), in files of frames_per_file."""
 
     def __init__(self, pattern: str, bus: audio.BusFormat, frames_per_file: int, *, subtype: str | None = None,
@@ -118,11 +119,3 @@ class SplitOutput:
         if self._frames == 0:
             self.files.pop()
 
-    def __enter__(self) -> SplitOutput:
-        return self
-
-    def __exit__(self, exc_type, *exc) -> None:
-        if exc_type is None:
-            self.close()
-        else:
-            self.abandon()

@@ -234,3 +234,111 @@ def raw_prompt(path: str, since: float, limit: float = 20.0) -> tuple[bytes, flo
     port.close()
     return seen, time.monotonic() - since
 
+
+
+def stop_process(p: subprocess.Popen, wait: float = 10) -> None:
+    """Terminate a helper server, killing it if it has not gone after `wait` seconds."""
+    if p.poll() is not None:
+        return
+    p.terminate()
+    try:
+        p.wait(wait)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        p.wait()
+
+
+def raw_pty() -> tuple[int, int, str]:
+    """A pseudo-terminal in raw mode with no echo, as a serial device is: (master, slave, path)."""
+    import termios
+    import tty
+
+    master, slave = os.openpty()
+    tty.setraw(slave)
+    attrs = termios.tcgetattr(slave)
+    attrs[3] &= ~termios.ECHO
+    termios.tcsetattr(slave, termios.TCSANOW, attrs)
+    return master, slave, os.ttyname(slave)
+
+
+def peak_rss_run(args, timeout: float = 90) -> tuple[subprocess.CompletedProcess, float, float]:
+    """Run i2s, sampling its resident memory: (result, peak RSS in MB, seconds). A run still going
+    after `timeout` seconds is killed and fails the test."""
+    import threading
+    import time
+
+    t0 = time.monotonic()
+    p = subprocess.Popen([*I2S, *map(str, args)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         env=ENV, stdin=subprocess.DEVNULL)
+    out: list = []
+    reader = threading.Thread(target=lambda: out.append(p.communicate()), daemon=True)
+    reader.start()
+    peak = 0
+    while reader.is_alive() and time.monotonic() - t0 < timeout:
+        try:
+            status = Path(f"/proc/{p.pid}/status").read_text()
+            peak = max(peak, int(next(ln for ln in status.splitlines() if ln.startswith("VmRSS")).split()[1]))
+        except (OSError, StopIteration, ValueError):
+            pass
+        time.sleep(0.05)
+    if reader.is_alive():
+        p.kill()
+        reader.join(10)
+        pytest.fail(f"i2s {' '.join(map(str, args))} still running after {timeout} s")
+    stdout, stderr = out[0]
+    return subprocess.CompletedProcess(args, p.returncode, stdout, stderr), peak / 1024, time.monotonic() - t0
+
+
+class LockedSender:
+    """A connection's sendall behind a lock: what pyserial's rfc2217.PortManager writes its answers
+    to while another thread sends the data."""
+
+    def __init__(self, conn):
+        import threading
+
+        self.conn = conn
+        self.lock = threading.Lock()
+
+    def write(self, data: bytes) -> None:
+        with self.lock:
+            self.conn.sendall(data)
+
+
+class TcpServer:
+    """A TCP server on loopback serving one client at a time in a thread: a subclass says what
+    `_session(conn)` does with each; `close()` stops it."""
+
+    scheme = "socket"
+
+    def __init__(self):
+        import socket
+        import threading
+
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.listener.settimeout(0.2)  # look at `alive` between clients
+        self.port = self.listener.getsockname()[1]
+        self.url = f"{self.scheme}://127.0.0.1:{self.port}"
+        self.alive = True
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        while self.alive:
+            try:
+                conn, _ = self.listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            try:
+                self._session(conn)
+            finally:
+                conn.close()
+
+    def _session(self, conn) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        self.alive = False
+        self.listener.close()
+        self.thread.join(3)

@@ -7,6 +7,7 @@ import stat
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import TypeVar
 
 from i2scli.audio.sndfile import sf_message
 from i2scli.errors import AudioError
@@ -71,3 +72,25 @@ def replacing(path: str) -> Iterator[str]:
         except OSError:
             pass
         raise
+
+
+_O = TypeVar("_O", bound="Finished")
+
+
+class Finished:
+    """A recording as a context: closed (published) when the block ends well, abandoned when it raises."""
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def abandon(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self: _O) -> _O:
+        return self
+
+    def __exit__(self, exc_type, *exc) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abandon()

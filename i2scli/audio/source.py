@@ -13,7 +13,7 @@ import soundfile as sf
 from i2scli.audio.busformat import BusFormat
 from i2scli.audio.rawpcm import RawFormat
 from i2scli.audio.sndfile import SF_ERRORS, sf_message
-from i2scli.errors import AudioError
+from i2scli.errors import AudioError, worded
 
 
 def parse_channels_map(text: str) -> list[int]:
@@ -64,8 +64,8 @@ class Input:
         if channels_map is not None:
             self.channels_map: list[int] | None = _check_map(list(channels_map), self.file_channels)
         elif self.file_channels > 2:
-            raise AudioError(
-                f"{name} has {self.file_channels} channels; choose one or two with --channels-map (e.g. 0,1)")
+            raise worded(AudioError, f"{name} has {self.file_channels} channels; choose one or two with ",
+                         ("channels_map", None), " (e.g. 0,1)")
         else:
             self.channels_map = None
         self.channels: int = len(self.channels_map) if self.channels_map else self.file_channels

@@ -19,7 +19,7 @@ from typing import BinaryIO
 import numpy as np
 import soundfile as sf
 
-from i2scli.audio.atomic import publish, temp_beside
+from i2scli.audio.atomic import Finished, publish, temp_beside
 from i2scli.audio.busformat import BusFormat
 from i2scli.audio.pipesink import PipeWriter, stdout_error
 from i2scli.audio.sndfile import SF_ERRORS, sf_message
@@ -104,7 +104,7 @@ def _wire_to_file(x: np.ndarray, bits: int, subtype: str) -> np.ndarray:
     return wide & np.int32(-256) if subtype == "PCM_24" else wide
 
 
-class Output:
+class Output(Finished):
     """A recording being written. Use `open_output` to make one.
 
     `write` appends wire bytes (a trailing partial frame is kept for the next call);
@@ -293,14 +293,6 @@ class Output:
                 pass
             self._temp = None
 
-    def __enter__(self) -> Output:
-        return self
-
-    def __exit__(self, exc_type, *exc) -> None:
-        if exc_type is None:
-            self.close()
-        else:
-            self.abandon()
 
     # -- WAV on a stream (stdout) --------------------------------------------------------
 

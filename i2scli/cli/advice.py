@@ -12,9 +12,29 @@ GENERIC = "use a lower rate (-r), fewer bits (-b 16) or one channel (-c 1)"
 _FLAGS = {"rate": "-r {}", "bits": "-b {}", "channels": "-c {}"}
 
 
+_SETTING_FLAGS = {"board": "--board NAME", "no_probe": "--no-probe", "probe": "--probe", "format": "-r/-b/-c",
+                  "format_part": "-r, -b or -c", "channels_map": "--channels-map"}
+
+
+def setting_flag(kind: str, value: object = None) -> str:
+    """A setting a library message names (errors.Worded), as the flag that gives it."""
+    if kind == "pin":
+        bus, key = value
+        return f"--{bus}-{key}" if bus else f"--{key}"
+    if kind in _FLAGS:
+        return _FLAGS[kind].format(value)
+    if kind == "bus":
+        return f"-r {value.rate} -b {value.bits} -c {value.channels}"
+    return _SETTING_FLAGS[kind]
+
+
 def words(e: BaseException) -> str:
     """The error's line: a refusal (`e.refusal`, from session.plan) with the flags that would
-    make the stream fit; any other error as it says itself."""
+    make the stream fit; a message that names settings (`e.worded`) with their flags; any other
+    error as it says itself."""
+    w = getattr(e, "worded", None)
+    if w is not None:
+        return w.say(setting_flag)
     r = getattr(e, "refusal", None)
     if r is None:
         return str(e)

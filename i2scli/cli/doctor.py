@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import click
 
 from i2scli.cli import main
@@ -10,6 +12,9 @@ from i2scli.cli.common import (
     _bus_options,
 )
 from i2scli.units import DURATION, RATE
+
+if TYPE_CHECKING:  # numpy comes with the doctor: only the command itself imports it
+    from i2scli.loopback.doctor import RecordSettings
 
 
 # -- doctor -------------------------------------------------------------------------------------
@@ -46,7 +51,7 @@ def doctor(rate, duration, port, as_json, quiet, strict, **bus_kw):
             summary = session.record(timed, agent.port, out, bus, opts, until, stop=stop,
                                      watch=session.Watch(levels=audio.Levels(bus)), on_ready=on_ready)
         fit = doctor.fit_rate(timed.times, timed.counts, rate)
-        report = doctor.diagnose(out.samples(), rate, fit)
+        report = in_words(doctor.diagnose(out.samples(), rate, fit))
         report["summary"] = {k: summary.get(k) for k in ("frames", "seconds", "rate", "underruns", "overruns",
                                                          "lost_frames", "crc_errors", "resyncs", "seq_gaps",
                                                          "interrupted", "settings")}
@@ -62,12 +67,11 @@ def doctor(rate, duration, port, as_json, quiet, strict, **bus_kw):
         import json
 
         from i2scli.errors import Exit
-        from i2scli.loopback import doctor
 
         if as_json:
             click.echo(json.dumps(report, default=str))
         else:
-            for line in doctor.format_report(report, rate):
+            for line in format_report(report, rate):
                 click.echo(line)
         s = report["summary"]
         damaged = {k: s.get(k) or 0 for k in ("crc_errors", "resyncs", "seq_gaps")}
@@ -81,3 +85,54 @@ def doctor(rate, duration, port, as_json, quiet, strict, **bus_kw):
             raise SystemExit(Exit.CHECK)
 
     run_command(job, quiet=quiet, finish=finish)
+
+
+# -- the report in the command line's words ----------------------------------------------------------
+_FLAGS = {"slot": "--slot {}", "shift": "--shift {}", "subtype": "--subtype {}", "sd": "--sd"}
+
+
+def _flag(kind: str, value: object) -> str:
+    return _FLAGS[kind].format(value)
+
+
+def record_line(r: RecordSettings) -> str:
+    """The `i2s record` line that records with `r`."""
+    parts = ["i2s record", f"-r {r.rate}", f"-b {r.bits}", f"-c {r.channels}"]
+    parts += [_flag(kind, value) for kind, value in (("slot", r.slot), ("shift", r.shift), ("subtype", r.subtype))
+              if value]
+    return " ".join([*parts, "-d 10s out.wav"])
+
+
+def in_words(report: dict) -> dict:
+    """The doctor's report as `i2s doctor --json` prints it: its findings and the recording that
+    suits the microphone said with the flags that ask for them."""
+    line = record_line(report["record"]) if report["record"] else None
+    advice = [f.say(_flag) for f in report["findings"]]
+    if line:
+        advice.append(f"Record this microphone with: {line}")
+    return {"rx": report["rx"], "record": line, "ok": report["ok"], "advice": advice}
+
+
+def format_report(rep: dict, rate: int) -> list[str]:
+    """The report as lines a person reads: a line per slot, the rate, then the advice."""
+    lines = []
+    for k, r in rep["rx"]["slots"].items():
+        if r["state"] == "signal":
+            bits = f"{r['significant_bits']} audio bits"
+            if r["junk_low_bits"]:
+                bits += f" + {r['junk_low_bits']} junk"
+            lines.append(f"{k:5}: signal, level {r['level_dbfs']} dBFS, noise floor {r['noise_floor_dbfs']} dBFS, "
+                         f"{bits}, DC {r['dc_dbfs']} dBFS, {r['clipped']} clipped")
+        elif r["state"] == "constant":
+            lines.append(f"{k:5}: constant {r['constant_value'] & 0xFFFFFFFF:#010x}")
+        else:
+            lines.append(f"{k:5}: {r['state']}")
+    rx = rep["rx"]
+    if rx["rate_ppm"] is None:
+        lines.append("rate : not measured (too short a run: -d 8s measures it to tens of ppm)")
+    else:
+        lines.append(f"rate : {rx['rate_hz']} Hz, {rx['rate_ppm']:+.1f} ± {rx['rate_ppm_uncertainty']:.1f} ppm "
+                     f"off {rate} Hz (against the host's clock)")
+    lines += rep["advice"]
+    lines.append("OK: the microphone looks right" if rep["ok"] else "PROBLEM: see above")
+    return lines

@@ -102,7 +102,7 @@ def check_first(fn: Callable, *args):
 
 
 def _fail(reporter, e: BaseException | str, code: Exit, limit: int = 300) -> None:
-    text = str(e).strip().splitlines()
+    text = (advice.words(e) if isinstance(e, BaseException) else e).strip().splitlines()
     line = text[0] if text else type(e).__name__
     # board-supplied text may be anything: keep the one line printable (escapes made visible) and short
     reporter.error(visible(line)[:limit])

@@ -67,15 +67,7 @@ class Agent:
         """What the link carries each way (bytes/s): measured once per connection, and
         remembered for a while per port and board (probe_cache) unless `fresh`."""
         if self.rates is None or (fresh and self.rates.get("cached")):
-            if not self.hello:
-                self.launch()
-            k = self._cache_key()
-            cached = None if fresh else probe_cache.load(k)
-            if cached is not None:
-                self.rates = {**cached, "cached": True}
-            else:
-                self.rates = self.probe()
-                probe_cache.store(k, self.rates)
+            self.rates = self._measured(False, self.probe, fresh)
         return self.rates
 
     def loop_rates(self, fresh: bool = False) -> dict:
@@ -83,16 +75,21 @@ class Agent:
         loop mode keeps them (the two-way probe): measured once per connection and remembered
         beside the one-way rates (its own probe_cache entry) unless `fresh`."""
         if self.both_rates is None or (fresh and self.both_rates.get("cached")):
-            if not self.hello:
-                self.launch()
-            k = self._cache_key(two_way=True)
-            cached = None if fresh else probe_cache.load(k)
-            if cached is not None:
-                self.both_rates = {**cached, "cached": True}
-            else:
-                self.both_rates = self.probe_both()
-                probe_cache.store(k, self.both_rates)
+            self.both_rates = self._measured(True, self.probe_both, fresh)
         return self.both_rates
+
+    def _measured(self, two_way: bool, probe: Callable[[], dict], fresh: bool) -> dict:
+        """The rates remembered for this port and board, or (when `fresh` or none are) those `probe`
+        measures, remembered."""
+        if not self.hello:
+            self.launch()
+        key = self._cache_key(two_way)
+        cached = None if fresh else probe_cache.load(key)
+        if cached is not None:
+            return {**cached, "cached": True}
+        rates = probe()
+        probe_cache.store(key, rates)
+        return rates
 
     def forget_rates(self) -> None:
         """The stream under- or overran: the remembered rates may be wrong; probe next time."""

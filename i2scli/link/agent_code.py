@@ -48,6 +48,18 @@ def generated_consts() -> dict[str, int]:
     return {**agent_consts(), **LINK_CONSTS}
 
 
+def generated_tables() -> dict[str, dict[str, int]]:
+    """The port facts the host generates into the agent's modules (`with_consts`), from the board
+    targets (i2scli/targets/), each a table the agent looks up by sys.platform: the REPL stdin
+    ring its credits stay within, the TX DMA halves of a ring port (DmaMeter), the DMA buffers
+    of an ESP-IDF one."""
+    from i2scli import targets
+
+    return {"_INBUF": targets.port_table("STDIN_RING", targets.OTHER_STDIN_RINGS),
+            "_DMA_HALF": targets.port_table("TX_DMA_HALF_BYTES"),
+            "_IDF_DMA": targets.port_table("IDF_DMA_FRAMES")}
+
+
 def _firmware_dir() -> Path:
     """Where the firmware sources are: i2scli.firmware, in a wheel or an editable checkout (its
     path, not importlib.resources: 4 ms of every command's start)."""
@@ -62,17 +74,19 @@ def _firmware_text(name: str) -> str:
 
 def with_consts(text: str) -> str:
     """A firmware module's `text` headed by ``NAME = const(value)`` for each generated constant
-    it names (`generated_consts`): the module names them, the host gives their values. A
-    module that defines one itself is refused (two sources)."""
-    table = generated_consts()
+    it names (`generated_consts`) and ``NAME = {platform: value}`` for each port table
+    (`generated_tables`): the module names them, the host gives their values. A module that
+    defines one itself is refused (two sources)."""
+    table, tables = generated_consts(), generated_tables()
     tree = ast.parse(text)
-    named = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and n.id in table}
-    own = {_const(n) for n in tree.body} & set(table)
-    assert not own, f"the module defines {sorted(own)} itself; protocol.py gives them"
-    if not named:
-        return text
-    head = "".join(f"{k} = const({v})\n" for k, v in table.items() if k in named)
-    return "from micropython import const\n" + head + text
+    named = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and n.id in {*table, *tables}}
+    own = {_const(n) or _assigned(n) for n in tree.body} & named
+    assert not own, f"the module defines {sorted(own)} itself; the host gives them"
+    head = "".join(f"{k} = {v!r}\n" for k, v in tables.items() if k in named)
+    if named & set(table):
+        head = "from micropython import const\n" + "".join(
+            f"{k} = const({v})\n" for k, v in table.items() if k in named) + head
+    return head + text
 
 
 def agent_version() -> str:
@@ -82,6 +96,7 @@ def agent_version() -> str:
     for name in (*AGENT_MODULES, "wirecode", "wirecode_thumb"):
         h.update(name.encode() + b"\0" + _firmware_text(name).encode() + b"\0")
     h.update(repr(sorted(generated_consts().items())).encode())  # the values the modules get
+    h.update(repr(sorted(generated_tables().items())).encode())
     return h.hexdigest()[:12]
 
 
@@ -191,6 +206,13 @@ def _const(node: ast.stmt) -> str | None:
     """The name a `NAME = const(...)` statement defines, else None."""
     if isinstance(node, ast.Assign) and isinstance(node.value, ast.Call) \
             and getattr(node.value.func, "id", None) == "const" and isinstance(node.targets[0], ast.Name):
+        return node.targets[0].id
+    return None
+
+
+def _assigned(node: ast.stmt) -> str | None:
+    """The name a plain `NAME = value` statement binds, else None."""
+    if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
         return node.targets[0].id
     return None
 

@@ -22,78 +22,23 @@ Typical use::
     junit_xml({"esp32": checks}, "report.xml")
 """
 
-from i2scli.loopback.checks import Check, check, junit_xml
-from i2scli.loopback.limits import LIMITS_MAX_BYTES, Limits, load_limits
-from i2scli.loopback.measures import (
-    OCTAVES,
-    AnalysisError,
-    Glitch,
-    MarkerMatch,
-    SineFit,
-    correlate,
-    dc_offset,
-    detect_frequency,
-    find_glitches,
-    find_hum,
-    find_marker,
-    fit_sine,
-    fit_tones,
-    frequency_response,
-    glitch_period,
-    level_dbfs,
-    match_buffers,
-    significant_bits,
-    window_snr,
-)
-from i2scli.loopback.recording import IGNORE_START_S, WINDOW_S, analyse
-from i2scli.loopback.signals import (
-    SignalInfo,
-    full_scale,
-    log_sweep,
-    marker,
-    multitone,
-    plucked_song,
-    sine,
-    test_signal,
-    to_float,
-)
+import importlib
 
-__all__ = [
-    "IGNORE_START_S",
-    "LIMITS_MAX_BYTES",
-    "OCTAVES",
-    "WINDOW_S",
-    "AnalysisError",
-    "Check",
-    "Glitch",
-    "Limits",
-    "MarkerMatch",
-    "SignalInfo",
-    "SineFit",
-    "analyse",
-    "check",
-    "correlate",
-    "dc_offset",
-    "detect_frequency",
-    "find_glitches",
-    "find_hum",
-    "find_marker",
-    "fit_sine",
-    "fit_tones",
-    "frequency_response",
-    "full_scale",
-    "glitch_period",
-    "junit_xml",
-    "level_dbfs",
-    "load_limits",
-    "log_sweep",
-    "marker",
-    "match_buffers",
-    "multitone",
-    "plucked_song",
-    "significant_bits",
-    "sine",
-    "test_signal",
-    "to_float",
-    "window_snr",
-]
+# each module of the loopback test and the names it gives to this one
+_FROM = {
+    "checks": ("Check", "check", "junit_xml"),
+    "limits": ("LIMITS_MAX_BYTES", "Limits", "load_limits"),
+    "measures": ("OCTAVES", "AnalysisError", "Glitch", "MarkerMatch", "SineFit", "correlate", "dc_offset",
+                 "detect_frequency", "find_glitches", "find_hum", "find_marker", "fit_sine", "fit_tones",
+                 "frequency_response", "glitch_period", "level_dbfs", "match_buffers", "significant_bits",
+                 "window_snr"),
+    "recording": ("IGNORE_START_S", "WINDOW_S", "analyse"),
+    "signals": ("SignalInfo", "full_scale", "log_sweep", "marker", "multitone", "plucked_song", "sine",
+                "test_signal", "to_float"),
+}
+for _module, _names in _FROM.items():
+    _m = importlib.import_module(f"i2scli.loopback.{_module}")
+    globals().update({n: getattr(_m, n) for n in _names})
+del _module, _names, _m
+
+__all__ = sorted(n for names in _FROM.values() for n in names)

@@ -3,16 +3,18 @@
 A recording in 32-bit stereo (both slots, every bit the bus carries) is measured slot by slot
 (`slot_report`): whether anything answers on it, its level and noise floor, which bits carry
 audio (and which low bits carry junk), DC offset, stuck and constant bits, clipping. `diagnose`
-joins the two slots into the report `i2s doctor --json` prints (which slot the microphone
-answers on, the `i2s record` line that suits it, advice in plain sentences). `fit_rate`
-measures the board's I2S clock against the host's: frames delivered against the host's
-monotonic clock. How each is measured and the thresholds: docs/doctor.md.
+joins the two slots into a report: which slot the microphone answers on, the recording settings
+that suit it, and findings in plain sentences that hold the settings they advise as data (the
+command line names them by its flags: cli/doctor.py). `fit_rate` measures the board's I2S clock
+against the host's: frames delivered against the host's monotonic clock. How each is measured
+and the thresholds: docs/doctor.md.
 """
 
 from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -28,7 +30,7 @@ RANDOM_DBFS = -10.0
 MIC_WIDTHS = (16, 18, 20, 24, 32)
 #: the windows the noise floor is looked for in
 WINDOW_S = 0.020
-#: the RX ring doctor asks for when --ibuf is not given (4096 frames of 32-bit stereo)
+#: the RX ring doctor asks for when no ring size is given (4096 frames of 32-bit stereo)
 IBUF = 32768
 
 
@@ -285,24 +287,57 @@ class TimedAgent:
 
 
 # -- the report -----------------------------------------------------------------------------------
-def _record_line(slot: str | None, r: SlotReport | None, rate: int, stereo: bool = False) -> str | None:
-    if r is None:
-        return None
-    parts = ["i2s record", f"-r {rate}"]
-    if r.significant_bits <= 16 and not r.one_bit_offset and not r.junk_low_bits:
-        parts.append("-b 16")
-    else:
-        parts.append("-b 32")
-    parts.append("-c 2" if stereo else "-c 1")
-    if slot == "right" and not stereo:
-        parts.append("--slot right")
-    if r.one_bit_offset:
-        parts.append("--shift -1")
-    if r.significant_bits > 16 or r.one_bit_offset:
-        if r.significant_bits + (1 if r.one_bit_offset else 0) <= 24:
-            parts.append("--subtype PCM_24")
-    parts.append("-d 10s out.wav")
-    return " ".join(parts)
+CHANGE = "{change}"  # where a finding's text names the setting it advises
+
+
+def plain_name(kind: str, value: object) -> str:
+    """A setting named in plain words (the command line names them by its flags: cli/doctor.py)."""
+    return {"slot": "the right slot kept", "shift": f"I2S.shift(shift={value})",
+            "subtype": f"{value} files", "sd": "I2S(sd=...)"}[kind]
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One sentence of advice. `change`: the setting it names at CHANGE in `text`, as (kind, value):
+    ("slot", "right"), ("shift", -1), ("subtype", "PCM_24"), ("sd", None); `problem`: counted as wrong."""
+
+    text: str
+    change: tuple[str, object] | None = None
+    problem: bool = True
+
+    def say(self, name: Callable[[str, object], str] = plain_name) -> str:
+        return self.text if self.change is None else self.text.replace(CHANGE, name(*self.change))
+
+
+@dataclass(frozen=True)
+class RecordSettings:
+    """How to record the microphone: its bits (16 for a 16-bit part without junk), one channel
+    (the right slot kept for a right-slot mic) or two, a shift back for a one-bit offset, and
+    24-bit files (PCM_24) for up to 24 audio bits."""
+
+    rate: int
+    bits: int
+    channels: int
+    slot: str | None = None  # "right": the right slot of one channel
+    shift: int = 0
+    subtype: str | None = None
+
+    def describe(self) -> str:
+        parts = [f"{self.rate} Hz {self.bits}-bit {'stereo' if self.channels == 2 else 'mono'}"]
+        if self.slot:
+            parts.append(f"the {self.slot} slot")
+        if self.shift:
+            parts.append(f"shifted by {self.shift} bit")
+        if self.subtype:
+            parts.append(f"{self.subtype} files")
+        return ", ".join(parts)
+
+
+def record_settings(slot: str | None, r: SlotReport, rate: int, stereo: bool = False) -> RecordSettings:
+    bits = 16 if r.significant_bits <= 16 and not r.one_bit_offset and not r.junk_low_bits else 32
+    pcm24 = (r.significant_bits > 16 or r.one_bit_offset) and _bits_of(r) <= 24
+    return RecordSettings(rate, bits, 2 if stereo else 1, slot="right" if slot == "right" and not stereo else None,
+                          shift=-1 if r.one_bit_offset else 0, subtype="PCM_24" if pcm24 else None)
 
 
 def _bits_of(r: SlotReport) -> int:
@@ -311,20 +346,17 @@ def _bits_of(r: SlotReport) -> int:
 
 def diagnose(samples: np.ndarray, rate: int, rate_fit: dict | None = None) -> dict:
     """The doctor's report on a 32-bit stereo recording (`samples`: int32, shape (frames, 2)):
-    the JSON `i2s doctor --json` prints, with `ok` (nothing wrong) and `advice` (one sentence
-    per finding, most important first)."""
+    `rx` (JSON-able), `ok` (nothing wrong), `findings` (a Finding per sentence of advice, most
+    important first) and `record` (the RecordSettings that suit the microphone; None: none answers)."""
     rate_fit = rate_fit or {}
     slots = {name: slot_report(samples[:, i], rate) for i, name in enumerate(("left", "right"))}
     active = [k for k, r in slots.items() if r.state == "signal"]
     active_slot = {0: "none", 2: "both"}.get(len(active), active[0] if active else "none")
     main = slots[active[0]] if active else None
-    advice: list[str] = []
-    problems = 0
+    findings: list[Finding] = []
 
-    def say(text: str, problem: bool = True) -> None:
-        nonlocal problems
-        advice.append(text)
-        problems += problem
+    def say(text: str, problem: bool = True, change: tuple[str, object] | None = None) -> None:
+        findings.append(Finding(text, change, problem))
 
     if not active:
         bad = {k: r for k, r in slots.items()}
@@ -338,7 +370,8 @@ def diagnose(samples: np.ndarray, rate: int, rate_fit: dict | None = None) -> di
                 what.append(f"the {k} slot is random bits")
             else:
                 what.append(f"the {k} slot is silent")
-        say("No microphone answers: " + ", ".join(what) + ". " + _dead_hint(slots))
+        hint, change = _dead_hint(slots)
+        say("No microphone answers: " + ", ".join(what) + ". " + hint, change=change)
     else:
         for k, r in slots.items():
             if r.state == "random":
@@ -349,18 +382,19 @@ def diagnose(samples: np.ndarray, rate: int, rate_fit: dict | None = None) -> di
                     f"(a second device on the line, or SD pulled high).")
         if active_slot == "right":
             say("The microphone answers on the right slot (its L/R pin is high); MicroPython's MONO keeps "
-                "the left slot, so a mono recording is all zeros. Record with --slot right, or tie L/R to GND.")
+                "the left slot, so a mono recording is all zeros. Record with " + CHANGE + ", or tie L/R to GND.",
+                change=("slot", "right"))
         for k in active:
             r = slots[k]
             if r.one_bit_offset:
                 say(f"The {k} slot has {r.significant_bits} audio bits, one less than a {_bits_of(r)}-bit "
                     f"microphone: its samples are doubled (read one bit early, as SPH0645 parts are). "
-                    f"Shift them back with --shift -1.")
+                    f"Shift them back with {CHANGE}.", change=("shift", -1))
             if r.junk_low_bits:
                 vals = ", ".join(f"{v:#04x}" for v in r.junk_values[:4])
                 say(f"The {k} slot's low {32 - r.significant_bits} bits carry no audio but are not zero "
                     f"(only {vals}, as ICS-43432 parts send): keep the top {r.significant_bits} bits "
-                    f"(--subtype PCM_24) or mask them.")
+                    f"({CHANGE}) or mask them.", change=("subtype", "PCM_24"))
             if r.stuck_high or r.stuck_low:
                 say(f"The {k} slot has stuck bits: " + ", ".join(
                     [f"bit {b} always 1" for b in r.stuck_high] + [f"bit {b} always 0" for b in r.stuck_low])
@@ -384,9 +418,6 @@ def diagnose(samples: np.ndarray, rate: int, rate_fit: dict | None = None) -> di
         say(f"The board's sample rate is {rate_fit['rate_hz']:.1f} Hz, {ppm:+.0f} ppm off {rate} Hz: its "
             f"clock divider cannot make this rate exactly; expect recordings to drift against other clocks.")
     stereo = len(active) == 2 and not np.array_equal(samples[:, 0], samples[:, 1])
-    line = _record_line(active[0], main, rate, stereo) if main else None
-    if line:
-        advice.append(f"Record this microphone with: {line}")
     return {
         "rx": {
             "active_slot": active_slot,
@@ -399,44 +430,19 @@ def diagnose(samples: np.ndarray, rate: int, rate_fit: dict | None = None) -> di
             "rate_hz": rate_fit.get("rate_hz"),
             "slots": {k: r.to_dict() for k, r in slots.items()},
         },
-        "record": line,
-        "ok": problems == 0,
-        "advice": advice,
+        "record": record_settings(active[0], main, rate, stereo) if main else None,
+        "ok": not any(f.problem for f in findings),
+        "findings": findings,
     }
 
 
-def _dead_hint(slots: dict[str, SlotReport]) -> str:
+def _dead_hint(slots: dict[str, SlotReport]) -> tuple[str, tuple[str, object] | None]:
     states = {r.state for r in slots.values()}
     if states == {"zero"}:
         return ("SD reads 0 all the time: check the SD wire, the microphone's power and that SCK and WS reach it "
-                "(a microphone without a clock sends nothing).")
+                "(a microphone without a clock sends nothing)."), None
     if "constant" in states:
-        return "SD is held at one level: a short to VDD or GND, or the wrong pin given with --sd."
+        return f"SD is held at one level: a short to VDD or GND, or the wrong pin given with {CHANGE}.", ("sd", None)
     if "random" in states:
-        return "SD floats: the microphone is not driving it (no power, no clock, or the wrong pin)."
-    return "Check the wiring and the microphone's power."
-
-
-def format_report(rep: dict, rate: int) -> list[str]:
-    """The report as lines a person reads: a line per slot, the rate, then the advice."""
-    lines = []
-    for k, r in rep["rx"]["slots"].items():
-        if r["state"] == "signal":
-            bits = f"{r['significant_bits']} audio bits"
-            if r["junk_low_bits"]:
-                bits += f" + {r['junk_low_bits']} junk"
-            lines.append(f"{k:5}: signal, level {r['level_dbfs']} dBFS, noise floor {r['noise_floor_dbfs']} dBFS, "
-                         f"{bits}, DC {r['dc_dbfs']} dBFS, {r['clipped']} clipped")
-        elif r["state"] == "constant":
-            lines.append(f"{k:5}: constant {r['constant_value'] & 0xFFFFFFFF:#010x}")
-        else:
-            lines.append(f"{k:5}: {r['state']}")
-    rx = rep["rx"]
-    if rx["rate_ppm"] is None:
-        lines.append("rate : not measured (too short a run: -d 8s measures it to tens of ppm)")
-    else:
-        lines.append(f"rate : {rx['rate_hz']} Hz, {rx['rate_ppm']:+.1f} ± {rx['rate_ppm_uncertainty']:.1f} ppm "
-                     f"off {rate} Hz (against the host's clock)")
-    lines += rep["advice"]
-    lines.append("OK: the microphone looks right" if rep["ok"] else "PROBLEM: see above")
-    return lines
+        return "SD floats: the microphone is not driving it (no power, no clock, or the wrong pin).", None
+    return "Check the wiring and the microphone's power.", None

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from i2scli import protocol
 from i2scli.audio.busformat import BusFormat, describe_format
+from i2scli.errors import worded
 from i2scli.link import Agent, TooFast
 from i2scli.session import RX_RATIO_FLOOR
 
@@ -116,10 +117,10 @@ def choose(agent: Agent, payload_for, given: tuple[int | None, int | None, int |
             return Choice(bus, False, None, f"{bus.describe()} as given (--no-probe: not checked against the link)")
         share, ratio = _fits(agent, bus, payload_for(bus), fresh, ratio_for)
         if share > LOOP_MARGIN:
-            raise TooFast(f"{bus.describe()} needs {share:.0%} of the link to {agent.describe()} with TX and RX "
-                          f"at once (at most {LOOP_MARGIN:.0%}"
-                          + (", even coded" if ratio_for is not None else "") + "): "
-                          + _alternatives(agent, payload_for, bus, ratio_for))
+            raise worded(TooFast, f"{bus.describe()} needs {share:.0%} of the link to {agent.describe()} with TX "
+                         f"and RX at once (at most {LOOP_MARGIN:.0%}"
+                         + (", even coded" if ratio_for is not None else "") + "): ",
+                         *_alternatives(agent, payload_for, bus, ratio_for))
         return Choice(bus, False, share, f"{bus.describe()} as given ({_said(share, ratio)} both ways)", ratio,
                       agent.loop_rates())
     if not probe:
@@ -139,34 +140,39 @@ def choose(agent: Agent, payload_for, given: tuple[int | None, int | None, int |
     what = describe_format(rate, bits, channels) or "any standard format"
     if not tried:
         raise TooFast(f"no standard format above {min_rate:g} Hz for this signal")
-    raise TooFast(f"the link to {agent.describe()} cannot carry a loop test at {what} with TX and RX at once "
-                  f"(the least, {tried[-1].describe()}, needs "
-                  f"{link_share(agent, tried[-1], payload_for(tried[-1])):.0%} of it, at most {LOOP_MARGIN:.0%}; "
-                  f"{_measured(agent.loop_rates())}); give -r/-b/-c and --no-probe to run one unchecked")
+    raise worded(TooFast, f"the link to {agent.describe()} cannot carry a loop test at {what} with TX and RX at "
+                 f"once (the least, {tried[-1].describe()}, needs "
+                 f"{link_share(agent, tried[-1], payload_for(tried[-1])):.0%} of it, at most {LOOP_MARGIN:.0%}; ",
+                 *_measured(agent.loop_rates()), "); give ", ("format", None), " and ", ("no_probe", None),
+                 " to run one unchecked")
 
 
-def _measured(both: dict) -> str:
-    """What the two-way probe measured, for a refusal: the figures and whether remembered."""
+def _measured(both: dict) -> tuple:
+    """What the two-way probe measured, for a refusal: the figures and whether remembered
+    (errors.Worded parts)."""
     said = f"measured {both['up'] / 1000:.1f} kB/s up, {both['down'] / 1000:.1f} kB/s down with both busy"
-    return said + (" (remembered: --probe measures again)" if both.get("cached") else "")
+    return (said, " (remembered: ", ("probe", None), " measures again)") if both.get("cached") else (said,)
 
 
-def _alternatives(agent: Agent, payload_for, bus: BusFormat, ratio_for=None) -> str:
-    """What fits instead of `bus`: the best format changing one part, then the best of all."""
+def _alternatives(agent: Agent, payload_for, bus: BusFormat, ratio_for=None) -> tuple:
+    """What fits instead of `bus`: the best format changing one part, then the best of all
+    (errors.Worded parts)."""
     def fits(b: BusFormat) -> bool:
         return _fits(agent, b, payload_for(b), False, ratio_for)[0] <= LOOP_MARGIN
 
-    said = []
+    said: list[tuple] = []
     rate = next((r for r in RATES if r < bus.rate and fits(BusFormat(r, bus.bits, bus.channels))), None)
     if rate:
-        said.append(f"-r {rate}")
+        said.append((("rate", rate),))
     if bus.bits == 32 and fits(BusFormat(bus.rate, 16, bus.channels)):
-        said.append("-b 16")
+        said.append((("bits", 16),))
     if bus.channels == 2 and fits(BusFormat(bus.rate, bus.bits, 1)):
-        said.append("-c 1")
+        said.append((("channels", 1),))
     best = next((b for b in candidates(None, None, None) if fits(b)), None)
     if best is not None and not said:
-        said.append(f"{best.describe()} (-r {best.rate} -b {best.bits} -c {best.channels})")
+        said.append((f"{best.describe()} (", ("bus", best), ")"))
     if best is not None:
-        said.append("or no -r/-b/-c to let i2s test choose")
-    return ("fits: " + ", ".join(said)) if said else "no standard format fits"
+        said.append(("or no ", ("format", None), " to let i2s test choose"))
+    if not said:
+        return ("no standard format fits",)
+    return ("fits: ", *[part for i, item in enumerate(said) for part in ((", ",) if i else ()) + item])

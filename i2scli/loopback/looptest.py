@@ -11,6 +11,7 @@ import numpy as np
 
 from i2scli import audio, targets
 from i2scli.audio import wirecode
+from i2scli.errors import worded
 from i2scli.link import Agent, BoardError
 from i2scli.loopback import analysis, format_choice
 from i2scli.session import BusOptions, _board_counts, _load_coder, _preset, _why_not_code, stream_sizes
@@ -46,17 +47,19 @@ def loop_buses(agent: Agent, opts: BusOptions, tx: dict, rx: dict) -> tuple[Pins
     preset = _preset(agent, opts)
     pair = LOOP_PRESETS.get(preset.name) if preset else None
     if preset is not None and pair is None and tx.get("id") is None and rx.get("id") is None:
-        raise BoardError(f"{agent.describe()} has one I2S bus ({preset.description}): i2s test plays on one "
-                         f"bus while it records another, so it needs a board with two (--tx-id/--rx-id if "
-                         f"this one has more)")
+        raise worded(BoardError, f"{agent.describe()} has one I2S bus ({preset.description}): i2s test plays on "
+                     f"one bus while it records another, so it needs a board with two (", ("pin", ("tx", "id")), "/",
+                     ("pin", ("rx", "id")), " if this one has more)")
     t = _pins(pair[0] if pair else None, **tx)
     r = _pins(pair[1] if pair else None, **rx)
-    missing = [f"--{d}-{k}" for d, p in (("tx", t), ("rx", r)) for k in PIN_KEYS if getattr(p, k) is None]
+    missing = [("pin", (d, k)) for d, p in (("tx", t), ("rx", r)) for k in PIN_KEYS if getattr(p, k) is None]
     if missing:
-        raise ValueError(f"no two-bus preset fits this board: give --board NAME "
-                         f"({', '.join(LOOP_PRESETS)}) or also {', '.join(missing)}")
+        listed = [part for pin in missing for part in (", ", pin)][1:]
+        raise worded(ValueError, "no two-bus preset fits this board: give ", ("board", None),
+                     f" ({', '.join(LOOP_PRESETS)}) or also ", *listed)
     if t.id == r.id:
-        raise ValueError(f"TX and RX are both I2S({t.id}): a loopback test needs two buses (--tx-id, --rx-id)")
+        raise worded(ValueError, f"TX and RX are both I2S({t.id}): a loopback test needs two buses (",
+                     ("pin", ("tx", "id")), ", ", ("pin", ("rx", "id")), ")")
     return t, r
 
 
@@ -148,7 +151,8 @@ def run(agent: Agent, port: str, bus: audio.BusFormat, opts: BusOptions, tx: dic
     if choice.ratio is not None:  # coded both ways: the board needs both coder parts
         why = _load_coder(agent, "up", {"mode": "loop"}) or _load_coder(agent, "down", {"mode": "loop"})
         if why is not None:
-            raise BoardError(f"{bus.describe()} needs wire coding on this link, but {why}: give a lower -r, -b or -c")
+            raise worded(BoardError, f"{bus.describe()} needs wire coding on this link, but {why}: give a lower ",
+                         ("format_part", None))
         cfg["code"] = 1
     if on_ready:
         on_ready(cfg, t, r)

@@ -304,9 +304,14 @@ USB_ID,PA10
 USB_DM,PA11
 USB_DP,PA12
 """
-# stm32's CPU names drop the "P": PA0 is Pin.cpu.A0 (make-pins.py)
-PYBV11 = from_csv("micropython ports/stm32/boards/PYBV11/pins.csv",
-                  "\n".join(r.replace(",P", ",").replace(",-P", ",-") for r in PYBV11_CSV.split()))
+
+
+def _stm32_cpu_names(csv: str) -> str:
+    """stm32's CPU names drop the "P": PA0 is Pin.cpu.A0 (make-pins.py)."""
+    return "\n".join(r.replace(",P", ",").replace(",-P", ",-") for r in csv.split())
+
+
+PYBV11 = from_csv("micropython ports/stm32/boards/PYBV11/pins.csv", _stm32_cpu_names(PYBV11_CSV))
 
 # -- pyboard D SF2W (stm32) ------------------------------------------------------------------
 # ports/stm32/boards/PYBD_SF2/pins.csv. Only pins in the file exist (stm32 make-pins.py); no
@@ -502,8 +507,7 @@ SD_SW,PA14
 ,PI2
 ,PI3
 """
-PYBD_SF2 = from_csv("micropython ports/stm32/boards/PYBD_SF2/pins.csv",
-                    "\n".join(r.replace(",P", ",").replace(",-P", ",-") for r in PYBD_SF2_CSV.split()))
+PYBD_SF2 = from_csv("micropython ports/stm32/boards/PYBD_SF2/pins.csv", _stm32_cpu_names(PYBD_SF2_CSV))
 # The pyboard-compatible header (X1.., Y1..) names the pads its I2S presets use: make those
 # names come first, so a pad's id is its X/Y name (X5, not the W7 row before it).
 PYBD_SF2 = PinTable(
@@ -559,7 +563,7 @@ USB_VBUS,-PA9
 """
 # (the file goes on with 60 hidden -SDRAM_*,-P.. rows, which Python cannot reach)
 OPENMV4P = from_csv("openmv/micropython@openmv-1.25.0 ports/stm32/boards/OPENMV4P/pins.csv",
-                    "\n".join(r.replace(",P", ",").replace(",-P", ",-") for r in OPENMV4P_CSV.split()))
+                    _stm32_cpu_names(OPENMV4P_CSV))
 
 # -- OpenMV Cam AE3 (alif) -------------------------------------------------------------------
 # ports/alif/boards/OPENMV_AE3/pins.csv; CPU pins P0_0..P15_7 (ports/alif/mcu/make-pins.py).

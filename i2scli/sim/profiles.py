@@ -5,7 +5,7 @@ Every number here is explained, with its source, in docs/sim.md.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 from i2scli.sim import i2s_pins
 from i2scli.sim import pins as pin_tables
@@ -19,6 +19,8 @@ VCP_IN = 450_000  # host -> board through pyb.USB_VCP.readinto, ~2.5x the stdin 
 UART_115200 = 11_520  # 115200 baud, 8N1: 10 bits per byte
 REPL_BAUD = 115200  # esp32 MICROPY_HW_UART_REPL_BAUD (ports/esp32/uart.h), set at power-on
 ESP32_STDIN_IN = STDIN_IN  # esp32: sys.stdin.buffer takes bytes one at a time from the 260-byte ring
+
+RELEASE = "1.28.0"  # the MicroPython release every profile imitates (docs/sim.md)
 
 MIMXRT_RATES = [8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000]
 
@@ -65,10 +67,10 @@ class Profile:
     description: str
     platform: str  # sys.platform
     machine: str  # os.uname().machine and sys.implementation._machine
-    release: str  # os.uname().release
     pins: pin_tables.PinTable  # the names and numbers machine.Pin takes (i2scli/sim/pins.py)
     link: Link
     i2s: I2SRules | None  # None: the port has no machine.I2S
+    release: str = RELEASE  # os.uname().release
     vcp: bool = False  # pyb.USB_VCP exists (stm32-based ports)
     dir_pin: object = None  # default codec DIR pin
     sd_net: tuple = ()  # pads wired together as the one SD line (two tied pads on openmv)
@@ -93,15 +95,20 @@ class Profile:
         return d
 
 
+# the stm32 ports' USB CDC: a 1 kB input buffer that drops what does not fit, pyb.USB_VCP's faster path
+STM32_USB = Link(STDIN_IN, USB_FS_OUT, 1024, "drop", vcp_in_rate=VCP_IN, usb_bus=USB_FS_BULK)
+# the TinyUSB ports (rp2, mimxrt, alif, esp32s3's native USB): a 512-byte buffer that holds the
+# host back, wiped by Ctrl-C
+TINYUSB = Link(STDIN_IN, USB_FS_OUT, 512, "block", ctrl_c_wipes_input=True, usb_bus=USB_FS_BULK)
+
 PROFILES: dict[str, Profile] = {
     "openmv": Profile(
         name="openmv",
         description="OpenMV Cam H7 Plus (stm32 port): I2S(2) on P2/P3, TX on P0, RX on P1",
         platform="pyboard",
         machine="OpenMV4P-H7 with STM32H743",
-        release="1.28.0",
         pins=pin_tables.OPENMV4P,
-        link=Link(STDIN_IN, USB_FS_OUT, 1024, "drop", vcp_in_rate=VCP_IN, usb_bus=USB_FS_BULK),
+        link=STM32_USB,
         i2s=I2SRules(ids=(2,), pin_map=i2s_pins.OPENMV4P),
         vcp=True,
         dir_pin="P4",
@@ -114,9 +121,8 @@ PROFILES: dict[str, Profile] = {
         description="pyboard v1.1 (stm32 port): I2S(2) on Y6 (SCK), Y5 (WS), Y8 (SD)",
         platform="pyboard",
         machine="PYBv1.1 with STM32F405RG",
-        release="1.28.0",
         pins=pin_tables.PYBV11,
-        link=Link(STDIN_IN, USB_FS_OUT, 1024, "drop", vcp_in_rate=VCP_IN, usb_bus=USB_FS_BULK),
+        link=STM32_USB,
         i2s=I2SRules(ids=(2,), pin_map=i2s_pins.PYBV11),
         vcp=True,
         dir_pin="Y4",
@@ -128,9 +134,8 @@ PROFILES: dict[str, Profile] = {
         description="pyboard D SF2W (stm32 port): I2S(1) on X6 (SCK), X5 (WS), X8 (SD); I2S(2) on Y6, Y5, Y8",
         platform="pyboard",
         machine="PYBD-SF2W with STM32F722IEK",
-        release="1.28.0",
         pins=pin_tables.PYBD_SF2,
-        link=Link(STDIN_IN, USB_FS_OUT, 1024, "drop", vcp_in_rate=VCP_IN, usb_bus=USB_FS_BULK),
+        link=STM32_USB,
         i2s=I2SRules(ids=(1, 2), pin_map=i2s_pins.PYBD_SF2),
         vcp=True,
         dir_pin="Y4",
@@ -143,9 +148,8 @@ PROFILES: dict[str, Profile] = {
         description="Raspberry Pi Pico (rp2 port, TinyUSB): I2S on GP16 (SCK), GP17 (WS), GP18 (SD)",
         platform="rp2",
         machine="Raspberry Pi Pico with RP2040",
-        release="1.28.0",
         pins=pin_tables.RPI_PICO,
-        link=Link(STDIN_IN, USB_FS_OUT, 512, "block", ctrl_c_wipes_input=True, usb_bus=USB_FS_BULK),
+        link=TINYUSB,
         i2s=I2SRules(ids=(0, 1), ws_is_sck_plus_1=True),
         dir_pin=15,
         heap=192 * 1024,
@@ -157,7 +161,6 @@ PROFILES: dict[str, Profile] = {
         description="ESP32 DevKit (esp32 port) behind a CP2102 UART bridge at 115200 baud",
         platform="esp32",
         machine="Generic ESP32 module with ESP32",
-        release="1.28.0",
         pins=pin_tables.ESP32_GENERIC,
         link=Link(ESP32_STDIN_IN, None, 260, "drop", uart=True),
         i2s=I2SRules(ids=(0, 1), input_only=i2s_pins.ESP32_INPUT_ONLY),
@@ -172,7 +175,6 @@ PROFILES: dict[str, Profile] = {
         description="ESP32-S3 DevKitC (esp32 port, ESP32_GENERIC_S3) on its native USB (TinyUSB CDC)",
         platform="esp32",
         machine="Generic ESP32S3 module with ESP32-S3",
-        release="1.28.0",
         pins=pin_tables.ESP32S3_GENERIC,
         link=Link(STDIN_IN, USB_FS_OUT, 260 + 256, "block", ctrl_c_wipes_input=True, usb_bus=USB_FS_BULK),
         i2s=I2SRules(ids=(0, 1)),
@@ -187,9 +189,8 @@ PROFILES: dict[str, Profile] = {
         description="Teensy 4.1 (mimxrt port, TinyUSB): TX I2S(2) D4/D3/D2, RX I2S(1) D21/D20/D8",
         platform="mimxrt",
         machine="Teensy 4.1 with MIMXRT1062DVJ6A",
-        release="1.28.0",
         pins=pin_tables.TEENSY41,
-        link=Link(STDIN_IN, USB_FS_OUT, 512, "block", ctrl_c_wipes_input=True, usb_bus=USB_FS_BULK),
+        link=TINYUSB,
         i2s=I2SRules(
             ids=(1, 2),
             mck=True,
@@ -206,9 +207,8 @@ PROFILES: dict[str, Profile] = {
         description="OpenMV Cam AE3 (alif port): no machine.I2S",
         platform="alif",
         machine="OpenMV AE3 with AE302F80F55D5AE",
-        release="1.28.0",
         pins=pin_tables.OPENMV_AE3,
-        link=Link(STDIN_IN, USB_FS_OUT, 512, "block", ctrl_c_wipes_input=True, usb_bus=USB_FS_BULK),
+        link=TINYUSB,
         i2s=None,
         heap=256 * 1024,
         usb_id=(0x37C5, 0x16E3),
@@ -218,21 +218,6 @@ PROFILES: dict[str, Profile] = {
         description="No link limit, for measuring the software (rp2 I2S rules, pins 16/17/18)",
         platform="linux",
         machine="Virtual fast board with MicroPython unix port",
-        release="1.28.0",
-        pins=pin_tables.RPI_PICO,
-        link=Link(None, None, 65536, "block"),
-        i2s=I2SRules(ids=(0, 1), ws_is_sck_plus_1=True),
-        dir_pin=15,
-        heap=1024 * 1024,
-    ),
-    # A board no preset knows (a CI rig's own): the fast board under another name, so that
-    # i2s detects nothing and every pin must be given.
-    "custom": Profile(
-        name="custom",
-        description="A custom two-bus board no i2s preset knows: the fast board under another name",
-        platform="linux",
-        machine="Custom I2S rig with MicroPython unix port",
-        release="1.28.0",
         pins=pin_tables.RPI_PICO,
         link=Link(None, None, 65536, "block"),
         i2s=I2SRules(ids=(0, 1), ws_is_sck_plus_1=True),
@@ -240,6 +225,12 @@ PROFILES: dict[str, Profile] = {
         heap=1024 * 1024,
     ),
 }
+# A board no preset knows (a CI rig's own): the fast board under another name, so that
+# i2s detects nothing and every pin must be given.
+PROFILES["custom"] = replace(
+    PROFILES["fast"], name="custom",
+    description="A custom two-bus board no i2s preset knows: the fast board under another name",
+    machine="Custom I2S rig with MicroPython unix port")
 
 DEFAULT_PROFILE = "openmv"
 

@@ -16,13 +16,17 @@ from functools import cache
 from i2scli.targets.base import Board, Bridge, Pins, Target
 
 __all__ = ["Board", "Bridge", "Pins", "Target", "all_targets", "by_name", "detect", "bridges",
-           "native_usb_vids", "port_fact", "usb_ids"]
+           "native_usb_vids", "port_fact", "port_table", "usb_ids"]
 
 # Vendors whose MicroPython boards are their own USB device though no target here names them
 OTHER_USB_IDS = {(0x239A, None): "Adafruit"}
 # Arduino boards are their own USB device too, but most run no MicroPython: no baud rate for
 # them, and `i2s devices` does not take one for a board
 OTHER_NATIVE_VIDS = frozenset({0x2341})
+
+
+# The REPL stdin ring of ports no target here stands for, which the agent still runs on (docs/sim.md)
+OTHER_STDIN_RINGS = {"esp8266": 128, "samd": 512, "nrf": 256}
 
 
 # Modules of this package that hold no board family: the base class, and the host's use of the
@@ -59,6 +63,14 @@ def detect(hello: dict) -> type[Target] | None:
 def port_fact(platform: str, name: str, default=None):
     """A port fact (e.g. TX_DMA_HALF_BYTES) of any target on `platform`: they agree."""
     return next((getattr(t, name) for t in all_targets() if t.PLATFORM == platform), default)
+
+
+def port_table(name: str, others: dict | None = None) -> dict[str, object]:
+    """A port fact by sys.platform, for the agent to look up where it runs (link/agent_code.py):
+    each platform's (their targets agree), then `others`' for ports with no target; a fact of 0
+    is left out (the agent's default)."""
+    table = {**(others or {}), **{t.PLATFORM: getattr(t, name) for t in all_targets()}}
+    return {k: table[k] for k in sorted(table) if table[k]}
 
 
 @cache

@@ -54,7 +54,10 @@ class Target:
     IBUF: int | None = None  # a fixed I2S ring for this board (bytes); None: sized by time (i2scli/session/ring.py)
     # port facts (the same for every target of a PLATFORM; tests/unit/test_targets.py holds them so)
     TX_DMA_HALF_BYTES = 0  # the TX DMA half between ring and pins (0: not known)
-    STDIN_RING = 256  # bytes the REPL's stdin buffers (the agent's own copy: firmware/i2s_link.py _INBUF)
+    STDIN_RING = 256  # bytes the REPL's stdin buffers (the agent's credit window: _INBUF, generated into it)
+    # frames in one DMA buffer of a port whose machine.I2S runs ESP-IDF's DMA buffers rather than
+    # a ring the DMA takes 128-byte halves from (0: a ring; the agent's _IDF_DMA, generated into it)
+    IDF_DMA_FRAMES = 0
     # the board is its own USB device (no baud rate): (VID, PID or None for any) -> what it is
     USB_IDS: dict[tuple[int, int | None], str] = {}
     BRIDGES: dict[tuple[int, int], Bridge] = {}  # USB-UART bridges its boards come with (VID, PID)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from i2scli import targets
+from i2scli.errors import worded
 from i2scli.targets import Board, Pins
 
 __all__ = ["BOARDS", "Board", "Pins", "detect", "parse_pin", "resolve", "tx_dma_half"]
@@ -42,6 +43,6 @@ def resolve(board: Board | None, mode: str, *, id=None, sck=None, ws=None, sd=No
     pins = replace(base, **{k: v for k, v in dict(id=id, sck=sck, ws=ws, sd=sd, mck=mck).items() if v is not None})
     missing = [k for k in ("id", "sck", "ws", "sd") if getattr(pins, k) is None]
     if missing:
-        raise ValueError(f"no board preset fits this board: give --board NAME or all of "
-                         f"{', '.join('--' + m for m in missing)}")
+        listed = [part for m in missing for part in (", ", ("pin", (None, m)))][1:]
+        raise worded(ValueError, "no board preset fits this board: give ", ("board", None), " or all of ", *listed)
     return pins

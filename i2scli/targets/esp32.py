@@ -34,6 +34,7 @@ class Esp32(Target):
     DIR_PIN = 4
     BRIDGES = BRIDGES
     STDIN_RING = 256  # the agent's credit window: under the port's 260-byte stdin ring (docs/sim.md)
+    IDF_DMA_FRAMES = 256  # ports/esp32/machine_i2s.c DMA_BUF_LEN_IN_I2S_FRAMES
 
 
 TARGETS = (Esp32,)

@@ -20,10 +20,10 @@ import json
 import os
 import select
 import socket
-import termios
 import threading
 import time
-import tty
+
+from conftest import LockedSender, TcpServer, raw_pty
 
 from i2scli import protocol as proto
 from i2scli.protocol import FrameType as T
@@ -62,13 +62,7 @@ class HostileBoard:
         self.talk = talk
         self.mute_repl = mute_repl
         self.no_summary = no_summary
-        self.master, slave = os.openpty()
-        tty.setraw(slave)
-        attrs = termios.tcgetattr(slave)
-        attrs[3] &= ~termios.ECHO
-        termios.tcsetattr(slave, termios.TCSANOW, attrs)
-        self.path = os.ttyname(slave)
-        self._slave = slave
+        self.master, self._slave, self.path = raw_pty()
         os.set_blocking(self.master, False)
         self.alive = True
         self.starts: list[dict] = []  # the STARTs the host sent
@@ -223,82 +217,37 @@ class HostileBoard:
                 pass
 
 
-class NoiseServer:
+class NoiseServer(TcpServer):
     """A TCP endpoint (socket://) that sends random bytes forever to whoever connects."""
 
-    def __init__(self):
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.listener.settimeout(0.2)
-        self.port = self.listener.getsockname()[1]
-        self.url = f"socket://127.0.0.1:{self.port}"
-        self.alive = True
-        self.thread = threading.Thread(target=self._serve, daemon=True)
-        self.thread.start()
+    noise = os.urandom(1 << 16)
 
-    def _serve(self) -> None:
-        noise = os.urandom(1 << 16)
-        while self.alive:
-            try:
-                conn, _ = self.listener.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            with conn:
-                conn.settimeout(0.5)  # a client that stopped reading: still look at `alive`
+    def _session(self, conn: socket.socket) -> None:
+        conn.settimeout(0.5)  # a client that stopped reading: still look at `alive`
+        try:
+            while self.alive:
                 try:
-                    while self.alive:
-                        try:
-                            conn.sendall(noise)
-                        except TimeoutError:
-                            continue
-                except OSError:
-                    pass
-
-    def close(self) -> None:
-        self.alive = False
-        self.listener.close()
-        self.thread.join(3)
+                    conn.sendall(self.noise)
+                except TimeoutError:
+                    continue
+        except OSError:
+            pass
 
 
-class FloodingRfc2217:
+class FloodingRfc2217(TcpServer):
     """An rfc2217:// endpoint that negotiates as a real server does (pyserial's PortManager over
     a loop:// port), then sends random bytes as fast as the network takes them."""
 
-    def __init__(self):
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.listener.settimeout(0.2)
-        self.port = self.listener.getsockname()[1]
-        self.url = f"rfc2217://127.0.0.1:{self.port}"
-        self.alive = True
-        self.thread = threading.Thread(target=self._serve, daemon=True)
-        self.thread.start()
-
-    def _serve(self) -> None:
-        while self.alive:
-            try:
-                conn, _ = self.listener.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            self._session(conn)
+    scheme = "rfc2217"
 
     def _session(self, conn: socket.socket) -> None:
         import serial
         import serial.rfc2217
 
-        lock = threading.Lock()
-
-        class Out:
-            @staticmethod
-            def write(data):
-                with lock:
-                    conn.sendall(data)
-
+        out = LockedSender(conn)
         conn.settimeout(0.5)  # a client that stopped reading: still look at `alive`
         port = serial.serial_for_url("loop://", timeout=0.05)
-        manager = serial.rfc2217.PortManager(port, Out)
+        manager = serial.rfc2217.PortManager(port, out)
         done = threading.Event()
         opened = threading.Event()
 
@@ -324,7 +273,7 @@ class FloodingRfc2217:
         noise = b"".join(manager.escape(os.urandom(1 << 16)))
         while self.alive and not done.is_set():
             try:
-                Out.write(noise)
+                out.write(noise)
             except TimeoutError:
                 continue
             except OSError:
@@ -333,8 +282,3 @@ class FloodingRfc2217:
         conn.close()
         listener.join(2)
         port.close()
-
-    def close(self) -> None:
-        self.alive = False
-        self.listener.close()
-        self.thread.join(3)

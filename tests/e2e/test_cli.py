@@ -22,7 +22,7 @@ import pytest
 import serial
 import serial.rfc2217
 import soundfile as sf
-from conftest import ENV, I2S, i2s
+from conftest import ENV, I2S, LockedSender, TcpServer, i2s
 
 
 def error_lines(stderr: str) -> list[str]:
@@ -422,46 +422,21 @@ class PtySerial(serial.Serial):
     cts = dsr = ri = cd = property(lambda self: False)
 
 
-class Bridge:
+class Bridge(TcpServer):
     """A TCP server on loopback in front of a serial device: RFC 2217 (pyserial's PortManager,
     as in its examples/rfc2217_server.py) or raw bytes (for socket://). One client at a time."""
 
     def __init__(self, device: str, rfc2217: bool):
         self.device = device
         self.rfc2217 = rfc2217
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.listener.settimeout(0.2)
-        self.port = self.listener.getsockname()[1]
-        self.alive = True
-        self.thread = threading.Thread(target=self._serve, daemon=True)
-        self.thread.start()
-
-    def _serve(self):
-        while self.alive:
-            try:
-                conn, _ = self.listener.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            try:
-                self._session(conn)
-            finally:
-                conn.close()
+        super().__init__()
 
     def _session(self, conn: socket.socket):
         conn.settimeout(None)
         conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         ser = PtySerial(self.device, timeout=0.05)
-        lock = threading.Lock()
-
-        class Out:
-            @staticmethod
-            def write(data):
-                with lock:
-                    conn.sendall(data)
-
-        manager = serial.rfc2217.PortManager(ser, Out) if self.rfc2217 else None
+        out = LockedSender(conn)
+        manager = serial.rfc2217.PortManager(ser, out) if self.rfc2217 else None
         done = threading.Event()
 
         def to_network():
@@ -472,7 +447,7 @@ class Bridge:
                     break
                 if data:
                     try:
-                        Out.write(b"".join(manager.escape(data)) if manager else data)
+                        out.write(b"".join(manager.escape(data)) if manager else data)
                     except OSError:
                         break
 
@@ -490,11 +465,6 @@ class Bridge:
             done.set()
             reader.join(2)
             ser.close()
-
-    def close(self):
-        self.alive = False
-        self.listener.close()
-        self.thread.join(5)
 
 
 @pytest.fixture

@@ -9,12 +9,10 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
-import threading
 import time
-from pathlib import Path
 
 import pytest
-from conftest import ENV, I2S, mpremote
+from conftest import ENV, I2S, mpremote, peak_rss_run
 from hostile_board import DROP, FloodingRfc2217, HostileBoard, NoiseServer
 
 pytestmark = pytest.mark.slow  # every test here takes 1 s or more on a loaded 2-core machine
@@ -157,28 +155,11 @@ def test_no_raw_repl_leaves_stdout_clean(board, tmp_path):
 # endless output: bounded in time and memory
 
 
-def _peak_rss_run(args, timeout=90) -> tuple[subprocess.CompletedProcess, float, float]:
-    """Run i2s, sampling its resident memory: (result, peak RSS in MB, seconds)."""
-    t0 = time.monotonic()
-    p = subprocess.Popen([*I2S, *map(str, args)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                         env=ENV, stdin=subprocess.DEVNULL)
-    out: list = []
-    reader = threading.Thread(target=lambda: out.append(p.communicate()), daemon=True)
-    reader.start()
-    peak = 0
-    while reader.is_alive() and time.monotonic() - t0 < timeout:
-        try:
-            status = Path(f"/proc/{p.pid}/status").read_text()
-            peak = max(peak, int(next(ln for ln in status.splitlines() if ln.startswith("VmRSS")).split()[1]))
-        except (OSError, StopIteration, ValueError):
-            pass
-        time.sleep(0.05)
-    if reader.is_alive():
-        p.kill()
-        reader.join(10)
-        pytest.fail(f"i2s {' '.join(map(str, args))} still running after {timeout} s")
-    stdout, stderr = out[0]
-    return subprocess.CompletedProcess(args, p.returncode, stdout, stderr), peak / 1024, time.monotonic() - t0
+def bounded(r: subprocess.CompletedProcess, rss: float, secs: float, *words: str) -> None:
+    """One line, exit 5, within a bounded time and memory."""
+    one_line(r, 5, *words)
+    assert secs < 40, secs
+    assert rss < 200, f"{rss:.0f} MB"
 
 
 @pytest.mark.parametrize("cmd", ["info", "record"])
@@ -187,33 +168,19 @@ def test_a_board_that_talks_forever_is_not_an_agent(board, tmp_path, cmd):
     connect, a few tries), exit 5, one line; it never waits on the board's output."""
     b = board(talk=b"hello from a program that ignores Ctrl-C\r\n")
     args = ["info"] if cmd == "info" else ["record", "-q", "-d", "1s", "-"]
-    r, rss, secs = _peak_rss_run([*args, "-p", b.path])
-    one_line(r, 5, "did not answer Ctrl-C")
+    r, rss, secs = peak_rss_run([*args, "-p", b.path])
+    bounded(r, rss, secs, "did not answer Ctrl-C")
     assert r.stdout == ""
-    assert secs < 40, secs
-    assert rss < 200, f"{rss:.0f} MB"
 
 
-def test_random_bytes_on_a_socket_end(tmp_path):
-    noise = NoiseServer()
+@pytest.mark.parametrize("server", [NoiseServer, FloodingRfc2217], ids=["socket-noise", "rfc2217-flood"])
+def test_an_endpoint_flooding_random_bytes_keeps_memory_bounded(tmp_path, server):
+    endpoint = server()
     try:
-        r, rss, secs = _peak_rss_run(["info", "-p", noise.url])
+        r, rss, secs = peak_rss_run(["info", "-p", endpoint.url])
     finally:
-        noise.close()
-    one_line(r, 5)
-    assert secs < 40, secs
-    assert rss < 200, f"{rss:.0f} MB"
-
-
-def test_a_flooding_rfc2217_endpoint_keeps_memory_bounded(tmp_path):
-    flood = FloodingRfc2217()
-    try:
-        r, rss, secs = _peak_rss_run(["info", "-p", flood.url])
-    finally:
-        flood.close()
-    one_line(r, 5)
-    assert secs < 40, secs
-    assert rss < 200, f"{rss:.0f} MB"
+        endpoint.close()
+    bounded(r, rss, secs)
 
 
 # =============================================================================================
@@ -286,11 +253,9 @@ def test_a_real_board_printing_forever_with_ctrl_c_off(sim, tmp_path):
     b = _board_with_main(sim, tmp_path, "import micropython\nmicropython.kbd_intr(-1)\n"
                                         "while True:\n    print('tick')\n")
     for args in (["info", "--json"], ["record", "-q", "-d", "1s", "-"]):
-        r, rss, secs = _peak_rss_run([*args, "-p", b.path])
-        one_line(r, 5, "did not answer Ctrl-C")
+        r, rss, secs = peak_rss_run([*args, "-p", b.path])
+        bounded(r, rss, secs, "did not answer Ctrl-C")
         assert r.stdout == ""
-        assert secs < 40, secs
-        assert rss < 200, f"{rss:.0f} MB"
 
 
 def test_signal_while_the_real_board_stalls_leaves_it_usable(sim, tmp_path):

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import ENV, I2S
+from conftest import ENV, I2S, stop_process
 
 from i2scli.link.errors import NoDevice
 from i2scli.ports import labgrid_place
@@ -118,13 +118,7 @@ def lab(tmp_path, sim):
                                "holder": staticmethod(holder), "url": f"labgrid://rig1?coordinator={coord}"})
     finally:
         for p in reversed(procs):
-            if p.poll() is None:
-                p.terminate()
-                try:
-                    p.wait(15)
-                except subprocess.TimeoutExpired:
-                    p.kill()
-                    p.wait()
+            stop_process(p, 15)
         logs.close()
 
 

@@ -14,10 +14,8 @@ import random
 import signal
 import struct
 import subprocess
-import termios
 import threading
 import time
-import tty
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -25,7 +23,7 @@ import numpy as np
 import pytest
 import serial
 import soundfile as sf
-from conftest import ENV, I2S, i2s, mpremote
+from conftest import ENV, I2S, i2s, mpremote, peak_rss_run, raw_pty
 from test_cli import expected_wire, source, tx_audio, write_wav
 
 from i2scli import protocol as proto
@@ -531,13 +529,7 @@ class FakeBoard:
 
     def __init__(self, mode: str):
         self.mode = mode
-        self.master, slave = os.openpty()
-        tty.setraw(slave)
-        attrs = termios.tcgetattr(slave)
-        attrs[3] &= ~termios.ECHO
-        termios.tcsetattr(slave, termios.TCSANOW, attrs)
-        self.path = os.ttyname(slave)
-        self._slave = slave
+        self.master, self._slave, self.path = raw_pty()
         self.alive = True
         self.rng = random.Random(mode)
         self.thread = threading.Thread(target=self._run, daemon=True)
@@ -635,25 +627,6 @@ class FakeBoard:
         os.close(self._slave)
 
 
-def _max_rss_run(args, timeout=60):
-    """Run i2s, sampling its resident memory; (result, peak RSS in MB, seconds)."""
-    t0 = time.monotonic()
-    p = subprocess.Popen([*I2S, *map(str, args)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
-    peak = 0
-    out = []
-    reader = threading.Thread(target=lambda: out.append(p.communicate(timeout=timeout)), daemon=True)
-    reader.start()
-    while reader.is_alive():
-        try:
-            status = Path(f"/proc/{p.pid}/status").read_text()
-            peak = max(peak, int(next(ln for ln in status.splitlines() if ln.startswith("VmRSS")).split()[1]))
-        except (OSError, StopIteration, ValueError):
-            pass
-        time.sleep(0.05)
-    stdout, stderr = out[0]
-    return subprocess.CompletedProcess(args, p.returncode, stdout, stderr), peak / 1024, time.monotonic() - t0
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("mode,cmd,words", [
     ("garbage", "record", ["not the i2s agent"]),
@@ -672,7 +645,7 @@ def test_hostile_board(tmp_path, mode, cmd, words):
     fake = FakeBoard(mode)
     try:
         args = (["record", "-s", 2000, tmp_path / "h.wav"] if cmd == "record" else ["play", "--tone", 440, "-d", "1s"])
-        r, rss, secs = _max_rss_run([*args, "-q", "--no-probe", "--timeout", "1s", "-p", fake.path])
+        r, rss, secs = peak_rss_run([*args, "-q", "--no-probe", "--timeout", "1s", "-p", fake.path])
     finally:
         fake.close()
     assert "Traceback" not in r.stderr, r.stderr

@@ -10,7 +10,7 @@ import time
 from types import SimpleNamespace
 
 import pytest
-from conftest import i2s
+from conftest import i2s, stop_process
 
 from i2scli.link import baud
 from i2scli.link.port import rfc2217_url
@@ -57,12 +57,7 @@ def ser2net(tmp_path):
 
     yield serve
     for proc, log in started:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc)
         log.close()
 
 

@@ -13,6 +13,9 @@ from i2scli.sim import pins
 from i2scli.sim.board import codec_dir_pin_id
 from i2scli.sim.profiles import PROFILES
 
+ARGS = "bits=16, format=I2S.STEREO, rate=8000, ibuf=1000)"  # the rest of an I2S(...) the tests make
+I2S_TOO = "Pin, I2S"  # error_of's names for code that makes an I2S
+
 
 def raw(transport, port):
     t = transport(port)
@@ -24,16 +27,29 @@ def run(t, code):
     return t.exec("from machine import Pin\n" + code).decode().strip()
 
 
-def error_of(t, code):
+def error_of(t, code, names="Pin"):
+    """The last line of the traceback that board code raises (`names` imported from machine)."""
     with pytest.raises(TransportExecError) as e:
-        t.exec("from machine import Pin\n" + code)
+        t.exec(f"from machine import {names}\n" + code)
     lines = e.value.error_output.splitlines()
     assert lines[0] == "Traceback (most recent call last):", lines
     return lines[-1]
 
 
+def refused(t, cases: dict[str, str], names="Pin") -> None:
+    """Each piece of board code raises, the last line of its traceback the one given."""
+    for code, said in cases.items():
+        assert error_of(t, code, names) == said, code
+
+
 def events_of(board, ev):
     return [e for e in board.events() if e["ev"] == ev]
+
+
+def pads_used(board):
+    """The board stopped: its I2S inits (events) and the pins board code made outputs, by name."""
+    board.stop()
+    return events_of(board, "i2s_init"), {e["name"] for e in events_of(board, "pin") if e["mode"] == "out"}
 
 
 # -- the tables (host side) -------------------------------------------------------------------
@@ -98,23 +114,18 @@ def test_teensy_names(sim, transport):
         assert error_of(t, bad) == "ValueError: Pin doesn't exist", bad
     # the names of one pad are one pin: the I2S pads accept any of them, events say the id
     run(t, "from machine import I2S\n"
-           "a = I2S(2, sck=Pin('D4'), ws=Pin('WS_TX'), sd=Pin('GPIO_EMC_04'), mck=Pin('D33'), mode=I2S.TX, "
-           "bits=16, format=I2S.STEREO, rate=8000, ibuf=1000)\n"
-           "b = I2S(1, sck=Pin('SCK_RX'), ws=Pin('D20'), sd='D8', mck='MCK', mode=I2S.RX, bits=16, "
-           "format=I2S.STEREO, rate=8000, ibuf=1000)\n"
+           f"a = I2S(2, sck=Pin('D4'), ws=Pin('WS_TX'), sd=Pin('GPIO_EMC_04'), mck=Pin('D33'), mode=I2S.TX, {ARGS}\n"
+           f"b = I2S(1, sck=Pin('SCK_RX'), ws=Pin('D20'), sd='D8', mck='MCK', mode=I2S.RX, {ARGS}\n"
            "a.deinit(); b.deinit()\n"
-           "a = I2S(2, sck='SCK_TX', ws='D3', sd='SD_TX', mck=Pin.cpu.GPIO_EMC_07, mode=I2S.TX, bits=16, "
-           "format=I2S.STEREO, rate=8000, ibuf=1000)\n"
+           f"a = I2S(2, sck='SCK_TX', ws='D3', sd='SD_TX', mck=Pin.cpu.GPIO_EMC_07, mode=I2S.TX, {ARGS}\n"
            "a.deinit()\n"
            "Pin('GPIO_B0_10', Pin.OUT, value=1)\n")
-    assert error_of(t, "from machine import I2S\nI2S(2, sck=Pin('D5'), ws=Pin('D3'), sd=Pin('D2'), "
-                       "mode=I2S.TX, bits=16, format=I2S.STEREO, rate=8000, ibuf=1000)") \
+    assert error_of(t, f"I2S(2, sck=Pin('D5'), ws=Pin('D3'), sd=Pin('D2'), mode=I2S.TX, {ARGS}", I2S_TOO) \
         == "ValueError: invalid SCK pin"
-    board.stop()
-    inits = events_of(board, "i2s_init")
+    inits, outputs = pads_used(board)
     assert [(e["sck"], e["ws"], e["sd"], e["mck"]) for e in inits] == [
         ("D4", "D3", "D2", "D33"), ("D21", "D20", "D8", "D23"), ("D4", "D3", "D2", "D33")]
-    assert {e["name"] for e in events_of(board, "pin") if e["mode"] == "out"} == {"D6"}
+    assert outputs == {"D6"}
 
 
 @pytest.mark.slow
@@ -126,8 +137,7 @@ def test_teensy_takes_no_numbers(sim, transport):
     for bad in ("Pin(4)", "Pin(0)", "Pin(2)", "Pin(41)", "Pin(6, Pin.OUT)"):
         assert error_of(t, bad) == "ValueError: Pin doesn't exist", bad
     for sck, ws, sd in (("4", "3", "2"), ("Pin('D4')", "3", "Pin('D2')"), ("Pin('D4')", "Pin('D3')", "2")):
-        assert error_of(t, f"from machine import I2S\nI2S(2, sck={sck}, ws={ws}, sd={sd}, mode=I2S.TX, "
-                           "bits=16, format=I2S.STEREO, rate=8000, ibuf=1000)") \
+        assert error_of(t, f"I2S(2, sck={sck}, ws={ws}, sd={sd}, mode=I2S.TX, {ARGS}", I2S_TOO) \
             == "ValueError: Pin doesn't exist", (sck, ws, sd)
 
 
@@ -154,26 +164,24 @@ def test_pico_names(sim, transport):
     assert run(t, "print(Pin('GP18').name(), Pin('GPIO18').name(), Pin(18).name(), Pin('LED').name(), "
                   "Pin.board.GP18 is Pin.cpu.GPIO18, Pin('GPIO29').name())") \
         == "GPIO18 GPIO18 GPIO18 GPIO25 True GPIO29"
-    assert error_of(t, "Pin('GP23')") == 'ValueError: unknown named pin "GP23"'
-    assert error_of(t, "Pin('X1')") == 'ValueError: unknown named pin "X1"'
-    assert error_of(t, "Pin(30)") == "ValueError: invalid pin"
-    assert error_of(t, "Pin(-1)") == "ValueError: invalid pin"
-    assert error_of(t, "Pin(1.5)") == "ValueError: invalid pin"
+    refused(t, {
+        "Pin('GP23')": 'ValueError: unknown named pin "GP23"',
+        "Pin('X1')": 'ValueError: unknown named pin "X1"',
+        "Pin(30)": "ValueError: invalid pin",
+        "Pin(-1)": "ValueError: invalid pin",
+        "Pin(1.5)": "ValueError: invalid pin",
+    })
     run(t, "from machine import I2S\n"
-           "a = I2S(0, sck=Pin('GP16'), ws=Pin('GPIO17'), sd=Pin('GP18'), mode=I2S.TX, bits=16, "
-           "format=I2S.STEREO, rate=8000, ibuf=1000)\n"
+           f"a = I2S(0, sck=Pin('GP16'), ws=Pin('GPIO17'), sd=Pin('GP18'), mode=I2S.TX, {ARGS}\n"
            "a.deinit()\n"
-           "a = I2S(0, sck=Pin(16), ws=Pin(17), sd=Pin(18), mode=I2S.TX, bits=16, format=I2S.STEREO, "
-           "rate=8000, ibuf=1000)\n"
+           f"a = I2S(0, sck=Pin(16), ws=Pin(17), sd=Pin(18), mode=I2S.TX, {ARGS}\n"
            "a.deinit()\n"
            "Pin('GP15', Pin.OUT, value=1)\n")
-    assert error_of(t, "from machine import I2S\nI2S(0, sck=Pin('GP16'), ws=Pin('GP18'), sd=Pin('GP19'), "
-                       "mode=I2S.TX, bits=16, format=I2S.STEREO, rate=8000, ibuf=1000)") \
+    assert error_of(t, f"I2S(0, sck=Pin('GP16'), ws=Pin('GP18'), sd=Pin('GP19'), mode=I2S.TX, {ARGS}", I2S_TOO) \
         == "ValueError: invalid ws (must be sck+1)"
-    board.stop()
-    inits = events_of(board, "i2s_init")
+    inits, outputs = pads_used(board)
     assert [(e["sck"], e["ws"], e["sd"]) for e in inits] == [(16, 17, 18), (16, 17, 18)]
-    assert {e["name"] for e in events_of(board, "pin") if e["mode"] == "out"} == {15}
+    assert outputs == {15}
 
 
 @pytest.mark.slow
@@ -184,18 +192,17 @@ def test_pyboard_names(sim, transport):
                   "Pin.board.X1 is Pin.cpu.A0, Pin.board.LED_RED.name())") == "A0 A0 A0 A0 True A13"
     assert run(t, "print(Pin('Y6'))") == "Pin(Pin.cpu.B13, mode=Pin.IN)"
     assert run(t, "print(Pin.cpu.B3.names())") == "['B3', 'X17', 'SW']"
-    assert error_of(t, "Pin('X13')") == "ValueError: Pin(X13) doesn't exist"
-    assert error_of(t, "Pin('PA0')") == "ValueError: Pin(PA0) doesn't exist"
-    assert error_of(t, "Pin('GP1')") == "ValueError: Pin(GP1) doesn't exist"
-    assert error_of(t, "Pin(1)") == "TypeError: can't convert 'int' object to str implicitly"
-    assert error_of(t, "Pin.board.X13") == "AttributeError: type object 'board' has no attribute 'X13'"
+    refused(t, {
+        "Pin('X13')": "ValueError: Pin(X13) doesn't exist",
+        "Pin('PA0')": "ValueError: Pin(PA0) doesn't exist",
+        "Pin('GP1')": "ValueError: Pin(GP1) doesn't exist",
+        "Pin(1)": "TypeError: can't convert 'int' object to str implicitly",
+        "Pin.board.X13": "AttributeError: type object 'board' has no attribute 'X13'",
+    })
     # the pyboard's I2S(2) pads by any of their names
-    run(t, "from machine import I2S\n"
-           "a = I2S(2, sck=Pin.cpu.B13, ws=Pin('B12'), sd=Pin.board.Y8, mode=I2S.TX, bits=16, "
-           "format=I2S.STEREO, rate=8000, ibuf=1000)\n"
+    run(t, f"from machine import I2S\na = I2S(2, sck=Pin.cpu.B13, ws=Pin('B12'), sd=Pin.board.Y8, mode=I2S.TX, {ARGS}\n"
            "a.deinit()\n")
-    assert error_of(t, "from machine import I2S\nI2S(2, sck=Pin('X1'), ws=Pin('Y5'), sd=Pin('Y8'), "
-                       "mode=I2S.TX, bits=16, format=I2S.STEREO, rate=8000, ibuf=1000)") \
+    assert error_of(t, f"I2S(2, sck=Pin('X1'), ws=Pin('Y5'), sd=Pin('Y8'), mode=I2S.TX, {ARGS}", I2S_TOO) \
         == "ValueError: invalid SCK pin"
 
 
@@ -208,9 +215,7 @@ def test_openmv_names(sim, transport):
     for bad in ("P17", "A3", "C0", "USB_DM", "X1"):  # P16's and LED_RED's CPU names are hidden
         assert error_of(t, f"Pin('{bad}')") == f"ValueError: Pin({bad}) doesn't exist", bad
     assert error_of(t, "Pin(0)") == "TypeError: can't convert 'int' object to str implicitly"
-    run(t, "from machine import I2S\n"
-           "a = I2S(2, sck=Pin('B13'), ws=Pin('P3'), sd=Pin('P0'), mode=I2S.TX, bits=16, "
-           "format=I2S.STEREO, rate=8000, ibuf=1000)\n"
+    run(t, f"from machine import I2S\na = I2S(2, sck=Pin('B13'), ws=Pin('P3'), sd=Pin('P0'), mode=I2S.TX, {ARGS}\n"
            "a.deinit()\n")
 
 
@@ -240,5 +245,7 @@ def test_ae3_names(sim, transport):
     t = raw(transport, board.path)
     assert run(t, "print(Pin('P0').name(), Pin('UART4_TX').name(), Pin('P5_1').name(), Pin.cpu.P5_1 is Pin.board.P0)") \
         == "P5_1 P5_1 P5_1 True"
-    assert error_of(t, "Pin('P12')") == 'ValueError: unknown named pin "P12"'
-    assert error_of(t, "Pin(0)") == "ValueError: invalid pin"
+    refused(t, {
+        "Pin('P12')": 'ValueError: unknown named pin "P12"',
+        "Pin(0)": "ValueError: invalid pin",
+    })

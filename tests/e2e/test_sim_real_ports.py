@@ -20,7 +20,9 @@ import subprocess
 
 import pytest
 from conftest import ROOT, mpremote
-from mpremote.transport import TransportExecError
+from test_sim_pins import ARGS, I2S_TOO, raw
+from test_sim_pins import error_of as pin_error_of
+from test_sim_pins import refused as pin_refused
 
 from i2scli.sim import i2s_pins, pins
 from i2scli.sim.profiles import BRIDGES, PROFILES
@@ -59,12 +61,6 @@ def test_micropython_i2s_rate_test(sim, tmp_path, profile):
 
 
 # -- the same property, our own test ------------------------------------------------------------
-def raw(transport, port):
-    t = transport(port)
-    t.enter_raw_repl()
-    return t
-
-
 # Board code: for each mode, slot width and format, a preloading call, then three blocking calls
 # of BLOCK frames each, timed with ticks_us; prints mode, bits, channels, µs.
 RATE_SCRIPT = """
@@ -177,18 +173,18 @@ def test_mimxrt_rates_are_the_ports():
 
 
 def error_of(t, code):
-    with pytest.raises(TransportExecError) as e:
-        t.exec("from machine import Pin, I2S\n" + code)
-    lines = e.value.error_output.splitlines()
-    assert lines[0] == "Traceback (most recent call last):", lines
-    return lines[-1]
+    return pin_error_of(t, code, I2S_TOO)
+
+
+def refused(t, cases: dict[str, str]) -> None:
+    """Each I2S(...) call raises ValueError with the port's words."""
+    pin_refused(t, {code: f"ValueError: {said}" for code, said in cases.items()}, I2S_TOO)
 
 
 def ok(t, code):
     t.exec("from machine import Pin, I2S\n" + code + ".deinit()\n")
 
 
-ARGS = "bits=16, format=I2S.STEREO, rate=8000, ibuf=1000)"
 
 
 @pytest.mark.slow
@@ -214,8 +210,7 @@ def test_teensy_pads_by_the_ports_rules(transport):
         f"I2S(1, sck='D4', ws='nope', sd='D8', mode=I2S.RX, {ARGS}": "invalid SCK pin",
         f"I2S(1, sck='D21', ws='nope', sd='D8', mode=I2S.RX, {ARGS}": "Pin doesn't exist",
     }
-    for code, said in cases.items():
-        assert error_of(t, code) == f"ValueError: {said}", code
+    refused(t, cases)
 
 
 @pytest.mark.slow
@@ -233,8 +228,7 @@ def test_pyboard_pads_by_the_ports_rules(transport):
         f"I2S(2, sck=Pin('Y6'), ws='Y5', sd=Pin('Y8'), mode=I2S.TX, {ARGS}": "WS not a Pin type",
         f"I2S(1, sck=Pin('X6'), ws=Pin('X5'), sd=Pin('X8'), mode=I2S.TX, {ARGS}": "invalid id",
     }
-    for code, said in cases.items():
-        assert error_of(t, code) == f"ValueError: {said}", code
+    refused(t, cases)
 
 
 @pytest.mark.slow

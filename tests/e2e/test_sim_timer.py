@@ -4,9 +4,11 @@ agent's Watch uses them: a timer's soft callback runs while the main code waits 
 stdin read, and a Ctrl-C from a dupterm stream ends that read (docs/sim.md). Real parts only: a
 VirtualBoard and mpremote's transport."""
 
+import ast
 import time
 
 import pytest
+from conftest import ROOT
 from mpremote.transport_serial import SerialTransport
 
 from i2scli.sim import VirtualBoard
@@ -138,24 +140,18 @@ print(n[0])
 """) == "1"
 
 
-KICK = """
-import io, os, sys, micropython
-class Kick(io.IOBase):
-    def __init__(self):
-        self.n = 1
-    def readinto(self, buf):
-        if not self.n:
-            return None
-        self.n = 0
-        buf[0] = 3
-        return 1
-    def write(self, buf):
-        return len(buf)
-    def ioctl(self, req, arg):
-        return 0
+def _agent_class(name: str) -> str:
+    """The source of one class of the agent's link module, to run as the agent runs it."""
+    src = (ROOT / "firmware" / "i2s_link.py").read_text()
+    node = next(n for n in ast.parse(src).body if isinstance(n, ast.ClassDef) and n.name == name)
+    return ast.get_source_segment(src, node)
+
+
+# the agent's own console that types one Ctrl-C (firmware/i2s_link.py)
+KICK = "import io, os, sys, micropython\n" + _agent_class("_Kick").replace("{", "{{").replace("}", "}}") + """
 micropython.kbd_intr({intr})
 b = bytearray(2)
-os.dupterm(Kick())
+os.dupterm(_Kick())
 try:
     sys.stdin.buffer.readinto(b, 2)
     print('read', list(b))

@@ -226,12 +226,18 @@ def test_ftdi_latency_timer_holds_short_reads(board):
     assert delays["cp2102"] < 0.010
 
 
-@pytest.mark.slow
-def test_power_on_puts_the_board_back_at_115200(board):
+def raised_to_460800(board):
+    """An esp32 whose board code has set its REPL UART to 460800: (board, raw REPL)."""
     b = board("esp32")
     t = raw_repl(b.path)
     t.exec_raw_no_follow("import machine\nmachine.UART(0, baudrate=460800)\n")
     wait_for(lambda: b.board_baud == 460800)
+    return b, t
+
+
+@pytest.mark.slow
+def test_power_on_puts_the_board_back_at_115200(board):
+    b, t = raised_to_460800(board)
     t.serial.baudrate = 115200
     b.reboot()
     banner = t.serial.read_until(b">>> ", 2000)
@@ -241,10 +247,7 @@ def test_power_on_puts_the_board_back_at_115200(board):
 
 @pytest.mark.slow
 def test_soft_reset_keeps_the_rate(board):
-    b = board("esp32")
-    t = raw_repl(b.path)
-    t.exec_raw_no_follow("import machine\nmachine.UART(0, baudrate=460800)\n")
-    wait_for(lambda: b.board_baud == 460800)
+    b, t = raised_to_460800(board)
     t.serial.baudrate = 460800
     t.enter_raw_repl(soft_reset=True)
     assert t.eval("1+1") == 2

@@ -36,6 +36,7 @@ from i2scli.audio import (
     tone_blocks,
     wire_to_array,
 )
+from i2scli.cli.advice import words as cli_words
 
 ENV = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
 N = 5000  # frames in generated files: more than one default block, not a multiple of odd block sizes
@@ -297,8 +298,9 @@ def test_resample_44100_to_48000(tmp_path):
 def test_multichannel_needs_a_map(tmp_path):
     s = source_ints(16, N, 4, seed=8)
     write_int_file(tmp_path / "m.wav", s, 16)
-    with pytest.raises(AudioError, match=r"4 channels.*--channels-map \(e\.g\. 0,1\)"):
+    with pytest.raises(AudioError, match=r"4 channels.*a channels map \(e\.g\. 0,1\)") as e:
         open_input(str(tmp_path / "m.wav"))
+    assert cli_words(e.value).endswith("choose one or two with --channels-map (e.g. 0,1)")  # the command line's
     bus = BusFormat(48000, 16, 2)
     np.testing.assert_array_equal(play(tmp_path / "m.wav", bus, [2, 0]), s[:, [2, 0]])
     np.testing.assert_array_equal(play(tmp_path / "m.wav", bus, [3]), s[:, [3, 3]])

@@ -17,7 +17,7 @@ from i2scli.link import agent_code as ac
 
 FIRMWARE = ROOT / "firmware"
 DOCS = (ROOT / "docs" / "protocol.md").read_text()
-GENERATED = ac.generated_consts()
+GENERATED = {**ac.generated_consts(), **ac.generated_tables()}  # what the host gives the agent
 UPPER = re.compile(r"^_?[A-Z][A-Z0-9_]*$")  # how the agent spells a constant
 
 

@@ -7,9 +7,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import ENV, ROOT
+from conftest import ENV
 
 from i2scli import targets
+from i2scli.link import agent_code as ac
 from i2scli.link import baud
 from i2scli.loopback import looptest
 from i2scli.targets import boards
@@ -28,17 +29,20 @@ def test_every_target_is_complete_and_named_once():
 
 
 def test_port_facts_agree_within_a_port_and_with_the_agent():
-    facts = ("TX_DMA_HALF_BYTES", "STDIN_RING")
+    facts = ("TX_DMA_HALF_BYTES", "STDIN_RING", "IDF_DMA_FRAMES")
     for t in targets.all_targets():
         for u in targets.all_targets():
             if t.PLATFORM == u.PLATFORM:
                 assert [getattr(t, f) for f in facts] == [getattr(u, f) for f in facts], (t, u)
-    # the agent keeps its own copy of the stdin rings (board code): held to the targets here
-    tree = ast.parse((ROOT / "firmware" / "i2s_link.py").read_text())
-    inbuf = next(ast.literal_eval(n.value) for n in ast.walk(tree)
-                 if isinstance(n, ast.Assign) and getattr(n.targets[0], "id", "") == "_INBUF")
+    # the agent gets the targets' port facts generated into it, as tables by sys.platform
+    sent = {name: ac.module_source(name) for name in ("i2s_link", "i2s_meter")}
+    tables = {n.targets[0].id: ast.literal_eval(n.value) for text in sent.values() for n in ast.parse(text).body
+              if isinstance(n, ast.Assign) and getattr(n.targets[0], "id", "") in ("_INBUF", "_DMA_HALF", "_IDF_DMA")}
     for t in targets.all_targets():
-        assert inbuf[t.PLATFORM] == t.STDIN_RING, t
+        assert tables["_INBUF"][t.PLATFORM] == t.STDIN_RING, t
+        assert tables["_DMA_HALF"].get(t.PLATFORM, 0) == t.TX_DMA_HALF_BYTES, t
+        assert tables["_IDF_DMA"].get(t.PLATFORM, 0) == t.IDF_DMA_FRAMES, t
+    assert tables["_IDF_DMA"] == {"esp32": 256} and tables["_INBUF"]["samd"] == 512
 
 
 def test_detection_and_the_link_tables_come_from_the_targets():

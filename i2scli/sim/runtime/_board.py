@@ -65,22 +65,13 @@ def main():
     mods["micropython"] = _simmp
 
     here = _here()
-    if _exists(here + "/_simtime.py"):
-        try:
-            import _simtime
-
-            mods["time"] = _simtime
-        except Exception as e:
-            _log("_simtime failed")
-            _sys.print_exception(e, _sys.stderr)
-    if _exists(here + "/machine.py"):
-        try:
-            import machine
-
-            mods["machine"] = machine
-        except Exception as e:
-            _log("machine failed")
-            _sys.print_exception(e, _sys.stderr)
+    for file, name in (("_simtime", "time"), ("machine", "machine")):
+        if _exists(here + "/" + file + ".py"):
+            try:
+                mods[name] = __import__(file)
+            except Exception as e:
+                _log(file + " failed")
+                _sys.print_exception(e, _sys.stderr)
     if _exists(here + "/pyb.py"):
         pyb = None
         if prof.get("vcp"):

@@ -97,18 +97,13 @@ def continue_with_input(s):
     n = len(s)
     while i < n:
         c = s[i]
-        if c == "'":
-            if (q == 0 or q == 3) and s[i + 1: i + 3] == "''":
+        if c == "'" or c == '"':
+            one = 1 if c == "'" else 2  # its quote states: one (1, 2) and three of it (3, 4)
+            if (q == 0 or q == one + 2) and s[i + 1: i + 3] == c + c:
                 i += 2
-                q = 3 - q
-            elif q == 0 or q == 1:
-                q = 1 - q
-        elif c == '"':
-            if (q == 0 or q == 4) and s[i + 1: i + 3] == '""':
-                i += 2
-                q = 4 - q
-            elif q == 0 or q == 2:
-                q = 2 - q
+                q = one + 2 - q
+            elif q == 0 or q == one:
+                q = one - q
         elif c == "\\" and i + 1 < n and s[i + 1] in "'\"\\":
             if q != 0:
                 i += 1

@@ -17,33 +17,22 @@ _POOL = 16  # alarms in the default pool (the slots of _simwait.timers)
 _ENOMEM = 12
 
 
-class Timer:
+class Timer(_simwait.Expiries):
     ONE_SHOT = 0
     PERIODIC = 1
 
     def __init__(self, id=-1, **kw):
         if _get_int(id) != -1:
             raise ValueError("Timer doesn't exist")
-        self._armed = False
-        self._hard = False
-        self._repeat = 1
-        self._period = 0
-        self._due = 0
-        self._callback = None
-        self._fired = 0
-        self._ran = 0
-        self._queued = 0
+        self._fresh()
         if kw:
             self.init(**kw)
 
     def init(self, *, mode=1, callback=None, period=0xFFFFFFFF, tick_hz=1000, freq=None, hard=False):
         self._armed = False  # alarm_pool_cancel_alarm
-        if freq is not None:
-            us = int(1000000 / freq)
-        else:
-            us = _get_int(period) * 1000000 // _get_int(tick_hz)
+        us = _simwait.period_us(_get_int(period), _get_int(tick_hz), freq)
         self._repeat = _get_int(mode)
-        self._period = max(1, us)
+        self._period = us
         self._callback = callback
         self._hard = bool(hard)
         _alarm(self)

@@ -7,7 +7,7 @@ import _simcfg
 __name__ = "os"
 
 
-class _Uname:
+class _Uname(_simcfg.AttrTuple):
     _fields = ("sysname", "nodename", "release", "version", "machine")
 
     def __init__(self, p):
@@ -18,23 +18,11 @@ class _Uname:
         self.version = "v%s on %s" % (rel, _simcfg.BUILD_DATE)
         self.machine = p.get("machine", "")
 
-    def _t(self):
-        return (self.sysname, self.nodename, self.release, self.version, self.machine)
-
-    def __getitem__(self, i):
-        return self._t()[i]
-
-    def __len__(self):
-        return 5
-
     def __iter__(self):
         return iter(self._t())
 
     def __eq__(self, other):
         return tuple(self._t()) == tuple(other)
-
-    def __repr__(self):
-        return "(" + ", ".join("%s=%r" % (k, v) for k, v in zip(self._fields, self._t())) + ")"
 
 
 def uname():

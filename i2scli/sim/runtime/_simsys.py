@@ -21,7 +21,7 @@ def _vtuple(rel):
     return tuple(out[:3]) + ("",)
 
 
-class _Impl:
+class _Impl(_simcfg.AttrTuple):
     _fields = ("name", "version", "_machine", "_mpy", "_build")
 
     def __init__(self, p):
@@ -34,17 +34,6 @@ class _Impl:
             self._mpy &= 0x3FF  # no native emitter: MPY_FEATURE_ARCH 0 (py/persistentcode.h)
         self._build = p.get("name", "")
 
-    def _t(self):
-        return (self.name, self.version, self._machine, self._mpy, self._build)
-
-    def __getitem__(self, i):
-        return self._t()[i]
-
-    def __len__(self):
-        return 5
-
-    def __repr__(self):
-        return "(" + ", ".join("%s=%r" % (k, v) for k, v in zip(self._fields, self._t())) + ")"
 
 
 platform = _simcfg.profile.get("platform", "")

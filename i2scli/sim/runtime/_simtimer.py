@@ -15,7 +15,7 @@ _NUM = 4
 _OBJS = [None] * _NUM
 
 
-class Timer:
+class Timer(_simwait.Expiries):
     ONE_SHOT = 0
     PERIODIC = 1
 
@@ -27,17 +27,9 @@ class Timer:
         if self is None:
             self = object.__new__(cls)
             self._id = n
-            self._armed = False
-            self._hard = False
+            self._fresh()
             self._set = False
-            self._repeat = 1
-            self._period = 0
-            self._due = 0
             self._t0 = 0
-            self._callback = None
-            self._fired = 0
-            self._ran = 0
-            self._queued = 0
             _OBJS[n] = self
         if args or kw:
             self.init(*args, **kw)
@@ -50,13 +42,10 @@ class Timer:
         self._armed = False
         if hard:
             raise ValueError("hard Timers are not implemented")
-        if freq is not None:
-            us = int(1000000 / freq)
-        else:
-            us = _get_int(period) * 1000000 // _get_int(tick_hz)
+        us = _simwait.period_us(_get_int(period), _get_int(tick_hz), freq)
         self._repeat = _get_int(mode)
         self._callback = callback
-        self._period = max(1, us)
+        self._period = us
         self._t0 = _t.ticks_us()
         self._due = _t.ticks_add(self._t0, self._period)
         self._set = True

@@ -37,6 +37,29 @@ _started = False
 _one = bytearray(1)
 
 
+class Expiries:
+    """What the thread keeps of a timer (esp32's machine.Timer, rp2's alarm): armed, when it is
+    due and every how long, its callback, and its expiries fired, run and queued."""
+
+    def _fresh(self):
+        self._armed = False
+        self._hard = False
+        self._repeat = 1
+        self._period = 0
+        self._due = 0
+        self._callback = None
+        self._fired = 0
+        self._ran = 0
+        self._queued = 0
+
+
+def period_us(period, tick_hz, freq):
+    """A Timer's period in microseconds as init() takes it: `freq` Hz, else `period` ticks of `tick_hz`."""
+    if freq is not None:
+        return max(1, int(1000000 / freq))
+    return max(1, period * 1000000 // tick_hz)
+
+
 def start():
     global _started
     if not _started:

@@ -60,14 +60,10 @@ try:
 except ImportError:  # pragma: no cover
     _bm = None
 
-if _bm is not None:
-    PinBase = _bm.PinBase
-    Signal = _bm.Signal
-    idle = _bm.idle
-    mem8 = _bm.mem8
-    mem16 = _bm.mem16
-    mem32 = _bm.mem32
-    time_pulse_us = _bm.time_pulse_us
+if _bm is not None:  # what the board's port has as the unix port has it
+    for _n in ("PinBase", "Signal", "idle", "mem8", "mem16", "mem32", "time_pulse_us"):
+        globals()[_n] = getattr(_bm, _n)
+    del _n
 
 _ticks_us = _port.now  # the board's clock (_simport.py)
 _ticks_add = _t.ticks_add
@@ -102,40 +98,34 @@ def lightsleep(ms=None):
 # ---------------------------------------------------------------------------
 # configuration
 # ---------------------------------------------------------------------------
+def _offer(g, name, cls, objs=()):
+    """machine.`name` is `cls`, none of its objects made yet; no machine.`name` where cls is None."""
+    if cls is None:
+        g.pop(name, None)
+        return
+    g[name] = cls
+    for i in range(len(objs)):
+        objs[i] = None
+
+
 def _configure(profile):
     """Called once at boot with Profile.board_dict(): imitate that port."""
     _port.configure(profile)
     _simpin.configure(profile)
     g = globals()
     # I2S: present only where the port has it
-    cls = _simi2s.configure(profile)
-    if cls is None:
-        if "I2S" in g:
-            del g["I2S"]
-    else:
-        g["I2S"] = cls
-
+    _offer(g, "I2S", _simi2s.configure(profile))
     # UART: the esp32 port's (UART(0) is its REPL UART); the simulator has no
     # UART for other ports
-    if profile.get("uart_repl"):
-        g["UART"] = _simuart.UART
-        for i in range(_simuart._UART_NUM):
-            _simuart._UART_OBJS[i] = None
-    elif "UART" in g:
-        del g["UART"]
-
+    _offer(g, "UART", _simuart.UART if profile.get("uart_repl") else None, _simuart._UART_OBJS)
     # Timer: the esp32 port's hardware timers (_simtimer.py), the rp2 port's soft timers
     # (_simalarm.py); the simulator has none for other ports
     for i in range(len(_simwait.timers)):
         _simwait.timers[i] = None
     if profile.get("soft_timers"):
-        g["Timer"] = _simalarm.Timer
-    elif profile.get("hw_timers"):
-        g["Timer"] = _simtimer.Timer
-        for i in range(_simtimer._NUM):
-            _simtimer._OBJS[i] = None
-    elif "Timer" in g:
-        del g["Timer"]
+        _offer(g, "Timer", _simalarm.Timer)
+    else:
+        _offer(g, "Timer", _simtimer.Timer if profile.get("hw_timers") else None, _simtimer._OBJS)
 
     # time.sleep* wake up for I2S deadlines
     try:

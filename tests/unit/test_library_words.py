@@ -1,0 +1,32 @@
+"""Library messages in the library's words: what to change named as data, in plain words, no
+command-line flag; the command line says the same with its flags (cli/doctor.py, cli/advice.py)."""
+
+import numpy as np
+from test_doctor import RATE, mics
+
+from i2scli.cli.advice import words
+from i2scli.cli.doctor import in_words
+from i2scli.errors import worded
+from i2scli.loopback import doctor
+
+
+def test_findings_name_settings_as_data_and_the_cli_words_them_as_flags():
+    changes = set()
+    for left, right in mics().values():
+        rep = doctor.diagnose(np.stack([left, right], 1)[:RATE], RATE)
+        for f in rep["findings"]:
+            assert "--" not in f.say(), f.say()
+            if f.change:
+                changes.add(f.change[0])
+        words = in_words(rep)
+        assert all(doctor.CHANGE not in a for a in words["advice"])
+        if rep["record"] is not None:
+            assert words["record"].startswith(f"i2s record -r {RATE} -b {rep['record'].bits}")
+    assert changes == {"slot", "shift", "subtype", "sd"}
+
+
+def test_a_message_naming_settings_is_plain_in_the_library_and_flags_on_the_command_line():
+    e = worded(ValueError, "no preset fits: give ", ("board", None), " or also ",
+               ("pin", ("rx", "sd")), "; or ", ("rate", 16000), " and ", ("no_probe", None))
+    assert str(e) == "no preset fits: give a board preset or also RX sd; or 16000 Hz and no link probe"
+    assert words(e) == "no preset fits: give --board NAME or also --rx-sd; or -r 16000 and --no-probe"
