@@ -13,33 +13,80 @@ _HEAP_CAP = const(4096)  # bytes a mem_alloc window may see before it lets colle
 
 
 class Meter:
-    """TX: tracks bus frames against time to estimate underruns on the board, in integer ms
-    with a once-a-second re-anchor so nothing outgrows a small int on 32-bit ports."""
+    """TX on esp32 (ESP-IDF's DMA buffers; docs/sim.md has the sources): N buffers of 256
+    frames played in a circle from init, each cleared as it ends. A writer that keeps ahead
+    fills them in the DMA's order, so written frame k goes out at F0 + k, F0 being the first
+    audio's frame: max(256·N, the buffer boundary after the first write; the first buffer is
+    not free before its end). The agent keeps those books by its own clock (ticks_us from
+    init): when the DMA has passed the frames written, it played zeros (`lost`, each run of
+    them one underrun, `events`), and the next frames go out from the next buffer boundary.
+    (After a write that ended in mid-buffer the port then plays the rest of that buffer a
+    circle later: the books do not follow that.) Writes return only as buffers end, so the
+    clock alone says nothing of the DMA's state. Exact while the board's I2S clock and
+    ticks_us agree; 5 ms of tolerance. Integer maths on a clock re-anchored every second:
+    small ints on 32-bit ports, nothing allocated."""
 
-    def __init__(self, rate, ring_frames):
+    def __init__(self, rate, circle, ring):
         self.rate = rate
-        self.ring = ring_frames
-        self.t0 = 0
-        self.base = 0
-        self.started = False
+        self.circle = circle  # frames of the N DMA buffers
+        self.ring = ring
+        self.t = 0  # anchor (ticks_us) and frames clocked at it
+        self.f = 0
+        self.p = -1  # the frame where the next frame written goes out (-1: none written yet)
+        self.w = 0  # frames written
+        self.spell = False
         self.events = 0
         self.lost = 0
 
     def opened(self):
-        pass
+        """Right after the bus was made: its DMA starts at the end of init."""
+        self.t = time.ticks_us()
+        self.f = 0
+
+    def _frames(self, now):
+        d = time.ticks_diff(now, self.t)
+        while d >= 1000000:
+            self.t = time.ticks_add(self.t, 1000000)
+            self.f += self.rate
+            d -= 1000000
+        r = self.rate
+        return self.f + ((d // 1000) * r + (d % 1000) * r // 1000) // 1000
+
+    def tx(self, written):
+        """Before a write; `written` frames so far."""
+        c = self._frames(time.ticks_us())
+        b = (c // 256 + 1) * 256  # the next buffer boundary
+        if self.p < 0:
+            self.p = b if b > self.circle else self.circle
+        elif c > self.p + self.rate // 200:
+            if not self.spell:
+                self.spell = True
+                self.events += 1
+            self.lost += b - self.p
+            self.p = b
+        else:
+            self.spell = False
+        if self.f >= 0x100000:  # keep the books small: whole circles off both
+            k = self.f // self.circle * self.circle
+            self.f -= k
+            self.p -= k
 
     def put(self, written, flight=0):
-        pass
+        """After a write; `written` frames so far, this write's included."""
+        self.p += written - self.w
+        self.w = written
 
     def pad(self, frames):
-        pass
+        """Frames written that are not the stream's audio."""
+        if self.p >= 0:
+            self.p += frames
 
     def dry(self):
         return False
 
     def push(self):
-        """Silence that carries the last audio out of the ring: none here (ESP-IDF's DMA plays
-        a buffer however little of it was written, the rest cleared: auto_clear)."""
+        """Silence that carries the last audio out: none (ESP-IDF's DMA plays a buffer however
+        little of it was written, the rest cleared: auto_clear)."""
         return 0
 
     def left_ms(self):
@@ -47,28 +94,6 @@ class Meter:
         a DMA buffer the DMA has just freed, which plays after the other buffers (the whole
         ring, `ring` frames), then itself."""
         return (self.ring * 1000 + self.rate - 1) // self.rate + 1
-
-    def start(self, frames):
-        self.t0 = time.ticks_ms()
-        self.base = frames
-        self.started = True
-
-    def tx(self, written):
-        """Before writing: frames played since the anchor beyond those written = underrun."""
-        if not self.started:
-            self.start(written)
-            return
-        now = time.ticks_ms()
-        played = time.ticks_diff(now, self.t0) * self.rate // 1000
-        ahead = written - self.base
-        if played > ahead + self.rate // 200:  # more than 5 ms short
-            self.events += 1
-            self.lost += played - ahead
-            self.t0 = now
-            self.base = written
-        elif ahead >= self.rate and played >= self.rate:
-            self.t0 = time.ticks_add(self.t0, 1000)
-            self.base += self.rate
 
 
 class DmaMeter:
@@ -207,7 +232,7 @@ def tx_meter(cfg, fb):
     if sys.platform in ("rp2", "pyboard", "mimxrt", "linux"):
         return DmaMeter(cfg["rate"], fb, cfg["bits"], cfg["ibuf"] - 1)
     ring = max(cfg["ibuf"] // (256 * fb), 2) * 256  # esp32: DMA buffers of 256 frames, at least 2
-    return Meter(cfg["rate"], max(ring, cfg["ibuf"] // fb))
+    return Meter(cfg["rate"], ring, max(ring, cfg["ibuf"] // fb))
 
 
 # RX ring of each port in frames (docs/sim.md has the sources): the rp2, stm32 and mimxrt ring
