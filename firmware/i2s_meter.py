@@ -19,9 +19,9 @@ class Meter:
     audio's frame: max(256·N, the buffer boundary after the first write; the first buffer is
     not free before its end). The agent keeps those books by its own clock (ticks_us from
     init): when the DMA has passed the frames written, it played zeros (`lost`, each run of
-    them one underrun, `events`), and the next frames go out from the next buffer boundary.
-    (After a write that ended in mid-buffer the port then plays the rest of that buffer a
-    circle later: the books do not follow that.) Writes return only as buffers end, so the
+    them one underrun, `events`), and the next frames go out from the next buffer boundary
+    once the buffer the writer holds is finished with zeros (`fill`): else the port puts the
+    rest of it a circle later, or writes over it. Writes return only as buffers end, so the
     clock alone says nothing of the DMA's state. Exact while the board's I2S clock and
     ticks_us agree; 5 ms of tolerance. Integer maths on a clock re-anchored every second:
     small ints on 32-bit ports, nothing allocated."""
@@ -34,6 +34,8 @@ class Meter:
         self.f = 0
         self.p = -1  # the frame where the next frame written goes out (-1: none written yet)
         self.w = 0  # frames written
+        self.o = 0  # frames into the DMA buffer the writer holds
+        self.gap = 0  # zero frames that finish it, after an underrun
         self.spell = False
         self.events = 0
         self.lost = 0
@@ -54,35 +56,55 @@ class Meter:
 
     def tx(self, written):
         """Before a write; `written` frames so far."""
-        c = self._frames(time.ticks_us())
-        b = (c // 256 + 1) * 256  # the next buffer boundary
         if self.p < 0:
+            b = (self._frames(time.ticks_us()) // 256 + 1) * 256  # the next buffer boundary
             self.p = b if b > self.circle else self.circle
-        elif c > self.p + self.rate // 200:
-            if not self.spell:
-                self.spell = True
-                self.events += 1
-            self.lost += b - self.p
-            self.p = b
         else:
-            self.spell = False
+            self.dry()
+
+    def dry(self):
+        """The DMA has passed the frames written: an underrun (the books then go on from the
+        next buffer boundary)."""
+        if self.p < 0:
+            return False
+        c = self._frames(time.ticks_us())
         if self.f >= 0x100000:  # keep the books small: whole circles off both
             k = self.f // self.circle * self.circle
             self.f -= k
             self.p -= k
+            c -= k
+        # 5 ms for the clocks' drift; none at a boundary the books were set to (an underrun)
+        if c <= self.p + (0 if self.spell else self.rate // 200):
+            self.spell = False
+            return False
+        if not self.spell:
+            self.spell = True
+            self.events += 1
+        b = (c // 256 + 1) * 256
+        self.lost += b - self.p
+        self.p = b
+        self.gap = (256 - self.o) % 256
+        return True
+
+    def fill(self):
+        """Zero frames to write before the next audio: the rest of the buffer an underrun left
+        the writer in the middle of."""
+        g = self.gap
+        self.gap = 0
+        self.o = 0
+        return g
 
     def put(self, written, flight=0):
         """After a write; `written` frames so far, this write's included."""
         self.p += written - self.w
+        self.o = (self.o + written - self.w) % 256
         self.w = written
 
     def pad(self, frames):
         """Frames written that are not the stream's audio."""
         if self.p >= 0:
             self.p += frames
-
-    def dry(self):
-        return False
+            self.o = (self.o + frames) % 256
 
     def push(self):
         """Silence that carries the last audio out: none (ESP-IDF's DMA plays a buffer however
@@ -196,6 +218,9 @@ class DmaMeter:
         """The DMA has run the ring dry since the audio began and it is still short."""
         self._advance(time.ticks_us())
         return self.spell and self.r < 128
+
+    def fill(self):
+        return 0
 
     def pad(self, frames):
         """Frames written that are not the stream's audio (a lead-in of silence)."""
