@@ -340,7 +340,9 @@ class RxMeter:
             if not self.over:
                 self.over = True
                 if self.events < 8:
-                    self.at[self.events] = read + self.ring
+                    # a ring drops the newest frames, after those it holds; esp32's DMA queue
+                    # its oldest buffers, right after the one the reader holds
+                    self.at[self.events] = read + (0 if self.fly == 0 else self.ring)
                 self.events += 1
             self.lost += b
             self.e -= b
