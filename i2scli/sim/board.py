@@ -189,9 +189,12 @@ class SessionState:
         fb = self.frame_bytes
         if self.dma is None:
             return bytes(self.tx_ring[a * fb:b * fb])
-        at = self.clocked * fb % len(self.dma)
-        turn = self.dma[at:] + self.dma[:at]
-        return bytes(turn[a * fb:b * fb])
+        n = len(self.dma)
+        at = (self.clocked + a) * fb % n
+        k = (b - a) * fb  # at most one turn
+        if at + k <= n:
+            return bytes(self.dma[at:at + k])
+        return bytes(self.dma[at:]) + bytes(self.dma[:at + k - n])
 
 
 @dataclass

@@ -228,11 +228,6 @@ def write_now(o, buf):
     return o._off - a
 
 
-def tx_waiting(o):
-    """Frames written and not yet played (approximately: data bytes // frame bytes)."""
-    return o._ring // o._fb
-
-
 # -- RX --------------------------------------------------------------------------------------
 def rx_tick(o, n):
     """n frames clocked on RX: each buffer ending is queued; a read in progress (_grace) takes

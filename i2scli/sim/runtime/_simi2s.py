@@ -330,7 +330,7 @@ class _I2S(_io.IOBase):
                     mode="tx" if self._tx else "rx", bits=bits,
                     format="stereo" if fmt == _I2S.STEREO else "mono", rate=rate,
                     ibuf=ibuf, sck=sck, ws=ws, sd=sd, mck=mck, frame_bytes=fb,
-                    dma_bufs=self._en if self._tx else 0, dma_buf_bytes=self._bb)
+                    dma_bufs=self._en if self._tx else 0, dma_buf_bytes=self._bb if self._tx else 0)
 
     def deinit(self):
         if _port.npend:
