@@ -257,7 +257,7 @@ class Stream(Probing):
             return False
         self.meter.tx(0)
         g = self.meter.fill() * self.fb  # esp32, after an underrun: the audio goes on in order
-        if g:
+        if g and self.cfg.get("io", "blocking") == "blocking":  # (irq, asyncio: one write at a time)
             self.audio.write(bytearray(g))
         self.audio.write(prime.audio())
         self.mark("first_audio")
