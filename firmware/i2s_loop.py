@@ -163,9 +163,11 @@ class Loop:
         if st is not None:
             d = st()
             h = d.get("dma_half", 0)
+            f = d.get("first_frame", -1)
             if h:  # taken into a DMA half already, or at the next half's end: plays a half later
-                f = d["first_frame"]
                 self.sync["tx_first_frame"] = f if f >= 0 else (d["frames"] // h + 2) * h
+            elif f >= 0:  # esp32: the DMA buffer it went into, where that plays next
+                self.sync["tx_first_frame"] = f
             else:  # clocked + still in the ring - just written = where it started
                 self.sync["tx_first_frame"] = d["frames"] + d["ring_bytes"] // s.fb - n // s.fb
 

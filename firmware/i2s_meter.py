@@ -13,33 +13,102 @@ _HEAP_CAP = const(4096)  # bytes a mem_alloc window may see before it lets colle
 
 
 class Meter:
-    """TX: tracks bus frames against time to estimate underruns on the board, in integer ms
-    with a once-a-second re-anchor so nothing outgrows a small int on 32-bit ports."""
+    """TX on esp32 (ESP-IDF's DMA buffers; docs/sim.md has the sources): N buffers of 256
+    frames played in a circle from init, each cleared as it ends. A writer that keeps ahead
+    fills them in the DMA's order, so written frame k goes out at F0 + k, F0 being the first
+    audio's frame: max(256·N, the buffer boundary after the first write; the first buffer is
+    not free before its end). The agent keeps those books by its own clock (ticks_us from
+    init): when the DMA has passed the frames written, it played zeros (`lost`, each run of
+    them one underrun, `events`), and the next frames go out from the next buffer boundary
+    once the buffer the writer holds is finished with zeros (`fill`): else the port puts the
+    rest of it a circle later, or writes over it. Writes return only as buffers end, so the
+    clock alone says nothing of the DMA's state. Exact while the board's I2S clock and
+    ticks_us agree; 5 ms of tolerance. Integer maths on a clock re-anchored every second:
+    small ints on 32-bit ports, nothing allocated."""
 
-    def __init__(self, rate, ring_frames):
+    def __init__(self, rate, circle, ring):
         self.rate = rate
-        self.ring = ring_frames
-        self.t0 = 0
-        self.base = 0
-        self.started = False
+        self.circle = circle  # frames of the N DMA buffers
+        self.ring = ring
+        self.t = 0  # anchor (ticks_us) and frames clocked at it
+        self.f = 0
+        self.p = -1  # the frame where the next frame written goes out (-1: none written yet)
+        self.w = 0  # frames written
+        self.o = 0  # frames into the DMA buffer the writer holds
+        self.gap = 0  # zero frames that finish it, after an underrun
+        self.spell = False
         self.events = 0
         self.lost = 0
 
     def opened(self):
-        pass
+        """Right after the bus was made: its DMA starts at the end of init."""
+        self.t = time.ticks_us()
+        self.f = 0
 
-    def put(self, written, flight=0):
-        pass
+    def _frames(self, now):
+        d = time.ticks_diff(now, self.t)
+        while d >= 1000000:
+            self.t = time.ticks_add(self.t, 1000000)
+            self.f += self.rate
+            d -= 1000000
+        r = self.rate
+        return self.f + ((d // 1000) * r + (d % 1000) * r // 1000) // 1000
 
-    def pad(self, frames):
-        pass
+    def tx(self, written):
+        """Before a write; `written` frames so far."""
+        if self.p < 0:
+            b = (self._frames(time.ticks_us()) // 256 + 1) * 256  # the next buffer boundary
+            self.p = b if b > self.circle else self.circle
+        else:
+            self.dry()
 
     def dry(self):
-        return False
+        """The DMA has passed the frames written: an underrun (the books then go on from the
+        next buffer boundary)."""
+        if self.p < 0:
+            return False
+        c = self._frames(time.ticks_us())
+        if self.f >= 0x100000:  # keep the books small: whole circles off both
+            k = self.f // self.circle * self.circle
+            self.f -= k
+            self.p -= k
+            c -= k
+        # 5 ms for the clocks' drift; none at a boundary the books were set to (an underrun)
+        if c <= self.p + (0 if self.spell else self.rate // 200):
+            self.spell = False
+            return False
+        if not self.spell:
+            self.spell = True
+            self.events += 1
+        b = (c // 256 + 1) * 256
+        self.lost += b - self.p
+        self.p = b
+        self.gap = (256 - self.o) % 256
+        return True
+
+    def fill(self):
+        """Zero frames to write before the next audio: the rest of the buffer an underrun left
+        the writer in the middle of."""
+        g = self.gap
+        self.gap = 0
+        self.o = 0
+        return g
+
+    def put(self, written, flight=0):
+        """After a write; `written` frames so far, this write's included."""
+        self.p += written - self.w
+        self.o = (self.o + written - self.w) % 256
+        self.w = written
+
+    def pad(self, frames):
+        """Frames written that are not the stream's audio."""
+        if self.p >= 0:
+            self.p += frames
+            self.o = (self.o + frames) % 256
 
     def push(self):
-        """Silence that carries the last audio out of the ring: none here (ESP-IDF's DMA plays
-        a buffer however little of it was written, the rest cleared: auto_clear)."""
+        """Silence that carries the last audio out: none (ESP-IDF's DMA plays a buffer however
+        little of it was written, the rest cleared: auto_clear)."""
         return 0
 
     def left_ms(self):
@@ -47,28 +116,6 @@ class Meter:
         a DMA buffer the DMA has just freed, which plays after the other buffers (the whole
         ring, `ring` frames), then itself."""
         return (self.ring * 1000 + self.rate - 1) // self.rate + 1
-
-    def start(self, frames):
-        self.t0 = time.ticks_ms()
-        self.base = frames
-        self.started = True
-
-    def tx(self, written):
-        """Before writing: frames played since the anchor beyond those written = underrun."""
-        if not self.started:
-            self.start(written)
-            return
-        now = time.ticks_ms()
-        played = time.ticks_diff(now, self.t0) * self.rate // 1000
-        ahead = written - self.base
-        if played > ahead + self.rate // 200:  # more than 5 ms short
-            self.events += 1
-            self.lost += played - ahead
-            self.t0 = now
-            self.base = written
-        elif ahead >= self.rate and played >= self.rate:
-            self.t0 = time.ticks_add(self.t0, 1000)
-            self.base += self.rate
 
 
 class DmaMeter:
@@ -172,6 +219,9 @@ class DmaMeter:
         self._advance(time.ticks_us())
         return self.spell and self.r < 128
 
+    def fill(self):
+        return 0
+
     def pad(self, frames):
         """Frames written that are not the stream's audio (a lead-in of silence)."""
         self.r += frames * self.fb
@@ -210,7 +260,7 @@ def tx_meter(cfg, fb):
         return DmaMeter(cfg["rate"], fb, cfg["bits"], cfg["ibuf"] - 1)
     n = _IDF_DMA.get(sys.platform, 256)
     ring = max(cfg["ibuf"] // (n * fb), 2) * n  # esp32: DMA buffers of 256 frames, at least 2
-    return Meter(cfg["rate"], max(ring, cfg["ibuf"] // fb))
+    return Meter(cfg["rate"], ring, max(ring, cfg["ibuf"] // fb))
 
 
 # RX ring of each port in frames (docs/sim.md has the sources): the rp2, stm32 and mimxrt ring
@@ -295,7 +345,9 @@ class RxMeter:
             if not self.over:
                 self.over = True
                 if self.events < 8:
-                    self.at[self.events] = read + self.ring
+                    # a ring drops the newest frames, after those it holds; esp32's DMA queue
+                    # its oldest buffers, right after the one the reader holds
+                    self.at[self.events] = read + (0 if self.fly == 0 else self.ring)
                 self.events += 1
             self.lost += b
             self.e -= b

@@ -255,6 +255,9 @@ class Stream(Probing):
         if not prime.n:
             return False
         self.meter.tx(0)
+        g = self.meter.fill() * self.fb  # esp32, after an underrun: the audio goes on in order
+        if g and self.cfg.get("io", "blocking") == "blocking":  # (irq, asyncio: one write at a time)
+            self.audio.write(bytearray(g))
         self.audio.write(prime.audio())
         self.mark("first_audio")
         self.meter.put(self.frames, prime.n if self.cfg.get("io") == "irq" else 0)

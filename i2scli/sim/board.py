@@ -173,6 +173,28 @@ class SessionState:
     bus: int = -1  # the I2S id
     run: TxRun | None = None  # TX on the loopback's TX bus: what it drove
     mismatched: set = field(default_factory=set)  # RX: TX runs reported as not lockable
+    # TX on esp32: the DMA buffers' memory (no ring: _simesp32.py), and one buffer's bytes
+    dma: bytearray | None = None
+    dma_buf: int = 0
+
+    def queued(self) -> int:
+        """TX frames written and not yet clocked, in the order they clock next (esp32: the DMA
+        circle from the frame playing, one turn; what is not written yet reads zeros)."""
+        if self.dma is None:
+            return len(self.tx_ring) // self.frame_bytes
+        return len(self.dma) // self.frame_bytes - self.clocked % (self.dma_buf // self.frame_bytes)
+
+    def ahead(self, a: int, b: int) -> bytes:
+        """Bytes of frames a..b-1 of those queued()."""
+        fb = self.frame_bytes
+        if self.dma is None:
+            return bytes(self.tx_ring[a * fb:b * fb])
+        n = len(self.dma)
+        at = (self.clocked + a) * fb % n
+        k = (b - a) * fb  # at most one turn
+        if at + k <= n:
+            return bytes(self.dma[at:at + k])
+        return bytes(self.dma[at:]) + bytes(self.dma[:at + k - n])
 
 
 @dataclass
@@ -497,6 +519,13 @@ class VirtualBoard:
                     s.tx_ring += payload[1:]
             elif kind == 0x43:  # C
                 self._on_clock(*struct.unpack("<BII", payload))
+            elif kind == 0x57:  # W
+                s = self.sessions.get(payload[0])
+                if s is not None and s.dma is not None:
+                    at = struct.unpack_from("<I", payload, 1)[0]
+                    s.dma[at:at + n - 5] = payload[5:]
+            elif kind == 0x44:  # D
+                self._on_dma_play(*struct.unpack("<BII", payload))
             elif kind == 0x52:  # R
                 self._on_rx(*struct.unpack("<BIII", payload))
             elif kind == 0x50:  # P
@@ -533,6 +562,9 @@ class VirtualBoard:
             channels = 2 if e["format"] == "stereo" else 1
             info = Session(e["sid"], e["mode"], e["sd"], e["rate"], e["bits"], channels, t)
             s = self.sessions[e["sid"]] = SessionState(info, e["bits"] // 8 * channels, bus=e.get("id", -1))
+            if e.get("dma_bufs"):
+                s.dma = bytearray(e["dma_bufs"] * e["dma_buf_bytes"])
+                s.dma_buf = e["dma_buf_bytes"]
             self.bus.i2s_init(info)
             lb = self.loopback
             if lb is not None and s.bus == lb.tx and e["mode"] == "tx":
@@ -550,9 +582,22 @@ class VirtualBoard:
         s = self.sessions.get(sid)
         if s is None:
             return
-        info = s.info
         n = ring_frames * s.frame_bytes
         data, s.tx_ring[:n] = bytes(s.tx_ring[:n]), b""
+        self._clocked(s, data, zero_frames)
+
+    def _on_dma_play(self, sid: int, at: int, frames: int) -> None:
+        s = self.sessions.get(sid)
+        if s is None or s.dma is None:
+            return
+        n = frames * s.frame_bytes
+        data, s.dma[at:at + n] = bytes(s.dma[at:at + n]), bytes(n)  # played, then cleared
+        self._clocked(s, data, 0)
+
+    def _clocked(self, s: SessionState, data: bytes, zero_frames: int) -> None:
+        """TX session s put `data` then `zero_frames` of silence on SD."""
+        info = s.info
+        ring_frames = len(data) // s.frame_bytes
         if self.capture and data:
             self.capture.write(data, info.bits, info.channels, info.rate)
         if self.capture and zero_frames:

@@ -315,12 +315,11 @@ class TxRun:
             if a < b:
                 out[a - k0:b - k0] = chunk[a - start:b - start]
         s = self.live
-        if s is not None and len(s.tx_ring) >= s.frame_bytes:
+        if s is not None and s.queued():
             a = max(k0, self.total)
-            b = min(k0 + n, self.total + len(s.tx_ring) // s.frame_bytes)
+            b = min(k0 + n, self.total + s.queued())
             if a < b:
-                fb = s.frame_bytes
-                out[a - k0:b - k0] = self.wire(bytes(s.tx_ring[(a - self.total) * fb:(b - self.total) * fb]))
+                out[a - k0:b - k0] = self.wire(s.ahead(a - self.total, b - self.total))
 
     def trim(self, keep_from: int) -> None:
         """Forget frames before keep_from."""

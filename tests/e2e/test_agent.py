@@ -237,12 +237,13 @@ def test_the_probe_takes_the_faster_half_so_one_stall_is_not_the_links_rate():
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("profile", ["fast", "esp32"])  # esp32: its DMA buffers, not a ring
 @pytest.mark.parametrize("io", ["irq", "asyncio"])
-def test_the_seeds_other_transfer_styles(io, tmp_path):
+def test_the_seeds_other_transfer_styles(io, profile, tmp_path):
     cap = tmp_path / "tx.wav"
-    with connect(f"sim://fast?tx_capture={cap}&rx_source=ramp") as agent:
+    with connect(f"sim://{profile}?tx_capture={cap}&rx_source=ramp") as agent:
         # 8 kHz with a 0.5 s ring: generous, so a busy test machine cannot starve either style
-        cfg = bus_cfg("fast", "tx", rate=8000, ibuf=16384, payload=244, io=io)
+        cfg = bus_cfg(profile, "tx", rate=8000, ibuf=16384, payload=244, io=io)
         pattern = np.arange(1, 2 * 8000 + 1, dtype="<i2")
         assert agent.play(cfg, [pattern.tobytes()])["frames"] == 8000
         got = []

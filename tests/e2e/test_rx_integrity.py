@@ -122,6 +122,20 @@ def test_board_hangs_lose_frames_and_every_loss_is_counted():
 
 
 @pytest.mark.slow
+def test_an_esp32_loses_whole_dma_buffers_the_oldest_first_and_the_agent_places_them():
+    """esp32 (docs/sim.md, the esp32 rules): a hang longer than its 8 RX DMA buffers (ibuf
+    16384: 2048 bytes each, 256 frames) loses whole buffers, the oldest queued: the ramp jumps
+    right where the reads were, and the agent places the loss there, within a buffer."""
+    check, s, stats = record_with_hangs("esp32s3", 3.0, [(1.0, 0.25)])
+    assert check.frames == 3 * RATE and check.garbled == 0 and stats.rx_padded_frames == 0
+    assert check.repeated == 0 and check.skipped == stats.overrun_frames > 0
+    assert all(d.jump % 256 == 0 for d in check.discontinuities), check.discontinuities
+    acc = account(check, s, 256)
+    assert acc and all(a["seen_by"] == "agent" for a in acc), (acc, s["board"].get("overrun_at"))
+    assert abs(s["board"]["lost_frames"] - stats.overrun_frames) <= 256 * len(acc)
+
+
+@pytest.mark.slow
 def test_no_loss_no_overrun():
     """The estimate never cries wolf: where the board lost nothing (by the model's count and the
     ramp), the agent counts no overrun. (On a loaded machine the board may lose frames without a

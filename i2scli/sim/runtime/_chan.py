@@ -91,6 +91,24 @@ def clock(sid, ring_frames, zero_frames):
     _out.write(_hdr, 0, 13)
 
 
+def dma_put(sid, pos, buf, off, n):
+    """n bytes from buf[off:off+n] were written into TX session sid's DMA memory at byte pos
+    (esp32: its buffers, not a ring; _simesp32.py)."""
+    _head(0x57, n + 5)  # 'W'
+    _hdr[4] = sid
+    _u32(5, pos)
+    _out.write(_hdr, 0, 9)
+    _out.write(buf, off, n)
+
+
+def dma_play(sid, pos, frames):
+    """TX session sid clocked `frames` frames of its DMA memory from byte pos onto SD (esp32);
+    the memory they came from reads zeros from now on."""
+    _head(0x44, 9)  # 'D'
+    struct.pack_into("<BII", _hdr, 4, sid, pos, frames)
+    _out.write(_hdr, 0, 13)
+
+
 def rx(sid, fill_frames, drop_frames, buf, nbytes):
     """RX session sid: fill_frames more frames entered the ring, then
     drop_frames were lost (ring full); then read nbytes from the ring head

@@ -5,6 +5,7 @@ import micropython as _mp
 import io as _io
 import _chan
 import _simdma
+import _simesp32
 import _simport as _port
 from _simport import _EINVAL, _EPERM, _get_int, _type_name  # noqa: F401
 from _simpin import Pin, _pin_find, _pin_index, _pin_event, _pmode  # noqa: F401
@@ -176,6 +177,18 @@ class _I2S(_io.IOBase):
         self._dd = 0  # scratch of _out_dma
         self._dz = 0
         self._hz = 0  # what a half fed without audio is: -1 an underrun, 0 before any audio
+        self._en = 0  # esp32: DMA buffers in the circle (0: not esp32's rules; _simesp32)
+        self._bb = 0  # esp32: bytes of user frames a DMA buffer holds
+        self._q = 0  # esp32: buffers in the queue
+        self._cur = -1  # esp32: the buffer write/readinto holds (-1: none yet)
+        self._rw = 0  # esp32 TX: its rw_pos
+        self._full = False  # esp32 asyncio: DMA_MEMORY_FULL (TX) / _EMPTY (RX)
+        self._lo = None  # esp32 TX: per buffer, data in [0, lo) and [s, e) (bytes)
+        self._px = 0  # esp32 scratch (_simesp32)
+        self._pa = 0
+        self._pb = 0
+        self._s = None
+        self._e = None
         self._reset_session()
         self._off = 0  # scratch: current transfer position / non-blocking descriptor
         self._end = 0
@@ -261,14 +274,15 @@ class _I2S(_io.IOBase):
             # RX rings hold 8-byte frames whatever the format (extmod/machine_i2s.c
             # I2S_RX_FRAME_SIZE_IN_BYTES): ibuf // 8 frames; esp32 keeps ibuf // 2048
             # (at least 2) DMA buffers of 256 frames (ports/esp32/machine_i2s.c)
-            if fam == "esp32":
-                cap = max(ibuf // 2048, 2) * 256 * fb
-            else:
-                cap = (ibuf // 8) * fb
+            cap = (ibuf // 8) * fb
         elif fam in ("rp2", "stm32", "mimxrt"):
             cap = ibuf - 1  # extmod/machine_i2s.c ringbuf: one byte tells full from empty
         else:
             cap = (ibuf // fb) * fb
+        self._en = 0
+        if fam == "esp32":  # no ring: a circle of DMA buffers (_simesp32)
+            _simesp32.setup(self, ibuf, mode == TX)
+            cap = self._cap
         if cap < fb:
             cap = fb  # (the real ports would stall forever on such a buffer)
         self._cap = cap
@@ -293,6 +307,7 @@ class _I2S(_io.IOBase):
                 self._lost_every = p if p > _lost[2] else _lost[2] + 1
         if self._lost_n:
             self._rxh = 0  # (sim --loopback drop= keeps RX frame by frame)
+            self._en = 0
         self._pins = (sck, ws, sd)
         self._mck = mck
         self._sid = _next_sid & 0xFF
@@ -314,7 +329,8 @@ class _I2S(_io.IOBase):
         _chan.event("i2s_init", t=self._t0, sid=self._sid, id=i2s_id,
                     mode="tx" if self._tx else "rx", bits=bits,
                     format="stereo" if fmt == _I2S.STEREO else "mono", rate=rate,
-                    ibuf=ibuf, sck=sck, ws=ws, sd=sd, mck=mck, frame_bytes=fb)
+                    ibuf=ibuf, sck=sck, ws=ws, sd=sd, mck=mck, frame_bytes=fb,
+                    dma_bufs=self._en if self._tx else 0, dma_buf_bytes=self._bb if self._tx else 0)
 
     def deinit(self):
         if _port.npend:
@@ -325,11 +341,14 @@ class _I2S(_io.IOBase):
         self._stop_nb()
         if self._rxh:  # the half the DMA was filling never reaches the ring
             self._pdrop += self._clk % self._rxh
+        d = self._ring // self._fb
+        if self._en and not self._tx:
+            d += _simesp32.rx_deinit(self)
         if not self._tx and (self._pfill or self._pdrop):
             _chan.rx(self._sid, self._pfill, self._pdrop, None, 0)
             self._pfill = 0
             self._pdrop = 0
-        self._discarded = self._ring // self._fb
+        self._discarded = d
         self._ring = 0
         self._live = False
         _active.remove(self)
@@ -369,6 +388,9 @@ class _I2S(_io.IOBase):
             return
         self._clk += n
         if self._tx:
+            if self._en:
+                _simesp32.tx_tick(self, n)
+                return
             if self._hf:
                 if self._nb:  # a non-blocking write moves at the DMA's interrupts
                     _simdma.tx_steps(self, n)
@@ -388,6 +410,9 @@ class _I2S(_io.IOBase):
         else:
             if self._rxh:
                 _simdma.rx_halves(self, n)
+                return
+            if self._en:
+                _simesp32.rx_tick(self, n)
                 return
             if self._lost_n:
                 self._rx_lost(n)
@@ -542,6 +567,8 @@ class _I2S(_io.IOBase):
             return 0
         if self._rxh:
             return _simdma.rx_wait_frames(self, need)
+        if self._en:
+            return _simesp32.rx_wait_frames(self, need)
         return (need - self._ring) // self._fb
 
     def _span(self, ln, a, b):
@@ -591,6 +618,11 @@ class _I2S(_io.IOBase):
             raise OSError(_EPERM)
         if self._span(_nbytes(buf), a, b) <= 0:
             return 0
+        if self._en:
+            if self._io == _BLOCKING:
+                return _simesp32.write_blocking(self, buf)
+            if self._io == _ASYNCIO:
+                return _simesp32.write_now(self, buf)
         if self._io == _BLOCKING:
             return self._write_blocking(buf)
         if self._io == _NON_BLOCKING:
@@ -645,7 +677,10 @@ class _I2S(_io.IOBase):
         if self._io == _NON_BLOCKING:
             return self._start_nb(buf)
         # asyncio: whatever whole frames are there now
-        self._tick(_ticks_us())
+        if self._en:
+            n = _simesp32.read_now(self, n)
+        else:
+            self._tick(_ticks_us())
         if n > self._ring:
             n = self._ring
         if n > 0 or self._pfill or self._pdrop:
@@ -655,6 +690,9 @@ class _I2S(_io.IOBase):
     def _read_blocking(self, buf):
         n = self._end
         self._tick(_ticks_us())  # what came before the call (may overrun)
+        if self._en:  # esp32: the call takes each buffer as it ends
+            self._grace = n
+            _simesp32.gather(self)
         while self._ring < n:
             t = self._wake_at(self._rx_wait_frames(n))
             _wait_ring(t)
@@ -666,6 +704,7 @@ class _I2S(_io.IOBase):
             self._grace = n
             self._tick(t)
             self._grace = 0
+        self._grace = 0
         self._take(buf, n)
         return n
 
@@ -684,12 +723,13 @@ class _I2S(_io.IOBase):
         if arg & 1:  # MP_STREAM_POLL_RD
             if self._tx:
                 return -_EPERM
-            if self._ring >= self._chunk:
+            # esp32: extmod's dma_buffer_status, which the DMA's callbacks set
+            if (not self._full) if self._en else self._ring >= self._chunk:
                 req |= 1
         if arg & 4:  # MP_STREAM_POLL_WR
             if not self._tx:
                 return -_EPERM
-            if self._cap - self._ring >= self._chunk:
+            if (not self._full) if self._en else self._cap - self._ring >= self._chunk:
                 req |= 4
         return req
 
@@ -728,9 +768,13 @@ class _I2S(_io.IOBase):
             k = self._cap - self._ring
             if k > self._end - self._off:
                 k = self._end - self._off
-            if k > 0 and not self._hf:  # (with DMA halves: at their interrupts, _simdma)
+            if self._en:  # esp32: the port's task writes with portMAX_DELAY
+                _simesp32.fill(self, self._nb_buf)
+            elif k > 0 and not self._hf:  # (with DMA halves: at their interrupts, _simdma)
                 self._accept(self._nb_buf, k)
         else:
+            if self._en:
+                _simesp32.gather(self)
             now = self._end - self._off
             if self._ring >= now or (now > self._cap and self._ring >= self._chunk):
                 if now > self._ring:
@@ -748,7 +792,9 @@ class _I2S(_io.IOBase):
     def _nb_wait(self, now):
         """us until this object's non-blocking work can progress."""
         if self._tx:
-            if self._hf:
+            if self._en:
+                f = _simesp32.wait_frames(self) if self._off < self._end else 0
+            elif self._hf:
                 f = _simdma.nb_wait_frames(self) if self._off < self._end else 0
             else:
                 f = self._tx_wait_frames(self._end - self._off)
@@ -772,6 +818,7 @@ class _I2S(_io.IOBase):
             "overruns": self._n_over, "overrun_frames": self._n_over_f,
             "discarded_frames": self._discarded,
             "dma_half": self._hf, "first_frame": self._first,
+            "dma_bufs": self._en, "dma_buf_frames": _simesp32.F if self._en else 0,
         }
 
     @staticmethod
@@ -966,3 +1013,5 @@ def configure(profile):
 
 
 _port.service = _service_all
+_simesp32.wait_ring = _wait_ring
+_simesp32.now = _ticks_us
