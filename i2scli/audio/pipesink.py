@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import array
 import errno
+import fcntl
 import os
+import select
+import stat
+import termios
 import threading
 
 from i2scli.audio.sndfile import sf_message
@@ -11,6 +16,9 @@ from i2scli.errors import AudioError
 
 #: How much a pipe's reader may fall behind before audio is dropped (counted as overruns).
 PIPE_BACKLOG_S = 2.0
+#: Writes into a pipe of at most this many bytes are atomic: a chunk is all in the host's backlog
+#: or all in the pipe, never in both, so the two add up exactly (`queued`).
+CHUNK = select.PIPE_BUF
 
 
 class PipeWriter:
@@ -36,6 +44,10 @@ class PipeWriter:
         self._inflight = 0  # frames of the block being written
         self._abandoned = False  # close() gave up waiting for the reader
         self._lock = threading.Lock()
+        try:
+            self.fifo = stat.S_ISFIFO(os.fstat(fd).st_mode)
+        except OSError:
+            self.fifo = False
         self._thread = threading.Thread(target=self._run, name="i2s-output", daemon=True)
         self._thread.start()
 
@@ -63,11 +75,14 @@ class PipeWriter:
                 return
             data, frames = item
             self._inflight = frames
+            view = memoryview(data)
             if not self.gone:
                 try:
-                    view = memoryview(data)
                     while view:
-                        view = view[os.write(self.fd, view):]
+                        n = os.write(self.fd, view[:CHUNK])
+                        with self._lock:
+                            self.backlog -= n
+                        view = view[n:]
                 except BrokenPipeError:
                     self._reader_went_away()
                 except OSError as e:
@@ -77,7 +92,21 @@ class PipeWriter:
                 if self.gone and not self._abandoned:
                     self.unwritten_frames += frames
                 self._inflight = 0
-                self.backlog -= len(data)
+                self.backlog -= len(view)
+
+    def queued(self) -> tuple[int, int]:
+        """Bytes on their way to the reader: the host's backlog and what sits in the pipe (a
+        pipe's or FIFO's write end answers FIONREAD too; another kind of stream counts 0)."""
+        with self._lock:
+            host = self.backlog
+            if not self.fifo or self.gone:
+                return host, 0
+            n = array.array("i", [0])
+            try:
+                fcntl.ioctl(self.fd, termios.FIONREAD, n)
+            except OSError:
+                return host, 0
+            return host, n[0]
 
     def _reader_went_away(self) -> None:
         self.gone = True

@@ -192,22 +192,35 @@ def _warn_nonfinite(reporter, stats: audio.ConvertStats | None, what: str) -> No
 
 
 def run_record(agent, reporter, stop, file, bus, opts, until, subtype, file_bus=None, keep=None, raw=False,
-               split=None) -> dict:
+               split=None, matching=None) -> dict:
     """`file_bus`/`keep`: the file holds another format than the bus (record --slot/--shift):
     `keep` turns bus samples into it (session.record). `split(bus)`: the recording goes into
-    files of a fixed length (splitfiles.SplitOutput: --max-file-time)."""
+    files of a fixed length (splitfiles.SplitOutput: --max-file-time). `matching`: (mode,
+    live.LiveParams) for an output a consumer reads as it comes (live.SinkMatch)."""
     from i2scli import audio, session
 
     fbus = file_bus or bus
     watch = session.Watch(levels=audio.Levels(fbus))
     out = split(fbus) if split is not None else audio.open_output(file, fbus, subtype=subtype, raw=raw)
+    clock = None
+    if matching is not None and out.pipe is not None:
+        from i2scli.live import SinkMatch, sink_kind
+
+        frame = fbus.channels * int(out.subtype[4:]) // 8
+        clock = SinkMatch(fbus.rate, fbus.channels, fbus.bits, lambda: sum(out.pipe.queued()) // frame,
+                          matching[0], sink_kind(out.pipe.fd, file), matching[1])
     try:
         def on_ready(cfg):
-            reporter.info(f"recording {file} from {session.describe_config(cfg, agent, 'rx')}")
+            reporter.info(f"recording {file} from {session.describe_config(cfg, agent, 'rx')}"
+                          + (f"; {clock.describe()}" if clock is not None else ""))
 
-        with _live(reporter, f"recording {file}", bus, until.frames, watch):
+        with _live(reporter, f"recording {file}", bus, until.frames, watch, clock.view if clock is not None else None):
             summary = session.record(agent, agent.port, out, bus, opts, until, stop=stop, watch=watch,
-                                     on_ready=on_ready, keep=keep)
+                                     on_ready=on_ready, keep=keep, after=clock.convert if clock is not None else None)
+        if clock is not None:  # what the resampler held back for its kernel
+            tail = clock.finish(fbus.dtype)
+            if tail is not None:
+                out.write(tail)
     except BaseException:
         # refused, failed or stopped before any audio: no file, and what was at FILE stays as it
         # was; once audio arrived the recording is in place and is kept, finished
@@ -218,6 +231,14 @@ def run_record(agent, reporter, stop, file, bus, opts, until, subtype, file_bus=
         summary.update(file=out.path, files=out.files, frames_per_file=out.per_file)
     if out.pipe is not None:  # what reached the pipe, once what was queued is written
         summary.update(frames=out.frames, seconds=out.frames / fbus.rate, reader_closed=out.reader_gone)
+        if clock is not None:
+            summary["live"] = m = clock.summary()
+            if m["drift_ppm"] is not None and m["mode"] != "auto":  # (a reader that stalled is no clock)
+                band = m["fill_band_ms"]
+                reporter.info(f"live: the board's clock {m['drift_ppm']:+.0f} ppm against its reader's"
+                              + (f", corrected ({m['correction_ppm']:+.0f} ppm on average)" if m["correction_ppm"]
+                                 is not None else ", corrected" if m["engaged"] else ", not corrected")
+                              + (f", backlog held within {band[0]:.0f}..{band[1]:.0f} ms" if band else ""))
         if out.pipe.error is not None:
             raise out.pipe.error
     return summary

@@ -239,10 +239,20 @@ def play(file, tone, level, rate, bits, channels, file_type, encoding, endian, a
 @click.option("--use-strftime", is_flag=True,
               help="FILE is a strftime pattern (%Y-%m-%d_%H%M%S ...), taken as each file starts; %v or {n} is "
                    "the file number.")
+@click.option("--live/--no-live", default=None,
+              help="Into a pipe or FIFO read by a consumer on a clock of its own (a sound card's player): hold "
+                   "the backlog between them by resampling the recording. Default: bit-exact, the backlog "
+                   "measured (--no-live: said so). A file is never resampled.")
+@click.option("--live-reserve", type=DURATION, default="100ms", show_default=True, metavar="DUR",
+              help="Live: the backlog held between the board and its reader (silence ahead of the first audio).")
+@click.option("--live-max-ppm", type=click.FloatRange(1, 50000), default=2000, show_default=True, metavar="PPM",
+              help="Live: the largest correction, in ppm of the rate.")
+@click.option("--live-loop", type=DURATION, default="10s", show_default=True, metavar="DUR",
+              help="Live: the match's time constant (slower: smoother; faster: settles sooner).")
 @_bus_options
 def record(file, rate, bits, channels, duration, samples, subtype, file_type, stop_on_silence, threshold,
-           wait_for_sound, max_duration, slot, rx_shift, max_file_time, use_strftime, port, as_json, quiet, strict,
-           **bus_kw):
+           wait_for_sound, max_duration, slot, rx_shift, max_file_time, use_strftime, live, live_reserve,
+           live_max_ppm, live_loop, port, as_json, quiet, strict, **bus_kw):
     """Record the board's I2S RX into FILE (.wav, .flac, .rf64, .w64; - for WAV on stdout; -t raw
     for headerless PCM).
 
@@ -264,6 +274,14 @@ def record(file, rate, bits, channels, duration, samples, subtype, file_type, st
         raise click.UsageError(f"-t wav writes a .wav file (or -), not {file}")
     if (max_file_time is not None or use_strftime) and file == "-":
         raise click.UsageError("--max-file-time and --use-strftime name files: not - (a pipe is one stream)")
+    from i2scli.live import LiveParams, output_is_stream
+
+    if live and (max_file_time is not None or use_strftime or not output_is_stream(file)):
+        raise click.UsageError("--live matches the clock of a pipe's or a FIFO's reader: a file is never resampled")
+    if not 0 < live_reserve <= 1.5 or live_loop < 0.2:
+        raise click.UsageError("--live-reserve must be within 0..1500ms and --live-loop at least 200ms")
+    matching = ("live" if live else "off" if live is False else "auto",
+                LiveParams(target_s=live_reserve, max_ppm=live_max_ppm, loop_s=live_loop))
     per_file = int(round(max_file_time * rate)) if max_file_time is not None else None
     if per_file is not None and per_file < 1:
         raise click.BadParameter(f"{max_file_time:g} s is less than one frame at {rate} Hz",
@@ -291,7 +309,8 @@ def record(file, rate, bits, channels, duration, samples, subtype, file_type, st
                                    max_frames=int(round(max_duration * rate)) if max_duration else None)
         with session.board(port, baud=bus_kw["baud"], warn=reporter.warn,
                            expect={"mode": "rx", "io": opts.io}) as agent:
-            return run_record(agent, reporter, stop, file, bus, opts, until, subtype, file_bus, keep, raw, split)
+            return run_record(agent, reporter, stop, file, bus, opts, until, subtype, file_bus, keep, raw, split,
+                              matching=None if split is not None else matching)
 
     run_command(job, quiet=quiet, finish=lambda s, r: _finish(s, r, as_json, strict), as_json=as_json)
 

@@ -56,6 +56,9 @@ def _slope_of(sums: dict) -> float | None:
 
 
 class LiveMatch:
+    NOUN = "reserve"  # what the fill is, in the progress line
+    SIGN = 1  # drift = SIGN * (the mean correction less the fill's slope): + is the board's clock fast
+
     def __init__(self, rate: int, channels: int, backlog: Callable[[], tuple[int, int]], mode: str, kind: str,
                  params: LiveParams | None = None, clock: Callable[[], float] = time.monotonic):
         if mode not in ("live", "auto", "off"):
@@ -168,6 +171,12 @@ class LiveMatch:
                     self.engaged, self.engaged_at = True, now - self.t0
         else:
             self.loop.update(fill, now, hold=hold, steer=self.latch_at is None)
+        self._account(now, fill, hold)
+        return block
+
+    def _account(self, now: float, fill: float, hold: bool) -> None:
+        """The books of a fill sample: the band, the correction's mean and the fill's slope once
+        settled, and a snapshot of them (_snap)."""
         if self.t0 is not None and now - self.t0 >= SETTLE_LOOPS * self.params.loop_s and not hold:
             f = self.loop.fill
             self.band = [min(self.band[0], f), max(self.band[1], f)] if self.band else [f, f]
@@ -179,7 +188,6 @@ class LiveMatch:
         else:
             self.t_settled = None
         self._snap(now)
-        return block
 
     def _snap(self, now: float) -> None:
         """The books as they stood, for END_GUARD_S: a stream's last moments (the source ending,
@@ -228,10 +236,10 @@ class LiveMatch:
         if self.engaged:
             moved = _slope_of(held)
             if u_time < 1.0 or moved is None:
-                return integral * 1e6
-            return (u_sum / u_time - moved / self.rate) * 1e6
+                return self.SIGN * integral * 1e6
+            return self.SIGN * (u_sum / u_time - moved / self.rate) * 1e6
         s = _slope_of(slope)
-        return None if s is None else -s / self.rate * 1e6
+        return None if s is None else -self.SIGN * s / self.rate * 1e6
 
     def view(self) -> str:
         """One line for the progress view: the drift measured so far and the reserve held. (Read
@@ -243,7 +251,7 @@ class LiveMatch:
             return ""
         parts = [] if drift is None else [f"drift {drift:+.0f} ppm" + (" (corrected)" if self.engaged else "")]
         if fill is not None:
-            parts.append(f"reserve {fill * 1000 / self.rate:.0f} ms")
+            parts.append(f"{self.NOUN} {fill * 1000 / self.rate:.0f} ms")
         return ", ".join(parts)
 
     def summary(self) -> dict:

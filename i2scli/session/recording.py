@@ -63,11 +63,13 @@ class StopRule:
 def record(agent: Agent, port: str, out: audio.Output, bus: BusFormat, opts: BusOptions, until: RecordStop,
            *, stop: threading.Event | None = None, watch: Watch | None = None,
            on_ready: Callable[[dict], None] | None = None,
-           keep: Callable[[np.ndarray], np.ndarray] | None = None) -> dict:
+           keep: Callable[[np.ndarray], np.ndarray] | None = None,
+           after: Callable[[np.ndarray], np.ndarray] | None = None) -> dict:
     """Stream I2S RX into `out` until `until` or `stop`. Every sample received is written,
     also when the link fails (the error is raised after the file has what arrived).
     `keep` turns each block of bus samples (frames, channels) into what the file keeps (in
-    `out.bus`'s format: e.g. one slot of a stereo bus, `record --slot`)."""
+    `out.bus`'s format: e.g. one slot of a stereo bus, `record --slot`); `after` turns what
+    was kept into what is written (a consumer's clock matched: live.SinkMatch.convert)."""
     agent.require_i2s()
     watch = watch or Watch()
     watch.levels = watch.levels or audio.Levels(out.bus if keep is not None else bus)
@@ -77,11 +79,13 @@ def record(agent: Agent, port: str, out: audio.Output, bus: BusFormat, opts: Bus
     watch.link_rate = p.link_rate
     if on_ready:
         on_ready(p.cfg)
-    return stream_record(agent, port, out, bus, p.cfg, rule, stop=stop or threading.Event(), watch=watch, keep=keep)
+    return stream_record(agent, port, out, bus, p.cfg, rule, stop=stop or threading.Event(), watch=watch, keep=keep,
+                         after=after)
 
 
 def stream_record(agent: Agent, port: str, out: audio.Output, bus: BusFormat, cfg: dict, rule: StopRule, *,
-                  stop: threading.Event, watch: Watch, keep: Callable[[np.ndarray], np.ndarray] | None) -> dict:
+                  stop: threading.Event, watch: Watch, keep: Callable[[np.ndarray], np.ndarray] | None,
+                  after: Callable[[np.ndarray], np.ndarray] | None = None) -> dict:
     """Receive the stream `cfg` into `out`, as `rule` keeps it; the summary `--json` prints."""
     # DATA frames are gathered and handled ~50 ms at a time: numpy's fixed cost per call, not
     # the samples, was most of the host's work per 4 kB frame
@@ -107,7 +111,7 @@ def stream_record(agent: Agent, port: str, out: audio.Output, bus: BusFormat, cf
         if not len(samples):
             return
         raw = np.ascontiguousarray(samples).tobytes()
-        out.write(raw)
+        out.write(raw if after is None else after(samples))
         watch.levels.feed(raw)
         watch.frames = rule.kept
 

@@ -1,0 +1,99 @@
+"""A recording matched to a consumer clocked elsewhere (a pipe into a sound card's player): the
+mirror of match.py, with its loop, resampler and books.
+
+The board's audio arrives at the board's I2S clock (its frames, counted as they come); a consumer
+such as `pacat` reads the pipe at its sound card's clock once its own buffer is full. What sits
+between them, the host's backlog plus what is in the pipe (audio.pipesink.PipeWriter.queued),
+grows or shrinks at the clocks' difference. The loop turns its distance from a target into the
+ratio the recording is resampled by (output frames per board frame), so the backlog holds.
+
+A consumer that is waiting for the next bytes (nothing queued at all: it reads whatever comes at
+once, as a program writing a file does) says nothing of its clock: such a sample is held.
+--live therefore builds the backlog first: the target in silence goes ahead of the first audio
+(what the consumer's own buffer takes of it, the rest stays queued), as play waits for its
+reserve before the first audio. Without --live (a pipe or FIFO, no flag: "auto") the recording
+goes out bit-exact, as it comes, and the backlog is only measured: the host cannot tell a reader
+on a clock of its own from one that writes a file and stalled for a moment (a growing backlog
+looks the same for a while), and the second wants every sample as it was recorded."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import numpy as np
+
+from i2scli.live.clockmatch import LiveParams
+from i2scli.live.match import LATCH_MIN_S, LATCH_S, SLOPE_FROM_S, LiveMatch
+
+
+class SinkMatch(LiveMatch):
+    NOUN = "backlog"
+    SIGN = -1  # the ratio that holds the backlog is the consumer's clock over the board's
+
+    def __init__(self, rate: int, channels: int, bits: int, queued: Callable[[], int], mode: str, kind: str,
+                 params: LiveParams | None = None, clock: Callable[[], float] = time.monotonic):
+        """`queued()`: frames on their way to the consumer (the host's backlog and the pipe's)."""
+        super().__init__(rate, channels, lambda: (0, 0, None), mode, kind, params, clock)
+        self.queued = queued
+        self.scale = float(1 << (bits - 1))
+        self.padded = 0  # frames of silence ahead of the first audio (--live)
+        self.engaged_at = None if mode != "live" else 0.0
+
+    def describe(self) -> str:
+        """For the settings line."""
+        if self.mode != "live":
+            return f"{self.kind}, clocks not matched (" + ("--no-live)" if self.mode == "off" else
+                                                          "bit-exact; --live matches them)")
+        return (f"{self.kind}, live: clocks matched (backlog {self.params.target_s * 1000:.0f} ms, "
+                f"within ±{self.params.max_ppm:g} ppm)")
+
+    def convert(self, samples: np.ndarray) -> np.ndarray:
+        """Integer audio (n, channels) at the board's clock into the consumer's: as it is until the
+        clocks need matching, resampled after."""
+        n = len(samples)
+        now = self.clock()
+        fill = float(self.queued())  # sampled before this block goes in: the consumer's side of it
+        pad = None
+        if self.t0 is None:
+            if not n:
+                return samples
+            self.t0 = now
+            if self.mode == "live":
+                self.padded = int(self.loop.target)
+                pad = np.zeros((self.padded, samples.shape[1]), samples.dtype)
+                self.loop.restart(float(self.padded), now)
+                self.latch_at = now + LATCH_S
+        self.taken += n
+        hold = not n or fill <= 0  # the consumer waits for us: its clock is not in the sample
+        if self.latch_at is not None and now >= self.latch_at and not hold:
+            # once the consumer's buffer has taken its share: the backlog is held where it settled
+            self.latch_at = None
+            self.loop.target = min(max(self.loop.fill, LATCH_MIN_S * self.rate), 2 * self.loop.target)
+        if not self.engaged:
+            self.loop.update(fill, now, hold=hold)
+            self.loop.u = self.loop.integral = 0.0
+            settled = now - self.t0 >= SLOPE_FROM_S
+            if settled and not hold and not self.watching:
+                self.watching = True
+                self.loop.restart(fill, now)
+            if settled and not hold:
+                self.slope.add(now - self.t0, fill)
+        else:
+            self.loop.update(fill, now, hold=hold, steer=self.latch_at is None)
+        self._account(now, fill, hold)
+        if not self.engaged:  # only --live resamples, from the first audio on
+            return samples
+        out = self._ints(self.resample(samples / self.scale), samples.dtype)
+        return out if pad is None else np.concatenate([pad, out])
+
+    def _ints(self, y: np.ndarray, dtype: np.dtype) -> np.ndarray:
+        return np.clip(np.round(y * self.scale), -self.scale, self.scale - 1).astype(dtype)
+
+    def finish(self, dtype: np.dtype) -> np.ndarray | None:
+        """The resampler's last output (what it held back for its kernel), at the end."""
+        y = self.flush()
+        return None if y is None or not len(y) else self._ints(y, dtype)
+
+    def summary(self) -> dict:
+        return {**super().summary(), "padded_frames": self.padded}
