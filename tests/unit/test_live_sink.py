@@ -1,0 +1,97 @@
+"""A recording matched to a reader on a clock of its own (i2scli/live/sink.py): the measure, what
+is queued in the host and in the pipe, counted exactly against a real pipe; and the loop holding
+it against a plain reader thread that reads a real pipe at a set rate."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import numpy as np
+import pytest
+
+from i2scli.audio.pipesink import PipeWriter
+from i2scli.live import LiveParams, SinkMatch
+
+
+def _settled(fn, want, timeout: float = 5.0):
+    """fn() once it equals `want` (the writer's thread moves a chunk between two counts)."""
+    deadline = time.monotonic() + timeout
+    while (got := fn()) != want and time.monotonic() < deadline:
+        time.sleep(0.0002)
+    return got
+
+
+def test_the_backlog_is_the_hosts_and_the_pipes_to_the_byte():
+    """A reader that does not read: the pipe holds what it can (FIONREAD on its write end), the
+    host the rest; each byte read comes off the sum, none counted twice or lost between them."""
+    r, w = os.pipe()
+    try:
+        pw = PipeWriter(w, 64000)
+        assert pw.fifo
+        for _ in range(25):
+            assert pw.put(bytes(4000), 1000)
+        deadline = time.monotonic() + 5
+        while pw.queued()[1] < 60000 and time.monotonic() < deadline:  # the pipe filling (64 kB: 16 pages)
+            time.sleep(0.01)
+        host, pipe = pw.queued()
+        assert host + pipe == 100000 and host >= 100000 - (1 << 16), (host, pipe)
+        got = 0
+        for n in (10000, 333, 4000, 7):
+            got += len(os.read(r, n))
+            assert _settled(lambda: sum(pw.queued()), 100000 - got) == 100000 - got
+        while got < 100000:
+            got += len(os.read(r, 65536))
+        assert _settled(pw.queued, (0, 0)) == (0, 0)
+        pw.close()
+    finally:
+        os.close(r)
+        os.close(w)
+
+
+@pytest.mark.parametrize("ppm", [20000, -20000, pytest.param(300, marks=pytest.mark.slow)])
+def test_a_reader_on_its_own_clock_is_matched_and_its_drift_measured(ppm):
+    """A real pipe read at a set rate: the reader takes rate·(1 - ppm) frames a second (a sound
+    card's player, its clock that far slower than the board's), the board's 20 ms blocks come at
+    `rate`, both timed by a clock the test steps (so a loaded host does not move the figures).
+    --live builds its backlog first, then holds it while the drift is measured; every frame is
+    counted. (A crystal's 300 ppm with the defaults: a minute, and a loop of 10 s.)"""
+    rate, block = 16000, 320
+    seconds, loop = (60.0, 10.0) if abs(ppm) < 1000 else (8.0, 1.0)
+    r, w = os.pipe()
+    os.set_blocking(r, False)
+    now = [0.0]
+    pw = PipeWriter(w, rate * 4)
+    m = SinkMatch(rate, 2, 16, lambda: sum(pw.queued()) // 4, "live", "a pipe",
+                  LiveParams(max_ppm=40000, loop_s=loop), clock=lambda: now[0])
+    x = (np.arange(int(rate * seconds) * 2) % 2000 - 1000).astype("<i2").reshape(-1, 2)
+    read = missed = written = 0
+    for sent in range(0, len(x), block):
+        now[0] = sent / rate
+        due = int(now[0] * rate * (1 - ppm * 1e-6)) * 4 - read - missed
+        if due > 0:  # what is not there when it is due is an underrun, played as silence, not made up later
+            try:
+                got = len(os.read(r, due))
+            except BlockingIOError:
+                got = 0
+            read += got
+            missed += due - got
+        y = m.convert(x[sent:sent + block])
+        pw.put(y.astype("<i2").tobytes(), len(y))
+        written += len(y)
+        assert _settled(lambda: pw.queued()[0], 0) == 0  # all of it in the pipe before the clock moves on
+    tail = m.finish(np.dtype("<i2"))
+    written += 0 if tail is None else len(tail)
+    s = m.summary()
+    pw.close()
+    os.close(r)
+    os.close(w)
+    print(s)
+    assert s["source_frames"] == len(x) and s["padded_frames"] == 1600
+    assert written == s["padded_frames"] + s["resampled_frames"]
+    assert missed == 0  # the backlog was there before the reader's first read, and never ran out
+    assert abs(s["drift_ppm"] - ppm) < 0.02 * abs(ppm)
+    lo, hi = s["fill_band_ms"]
+    # within less than a tenth of what the drift would have moved it meanwhile (measured: +20106,
+    # -20106, +300.8 ppm; bands of 5.0, 4.9 and 0.4 ms)
+    assert lo > 10 and hi - lo < 0.1 * abs(ppm) * 1e-6 * s["settled_s"] * 1000
