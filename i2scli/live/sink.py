@@ -11,10 +11,14 @@ A consumer that is waiting for the next bytes (nothing queued at all: it reads w
 once, as a program writing a file does) says nothing of its clock: such a sample is held.
 --live therefore builds the backlog first: the target in silence goes ahead of the first audio
 (what the consumer's own buffer takes of it, the rest stays queued), as play waits for its
-reserve before the first audio. Without --live (a pipe or FIFO, no flag: "auto") the recording
-goes out bit-exact, as it comes, and the backlog is only measured: the host cannot tell a reader
-on a clock of its own from one that writes a file and stalled for a moment (a growing backlog
-looks the same for a while), and the second wants every sample as it was recorded."""
+reserve before the first audio; and what the board records before the consumer has begun to
+read (a player connecting to its sound server) is skipped, as play skips what its source had
+piled up, so that it does not stay in the latency for ever.
+
+Without --live (a pipe or FIFO, no flag: "auto") the recording goes out bit-exact, as it comes,
+and the backlog is only measured: the host cannot tell a reader on a clock of its own from one
+that writes a file and stalled for a moment (a growing backlog looks the same for a while), and
+the second wants every sample as it was recorded."""
 
 from __future__ import annotations
 
@@ -25,6 +29,8 @@ import numpy as np
 
 from i2scli.live.clockmatch import LiveParams
 from i2scli.live.match import LATCH_MIN_S, LATCH_S, SLOPE_FROM_S, LiveMatch
+
+START_WAIT_S = 10.0  # --live: how long a reader that does not read yet is waited for
 
 
 class SinkMatch(LiveMatch):
@@ -38,6 +44,8 @@ class SinkMatch(LiveMatch):
         self.queued = queued
         self.scale = float(1 << (bits - 1))
         self.padded = 0  # frames of silence ahead of the first audio (--live)
+        self.waited: float | None = None  # --live: when the silence went out, and the reader was waited for
+        self.was: float | None = None  # the backlog then: a reader that reads takes from it between blocks
         self.engaged_at = None if mode != "live" else 0.0
 
     def describe(self) -> str:
@@ -54,16 +62,28 @@ class SinkMatch(LiveMatch):
         n = len(samples)
         now = self.clock()
         fill = float(self.queued())  # sampled before this block goes in: the consumer's side of it
-        pad = None
+        if self.mode == "live" and self.t0 is None:
+            if self.waited is None:
+                if not n:
+                    return samples
+                # the latency is built before the first audio: the target in silence goes first
+                self.waited, self.padded = now, int(self.loop.target)
+                self.skipped += n
+                return np.zeros((self.padded, samples.shape[1]), samples.dtype)
+            reading = fill <= 0 or (self.was is not None and fill < self.was)
+            if not reading and now - self.waited < START_WAIT_S:
+                # the reader has not begun to read steadily (pacat takes 4 kB, then connects to its
+                # server): what the board records meanwhile would be latency held for ever: skipped
+                self.was = fill
+                self.skipped += n
+                return samples[:0]
+            self.t0 = now
+            self.loop.restart(fill, now)
+            self.latch_at = now + LATCH_S
         if self.t0 is None:
             if not n:
                 return samples
             self.t0 = now
-            if self.mode == "live":
-                self.padded = int(self.loop.target)
-                pad = np.zeros((self.padded, samples.shape[1]), samples.dtype)
-                self.loop.restart(float(self.padded), now)
-                self.latch_at = now + LATCH_S
         self.taken += n
         hold = not n or fill <= 0  # the consumer waits for us: its clock is not in the sample
         if self.latch_at is not None and now >= self.latch_at and not hold:
@@ -84,8 +104,7 @@ class SinkMatch(LiveMatch):
         self._account(now, fill, hold)
         if not self.engaged:  # only --live resamples, from the first audio on
             return samples
-        out = self._ints(self.resample(samples / self.scale), samples.dtype)
-        return out if pad is None else np.concatenate([pad, out])
+        return self._ints(self.resample(samples / self.scale), samples.dtype)
 
     def _ints(self, y: np.ndarray, dtype: np.dtype) -> np.ndarray:
         return np.clip(np.round(y * self.scale), -self.scale, self.scale - 1).astype(dtype)

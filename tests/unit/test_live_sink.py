@@ -49,13 +49,14 @@ def test_the_backlog_is_the_hosts_and_the_pipes_to_the_byte():
         os.close(w)
 
 
-@pytest.mark.parametrize("ppm", [20000, -20000, pytest.param(300, marks=pytest.mark.slow)])
-def test_a_reader_on_its_own_clock_is_matched_and_its_drift_measured(ppm):
+@pytest.mark.parametrize("ppm,late", [(20000, 0.0), (-20000, 0.5), pytest.param(300, 0.0, marks=pytest.mark.slow)])
+def test_a_reader_on_its_own_clock_is_matched_and_its_drift_measured(ppm, late):
     """A real pipe read at a set rate: the reader takes rate·(1 - ppm) frames a second (a sound
     card's player, its clock that far slower than the board's), the board's 20 ms blocks come at
     `rate`, both timed by a clock the test steps (so a loaded host does not move the figures).
-    --live builds its backlog first, then holds it while the drift is measured; every frame is
-    counted. (A crystal's 300 ppm with the defaults: a minute, and a loop of 10 s.)"""
+    --live builds its backlog first (the silence), then holds it while the drift is measured; every frame is
+    counted. A reader that begins `late` (a player connecting to its server) has the board's audio
+    of meanwhile skipped. (A crystal's 300 ppm with the defaults: a minute, and a loop of 10 s.)"""
     rate, block = 16000, 320
     seconds, loop = (60.0, 10.0) if abs(ppm) < 1000 else (8.0, 1.0)
     r, w = os.pipe()
@@ -68,7 +69,7 @@ def test_a_reader_on_its_own_clock_is_matched_and_its_drift_measured(ppm):
     read = missed = written = 0
     for sent in range(0, len(x), block):
         now[0] = sent / rate
-        due = int(now[0] * rate * (1 - ppm * 1e-6)) * 4 - read - missed
+        due = int(max(0.0, now[0] - late) * rate * (1 - ppm * 1e-6)) * 4 - read - missed
         if due > 0:  # what is not there when it is due is an underrun, played as silence, not made up later
             try:
                 got = len(os.read(r, due))
@@ -87,7 +88,10 @@ def test_a_reader_on_its_own_clock_is_matched_and_its_drift_measured(ppm):
     os.close(r)
     os.close(w)
     print(s)
-    assert s["source_frames"] == len(x) and s["padded_frames"] == 1600
+    # the silence went out in place of the first block; the next are skipped until the reader is seen
+    # reading between two of them (from 20 ms on, or from `late` on)
+    skipped = block + (int(late * rate) if late else block)
+    assert s["skipped_frames"] == skipped and s["source_frames"] == len(x) - skipped and s["padded_frames"] == 1600
     assert written == s["padded_frames"] + s["resampled_frames"]
     assert missed == 0  # the backlog was there before the reader's first read, and never ran out
     assert abs(s["drift_ppm"] - ppm) < 0.02 * abs(ppm)
