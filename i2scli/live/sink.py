@@ -46,6 +46,7 @@ class SinkMatch(LiveMatch):
         self.padded = 0  # frames of silence ahead of the first audio (--live)
         self.waited: float | None = None  # --live: when the silence went out, and the reader was waited for
         self.was: float | None = None  # the backlog then: a reader that reads takes from it between blocks
+        self.measured = 0  # samples of the backlog that said something of the reader's clock
         self.engaged_at = None if mode != "live" else 0.0
 
     def describe(self) -> str:
@@ -101,6 +102,7 @@ class SinkMatch(LiveMatch):
                 self.slope.add(now - self.t0, fill)
         else:
             self.loop.update(fill, now, hold=hold, steer=self.latch_at is None)
+        self.measured += not hold
         self._account(now, fill, hold)
         if not self.engaged:  # only --live resamples, from the first audio on
             return samples
@@ -113,6 +115,10 @@ class SinkMatch(LiveMatch):
         """The resampler's last output (what it held back for its kernel), at the end."""
         y = self.flush()
         return None if y is None or not len(y) else self._ints(y, dtype)
+
+    def drift_ppm(self) -> float | None:
+        """None while the reader has only ever waited for the next bytes: nothing measured."""
+        return super().drift_ppm() if self.measured else None
 
     def summary(self) -> dict:
         return {**super().summary(), "padded_frames": self.padded}
