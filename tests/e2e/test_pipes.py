@@ -21,6 +21,9 @@ from i2scli.sim.wire import ramp_samples
 
 SOX = shutil.which("sox")
 needs_sox = pytest.mark.skipif(SOX is None, reason="sox is not installed (Debian package sox; .ci/run installs it)")
+FFMPEG = shutil.which("ffmpeg")
+needs_ffmpeg = pytest.mark.skipif(FFMPEG is None,
+                                  reason="ffmpeg is not installed (Debian package ffmpeg; .ci/run installs it)")
 
 
 def _played(capture: Path, dtype: str) -> np.ndarray:
@@ -109,6 +112,57 @@ def test_raw_pcm_from_sox_through_a_pipe_is_bit_exact(tmp_path, sox_fmt, play_fm
     r = _sox_pipe_into_play(["-t", "raw", "-r", "16000", "-c", "2", *sox_fmt, "-", *SYNTH], play_fmt, cap)
     assert r.returncode == 0, r.stderr
     _assert_played(cap, ref.astype("int16" if bits == 16 else "int32"))
+
+
+#: two of ffmpeg's own sine sources, 440 Hz left and 1000 Hz right (a swapped channel shows), 0.6 s at 16 kHz
+FF_SINES = ["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=16000:duration=0.6", "-f", "lavfi", "-i",
+            "sine=frequency=1000:sample_rate=16000:duration=0.6", "-filter_complex", "amerge=inputs=2"]
+
+
+def _ffmpeg(*out: str, stdout=subprocess.PIPE) -> subprocess.Popen:
+    return subprocess.Popen([FFMPEG, "-nostdin", "-loglevel", "error", *FF_SINES, *out, "-"], stdout=stdout,
+                            stderr=subprocess.DEVNULL)
+
+
+def _ffmpeg_ref(codec: str, dtype: str) -> np.ndarray:
+    """The same sines as ffmpeg writes them raw (frames, 2), from its first non-zero frame on (a
+    sine starts at 0, and the capture is compared from the first sample played)."""
+    p = _ffmpeg("-f", codec)
+    data, _ = p.communicate(timeout=60)
+    x = np.frombuffer(data, dtype).reshape(-1, 2)
+    return x[np.flatnonzero(x.any(axis=1))[0]:]
+
+
+@needs_ffmpeg
+@pytest.mark.slow
+@pytest.mark.parametrize("args,ref", [
+    (["-f", "wav"], ("s16le", "<i2")),  # a WAV of unknown length (0xFFFFFFFF sizes, and a LIST chunk first)
+    (["-c:a", "pcm_s32le", "-f", "wav"], ("s32le", "<i4")),
+    (["-f", "s16le"], ("s16le", "<i2")),  # raw PCM, described by -f S16_LE
+], ids=["wav", "wav-s32", "s16le"])
+def test_ffmpeg_into_play_through_a_pipe_is_bit_exact(tmp_path, args, ref):
+    """ffmpeg's own sources, written into a real pipe as a streaming WAV or as raw PCM, play as
+    they come: the samples on the virtual board's pins are ffmpeg's, bit for bit, each tone on
+    its channel at its frequency and level."""
+    want = _ffmpeg_ref(*ref)
+    cap = tmp_path / "tx.wav"
+    ff = _ffmpeg(*args)
+    raw = ["-f", "S16_LE", "-r", "16000", "-c", "2"] if args[-1] == "s16le" else []
+    try:
+        r = subprocess.run([*I2S, "play", "-q", "-p", f"sim://fast?tx_capture={cap}", *raw, "-"], stdin=ff.stdout,
+                           capture_output=True, text=True, timeout=120, env=ENV)
+    finally:
+        ff.stdout.close()
+        ff.wait(timeout=30)
+    assert r.returncode == 0 and ff.returncode == 0, r.stderr
+    got = _played(cap, want.dtype.name)
+    np.testing.assert_array_equal(got[:len(want)], want)
+    assert not got[len(want):].any()
+    full = 2.0 ** (8 * want.dtype.itemsize - 1)
+    for ch, f in enumerate((440, 1000)):  # (ffmpeg's sine: 1/8 of full scale)
+        x = got[1600:5600, ch] / full  # a quarter of a second: bins of 4 Hz
+        spectrum = np.abs(np.fft.rfft(x * np.hanning(len(x))))
+        assert int(spectrum.argmax()) * 4 == f and abs(np.abs(x).max() - 0.125) < 0.001
 
 
 def _wav_header(rate: int, channels: int, data_size: int) -> bytes:
@@ -336,6 +390,15 @@ def test_raw_flags_that_do_not_describe_the_input_are_usage_errors(args, words):
                        capture_output=True, text=True, timeout=60, env=ENV)
     err = [ln for ln in r.stderr.splitlines() if ln.startswith("Error:")]
     assert r.returncode == 2 and len(err) == 1 and words in err[0], r.stderr
+
+
+def test_record_live_is_for_a_pipes_reader_never_a_file(tmp_path):
+    """A recording into a file on disk is never resampled: --live with one is a usage error
+    (before any board is asked)."""
+    for args in ([str(tmp_path / "x.wav")], ["--max-file-time", "1s", str(tmp_path / "y.wav")]):
+        r = subprocess.run([*I2S, "record", "-q", "--live", "-p", "/dev/i2s-no-such-port", *args], capture_output=True,
+                           text=True, timeout=60, env=ENV)
+        assert r.returncode == 2 and "a file is never resampled" in r.stderr, r.stderr
 
 
 def test_a_source_that_pauses_longer_than_the_watchdog_goes_on(tmp_path):
