@@ -241,8 +241,8 @@ def play(file, tone, level, rate, bits, channels, file_type, encoding, endian, a
                    "the file number.")
 @click.option("--live/--no-live", default=None,
               help="Into a pipe or FIFO read by a consumer on a clock of its own (a sound card's player): hold "
-                   "the backlog between them by resampling the recording. Default: bit-exact, the backlog "
-                   "measured (--no-live: said so). A file is never resampled.")
+                   "the backlog between them by resampling the recording. Default, and --no-live: bit-exact, "
+                   "the backlog only measured. A file is never resampled.")
 @click.option("--live-reserve", type=DURATION, default="100ms", show_default=True, metavar="DUR",
               help="Live: the backlog held between the board and its reader (silence ahead of the first audio).")
 @click.option("--live-max-ppm", type=click.FloatRange(1, 50000), default=2000, show_default=True, metavar="PPM",

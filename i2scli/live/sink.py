@@ -8,8 +8,9 @@ grows or shrinks at the clocks' difference. The loop turns its distance from a t
 ratio the recording is resampled by (output frames per board frame), so the backlog holds.
 
 A consumer that is waiting for the next bytes (nothing queued at all: it reads whatever comes at
-once, as a program writing a file does) says nothing of its clock: such a sample is held.
---live therefore builds the backlog first: the target in silence goes ahead of the first audio
+once, as a program writing a file does) says nothing of its clock: unmatched, such a sample is
+held; --live takes it as a backlog run out (the board slower than the reader), and so builds the
+backlog first: the target in silence goes ahead of the first audio
 (what the consumer's own buffer takes of it, the rest stays queued), as play waits for its
 reserve before the first audio; and what the board records before the consumer has begun to
 read (a player connecting to its sound server) is skipped, as play skips what its source had
@@ -63,6 +64,7 @@ class SinkMatch(LiveMatch):
         n = len(samples)
         now = self.clock()
         fill = float(self.queued())  # sampled before this block goes in: the consumer's side of it
+        top = 0
         if self.mode == "live" and self.t0 is None:
             if self.waited is None:
                 if not n:
@@ -78,6 +80,11 @@ class SinkMatch(LiveMatch):
                 self.was = fill
                 self.skipped += n
                 return samples[:0]
+            # what the reader took of the silence while it was waited for is made up: the backlog
+            # starts at its target
+            top = max(0, int(self.loop.target - fill))
+            self.padded += top
+            fill += top
             self.t0 = now
             self.loop.restart(fill, now)
             self.latch_at = now + LATCH_S
@@ -86,7 +93,9 @@ class SinkMatch(LiveMatch):
                 return samples
             self.t0 = now
         self.taken += n
-        hold = not n or fill <= 0  # the consumer waits for us: its clock is not in the sample
+        # the consumer waits for us: unmatched, its clock is not in the sample; --live takes it as the
+        # board running slower than the reader, the backlog gone (as play takes a full queue as drift)
+        hold = not n or (fill <= 0 and self.mode != "live")
         if self.latch_at is not None and now >= self.latch_at and not hold:
             # once the consumer's buffer has taken its share: the backlog is held where it settled
             self.latch_at = None
@@ -106,7 +115,8 @@ class SinkMatch(LiveMatch):
         self._account(now, fill, hold)
         if not self.engaged:  # only --live resamples, from the first audio on
             return samples
-        return self._ints(self.resample(samples / self.scale), samples.dtype)
+        out = self._ints(self.resample(samples / self.scale), samples.dtype)
+        return np.concatenate([np.zeros((top, samples.shape[1]), samples.dtype), out]) if top else out
 
     def _ints(self, y: np.ndarray, dtype: np.dtype) -> np.ndarray:
         return np.clip(np.round(y * self.scale), -self.scale, self.scale - 1).astype(dtype)
