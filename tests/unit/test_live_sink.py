@@ -116,7 +116,7 @@ def test_a_reader_on_its_own_clock_is_matched_and_its_drift_measured(ppm, late):
     assert abs(s["drift_ppm"] - ppm) < 0.02 * abs(ppm)
     lo, hi = s["fill_band_ms"]
     # within less than a tenth of what the drift would have moved it meanwhile (measured: +20104,
-    # -20089, +300.8 ppm; bands of 5.0, 4.9 and 0.4 ms)
+    # -20089, +300.8 ppm; bands of 4.9, 4.8 and 0.4 ms)
     assert lo > 10 and hi - lo < 0.1 * abs(ppm) * 1e-6 * s["settled_s"] * 1000
 
 
