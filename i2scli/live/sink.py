@@ -48,7 +48,6 @@ class SinkMatch(LiveMatch):
         self.waited: float | None = None  # --live: when the silence went out, and the reader was waited for
         self.was: float | None = None  # the backlog then: a reader that reads takes from it between blocks
         self.measured = 0  # samples of the backlog that said something of the reader's clock
-        self.engaged_at = None if mode != "live" else 0.0
 
     def describe(self) -> str:
         """For the settings line."""
