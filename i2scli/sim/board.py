@@ -15,10 +15,8 @@ import struct
 import subprocess
 import sys
 import tempfile
-import termios
 import threading
 import time
-import tty
 from pathlib import Path
 
 from i2scli.sim.bus import BusModel
@@ -29,7 +27,8 @@ from i2scli.sim.link_uart import UartBaud
 from i2scli.sim.loopback import Loopback, TxRun, parse_loopback
 from i2scli.sim.pacing import Pacer, SharedPacer, now_us
 from i2scli.sim.profiles import Bridge, Profile, get_bridge, get_profile
-from i2scli.sim.report import Report, Stats
+from i2scli.sim.pty import close_port, raw_pty
+from i2scli.sim.report import Report, Stats, wind_up
 from i2scli.sim.sessions import I2SSessions, SessionState
 from i2scli.sim.wire import Capture, Source, parse_source
 
@@ -180,13 +179,8 @@ class VirtualBoard(LinkIn, LinkOut, UartBaud, LinkFaults, I2SSessions, Report):
 
     # -- lifecycle ------------------------------------------------------------------------
     def start(self) -> str:
-        self._master, self._slave = os.openpty()
-        tty.setraw(self._slave)
-        attrs = termios.tcgetattr(self._slave)
-        attrs[3] &= ~termios.ECHO
-        termios.tcsetattr(self._slave, termios.TCSANOW, attrs)
+        self._master, self._slave, self.path = raw_pty()
         os.set_blocking(self._master, False)
-        self.path = os.ttyname(self._slave)
         # fd 0/1 pipes outlive each interpreter, so input survives a soft reset.
         self._in_r, self._in_w = os.pipe()
         self._out_r, self._out_w = os.pipe()
@@ -227,13 +221,7 @@ class VirtualBoard(LinkIn, LinkOut, UartBaud, LinkFaults, I2SSessions, Report):
         for t in self._threads:
             if t is not threading.current_thread():
                 t.join(timeout=2)
-        self._close_port()
-        self._write_outputs()
-        self._log.close()
-        self.source.close()
-        summary = self.summary()
-        self._tmp.cleanup()
-        return summary
+        return wind_up(self)
 
     def reboot(self) -> None:
         """Hard reset: a fresh interpreter that starts as after power-on."""
@@ -266,14 +254,7 @@ class VirtualBoard(LinkIn, LinkOut, UartBaud, LinkFaults, I2SSessions, Report):
 
     def _close_port(self) -> None:
         with self._lock:
-            for name in ("_master", "_slave"):
-                fd = getattr(self, name, None)
-                if fd is not None:
-                    try:
-                        os.close(fd)
-                    except OSError:
-                        pass
-                    setattr(self, name, None)
+            close_port(self)
 
     def _kill_child(self) -> None:
         p = self._proc

@@ -11,6 +11,7 @@ import termios
 import time
 
 from i2scli.sim.pacing import now_us
+from i2scli.sim.pty import master_ready
 from i2scli.sim.uart import garble
 
 HOST_STALL_MAX_S = 1.0  # input held back at most this long for a board this machine descheduled
@@ -38,15 +39,12 @@ class LinkIn:
     """VirtualBoard's host-to-board direction."""
 
     def _in_loop(self) -> None:
-        import select
-
         while not self._stopping.is_set():
-            fd = self._master
-            if fd is None:
-                return
             try:
-                r, _, _ = select.select([fd], [], [], 0.1)
-                if not r:
+                fd = master_ready(self)
+                if fd is None:
+                    return
+                if fd < 0:
                     continue
                 self._in_busy = True
                 data = os.read(fd, self._in_pacer.chunk())
@@ -115,27 +113,23 @@ class LinkIn:
                 self._in_pacer.wait(len(piece))
                 self._deliver(garble(piece, self.line_baud, self.board_baud))
             return
+        self._split_ctrl_c(data, self._pace_in)
+
+    def _split_ctrl_c(self, data: bytes, sink) -> None:
+        """`data` into `sink`; each interrupt character between its pieces is a Ctrl-C."""
         while data:
             if self.intr == 3 and 3 in data:
                 i = data.index(3)
-                self._pace_in(data[:i])
+                sink(data[:i])
                 self._ctrl_c()
                 data = data[i + 1:]
             else:
-                self._pace_in(data)
+                sink(data)
                 return
 
     def _deliver(self, data: bytes) -> None:
         """UART links: bytes as the board's UART got them: Ctrl-C, then the input ring."""
-        while data:
-            if self.intr == 3 and 3 in data:
-                i = data.index(3)
-                self._buffer_in(data[:i])
-                self._ctrl_c()
-                data = data[i + 1:]
-            else:
-                self._buffer_in(data)
-                return
+        self._split_ctrl_c(data, self._buffer_in)
 
     def _dupterm_in(self, byte: int) -> None:
         """A byte the board's os.dupterm stream gave while it waited for input

@@ -7,6 +7,7 @@ import os
 import time
 
 from i2scli.sim.pacing import now_us
+from i2scli.sim.pty import master_ready
 from i2scli.sim.uart import garble
 
 
@@ -71,16 +72,13 @@ class LinkOut:
         return data
 
     def _send_out(self, data: bytes) -> None:
-        import select
-
         view = memoryview(data)
         while view and not self._stopping.is_set():
-            fd = self._master
-            if fd is None:
-                return
             try:
-                _, w, _ = select.select([], [fd], [], self._link.stall_drop_s)
-                if not w:  # nobody reads: the board's USB stack gives up on this data
+                fd = master_ready(self, self._link.stall_drop_s, write=True)
+                if fd is None:
+                    return
+                if fd < 0:  # nobody reads: the board's USB stack gives up on this data
                     self.stats.out_dropped += len(view)
                     return
                 n = os.write(fd, view)

@@ -30,6 +30,19 @@ class Stats:
     rx_padded_frames: int = 0
 
 
+def wind_up(board) -> dict:
+    """The end of a virtual board's stop(), its threads done: the port closed, the outputs
+    written, its files closed; the summary."""
+    board._close_port()
+    board._write_outputs()
+    if getattr(board, "_log", None):
+        board._log.close()
+    board.source.close()
+    summary = board.summary()
+    board._tmp.cleanup()
+    return summary
+
+
 class Report:
     """VirtualBoard's events and outputs."""
 
