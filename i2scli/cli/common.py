@@ -100,7 +100,9 @@ def _parse_baud(ctx, param, value):
     try:
         return parse_setting(value)
     except ValueError as e:
-        raise click.BadParameter(str(e).removeprefix("--baud must be "), ctx, param) from None
+        from i2scli.cli.advice import words
+
+        raise click.BadParameter(words(e).removeprefix("--baud must be "), ctx, param) from None
 
 
 def _baud_option(f):
