@@ -45,3 +45,14 @@ def test_the_baud_setting_is_plain_in_the_link_and_a_flag_on_the_command_line():
     baud._say(said.append, baud.Worded("no answer (", ("baud_n", None), " picks a rate)"))
     assert str(said[0]) == "no answer (a baud setting picks a rate)"
     assert _one_line(said[0]) == "no answer (--baud N picks a rate)"
+
+
+def test_a_rig_of_many_boards_asks_for_a_board_name_in_plain_words(tmp_path):
+    from i2scli import rig
+
+    path = tmp_path / "rig.toml"
+    path.write_text('[boards.a]\nport = "x"\n[boards.b]\nport = "y"\n')
+    with pytest.raises(ValueError) as e:
+        rig.pick(path, None)
+    assert str(e.value) == f"{path} has 2 boards (a, b): choose one with a board name"
+    assert words(e.value) == f"{path} has 2 boards (a, b): choose one with --board-name"
