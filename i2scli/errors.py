@@ -37,6 +37,7 @@ def plain_setting(kind: str, value: object = None) -> str:
     if kind == "bus":  # an audio.BusFormat
         return f"rate {value.rate}, bits {value.bits}, channels {value.channels}"
     return {"board": "a board preset", "no_probe": "no link probe", "probe": "a fresh link probe",
+            "baud": "the baud setting", "baud_n": "a baud setting", "board_name": "a board name",
             "format": "rate, bits and channels", "format_part": "rate, bits or channels",
             "channels_map": "a channels map"}[kind]
 

@@ -50,8 +50,10 @@ def _settings(config: pytest.Config) -> dict | None:
 
         try:
             board = rigs.pick(rig, name)
-        except ValueError as e:
-            raise pytest.UsageError(f"--i2s-rig: {e}") from None
+        except ValueError as e:  # a setting it names is this plugin's option
+            w = getattr(e, "worded", None)
+            said = w.say(lambda kind, value: "--i2s-board-name") if w is not None else str(e)
+            raise pytest.UsageError(f"--i2s-rig: {said}") from None
         for key in ("port", "board", "baud", "ibuf", "io", "timeout", "id", "sck", "ws", "sd", "mck"):
             if key in board.options:
                 opts[key] = board.options[key]

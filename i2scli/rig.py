@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from i2scli.errors import worded
 from i2scli.tomlfile import read_toml
 
 PATH_KEYS = ("limits", "junit", "plot", "save-recording")  # file names, relative to the rig file
@@ -63,7 +64,8 @@ def pick(path: str | Path, name: str | None) -> RigBoard:
     if name is None:
         if len(boards) == 1:
             return next(iter(boards.values()))
-        raise ValueError(f"{path} has {len(boards)} boards ({', '.join(boards)}): choose one with --board-name")
+        raise worded(ValueError, f"{path} has {len(boards)} boards ({', '.join(boards)}): choose one with ",
+                     ("board_name", None))
     if name not in boards:
         raise ValueError(f"{path}: no board named {name!r} (it has {', '.join(boards)})")
     return boards[name]

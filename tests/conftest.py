@@ -250,15 +250,9 @@ def stop_process(p: subprocess.Popen, wait: float = 10) -> None:
 
 def raw_pty() -> tuple[int, int, str]:
     """A pseudo-terminal in raw mode with no echo, as a serial device is: (master, slave, path)."""
-    import termios
-    import tty
+    from i2scli.sim.pty import raw_pty
 
-    master, slave = os.openpty()
-    tty.setraw(slave)
-    attrs = termios.tcgetattr(slave)
-    attrs[3] &= ~termios.ECHO
-    termios.tcsetattr(slave, termios.TCSANOW, attrs)
-    return master, slave, os.ttyname(slave)
+    return raw_pty()
 
 
 def peak_rss_run(args, timeout: float = 90) -> tuple[subprocess.CompletedProcess, float, float]:

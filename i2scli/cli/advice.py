@@ -13,7 +13,8 @@ _FLAGS = {"rate": "-r {}", "bits": "-b {}", "channels": "-c {}"}
 
 
 _SETTING_FLAGS = {"board": "--board NAME", "no_probe": "--no-probe", "probe": "--probe", "format": "-r/-b/-c",
-                  "format_part": "-r, -b or -c", "channels_map": "--channels-map"}
+                  "format_part": "-r, -b or -c", "channels_map": "--channels-map", "baud": "--baud",
+                  "baud_n": "--baud N", "board_name": "--board-name"}
 
 
 def setting_flag(kind: str, value: object = None) -> str:

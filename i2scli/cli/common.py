@@ -41,7 +41,9 @@ def _apply_rig(ctx: click.Context, param: click.Parameter, value):
     try:
         board = rig.pick(path, name)
     except ValueError as e:
-        raise click.BadParameter(str(e), ctx, param_hint="--rig") from None
+        from i2scli.cli.advice import words
+
+        raise click.BadParameter(words(e), ctx, param_hint="--rig") from None
     known = _rig_known(ctx)
     here = {o[2:]: p for p in ctx.command.params for o in p.opts if o.startswith("--")}
     defaults = {}
@@ -100,7 +102,9 @@ def _parse_baud(ctx, param, value):
     try:
         return parse_setting(value)
     except ValueError as e:
-        raise click.BadParameter(str(e).removeprefix("--baud must be "), ctx, param) from None
+        from i2scli.cli.advice import words
+
+        raise click.BadParameter(words(e).removeprefix("--baud must be "), ctx, param) from None
 
 
 def _baud_option(f):

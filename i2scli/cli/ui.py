@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from i2scli.audio.busformat import describe_format
-from i2scli.errors import visible
+from i2scli.errors import Worded, visible
 
 if TYPE_CHECKING:  # rich only when stderr is a terminal, numpy only with audio: both imported late
     from rich.console import Console, RenderableType
@@ -157,7 +157,12 @@ def _to_dbfs(value: float, full_scale: float) -> float:
 
 
 def _one_line(msg: object) -> str:
-    """A message on one line, with any control or escape character a board sent made visible."""
+    """A message on one line, with any control or escape character a board sent made visible; one
+    that names settings (errors.Worded) names them by their flags."""
+    if isinstance(msg, Worded):
+        from i2scli.cli.advice import setting_flag
+
+        msg = msg.say(setting_flag)
     return visible(" ".join(str(msg).split()))
 
 

@@ -16,6 +16,7 @@ import serial
 
 from i2scli import protocol as proto
 from i2scli import targets
+from i2scli.errors import Worded, worded
 from i2scli.link import schema
 from i2scli.link.errors import LinkError, frame_json
 from i2scli.link.port import Port
@@ -70,22 +71,24 @@ def parse_setting(text: str | None) -> str | int:
         return text
     if text.isdigit() and int(text) > 0:
         return int(text)
-    raise ValueError(f"--baud must be auto, off or a positive integer rate, not {text!r}")
+    raise worded(ValueError, ("baud", None), f" must be auto, off or a positive integer rate, not {text!r}")
 
 
-def plan(port: Port, setting: str | int) -> tuple[int | None, int | None, str | None]:
+def plan(port: Port, setting: str | int) -> tuple[int | None, int | None, str | Worded | None]:
     """What to do on this port: (rate to propose or None, the rate in use now or None when the
-    link has no baud, a note for the user or None)."""
+    link has no baud, a note for the user or None: it names the baud setting as data)."""
     if setting == "off":
         ident = usb_id(port)
         on_uart = ident is not None and bridge_for(*ident) is not None
         return None, REPL_BAUD if on_uart else None, None
     if port.name.startswith("socket://"):
-        return None, None, None if setting == "auto" else "--baud ignored: a socket:// port has no baud rate"
+        note = None if setting == "auto" else Worded(("baud", None), " ignored: a socket:// port has no baud rate")
+        return None, None, note
     ident = usb_id(port)
     bridge = bridge_for(*ident) if ident else None
     if ident and ident[0] in NATIVE_USB_VIDS and bridge is None:
-        note = None if setting == "auto" else "--baud ignored: the board's own USB port has no baud rate"
+        note = None if setting == "auto" \
+            else Worded(("baud", None), " ignored: the board's own USB port has no baud rate")
         return None, None, note
     if setting == "auto":
         if bridge is None:
@@ -117,8 +120,8 @@ def switch(port: Port, hello: dict, decoder: proto.Decoder, rate: int,
     confirmed = _await_baud(port, decoder, CONFIRM_S)
     if confirmed is not None and confirmed.get("confirmed") and confirmed.get("baud") == rate:
         return rate
-    _say(warn, f"staying at {old} baud: no answer from the board at {rate} baud "
-               f"(the USB-serial bridge or the board cannot run that fast; --baud N picks a rate)")
+    _say(warn, Worded(f"staying at {old} baud: no answer from the board at {rate} baud "
+                      "(the USB-serial bridge or the board cannot run that fast; ", ("baud_n", None), " picks a rate)"))
     return _back(port, decoder, enc, old, rate)
 
 
@@ -162,6 +165,6 @@ def _await_baud(port: Port, decoder: proto.Decoder, timeout: float) -> dict | No
     return None
 
 
-def _say(warn: Callable[[str], None] | None, text: str) -> None:
+def _say(warn: Callable[[str | Worded], None] | None, text: str | Worded) -> None:
     if warn is not None:
         warn(text)

@@ -13,12 +13,10 @@ again. A cache that cannot be written only means making the pieces every time.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from i2scli.link.probe_cache import cache_file
+from i2scli.link.probe_cache import cache_file, replace_json
 
 MAX_FILE_BYTES = 4 << 20  # a version's pieces for every mode are a few hundred kB
 
@@ -40,18 +38,8 @@ def _read(path: Path) -> dict:
 def _write(path: Path, data: dict) -> None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".agent-", dir=path.parent)
+        replace_json(path, data, ".agent-")
     except OSError:
-        return
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(data, f)
-        os.replace(tmp, path)
-    except OSError:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
         return
     for old in path.parent.glob("agent-*.json"):  # other versions' pieces: never used again
         if old != path:

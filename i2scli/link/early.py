@@ -20,6 +20,7 @@ import time
 import zlib
 from collections.abc import Callable
 
+from i2scli.errors import Worded
 from i2scli.link.errors import LinkError
 from i2scli.link.port import Port
 
@@ -126,7 +127,7 @@ class EarlySwitch:
         self._seen = bytearray()  # board bytes read past what a step needed
         self.deflate = False  # the loader inflates code sent compressed (its probe answer said so)
 
-    def switch(self) -> str | None:
+    def switch(self) -> str | Worded | None:
         """Both sides at the new rate, confirmed both ways (None); or why not, with the board
         back at its raw REPL at the old rate and the host too."""
         port = self.port
@@ -157,8 +158,8 @@ class EarlySwitch:
                         self._seen = seen[seen.index(answer) + len(answer):]
                         return None
         self._back()
-        return (f"no answer from the board at {self.rate} baud (the USB-serial bridge or the board "
-                f"cannot run that fast; --baud N picks a rate)")
+        return Worded(f"no answer from the board at {self.rate} baud (the USB-serial bridge or the board "
+                      "cannot run that fast; ", ("baud_n", None), " picks a rate)")
 
     def run(self, code: str, timeout: float) -> str | None:
         """Run a piece of code in the board's REPL namespace; None, or the board's error line."""
@@ -250,6 +251,7 @@ class EarlySwitch:
             del buf[:-16]
 
 
-def say(warn: Callable[[str], None] | None, old: int, why: str) -> None:
+def say(warn: Callable[[str | Worded], None] | None, old: int, why: str | Worded) -> None:
     if warn is not None:
-        warn(f"staying at {old} baud: {why}")
+        warn(Worded(f"staying at {old} baud: ", *why.parts) if isinstance(why, Worded)
+             else f"staying at {old} baud: {why}")

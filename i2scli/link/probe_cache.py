@@ -91,11 +91,16 @@ def _read_all() -> tuple[dict, bool]:
 
 
 def _write(data: dict) -> None:
-    """Replace the file with `data` (under the caller's lock): a temporary file beside it, renamed."""
-    path = cache_file()
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".probe-", suffix=".tmp")
+    """Replace the file with `data` (under the caller's lock)."""
+    replace_json(cache_file(), data, ".probe-", ".tmp")
+
+
+def replace_json(path: Path, data: object, prefix: str, suffix: str = "") -> None:
+    """Replace the file at `path` with `data` as JSON: a temporary file beside it, renamed, so a
+    reader sees a whole file; OSError as the file system says, no temporary file left behind."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=prefix, suffix=suffix)
     try:
-        with os.fdopen(fd, "w") as f:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
             json.dump(data, f)
         os.replace(tmp, path)
     except BaseException:

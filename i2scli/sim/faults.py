@@ -13,8 +13,11 @@ started; `at` is time since the board started.
 
 from __future__ import annotations
 
+import threading
+import time
 from dataclasses import dataclass
 
+from i2scli.sim.pacing import now_us
 from i2scli.units import parse_duration
 
 KINDS = ("drop", "corrupt", "stall", "hang", "unplug", "reboot")
@@ -70,3 +73,34 @@ def parse_fault(spec: str) -> Fault:
     if f.kind in ("stall", "hang") and f.duration <= 0:
         raise ValueError(f"fault {spec!r} needs for=DURATION")
     return f
+
+
+class LinkFaults:
+    """VirtualBoard's faults: those at a byte offset of the link, and those at a time."""
+
+    def _fault_at(self, direction: str, offset: int, n: int) -> Fault | None:
+        for f in self.faults:
+            if not f.fired and f.offset is not None and f.direction == direction \
+                    and offset <= f.offset < offset + n:
+                return f
+        return None
+
+    def _fire(self, f: Fault) -> None:
+        f.fired = True
+        if f.kind == "stall":
+            self._stall_until = time.monotonic() + f.duration
+        elif f.kind == "hang":
+            threading.Thread(target=self.hang, args=(f.duration,), daemon=True).start()
+        elif f.kind == "reboot":
+            self.reboot()
+        elif f.kind == "unplug":
+            threading.Thread(target=self.unplug, args=(f"fault {f}",), daemon=True).start()
+
+    def _timer_loop(self) -> None:
+        t0 = time.monotonic()
+        pending = [f for f in self.faults if f.at is not None and f.offset is None]
+        for f in sorted(pending, key=lambda f: f.at):
+            if self._stopping.wait(max(0.0, t0 + f.at - time.monotonic())):
+                return
+            self._event({"ev": "fault", "fault": str(f)}, now_us())
+            self._fire(f)

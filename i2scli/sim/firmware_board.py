@@ -19,13 +19,14 @@ import shutil
 import signal
 import subprocess
 import tempfile
-import termios
 import threading
 import time
-import tty
 from pathlib import Path
 
 import numpy as np
+
+from i2scli.sim.pty import close_port, master_ready, raw_pty
+from i2scli.sim.report import wind_up
 
 PROFILE = "rp2-firmware"
 RP2040JS_VERSION = "1.4.1"  # pinned in rp2fw/package.json and package-lock.json
@@ -187,13 +188,8 @@ class FirmwareBoard:
     # -- lifecycle --------------------------------------------------------------------------
     def start(self) -> str:
         ready = check_ready()
-        self._master, self._slave = os.openpty()
-        tty.setraw(self._slave)
-        attrs = termios.tcgetattr(self._slave)
-        attrs[3] &= ~termios.ECHO
-        termios.tcsetattr(self._slave, termios.TCSANOW, attrs)
+        self._master, self._slave, self.path = raw_pty()
         os.set_blocking(self._master, False)
-        self.path = os.ttyname(self._slave)
         ev_r, ev_w = os.pipe()
         cfg = {**self._cfg, "firmware": ready["firmware"], "bootrom": ready["bootrom"],
                "modules": ready["modules"], "events_fd": ev_w}
@@ -232,34 +228,20 @@ class FirmwareBoard:
                 p.wait()
         for t in self._threads:
             t.join(timeout=2)
-        for name in ("_master", "_slave"):
-            fd = getattr(self, name, None)
-            if fd is not None:
-                try:
-                    os.close(fd)
-                except OSError:
-                    pass
-                setattr(self, name, None)
-        self._write_outputs()
-        if getattr(self, "_log", None):
-            self._log.close()
-        self.source.close()
-        summary = self.summary()
-        self._tmp.cleanup()
-        return summary
+        return wind_up(self)
+
+    def _close_port(self) -> None:
+        close_port(self)
 
     # -- the link: pty <-> the emulated USB CDC --------------------------------------------
     def _host_to_board(self) -> None:
         stdin = self._proc.stdin
         while not self._stopping.is_set():
-            fd = self._master
-            if fd is None:
-                return
             try:
-                r, _, _ = select.select([fd], [], [], 0.1)
-                if not r:
-                    continue
-                data = os.read(fd, 4096)
+                fd = master_ready(self)
+                if fd is None:
+                    return
+                data = os.read(fd, 4096) if fd >= 0 else b""
             except BlockingIOError:
                 continue
             except OSError:

@@ -4,7 +4,7 @@ A table is a tuple of entries `(bus id, function, mode, pad id)` in the port's o
 function is "sck", "ws", "sd", "mck" (or "extsd" on stm32), mode is "rx"/"tx" where the port's
 table has one (mimxrt) and None where it has none (stm32), and the pad id is the simulator's id
 of the pad (i2scli/sim/pins.py: "D26" for the Teensy's GPIO_AD_B1_14). The board runtime looks
-pads up with the port's rules (i2scli/sim/runtime/_simi2s.py, `_check_pins`):
+pads up with the port's rules (i2scli/sim/runtime/_simi2sargs.py, `check_pins`):
 
 - mimxrt (`ports/mimxrt/machine_i2s.c`, `lookup_gpio`): the first entry whose pad, function and
   bus id match; its mode only chooses the SAI's sync mode, except for SD, whose entry's mode

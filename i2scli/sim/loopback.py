@@ -10,7 +10,7 @@ of the TX session started at t0_tx (silence where no TX session was clocking), t
 swap, the THD polynomial, gain, invert, hum and noise. Samples stay integers (bit-exact) while
 the path is clean (no gain, noise, thd or hum); otherwise the path is float math, rounded and
 clipped to the slot width. A drop (once, or every `drop_every`) is made by the board's RX
-itself (frames never reach its ring, as in an RX DMA overflow): see runtime/_simi2s.py `_rx_lost`.
+itself (frames never reach its ring, as in an RX DMA overflow): see runtime/_simloss.py.
 """
 
 from __future__ import annotations

@@ -1,14 +1,81 @@
-# The virtual board's DMA rules beyond the TX halves _simi2s keeps in closed form (MicroPython
-# code, runs inside the unix port): a non-blocking (irq) write on the ports that keep a ring
-# (rp2, stm32, mimxrt). Their write() only files the buffer; the DMA interrupt at the end of
-# each half copies SIZEOF_NON_BLOCKING_COPY_IN_BYTES (4 halves: 512 bytes) of it into the
-# ring when the ring has room for that much (or for the rest), and only then refills the half
-# it just played (copy_appbuf_to_ringbuf_non_blocking, then feed_dma, in rp2's
+# The virtual board's DMA halves on the ports that keep a ring (rp2, stm32, mimxrt; MicroPython
+# code, runs inside the unix port): TX halves in closed form, however many a tick spans; half
+# by half where a non-blocking (irq) write is pending: its write() only files the buffer; the
+# DMA interrupt at the end of each half copies SIZEOF_NON_BLOCKING_COPY_IN_BYTES (4 halves:
+# 512 bytes) of it into the ring when the ring has room for that much (or for the rest), and
+# only then refills the half it just played (copy_appbuf_to_ringbuf_non_blocking, then feed_dma, in rp2's
 # dma_irq_handler, stm32's HAL_I2S_Tx(Half)CpltCallback, mimxrt's edma_i2s_callback).
 # docs/sim.md cites the lines.
 import _chan
 
 NB_COPY = 512  # SIZEOF_NON_BLOCKING_COPY_IN_BYTES = SIZEOF_HALF_DMA_BUFFER_IN_BYTES * 4
+
+
+def out_dma(o, n):
+    """n frames clocked out of the two DMA halves (rp2, stm32, mimxrt), in constant time
+    however many halves the tick spans (the board's CPU does none of this: its DMA does).
+    At the end of each half the port refills it (feed_dma): the ring's next half if the ring
+    holds at least 128 bytes (SIZEOF_HALF_DMA_BUFFER_IN_BYTES, also for mono), else zeros;
+    it plays after the other half. (_dd, _dz: data then zero frames to report.)"""
+    o._dd = 0
+    o._dz = 0
+    k = o._hf - (o._clk - n) % o._hf  # frames left of the half playing at the start
+    if n < k:
+        play(o, o._h0, n)
+    else:
+        play(o, o._h0, k)
+        _halves(o, n - k)
+    if o._dd or o._dz:
+        _chan.clock(o._sid, o._dd, o._dz)
+
+
+def _halves(o, n):
+    """n frames past the first half boundary of a tick: the next half, then the halves fed
+    at each boundary (data while the ring lasts, then zeros)."""
+    m = n // o._hf  # whole halves after the first boundary: m + 1 boundaries, m + 1 feeds
+    d = feeds(o, m + 1, o._clk - n)  # of them data
+    play(o, o._h1, n if n < o._hf else o._hf)
+    n -= o._hf
+    if n > 0:
+        play(o, 1, n if n < d * o._hf else d * o._hf)
+        n -= d * o._hf
+        if n > 0:
+            play(o, o._hz, n)
+    # now playing: half m of (next, feed 1, feed 2, ...); the next after it: half m + 1
+    o._h0 = o._h1 if m == 0 else 1 if m <= d else o._hz
+    o._h1 = 1 if m + 1 <= d else o._hz
+
+
+def feeds(o, b, at):
+    """b feeds at the half boundaries from frame `at` on: how many take a half of the ring
+    (it holds 128 bytes), the rest zeros (_hz: -1 an underrun once audio has played, else 0)."""
+    d = 0
+    if o._ring >= 128:
+        d = (o._ring - 128) // o._hb + 1
+        if d > b:
+            d = b
+        o._ring -= d * o._hb
+        if o._first < 0:
+            o._first = at + o._hf
+    o._hz = -1 if o._first >= 0 else 0
+    return d
+
+
+def play(o, kind, k):
+    """k frames of a half: audio (kind 1) or zeros (an underrun where kind is -1)."""
+    if k <= 0:
+        return
+    if kind > 0:
+        o._under = False
+        if o._dz:
+            _chan.clock(o._sid, o._dd, o._dz)
+            o._dd = 0
+            o._dz = 0
+        o._dd += k
+    else:
+        if kind < 0:
+            o._underrun(k)
+        o._dz += k
 
 
 def tx_steps(o, n):
@@ -19,16 +86,16 @@ def tx_steps(o, n):
     hf = o._hf
     k = hf - (o._clk - n) % hf  # frames left of the half playing at the start
     while n >= k:
-        o._play(o._h0, k)
+        play(o, o._h0, k)
         n -= k
         at = o._clk - n  # this boundary's frame
         if o._nb:
             _copy(o)
-        d = o._feeds(1, at)
+        d = feeds(o, 1, at)
         o._h0 = o._h1
         o._h1 = 1 if d else o._hz
         k = hf
-    o._play(o._h0, n)
+    play(o, o._h0, n)
     if o._dd or o._dz:
         _chan.clock(o._sid, o._dd, o._dz)
 

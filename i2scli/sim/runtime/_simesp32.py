@@ -16,7 +16,7 @@
 import _chan
 
 F = 256  # DMA_BUF_LEN_IN_I2S_FRAMES (frames a DMA buffer)
-wait_ring = None  # _simi2s._wait_ring, set by _simi2s (a blocking call's wait for its DMA)
+wait_ring = None  # _simnb.wait_ring, set by _simi2s (a blocking call's wait for its DMA)
 now = None  # the board's clock, set by _simi2s
 
 

@@ -1,11 +1,15 @@
 # The virtual board's machine.I2S (MicroPython code, runs inside the unix port): the port's
 # argument checks and texts, real-time ring and DMA timing (machine.py's header says how).
 import utime as _t
-import micropython as _mp
 import io as _io
 import _chan
 import _simdma
 import _simesp32
+import _simi2sargs
+import _simloss
+import _simnb
+import _simshift
+from _simnb import service_all as _service_all, sleep_until as _sleep_until, wait_ring as _wait_ring  # noqa: F401
 import _simport as _port
 from _simport import _EINVAL, _EPERM, _get_int, _type_name  # noqa: F401
 from _simpin import Pin, _pin_find, _pin_index, _pin_event, _pmode  # noqa: F401
@@ -21,11 +25,10 @@ _BLOCKING = 0
 _NON_BLOCKING = 1
 _ASYNCIO = 2
 
-_active = []  # initialised I2S objects
+_active = _simnb.active  # initialised I2S objects
 _by_id = {}  # bus id -> object (the ports keep one object per bus)
 _port.npend = 0  # objects with non-blocking work pending
 _next_sid = 0
-_lost = None  # sim --loopback drop=FRAME:N[,drop_every=]: (RX bus id, FRAME, N, EVERY), set by _configure
 _ppm = 0  # sim --clock-ppm N: every I2S clock runs N ppm fast (negative: slow), set by _configure
 _stats = True  # I2S._sim_stats exists (sim --sim-stats no takes it away), set by _configure
 
@@ -56,60 +59,6 @@ def _nbytes(buf):
     return _null.write(buf)
 
 
-def _service_all(now):
-    for s in _active:
-        if s._nb:
-            s._service(now)
-
-
-def _min_wait(now):
-    """us until the earliest non-blocking deadline (large when none)."""
-    w = 1000000
-    for s in _active:
-        if s._nb and s._nb_wait(now) < w:
-            w = s._nb_wait(now)
-    return w
-
-
-def _sleep_until(wake):
-    """time.sleep* and the like: sleep until the board's clock reaches wake, servicing
-    non-blocking I2S work at its deadlines meanwhile. It takes the host's time in full (a
-    host may be waiting out the board's sleep, e.g. to switch its baud rate); a wake-up
-    the host delays is not seen by the board (_simport.py, lag)."""
-    _sleep(wake, 0)
-
-
-def _wait_ring(wake):
-    """A blocking write or readinto waiting for its ring: as _sleep_until, but the board's
-    clock first takes back what it trails the host's by (the lag), so a late wake-up never
-    makes the ring over- or underrun, and the call ends when its ring's schedule says."""
-    _sleep(wake, 1)
-
-
-def _sleep(wake, take):
-    while True:
-        now = _ticks_us()
-        if _port.npend:
-            _service_all(now)
-        d = _ticks_diff(wake, now)
-        if d <= 0:
-            return
-        if _port.npend:
-            w = _min_wait(now)
-            if w < 20:
-                w = 20
-            if w < d:
-                d = w
-        if take:
-            w = _port.lag
-            if w >= d:
-                _port.lag = w - d  # the board's clock catches up without sleeping
-                continue
-            _port.lag = 0
-            d -= w
-        _port.sleep_host(d)
-
-
 class _I2S(_io.IOBase):
     # constants are set per port by _configure()
     RX = 0
@@ -122,7 +71,7 @@ class _I2S(_io.IOBase):
         if len(args) < 1:
             raise TypeError("function missing 1 required positional arguments")
         i2s_id = _get_int(args[0])
-        _check_id(i2s_id)
+        _simi2sargs.check_id(i2s_id)
         self._id = i2s_id
         prev = _by_id.get(i2s_id)
         if prev is not None:
@@ -174,7 +123,7 @@ class _I2S(_io.IOBase):
         self._hf = 0  # TX DMA half in frames (0: no DMA stage modelled, esp32)
         self._hb = 0  # ring bytes one half takes
         self._rxh = 0  # RX DMA half in frames (0: frames enter the ring one by one)
-        self._dd = 0  # scratch of _out_dma
+        self._dd = 0  # scratch of _simdma.out_dma
         self._dz = 0
         self._hz = 0  # what a half fed without audio is: -1 an underrun, 0 before any audio
         self._en = 0  # esp32: DMA buffers in the circle (0: not esp32's rules; _simesp32)
@@ -203,63 +152,11 @@ class _I2S(_io.IOBase):
     def _init_helper(self, pos, kw):
         global _next_sid
         rules = _port.rules
-        has_mck = rules.get("mck")
-        names = ("sck", "ws", "sd", "mck", "mode", "bits", "format", "rate", "ibuf")
-        if pos:
-            raise TypeError("extra positional arguments given")
-        vals = {}
-        found = 0
-        for n in names:
-            if n == "mck" and not has_mck:
-                continue
-            if n in kw:
-                found += 1
-                v = kw[n]
-                if n in ("mode", "bits", "format", "rate", "ibuf"):
-                    v = _get_int(v)
-                vals[n] = v
-            elif n == "mck":
-                vals[n] = None
-            else:
-                raise TypeError("'%s' argument required" % n)
-        if found < len(kw):
-            raise TypeError("extra keyword arguments given")
-
-        RX = _I2S.RX
-        TX = _I2S.TX
-        mode = vals["mode"]
-        bits = vals["bits"]
-        fmt = vals["format"]
-        rate = vals["rate"]
-        ibuf = vals["ibuf"]
         fam = _port.family
         i2s_id = self._id
-
-        def check_mode():
-            if mode != RX and mode != TX:
-                raise ValueError("invalid mode")
-
-        if fam == "mimxrt":
-            check_mode()  # the mimxrt port checks the mode before the pins
-        sck, ws, sd, mck = _check_pins(vals, i2s_id, mode == TX)
-        if fam != "mimxrt":
-            check_mode()
-        if bits != 16 and bits != 32:
-            raise ValueError("invalid bits")
-        if fmt != _I2S.MONO and fmt != _I2S.STEREO:
-            raise ValueError("invalid format")
-        rates = rules.get("rates")
-        if rates and rate not in rates:
-            raise ValueError("invalid rate")
-        if fam == "esp32":
-            # esp32 checks neither; ESP-IDF refuses a channel it cannot build
-            if ibuf <= 0 or rate <= 0:
-                raise OSError(-258, "ESP_ERR_INVALID_ARG")
-        elif ibuf <= 0:
-            raise ValueError("invalid ibuf")
-        if rate <= 0:
-            # the ports do not check; a clock of 0 Hz would never move (sim guard)
-            raise ValueError("invalid rate")
+        RX = _I2S.RX
+        TX = _I2S.TX
+        mode, bits, fmt, rate, ibuf, sck, ws, sd, mck = _simi2sargs.parse(pos, kw, _I2S, i2s_id)
 
         # -- configured: start the session ----------------------------------
         self._tx = mode == TX
@@ -298,13 +195,8 @@ class _I2S(_io.IOBase):
         ch = (cap // 4 // fb) * fb
         self._chunk = ch if ch >= fb else fb
         self._reset_session()
-        if _lost is not None and mode == RX and i2s_id == _lost[0]:
-            self._lost_at = _lost[1]
-            self._lost_n = _lost[2]
-            e = _lost[3]
-            if e:  # ["smp", N] or ["s", num, den]: frames at this rate, halves up
-                p = e[1] if e[0] == "smp" else (2 * e[1] * rate + e[2]) // (2 * e[2])
-                self._lost_every = p if p > _lost[2] else _lost[2] + 1
+        if _simloss.lost is not None and mode == RX:
+            _simloss.arm(self, i2s_id, rate)
         if self._lost_n:
             self._rxh = 0  # (sim --loopback drop= keeps RX frame by frame)
             self._en = 0
@@ -338,7 +230,7 @@ class _I2S(_io.IOBase):
         if not self._live:
             return None
         self._tick(_ticks_us())
-        self._stop_nb()
+        _simnb.stop(self)
         if self._rxh:  # the half the DMA was filling never reaches the ring
             self._pdrop += self._clk % self._rxh
         d = self._ring // self._fb
@@ -395,7 +287,7 @@ class _I2S(_io.IOBase):
                 if self._nb:  # a non-blocking write moves at the DMA's interrupts
                     _simdma.tx_steps(self, n)
                 else:
-                    self._out_dma(n)
+                    _simdma.out_dma(self, n)
                 return
             h = self._ring // self._fb
             if n <= h:
@@ -415,72 +307,9 @@ class _I2S(_io.IOBase):
                 _simesp32.rx_tick(self, n)
                 return
             if self._lost_n:
-                self._rx_lost(n)
+                _simloss.rx(self, n)
                 return
             self._rx_fill(n)
-
-    def _out_dma(self, n):
-        """n frames clocked out of the two DMA halves (rp2, stm32, mimxrt), in constant time
-        however many halves the tick spans (the board's CPU does none of this: its DMA does).
-        At the end of each half the port refills it (feed_dma): the ring's next half if the ring
-        holds at least 128 bytes (SIZEOF_HALF_DMA_BUFFER_IN_BYTES, also for mono), else zeros;
-        it plays after the other half. (_dd, _dz: data then zero frames to report.)"""
-        self._dd = 0
-        self._dz = 0
-        k = self._hf - (self._clk - n) % self._hf  # frames left of the half playing at the start
-        if n < k:
-            self._play(self._h0, n)
-        else:
-            self._play(self._h0, k)
-            self._halves(n - k)
-        if self._dd or self._dz:
-            _chan.clock(self._sid, self._dd, self._dz)
-
-    def _halves(self, n):
-        """n frames past the first half boundary of a tick: the next half, then the halves fed
-        at each boundary (data while the ring lasts, then zeros)."""
-        m = n // self._hf  # whole halves after the first boundary: m + 1 boundaries, m + 1 feeds
-        d = self._feeds(m + 1, self._clk - n)  # of them data
-        self._play(self._h1, n if n < self._hf else self._hf)
-        n -= self._hf
-        if n > 0:
-            self._play(1, n if n < d * self._hf else d * self._hf)
-            n -= d * self._hf
-            if n > 0:
-                self._play(self._hz, n)
-        # now playing: half m of (next, feed 1, feed 2, ...); the next after it: half m + 1
-        self._h0 = self._h1 if m == 0 else 1 if m <= d else self._hz
-        self._h1 = 1 if m + 1 <= d else self._hz
-
-    def _feeds(self, b, at):
-        """b feeds at the half boundaries from frame `at` on: how many take a half of the ring
-        (it holds 128 bytes), the rest zeros (_hz: -1 an underrun once audio has played, else 0)."""
-        d = 0
-        if self._ring >= 128:
-            d = (self._ring - 128) // self._hb + 1
-            if d > b:
-                d = b
-            self._ring -= d * self._hb
-            if self._first < 0:
-                self._first = at + self._hf
-        self._hz = -1 if self._first >= 0 else 0
-        return d
-
-    def _play(self, kind, k):
-        """k frames of a half: audio (kind 1) or zeros (an underrun where kind is -1)."""
-        if k <= 0:
-            return
-        if kind > 0:
-            self._under = False
-            if self._dz:
-                _chan.clock(self._sid, self._dd, self._dz)
-                self._dd = 0
-                self._dz = 0
-            self._dd += k
-        else:
-            if kind < 0:
-                self._underrun(k)
-            self._dz += k
 
     def _rx_fill(self, n):
         """n frames clocked on RX enter the ring while there is room."""
@@ -493,38 +322,6 @@ class _I2S(_io.IOBase):
             self._ring += h * self._fb
             self._pfill += h
             self._overrun(n - h)
-
-    def _rx_lost(self, n):
-        """n frames clocked on RX while frames _lost_at.._lost_at+_lost_n-1 are to
-        be lost (sim --loopback drop=; again every _lost_every frames): they never
-        enter the ring, as in an RX DMA overflow. Each loss counts as one overrun."""
-        a = self._clk - n  # first frame of this tick
-        while n > 0 and self._lost_n and a + n > self._lost_at:
-            if a < self._lost_at:
-                self._rx_fill(self._lost_at - a)
-                n -= self._lost_at - a
-                a = self._lost_at
-            k = self._lost_at + self._lost_n - a  # frames of the loss still to come
-            if k > n:
-                k = n
-            if k > 0:
-                if a == self._lost_at:
-                    self._n_over += 1
-                self._n_over_f += k
-                self._pdrop += k
-                n -= k
-                a += k
-            if n > 0:  # past the loss: fill and drop records keep their order
-                if self._lost_every:
-                    self._lost_at += self._lost_every
-                else:
-                    self._lost_n = 0
-                if self._pdrop:
-                    _chan.rx(self._sid, self._pfill, self._pdrop, None, 0)
-                    self._pfill = 0
-                    self._pdrop = 0
-        if n > 0:
-            self._rx_fill(n)
 
     def _underrun(self, z):
         if not self._under:
@@ -626,7 +423,7 @@ class _I2S(_io.IOBase):
         if self._io == _BLOCKING:
             return self._write_blocking(buf)
         if self._io == _NON_BLOCKING:
-            return self._start_nb(buf)
+            return _simnb.start(self, buf)
         # asyncio: take what fits now
         self._tick(_ticks_us())
         a = self._cap - self._ring
@@ -675,7 +472,7 @@ class _I2S(_io.IOBase):
         if self._io == _BLOCKING:
             return self._read_blocking(buf)
         if self._io == _NON_BLOCKING:
-            return self._start_nb(buf)
+            return _simnb.start(self, buf)
         # asyncio: whatever whole frames are there now
         if self._en:
             n = _simesp32.read_now(self, n)
@@ -714,7 +511,7 @@ class _I2S(_io.IOBase):
         if req != 3:  # MP_STREAM_POLL
             return -_EINVAL
         if self._io != _ASYNCIO:
-            self._stop_nb()  # a pending non-blocking transfer is abandoned
+            _simnb.stop(self)  # a pending non-blocking transfer is abandoned
             self._io = _ASYNCIO  # as on the ports: ioctl() means asyncio is in use
         if not self._live:
             return 0
@@ -736,75 +533,10 @@ class _I2S(_io.IOBase):
     def irq(self, handler):
         if handler is not None and not callable(handler):
             raise ValueError("invalid callback")
-        self._stop_nb()
+        _simnb.stop(self)
         self._cb = handler
         self._io = _BLOCKING if handler is None else _NON_BLOCKING
         return None
-
-    # -- non-blocking work ("the DMA interrupt") -------------------------------
-    def _start_nb(self, buf):
-        self._tick(_ticks_us())  # what came before the call (may overrun)
-        if not self._nb:
-            _port.npend += 1
-        self._nb = True
-        self._nb_buf = buf
-        if not self._tx:
-            self._grace = self._end  # the "DMA interrupt" copies out as data comes
-        self._service(_ticks_us())
-        return self._end - (0 if self._tx else self._off)
-
-    def _stop_nb(self):
-        if self._nb:
-            self._nb = False
-            self._nb_buf = None
-            self._grace = 0
-            _port.npend -= 1
-
-    def _service(self, now):
-        self._tick(now)
-        if not self._nb:
-            return
-        if self._tx:
-            k = self._cap - self._ring
-            if k > self._end - self._off:
-                k = self._end - self._off
-            if self._en:  # esp32: the port's task writes with portMAX_DELAY
-                _simesp32.fill(self, self._nb_buf)
-            elif k > 0 and not self._hf:  # (with DMA halves: at their interrupts, _simdma)
-                self._accept(self._nb_buf, k)
-        else:
-            if self._en:
-                _simesp32.gather(self)
-            now = self._end - self._off
-            if self._ring >= now or (now > self._cap and self._ring >= self._chunk):
-                if now > self._ring:
-                    now = self._ring
-                self._take_at(self._nb_buf, self._off, now)
-                self._off += now
-        if self._off >= self._end:
-            self._stop_nb()
-            if self._cb is not None:
-                try:
-                    _mp.schedule(self._cb, self)
-                except RuntimeError:
-                    pass  # schedule queue full: the ports drop it too
-
-    def _nb_wait(self, now):
-        """us until this object's non-blocking work can progress."""
-        if self._tx:
-            if self._en:
-                f = _simesp32.wait_frames(self) if self._off < self._end else 0
-            elif self._hf:
-                f = _simdma.nb_wait_frames(self) if self._off < self._end else 0
-            else:
-                f = self._tx_wait_frames(self._end - self._off)
-        else:
-            f = self._end - self._off
-            f = self._rx_wait_frames(f if f <= self._cap else self._chunk)
-        if not f:
-            return 0
-        f = _ticks_diff(self._wake_at(f), now)
-        return f if f > 0 else 0
 
     # -- sim-only ----------------------------------------------------------------
     def _sim_stats(self):
@@ -821,168 +553,14 @@ class _I2S(_io.IOBase):
             "dma_bufs": self._en, "dma_buf_frames": _simesp32.F if self._en else 0,
         }
 
-    @staticmethod
-    def shift(*args, **kw):
-        if args:
-            raise TypeError("extra positional arguments given")
-        for n in ("buf", "bits", "shift"):
-            if n not in kw:
-                raise TypeError("'%s' argument required" % n)
-        if len(kw) > 3:
-            raise TypeError("extra keyword arguments given")
-        buf = kw["buf"]
-        bits = _get_int(kw["bits"])
-        sh = _get_int(kw["shift"])
-        mv = memoryview(buf)  # TypeError for objects without the buffer protocol
-        if bits == 16:
-            _shift16(buf, len(mv) // 2, sh)
-        elif bits == 32:
-            _shift32(buf, len(mv) // 4, sh)
-        else:
-            raise ValueError("invalid bits")
-
-
-_PIN_ARGS = (("sck", "SCK"), ("ws", "WS"), ("sd", "SD"))
-
-
-def _map_find(pmap, pad, fn, i2s_id):
-    """mimxrt lookup_gpio(): the first entry of the board's pad table (I2SRules.pin_map)
-    with this pad, function and bus id; None if there is none."""
-    for e in pmap:
-        if e[3] == pad and e[1] == fn and e[0] == i2s_id:
-            return e
-    return None
-
-
-def _af_type(pmap, pad, i2s_id):
-    """stm32 pin_find_af(pin, AF_FN_I2S, id): the type of the pad's first I2S alternate
-    function on this bus; None where the pad has none (the port then reads its type through
-    a NULL pointer, which never matches)."""
-    for e in pmap:
-        if e[3] == pad and e[0] == i2s_id:
-            return e[1]
-    return None
-
-
-def _check_pins(vals, i2s_id, tx):
-    """The pins of I2S(i2s_id, sck=, ws=, sd=[, mck=]) checked as the port checks them, in
-    its order and words: (sck, ws, sd, mck) pad ids. Sources: i2scli/sim/i2s_pins.py."""
-    rules = _port.rules
-    fam = _port.family
-    pmap = rules.get("pin_map")
-    got = []
-    if fam == "stm32":
-        # ports/stm32/machine_i2s.c: Pin objects only; each pad's first I2S AF on the bus
-        for n, label in _PIN_ARGS:
-            p = vals[n]
-            if not isinstance(p, Pin):
-                raise ValueError("%s not a Pin type" % label)
-            if pmap is not None and _af_type(pmap, p._id, i2s_id) != n:
-                raise ValueError("invalid %s pin" % label)
-            got.append(p._id)
-        got.append(None)
-        return got
-    if fam == "mimxrt" and pmap is not None:
-        # ports/mimxrt/machine_i2s.c: pin_find() then lookup_gpio() per pin; the entry's
-        # mode matters for SD only (for SCK it picks the SAI's sync mode)
-        for n, label in _PIN_ARGS:
-            p = _pin_find(vals[n])
-            e = _map_find(pmap, p, n, i2s_id)
-            if e is None or (n == "sd" and e[2] != ("tx" if tx else "rx")):
-                raise ValueError("invalid %s pin" % label)
-            got.append(p)
-        m = vals.get("mck")
-        if m is not None:
-            m = _pin_find(m)
-            if _map_find(pmap, m, "mck", i2s_id) is None:
-                raise ValueError("invalid MCK pin")
-        got.append(m)
-        return got
-    # rp2, esp32: any pin the port's Pin takes
-    for n, _ in _PIN_ARGS:
-        got.append(_pin_find(vals[n]))
-    if rules.get("ws_is_sck_plus_1"):
-        # rp2: SCK and WS are PIO side-set pins, which must be consecutive
-        sck = got[0]
-        ws = got[1]
-        if not (isinstance(sck, int) and isinstance(ws, int) and ws == sck + 1):
-            raise ValueError("invalid ws (must be sck+1)")
-    m = vals.get("mck")
-    got.append(None if m is None else _pin_find(m))
-    return got
-
-
-def _check_id(i2s_id):
-    if i2s_id not in _port.rules["ids"]:
-        if _port.family == "mimxrt":
-            raise ValueError("I2S(%d) does not exist" % i2s_id)
-        raise ValueError("invalid id")
-
-
-def _shift_py(buf, n, sh, size):
-    # portable fallback for builds without the viper emitter
-    full = 1 << (size * 8)
-    half = full >> 1
-    i = 0
-    while i < n:
-        o = i * size
-        v = int.from_bytes(buf[o:o + size], "little")
-        if v >= half:
-            v -= full
-        v = v << sh if sh >= 0 else v >> -sh
-        buf[o:o + size] = (v & (full - 1)).to_bytes(size, "little")
-        i += 1
-
-
-_shift16 = None
-_shift32 = None
-try:
-    exec(
-        "@micropython.viper\n"
-        "def _shift16(buf, n: int, sh: int):\n"
-        "    p = ptr16(buf)\n"
-        "    i = 0\n"
-        "    while i < n:\n"
-        "        v = int(p[i])\n"
-        "        if v & 0x8000:\n"
-        "            v = v - 0x10000\n"
-        "        if sh >= 0:\n"
-        "            v = v << sh\n"
-        "        else:\n"
-        "            v = v >> (0 - sh)\n"
-        "        p[i] = v\n"
-        "        i += 1\n"
-        "@micropython.viper\n"
-        "def _shift32(buf, n: int, sh: int):\n"
-        "    p = ptr32(buf)\n"
-        "    i = 0\n"
-        "    while i < n:\n"
-        "        v = int(p[i])\n"
-        "        if v & 0x80000000:\n"
-        "            v = v - 0x100000000\n"
-        "        if sh >= 0:\n"
-        "            v = v << sh\n"
-        "        else:\n"
-        "            v = v >> (0 - sh)\n"
-        "        p[i] = v\n"
-        "        i += 1\n",
-        globals(),
-    )
-except Exception:
-    pass
-if _shift16 is None:
-    def _shift16(buf, n, sh):
-        _shift_py(buf, n, sh, 2)
-
-    def _shift32(buf, n, sh):
-        _shift_py(buf, n, sh, 4)
+    shift = staticmethod(_simshift.shift)
 
 
 def configure(profile):
     """The port's I2S rules and the simulator's options; the class board code gets, or None
     where the port has no machine.I2S."""
-    global _lost, _ppm, _stats
-    _lost = None
+    global _ppm, _stats
+    _simloss.lost = None
     _ppm = 0
     try:
         import _simcfg
@@ -991,7 +569,7 @@ def configure(profile):
         lb = (_simcfg.cfg or {}).get("loopback") or {}
         if lb.get("drop"):
             d = lb["drop"]
-            _lost = (lb["rx"], d[0], d[1], d[2] if len(d) > 2 else None)
+            _simloss.lost = (lb["rx"], d[0], d[1], d[2] if len(d) > 2 else None)
         _stats = (_simcfg.cfg or {}).get("sim_stats", True)
     except ImportError:
         pass

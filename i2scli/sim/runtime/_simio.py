@@ -19,7 +19,8 @@ _i = _here.rfind("/")
 PREFIX = _here[: _i + 1] if _i >= 0 else ""
 _NAMES = ("_board.py", "_repl.py", "_simio.py", "_simos.py", "_simsys.py", "_simmp.py",
           "_simcfg.py", "_chan.py", "_simtime.py", "machine.py", "_simport.py", "_simpin.py",
-          "_simi2s.py", "_simdma.py", "_simuart.py", "_simtimer.py", "_simalarm.py", "_simwait.py", "pyb.py")
+          "_simi2s.py", "_simi2sargs.py", "_simloss.py", "_simnb.py", "_simshift.py", "_simdma.py", "_simuart.py",
+          "_simtimer.py", "_simalarm.py", "_simwait.py", "pyb.py")
 
 
 def write_raw(b):

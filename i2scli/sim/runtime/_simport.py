@@ -9,7 +9,7 @@ family = "rp2"  # stm32 | rp2 | esp32 | mimxrt | alif
 rules = None  # the profile's I2S rules (None: no machine.I2S)
 freq = 125000000
 npend = 0  # I2S objects with non-blocking work pending (_simi2s)
-service = None  # _simi2s._service_all(now): Pin calls service pending I2S work too
+service = None  # _simnb.service_all(now): Pin calls service pending I2S work too
 
 _EPERM = 1
 _EINVAL = 22
@@ -22,7 +22,7 @@ _EINVAL = 22
 # the process's waits for a CPU (its run-queue wait, /proc/self/schedstat, looked at whenever
 # the board reads its clock) and its waits for the simulator's own model (_chan), at most
 # LAG_MAX. A blocking I2S call waiting for its ring takes the lag back before sleeping on the
-# host (_simi2s.py _wait_ring), so it does not add up: a board streaming audio keeps the host's
+# host (_simnb.py wait_ring), so it does not add up: a board streaming audio keeps the host's
 # rate. time.sleep* takes the host's time in full (a host may be waiting it out). A stopped process (a `hang` fault) is not waiting for a CPU: that time, like
 # the time the board spends on its own work, stays the board's.
 _ticks_us = _t.ticks_us

@@ -24,7 +24,7 @@
 #   pins (ports/*/machine_i2s.c SIZEOF_DMA_BUFFER_IN_BYTES 256, feed_dma): at the
 #   end of each half the port refills it from the ring, a whole half or zeros,
 #   and it plays after the other half. So written audio reaches the pins 1-2
-#   halves later, and leaves the ring a half at a time (_out_dma).
+#   halves later, and leaves the ring a half at a time (_simdma.out_dma).
 #   RX: clocked frames enter the ring while there is room, the rest are lost
 #   (an overrun); readinto takes bytes from the ring head (record R).
 # Steady-state write/readinto (blocking mode) and Pin.value allocate nothing.
