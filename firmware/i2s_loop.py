@@ -154,6 +154,7 @@ class Loop:
                 _align(self.t_tx, self.s.cfg["tx_half"], self.s.cfg["rate"])
             self.sync["tx_write_us"] = time.ticks_diff(time.ticks_us(), self.t_tx)
         self.s.meter.tx(self.s.frames)
+        self.s.finish_buf(self.s.meter)  # (esp32, after an underrun)
 
     def first_tx(self, n):
         """Where the first written frame goes out, in TX frames since TX's clock started."""

@@ -106,20 +106,24 @@ def test_a_buffer_time_out_of_range_is_refused(arg):
 
 
 @pytest.mark.slow
-def test_an_esp32_underrun_costs_the_gap_the_agent_counts_and_no_audio(tmp_path):
+@pytest.mark.parametrize("io", ["blocking", "irq", "asyncio"])
+def test_an_esp32_underrun_costs_the_gap_the_agent_counts_and_no_audio(io, tmp_path):
     # A 400 ms stall of the link empties the esp32's DMA buffers. The port then plays zeros to a
     # buffer boundary, and a writer left in mid-buffer would put the rest of that buffer a
     # circle later or write over it (docs/sim.md, the esp32 rules): the agent finishes the buffer
-    # with zeros first, so every frame still plays, in order, and its count of the gap is the
-    # port's, frame for frame.
+    # with zeros first (in irq and asyncio a write of its own, done before the audio's), so
+    # every frame still plays, in order, and its count of the gap is the port's, frame for frame.
     x = ((np.arange(16000 * 3 * 2) % 30000) + 1).astype(np.int16).reshape(-1, 2)
     sf.write(tmp_path / "s.wav", x, 16000, subtype="PCM_16")
     cap = tmp_path / "tx.wav"
-    r = i2s("play", "--json", "-p", f"sim://esp32?tx_capture={cap}&fault=stall:at=1.5s,for=400ms",
+    r = i2s("play", "--json", "--io", io, "-p", f"sim://esp32?tx_capture={cap}&fault=stall:at=1.5s,for=400ms",
             tmp_path / "s.wav", check=0, timeout=90)
     s = json.loads(r.stdout)
     port = s["board"]["port_xruns"]
     assert port["underruns"] == s["board"]["underruns"] == s["underruns"] == 1
     assert port["underrun_frames"] == s["board"]["lost_frames"] >= 0.1 * 16000  # the stall less the ring
     w = pins(cap, 2).reshape(-1, 2)
-    assert np.array_equal(w[np.any(w != 0, axis=1)], x)
+    audio = np.any(w != 0, axis=1)
+    assert np.array_equal(w[audio], x)
+    at = np.flatnonzero(audio)
+    assert s["board"]["lost_frames"] == at[-1] + 1 - at[0] - len(x)  # the zeros the pins show
