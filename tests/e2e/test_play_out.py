@@ -108,11 +108,12 @@ def test_a_buffer_time_out_of_range_is_refused(arg):
 @pytest.mark.slow
 @pytest.mark.parametrize("io", ["blocking", "irq", "asyncio"])
 def test_an_esp32_underrun_costs_the_gap_the_agent_counts_and_no_audio(io, tmp_path):
-    # A 400 ms stall of the link (after the upload, even on a loaded machine) empties the esp32's DMA buffers. The port then plays zeros to a
-    # buffer boundary, and a writer left in mid-buffer would put the rest of that buffer a
-    # circle later or write over it (docs/sim.md, the esp32 rules): the agent finishes the buffer
-    # with zeros first (in irq and asyncio a write of its own, done before the audio's), so
-    # every frame still plays, in order, and its count of the gap is the port's, frame for frame.
+    # A 400 ms stall of the link (after the upload, even on a loaded machine) empties the
+    # esp32's DMA buffers. The port then plays zeros to a buffer boundary, and a writer left in
+    # mid-buffer would put the rest of that buffer a circle later or write over it (docs/sim.md,
+    # the esp32 rules): the agent finishes the buffer with zeros first (in irq and asyncio a
+    # write of its own, done before the audio's), so every frame still plays, in order, and its
+    # count of the gap is the zeros the pins show (blocking: the port's count, frame for frame).
     x = ((np.arange(16000 * 4 * 2) % 30000) + 1).astype(np.int16).reshape(-1, 2)
     sf.write(tmp_path / "s.wav", x, 16000, subtype="PCM_16")
     cap = tmp_path / "tx.wav"
