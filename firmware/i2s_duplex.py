@@ -214,6 +214,7 @@ class Duplex(Switch):
                 if n <= 0:
                     continue  # damaged: counted, never played
             self.tx_meter.tx(s.frames)
+            s.finish_buf(self.tx_meter)  # (esp32, after an underrun)
             s.audio.write(v if n == len(v) else memoryview(b)[:n])
             if first:
                 s.mark("first_audio")
@@ -235,9 +236,11 @@ class Duplex(Switch):
                     if n <= 0:
                         continue  # damaged: counted, never played
                     self.tx_meter.tx(s.frames)
+                    s.finish_buf(self.tx_meter)  # (esp32, after an underrun)
                     s.audio.write(self.dview if n == s.payload else self.dview[:n])
                 else:
                     self.tx_meter.tx(s.frames)
+                    s.finish_buf(self.tx_meter)  # (esp32, after an underrun)
                     s.audio.write(link.pfull if n == s.payload else memoryview(link.pbuf)[:n])
                 if first:
                     s.mark("first_audio")

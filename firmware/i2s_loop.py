@@ -10,7 +10,7 @@ from i2s_stream import _open_i2s, _pins, coded_buffers, decode_data, send_coded
 
 def _align(t0, h, r):
     """Wait until the TX clock started at ticks `t0` is an eighth into a DMA half of `h` frames
-    at `r` Hz (START's tx_half), so the half boundary where the port takes the first write is
+    (esp32: a DMA buffer) at `r` Hz (START's tx_half), so the boundary where the port takes the first write is
     known (docs/test.md): the clock started at most the init call's time before `t0` was read,
     which moves the true place later in the half, not past its end."""
     lo = h // 8
@@ -154,6 +154,7 @@ class Loop:
                 _align(self.t_tx, self.s.cfg["tx_half"], self.s.cfg["rate"])
             self.sync["tx_write_us"] = time.ticks_diff(time.ticks_us(), self.t_tx)
         self.s.meter.tx(self.s.frames)
+        self.s.finish_buf(self.s.meter)  # (esp32, after an underrun)
 
     def first_tx(self, n):
         """Where the first written frame goes out, in TX frames since TX's clock started."""

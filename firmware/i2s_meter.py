@@ -90,8 +90,9 @@ class Meter:
         """Zero frames to write before the next audio: the rest of the buffer an underrun left
         the writer in the middle of."""
         g = self.gap
-        self.gap = 0
-        self.o = 0
+        if g:  # (asked before every write: the writer's place stands otherwise)
+            self.gap = 0
+            self.o = 0
         return g
 
     def put(self, written, flight=0):

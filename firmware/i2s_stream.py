@@ -255,13 +255,22 @@ class Stream(Probing):
         if not prime.n:
             return False
         self.meter.tx(0)
-        g = self.meter.fill() * self.fb  # esp32, after an underrun: the audio goes on in order
-        if g and self.cfg.get("io", "blocking") == "blocking":  # (irq, asyncio: one write at a time)
-            self.audio.write(bytearray(g))
+        self.finish_buf(self.meter)
         self.audio.write(prime.audio())
         self.mark("first_audio")
         self.meter.put(self.frames, prime.n if self.cfg.get("io") == "irq" else 0)
         return True
+
+    def finish_buf(self, m):
+        """esp32, after an underrun: zeros that finish the DMA buffer the writer was left in, so
+        the audio goes on in order from the next boundary (Meter). Returns what it wrote (an irq
+        write must be done before the next one starts)."""
+        g = m.fill() * self.fb
+        if not g:
+            return None
+        z = bytearray(g)  # only after an underrun
+        self.audio.write(z)
+        return z
 
     def _play_out(self, meter=None):
         """At END, before deinit (which discards the ring): the audio still in the ring and

@@ -14,6 +14,12 @@ class Styles(Stream):
     def _on_io(self, _):
         self.io_done = True
 
+    def finish_buf(self, m):
+        """irq: the zeros are a write of their own, done before the audio's starts."""
+        z = Stream.finish_buf(self, m)
+        if z is not None:
+            _io_wait(self)  # (z stays referenced while the port writes it)
+
     def tx_irq(self):
         """Non-blocking writes: the DMA takes one buffer while the next frame is read into
         the other; the callback says when the ring has taken it. Primed as play is."""
@@ -176,6 +182,10 @@ class Styles(Stream):
 async def _prime_async(s, out, prime):
     """The held-back audio (Prime) into the ring through the StreamWriter."""
     s.meter.tx(0)
+    g = s.meter.fill() * s.fb  # esp32, after an underrun: the rest of the writer's DMA buffer
+    if g:
+        out.write(bytearray(g))
+        await out.drain()
     out.write(prime.audio())
     await out.drain()
     s.mark("first_audio")

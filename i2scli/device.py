@@ -222,7 +222,6 @@ class Device:
         the board's two-bus preset is not what is wired."""
         from i2scli.loopback import looptest
         from i2scli.session import _preset, stream_sizes
-        from i2scli.targets import boards as presets
 
         bits = _bits_for(data, bits)
         ints = _as_int(data, bits)
@@ -232,7 +231,7 @@ class Device:
         t, r = looptest.loop_buses(self.agent, opts, _pins(tx), _pins(rx))
         base = stream_sizes(self.agent, opts, "tx", bus, _preset(self.agent, opts))
         ring = base["ibuf"] // bus.frame_bytes
-        half = presets.tx_dma_half(self.agent.hello or self.agent.identity, bits)
+        half, circle = looptest.tx_dma(self.agent, bus, base["ibuf"])
         # silence first: RX starts after TX (tens of ms on some ports), and what TX played
         # before RX ran is never recorded; then as much again past the end
         lead = ring + bus.rate // 5
@@ -247,7 +246,7 @@ class Device:
         self.last = self.agent.loop(cfg, played, got.extend, None)
         n = len(got) // bus.frame_bytes * bus.frame_bytes
         recorded = np.frombuffer(bytes(got[:n]), bus.dtype).reshape(-1, bus.channels)
-        board, _ = looptest.board_frames(self.last["sync"], bus.rate, half or 0)
+        board, _ = looptest.board_frames(self.last["sync"], bus.rate, half, circle)
         start = board + lead  # the recorded frame where the first frame of `data` went out on TX
         if start < 0 or start + want > len(recorded):
             raise LinkError(f"the recording ({len(recorded)} frames) does not hold the {want} played frames "

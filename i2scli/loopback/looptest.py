@@ -63,33 +63,48 @@ def loop_buses(agent: Agent, opts: BusOptions, tx: dict, rx: dict) -> tuple[Pins
     return t, r
 
 
-def board_frames(sync: dict, rate: int, half: int = 0) -> tuple[int, float | None]:
+def board_frames(sync: dict, rate: int, half: int = 0, circle: int = 0) -> tuple[int, float | None]:
     """The board's own part of a loopback's latency, in frames, and how far off it may be: where
     the first written frame went out on TX, less the TX frame on the wire when RX clocked its
-    frame 0 (docs/protocol.md, docs/test.md). `half`: the port's TX DMA half in frames (the agent
-    was asked to write first an eighth into one), 0 when not known.
+    frame 0 (docs/protocol.md, docs/test.md). `half`: the port's TX DMA half in frames, or with
+    `circle` (the frames of all its DMA buffers, esp32) one ESP-IDF DMA buffer: the agent was
+    asked to write first an eighth into one; 0 when not known.
 
     With the port's own clock report (the virtual board) both are exact. On a real board they
     come from ticks_us around the calls: each clock started inside its init call (the ports start
-    the DMA at its end); the first write goes into the ring, the port takes it into the DMA half
-    that ends next, and it plays after the other half. The uncertainty is the longer of the two
-    init calls, a frame of rounding, and a whole half if the write could have been near the
-    boundary; None when the port's DMA is not known (the write's own time is used: it reads low
-    by whatever the DMA holds)."""
+    the DMA at its end). The first write goes into the ring, the port takes it into the DMA half
+    that ends next, and it plays after the other half; on esp32 it goes into the oldest free DMA
+    buffer, which plays at max(circle, the next buffer boundary). The uncertainty is the longer
+    of the two init calls, a frame of rounding, and the step to the next place the audio could
+    start if the clock's lateness could have moved the write past a boundary; None when the
+    port's DMA is not known (the write's own time is used: it reads low by whatever the DMA
+    holds)."""
     off = sync["rx_init_us"] * rate // 1_000_000
     first = sync.get("tx_first_frame")
     if first is not None:
         return first - off, 0.0
-    x = sync["tx_write_us"] * rate // 1_000_000
-    window = max(sync.get("tx_init_us", 0), sync.get("rx_open_us", 0)) * rate / 1e6
     if not half:
         return round(sync["tx_write_us"] * rate / 1_000_000) - off, None
-    first = (x // half + 2) * half
-    phase = x % half
-    # the TX clock may have started up to tx_init_us before the reference: later in the half,
-    # and still in it unless that reaches its end
-    sure = phase + sync.get("tx_init_us", 0) * rate / 1e6 < half
-    return first - off, round(window + 1 + (0 if sure else half), 2)
+
+    def out(x: int) -> int:  # where a write at TX frame x goes out
+        return max(circle, (x // half + 1) * half) if circle else (x // half + 2) * half
+
+    x = sync["tx_write_us"] * rate // 1_000_000
+    window = max(sync.get("tx_init_us", 0), sync.get("rx_open_us", 0)) * rate / 1e6
+    first = out(x)
+    # the TX clock may have started up to tx_init_us before the reference: the write was that
+    # much later in the DMA's time, and perhaps past a boundary
+    late = out(int(x + sync.get("tx_init_us", 0) * rate / 1e6)) - first
+    return first - off, round(window + 1 + late, 2)
+
+
+def tx_dma(agent: Agent, bus: audio.BusFormat, ibuf: int) -> tuple[int, int]:
+    """The TX DMA of the agent's port, for board_frames: (frames a half, 0) where the DMA takes a
+    ring in halves, (frames a buffer, frames of all buffers) on ESP-IDF's DMA buffers (esp32),
+    (0, 0) where not known."""
+    hello = agent.hello or agent.identity
+    buf, circle = boards.tx_dma_buffers(hello, bus.frame_bytes, ibuf)
+    return (buf, circle) if buf else (boards.tx_dma_half(hello, bus.bits), 0)
 
 
 def _to_bytes(samples: np.ndarray, bits: int) -> bytes:
@@ -145,9 +160,9 @@ def run(agent: Agent, port: str, bus: audio.BusFormat, opts: BusOptions, tx: dic
     played = _to_bytes(samples, bus.bits) + bytes((extra + ring) * bus.frame_bytes)  # TX outlasts RX
     cfg = {k: base[k] for k in ("bits", "format", "rate", "ibuf", "payload", "timeout_ms")}
     cfg.update(frames=frames, tx=asdict(t), rx=asdict(r))
-    half = boards.tx_dma_half(agent.hello or agent.identity, bus.bits)
+    half, circle = tx_dma(agent, bus, cfg["ibuf"])
     if half:
-        cfg["tx_half"] = half  # the agent's first write lands an eighth into a DMA half
+        cfg["tx_half"] = half  # the agent's first write lands an eighth into a DMA half (esp32: buffer)
     if choice.ratio is not None:  # coded both ways: the board needs both coder parts
         why = _load_coder(agent, "up", {"mode": "loop"}) or _load_coder(agent, "down", {"mode": "loop"})
         if why is not None:
@@ -169,7 +184,7 @@ def run(agent: Agent, port: str, bus: audio.BusFormat, opts: BusOptions, tx: dic
     buffers = {"DATA payload": cfg["payload"] // bus.frame_bytes, "I2S ring (ibuf)": ring}
     ignore = analysis.IGNORE_START_S if limits.ignore_start is None else limits.ignore_start
     measures = analysis.analyse(samples, recorded, bus.rate, bus.bits, info, ignore_start=ignore, buffers=buffers)
-    board, unsure = board_frames(summary["sync"], bus.rate, half)
+    board, unsure = board_frames(summary["sync"], bus.rate, half, circle)
     for c in measures["channels"]:
         if c.get("latency_samples") is not None:
             total = c["latency_samples"]

@@ -9,7 +9,7 @@ from i2scli import targets
 from i2scli.errors import worded
 from i2scli.targets import Board, Pins
 
-__all__ = ["BOARDS", "Board", "Pins", "detect", "parse_pin", "resolve", "tx_dma_half"]
+__all__ = ["BOARDS", "Board", "Pins", "detect", "parse_pin", "resolve", "tx_dma_buffers", "tx_dma_half"]
 
 BOARDS: dict[str, Board] = {t.NAME: t.board() for t in targets.all_targets()}
 
@@ -26,6 +26,17 @@ def tx_dma_half(hello: dict, bits: int) -> int:
     t = targets.detect(hello)
     half = t.TX_DMA_HALF_BYTES if t else targets.port_fact(hello.get("platform", ""), "TX_DMA_HALF_BYTES", 0)
     return half // (4 if bits == 16 else 8)
+
+
+def tx_dma_buffers(hello: dict, frame_bytes: int, ibuf: int) -> tuple[int, int]:
+    """On a port whose machine.I2S runs ESP-IDF's DMA buffers (esp32): frames in one TX buffer
+    and in all N of them (N = ibuf // (buffer frames * frame_bytes), at least 2: the TX DMA frame
+    is the stream's own); (0, 0) on the other ports."""
+    t = targets.detect(hello)
+    n = t.IDF_DMA_FRAMES if t else targets.port_fact(hello.get("platform", ""), "IDF_DMA_FRAMES", 0)
+    if not n:
+        return 0, 0
+    return n, max(ibuf // (n * frame_bytes), 2) * n
 
 
 def parse_pin(text: str | None):

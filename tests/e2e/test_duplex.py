@@ -183,3 +183,20 @@ def test_duplex_at_48k_16_bit_stereo_on_a_pico_is_coded_and_exact(tmp_path):
     assert rec.shape == (24000, 2)
     k = int(rec[0, 0]) // 2  # where the kept recording starts in the ramp (after the discard)
     assert np.array_equal(rec, ramp_samples(k, len(rec), 16, 2))  # an exact run: nothing lost or repeated
+
+
+def test_an_esp32_underrun_in_the_play_half_loses_no_audio_and_is_counted_as_the_pins_show(tmp_path):
+    """A 600 ms stall of the link in the play half empties the esp32's DMA buffers: the agent
+    finishes the buffer it was left in with zeros before the next audio (else the port puts up
+    to 255 frames of it a circle later, or writes over them: docs/sim.md, the esp32 rules), so
+    every frame plays in order, and its count of the gap is the zeros the pins show."""
+    x = play_file(tmp_path, frames=3 * RATE)
+    r = run("duplex", "-p", url("esp32", tmp_path, fault="stall:at=2s,for=600ms"), str(tmp_path / "play.wav"),
+            "-o", str(tmp_path / "rec.wav"), "-d", "0.3s", "-b", "32", "--json", "-q")
+    s = json.loads(r.stdout)
+    w = sf.read(tmp_path / "tx.wav", dtype="int32")[0]
+    audio = np.any(w != 0, axis=1)
+    assert np.array_equal(w[audio], x)
+    at = np.flatnonzero(audio)
+    # (a loaded machine may starve the link once more, or end the stall with the ring fuller)
+    assert s["underruns"] >= 1 and s["lost_frames"] == at[-1] + 1 - at[0] - len(x) >= 256

@@ -106,20 +106,30 @@ def test_a_buffer_time_out_of_range_is_refused(arg):
 
 
 @pytest.mark.slow
-def test_an_esp32_underrun_costs_the_gap_the_agent_counts_and_no_audio(tmp_path):
-    # A 400 ms stall of the link empties the esp32's DMA buffers. The port then plays zeros to a
-    # buffer boundary, and a writer left in mid-buffer would put the rest of that buffer a
-    # circle later or write over it (docs/sim.md, the esp32 rules): the agent finishes the buffer
-    # with zeros first, so every frame still plays, in order, and its count of the gap is the
-    # port's, frame for frame.
-    x = ((np.arange(16000 * 3 * 2) % 30000) + 1).astype(np.int16).reshape(-1, 2)
+@pytest.mark.parametrize("io", ["blocking", "irq", "asyncio"])
+def test_an_esp32_underrun_costs_the_gap_the_agent_counts_and_no_audio(io, tmp_path):
+    # A 400 ms stall of the link (after the upload, even on a loaded machine) empties the
+    # esp32's DMA buffers. The port then plays zeros to a buffer boundary, and a writer left in
+    # mid-buffer would put the rest of that buffer a circle later or write over it (docs/sim.md,
+    # the esp32 rules): the agent finishes the buffer with zeros first (in irq and asyncio a
+    # write of its own, done before the audio's), so every frame still plays, in order, and its
+    # count of the gap is the zeros the pins show (blocking: the port's count, frame for frame).
+    x = ((np.arange(16000 * 4 * 2) % 30000) + 1).astype(np.int16).reshape(-1, 2)
     sf.write(tmp_path / "s.wav", x, 16000, subtype="PCM_16")
     cap = tmp_path / "tx.wav"
-    r = i2s("play", "--json", "-p", f"sim://esp32?tx_capture={cap}&fault=stall:at=1.5s,for=400ms",
+    r = i2s("play", "--json", "--io", io, "-p", f"sim://esp32?tx_capture={cap}&fault=stall:at=2.5s,for=400ms",
             tmp_path / "s.wav", check=0, timeout=90)
     s = json.loads(r.stdout)
     port = s["board"]["port_xruns"]
-    assert port["underruns"] == s["board"]["underruns"] == s["underruns"] == 1
-    assert port["underrun_frames"] == s["board"]["lost_frames"] >= 0.1 * 16000  # the stall less the ring
+    # (a loaded machine may starve the virtual link once more: every gap is counted as well)
+    assert port["underruns"] == s["board"]["underruns"] == s["underruns"] >= 1
+    lost = s["board"]["lost_frames"]
+    assert lost >= 256  # the stall less the ring (less on a loaded machine: the ring was fuller)
+    # the zeros the agent wrote to finish its buffer play when that buffer's turn is still to
+    # come (irq: the audio's own write may have been in flight): data to the port, a gap on the pins
+    assert lost - port["underrun_frames"] in range(1 if io == "blocking" else 256 * s["underruns"])
     w = pins(cap, 2).reshape(-1, 2)
-    assert np.array_equal(w[np.any(w != 0, axis=1)], x)
+    audio = np.any(w != 0, axis=1)
+    assert np.array_equal(w[audio], x)
+    at = np.flatnonzero(audio)
+    assert s["board"]["lost_frames"] == at[-1] + 1 - at[0] - len(x)  # the zeros the pins show

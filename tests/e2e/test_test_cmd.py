@@ -77,7 +77,22 @@ def _no_clock(profile, spec, rate, delay_ms, tries=6):
                                                ("pybd", "1>2", 16000), ("mimxrt", "2>1", 48000)])
 @pytest.mark.parametrize("delay_ms", [4, 16])
 def test_latency_without_the_port_clock_is_the_delay_within_its_uncertainty(profile, spec, rate, delay_ms):
-    res = _no_clock(profile, spec, rate, delay_ms)
+    _holds_the_delay(_no_clock(profile, spec, rate, delay_ms), rate, delay_ms)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("profile,rate", [("esp32", 8000), ("esp32s3", 48000)])
+def test_esp32_latency_without_the_port_clock_follows_its_dma_buffers(profile, rate):
+    """ESP-IDF's DMA buffers: the first audio at max(256·N, the next buffer boundary after the
+    write), N buffers of the loop's 16 kB ring (32 at 16-bit mono: 8192 frames, 1 s at 8 kHz)."""
+    res = _no_clock(profile, "0>1", rate, 16)
+    _holds_the_delay(res, rate, 16)
+    sync = res["board_summary"]["sync"]
+    assert sync["tx_write_us"] * rate // 1_000_000 % 256 in range(32, 64)  # an eighth into a buffer
+    assert res["board_latency_frames"] == 8192 - sync["rx_init_us"] * rate // 1_000_000
+
+
+def _holds_the_delay(res, rate, delay_ms):
     sync = res["board_summary"]["sync"]
     assert sync["clock"] == "ticks" and "tx_first_frame" not in sync  # the real-board branch
     truth = delay_ms * rate // 1000
@@ -98,6 +113,12 @@ def test_board_frames_from_ticks():
     assert looptest.board_frames(sync, 4000, 32) == (64 - 200, 1.8)
     # a write 31 frames in, the clock maybe 1.6 frames older: perhaps in the next half, a half more uncertain
     assert looptest.board_frames({**sync, "tx_write_us": 7900, "tx_init_us": 400}, 4000, 32) == (64 - 200, 34.6)
+    # esp32, 8 buffers of 256 frames: a write before the circle's end goes out at 2048
+    assert looptest.board_frames(sync, 4000, 256, 2048) == (2048 - 200, 1.8)
+    # ...and one later at the next buffer boundary, or the one after if the clock started early
+    late = {**sync, "tx_write_us": 600_000, "tx_init_us": 400}  # frame 2400, 96 in
+    assert looptest.board_frames(late, 4000, 256, 2048) == (2560 - 200, 2.6)
+    assert looptest.board_frames({**late, "tx_write_us": 639_900}, 4000, 256, 2048) == (2560 - 200, 258.6)
     # no DMA known for the port: the write's time, no uncertainty to state
     assert looptest.board_frames(sync, 4000, 0) == (12 - 200, None)
     # the port's own report (the virtual board) is exact

@@ -60,14 +60,31 @@ def tx_tick(o, n):
     o._dd = o._clk - n  # the frame being played
     o._dz = 0
     while o._dd < o._clk:
-        if not o._ring:  # nothing written waits anywhere: zeros to the end of the tick
+        if not o._ring and not _task(o):  # nothing written waits anywhere: zeros to the end
             _zeros(o, o._clk - o._dd)
             _ended(o, o._clk // F - o._dd // F)
             break
         _pass(o)
+        if o._dd % F == 0 and _task(o):
+            _at_end(o)
     if o._dz:
         _chan.clock(o._sid, 0, o._dz)
         o._dz = 0
+
+
+def _task(o):
+    """A non-blocking (irq) write is in flight: the port's task writes it with portMAX_DELAY
+    (esp:262-277), taking each buffer as it ends, while the main code may be elsewhere."""
+    return o._nb and o._nb_buf is not None and o._off < o._end
+
+
+def _at_end(o):
+    """The task at the buffer end the pass reached: it writes as at that frame, not at the
+    end of the tick (which would put its frames a circle late)."""
+    c = o._clk
+    o._clk = o._dd
+    fill(o, o._nb_buf)
+    o._clk = c
 
 
 def _pass(o):
