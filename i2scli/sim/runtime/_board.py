@@ -118,12 +118,25 @@ def main():
     import gc
 
     gc.collect()
-    # Small pieces, first-fit: they fill the holes the runtime left and the bottom of the
-    # free space, so what remains is one contiguous region like a fresh board's heap.
-    ballast = []
+    # What board code gets is one contiguous region of the profile's size, like a fresh
+    # board's heap: that region is taken first (first-fit puts it in the largest free span,
+    # above the runtime), then every hole the runtime left is filled, down to 16-byte pieces,
+    # then the region is given back. (Counting free bytes alone left holes between the
+    # runtime's objects in "free": a board with 95 kB free could not allocate 17 kB.)
+    ballast = None  # a chain of (piece, rest): no list to grow while the heap fills
     target = prof.get("heap", 0)
-    while gc.mem_free() - 2048 > target:
-        ballast.append(bytearray(2000))
+    region = None
+    try:
+        region = bytearray(target)
+    except MemoryError:
+        pass
+    for size in (2000, 500, 100, 16):
+        try:
+            while True:
+                ballast = (bytearray(size), ballast)
+        except MemoryError:
+            pass
+    region = None
     gc.collect()
     g = {"__name__": "__main__"}
     repl = _repl.Repl(g, mode)
