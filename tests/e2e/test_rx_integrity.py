@@ -152,10 +152,10 @@ def test_no_loss_no_overrun():
 @pytest.mark.slow
 def test_strict_fails_a_recording_that_lost_frames(tmp_path):
     """`i2s record --strict` exits 6 when the board hung and dropped frames, and says how many
-    (a 90 ms hang against a 16 KiB ring: 42.7 ms of this stream)."""
+    (a 200 ms hang against a 16 KiB ring: 42.7 ms of this stream)."""
     out = tmp_path / "r.wav"
     p = subprocess.run([sys.executable, "-m", "i2scli", "record", "-p",
-                        "sim://rp2?rx_source=ramp&fault=hang:at=2.5s,for=90ms",
+                        "sim://rp2?rx_source=ramp&fault=hang:at=2.5s,for=200ms",
                         "-r", "48000", "-b", "32", "-d", "3s", "--ibuf", "16384", "--strict", "--json", str(out)],
                        capture_output=True, text=True, timeout=60)
     assert p.returncode == 6, p.stderr
