@@ -57,6 +57,14 @@ class Opening:
         return self.value
 
 
+def _live_tuning(f):
+    """The live match's loop settings, the same for play and record."""
+    f = click.option("--live-loop", type=DURATION, default="10s", show_default=True, metavar="DUR",
+                     help="Live: the match's time constant (slower: smoother; faster: settles sooner).")(f)
+    return click.option("--live-max-ppm", type=click.FloatRange(1, 50000), default=2000, show_default=True,
+                        metavar="PPM", help="Live: the largest correction, in ppm of the rate.")(f)
+
+
 @main.command()
 @click.argument("file", required=False, metavar="FILE")
 @click.option("--tone", type=Finite(min=1), metavar="FREQ", help="Play a sine of FREQ Hz instead of a file.")
@@ -89,10 +97,7 @@ class Opening:
                    "apart; --live matches from the start, --no-live only measures.")
 @click.option("--live-reserve", type=DURATION, default="100ms", show_default=True, metavar="DUR",
               help="Live: the source audio held ahead of the board's ring (the latency the match holds).")
-@click.option("--live-max-ppm", type=click.FloatRange(1, 50000), default=2000, show_default=True, metavar="PPM",
-              help="Live: the largest correction, in ppm of the rate.")
-@click.option("--live-loop", type=DURATION, default="10s", show_default=True, metavar="DUR",
-              help="Live: the match's time constant (slower: smoother; faster: settles sooner).")
+@_live_tuning
 @click.option("--latency", type=DURATION, default=None, metavar="DUR",
               help="The latency to hold, e.g. 150ms: the I2S ring is what a live source's reserve leaves of it; "
                    "refused, with the least and most this board and link can do, when it cannot be held.")
@@ -245,10 +250,7 @@ def play(file, tone, level, rate, bits, channels, file_type, encoding, endian, a
                    "the backlog only measured. A file is never resampled.")
 @click.option("--live-reserve", type=DURATION, default="100ms", show_default=True, metavar="DUR",
               help="Live: the backlog held between the board and its reader (silence ahead of the first audio).")
-@click.option("--live-max-ppm", type=click.FloatRange(1, 50000), default=2000, show_default=True, metavar="PPM",
-              help="Live: the largest correction, in ppm of the rate.")
-@click.option("--live-loop", type=DURATION, default="10s", show_default=True, metavar="DUR",
-              help="Live: the match's time constant (slower: smoother; faster: settles sooner).")
+@_live_tuning
 @_bus_options
 def record(file, rate, bits, channels, duration, samples, subtype, file_type, stop_on_silence, threshold,
            wait_for_sound, max_duration, slot, rx_shift, max_file_time, use_strftime, live, live_reserve,
